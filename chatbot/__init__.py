@@ -1,0 +1,45 @@
+"""The chat app: create_app() builds it from the environment."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask
+
+from config import load_config
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the app: configuration, extensions, blueprints and the store."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder="../templates",
+        static_folder="../static",
+    )
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+    app.config.update(load_config())
+    app.config.update(overrides or {})
+    from chatbot import security
+
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = security.secret_key(app.instance_path)
+    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(days=30))
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25, "max_message_size": 1 << 20})
+
+    from chatbot.stores import open_store
+
+    app.extensions["chat_store"] = open_store(app.config.get("CHAT_STORE_URL"), app.instance_path)
+
+    from chatbot import cli, pages, socket
+    from chatbot.extensions import sock
+
+    security.init_app(app)
+    sock.init_app(app)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(socket.bp)
+    cli.init_app(app)
+    return app

@@ -1,0 +1,73 @@
+"""flask commands: `serve` (what `make run` runs) and `local-model`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import click
+from flask import Flask, current_app
+
+from chatbot.local_model import LocalModelServer
+
+
+def needs_local_model(config: dict) -> bool:
+    """With no token and no API_URL there is nothing to talk to but the embedded model."""
+    return not config.get("HF_API_TOKEN") and not config.get("API_URL")
+
+
+def _stop_on_sigterm() -> None:
+    def stop(_signum, _frame):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+@click.command("serve")
+@click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address for the chat.")
+def serve_command(bind: str) -> None:
+    """Run the chat under gunicorn, with the embedded local model when nothing else is set."""
+    _stop_on_sigterm()
+    environment = dict(os.environ)
+    local = None
+    try:
+        if needs_local_model(current_app.config):
+            click.echo("No HF_API_TOKEN and no API_URL in .env: starting the embedded local model (Gemma 3 270M)...")
+            local = LocalModelServer().start()
+            environment.update(API_URL=local.url, INFERENCE_API="chat", MODEL_ID=local.model_id)
+            click.echo(f"Local model ready at {local.url}")
+        click.echo(f"Chat on http://{bind}  (Ctrl-C stops it)")
+        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", bind, "wsgi:app"]
+        server = subprocess.Popen(command, env=environment)
+        try:
+            sys.exit(server.wait())
+        except KeyboardInterrupt:
+            server.terminate()
+            server.wait(timeout=15)
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        if local:
+            local.stop()
+
+
+@click.command("local-model")
+@click.option("--port", default=8080, show_default=True)
+def local_model_command(port: int) -> None:
+    """Run only the embedded llama.cpp server, for API_URL=http://127.0.0.1:PORT/v1."""
+    _stop_on_sigterm()
+    server = LocalModelServer(port).start()
+    click.echo(f"Local model {server.model_id} at {server.url} (INFERENCE_API=chat). Ctrl-C stops it.")
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(serve_command)
+    app.cli.add_command(local_model_command)

@@ -1,0 +1,61 @@
+"""Conversations and messages, and the interface every store implements."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+TITLE_LENGTH = 60
+
+
+def new_id() -> str:
+    """An unguessable id for a conversation or a message."""
+    return secrets.token_urlsafe(16)
+
+
+def title_from(text: str) -> str:
+    """A conversation's title: the start of its first message, on one line."""
+    words = " ".join(text.split())
+    return words if len(words) <= TITLE_LENGTH else words[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+@dataclass
+class Conversation:
+    id: str
+    owner: str
+    title: str = "New chat"
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class Message:
+    id: str
+    conversation_id: str
+    role: str  # "user" or "assistant"
+    content: str
+    html: str = ""  # an answer's rendered markdown, made once when it ends
+    status: str = "done"  # "done", "streaming", "stopped" or "error"
+    error: dict[str, Any] | None = None  # InferenceError.as_dict() when status is "error"
+    meta: dict[str, Any] = field(default_factory=dict)  # model, tokens, seconds
+    created_at: float = field(default_factory=time.time)
+
+
+class Store(Protocol):
+    """Where conversations live. Every read of a conversation names its owner."""
+
+    def create_conversation(self, owner: str, title: str = "New chat") -> Conversation: ...
+
+    def get_conversation(self, owner: str, conversation_id: str) -> Conversation | None: ...
+
+    def list_conversations(self, owner: str) -> list[Conversation]: ...
+
+    def rename_conversation(self, conversation: Conversation, title: str) -> None: ...
+
+    def add_message(self, message: Message) -> Message: ...
+
+    def update_message(self, message: Message) -> None: ...
+
+    def messages(self, conversation: Conversation) -> list[Message]: ...

@@ -1,0 +1,211 @@
+"""One reply: save the user's message, ask the backend, stream, coalesce, save as it goes.
+
+`run_reply` takes everything as arguments, so a socket, a form post or a test
+can run it alike; it reports to a listener with `Event`s and never raises for
+a failed answer: the failure is stored with the message and reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from chatbot.conversations import Conversation, Message, Store, new_id, title_from
+from chatbot.rendering import render_markdown
+from chatbot.services import inference
+from chatbot.services.errors import InferenceError
+from chatbot.services.prompts import strip_stops
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.04  # at most one fragment per 40 ms per answer
+SAVE_SECONDS = 1.0  # a partial answer is saved at least this often
+_END = object()
+
+
+@dataclass
+class Event:
+    """What happened to an answer: "started", "delta" (with text) or "finished"."""
+
+    kind: str
+    message: Message
+    text: str = ""
+    user_message: Message | None = None
+
+
+Listener = Callable[[Event], None]
+
+
+@dataclass
+class ReplySettings:
+    backend: inference.Backend
+    parameters: inference.Parameters
+    system_prompt: str = ""
+    flush_seconds: float = FLUSH_SECONDS
+    save_seconds: float = SAVE_SECONDS
+
+
+@dataclass
+class _Answer:
+    """The growing answer: its parts, its timings, and when it was last saved."""
+
+    message: Message
+    parts: list[str] = field(default_factory=list)
+    tokens: int = 0
+    started: float = field(default_factory=time.monotonic)
+    first_token: float | None = None
+    last_save: float = field(default_factory=time.monotonic)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def message_problem(text: str, limit: int) -> str | None:
+    """Why a message cannot be sent, in words for the user; None when it can."""
+    if not text:
+        return "Type a message first."
+    if len(text) > limit:
+        return f"Your message has {len(text):,} characters; the limit is {limit:,}. Shorten it and send again."
+    return None
+
+
+def add_user_message(store: Store, conversation: Conversation, text: str) -> Message:
+    """Save what the user wrote before anything is sent; the first one titles the chat."""
+    if conversation.title == "New chat":
+        store.rename_conversation(conversation, title_from(text))
+    return store.add_message(Message(new_id(), conversation.id, "user", text))
+
+
+def history_turns(messages: list[Message]) -> list[dict[str, str]]:
+    """The turns the model sees: every message with text, failed answers' parts included."""
+    return [{"role": m.role, "content": m.content} for m in messages if m.content.strip()]
+
+
+def run_reply(
+    store: Store,
+    conversation: Conversation,
+    text: str,
+    settings: ReplySettings,
+    listener: Listener,
+    cancel: threading.Event | None = None,
+) -> Message:
+    """Answer `text` in `conversation`; returns the stored answer, whatever happened."""
+    cancel = cancel or threading.Event()
+    user_message = add_user_message(store, conversation, text)
+    turns = history_turns(store.messages(conversation))
+    if settings.system_prompt:
+        turns.insert(0, {"role": "system", "content": settings.system_prompt})
+    message = store.add_message(
+        Message(
+            new_id(), conversation.id, "assistant", "", status="streaming", meta={"model": settings.backend.model_id}
+        )
+    )
+    listener(Event("started", message, user_message=user_message))
+    answer = _Answer(message)
+    request = inference.build_request(settings.backend, settings.parameters, turns)
+    try:
+        for chunk in _coalesced(inference.stream_reply(request, settings.backend, cancel), settings, cancel):
+            _add(answer, chunk, store, settings, listener)
+        if cancel.is_set():
+            message.status = "stopped"
+        elif not strip_stops(answer.text(), request.stop).strip():
+            raise InferenceError.empty(request.url)
+        else:
+            message.status = "done"
+    except InferenceError as error:
+        message.status, message.error = "error", error.as_dict()
+    except Exception:  # a bug or a broken store must not lose the answer so far
+        log.exception("answer %s failed", message.id)
+        message.status = "error"
+        message.error = {
+            "kind": "internal",
+            "message": "The chat failed while answering.",
+            "hint": "Send again; if it keeps failing, the server log says why.",
+            "retry_after": None,
+        }
+    _finish(answer, request.stop, store)
+    listener(Event("finished", message))
+    return message
+
+
+def _add(answer: _Answer, chunk: list[str], store: Store, settings: ReplySettings, listener: Listener) -> None:
+    now = time.monotonic()
+    if answer.first_token is None:
+        answer.first_token = now
+    answer.parts.extend(chunk)
+    answer.tokens += len(chunk)
+    listener(Event("delta", answer.message, "".join(chunk)))
+    if now - answer.last_save >= settings.save_seconds:
+        answer.message.content = answer.text()
+        store.update_message(answer.message)
+        answer.last_save = now
+
+
+def _finish(answer: _Answer, stops: tuple[str, ...], store: Store) -> None:
+    message = answer.message
+    message.content = strip_stops(answer.text(), stops).strip()
+    message.html = str(render_markdown(message.content)) if message.content else ""
+    seconds = time.monotonic() - answer.started
+    generating = time.monotonic() - answer.first_token if answer.first_token else 0.0
+    message.meta.update(
+        tokens=answer.tokens,
+        seconds=round(seconds, 2),
+        first_token_seconds=round(answer.first_token - answer.started, 3) if answer.first_token else None,
+        tokens_per_second=round(answer.tokens / generating, 1) if generating > 0 and answer.tokens > 1 else None,
+    )
+    store.update_message(message)
+
+
+def _coalesced(tokens: Iterator[str], settings: ReplySettings, cancel: threading.Event) -> Iterator[list[str]]:
+    """Group tokens so that at most one group is yielded per flush interval.
+
+    A reader thread pulls from the backend; this side waits on a queue with a
+    deadline, so a held-back token is sent on time even if the backend stalls.
+    """
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+
+    def read() -> None:
+        try:
+            for token in tokens:
+                inbox.put(token)
+                if cancel.is_set():
+                    break
+        except BaseException as error:  # handed over to the caller's thread
+            inbox.put(error)
+        inbox.put(_END)
+
+    threading.Thread(target=read, daemon=True, name="reply-reader").start()
+    batch: list[str] = []
+    last_flush = 0.0
+    while not cancel.is_set():
+        wait = None if not batch else max(0.0, last_flush + settings.flush_seconds - time.monotonic())
+        try:
+            item = inbox.get(timeout=min(wait, 0.25) if wait is not None else 0.25)
+        except queue.Empty:
+            item = None
+        if item is _END:
+            break
+        if isinstance(item, BaseException):
+            if batch:
+                yield batch
+            raise item
+        if item is not None:
+            batch.append(item)
+        if batch and time.monotonic() - last_flush >= settings.flush_seconds:
+            yield batch
+            batch, last_flush = [], time.monotonic()
+    if batch:
+        yield batch
+
+
+def settings_from_config(config: dict) -> ReplySettings:
+    """Reply settings from the app's configuration (a plain mapping, no Flask needed)."""
+    return ReplySettings(
+        backend=inference.backend_from_config(config),
+        parameters=inference.parameters_from_config(config),
+        system_prompt=config.get("SYSTEM_PROMPT") or "",
+    )

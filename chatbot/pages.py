@@ -1,0 +1,68 @@
+"""Blueprint "pages": every HTML route."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+
+from chatbot.conversations import Conversation, Store
+from chatbot.generation import message_problem, run_reply, settings_from_config
+from chatbot.security import owner_id
+
+bp = Blueprint("pages", __name__)
+
+
+def store() -> Store:
+    return current_app.extensions["chat_store"]
+
+
+def own_conversation(conversation_id: str) -> Conversation:
+    """The session's conversation, or 404: someone else's id reveals nothing."""
+    conversation = store().get_conversation(owner_id(), conversation_id)
+    if conversation is None:
+        abort(404)
+    return conversation
+
+
+def chat_page(conversation: Conversation, notice: str = "", draft: str = "", status: int = 200):
+    backend = settings_from_config(current_app.config).backend
+    return render_template(
+        "chat/page.html",
+        conversation=conversation,
+        conversations=store().list_conversations(conversation.owner),
+        messages=store().messages(conversation),
+        backend=backend,
+        notice=notice,
+        draft=draft,
+    ), status
+
+
+@bp.get("/")
+def index():
+    """The newest conversation of this browser, or a new one."""
+    owner = owner_id()
+    conversations = store().list_conversations(owner)
+    conversation = conversations[0] if conversations else store().create_conversation(owner)
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id))
+
+
+@bp.post("/c")
+def new_conversation():
+    conversation = store().create_conversation(owner_id())
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id))
+
+
+@bp.get("/c/<conversation_id>")
+def conversation(conversation_id: str):
+    return chat_page(own_conversation(conversation_id))
+
+
+@bp.post("/c/<conversation_id>/messages")
+def post_message(conversation_id: str):
+    """The chat without JavaScript: the form posts, the page comes back with the whole answer."""
+    conversation = own_conversation(conversation_id)
+    text = request.form.get("message", "").strip()
+    problem = message_problem(text, current_app.config["MAX_MESSAGE_CHARS"])
+    if problem:
+        return chat_page(conversation, problem, draft=text, status=400)
+    run_reply(store(), conversation, text, settings_from_config(current_app.config), lambda event: None)
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))

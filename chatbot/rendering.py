@@ -1,0 +1,48 @@
+"""Markdown -> safe HTML: raw HTML from the model is shown as text, code is highlighted."""
+
+from __future__ import annotations
+
+from markdown_it import MarkdownIt
+from markupsafe import Markup, escape
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
+
+_FORMATTER = HtmlFormatter(nowrap=True)
+
+
+def _highlight(code: str, language: str, _attrs: str) -> str:
+    """Pygments spans for a fenced block; empty to let markdown-it escape it plainly."""
+    try:
+        lexer = get_lexer_by_name(language.strip()) if language.strip() else None
+    except ClassNotFound:
+        lexer = None
+    return highlight(code, lexer, _FORMATTER) if lexer else ""
+
+
+_MARKDOWN = (
+    MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False, "highlight": _highlight})
+    .enable("table")
+    .enable("strikethrough")
+)
+
+
+def _link_open(tokens, index, options, env):  # type: ignore[no-untyped-def]
+    """Links from a model open in a new tab and pass no referrer or trust."""
+    tokens[index].attrSet("target", "_blank")
+    tokens[index].attrSet("rel", "nofollow noopener noreferrer")
+    return _MARKDOWN.renderer.renderToken(tokens, index, options, env)
+
+
+_MARKDOWN.add_render_rule("link_open", _link_open)
+
+
+def render_markdown(text: str) -> Markup:
+    """Safe HTML for an answer: HTML tags in `text` are escaped, unsafe links dropped."""
+    return Markup(_MARKDOWN.render(text))
+
+
+def render_plain(text: str) -> Markup:
+    """Escaped text, for what the user typed and for text still streaming."""
+    return escape(text)

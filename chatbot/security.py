@@ -1,0 +1,69 @@
+"""The browser session's owner id, CSRF tokens for forms, and security headers."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+
+from flask import Flask, abort, request, session
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+)
+
+
+def owner_id(create: bool = True) -> str | None:
+    """The random id of this browser session; the store keeps its conversations under it."""
+    if "owner" not in session and create:
+        session["owner"] = secrets.token_urlsafe(32)
+        session.permanent = True
+    return session.get("owner")
+
+
+def csrf_token() -> str:
+    """The session's CSRF token, for every form that posts."""
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def _check_csrf() -> None:
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+    if not hmac.compare_digest(sent, session.get("csrf", "")) or not sent:
+        abort(400, description="The form expired. Reload the page and try again.")
+
+
+def _security_headers(response):  # type: ignore[no-untyped-def]
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+def secret_key(instance_path: str) -> str:
+    """A key kept in the instance folder, so sessions outlive a restart; made once, atomically."""
+    path = os.path.join(instance_path, "secret_key")
+    if not os.path.exists(path):
+        os.makedirs(instance_path, exist_ok=True)
+        temporary = f"{path}.{os.getpid()}"
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+            file.write(secrets.token_hex(32))
+        try:
+            os.link(temporary, path)  # fails if another worker won the race; then use theirs
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
+    with open(path) as file:
+        return file.read().strip()
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_check_csrf)
+    app.after_request(_security_headers)
+    app.jinja_env.globals["csrf_token"] = csrf_token

@@ -1,0 +1,223 @@
+"""Every way an answer can fail, as one InferenceError with plain words and what to do."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from chatbot.services.inference import Backend
+
+TOKEN_HINT = (
+    "Put your token in .env as HF_API_TOKEN=hf_... (create one with read access at "
+    "https://huggingface.co/settings/tokens), then restart the chat."
+)
+TOO_LONG_WORDS = ("must be <=", "exceed_context_size", "context size", "context length", "too long")
+
+
+class InferenceError(Exception):
+    """A failed answer: `kind` for code, `message` and `hint` for the person."""
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        hint: str,
+        *,
+        url: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.hint = hint
+        self.url = url
+        self.status = status
+        self.retry_after = retry_after
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, "hint": self.hint, "retry_after": self.retry_after}
+
+    @classmethod
+    def unreachable(cls, url: str, error: Exception) -> InferenceError:
+        reason = _short_reason(error)
+        return cls(
+            "unreachable",
+            f"Could not reach {url}: {reason}.",
+            "Check that the model server is running and that API_URL in .env points at it.",
+            url=url,
+        )
+
+    @classmethod
+    def timeout(cls, url: str, seconds: float, reading: bool = False) -> InferenceError:
+        what = "stopped sending the answer for" if reading else "did not answer within"
+        variable = "READ_TIMEOUT" if reading else "CONNECT_TIMEOUT"
+        return cls(
+            "timeout",
+            f"The server at {url} {what} {seconds:g} s.",
+            "The model may be slow or the server overloaded: send again, use a smaller model, "
+            f"or raise {variable} in .env.",
+            url=url,
+        )
+
+    @classmethod
+    def truncated(cls, url: str, detail: str) -> InferenceError:
+        return cls(
+            "truncated",
+            f"The answer from {url} was cut off: {detail}.",
+            "Send your message again; what arrived is kept above.",
+            url=url,
+        )
+
+    @classmethod
+    def malformed(cls, url: str, text: str) -> InferenceError:
+        return cls(
+            "malformed",
+            f"The server at {url} sent something that is not a model answer: {_snippet(text)}",
+            "Check that API_URL and INFERENCE_API (text-generation or chat) match the server.",
+            url=url,
+        )
+
+    @classmethod
+    def in_stream(cls, message: str, url: str, error_type: str | None) -> InferenceError:
+        if error_type == "incomplete_generation_stream":
+            return cls.truncated(url, message)
+        return cls(
+            "generation",
+            f"The model failed while answering: {message}",
+            "Send your message again; if it keeps failing, try another model.",
+            url=url,
+        )
+
+    @classmethod
+    def empty(cls, url: str) -> InferenceError:
+        return cls(
+            "empty",
+            "The model sent back an empty answer.",
+            "Send again or rephrase; if it keeps happening, check MAX_NEW_TOKENS and the model's chat format.",
+            url=url,
+        )
+
+
+def error_message(body: Any) -> str:
+    """One message from any error envelope the servers use (protocols.md)."""
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return body.strip()
+    if isinstance(body, list):
+        return "; ".join(filter(None, (error_message(item) for item in body)))
+    if not isinstance(body, dict):
+        return "" if body is None else str(body)
+    for key in ("error", "errors", "detail", "message", "msg"):
+        if body.get(key):
+            return error_message(body[key])
+    return ""
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _short_reason(error: Exception) -> str:
+    text = str(error)
+    for marker, reason in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "the host name is unknown"),
+        ("Temporary failure in name resolution", "the host name could not be looked up"),
+        ("No route to host", "no route to the host"),
+        ("CERTIFICATE_VERIFY_FAILED", "its TLS certificate is not trusted"),
+    ):
+        if marker in text:
+            return reason
+    return _snippet(text, 120)
+
+
+def _retry_after(headers: Mapping[str, str], body: Any) -> float | None:
+    if isinstance(body, dict) and isinstance(body.get("estimated_time"), int | float):
+        return float(body["estimated_time"])
+    try:
+        return float(headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+
+
+def error_from_response(
+    status: int, headers: Mapping[str, str], text: str, backend: Backend, url: str
+) -> InferenceError:
+    """The InferenceError for a non-200 answer from `url`."""
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        body = text
+    detail = _snippet(error_message(body) or f"HTTP {status}")
+    if backend.token:
+        detail = detail.replace(backend.token, "hf_***")
+    code = body.get("error", {}).get("code") if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
+    host = urlsplit(url).netloc
+    model = backend.model_id
+    retry_after = _retry_after(headers, body)
+
+    def error(kind: str, message: str, hint: str) -> InferenceError:
+        return InferenceError(kind, message, hint, url=url, status=status, retry_after=retry_after)
+
+    if status == 401:
+        if not backend.token:
+            return error("auth", f"No Hugging Face token is set, so {host} refused the request ({detail}).", TOKEN_HINT)
+        return error(
+            "auth",
+            f"{host} refused the token in HF_API_TOKEN: it is wrong, expired or revoked ({detail}).",
+            TOKEN_HINT + " For a local server, set HF_API_TOKEN to that server's API key.",
+        )
+    if status == 403:
+        return error(
+            "gated",
+            f"Your account has no access to {model}: it is a gated or private model ({detail}).",
+            f"Ask for access on https://huggingface.co/{model} and wait for approval; a fine-grained "
+            "token also needs read access to public gated repositories.",
+        )
+    if status == 410 or "no longer supported" in detail:
+        return error(
+            "not_found",
+            f"That address is retired ({detail}).",
+            "Remove API_URL from .env to use https://router.huggingface.co, or set it to your own server.",
+        )
+    if status == 404 or code == "model_not_supported" or "not supported by any provider" in detail:
+        return error(
+            "not_found",
+            f"The model {model} is not served at {host} ({detail}).",
+            "Check MODEL_ID in .env; pick a model the Hugging Face router serves, "
+            "or try INFERENCE_API=chat (the router's chat API serves more models).",
+        )
+    if status == 429:
+        wait = f"about {retry_after:g} s" if retry_after else "a minute"
+        return error(
+            "rate_limit",
+            f"Rate limit reached at {host} ({detail}).",
+            f"Wait {wait} before sending again; a Hugging Face PRO plan or a local model lifts the limit.",
+        )
+    if status == 503 and "loading" in detail.lower():
+        wait = f"about {retry_after:g} s" if retry_after else "a little while"
+        return error("loading", f"The model {model} is loading ({wait}).", "Wait until it has loaded, then send again.")
+    if status in (400, 413, 422) and any(word in detail.lower() for word in TOO_LONG_WORDS):
+        return error(
+            "too_long",
+            f"The conversation is too long for the model ({detail}).",
+            "Start a new chat, or lower MAX_NEW_TOKENS in .env.",
+        )
+    if 400 <= status < 500:
+        return error(
+            "bad_request",
+            f"The server at {host} rejected the request ({status}: {detail}).",
+            "Check MODEL_ID, INFERENCE_API and the generation settings in .env for this model.",
+        )
+    return error(
+        "server",
+        f"The server at {host} failed ({status}: {detail}).",
+        "Try again in a moment; if it keeps failing, check the server's status or log.",
+    )

@@ -1,0 +1,272 @@
+"""Backends: payload construction, the Hugging Face / local URL switch, streaming, errors.
+
+Two request shapes cover the servers people use (protocols.md):
+- "text-generation": the Hugging Face task payload {"inputs", "parameters", "options"}
+  (HF router, Inference Endpoints, TGI);
+- "chat": OpenAI-compatible chat completions (HF router /v1, TGI, vLLM,
+  llama.cpp, text-generation-webui, Ollama).
+Every failure becomes one `InferenceError` with a kind, a message and a hint.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from chatbot.services import prompts
+from chatbot.services.errors import InferenceError, error_from_response, error_message
+from chatbot.services.prompts import Turn
+
+HF_TEXT_GENERATION_URL = "https://router.huggingface.co/hf-inference/models/{model_id}"
+HF_CHAT_URL = "https://router.huggingface.co/v1"
+READ_SIZE = 65536
+DONE: dict[str, Any] = {}  # the `[DONE]` line, compared by identity
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """Generation parameters, with the defaults of the user's notes."""
+
+    max_new_tokens: int = 250
+    temperature: float = 0.7
+    top_p: float = 0.9
+    do_sample: bool = True
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where and how to ask for an answer."""
+
+    api: str
+    url: str
+    model_id: str
+    token: str | None = field(default=None, repr=False)
+    wait_for_model: bool = True
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prepared HTTP call: the URL, the headers and the JSON body."""
+
+    url: str
+    payload: dict[str, Any]
+    headers: dict[str, str] = field(repr=False)
+    stop: tuple[str, ...] = ()
+
+
+def backend_from_config(config: Mapping[str, Any]) -> Backend:
+    """The backend the configuration names; with no API_URL, the Hugging Face router."""
+    api = config["INFERENCE_API"]
+    model_id = prompts.hub_model_id(config["MODEL_ID"]) if api == "text-generation" else config["MODEL_ID"]
+    url = config.get("API_URL") or (HF_CHAT_URL if api == "chat" else HF_TEXT_GENERATION_URL.format(model_id=model_id))
+    return Backend(
+        api=api,
+        url=url,
+        model_id=model_id,
+        token=config.get("HF_API_TOKEN"),
+        wait_for_model=config["WAIT_FOR_MODEL"],
+        connect_timeout=config["CONNECT_TIMEOUT"],
+        read_timeout=config["READ_TIMEOUT"],
+    )
+
+
+def parameters_from_config(config: Mapping[str, Any]) -> Parameters:
+    return Parameters(
+        max_new_tokens=config["MAX_NEW_TOKENS"],
+        temperature=config["TEMPERATURE"],
+        top_p=config["TOP_P"],
+        do_sample=config["DO_SAMPLE"],
+    )
+
+
+def _headers(backend: Backend) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    if backend.token:
+        headers["Authorization"] = f"Bearer {backend.token}"
+    return headers
+
+
+def build_request(backend: Backend, parameters: Parameters, turns: list[Turn]) -> Request:
+    """The request that asks `backend` to answer the conversation `turns`."""
+    if backend.api == "chat":
+        return _chat_request(backend, parameters, turns)
+    return _text_generation_request(backend, parameters, turns)
+
+
+def _text_generation_request(backend: Backend, parameters: Parameters, turns: list[Turn]) -> Request:
+    prompt = prompts.format_prompt(backend.model_id, turns)
+    generation: dict[str, Any] = {
+        "max_new_tokens": parameters.max_new_tokens,
+        "do_sample": parameters.do_sample,
+        "return_full_text": False,
+        "stop": list(prompt.stop),
+    }
+    if parameters.do_sample:
+        generation["temperature"] = parameters.temperature
+        generation["top_p"] = parameters.top_p
+    payload = {
+        "inputs": prompt.text,
+        "parameters": generation,
+        "options": {"wait_for_model": backend.wait_for_model, "use_cache": False},
+        "stream": True,
+    }
+    headers = _headers(backend)
+    headers["x-wait-for-model"] = "true" if backend.wait_for_model else "false"
+    headers["x-use-cache"] = "false"
+    return Request(url=backend.url, payload=payload, headers=headers, stop=prompt.stop)
+
+
+def _chat_request(backend: Backend, parameters: Parameters, turns: list[Turn]) -> Request:
+    system, alternating = prompts.alternate(turns)
+    messages = ([{"role": "system", "content": system}] if system else []) + alternating
+    payload: dict[str, Any] = {
+        "model": backend.model_id,
+        "messages": messages,
+        "max_tokens": parameters.max_new_tokens,
+        "temperature": parameters.temperature if parameters.do_sample else 0.0,
+        "stream": True,
+    }
+    if parameters.do_sample:
+        payload["top_p"] = parameters.top_p
+    url = backend.url if backend.url.endswith("/chat/completions") else backend.url + "/chat/completions"
+    return Request(url=url, payload=payload, headers=_headers(backend))
+
+
+def stream_reply(
+    request: Request,
+    backend: Backend,
+    cancel: threading.Event | None = None,
+    session: requests.Session | None = None,
+) -> Iterator[str]:
+    """Yield the answer's text as it arrives; raise InferenceError for any failure."""
+    http = session or requests
+    try:
+        response = http.post(
+            request.url,
+            json=request.payload,
+            headers=request.headers,
+            stream=True,
+            timeout=(backend.connect_timeout, backend.read_timeout),
+        )
+    except requests.Timeout:
+        raise InferenceError.timeout(request.url, backend.connect_timeout) from None
+    except requests.RequestException as error:
+        raise InferenceError.unreachable(request.url, error) from None
+    with response:
+        if response.status_code != 200:
+            raise error_from_response(response.status_code, response.headers, response.text, backend, request.url)
+        yield from _answer_text(response, backend, request.url, cancel)
+
+
+def _answer_text(
+    response: requests.Response, backend: Backend, url: str, cancel: threading.Event | None
+) -> Iterator[str]:
+    finished = False
+    try:
+        for event in _events(response, cancel):
+            if event.get("error"):
+                raise InferenceError.in_stream(error_message(event) or "unknown error", url, event.get("error_type"))
+            text, done = _event_text(event)
+            if text and text.strip() not in prompts.SPECIAL_TOKENS:
+                yield text
+            finished = finished or done
+    except requests.Timeout:
+        raise InferenceError.timeout(url, backend.read_timeout, reading=True) from None
+    except requests.RequestException as error:
+        raise InferenceError.truncated(url, str(error)) from None
+    except ValueError as error:
+        raise InferenceError.malformed(url, str(error)) from None
+    if cancel is not None and cancel.is_set():
+        return
+    if not finished and _streams_a_finish(response):
+        raise InferenceError.truncated(url, "the server closed the stream before the answer ended")
+
+
+def _streams_a_finish(response: requests.Response) -> bool:
+    """Event streams say when they are done; a plain JSON body is whole by itself."""
+    return "text/event-stream" in response.headers.get("Content-Type", "")
+
+
+def _event_text(event: dict[str, Any]) -> tuple[str, bool]:
+    """The text an event adds and whether it ends the answer, for every wire format."""
+    if event is DONE:
+        return "", True
+    if "choices" in event:  # OpenAI-compatible chunk or whole completion
+        if not event["choices"]:
+            return "", False  # a usage-only chunk
+        choice = event["choices"][0]
+        part = choice.get("delta") or choice.get("message") or {}
+        text = part.get("content") or choice.get("text") or ""
+        return text, choice.get("finish_reason") is not None
+    if "token" in event:  # HF task / TGI stream
+        token = event["token"] or {}
+        text = "" if token.get("special") else token.get("text") or ""
+        return text, event.get("generated_text") is not None or bool(event.get("details"))
+    if "generated_text" in event:  # a whole, non-streamed answer
+        return event["generated_text"] or "", True
+    if "content" in event and "stop" in event:  # llama.cpp native /completion
+        return event["content"] or "", bool(event["stop"])
+    if "message" in event and "done" in event:  # Ollama native /api/chat
+        return (event["message"] or {}).get("content") or "", bool(event["done"])
+    return "", False
+
+
+def _events(response: requests.Response, cancel: threading.Event | None) -> Iterator[dict[str, Any]]:
+    """Parse SSE `data:` lines, NDJSON lines or a whole JSON body into events."""
+    content_type = response.headers.get("Content-Type", "")
+    if "text/event-stream" not in content_type and "ndjson" not in content_type:
+        body = json.loads(response.text)
+        for event in body if isinstance(body, list) else [body]:
+            if not isinstance(event, dict):
+                raise ValueError(response.text)
+            yield event
+        return
+    for line in _lines(response):
+        if cancel is not None and cancel.is_set():
+            return
+        event = _parse_line(line)
+        if event is not None:
+            yield event
+
+
+def _parse_line(line: str) -> dict[str, Any] | None:
+    line = line.strip()
+    if not line or line.startswith(":"):
+        return None
+    if line.startswith("data:"):
+        line = line[5:].strip()
+    elif not line.startswith("{"):
+        return None  # "event:", "id:", "retry:" fields carry no text
+    if line == "[DONE]":
+        return DONE
+    try:
+        event = json.loads(line)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        raise ValueError(line)
+    return event
+
+
+def _lines(response: requests.Response) -> Iterator[str]:
+    """Lines of the body as soon as each arrives (iter_lines would hold them back)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    while True:
+        chunk = response.raw.read1(READ_SIZE)
+        if not chunk:
+            break
+        pending += decoder.decode(chunk)
+        *complete, pending = pending.split("\n")
+        yield from complete
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        yield pending

@@ -1,0 +1,133 @@
+"""Blueprint "chat": the WebSocket of one conversation and its message protocol.
+
+The browser (htmx ws-send) sends JSON: {"action": "send", "message": "..."} or
+{"action": "stop"}. The server sends HTML fragments that htmx swaps out of band.
+The origin and the owner are checked before the socket is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, abort, current_app, g, render_template, request, url_for
+from markupsafe import Markup
+from simple_websocket import ConnectionClosed
+
+from chatbot.conversations import Conversation
+from chatbot.extensions import sock
+from chatbot.generation import Event, message_problem, run_reply, settings_from_config
+from chatbot.pages import store
+from chatbot.security import owner_id
+
+bp = Blueprint("chat", __name__)
+log = logging.getLogger(__name__)
+
+DELTA = Markup('<span hx-swap-oob="beforeend:#text-{}">{}</span>')
+
+
+@bp.before_request
+def check_origin_and_owner() -> None:
+    """Refuse cross-site pages (403) and other sessions' conversations (404) before the handshake."""
+    origin = (request.headers.get("Origin") or "").rstrip("/")
+    if origin not in allowed_origins():
+        log.warning("refused a chat socket from origin %r", origin)
+        abort(403)
+    owner = owner_id(create=False)
+    conversation = store().get_conversation(owner, request.view_args["conversation_id"]) if owner else None
+    if conversation is None:
+        abort(404)
+    g.conversation = conversation
+
+
+def allowed_origins() -> set[str]:
+    """The app's own origin as the browser sees it, and any configured in ALLOWED_ORIGINS."""
+    scheme = {"ws": "http", "wss": "https"}.get(request.scheme, request.scheme)
+    return {f"{scheme}://{request.host}", *current_app.config["ALLOWED_ORIGINS"]}
+
+
+def socket_path(conversation_id: str) -> str:
+    """The socket's path, for ws-connect (url_for builds a ws:// URL that ignores a proxy's https)."""
+    return urlsplit(url_for("chat.conversation_socket", conversation_id=conversation_id)).path
+
+
+@bp.app_context_processor
+def socket_path_in_templates() -> dict:
+    return {"socket_path": socket_path}
+
+
+@sock.route("/c/<conversation_id>/socket", bp=bp)
+def conversation_socket(ws, conversation_id: str) -> None:  # type: ignore[no-untyped-def]
+    ChatSocket(ws, current_app._get_current_object(), g.conversation).serve()
+
+
+class ChatSocket:
+    """One open socket: reads actions, runs a reply in its own thread, sends fragments."""
+
+    def __init__(self, ws, app: Flask, conversation: Conversation) -> None:  # type: ignore[no-untyped-def]
+        self.ws = ws
+        self.app = app
+        self.conversation = conversation
+        self.send_lock = threading.Lock()
+        self.reply: threading.Thread | None = None
+        self.cancel = threading.Event()
+
+    def serve(self) -> None:
+        while True:
+            self.handle(self.ws.receive())
+
+    def handle(self, raw: str | bytes) -> None:
+        try:
+            data = json.loads(raw)
+            action = data.get("action") or "send"
+        except (ValueError, AttributeError):
+            self.notice("The chat could not read that message. Reload the page and try again.")
+            return
+        if action == "stop":
+            self.cancel.set()
+        elif action == "send":
+            self.start_reply(str(data.get("message") or "").strip())
+        else:
+            self.notice(f"Unknown action {action!r}. Reload the page and try again.")
+
+    def start_reply(self, text: str) -> None:
+        problem = message_problem(text, self.app.config["MAX_MESSAGE_CHARS"])
+        if problem:
+            self.notice(problem)
+        elif self.reply is not None and self.reply.is_alive():
+            self.notice("Wait for the answer to finish, or press Stop.")
+        else:
+            self.cancel = threading.Event()
+            self.reply = threading.Thread(target=self.run, args=(text, self.cancel), daemon=True, name="reply")
+            self.reply.start()
+
+    def run(self, text: str, cancel: threading.Event) -> None:
+        with self.app.app_context():
+            try:
+                settings = settings_from_config(self.app.config)
+                run_reply(store(), self.conversation, text, settings, self.on_event, cancel)
+            except Exception:
+                log.exception("a reply failed before it started")
+                self.notice("Your message could not be saved, so nothing was sent. Try again in a moment.")
+
+    def on_event(self, event: Event) -> None:
+        if event.kind == "delta":
+            self.send(DELTA.format(event.message.id, event.text))
+        elif event.kind == "started":
+            self.send(render_template("chat/_started.html", user=event.user_message, answer=event.message))
+        else:
+            self.send(render_template("chat/_finished.html", answer=event.message))
+
+    def notice(self, text: str) -> None:
+        with self.app.app_context():
+            self.send(render_template("chat/_notice.html", text=text, oob=True))
+
+    def send(self, html: str) -> None:
+        """Send a fragment; a closed socket is fine, the answer is saved all the same."""
+        with self.send_lock:
+            try:
+                self.ws.send(html)
+            except (ConnectionClosed, OSError):
+                pass

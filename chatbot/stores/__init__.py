@@ -1,0 +1,18 @@
+"""Pick the store that CHAT_STORE_URL names."""
+
+from __future__ import annotations
+
+import os
+
+from chatbot.conversations import Store
+
+
+def open_store(url: str | None, instance_path: str) -> Store:
+    """The store for `url`; with none, a SQLite file in the instance folder."""
+    if not url:
+        url = "sqlite:///" + os.path.join(instance_path, "chat.sqlite3")
+    if url.startswith("sqlite:///"):
+        from chatbot.stores.sqlite import SQLiteStore
+
+        return SQLiteStore(url.removeprefix("sqlite:///"))
+    raise ValueError(f"CHAT_STORE_URL={url!r}: this store is not supported yet")

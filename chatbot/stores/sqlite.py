@@ -1,0 +1,146 @@
+"""The embedded default store: one SQLite file, WAL mode, a connection per thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+
+from chatbot.conversations import Conversation, Message, new_id
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    title TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, updated_at);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    html TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    meta TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, seq);
+"""
+MESSAGE_COLUMNS = "id, conversation_id, role, content, html, status, error, meta, created_at"
+
+
+class SQLiteStore:
+    """Conversations in a SQLite file; safe for many threads and processes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        self._local = threading.local()
+        with self._connection() as db:
+            db.executescript(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    def create_conversation(self, owner: str, title: str = "New chat") -> Conversation:
+        conversation = Conversation(id=new_id(), owner=owner, title=title)
+        self._connection().execute(
+            "INSERT INTO conversations (id, owner, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (conversation.id, owner, title, conversation.created_at, conversation.updated_at),
+        )
+        return conversation
+
+    def get_conversation(self, owner: str, conversation_id: str) -> Conversation | None:
+        row = (
+            self._connection()
+            .execute(
+                "SELECT id, owner, title, created_at, updated_at FROM conversations WHERE id = ? AND owner = ?",
+                (conversation_id, owner),
+            )
+            .fetchone()
+        )
+        return Conversation(*row) if row else None
+
+    def list_conversations(self, owner: str) -> list[Conversation]:
+        rows = self._connection().execute(
+            "SELECT id, owner, title, created_at, updated_at FROM conversations "
+            "WHERE owner = ? ORDER BY updated_at DESC",
+            (owner,),
+        )
+        return [Conversation(*row) for row in rows]
+
+    def rename_conversation(self, conversation: Conversation, title: str) -> None:
+        conversation.title = title
+        self._connection().execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation.id))
+
+    def add_message(self, message: Message) -> Message:
+        db = self._connection()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _row(message),
+            )
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (time.time(), message.conversation_id))
+        return message
+
+    def update_message(self, message: Message) -> None:
+        self._connection().execute(
+            "UPDATE messages SET content = ?, html = ?, status = ?, error = ?, meta = ? WHERE id = ?",
+            (message.content, message.html, message.status, _json(message.error), json.dumps(message.meta), message.id),
+        )
+
+    def messages(self, conversation: Conversation) -> list[Message]:
+        rows = self._connection().execute(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq",
+            (conversation.id,),
+        )
+        return [_message(row) for row in rows]
+
+
+def _json(value: object) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _row(message: Message) -> tuple:
+    return (
+        message.id,
+        message.conversation_id,
+        message.role,
+        message.content,
+        message.html,
+        message.status,
+        _json(message.error),
+        json.dumps(message.meta),
+        message.created_at,
+    )
+
+
+def _message(row: tuple) -> Message:
+    id_, conversation_id, role, content, html, status, error, meta, created_at = row
+    return Message(
+        id_,
+        conversation_id,
+        role,
+        content,
+        html,
+        status,
+        json.loads(error) if error else None,
+        json.loads(meta),
+        created_at,
+    )

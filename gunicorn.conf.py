@@ -1,0 +1,13 @@
+"""gunicorn settings. Sockets hold a thread each: gthread, never the sync worker."""
+
+import os
+
+bind = os.environ.get("BIND", "127.0.0.1:8000")
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "32"))  # open chats per worker
+timeout = 60
+graceful_timeout = 10
+accesslog = "-"
+# Request lines only: no headers, so no token or cookie reaches the log.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'

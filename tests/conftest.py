@@ -1,0 +1,81 @@
+"""Fixtures: the app with a fresh store, the fake Hugging Face API, real servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot import create_app
+from chatbot.local_model import LocalModelServer
+from tests.fakes.hf_server import TOKEN, FakeHuggingFace
+from tests.servers import GunicornApp
+
+
+@pytest.fixture(scope="session")
+def fake_hf():
+    with FakeHuggingFace() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(fake_hf):
+    """The fake with no queued replies and no recorded requests."""
+    while not fake_hf.replies.empty():
+        fake_hf.replies.get_nowait()
+    fake_hf.requests.clear()
+    fake_hf.require_token = True
+    return fake_hf
+
+
+@pytest.fixture
+def app(tmp_path, fake):
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test",
+            "CHAT_STORE_URL": f"sqlite:///{tmp_path}/chat.sqlite3",
+            "API_URL": fake.task_url(),
+            "HF_API_TOKEN": TOKEN,
+            "READ_TIMEOUT": 5.0,
+        }
+    )
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app):
+    return app.extensions["chat_store"]
+
+
+def app_environment(tmp_path, **extra: str) -> dict[str, str]:
+    """The environment for the app under gunicorn: a fresh store, no .env surprises."""
+    return {
+        "SECRET_KEY": "gunicorn-test-secret",
+        "CHAT_STORE_URL": f"sqlite:///{tmp_path}/chat.sqlite3",
+        "HF_API_TOKEN": "",
+        "HF_TOKEN": "",
+        "API_URL": "",
+        "INFERENCE_API": "text-generation",
+        "MODEL_ID": "google/gemma-7b-it",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def gunicorn_on_fake(tmp_path_factory, fake_hf):
+    """The app under gunicorn (2 gthread workers) talking to the fake Hugging Face API."""
+    environment = app_environment(
+        tmp_path_factory.mktemp("gunicorn"), API_URL=fake_hf.task_url(), HF_API_TOKEN=TOKEN, READ_TIMEOUT="5"
+    )
+    with GunicornApp(environment) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def local_model():
+    """The real llama.cpp server with Gemma 3 270M from PyPI."""
+    with LocalModelServer() as server:
+        yield server

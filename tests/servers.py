@@ -1,0 +1,103 @@
+"""Real processes for tests: the app under gunicorn, and a chat client for its WebSocket."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+import websocket
+
+from chatbot.local_model import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+FINISHED = re.compile(r'<article id="msg-([\w-]+)" class="message assistant (done|error|stopped)"')
+
+
+class GunicornApp:
+    """`gunicorn wsgi:app` with gunicorn.conf.py, on a free port, with the given environment."""
+
+    def __init__(self, environment: dict[str, str], workers: int = 2) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.environment = {**os.environ, **environment, "WEB_CONCURRENCY": str(workers)}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> GunicornApp:
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "wsgi:app",
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=self.environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}")
+            try:
+                requests.get(self.url + "/static/css/chat.css", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("gunicorn did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=15)
+
+    def __enter__(self) -> GunicornApp:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ChatClient:
+    """A browser session: a cookie, a conversation, and its WebSocket."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.http = requests.Session()
+        page = self.http.get(base_url + "/")
+        page.raise_for_status()
+        self.page_url = page.url
+        self.conversation_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+        self.socket_url = base_url.replace("http", "ws", 1) + f"/c/{self.conversation_id}/socket"
+
+    def connect(self, origin: str | None = None) -> websocket.WebSocket:
+        cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
+        return websocket.create_connection(
+            self.socket_url, header=[f"Cookie: {cookie}"], origin=origin or self.base_url, timeout=60
+        )
+
+    def exchange(self, text: str, ws: websocket.WebSocket | None = None) -> list[str]:
+        """Send a message; return every frame up to the finished answer."""
+        own = ws is None
+        ws = ws or self.connect()
+        try:
+            ws.send(json.dumps({"action": "send", "message": text, "HEADERS": {"HX-Request": "true"}}))
+            frames = []
+            while True:
+                frame = ws.recv()
+                frames.append(frame)
+                if FINISHED.search(frame):
+                    return frames
+        finally:
+            if own:
+                ws.close()
+
+    def page(self) -> str:
+        return self.http.get(self.page_url).text
