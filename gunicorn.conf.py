@@ -11,3 +11,19 @@ graceful_timeout = 10
 accesslog = "-"
 # Request lines only: no headers, so no token or cookie reaches the log.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
+
+
+def on_starting(server):
+    """Check the configuration once, in the master: a bad value stops start-up with one line."""
+    import sys
+
+    from dotenv import load_dotenv
+
+    from config import ConfigError, load_config
+
+    load_dotenv()
+    try:
+        load_config()
+    except ConfigError as error:
+        print(f"Cannot start the chat: {error}", file=sys.stderr)
+        sys.exit(4)

@@ -65,7 +65,9 @@ class LocalModelServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("the local model server exited: " + self.output()[-2000:])
+                output = self.output()[-2000:]
+                self.stop()
+                raise RuntimeError("the local model server exited: " + output)
             try:
                 if requests.get(f"{self.url}/models", timeout=2).ok:
                     return self
@@ -88,6 +90,7 @@ class LocalModelServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.log.close()
 
     def __enter__(self) -> LocalModelServer:
         return self.start()

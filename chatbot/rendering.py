@@ -28,11 +28,11 @@ _MARKDOWN = (
 )
 
 
-def _link_open(tokens, index, options, env):  # type: ignore[no-untyped-def]
+def _link_open(renderer, tokens, index, options, env):  # type: ignore[no-untyped-def]
     """Links from a model open in a new tab and pass no referrer or trust."""
     tokens[index].attrSet("target", "_blank")
     tokens[index].attrSet("rel", "nofollow noopener noreferrer")
-    return _MARKDOWN.renderer.renderToken(tokens, index, options, env)
+    return renderer.renderToken(tokens, index, options, env)
 
 
 _MARKDOWN.add_render_rule("link_open", _link_open)

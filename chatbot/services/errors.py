@@ -52,9 +52,8 @@ class InferenceError(Exception):
         )
 
     @classmethod
-    def timeout(cls, url: str, seconds: float, reading: bool = False) -> InferenceError:
+    def timeout(cls, url: str, seconds: float, variable: str, reading: bool = False) -> InferenceError:
         what = "stopped sending the answer for" if reading else "did not answer within"
-        variable = "READ_TIMEOUT" if reading else "CONNECT_TIMEOUT"
         return cls(
             "timeout",
             f"The server at {url} {what} {seconds:g} s.",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import urllib3
 
 from chatbot.services import prompts
 from chatbot.services.errors import InferenceError, error_from_response, error_message
@@ -156,8 +157,10 @@ def stream_reply(
             stream=True,
             timeout=(backend.connect_timeout, backend.read_timeout),
         )
+    except requests.ConnectTimeout:
+        raise InferenceError.timeout(request.url, backend.connect_timeout, "CONNECT_TIMEOUT") from None
     except requests.Timeout:
-        raise InferenceError.timeout(request.url, backend.connect_timeout) from None
+        raise InferenceError.timeout(request.url, backend.read_timeout, "READ_TIMEOUT") from None
     except requests.RequestException as error:
         raise InferenceError.unreachable(request.url, error) from None
     with response:
@@ -178,10 +181,10 @@ def _answer_text(
             if text and text.strip() not in prompts.SPECIAL_TOKENS:
                 yield text
             finished = finished or done
-    except requests.Timeout:
-        raise InferenceError.timeout(url, backend.read_timeout, reading=True) from None
-    except requests.RequestException as error:
-        raise InferenceError.truncated(url, str(error)) from None
+    except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
+        raise InferenceError.timeout(url, backend.read_timeout, "READ_TIMEOUT", reading=True) from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        raise InferenceError.truncated(url, "the connection broke before the answer ended") from None
     except ValueError as error:
         raise InferenceError.malformed(url, str(error)) from None
     if cancel is not None and cancel.is_set():
@@ -223,7 +226,10 @@ def _events(response: requests.Response, cancel: threading.Event | None) -> Iter
     """Parse SSE `data:` lines, NDJSON lines or a whole JSON body into events."""
     content_type = response.headers.get("Content-Type", "")
     if "text/event-stream" not in content_type and "ndjson" not in content_type:
-        body = json.loads(response.text)
+        try:
+            body = json.loads(response.text)
+        except ValueError:
+            raise ValueError(response.text) from None
         for event in body if isinstance(body, list) else [body]:
             if not isinstance(event, dict):
                 raise ValueError(response.text)

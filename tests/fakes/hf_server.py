@@ -35,6 +35,7 @@ class Reply:
     error_event: dict | None = None  # sent inside the 200 stream after the tokens
     special_end: bool = True  # TGI: end with a special token carrying generated_text
     keepalive: bool = False  # a ": keep-alive" comment line before every event
+    page: str | None = None  # a 200 HTML page instead of an answer (a proxy's login page, say)
 
 
 @dataclass
@@ -102,6 +103,8 @@ class FakeHuggingFace:
                         return self._send_error(401, {"error": "Invalid credentials in Authorization header"})
                 if reply.status != 200:
                     return self._send_error(reply.status, reply.body, reply.headers)
+                if reply.page is not None:
+                    return self._send_error(200, reply.page, {"Content-Type": "text/html"})
                 if self.path.endswith("/chat/completions"):
                     return self._stream(reply, self._chat_events(reply, body), "data: ", done=True)
                 return self._stream(reply, self._task_events(reply), "data:", done=False)
@@ -109,10 +112,12 @@ class FakeHuggingFace:
             def _send_error(self, status: int, body: Any, headers: dict | None = None) -> None:
                 data = (body if isinstance(body, str) else json.dumps(body)).encode()
                 self.send_response(status)
-                kind = "text/plain" if isinstance(body, str) else "application/json"
-                self.send_header("Content-Type", kind)
+                headers = {
+                    "Content-Type": "text/plain" if isinstance(body, str) else "application/json",
+                    **(headers or {}),
+                }
                 self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
+                for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)

@@ -1,0 +1,31 @@
+# `make run` starts the chat; `make test` runs every test. Both make the venv first.
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+PIP := $(PYTHON) -m pip install --disable-pip-version-check -q
+
+.PHONY: run test lint local-model
+
+run: $(VENV)/.run-installed
+	$(VENV)/bin/flask --app wsgi serve
+
+test: $(VENV)/.dev-installed
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m pytest
+
+lint: $(VENV)/.dev-installed
+	$(PYTHON) -m ruff check .
+
+local-model: $(VENV)/.run-installed
+	$(VENV)/bin/flask --app wsgi local-model
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+
+$(VENV)/.run-installed: $(VENV)/bin/python requirements.txt requirements-local.txt
+	$(PIP) -r requirements.txt -r requirements-local.txt
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/bin/python requirements.txt requirements-local.txt requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
+	touch $@ $(VENV)/.run-installed

@@ -1,0 +1,148 @@
+"""One reply end to end against the fake: saving, coalescing, failures kept with the text so far."""
+
+import threading
+import time
+
+from chatbot.generation import ReplySettings, message_problem, run_reply
+from chatbot.local_model import free_port
+from chatbot.services.inference import Backend, Parameters
+from chatbot.stores.sqlite import SQLiteStore
+from tests.fakes.hf_server import TOKEN
+
+
+def settings_for(url, token=TOKEN, **fields):
+    backend = Backend(api="text-generation", url=url, model_id="google/gemma-7b-it", token=token, read_timeout=5)
+    return ReplySettings(backend=backend, parameters=Parameters(), **fields)
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def __call__(self, event):
+        self.events.append((time.monotonic(), event.kind, event.text))
+
+    def kinds(self):
+        return [kind for _, kind, _ in self.events]
+
+
+def new_store(tmp_path):
+    store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
+    return store, store.create_conversation("alice")
+
+
+def test_a_reply_is_streamed_saved_and_rendered(tmp_path, fake):
+    store, conversation = new_store(tmp_path)
+    fake.reply(tokens=["**Paris**", " is", " the", " capital."])
+    recorder = Recorder()
+    answer = run_reply(store, conversation, "Capital of France?", settings_for(fake.task_url()), recorder)
+    assert answer.status == "done"
+    assert answer.content == "**Paris** is the capital."
+    assert answer.html == "<p><strong>Paris</strong> is the capital.</p>\n"
+    assert answer.meta["tokens"] == 4 and answer.meta["model"] == "google/gemma-7b-it"
+    assert recorder.kinds()[0] == "started" and recorder.kinds()[-1] == "finished"
+    assert "".join(text for _, kind, text in recorder.events if kind == "delta") == "**Paris** is the capital."
+    stored = store.messages(conversation)
+    assert [(m.role, m.content) for m in stored] == [
+        ("user", "Capital of France?"),
+        ("assistant", "**Paris** is the capital."),
+    ]
+    assert store.get_conversation("alice", conversation.id).title == "Capital of France?"
+
+
+def test_history_and_system_prompt_reach_the_model(tmp_path, fake):
+    store, conversation = new_store(tmp_path)
+    settings = settings_for(fake.task_url(), system_prompt="Be brief.")
+    fake.reply(tokens=["Hi"])
+    run_reply(store, conversation, "Hello", settings, Recorder())
+    fake.reply(tokens=["Fine"])
+    run_reply(store, conversation, "How are you?", settings, Recorder())
+    assert fake.requests[-1].json["inputs"] == (
+        "<bos><start_of_turn>user\nBe brief.\n\nHello<end_of_turn>\n<start_of_turn>model\nHi<end_of_turn>\n"
+        "<start_of_turn>user\nHow are you?<end_of_turn>\n<start_of_turn>model\n"
+    )
+
+
+def test_the_users_message_is_saved_even_when_the_backend_is_down(tmp_path):
+    store, conversation = new_store(tmp_path)
+    answer = run_reply(
+        store, conversation, "Are you there?", settings_for(f"http://127.0.0.1:{free_port()}/x"), Recorder()
+    )
+    assert answer.status == "error" and answer.error["kind"] == "unreachable"
+    messages = store.messages(conversation)
+    assert messages[0].content == "Are you there?"
+    assert messages[1].error["message"].startswith("Could not reach http://127.0.0.1:")
+
+
+def test_a_partial_answer_is_kept_and_marked(tmp_path, fake):
+    store, conversation = new_store(tmp_path)
+    fake.reply(tokens=["Once", " upon", " a", " time"], cut_after=2)
+    answer = run_reply(store, conversation, "Tell a story", settings_for(fake.task_url()), Recorder())
+    assert answer.status == "error" and answer.error["kind"] == "truncated"
+    assert store.messages(conversation)[1].content == "Once upon"
+
+
+def test_an_empty_answer_is_an_error(tmp_path, fake):
+    store, conversation = new_store(tmp_path)
+    fake.reply(tokens=[])
+    answer = run_reply(store, conversation, "Hi", settings_for(fake.task_url()), Recorder())
+    assert answer.error["kind"] == "empty"
+
+
+def test_tokens_are_coalesced_to_one_fragment_per_interval(tmp_path, fake):
+    store, conversation = new_store(tmp_path)
+    fake.reply(tokens=[f" t{i}" for i in range(300)], delay=0.002)
+    recorder = Recorder()
+    started = time.monotonic()
+    answer = run_reply(store, conversation, "Count", settings_for(fake.task_url()), recorder)
+    elapsed = time.monotonic() - started
+    deltas = [at for at, kind, _ in recorder.events if kind == "delta"]
+    assert answer.meta["tokens"] == 300
+    assert len(deltas) <= elapsed / 0.04 + 2
+    steady = deltas[:-1]  # the last group goes out as soon as the answer ends
+    assert all(b - a >= 0.035 for a, b in zip(steady, steady[1:], strict=False))
+
+
+def test_a_token_is_not_held_back_when_the_backend_stalls(tmp_path, fake):
+    store, conversation = new_store(tmp_path)
+    fake.reply(tokens=["quick", " slow"], delay=1.0)
+    recorder = Recorder()
+    started = time.monotonic()
+    run_reply(store, conversation, "Hi", settings_for(fake.task_url()), recorder)
+    first_delta = next(at for at, kind, _ in recorder.events if kind == "delta")
+    assert first_delta - started < 0.5
+
+
+def test_the_partial_answer_is_saved_while_it_streams(tmp_path, fake):
+    store, conversation = new_store(tmp_path)
+    fake.reply(tokens=["a", "b", "c", "d"], delay=0.3)
+    seen = []
+    thread = threading.Thread(
+        target=run_reply, args=(store, conversation, "Hi", settings_for(fake.task_url(), save_seconds=0.2), Recorder())
+    )
+    thread.start()
+    time.sleep(0.8)
+    seen = SQLiteStore(store.path).messages(conversation)[-1]
+    thread.join()
+    assert seen.status == "streaming" and seen.content.startswith("a")
+
+
+def test_stop_keeps_the_partial_answer(tmp_path, fake):
+    store, conversation = new_store(tmp_path)
+    fake.reply(tokens=["one", " two", " three", " four"], delay=0.3)
+    cancel = threading.Event()
+
+    def stop_after_the_first_token(event):
+        if event.kind == "delta":
+            cancel.set()
+
+    answer = run_reply(store, conversation, "Count", settings_for(fake.task_url()), stop_after_the_first_token, cancel)
+    assert answer.status == "stopped"
+    assert answer.content.startswith("one")
+    assert store.messages(conversation)[1].status == "stopped"
+
+
+def test_message_problems():
+    assert message_problem("", 10) == "Type a message first."
+    assert "limit is 10" in message_problem("x" * 11, 10)
+    assert message_problem("fine", 10) is None

@@ -1,0 +1,272 @@
+"""Payloads, the URL switch, the stream parser and every failure, against the fake HF API."""
+
+import time
+
+import pytest
+
+from chatbot.local_model import free_port
+from chatbot.services.errors import InferenceError, error_message
+from chatbot.services.inference import Backend, Parameters, backend_from_config, build_request, stream_reply
+from config import load_config
+from tests.fakes.hf_server import TOKEN
+
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+def task_backend(fake, token=TOKEN, **fields):
+    return Backend(
+        api="text-generation",
+        url=fake.task_url(),
+        model_id="google/gemma-7b-it",
+        token=token,
+        read_timeout=fields.pop("read_timeout", 5.0),
+        **fields,
+    )
+
+
+def chat_backend(fake, token=TOKEN):
+    return Backend(api="chat", url=fake.url + "/v1", model_id="google/gemma-2-2b-it", token=token)
+
+
+def answer(backend, turns=HELLO):
+    return "".join(stream_reply(build_request(backend, Parameters(), turns), backend))
+
+
+def failure(backend) -> InferenceError:
+    with pytest.raises(InferenceError) as error:
+        answer(backend)
+    return error.value
+
+
+def test_text_generation_payload_is_the_one_in_the_users_notes(fake):
+    request = build_request(task_backend(fake), Parameters(), HELLO)
+    assert request.payload == {
+        "inputs": "<bos><start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n",
+        "parameters": {
+            "max_new_tokens": 250,
+            "temperature": 0.7,
+            "top_p": 0.9,
+            "do_sample": True,
+            "return_full_text": False,
+            "stop": ["<end_of_turn>"],
+        },
+        "options": {"wait_for_model": True, "use_cache": False},
+        "stream": True,
+    }
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert request.headers["x-wait-for-model"] == "true"
+
+
+def test_greedy_decoding_sends_no_sampling_parameters(fake):
+    request = build_request(task_backend(fake), Parameters(do_sample=False), HELLO)
+    assert request.payload["parameters"]["do_sample"] is False
+    assert "temperature" not in request.payload["parameters"]
+
+
+def test_no_token_no_authorization_header(fake):
+    assert "Authorization" not in build_request(task_backend(fake, token=None), Parameters(), HELLO).headers
+
+
+def test_chat_payload(fake):
+    turns = [{"role": "system", "content": "Be brief."}, *HELLO]
+    request = build_request(chat_backend(fake), Parameters(max_new_tokens=100), turns)
+    assert request.url == fake.url + "/v1/chat/completions"
+    assert request.payload == {
+        "model": "google/gemma-2-2b-it",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}],
+        "max_tokens": 100,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "stream": True,
+    }
+
+
+def test_the_url_switch_is_configuration_alone():
+    hf = backend_from_config(load_config({"MODEL_ID": "mistralai/mistral-7b-instruct"}))
+    assert hf.url == "https://router.huggingface.co/hf-inference/models/mistralai/Mistral-7B-Instruct-v0.2"
+    router_chat = backend_from_config(load_config({"INFERENCE_API": "chat"}))
+    assert router_chat.url == "https://router.huggingface.co/v1"
+    local = backend_from_config(load_config({"INFERENCE_API": "chat", "API_URL": "http://127.0.0.1:8080/v1"}))
+    assert local.url == "http://127.0.0.1:8080/v1"
+    assert build_request(local, Parameters(), HELLO).url == "http://127.0.0.1:8080/v1/chat/completions"
+    tgi = backend_from_config(load_config({"API_URL": "http://127.0.0.1:3000/generate_stream"}))
+    assert build_request(tgi, Parameters(), HELLO).url == "http://127.0.0.1:3000/generate_stream"
+
+
+def test_the_token_is_not_in_the_backends_repr():
+    assert TOKEN not in repr(Backend(api="chat", url="http://x", model_id="m", token=TOKEN))
+
+
+def test_task_stream_without_space_and_without_done_hides_special_tokens(fake):
+    fake.reply(tokens=["Paris", " is", " the", " capital."], keepalive=True)
+    assert answer(task_backend(fake)) == "Paris is the capital."
+    assert fake.requests[-1].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert fake.requests[-1].json["inputs"].endswith("<start_of_turn>model\n")
+
+
+def test_chat_stream_with_space_null_first_delta_usage_chunk_and_done(fake):
+    fake.reply(tokens=["Hi", " you"], keepalive=True)
+    assert answer(chat_backend(fake)) == "Hi you"
+    assert fake.requests[-1].path == "/v1/chat/completions"
+
+
+def test_tokens_arrive_as_they_are_sent(fake):
+    fake.reply(tokens=["first", " second"], delay=1.0)
+    backend = task_backend(fake)
+    started = time.monotonic()
+    tokens = stream_reply(build_request(backend, Parameters(), HELLO), backend)
+    assert next(tokens) == "first"
+    assert time.monotonic() - started < 0.5
+    assert list(tokens) == [" second"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "words"),
+    [
+        ({"status": 401, "body": {"error": "Invalid credentials in Authorization header"}}, "auth", "HF_API_TOKEN"),
+        (
+            {"status": 403, "body": {"error": "Access to model google/gemma-7b-it is restricted."}},
+            "gated",
+            "https://huggingface.co/google/gemma-7b-it",
+        ),
+        ({"status": 404, "body": "Not Found"}, "not_found", "MODEL_ID"),
+        (
+            {
+                "status": 410,
+                "body": {
+                    "error": "https://api-inference.huggingface.co/ is no longer supported. "
+                    "Please use https://router.huggingface.co/ instead."
+                },
+            },
+            "not_found",
+            "router.huggingface.co",
+        ),
+        (
+            {
+                "status": 400,
+                "body": {
+                    "error": {
+                        "message": "The requested model 'x' is not supported by any provider you have enabled.",
+                        "type": "invalid_request_error",
+                        "code": "model_not_supported",
+                    }
+                },
+            },
+            "not_found",
+            "MODEL_ID",
+        ),
+        (
+            {"status": 503, "body": {"error": "Model google/gemma-7b-it is currently loading", "estimated_time": 20.0}},
+            "loading",
+            "about 20 s",
+        ),
+        ({"status": 429, "body": "Too Many Requests", "headers": {"Retry-After": "30"}}, "rate_limit", "about 30 s"),
+        (
+            {
+                "status": 422,
+                "body": {
+                    "error": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= "
+                    "4096. Given: 4000 `inputs` tokens and 250 `max_new_tokens`",
+                    "error_type": "validation",
+                },
+            },
+            "too_long",
+            "new chat",
+        ),
+        ({"status": 500, "body": {"error": "unknown error"}}, "server", "unknown error"),
+    ],
+)
+def test_each_error_status_becomes_a_clear_message(fake, reply, kind, words):
+    fake.reply(**reply)
+    error = failure(task_backend(fake))
+    assert error.kind == kind
+    assert words in error.message + " " + error.hint
+    assert TOKEN not in error.message + error.hint
+
+
+def test_missing_token_says_where_to_put_one(fake):
+    error = failure(task_backend(fake, token=None))
+    assert error.kind == "auth"
+    assert "No Hugging Face token is set" in error.message
+    assert "Authorization header is required" in error.message
+    assert "HF_API_TOKEN" in error.hint and "huggingface.co/settings/tokens" in error.hint
+
+
+def test_loading_and_rate_limit_carry_when_to_retry(fake):
+    fake.reply(status=503, body={"error": "Model google/gemma-7b-it is currently loading", "estimated_time": 20.0})
+    assert failure(task_backend(fake)).retry_after == 20.0
+    fake.reply(status=429, body={"error": "Rate limit reached"}, headers={"Retry-After": "7"})
+    assert failure(task_backend(fake)).retry_after == 7.0
+
+
+def test_unreachable_server_names_the_url():
+    url = f"http://127.0.0.1:{free_port()}/models/x"
+    error = failure(Backend(api="text-generation", url=url, model_id="x"))
+    assert error.kind == "unreachable"
+    assert url in error.message and "connection refused" in error.message
+    assert "API_URL" in error.hint
+
+
+def test_a_silent_server_times_out(fake):
+    fake.reply(first_delay=2.0)
+    error = failure(task_backend(fake, read_timeout=0.5))
+    assert error.kind == "timeout"
+    assert "READ_TIMEOUT" in error.hint or "CONNECT_TIMEOUT" in error.hint
+
+
+def test_a_truncated_stream_is_an_error_after_the_text_so_far(fake):
+    fake.reply(tokens=["Once", " upon", " a", " time"], cut_after=2)
+    backend = task_backend(fake)
+    received = []
+    with pytest.raises(InferenceError) as error:
+        for token in stream_reply(build_request(backend, Parameters(), HELLO), backend):
+            received.append(token)
+    assert received == ["Once", " upon"]
+    assert error.value.kind == "truncated"
+
+
+def test_an_error_inside_a_200_stream(fake):
+    fake.reply(
+        tokens=["Half"],
+        special_end=False,
+        error_event={"error": "Request failed during generation: CUDA out of memory", "error_type": "generation"},
+    )
+    error = failure(task_backend(fake))
+    assert error.kind == "generation"
+    assert "CUDA out of memory" in error.message
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"error": "text"}, "text"),
+        ({"error": {"message": "nested", "type": "x", "code": 400}}, "nested"),
+        ({"error": ["one", "two"]}, "one; two"),
+        ({"errors": [{"message": "listed"}]}, "listed"),
+        ({"detail": "Unauthorized"}, "Unauthorized"),
+        ('{"detail": [{"msg": "field required"}]}', "field required"),
+        ("plain text", "plain text"),
+    ],
+)
+def test_every_error_envelope_gives_one_message(body, message):
+    assert error_message(body) == message
+
+
+def test_a_stream_that_stalls_times_out_after_the_text_so_far(fake):
+    fake.reply(tokens=["Slow", " answer"], delay=1.5)
+    backend = task_backend(fake, read_timeout=0.5)
+    received = []
+    with pytest.raises(InferenceError) as error:
+        for token in stream_reply(build_request(backend, Parameters(), HELLO), backend):
+            received.append(token)
+    assert received == ["Slow"]
+    assert error.value.kind == "timeout"
+    assert "stopped sending" in error.value.message
+
+
+def test_a_page_that_is_not_an_answer(fake):
+    fake.reply(page="<html><body>Please log in</body></html>")
+    error = failure(task_backend(fake))
+    assert error.kind == "malformed"
+    assert "Please log in" in error.message
+    assert "INFERENCE_API" in error.hint

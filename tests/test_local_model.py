@@ -1,0 +1,42 @@
+"""Against the real llama.cpp server (llama-cpp-python) with Gemma 3 270M from PyPI."""
+
+import pytest
+
+from chatbot.services.inference import Backend, Parameters, build_request, stream_reply
+from tests.conftest import app_environment
+from tests.servers import FINISHED, ChatClient, GunicornApp
+from tests.test_socket import streamed_text
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def gunicorn_on_local_model(tmp_path_factory, local_model):
+    environment = app_environment(
+        tmp_path_factory.mktemp("local"),
+        API_URL=local_model.url,
+        INFERENCE_API="chat",
+        MODEL_ID=local_model.model_id,
+        MAX_NEW_TOKENS="40",
+    )
+    with GunicornApp(environment) as server:
+        yield server
+
+
+def test_the_inference_layer_streams_from_the_local_server(local_model):
+    backend = Backend(api="chat", url=local_model.url, model_id=local_model.model_id)
+    tokens = list(stream_reply(build_request(backend, Parameters(max_new_tokens=30), QUESTION), backend))
+    assert len(tokens) > 3
+    assert "".join(tokens).strip()
+
+
+def test_a_message_through_the_app_gets_a_streamed_answer(gunicorn_on_local_model, local_model):
+    chat = ChatClient(gunicorn_on_local_model.url)
+    frames = chat.exchange("What is the capital of France?")
+    assert FINISHED.search(frames[-1]).group(2) == "done"
+    streamed = streamed_text(frames)
+    assert streamed.strip(), "the model's answer streamed no text"
+    assert len(frames) > 3  # started, at least two deltas, finished: it streamed
+    page = chat.page()
+    assert "What is the capital of France?" in page
+    assert 'class="message assistant done"' in page

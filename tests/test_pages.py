@@ -1,0 +1,90 @@
+"""The HTML routes: sessions own conversations, forms need CSRF, the page works without JavaScript."""
+
+import re
+
+from tests.fakes.hf_server import TOKEN
+
+
+def open_chat(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    return response.location
+
+
+def csrf(page_html):
+    return re.search(r'name="csrf_token" value="([^"]+)"', page_html).group(1)
+
+
+def test_the_first_visit_opens_a_conversation_and_the_next_returns_to_it(client):
+    first = open_chat(client)
+    assert first.startswith("/c/")
+    assert open_chat(client) == first
+    page = client.get(first)
+    assert page.status_code == 200
+    assert 'hx-ext="ws"' in page.text and f'ws-connect="{first}/socket"' in page.text
+
+
+def test_another_browser_cannot_see_my_conversation(app, client):
+    mine = open_chat(client)
+    stranger = app.test_client()
+    assert stranger.get(mine).status_code == 404
+    open_chat(stranger)
+    assert stranger.get(mine).status_code == 404
+
+
+def test_the_cookie_holds_only_a_session_id(client):
+    open_chat(client)
+    cookie = client.get_cookie("session")
+    assert cookie is not None and cookie.http_only
+    assert len(cookie.value) < 200  # an id and a CSRF token, never the conversation
+
+
+def test_forms_need_the_csrf_token(client):
+    chat = open_chat(client)
+    assert client.post("/c").status_code == 400
+    token = csrf(client.get(chat).text)
+    created = client.post("/c", data={"csrf_token": token})
+    assert created.status_code == 302 and created.location != chat
+
+
+def test_without_javascript_the_form_posts_and_the_page_shows_the_answer(client, fake):
+    chat = open_chat(client)
+    fake.reply(tokens=["It", " is", " **4**."])
+    posted = client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "2+2?"})
+    assert posted.status_code == 302 and posted.location == f"{chat}#end"
+    page = client.get(chat).text
+    assert "2+2?" in page and "It is <strong>4</strong>." in page
+
+
+def test_an_empty_post_is_refused_with_words(client):
+    chat = open_chat(client)
+    response = client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": " "})
+    assert response.status_code == 400 and "Type a message first." in response.text
+
+
+def test_a_failure_is_shown_in_the_page_and_the_message_kept(client, fake):
+    chat = open_chat(client)
+    fake.reply(status=503, body={"error": "Model google/gemma-7b-it is currently loading", "estimated_time": 20.0})
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Still there?"})
+    page = client.get(chat).text
+    assert "Still there?" in page
+    assert "The model google/gemma-7b-it is loading (about 20 s)." in page
+    assert 'role="alert"' in page
+
+
+def test_what_the_user_typed_is_escaped(client, fake):
+    chat = open_chat(client)
+    fake.reply(tokens=["ok"])
+    client.post(
+        f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "<script>alert(1)</script>"}
+    )
+    page = client.get(chat).text
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_security_headers_and_no_token_in_the_page(client):
+    page = client.get(open_chat(client))
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert TOKEN not in page.text

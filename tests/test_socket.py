@@ -1,0 +1,170 @@
+"""The real WebSocket of the app under gunicorn, against the fake Hugging Face API."""
+
+import html
+import json
+import re
+import time
+
+import pytest
+import websocket
+
+from chatbot.local_model import free_port
+from tests.conftest import app_environment
+from tests.fakes.hf_server import TOKEN
+from tests.servers import FINISHED, ChatClient, GunicornApp
+
+DELTA = re.compile(r'<span hx-swap-oob="beforeend:#text-[\w-]+">(.*?)</span>', re.S)
+
+
+def streamed_text(frames):
+    return html.unescape("".join("".join(DELTA.findall(frame)) for frame in frames))
+
+
+def test_a_whole_exchange(gunicorn_on_fake, fake):
+    chat = ChatClient(gunicorn_on_fake.url)
+    fake.reply(tokens=["The", " answer", " is", " **42**", " <b>", "."], delay=0.02)
+    frames = chat.exchange("What is the answer?")
+
+    sent = fake.requests[-1]
+    assert sent.path == "/models/google/gemma-7b-it"
+    assert sent.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert sent.json["inputs"] == ("<bos><start_of_turn>user\nWhat is the answer?<end_of_turn>\n<start_of_turn>model\n")
+    assert sent.json["parameters"] == {
+        "max_new_tokens": 250,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "do_sample": True,
+        "return_full_text": False,
+        "stop": ["<end_of_turn>"],
+    }
+    assert sent.json["options"] == {"wait_for_model": True, "use_cache": False}
+
+    assert 'id="messages" hx-swap-oob="beforeend"' in frames[0]
+    assert "What is the answer?" in frames[0] and "assistant streaming" in frames[0]
+    assert 'aria-busy="true"' in frames[0]
+    assert streamed_text(frames) == "The answer is **42** <b>."
+    assert "&lt;b&gt;" in "".join(frames[1:-1]) and "<b>" not in "".join(DELTA.findall("".join(frames)))
+    finished = frames[-1]
+    assert FINISHED.search(finished).group(2) == "done"
+    assert "The answer is <strong>42</strong> &lt;b&gt;." in finished
+    assert 'id="send-button">Send' in finished
+
+
+def test_history_is_rebuilt_from_the_store_on_reload(gunicorn_on_fake, fake):
+    chat = ChatClient(gunicorn_on_fake.url)
+    ws = chat.connect()
+    fake.reply(tokens=["First", " answer"])
+    chat.exchange("first question", ws)
+    fake.reply(tokens=["Second", " answer"])
+    chat.exchange("second question", ws)
+    ws.close()
+    assert "First answer" in fake.requests[-1].json["inputs"]
+    page = chat.page()
+    order = [page.index(text) for text in ("first question", "First answer", "second question", "Second answer")]
+    assert order == sorted(order)
+
+
+def test_the_conversation_survives_a_restart(tmp_path, fake_hf, fake):
+    environment = app_environment(tmp_path, API_URL=fake_hf.task_url(), HF_API_TOKEN=TOKEN)
+    with GunicornApp(environment) as server:
+        chat = ChatClient(server.url)
+        fake.reply(tokens=["Kept"])
+        chat.exchange("remember this")
+    with GunicornApp(environment) as restarted:
+        chat.page_url = chat.page_url.replace(server.url, restarted.url)
+        page = chat.page()
+    assert "remember this" in page and "Kept" in page
+
+
+def test_a_cross_site_page_cannot_open_the_socket(gunicorn_on_fake):
+    chat = ChatClient(gunicorn_on_fake.url)
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        chat.connect(origin="https://evil.example")
+    assert refused.value.status_code == 403
+
+
+def test_another_session_cannot_open_my_conversation(gunicorn_on_fake):
+    mine = ChatClient(gunicorn_on_fake.url)
+    stranger = ChatClient(gunicorn_on_fake.url)
+    stranger.socket_url = mine.socket_url
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        stranger.connect()
+    assert refused.value.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("reply", "shown"),
+    [
+        ({"status": 401, "body": {"error": "Authorization header is required"}}, "HF_API_TOKEN"),
+        (
+            {"status": 503, "body": {"error": "Model google/gemma-7b-it is currently loading", "estimated_time": 20.0}},
+            "The model google/gemma-7b-it is loading (about 20 s).",
+        ),
+        (
+            {"status": 429, "body": {"error": "Rate limit reached"}, "headers": {"Retry-After": "60"}},
+            "Wait about 60 s before sending again",
+        ),
+        ({"first_delay": 6.0}, "did not answer within 5 s"),
+    ],
+)
+def test_failures_are_shown_in_the_chat_and_the_message_is_kept(gunicorn_on_fake, fake, reply, shown):
+    chat = ChatClient(gunicorn_on_fake.url)
+    fake.reply(**reply)
+    finished = chat.exchange("Hello?")[-1]
+    assert FINISHED.search(finished).group(2) == "error"
+    assert html.escape(shown, quote=False) in finished
+    assert 'role="alert"' in finished
+    page = chat.page()
+    assert "Hello?" in page and html.escape(shown, quote=False) in page
+
+
+def test_an_unreachable_backend_is_named_in_the_chat(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/models/google/gemma-7b-it"
+    with GunicornApp(app_environment(tmp_path, API_URL=url)) as server:
+        chat = ChatClient(server.url)
+        finished = chat.exchange("Anyone?")[-1]
+        assert f"Could not reach {url}: connection refused." in finished
+        assert "Anyone?" in chat.page()
+
+
+def test_input_problems_get_a_notice(gunicorn_on_fake):
+    chat = ChatClient(gunicorn_on_fake.url)
+    ws = chat.connect()
+    ws.send(json.dumps({"action": "send", "message": "   "}))
+    assert "Type a message first." in ws.recv()
+    ws.send(json.dumps({"action": "send", "message": "x" * 20_001}))
+    assert "the limit is 20,000" in ws.recv()
+    ws.send("not json")
+    assert "could not read that message" in ws.recv()
+    ws.close()
+
+
+def test_stop_keeps_the_partial_answer_and_one_answer_at_a_time(gunicorn_on_fake, fake):
+    chat = ChatClient(gunicorn_on_fake.url)
+    ws = chat.connect()
+    fake.reply(tokens=[f" word{i}" for i in range(50)], delay=0.1)
+    ws.send(json.dumps({"action": "send", "message": "Talk"}))
+    frames = [ws.recv(), ws.recv()]
+    ws.send(json.dumps({"action": "send", "message": "Again"}))
+    while "Wait for the answer to finish" not in frames[-1]:
+        frames.append(ws.recv())
+    ws.send(json.dumps({"action": "stop"}))
+    while not FINISHED.search(frames[-1]):
+        frames.append(ws.recv())
+    ws.close()
+    assert FINISHED.search(frames[-1]).group(2) == "stopped"
+    assert "Stopped: the answer above is partial." in frames[-1]
+    assert "word0" in chat.page() and "Again" not in chat.page()
+
+
+def test_closing_the_tab_does_not_lose_the_answer(gunicorn_on_fake, fake):
+    chat = ChatClient(gunicorn_on_fake.url)
+    ws = chat.connect()
+    fake.reply(tokens=["Still", " saved", " after", " you", " left"], delay=0.1)
+    ws.send(json.dumps({"action": "send", "message": "Bye"}))
+    ws.recv()
+    ws.close()
+    deadline = time.monotonic() + 10
+    while "Still saved after you left" not in chat.page() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "Still saved after you left" in chat.page()

@@ -1,0 +1,101 @@
+"""The store suite: every store must pass it (SQLite now; Redis joins in a later issue)."""
+
+import threading
+
+import pytest
+
+from chatbot.conversations import Message, new_id
+from chatbot.stores import open_store
+from chatbot.stores.sqlite import SQLiteStore
+
+
+@pytest.fixture
+def sqlite_path(tmp_path):
+    return str(tmp_path / "chat.sqlite3")
+
+
+@pytest.fixture
+def chat_store(sqlite_path):
+    return SQLiteStore(sqlite_path)
+
+
+def message(conversation, role="user", content="Hello", **fields):
+    return Message(new_id(), conversation.id, role, content, **fields)
+
+
+def test_a_conversation_belongs_to_its_owner(chat_store):
+    mine = chat_store.create_conversation("alice")
+    assert chat_store.get_conversation("alice", mine.id) == mine
+    assert chat_store.get_conversation("bob", mine.id) is None
+    assert chat_store.list_conversations("bob") == []
+
+
+def test_conversations_are_listed_newest_first(chat_store):
+    first = chat_store.create_conversation("alice")
+    second = chat_store.create_conversation("alice")
+    chat_store.add_message(message(first))  # a new message makes it the newest
+    assert [c.id for c in chat_store.list_conversations("alice")] == [first.id, second.id]
+
+
+def test_messages_keep_their_order_and_fields(chat_store):
+    conversation = chat_store.create_conversation("alice")
+    question = chat_store.add_message(message(conversation, content="What is 2+2?"))
+    answer = chat_store.add_message(message(conversation, "assistant", "", status="streaming", meta={"model": "m"}))
+    answer.content, answer.html, answer.status = "4", "<p>4</p>", "done"
+    answer.meta["tokens"] = 1
+    chat_store.update_message(answer)
+    stored = chat_store.messages(conversation)
+    assert stored == [question, answer]
+    assert stored[1].meta == {"model": "m", "tokens": 1}
+
+
+def test_an_error_is_stored_with_its_message(chat_store):
+    conversation = chat_store.create_conversation("alice")
+    answer = chat_store.add_message(
+        message(
+            conversation,
+            "assistant",
+            "Half",
+            status="error",
+            error={"kind": "truncated", "message": "cut", "hint": "again"},
+        )
+    )
+    assert chat_store.messages(conversation)[0].error == answer.error
+
+
+def test_rename(chat_store):
+    conversation = chat_store.create_conversation("alice")
+    chat_store.rename_conversation(conversation, "Trip to Paris")
+    assert chat_store.get_conversation("alice", conversation.id).title == "Trip to Paris"
+
+
+def test_everything_survives_a_restart(sqlite_path):
+    store = open_store(f"sqlite:///{sqlite_path}", "/unused")
+    conversation = store.create_conversation("alice")
+    store.add_message(message(conversation, content="remember me"))
+    reopened = open_store(f"sqlite:///{sqlite_path}", "/unused")
+    assert [m.content for m in reopened.messages(reopened.get_conversation("alice", conversation.id))] == [
+        "remember me"
+    ]
+
+
+def test_default_store_is_a_file_in_the_instance_folder(tmp_path):
+    store = open_store(None, str(tmp_path / "instance"))
+    assert store.path == str(tmp_path / "instance" / "chat.sqlite3")
+
+
+def test_two_writers_append_without_losing_a_message(chat_store):
+    """Two tabs writing at once: appends, never a rewrite of the history."""
+    conversation = chat_store.create_conversation("alice")
+
+    def write(tab):
+        for i in range(50):
+            chat_store.add_message(message(conversation, content=f"{tab}-{i}"))
+
+    threads = [threading.Thread(target=write, args=(tab,)) for tab in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    contents = [m.content for m in chat_store.messages(conversation)]
+    assert sorted(contents) == sorted([f"a-{i}" for i in range(50)] + [f"b-{i}" for i in range(50)])
