@@ -2,13 +2,14 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip install --disable-pip-version-check -q
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test lint local-model
 
 run: $(VENV)/.run-installed
 	$(VENV)/bin/flask --app wsgi serve
 
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed $(CHROMIUM)
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m pytest
@@ -29,3 +30,8 @@ $(VENV)/.run-installed: $(VENV)/bin/python requirements.txt requirements-local.t
 $(VENV)/.dev-installed: $(VENV)/bin/python requirements.txt requirements-local.txt requirements-dev.txt
 	$(PIP) -r requirements-dev.txt
 	touch $@ $(VENV)/.run-installed
+
+# The browser tests drive Debian's Chromium (no browser download).
+$(CHROMIUM):
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium

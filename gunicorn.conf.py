@@ -8,6 +8,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "32"))  # open chats per worker
 timeout = 60
 graceful_timeout = 10
+control_socket_disable = True  # unused here; one fixed path would clash between instances
 accesslog = "-"
 # Request lines only: no headers, so no token or cookie reaches the log.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'

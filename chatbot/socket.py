@@ -116,7 +116,11 @@ class ChatSocket:
         if event.kind == "delta":
             self.send(DELTA.format(event.message.id, event.text))
         elif event.kind == "started":
-            self.send(render_template("chat/_started.html", user=event.user_message, answer=event.message))
+            self.send(
+                render_template(
+                    "chat/_started.html", user=event.user_message, answer=event.message, conversation=self.conversation
+                )
+            )
         else:
             self.send(render_template("chat/_finished.html", answer=event.message))
 

@@ -1,0 +1,47 @@
+"""The chat page in a real browser: send, stream, busy state, markdown, nothing from the model runs."""
+
+from playwright.sync_api import expect
+
+HOSTILE = [
+    "Here is code:\n\n```python\nprint('hi')\n```\n\n",
+    '<img src=x onerror="window.hacked=1"> <script>window.hacked=2</script>',
+    " [click](javascript:window.hacked=3)",
+]
+
+
+def test_a_message_streams_in_and_ends_as_safe_markdown(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    fake.reply(tokens=HOSTILE, delay=0.3)
+    page.fill("#message-input", "Show me code")
+    page.keyboard.press("Enter")
+
+    expect(page.locator(".message.user .body")).to_have_text("Show me code")
+    expect(page.locator("#message-input")).to_have_value("")
+    streaming = page.locator(".message.assistant.streaming .body")
+    expect(streaming).to_contain_text("Here is code:")
+    expect(page.locator("#send-button")).to_be_disabled()
+    expect(page.locator("#conversation-title")).to_have_text("Show me code")
+
+    answer = page.locator(".message.assistant.done .body")
+    expect(answer.locator("pre code .nb")).to_have_text("print")
+    expect(answer).to_contain_text("<script>window.hacked=2</script>")
+    expect(page.locator("#send-button")).to_be_enabled()
+    assert page.evaluate("window.hacked") is None
+    assert page.locator(".markdown img, .markdown script, a[href^='javascript']").count() == 0
+
+    page.reload()
+    expect(page.locator(".message")).to_have_count(2)
+    expect(page.locator(".message.assistant.done pre")).to_be_visible()
+
+
+def test_shift_enter_makes_a_new_line_and_a_failure_shows_in_the_chat(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    page.fill("#message-input", "line one")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("line two")
+    expect(page.locator("#message-input")).to_have_value("line one\nline two")
+    fake.reply(status=503, body={"error": "Model google/gemma-7b-it is currently loading", "estimated_time": 20.0})
+    page.click("#send-button")
+    failure = page.locator(".message.assistant.error [role=alert]")
+    expect(failure).to_contain_text("is loading (about 20 s)")
+    expect(page.locator(".message.user .body")).to_have_text("line one\nline two")
