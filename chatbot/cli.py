@@ -18,24 +18,28 @@ def needs_local_model(config: dict) -> bool:
     return not config.get("HF_API_TOKEN") and not config.get("API_URL")
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_signals() -> None:
+    """Ctrl-C or a service manager's stop ends the chat and the model together."""
+
     def stop(_signum, _frame):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 @click.command("serve")
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address for the chat.")
 def serve_command(bind: str) -> None:
     """Run the chat under gunicorn, with the embedded local model when nothing else is set."""
-    _stop_on_sigterm()
+    _stop_on_signals()
     environment = dict(os.environ)
     local = None
     try:
         if needs_local_model(current_app.config):
             click.echo("No HF_API_TOKEN and no API_URL in .env: starting the embedded local model (Gemma 3 270M)...")
-            local = LocalModelServer().start()
+            local = LocalModelServer()
+            local.start()
             environment.update(API_URL=local.url, INFERENCE_API="chat", MODEL_ID=local.model_id)
             click.echo(f"Local model ready at {local.url}")
         click.echo(f"Chat on http://{bind}  (Ctrl-C stops it)")
@@ -57,7 +61,7 @@ def serve_command(bind: str) -> None:
 @click.option("--port", default=8080, show_default=True)
 def local_model_command(port: int) -> None:
     """Run only the embedded llama.cpp server, for API_URL=http://127.0.0.1:PORT/v1."""
-    _stop_on_sigterm()
+    _stop_on_signals()
     server = LocalModelServer(port).start()
     click.echo(f"Local model {server.model_id} at {server.url} (INFERENCE_API=chat). Ctrl-C stops it.")
     try:
