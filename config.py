@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-INFERENCE_APIS = ("text-generation", "chat")
+INFERENCE_APIS = ("text-generation", "chat", "completions")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 
@@ -86,25 +89,52 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
 
 
-# variable -> (config key, parser, default). None as default: not set.
-SETTINGS: dict[str, tuple[str, Callable[[str], Any], Any]] = {
-    "HF_API_TOKEN": ("HF_API_TOKEN", _text, None),
-    "MODEL_ID": ("MODEL_ID", _text, "google/gemma-7b-it"),
-    "INFERENCE_API": ("INFERENCE_API", _choice(*INFERENCE_APIS), "text-generation"),
-    "API_URL": ("API_URL", _url, None),
-    "MAX_NEW_TOKENS": ("MAX_NEW_TOKENS", _whole(1, 32768), 250),
-    "TEMPERATURE": ("TEMPERATURE", _number(0.0, 5.0), 0.7),
-    "TOP_P": ("TOP_P", _number(0.0, 1.0), 0.9),
-    "DO_SAMPLE": ("DO_SAMPLE", _boolean, True),
-    "WAIT_FOR_MODEL": ("WAIT_FOR_MODEL", _boolean, True),
-    "SYSTEM_PROMPT": ("SYSTEM_PROMPT", _text, ""),
-    "CONNECT_TIMEOUT": ("CONNECT_TIMEOUT", _number(0.1, 600), 10.0),
-    "READ_TIMEOUT": ("READ_TIMEOUT", _number(0.1, 3600), 120.0),
-    "SECRET_KEY": ("SECRET_KEY", _text, None),
-    "CHAT_STORE_URL": ("CHAT_STORE_URL", _store_url, None),
-    "MAX_MESSAGE_CHARS": ("MAX_MESSAGE_CHARS", _whole(1, 1_000_000), 20_000),
-    "ALLOWED_ORIGINS": ("ALLOWED_ORIGINS", _origins, ()),
+# variable -> (parser, default); the config key is the variable's name. None: not set.
+SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
+    "HF_API_TOKEN": (_text, None),
+    "MODEL_ID": (_text, "google/gemma-7b-it"),
+    "INFERENCE_API": (_choice(*INFERENCE_APIS), "text-generation"),
+    "API_URL": (_url, None),
+    "MODELS": (_text, None),
+    "CONTEXT_LENGTH": (_whole(16, 10_000_000), None),
+    "MAX_NEW_TOKENS": (_whole(1, 32768), 250),
+    "TEMPERATURE": (_number(0.0, 5.0), 0.7),
+    "TOP_P": (_number(0.0, 1.0), 0.9),
+    "DO_SAMPLE": (_boolean, True),
+    "WAIT_FOR_MODEL": (_boolean, True),
+    "MAX_LOADING_WAIT": (_number(0, 3600), 300.0),
+    "SYSTEM_PROMPT": (_text, ""),
+    "CONNECT_TIMEOUT": (_number(0.1, 600), 10.0),
+    "READ_TIMEOUT": (_number(0.1, 3600), 120.0),
+    "SECRET_KEY": (_text, None),
+    "CHAT_STORE_URL": (_store_url, None),
+    "MAX_MESSAGE_CHARS": (_whole(1, 1_000_000), 20_000),
+    "ALLOWED_ORIGINS": (_origins, ()),
 }
+PARAMETERS = {
+    "max_new_tokens": "MAX_NEW_TOKENS",
+    "temperature": "TEMPERATURE",
+    "top_p": "TOP_P",
+    "do_sample": "DO_SAMPLE",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model a user may pick: where it is served, how to talk to it, its defaults."""
+
+    id: str
+    name: str
+    api: str
+    url: str | None = None
+    chat_format: str | None = None
+    context_length: int | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    tokenizer_config: str | None = None
+    system_prompt: str = ""
+
+
+MODEL_FIELDS = tuple(f.name for f in fields(ModelSpec))
 
 
 def _token(environ: Mapping[str, str]) -> str | None:
@@ -112,19 +142,132 @@ def _token(environ: Mapping[str, str]) -> str | None:
     return token or None
 
 
-def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Read every setting from `environ` (default: os.environ)."""
+def load_config(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read every setting from `environ` (default: os.environ); `overrides` (typed values) win."""
     environ = os.environ if environ is None else environ
     config: dict[str, Any] = {}
-    for variable, (key, parse, default) in SETTINGS.items():
+    for variable, (parse, default) in SETTINGS.items():
         raw = environ.get(variable, "").strip()
         if not raw:
-            config[key] = default
+            config[variable] = default
             continue
         try:
-            config[key] = parse(raw)
+            config[variable] = parse(raw)
         except ValueError as error:
             raise ConfigError(f"{variable}={raw!r} is not valid: it takes {error}.") from None
     config["HF_API_TOKEN"] = _token(environ)
     config["MODEL_ID"] = config["MODEL_ID"].strip()
+    config.update(overrides or {})
+    config["MODELS"] = model_list(config)
     return config
+
+
+def model_list(config: dict[str, Any]) -> list[ModelSpec]:
+    """The models a user may pick: from MODELS (JSON, or a .json/.toml file), else MODEL_ID alone."""
+    raw = config["MODELS"]
+    if isinstance(raw, list):
+        return raw
+    defaults = {key: config[variable] for key, variable in PARAMETERS.items()}
+    if not raw:
+        entries: list[Any] = [
+            {
+                "id": config["MODEL_ID"],
+                "context_length": config["CONTEXT_LENGTH"],
+                "system_prompt": config["SYSTEM_PROMPT"],
+            }
+        ]
+    else:
+        entries = _read_models(raw)
+    specs = [_model_spec(index, entry, config, defaults) for index, entry in enumerate(entries, 1)]
+    names = [spec.name for spec in specs]
+    duplicate = next((name for name in names if names.count(name) > 1), None)
+    if duplicate:
+        raise ConfigError(f"MODELS names {duplicate!r} twice: every model needs its own name.")
+    return specs
+
+
+def _read_models(raw: str) -> list[Any]:
+    try:
+        if raw.startswith(("[", "{")):
+            data = json.loads(raw)
+        elif raw.endswith(".toml"):
+            with open(raw, "rb") as file:
+                data = tomllib.load(file)
+        else:
+            with open(raw, encoding="utf-8") as file:
+                data = json.load(file)
+    except OSError as error:
+        raise ConfigError(f"MODELS={raw!r} is not valid: the file cannot be read ({error.strerror}).") from None
+    except ValueError as error:
+        raise ConfigError(f"MODELS is not valid JSON or TOML: {error}.") from None
+    if isinstance(data, dict):
+        data = data.get("models")
+    if not isinstance(data, list) or not data:
+        raise ConfigError("MODELS is not valid: it takes a list of models ([{...}] or a [[models]] table).")
+    return data
+
+
+def _model_spec(index: int, entry: Any, config: dict[str, Any], defaults: dict[str, Any]) -> ModelSpec:
+    where = f"MODELS: model {index}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} is not valid: it takes a table of fields ({', '.join(MODEL_FIELDS)}).")
+    unknown = sorted(set(entry) - set(MODEL_FIELDS))
+    if unknown:
+        raise ConfigError(f"{where} has an unknown field {unknown[0]!r}; the fields are {', '.join(MODEL_FIELDS)}.")
+    if not isinstance(entry.get("id"), str) or not entry["id"].strip():
+        raise ConfigError(f"{where} has no 'id' (the Hub id or the server's model name).")
+    where = f"MODELS: model {entry['id']!r}"
+    try:
+        parameters = _parameters(entry.get("parameters") or {}, defaults)
+        spec = ModelSpec(
+            id=entry["id"].strip(),
+            name=str(entry.get("name") or entry["id"]).strip(),
+            api=_choice(*INFERENCE_APIS)(str(entry.get("api") or config["INFERENCE_API"])),
+            url=_url(str(entry["url"])) if entry.get("url") else config["API_URL"],
+            chat_format=_chat_format(entry.get("chat_format")),
+            context_length=_whole(16, 10_000_000)(str(entry["context_length"]))
+            if entry.get("context_length")
+            else None,
+            parameters=parameters,
+            tokenizer_config=_readable(entry.get("tokenizer_config")),
+            system_prompt=str(entry.get("system_prompt") or config["SYSTEM_PROMPT"]),
+        )
+    except ValueError as error:
+        raise ConfigError(f"{where} is not valid: {error}.") from None
+    if spec.api == "completions" and not spec.url:
+        raise ConfigError(f"{where} uses the completions API, which needs a url (API_URL or the model's url).")
+    return spec
+
+
+def _parameters(given: Any, defaults: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(given, dict):
+        raise ValueError("'parameters' takes a table")
+    unknown = sorted(set(given) - set(PARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r}; the parameters are {', '.join(PARAMETERS)}")
+    values = dict(defaults)
+    for key, value in given.items():
+        parse = SETTINGS[PARAMETERS[key]][0]
+        try:
+            values[key] = parse(str(value).lower() if isinstance(value, bool) else str(value))
+        except ValueError as error:
+            raise ValueError(f"{key}={value!r}: it takes {error}") from None
+    return values
+
+
+def _chat_format(name: Any) -> str | None:
+    if not name:
+        return None
+    from chatbot.services.prompts import FORMATS  # here, not at the top: chatbot imports this module
+
+    if name not in FORMATS:
+        raise ValueError(f"chat_format {name!r} is not one of {', '.join(FORMATS)}")
+    return str(name)
+
+
+def _readable(path: Any) -> str | None:
+    if not path:
+        return None
+    if not os.path.isfile(str(path)):
+        raise ValueError(f"tokenizer_config {path!r} is not a file")
+    return str(path)

@@ -20,8 +20,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     )
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
-    app.config.update(load_config())
-    app.config.update(overrides or {})
+    app.config.update(load_config(overrides=overrides))
     from chatbot import security
 
     if not app.config.get("SECRET_KEY"):

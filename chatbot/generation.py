@@ -8,6 +8,7 @@ a failed answer: the failure is stored with the message and reported.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -18,7 +19,8 @@ from chatbot.conversations import Conversation, Message, Store, new_id, title_fr
 from chatbot.rendering import render_markdown
 from chatbot.services import inference
 from chatbot.services.errors import InferenceError
-from chatbot.services.prompts import strip_stops
+from chatbot.services.prompts import fit_to_context, strip_stops
+from config import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ _END = object()
 
 @dataclass
 class Event:
-    """What happened to an answer: "started", "delta" (with text) or "finished"."""
+    """What happened to an answer: "started", "waiting" or "delta" (with text), "finished"."""
 
     kind: str
     message: Message
@@ -45,6 +47,8 @@ class ReplySettings:
     backend: inference.Backend
     parameters: inference.Parameters
     system_prompt: str = ""
+    max_loading_wait: float = 300.0  # seconds to keep retrying a model that is loading
+    model_name: str = ""
     flush_seconds: float = FLUSH_SECONDS
     save_seconds: float = SAVE_SECONDS
 
@@ -99,20 +103,20 @@ def run_reply(
     turns = history_turns(store.messages(conversation))
     if settings.system_prompt:
         turns.insert(0, {"role": "system", "content": settings.system_prompt})
-    message = store.add_message(
-        Message(
-            new_id(), conversation.id, "assistant", "", status="streaming", meta={"model": settings.backend.model_id}
-        )
-    )
+    meta = {"model": settings.model_name or settings.backend.model_id}
+    message = store.add_message(Message(new_id(), conversation.id, "assistant", "", status="streaming", meta=meta))
     listener(Event("started", message, user_message=user_message))
     answer = _Answer(message)
-    request = inference.build_request(settings.backend, settings.parameters, turns)
+    stops: tuple[str, ...] = ()
     try:
-        for chunk in _coalesced(inference.stream_reply(request, settings.backend, cancel), settings, cancel):
-            _add(answer, chunk, store, settings, listener)
+        backend = inference.with_server_facts(settings.backend)
+        turns = fit_to_context(turns, backend.context_length, settings.parameters.max_new_tokens)
+        request = inference.build_request(backend, settings.parameters, turns)
+        stops = request.stop
+        _stream(request, backend, answer, store, settings, listener, cancel)
         if cancel.is_set():
             message.status = "stopped"
-        elif not strip_stops(answer.text(), request.stop).strip():
+        elif not strip_stops(answer.text(), stops).strip():
             raise InferenceError.empty(request.url)
         else:
             message.status = "done"
@@ -127,9 +131,45 @@ def run_reply(
             "hint": "Send again; if it keeps failing, the server log says why.",
             "retry_after": None,
         }
-    _finish(answer, request.stop, store)
+    _finish(answer, stops, store)
     listener(Event("finished", message))
     return message
+
+
+def _stream(
+    request: inference.Request,
+    backend: inference.Backend,
+    answer: _Answer,
+    store: Store,
+    settings: ReplySettings,
+    listener: Listener,
+    cancel: threading.Event,
+) -> None:
+    """Stream the answer; while the model is loading, count down and try again, up to the limit."""
+    waited = 0.0
+    while True:
+        try:
+            for chunk in _coalesced(inference.stream_reply(request, backend, cancel), settings, cancel):
+                _add(answer, chunk, store, settings, listener)
+            return
+        except InferenceError as error:
+            if error.kind != "loading" or answer.tokens or waited >= settings.max_loading_wait:
+                raise
+            pause = min(max(error.retry_after or 10.0, 1.0), settings.max_loading_wait - waited)
+            if not _count_down(pause, answer.message, listener, cancel):
+                return
+            waited += pause
+
+
+def _count_down(seconds: float, message: Message, listener: Listener, cancel: threading.Event) -> bool:
+    """Show "Model is loading, about N s" each second; False if the user stopped the wait."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        listener(Event("waiting", message, f"Model is loading, about {math.ceil(left)} s"))
+        if cancel.wait(min(1.0, left)):
+            return False
+    listener(Event("waiting", message, "Trying again…"))
+    return True
 
 
 def _add(answer: _Answer, chunk: list[str], store: Store, settings: ReplySettings, listener: Listener) -> None:
@@ -202,10 +242,19 @@ def _coalesced(tokens: Iterator[str], settings: ReplySettings, cancel: threading
         yield batch
 
 
-def settings_from_config(config: dict) -> ReplySettings:
-    """Reply settings from the app's configuration (a plain mapping, no Flask needed)."""
+def model_spec(config: dict, name: str | None) -> ModelSpec:
+    """The configured model with that name; the first one when the name is unknown or empty."""
+    models = config["MODELS"]
+    return next((spec for spec in models if spec.name == name), models[0])
+
+
+def settings_from_config(config: dict, model_name: str | None = None) -> ReplySettings:
+    """Reply settings for one of the configured models (a plain mapping, no Flask needed)."""
+    spec = model_spec(config, model_name)
     return ReplySettings(
-        backend=inference.backend_from_config(config),
-        parameters=inference.parameters_from_config(config),
-        system_prompt=config.get("SYSTEM_PROMPT") or "",
+        backend=inference.backend_for(spec, config),
+        parameters=inference.Parameters(**spec.parameters),
+        system_prompt=spec.system_prompt,
+        max_loading_wait=config["MAX_LOADING_WAIT"],
+        model_name=spec.name,
     )

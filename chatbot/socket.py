@@ -26,6 +26,7 @@ bp = Blueprint("chat", __name__)
 log = logging.getLogger(__name__)
 
 DELTA = Markup('<span hx-swap-oob="beforeend:#text-{}">{}</span>')
+WAITING = Markup('<p id="wait-{}" class="waiting" hx-swap-oob="true">{}</p>')
 
 
 @bp.before_request
@@ -115,6 +116,8 @@ class ChatSocket:
     def on_event(self, event: Event) -> None:
         if event.kind == "delta":
             self.send(DELTA.format(event.message.id, event.text))
+        elif event.kind == "waiting":
+            self.send(WAITING.format(event.message.id, event.text))
         elif event.kind == "started":
             self.send(
                 render_template(

@@ -6,6 +6,7 @@ import pytest
 
 from chatbot import create_app
 from chatbot.local_model import LocalModelServer
+from chatbot.services import inference
 from tests.fakes.hf_server import TOKEN, FakeHuggingFace
 from tests.servers import GunicornApp
 
@@ -23,6 +24,7 @@ def fake(fake_hf):
         fake_hf.replies.get_nowait()
     fake_hf.requests.clear()
     fake_hf.require_token = True
+    inference.COOLDOWNS.clear()
     return fake_hf
 
 
@@ -36,6 +38,7 @@ def app(tmp_path, fake):
             "API_URL": fake.task_url(),
             "HF_API_TOKEN": TOKEN,
             "READ_TIMEOUT": 5.0,
+            "MAX_LOADING_WAIT": 0.0,
         }
     )
 

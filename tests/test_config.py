@@ -49,7 +49,11 @@ def test_hf_api_token_wins_over_hf_token():
     ("variable", "value", "expected"),
     [
         ("TEMPERATURE", "hot", "TEMPERATURE='hot' is not valid: it takes a number from 0 to 5."),
-        ("INFERENCE_API", "grpc", "INFERENCE_API='grpc' is not valid: it takes one of text-generation, chat."),
+        (
+            "INFERENCE_API",
+            "grpc",
+            "INFERENCE_API='grpc' is not valid: it takes one of text-generation, chat, completions.",
+        ),
         ("MAX_NEW_TOKENS", "lots", "MAX_NEW_TOKENS='lots' is not valid: it takes a whole number from 1 to 32768."),
         ("DO_SAMPLE", "maybe", "DO_SAMPLE='maybe' is not valid: it takes true or false."),
         ("API_URL", "localhost:8080", "API_URL='localhost:8080' is not valid: it takes an http:// or https:// URL."),

@@ -97,13 +97,10 @@ def test_another_session_cannot_open_my_conversation(gunicorn_on_fake):
     [
         ({"status": 401, "body": {"error": "Authorization header is required"}}, "HF_API_TOKEN"),
         (
-            {"status": 503, "body": {"error": "Model google/gemma-7b-it is currently loading", "estimated_time": 20.0}},
-            "The model google/gemma-7b-it is loading (about 20 s).",
+            {"status": 403, "body": {"error": "Access to model google/gemma-7b-it is restricted"}},
+            "Ask for access on https://huggingface.co/google/gemma-7b-it",
         ),
-        (
-            {"status": 429, "body": {"error": "Rate limit reached"}, "headers": {"Retry-After": "60"}},
-            "Wait about 60 s before sending again",
-        ),
+        ({"status": 500, "body": {"error": "unknown error"}}, "failed (500: unknown error)"),
         ({"first_delay": 6.0}, "did not answer within 5 s"),
     ],
 )
@@ -116,6 +113,67 @@ def test_failures_are_shown_in_the_chat_and_the_message_is_kept(gunicorn_on_fake
     assert 'role="alert"' in finished
     page = chat.page()
     assert "Hello?" in page and html.escape(shown, quote=False) in page
+
+
+LOADING = {"status": 503, "body": {"error": "Model google/gemma-7b-it is currently loading", "estimated_time": 2.0}}
+
+
+def test_a_loading_model_is_waited_for_with_a_countdown(gunicorn_on_fake, fake):
+    chat = ChatClient(gunicorn_on_fake.url)
+    fake.reply(**LOADING)
+    fake.reply(tokens=["Loaded", " now"])
+    frames = chat.exchange("Wake up")
+    waits = [frame for frame in frames if "Model is loading" in frame]
+    assert "Model is loading, about 2 s" in waits[0] and "Model is loading, about 1 s" in waits[1]
+    assert FINISHED.search(frames[-1]).group(2) == "done" and "Loaded now" in frames[-1]
+    assert len(fake.requests) == 2
+
+
+def test_stop_cancels_the_wait_for_a_loading_model(gunicorn_on_fake, fake):
+    chat = ChatClient(gunicorn_on_fake.url)
+    ws = chat.connect()
+    fake.reply(status=503, body={"error": "Model google/gemma-7b-it is currently loading", "estimated_time": 60})
+    ws.send(json.dumps({"action": "send", "message": "Wake up"}))
+    frames = [ws.recv()]
+    while "Model is loading" not in frames[-1]:
+        frames.append(ws.recv())
+    started = time.monotonic()
+    ws.send(json.dumps({"action": "stop"}))
+    while not FINISHED.search(frames[-1]):
+        frames.append(ws.recv())
+    ws.close()
+    assert time.monotonic() - started < 2
+    assert FINISHED.search(frames[-1]).group(2) == "stopped"
+    assert len(fake.requests) == 1
+
+
+@pytest.fixture
+def impatient_app(tmp_path, fake_hf):
+    """An app of its own (its rate-limit pause must not hold up the other tests) that waits 1 s for loading."""
+    environment = app_environment(tmp_path, API_URL=fake_hf.task_url(), HF_API_TOKEN=TOKEN, MAX_LOADING_WAIT="1")
+    with GunicornApp(environment, workers=1) as server:
+        yield server
+
+
+def test_a_rate_limit_is_shown_and_the_api_is_not_asked_again_until_it_said(impatient_app, fake):
+    chat = ChatClient(impatient_app.url)
+    fake.reply(status=429, body={"error": "Rate limit reached"}, headers={"Retry-After": "60"})
+    first = chat.exchange("One")[-1]
+    assert "Wait about 60 s before sending again" in first
+    second = chat.exchange("Two")[-1]
+    assert "nothing was sent" in second and "Try again in about" in second
+    assert len(fake.requests) == 1
+    assert "One" in chat.page() and "Two" in chat.page()
+
+
+def test_a_model_still_loading_after_the_limit_is_an_error(impatient_app, fake):
+    chat = ChatClient(impatient_app.url)
+    fake.reply(**LOADING)
+    fake.reply(**LOADING)
+    finished = chat.exchange("Wake up")[-1]
+    assert FINISHED.search(finished).group(2) == "error"
+    assert "is loading" in finished and "Wait until it has loaded" in finished
+    assert len(fake.requests) == 2
 
 
 def test_an_unreachable_backend_is_named_in_the_chat(tmp_path):

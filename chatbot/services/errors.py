@@ -92,6 +92,17 @@ class InferenceError(Exception):
         )
 
     @classmethod
+    def cooling_down(cls, url: str, seconds: float) -> InferenceError:
+        host = urlsplit(url).netloc
+        return cls(
+            "rate_limit",
+            f"Rate limit reached at {host}: it asked for a pause, so nothing was sent.",
+            f"Try again in about {seconds:.0f} s; a Hugging Face PRO plan or a local model lifts the limit.",
+            url=url,
+            retry_after=seconds,
+        )
+
+    @classmethod
     def empty(cls, url: str) -> InferenceError:
         return cls(
             "empty",

@@ -11,11 +11,15 @@ Every failure becomes one `InferenceError` with a kind, a message and a hint.
 from __future__ import annotations
 
 import codecs
+import dataclasses
+import functools
 import json
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -23,6 +27,7 @@ import urllib3
 from chatbot.services import prompts
 from chatbot.services.errors import InferenceError, error_from_response, error_message
 from chatbot.services.prompts import Turn
+from config import ModelSpec
 
 HF_TEXT_GENERATION_URL = "https://router.huggingface.co/hf-inference/models/{model_id}"
 HF_CHAT_URL = "https://router.huggingface.co/v1"
@@ -51,6 +56,15 @@ class Backend:
     wait_for_model: bool = True
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
+    chat_format: str | None = None  # None: found from the model id
+    template: prompts.ChatTemplate | None = None  # the model's own chat template, preferred when known
+    context_length: int | None = None  # tokens; None: unknown, history is not trimmed
+
+    def prompt(self, turns: list[Turn]) -> prompts.Prompt:
+        """The prompt for prompt-taking APIs, in the model's own format."""
+        if self.template is not None:
+            return self.template.render(turns)
+        return prompts.format_prompt(self.model_id, turns, self.chat_format)
 
 
 @dataclass(frozen=True)
@@ -63,29 +77,32 @@ class Request:
     stop: tuple[str, ...] = ()
 
 
-def backend_from_config(config: Mapping[str, Any]) -> Backend:
-    """The backend the configuration names; with no API_URL, the Hugging Face router."""
-    api = config["INFERENCE_API"]
-    model_id = prompts.hub_model_id(config["MODEL_ID"]) if api == "text-generation" else config["MODEL_ID"]
-    url = config.get("API_URL") or (HF_CHAT_URL if api == "chat" else HF_TEXT_GENERATION_URL.format(model_id=model_id))
+def backend_for(spec: ModelSpec, config: Mapping[str, Any]) -> Backend:
+    """The backend for one model of the list; with no URL, the Hugging Face router."""
+    model_id = prompts.hub_model_id(spec.id) if spec.api == "text-generation" else spec.id
+    default_url = HF_CHAT_URL if spec.api != "text-generation" else HF_TEXT_GENERATION_URL.format(model_id=model_id)
     return Backend(
-        api=api,
-        url=url,
+        api=spec.api,
+        url=spec.url or default_url,
         model_id=model_id,
         token=config.get("HF_API_TOKEN"),
         wait_for_model=config["WAIT_FOR_MODEL"],
         connect_timeout=config["CONNECT_TIMEOUT"],
         read_timeout=config["READ_TIMEOUT"],
+        chat_format=spec.chat_format,
+        template=_file_template(spec.tokenizer_config) if spec.tokenizer_config else None,
+        context_length=spec.context_length,
     )
 
 
-def parameters_from_config(config: Mapping[str, Any]) -> Parameters:
-    return Parameters(
-        max_new_tokens=config["MAX_NEW_TOKENS"],
-        temperature=config["TEMPERATURE"],
-        top_p=config["TOP_P"],
-        do_sample=config["DO_SAMPLE"],
-    )
+def backend_from_config(config: Mapping[str, Any]) -> Backend:
+    """The backend of the first (or only) configured model."""
+    return backend_for(config["MODELS"][0], config)
+
+
+@functools.cache
+def _file_template(path: str) -> prompts.ChatTemplate | None:
+    return prompts.read_chat_template(path)
 
 
 def _headers(backend: Backend) -> dict[str, str]:
@@ -99,11 +116,20 @@ def build_request(backend: Backend, parameters: Parameters, turns: list[Turn]) -
     """The request that asks `backend` to answer the conversation `turns`."""
     if backend.api == "chat":
         return _chat_request(backend, parameters, turns)
+    if backend.api == "completions":
+        return _completions_request(backend, parameters, turns)
     return _text_generation_request(backend, parameters, turns)
 
 
+def _sampling(parameters: Parameters) -> dict[str, Any]:
+    """OpenAI-style sampling fields: greedy decoding is temperature 0."""
+    if not parameters.do_sample:
+        return {"temperature": 0.0}
+    return {"temperature": parameters.temperature, "top_p": parameters.top_p}
+
+
 def _text_generation_request(backend: Backend, parameters: Parameters, turns: list[Turn]) -> Request:
-    prompt = prompts.format_prompt(backend.model_id, turns)
+    prompt = backend.prompt(turns)
     generation: dict[str, Any] = {
         "max_new_tokens": parameters.max_new_tokens,
         "do_sample": parameters.do_sample,
@@ -128,17 +154,60 @@ def _text_generation_request(backend: Backend, parameters: Parameters, turns: li
 def _chat_request(backend: Backend, parameters: Parameters, turns: list[Turn]) -> Request:
     system, alternating = prompts.alternate(turns)
     messages = ([{"role": "system", "content": system}] if system else []) + alternating
-    payload: dict[str, Any] = {
+    payload = {
         "model": backend.model_id,
         "messages": messages,
         "max_tokens": parameters.max_new_tokens,
-        "temperature": parameters.temperature if parameters.do_sample else 0.0,
+        **_sampling(parameters),
         "stream": True,
     }
-    if parameters.do_sample:
-        payload["top_p"] = parameters.top_p
-    url = backend.url if backend.url.endswith("/chat/completions") else backend.url + "/chat/completions"
-    return Request(url=url, payload=payload, headers=_headers(backend))
+    return Request(url=_openai_url(backend.url, "/chat/completions"), payload=payload, headers=_headers(backend))
+
+
+def _completions_request(backend: Backend, parameters: Parameters, turns: list[Turn]) -> Request:
+    """OpenAI-compatible /completions with the prompt in the model's own format."""
+    prompt = backend.prompt(turns)
+    text = prompt.text.removeprefix("<bos>").removeprefix("<s>")  # these servers add the BOS token themselves
+    payload = {
+        "model": backend.model_id,
+        "prompt": text,
+        "max_tokens": parameters.max_new_tokens,
+        **_sampling(parameters),
+        "stop": list(prompt.stop),
+        "stream": True,
+    }
+    return Request(
+        url=_openai_url(backend.url, "/completions"), payload=payload, headers=_headers(backend), stop=prompt.stop
+    )
+
+
+def _openai_url(base: str, route: str) -> str:
+    """`base` + `route`, unless the URL already names the route."""
+    return base if base.endswith(route) else base + route
+
+
+class Cooldowns:
+    """When each server said to come back (429): no request goes to it before then."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def left(self, url: str) -> float:
+        with self._lock:
+            return max(0.0, self._until.get(url, 0.0) - time.monotonic())
+
+    def hold(self, url: str, seconds: float) -> None:
+        with self._lock:
+            self._until[url] = time.monotonic() + seconds
+
+    def clear(self) -> None:
+        with self._lock:
+            self._until.clear()
+
+
+COOLDOWNS = Cooldowns()
+RATE_LIMIT_PAUSE = 60.0  # seconds to wait after a 429 that gives no Retry-After
 
 
 def stream_reply(
@@ -149,6 +218,9 @@ def stream_reply(
 ) -> Iterator[str]:
     """Yield the answer's text as it arrives; raise InferenceError for any failure."""
     http = session or requests
+    wait = COOLDOWNS.left(request.url)
+    if wait:
+        raise InferenceError.cooling_down(request.url, wait)
     try:
         response = http.post(
             request.url,
@@ -165,7 +237,10 @@ def stream_reply(
         raise InferenceError.unreachable(request.url, error) from None
     with response:
         if response.status_code != 200:
-            raise error_from_response(response.status_code, response.headers, response.text, backend, request.url)
+            error = error_from_response(response.status_code, response.headers, response.text, backend, request.url)
+            if error.kind == "rate_limit":
+                COOLDOWNS.hold(request.url, error.retry_after or RATE_LIMIT_PAUSE)
+            raise error
         yield from _answer_text(response, backend, request.url, cancel)
 
 
@@ -276,3 +351,48 @@ def _lines(response: requests.Response) -> Iterator[str]:
     pending += decoder.decode(b"", final=True)
     if pending:
         yield pending
+
+
+_facts: dict[str, dict[str, Any]] = {}
+_facts_lock = threading.Lock()
+
+
+def with_server_facts(backend: Backend) -> Backend:
+    """The backend with what its server says of itself: context length (TGI /info,
+    llama.cpp /props) and the model's chat template (llama.cpp /props). Asked once per server."""
+    if "huggingface.co" in backend.url:
+        return backend
+    with _facts_lock:
+        facts = _facts.get(backend.url)
+    if facts is None:
+        facts = _ask_server(backend)
+        with _facts_lock:
+            _facts[backend.url] = facts
+    template = backend.template or facts.get("template")
+    context_length = backend.context_length or facts.get("context_length")
+    return dataclasses.replace(backend, template=template, context_length=context_length)
+
+
+def _ask_server(backend: Backend) -> dict[str, Any]:
+    root = urlsplit(backend.url)._replace(path="", query="", fragment="").geturl()
+    headers = {"Authorization": f"Bearer {backend.token}"} if backend.token else {}
+    facts: dict[str, Any] = {}
+    for route in ("/info", "/props"):
+        try:
+            response = requests.get(root + route, headers=headers, timeout=min(backend.connect_timeout, 3.0))
+            body = response.json() if response.ok else {}
+        except (requests.RequestException, ValueError):
+            continue
+        if not isinstance(body, dict):
+            continue
+        settings = body.get("default_generation_settings") or {}
+        context = (
+            body.get("max_input_tokens") or body.get("max_total_tokens") or body.get("n_ctx") or settings.get("n_ctx")
+        )
+        if isinstance(context, int) and context > 0:
+            facts.setdefault("context_length", context)
+        if backend.api != "chat":
+            template = prompts.chat_template_from(body)
+            if template is not None:
+                facts.setdefault("template", template)
+    return facts

@@ -7,8 +7,16 @@ the model needs; the formats follow protocols.md section 4.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from jinja2.exceptions import TemplateError
+from jinja2.ext import loopcontrols
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 Turn = dict[str, str]
 
@@ -111,29 +119,37 @@ def transcript(system: str, turns: list[Turn]) -> Prompt:
     return Prompt("\n".join(lines), ("\nUser:",))
 
 
-# (words that must all be in the lowercased model id, formatter), first match wins.
-FAMILIES: list[tuple[tuple[str, ...], Callable[[str, list[Turn]], Prompt]]] = [
-    (("gemma",), gemma),
-    (("llama-2", "chat"), llama2),
-    (("mistral", "instruct"), mistral),
-    (("mixtral", "instruct"), mistral),
-    (("falcon",), transcript),
+Formatter = Callable[[str, list[Turn]], Prompt]
+FORMATS: dict[str, Formatter] = {
+    "gemma": gemma,
+    "llama-2": llama2,
+    "mistral": mistral,
+    "falcon": transcript,
+    "transcript": transcript,
+}
+# (words that must all be in the lowercased model id, format name), first match wins.
+FAMILIES: list[tuple[tuple[str, ...], str]] = [
+    (("gemma",), "gemma"),
+    (("llama-2", "chat"), "llama-2"),
+    (("mistral", "instruct"), "mistral"),
+    (("mixtral", "instruct"), "mistral"),
+    (("falcon",), "falcon"),
 ]
 
 
-def formatter_for(model_id: str) -> Callable[[str, list[Turn]], Prompt]:
-    """The chat format of a model family, or the plain transcript."""
+def format_name(model_id: str) -> str:
+    """The chat format of a model family, found from its id; the plain transcript otherwise."""
     name = hub_model_id(model_id).lower()
-    for words, formatter in FAMILIES:
+    for words, format_ in FAMILIES:
         if all(word in name for word in words):
-            return formatter
-    return transcript
+            return format_
+    return "transcript"
 
 
-def format_prompt(model_id: str, turns: list[Turn]) -> Prompt:
-    """The prompt for `turns` in the format of `model_id`, ending where the model answers."""
+def format_prompt(model_id: str, turns: list[Turn], chat_format: str | None = None) -> Prompt:
+    """The prompt for `turns` in the model's format, ending where the model answers."""
     system, alternating = alternate(turns)
-    return formatter_for(model_id)(system, alternating)
+    return FORMATS[chat_format or format_name(model_id)](system, alternating)
 
 
 def strip_stops(text: str, stops: tuple[str, ...]) -> str:
@@ -143,3 +159,81 @@ def strip_stops(text: str, stops: tuple[str, ...]) -> str:
         if cut != -1:
             text = text[:cut]
     return text
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """A model's own Jinja chat template (from tokenizer_config.json or a server's /props)."""
+
+    source: str
+    bos_token: str = ""
+    eos_token: str = ""
+
+    def render(self, turns: list[Turn]) -> Prompt:
+        """Render as transformers does: in a sandbox, ending with the generation prompt."""
+        system, alternating = alternate(turns)
+        messages = ([{"role": "system", "content": system}] if system else []) + alternating
+        text = (
+            _template_environment()
+            .from_string(self.source)
+            .render(messages=messages, bos_token=self.bos_token, eos_token=self.eos_token, add_generation_prompt=True)
+        )
+        return Prompt(text, (self.eos_token,) if self.eos_token else ())
+
+
+def _raise_exception(message: str) -> None:
+    raise TemplateError(message)
+
+
+@functools.cache
+def _template_environment() -> ImmutableSandboxedEnvironment:
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    environment.filters["tojson"] = lambda value, indent=None: json.dumps(value, indent=indent, ensure_ascii=False)
+    environment.globals["raise_exception"] = _raise_exception
+    environment.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return environment
+
+
+def _token_text(token: Any) -> str:
+    """tokenizer_config.json gives special tokens as strings or as {"content": ...}."""
+    if isinstance(token, dict):
+        return str(token.get("content") or "")
+    return str(token or "")
+
+
+def chat_template_from(config: dict[str, Any]) -> ChatTemplate | None:
+    """The template in a tokenizer_config.json (or /props) document, if it has one."""
+    source = config.get("chat_template")
+    if isinstance(source, list):  # named templates: take the default one
+        source = next((t.get("template") for t in source if t.get("name") == "default"), None)
+    if not isinstance(source, str) or not source.strip():
+        return None
+    return ChatTemplate(source, _token_text(config.get("bos_token")), _token_text(config.get("eos_token")))
+
+
+def read_chat_template(path: str) -> ChatTemplate | None:
+    """The chat template in a tokenizer_config.json file."""
+    with open(path, encoding="utf-8") as file:
+        return chat_template_from(json.load(file))
+
+
+def fit_to_context(turns: list[Turn], context_tokens: int | None, reserve: int) -> list[Turn]:
+    """Drop the oldest turns until the prompt fits, always keeping the system prompt and the newest turn."""
+    if not context_tokens:
+        return turns
+    budget = context_tokens - reserve
+    system = [t for t in turns if t["role"] == "system"]
+    rest = [t for t in turns if t["role"] != "system"]
+    kept = rest[-1:]
+    used = sum(estimate_tokens(t["content"]) for t in system + kept)
+    for turn in reversed(rest[:-1]):
+        used += estimate_tokens(turn["content"])
+        if used > budget:
+            break
+        kept.insert(0, turn)
+    return system + kept
+
+
+def estimate_tokens(text: str) -> int:
+    """A cautious token count without the model's tokenizer: about 3 characters a token, plus the turn markers."""
+    return len(text) // 3 + 8

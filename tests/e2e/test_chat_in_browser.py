@@ -34,7 +34,7 @@ def test_a_message_streams_in_and_ends_as_safe_markdown(page, gunicorn_on_fake, 
     expect(page.locator(".message.assistant.done pre")).to_be_visible()
 
 
-def test_shift_enter_makes_a_new_line_and_a_failure_shows_in_the_chat(page, gunicorn_on_fake, fake):
+def test_shift_enter_a_loading_countdown_and_escape_to_stop(page, gunicorn_on_fake, fake):
     page.goto(gunicorn_on_fake.url + "/")
     page.fill("#message-input", "line one")
     page.keyboard.press("Shift+Enter")
@@ -42,6 +42,18 @@ def test_shift_enter_makes_a_new_line_and_a_failure_shows_in_the_chat(page, guni
     expect(page.locator("#message-input")).to_have_value("line one\nline two")
     fake.reply(status=503, body={"error": "Model google/gemma-7b-it is currently loading", "estimated_time": 20.0})
     page.click("#send-button")
-    failure = page.locator(".message.assistant.error [role=alert]")
-    expect(failure).to_contain_text("is loading (about 20 s)")
+    expect(page.locator(".message.assistant.streaming .waiting")).to_contain_text("Model is loading, about")
+    page.keyboard.press("Escape")
+    expect(page.locator(".message.assistant.stopped")).to_contain_text("Stopped")
     expect(page.locator(".message.user .body")).to_have_text("line one\nline two")
+    expect(page.locator("#send-button")).to_be_enabled()
+
+
+def test_a_failure_shows_in_the_chat_with_what_to_do(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    fake.reply(status=403, body={"error": "Access to model google/gemma-7b-it is restricted"})
+    page.fill("#message-input", "hello")
+    page.keyboard.press("Enter")
+    failure = page.locator(".message.assistant.error [role=alert]")
+    expect(failure).to_contain_text("no access to google/gemma-7b-it")
+    expect(failure.locator(".error-hint")).to_contain_text("https://huggingface.co/google/gemma-7b-it")
