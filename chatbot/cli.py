@@ -10,7 +10,7 @@ import sys
 import click
 from flask import Flask, current_app
 
-from chatbot.local_model import LocalModelServer
+from chatbot.local_model import CONTEXT_TOKENS, LocalModelServer
 
 
 def needs_local_model(config: dict) -> bool:
@@ -40,7 +40,9 @@ def serve_command(bind: str) -> None:
             click.echo("No HF_API_TOKEN and no API_URL in .env: starting the embedded local model (Gemma 3 270M)...")
             local = LocalModelServer()
             local.start()
-            environment.update(API_URL=local.url, INFERENCE_API="chat", MODEL_ID=local.model_id)
+            environment.update(
+                API_URL=local.url, INFERENCE_API="chat", MODEL_ID=local.model_id, CONTEXT_LENGTH=str(CONTEXT_TOKENS)
+            )
             click.echo(f"Local model ready at {local.url}")
         click.echo(f"Chat on http://{bind}  (Ctrl-C stops it)")
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", bind, "wsgi:app"]

@@ -28,6 +28,7 @@ class Conversation:
     title: str = "New chat"
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    settings: dict[str, Any] = field(default_factory=dict)  # the model picked for it, and more to come
 
 
 @dataclass
@@ -52,7 +53,8 @@ class Store(Protocol):
 
     def list_conversations(self, owner: str) -> list[Conversation]: ...
 
-    def rename_conversation(self, conversation: Conversation, title: str) -> None: ...
+    def update_conversation(self, conversation: Conversation) -> None:
+        """Save a conversation's title and settings."""
 
     def add_message(self, message: Message) -> Message: ...
 

@@ -80,7 +80,8 @@ def message_problem(text: str, limit: int) -> str | None:
 def add_user_message(store: Store, conversation: Conversation, text: str) -> Message:
     """Save what the user wrote before anything is sent; the first one titles the chat."""
     if conversation.title == "New chat":
-        store.rename_conversation(conversation, title_from(text))
+        conversation.title = title_from(text)
+        store.update_conversation(conversation)
     return store.add_message(Message(new_id(), conversation.id, "user", text))
 
 
@@ -246,6 +247,18 @@ def model_spec(config: dict, name: str | None) -> ModelSpec:
     """The configured model with that name; the first one when the name is unknown or empty."""
     models = config["MODELS"]
     return next((spec for spec in models if spec.name == name), models[0])
+
+
+def pick_model(store: Store, conversation: Conversation, name: str | None, config: dict) -> None:
+    """Remember the model the user picked for this conversation (only a configured one)."""
+    names = [spec.name for spec in config["MODELS"]]
+    if name in names and conversation.settings.get("model") != name:
+        conversation.settings["model"] = name
+        store.update_conversation(conversation)
+
+
+def settings_for_conversation(conversation: Conversation, config: dict) -> ReplySettings:
+    return settings_from_config(config, conversation.settings.get("model"))
 
 
 def settings_from_config(config: dict, model_name: str | None = None) -> ReplySettings:

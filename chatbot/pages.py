@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
 from chatbot.conversations import Conversation, Store
-from chatbot.generation import message_problem, run_reply, settings_from_config
+from chatbot.generation import message_problem, model_spec, pick_model, run_reply, settings_for_conversation
 from chatbot.security import owner_id
 
 bp = Blueprint("pages", __name__)
@@ -24,13 +24,13 @@ def own_conversation(conversation_id: str) -> Conversation:
 
 
 def chat_page(conversation: Conversation, notice: str = "", draft: str = "", status: int = 200):
-    backend = settings_from_config(current_app.config).backend
     return render_template(
         "chat/page.html",
         conversation=conversation,
         conversations=store().list_conversations(conversation.owner),
         messages=store().messages(conversation),
-        backend=backend,
+        models=current_app.config["MODELS"],
+        model=model_spec(current_app.config, conversation.settings.get("model")),
         notice=notice,
         draft=draft,
     ), status
@@ -64,5 +64,7 @@ def post_message(conversation_id: str):
     problem = message_problem(text, current_app.config["MAX_MESSAGE_CHARS"])
     if problem:
         return chat_page(conversation, problem, draft=text, status=400)
-    run_reply(store(), conversation, text, settings_from_config(current_app.config), lambda event: None)
+    pick_model(store(), conversation, request.form.get("model"), current_app.config)
+    settings = settings_for_conversation(conversation, current_app.config)
+    run_reply(store(), conversation, text, settings, lambda event: None)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))

@@ -18,7 +18,7 @@ from simple_websocket import ConnectionClosed
 
 from chatbot.conversations import Conversation
 from chatbot.extensions import sock
-from chatbot.generation import Event, message_problem, run_reply, settings_from_config
+from chatbot.generation import Event, message_problem, pick_model, run_reply, settings_for_conversation
 from chatbot.pages import store
 from chatbot.security import owner_id
 
@@ -89,6 +89,7 @@ class ChatSocket:
         if action == "stop":
             self.cancel.set()
         elif action == "send":
+            pick_model(store(), self.conversation, data.get("model"), self.app.config)
             self.start_reply(str(data.get("message") or "").strip())
         else:
             self.notice(f"Unknown action {action!r}. Reload the page and try again.")
@@ -107,7 +108,7 @@ class ChatSocket:
     def run(self, text: str, cancel: threading.Event) -> None:
         with self.app.app_context():
             try:
-                settings = settings_from_config(self.app.config)
+                settings = settings_for_conversation(self.conversation, self.app.config)
                 run_reply(store(), self.conversation, text, settings, self.on_event, cancel)
             except Exception:
                 log.exception("a reply failed before it started")

@@ -24,7 +24,9 @@ def fake(fake_hf):
         fake_hf.replies.get_nowait()
     fake_hf.requests.clear()
     fake_hf.require_token = True
+    fake_hf.unauthorized_body = fake_hf.info = fake_hf.props = None
     inference.COOLDOWNS.clear()
+    inference.forget_server_facts()
     return fake_hf
 
 

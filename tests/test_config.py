@@ -80,3 +80,78 @@ def test_gunicorn_stops_with_one_line_on_a_bad_value(tmp_path):
     lines = [line for line in result.stderr.splitlines() if "TEMPERATURE" in line]
     assert lines == ["Cannot start the chat: TEMPERATURE='hot' is not valid: it takes a number from 0 to 5."]
     assert "Traceback" not in result.stderr
+
+
+def test_a_model_list_in_json():
+    config = load_config(
+        {
+            "MODELS": '[{"id": "google/gemma-7b-it", "name": "Gemma", "context_length": 8192},'
+            ' {"id": "llama3.2", "api": "chat", "url": "http://127.0.0.1:11434/v1",'
+            ' "parameters": {"temperature": 0.2, "do_sample": false}}]',
+            "MAX_NEW_TOKENS": "100",
+        }
+    )
+    gemma, llama = config["MODELS"]
+    assert (gemma.name, gemma.api, gemma.url, gemma.context_length) == ("Gemma", "text-generation", None, 8192)
+    assert gemma.parameters == {"max_new_tokens": 100, "temperature": 0.7, "top_p": 0.9, "do_sample": True}
+    assert (llama.name, llama.api, llama.url) == ("llama3.2", "chat", "http://127.0.0.1:11434/v1")
+    assert llama.parameters == {"max_new_tokens": 100, "temperature": 0.2, "top_p": 0.9, "do_sample": False}
+
+
+def test_a_model_list_in_a_toml_file(tmp_path):
+    path = tmp_path / "models.toml"
+    path.write_text('[[models]]\nname = "Mistral"\nid = "mistralai/mistral-7b-instruct"\nchat_format = "mistral"\n')
+    (spec,) = load_config({"MODELS": str(path)})["MODELS"]
+    assert (spec.name, spec.id, spec.chat_format) == ("Mistral", "mistralai/mistral-7b-instruct", "mistral")
+
+
+def test_model_id_alone_still_works():
+    (spec,) = load_config({"MODEL_ID": "tiiuae/falcon-7b-instruct", "CONTEXT_LENGTH": "2048"})["MODELS"]
+    assert (spec.id, spec.name, spec.context_length) == ("tiiuae/falcon-7b-instruct", "tiiuae/falcon-7b-instruct", 2048)
+
+
+@pytest.mark.parametrize(
+    ("models", "expected"),
+    [
+        (
+            '[{"id": "a", "temperature": 1}]',
+            "MODELS: model 1 has an unknown field 'temperature'; the fields are id, name, api, url, chat_format, "
+            "context_length, parameters, tokenizer_config, system_prompt.",
+        ),
+        (
+            '[{"id": "a", "parameters": {"temprature": 1}}]',
+            "MODELS: model 'a' is not valid: unknown parameter 'temprature'; the parameters are max_new_tokens, "
+            "temperature, top_p, do_sample.",
+        ),
+        (
+            '[{"id": "a", "parameters": {"top_p": 3}}]',
+            "MODELS: model 'a' is not valid: top_p=3: it takes a number from 0 to 1.",
+        ),
+        ('[{"name": "nameless"}]', "MODELS: model 1 has no 'id' (the Hub id or the server's model name)."),
+        (
+            '[{"id": "a", "chat_format": "chatml"}]',
+            "MODELS: model 'a' is not valid: chat_format 'chatml' is not one of gemma, llama-2, mistral, falcon, "
+            "transcript.",
+        ),
+        ('[{"id": "a"}, {"id": "a"}]', "MODELS names 'a' twice: every model needs its own name."),
+        (
+            '[{"id": "a", "api": "completions"}]',
+            "MODELS: model 'a' uses the completions API, which needs a url (API_URL or the model's url).",
+        ),
+        ("[]", "MODELS is not valid: it takes a list of models ([{...}] or a [[models]] table)."),
+        (
+            "/no/such/models.json",
+            "MODELS='/no/such/models.json' is not valid: the file cannot be read (No such file or directory).",
+        ),
+    ],
+)
+def test_a_bad_model_list_stops_start_up_with_one_line(models, expected):
+    with pytest.raises(ConfigError) as error:
+        load_config({"MODELS": models})
+    assert str(error.value) == expected
+
+
+def test_malformed_json_names_where(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_config({"MODELS": '[{"id": "a",}]'})
+    assert str(error.value).startswith("MODELS is not valid JSON or TOML: ")

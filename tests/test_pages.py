@@ -1,5 +1,6 @@
 """The HTML routes: sessions own conversations, forms need CSRF, the page works without JavaScript."""
 
+import json
 import re
 
 from tests.fakes.hf_server import TOKEN
@@ -88,3 +89,41 @@ def test_security_headers_and_no_token_in_the_page(client):
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert page.headers["X-Frame-Options"] == "DENY"
     assert TOKEN not in page.text
+
+
+def test_the_model_picked_in_the_chat_is_used_and_remembered(tmp_path, fake):
+    from chatbot import create_app
+
+    models = [
+        {"name": "Gemma", "id": "google/gemma-7b-it", "url": fake.task_url()},
+        {
+            "name": "Router chat",
+            "id": "meta-llama/Llama-3.1-8B-Instruct",
+            "api": "chat",
+            "url": fake.url + "/v1",
+            "parameters": {"max_new_tokens": 64, "temperature": 0.2},
+        },
+    ]
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "t",
+            "CHAT_STORE_URL": f"sqlite:///{tmp_path}/c.db",
+            "HF_API_TOKEN": TOKEN,
+            "MODELS": json.dumps(models),
+        }
+    )
+    client = app.test_client()
+    chat = open_chat(client)
+    page = client.get(chat).text
+    assert '<option value="Gemma" selected>' in page and '<option value="Router chat">' in page
+    token = csrf(page)
+    client.post(f"{chat}/messages", data={"csrf_token": token, "message": "hi", "model": "Router chat"})
+    assert fake.requests[-1].path == "/v1/chat/completions"
+    assert fake.requests[-1].json["max_tokens"] == 64 and fake.requests[-1].json["temperature"] == 0.2
+    client.post(f"{chat}/messages", data={"csrf_token": token, "message": "again"})
+    assert fake.requests[-1].path == "/v1/chat/completions"
+    page = client.get(chat).text
+    assert '<option value="Router chat" selected>' in page
+    client.post(f"{chat}/messages", data={"csrf_token": token, "message": "x", "model": "No such model"})
+    assert fake.requests[-1].path == "/v1/chat/completions"

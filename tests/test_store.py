@@ -63,10 +63,13 @@ def test_an_error_is_stored_with_its_message(chat_store):
     assert chat_store.messages(conversation)[0].error == answer.error
 
 
-def test_rename(chat_store):
+def test_title_and_settings_are_saved(chat_store):
     conversation = chat_store.create_conversation("alice")
-    chat_store.rename_conversation(conversation, "Trip to Paris")
-    assert chat_store.get_conversation("alice", conversation.id).title == "Trip to Paris"
+    conversation.title = "Trip to Paris"
+    conversation.settings["model"] = "Mistral"
+    chat_store.update_conversation(conversation)
+    stored = chat_store.get_conversation("alice", conversation.id)
+    assert stored.title == "Trip to Paris" and stored.settings == {"model": "Mistral"}
 
 
 def test_everything_survives_a_restart(sqlite_path):

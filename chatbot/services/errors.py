@@ -14,7 +14,7 @@ TOKEN_HINT = (
     "Put your token in .env as HF_API_TOKEN=hf_... (create one with read access at "
     "https://huggingface.co/settings/tokens), then restart the chat."
 )
-TOO_LONG_WORDS = ("must be <=", "exceed_context_size", "context size", "context length", "too long")
+TOO_LONG_WORDS = ("must be <=", "exceed_context_size", "context size", "context length", "context window", "too long")
 
 
 class InferenceError(Exception):

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
+from jinja2 import TemplateError
 
 from chatbot.services import prompts
 from chatbot.services.errors import InferenceError, error_from_response, error_message
@@ -62,9 +63,19 @@ class Backend:
 
     def prompt(self, turns: list[Turn]) -> prompts.Prompt:
         """The prompt for prompt-taking APIs, in the model's own format."""
-        if self.template is not None:
-            return self.template.render(turns)
-        return prompts.format_prompt(self.model_id, turns, self.chat_format)
+        family = prompts.format_prompt(self.model_id, turns, self.chat_format)
+        if self.template is None:
+            return family
+        try:
+            rendered = self.template.render(turns)
+        except TemplateError as error:
+            raise InferenceError(
+                "template",
+                f"The model's chat template could not write this conversation: {error}.",
+                "Fix or remove the model's tokenizer_config in MODELS, or set its chat_format instead.",
+                url=self.url,
+            ) from None
+        return prompts.Prompt(rendered.text, tuple(dict.fromkeys(rendered.stop + family.stop)))
 
 
 @dataclass(frozen=True)
@@ -247,13 +258,14 @@ def stream_reply(
 def _answer_text(
     response: requests.Response, backend: Backend, url: str, cancel: threading.Event | None
 ) -> Iterator[str]:
-    finished = False
+    finished = text_seen = False
     try:
         for event in _events(response, cancel):
             if event.get("error"):
                 raise InferenceError.in_stream(error_message(event) or "unknown error", url, event.get("error_type"))
             text, done = _event_text(event)
             if text and text.strip() not in prompts.SPECIAL_TOKENS:
+                text_seen = True
                 yield text
             finished = finished or done
     except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
@@ -265,7 +277,10 @@ def _answer_text(
     if cancel is not None and cancel.is_set():
         return
     if not finished and _streams_a_finish(response):
-        raise InferenceError.truncated(url, "the server closed the stream before the answer ended")
+        detail = "the server closed the stream before the answer ended"
+        if not text_seen:
+            detail = "the server closed the stream without an answer (a prompt longer than its context does this)"
+        raise InferenceError.truncated(url, detail)
 
 
 def _streams_a_finish(response: requests.Response) -> bool:
@@ -357,6 +372,12 @@ _facts: dict[str, dict[str, Any]] = {}
 _facts_lock = threading.Lock()
 
 
+def forget_server_facts() -> None:
+    """Ask every server again (after a server changed, and between tests)."""
+    with _facts_lock:
+        _facts.clear()
+
+
 def with_server_facts(backend: Backend) -> Backend:
     """The backend with what its server says of itself: context length (TGI /info,
     llama.cpp /props) and the model's chat template (llama.cpp /props). Asked once per server."""
@@ -386,9 +407,8 @@ def _ask_server(backend: Backend) -> dict[str, Any]:
         if not isinstance(body, dict):
             continue
         settings = body.get("default_generation_settings") or {}
-        context = (
-            body.get("max_input_tokens") or body.get("max_total_tokens") or body.get("n_ctx") or settings.get("n_ctx")
-        )
+        # TGI: the total (prompt and answer) it allows; llama.cpp: its context window.
+        context = body.get("max_total_tokens") or body.get("n_ctx") or settings.get("n_ctx")
         if isinstance(context, int) and context > 0:
             facts.setdefault("context_length", context)
         if backend.api != "chat":

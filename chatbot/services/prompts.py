@@ -172,12 +172,16 @@ class ChatTemplate:
     def render(self, turns: list[Turn]) -> Prompt:
         """Render as transformers does: in a sandbox, ending with the generation prompt."""
         system, alternating = alternate(turns)
-        messages = ([{"role": "system", "content": system}] if system else []) + alternating
-        text = (
-            _template_environment()
-            .from_string(self.source)
-            .render(messages=messages, bos_token=self.bos_token, eos_token=self.eos_token, add_generation_prompt=True)
-        )
+        template = _template_environment().from_string(self.source)
+        values = {"bos_token": self.bos_token, "eos_token": self.eos_token, "add_generation_prompt": True}
+        with_system = ([{"role": "system", "content": system}] if system else []) + alternating
+        try:
+            text = template.render(messages=with_system, **values)
+        except TemplateError:
+            if not system:
+                raise
+            # Templates without a system role (Gemma, Mistral v0.1/v0.2) refuse one: fold it into the first turn.
+            text = template.render(messages=_fold_system(system, alternating), **values)
         return Prompt(text, (self.eos_token,) if self.eos_token else ())
 
 

@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     owner TEXT NOT NULL,
     title TEXT NOT NULL,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    settings TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, updated_at);
 CREATE TABLE IF NOT EXISTS messages (
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, seq);
 """
+CONVERSATION_COLUMNS = "id, owner, title, created_at, updated_at, settings"
 MESSAGE_COLUMNS = "id, conversation_id, role, content, html, status, error, meta, created_at"
 
 
@@ -46,6 +48,9 @@ class SQLiteStore:
         self._local = threading.local()
         with self._connection() as db:
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
+            if "settings" not in columns:  # a file made before conversations had settings
+                db.execute("ALTER TABLE conversations ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'")
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -60,8 +65,8 @@ class SQLiteStore:
     def create_conversation(self, owner: str, title: str = "New chat") -> Conversation:
         conversation = Conversation(id=new_id(), owner=owner, title=title)
         self._connection().execute(
-            "INSERT INTO conversations (id, owner, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-            (conversation.id, owner, title, conversation.created_at, conversation.updated_at),
+            f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (conversation.id, owner, title, conversation.created_at, conversation.updated_at, "{}"),
         )
         return conversation
 
@@ -69,24 +74,24 @@ class SQLiteStore:
         row = (
             self._connection()
             .execute(
-                "SELECT id, owner, title, created_at, updated_at FROM conversations WHERE id = ? AND owner = ?",
-                (conversation_id, owner),
+                f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND owner = ?", (conversation_id, owner)
             )
             .fetchone()
         )
-        return Conversation(*row) if row else None
+        return _conversation(row) if row else None
 
     def list_conversations(self, owner: str) -> list[Conversation]:
         rows = self._connection().execute(
-            "SELECT id, owner, title, created_at, updated_at FROM conversations "
-            "WHERE owner = ? ORDER BY updated_at DESC",
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE owner = ? ORDER BY updated_at DESC",
             (owner,),
         )
-        return [Conversation(*row) for row in rows]
+        return [_conversation(row) for row in rows]
 
-    def rename_conversation(self, conversation: Conversation, title: str) -> None:
-        conversation.title = title
-        self._connection().execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation.id))
+    def update_conversation(self, conversation: Conversation) -> None:
+        self._connection().execute(
+            "UPDATE conversations SET title = ?, settings = ? WHERE id = ?",
+            (conversation.title, json.dumps(conversation.settings), conversation.id),
+        )
 
     def add_message(self, message: Message) -> Message:
         db = self._connection()
@@ -129,6 +134,11 @@ def _row(message: Message) -> tuple:
         json.dumps(message.meta),
         message.created_at,
     )
+
+
+def _conversation(row: tuple) -> Conversation:
+    *fields, settings = row
+    return Conversation(*fields, settings=json.loads(settings))
 
 
 def _message(row: tuple) -> Message:

@@ -1,11 +1,14 @@
-"""A fake Hugging Face API: a real HTTP server on 127.0.0.1 that speaks protocols.md.
+"""A fake Hugging Face API (and the other servers people point the chat at): a real
+HTTP server on 127.0.0.1 that speaks protocols.md.
 
-It serves the text-generation task (`POST /models/<org>/<model>`, TGI's
-`/generate_stream`) and OpenAI-compatible chat (`POST /v1/chat/completions`),
-streams as the real servers do (TGI's `data:{...}` with no space and no
-[DONE]; chat's `data: {...}` ending in `data: [DONE]`), checks the token as
-the router does, and answers with the recorded error bodies. Tests queue what
-the next request gets with `reply(...)` and read what it received in `requests`.
+It serves the text-generation task (`POST /models/<org>/<model>`, TGI's `/` and
+`/generate_stream`), OpenAI-compatible chat (`/v1/chat/completions`) and
+completions (`/v1/completions`), and TGI's `/info` and llama.cpp's `/props`.
+Streams come as the real servers send them: the task as `data:{...}` with no
+[DONE]; chat in each server's dialect (`DIALECTS`: spacing, [DONE], the first
+delta, where usage comes). It checks the token as the router does and answers
+with the recorded error bodies. Tests queue what the next request gets with
+`reply(...)` and read what it received in `requests`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,26 @@ class Reply:
     special_end: bool = True  # TGI: end with a special token carrying generated_text
     keepalive: bool = False  # a ": keep-alive" comment line before every event
     page: str | None = None  # a 200 HTML page instead of an answer (a proxy's login page, say)
+    dialect: str = "hf-router"  # how chat and completions streams are written: a key of DIALECTS
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a server writes an OpenAI-compatible stream."""
+
+    prefix: str  # "data:" or "data: "
+    done: bool  # ends with [DONE]
+    first_delta: dict  # the first chunk's delta
+    usage: str  # "separate": its own chunk with "choices": []; "last": in the finishing chunk; "none"
+
+
+DIALECTS = {
+    "hf-router": Dialect("data:", True, {"role": "assistant", "content": None}, "separate"),
+    "tgi": Dialect("data:", True, {"role": "assistant", "content": ""}, "last"),
+    "text-generation-webui": Dialect("data: ", True, {"role": "assistant", "content": ""}, "last"),
+    "ollama": Dialect("data: ", True, {"role": "assistant"}, "none"),
+    "vllm": Dialect("data: ", True, {"role": "assistant", "content": ""}, "separate"),
+}
 
 
 @dataclass
@@ -52,6 +75,9 @@ class FakeHuggingFace:
         self.replies: queue.SimpleQueue[Reply] = queue.SimpleQueue()
         self.requests: list[Received] = []
         self.require_token = True
+        self.unauthorized_body: Any = None  # None: the HF bodies; else what a local server says (a 401)
+        self.info: dict | None = None  # TGI's GET /info, when set
+        self.props: dict | None = None  # llama.cpp's GET /props, when set
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -86,6 +112,12 @@ class FakeHuggingFace:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def do_GET(self) -> None:
+                document = {"/info": fake.info, "/props": fake.props}.get(self.path)
+                if document is None:
+                    return self._send_error(404, "Not Found")
+                self._send_error(200, document)
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
@@ -97,6 +129,8 @@ class FakeHuggingFace:
                 reply = fake._next()
                 if fake.require_token and reply.status == 200:
                     auth = self.headers.get("Authorization")
+                    if auth != f"Bearer {TOKEN}" and fake.unauthorized_body is not None:
+                        return self._send_error(401, fake.unauthorized_body)
                     if not auth:
                         return self._send_error(401, {"error": "Authorization header is required"})
                     if auth != f"Bearer {TOKEN}":
@@ -105,9 +139,12 @@ class FakeHuggingFace:
                     return self._send_error(reply.status, reply.body, reply.headers)
                 if reply.page is not None:
                     return self._send_error(200, reply.page, {"Content-Type": "text/html"})
+                dialect = DIALECTS[reply.dialect]
                 if self.path.endswith("/chat/completions"):
-                    return self._stream(reply, self._chat_events(reply, body), "data: ", done=True)
-                return self._stream(reply, self._task_events(reply), "data:", done=False)
+                    return self._stream(reply, self._openai_events(reply, body, dialect, chat=True), dialect)
+                if self.path.endswith("/completions"):
+                    return self._stream(reply, self._openai_events(reply, body, dialect, chat=False), dialect)
+                return self._stream(reply, self._task_events(reply), Dialect("data:", False, {}, "none"))
 
             def _send_error(self, status: int, body: Any, headers: dict | None = None) -> None:
                 data = (body if isinstance(body, str) else json.dumps(body)).encode()
@@ -147,30 +184,38 @@ class FakeHuggingFace:
                     )
                 return events
 
-            def _chat_events(self, reply: Reply, request: Any) -> list[dict]:
-                def chunk(delta: dict, finish: str | None = None) -> dict:
+            def _openai_events(self, reply: Reply, request: Any, dialect: Dialect, chat: bool) -> list[dict]:
+                kind = "chat.completion.chunk" if chat else "text_completion"
+                usage = {
+                    "prompt_tokens": 10,
+                    "completion_tokens": len(reply.tokens),
+                    "total_tokens": 10 + len(reply.tokens),
+                }
+
+                def chunk(text: str | None, finish: str | None = None, first: bool = False) -> dict:
+                    if chat:
+                        delta = dict(dialect.first_delta) if first else ({"content": text} if text is not None else {})
+                        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+                    else:
+                        choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
                     return {
-                        "id": "chatcmpl-1",
-                        "object": "chat.completion.chunk",
+                        "id": "cmpl-1",
+                        "object": kind,
                         "created": 0,
                         "model": request.get("model", ""),
-                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                        "choices": [choice],
                     }
 
-                events = [chunk({"role": "assistant", "content": None})]
-                events += [chunk({"content": text}) for text in reply.tokens]
-                events.append(chunk({}, "stop"))
-                events.append(
-                    {
-                        "id": "chatcmpl-1",
-                        "object": "chat.completion.chunk",
-                        "choices": [],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": len(reply.tokens)},
-                    }
-                )
+                events = [chunk(None, first=True)] if chat else []
+                events += [chunk(text) for text in reply.tokens]
+                events.append(chunk(None, "stop"))
+                if dialect.usage == "last":
+                    events[-1]["usage"] = usage
+                elif dialect.usage == "separate":
+                    events.append({"id": "cmpl-1", "object": kind, "choices": [], "usage": usage})
                 return events
 
-            def _stream(self, reply: Reply, events: list[dict], prefix: str, done: bool) -> None:
+            def _stream(self, reply: Reply, events: list[dict], dialect: Dialect) -> None:
                 time.sleep(reply.first_delay)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
@@ -184,13 +229,13 @@ class FakeHuggingFace:
                         return
                     if reply.keepalive:
                         self._chunk(": keep-alive\n\n")
-                    self._chunk(f"{prefix}{json.dumps(event)}\n\n")
+                    self._chunk(f"{dialect.prefix}{json.dumps(event)}\n\n")
                     sent_tokens += 1
                     time.sleep(reply.delay)
                 if reply.error_event:
-                    self._chunk(f"{prefix}{json.dumps(reply.error_event)}\n\n")
-                if done:
-                    self._chunk(f"{prefix}[DONE]\n\n")
+                    self._chunk(f"{dialect.prefix}{json.dumps(reply.error_event)}\n\n")
+                if dialect.done:
+                    self._chunk(f"{dialect.prefix}[DONE]\n\n")
                 self.wfile.write(b"0\r\n\r\n")
 
             def _chunk(self, text: str) -> None:

@@ -1,0 +1,119 @@
+"""Every kind of backend, by configuration alone, against fakes that write each server's wire format."""
+
+import pytest
+
+from chatbot.generation import ReplySettings, run_reply
+from chatbot.services.errors import InferenceError
+from chatbot.services.inference import Backend, Parameters, build_request, stream_reply
+from chatbot.stores.sqlite import SQLiteStore
+from tests.fakes.hf_server import DIALECTS, TOKEN
+
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+def answer(backend, turns=HELLO):
+    return "".join(stream_reply(build_request(backend, Parameters(), turns), backend))
+
+
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_chat_completions_in_every_servers_dialect(fake, dialect):
+    fake.reply(tokens=["Hi", " there", "!"], dialect=dialect, keepalive=True)
+    backend = Backend(api="chat", url=fake.url + "/v1", model_id="some-model", token=TOKEN)
+    assert answer(backend) == "Hi there!"
+    assert fake.requests[-1].path == "/v1/chat/completions"
+    assert fake.requests[-1].json["messages"] == HELLO
+
+
+@pytest.mark.parametrize("dialect", ["vllm", "text-generation-webui"])
+def test_completions_with_the_apps_own_chat_format(fake, dialect):
+    fake.reply(tokens=["Paris", "."], dialect=dialect)
+    backend = Backend(api="completions", url=fake.url + "/v1", model_id="google/gemma-2b-it", token=TOKEN)
+    assert answer(backend) == "Paris."
+    sent = fake.requests[-1]
+    assert sent.path == "/v1/completions"
+    assert sent.json["prompt"] == "<start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n"
+    assert sent.json["stop"] == ["<end_of_turn>"]
+
+
+@pytest.mark.parametrize("route", ["/generate_stream", "/"])
+def test_tgi_with_the_task_payload(fake, route):
+    fake.require_token = False
+    fake.reply(tokens=["From", " TGI"])
+    backend = Backend(api="text-generation", url=fake.url + route, model_id="tiiuae/falcon-7b-instruct")
+    assert answer(backend) == "From TGI"
+    assert fake.requests[-1].path == route
+    assert fake.requests[-1].json["inputs"] == "User: Hello\nAssistant:"
+
+
+def test_tgi_info_trims_the_oldest_turns_to_fit(tmp_path, fake):
+    fake.require_token = False
+    fake.info = {"model_id": "tiiuae/falcon-7b-instruct", "max_input_tokens": 300, "max_total_tokens": 400}
+    store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
+    conversation = store.create_conversation("alice")
+    backend = Backend(api="text-generation", url=fake.url + "/generate_stream", model_id="tiiuae/falcon-7b-instruct")
+    settings = ReplySettings(backend=backend, parameters=Parameters(max_new_tokens=100), system_prompt="Be brief.")
+    for question in ("first " * 100, "second " * 30, "third"):
+        fake.reply(tokens=["ok"])
+        run_reply(store, conversation, question, settings, lambda event: None)
+    prompt = fake.requests[-1].json["inputs"]
+    assert prompt.startswith("Be brief.\n") and prompt.endswith("User: third\nAssistant:")
+    assert "first" not in prompt and "second" in prompt
+
+
+def test_text_generation_webui_wants_its_api_key(fake):
+    fake.unauthorized_body = {"detail": "Unauthorized"}
+    fake.reply(dialect="text-generation-webui")
+    with pytest.raises(InferenceError) as error:
+        answer(Backend(api="chat", url=fake.url + "/v1", model_id="any", token="wrong"))
+    assert error.value.kind == "auth"
+    assert "Unauthorized" in error.value.message and "that server's API key" in error.value.hint
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (
+            404,
+            {"error": {"message": 'model "llama9" not found, try pulling it first', "type": "api_error"}},
+            "not_found",
+        ),
+        (
+            400,
+            {
+                "error": {
+                    "code": 400,
+                    "message": "request (13392 tokens) exceeds the available context size (8192 "
+                    "tokens), try increasing it",
+                    "type": "exceed_context_size_error",
+                    "n_prompt_tokens": 13392,
+                    "n_ctx": 8192,
+                }
+            },
+            "too_long",
+        ),
+        (503, {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}, "loading"),
+        (
+            400,
+            {
+                "error": {
+                    "message": "The requested model 'x' is not supported by any provider you have enabled.",
+                    "type": "invalid_request_error",
+                    "code": "model_not_supported",
+                }
+            },
+            "not_found",
+        ),
+    ],
+)
+def test_local_servers_errors(fake, status, body, kind):
+    fake.reply(status=status, body=body)
+    with pytest.raises(InferenceError) as error:
+        answer(Backend(api="chat", url=fake.url + "/v1", model_id="llama9", token=TOKEN))
+    assert error.value.kind == kind
+
+
+def test_an_error_event_inside_a_chat_stream(fake):
+    fake.reply(tokens=["Par"], error_event={"error": {"message": "out of memory", "type": "server_error"}})
+    with pytest.raises(InferenceError) as error:
+        answer(Backend(api="chat", url=fake.url + "/v1", model_id="m", token=TOKEN))
+    assert error.value.kind == "generation" and "out of memory" in error.value.message
