@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip install --disable-pip-version-check -q
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint local-model
+.PHONY: run test lint local-model doctor
 
 run: $(VENV)/.run-installed
 	$(VENV)/bin/flask --app wsgi serve
@@ -16,6 +16,9 @@ test: $(VENV)/.dev-installed $(CHROMIUM)
 
 lint: $(VENV)/.dev-installed
 	$(PYTHON) -m ruff check .
+
+doctor: $(VENV)/.run-installed
+	$(VENV)/bin/flask --app wsgi doctor
 
 local-model: $(VENV)/.run-installed
 	$(VENV)/bin/flask --app wsgi local-model

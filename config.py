@@ -158,6 +158,7 @@ def load_config(environ: Mapping[str, str] | None = None, overrides: Mapping[str
     config["HF_API_TOKEN"] = _token(environ)
     config["MODEL_ID"] = config["MODEL_ID"].strip()
     config.update(overrides or {})
+    config["MODELS_SOURCE"] = config["MODELS"] if isinstance(config["MODELS"], str) else None
     config["MODELS"] = model_list(config)
     return config
 

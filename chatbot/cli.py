@@ -9,7 +9,9 @@ import sys
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
+from chatbot.doctor import diagnose
 from chatbot.local_model import CONTEXT_TOKENS, LocalModelServer
 
 
@@ -29,6 +31,7 @@ def _stop_on_signals() -> None:
 
 
 @click.command("serve")
+@with_appcontext
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address for the chat.")
 def serve_command(bind: str) -> None:
     """Run the chat under gunicorn, with the embedded local model when nothing else is set."""
@@ -74,6 +77,22 @@ def local_model_command(port: int) -> None:
         server.stop()
 
 
+@click.command("doctor")
+@with_appcontext
+def doctor_command() -> None:
+    """Check the configuration and reach every model; exit 1 when the chat would not work."""
+    broken = False
+    for finding in diagnose(current_app.config):
+        mark = "ok  " if finding.ok else "FAIL"
+        click.echo(f"{mark} {finding.text}")
+        if finding.hint:
+            click.echo(f"     -> {finding.hint}")
+        broken = broken or (not finding.ok and finding.fatal)
+    if broken:
+        sys.exit(1)
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(doctor_command)
     app.cli.add_command(serve_command)
     app.cli.add_command(local_model_command)

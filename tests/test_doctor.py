@@ -1,0 +1,60 @@
+"""`flask doctor` tells apart every way the chat can fail to reach its model."""
+
+import pytest
+
+from chatbot import create_app
+from chatbot.local_model import free_port
+
+LOADING = {"error": "Model google/gemma-7b-it is currently loading", "estimated_time": 20.0}
+
+
+def doctor(app):
+    return app.test_cli_runner().invoke(args=["doctor"])
+
+
+def test_a_working_model(app, fake):
+    fake.reply(tokens=["Hello", "!"])
+    result = doctor(app)
+    assert result.exit_code == 0
+    assert "ok   Hugging Face token: set" in result.output
+    assert "google/gemma-7b-it (text-generation at http://127.0.0.1:" in result.output
+    assert "answered 'Hello!'" in result.output
+    assert fake.requests[-1].json["parameters"]["max_new_tokens"] == 8
+
+
+@pytest.mark.parametrize(
+    ("reply", "words"),
+    [
+        (
+            {"status": 401, "body": {"error": "Invalid credentials in Authorization header"}},
+            "huggingface.co/settings/tokens",
+        ),
+        ({"status": 403, "body": {"error": "Access restricted"}}, "Ask for access on https://huggingface.co/"),
+        ({"status": 404, "body": "Not Found"}, "Check MODEL_ID"),
+        ({"status": 429, "body": {"error": "Rate limit reached"}}, "Wait a minute before sending again"),
+    ],
+)
+def test_each_failure_is_named_with_what_to_change(app, fake, reply, words):
+    fake.reply(**reply)
+    result = doctor(app)
+    assert result.exit_code == 1
+    assert "FAIL google/gemma-7b-it" in result.output
+    assert words in result.output
+
+
+def test_a_loading_model_is_not_a_failure(app, fake):
+    fake.reply(status=503, body=LOADING)
+    result = doctor(app)
+    assert result.exit_code == 0
+    assert "is loading (about 20 s)" in result.output and "The chat waits for it" in result.output
+
+
+def test_an_unreachable_server(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    app = create_app(
+        {"SECRET_KEY": "t", "CHAT_STORE_URL": f"sqlite:///{tmp_path}/c.db", "API_URL": url, "INFERENCE_API": "chat"}
+    )
+    result = doctor(app)
+    assert result.exit_code == 1
+    assert f"Could not reach {url}/chat/completions: connection refused." in result.output
+    assert "Check that the model server is running" in result.output
