@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from chatbot.services import inference
+from chatbot.services import discovery, inference
 from chatbot.services.errors import InferenceError
 from config import ModelSpec
 
@@ -53,7 +53,7 @@ def _embedded_model() -> Iterator[Finding]:
 
 
 def _probe(spec: ModelSpec, config: dict) -> Finding:
-    backend = inference.with_server_facts(inference.backend_for(spec, config))
+    backend = discovery.with_server_facts(inference.backend_for(spec, config))
     where = f"{spec.name} ({spec.api} at {backend.url})"
     parameters = inference.Parameters(max_new_tokens=8, do_sample=False)
     started = time.monotonic()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from chatbot.conversations import Conversation, Message, Store, new_id, title_from
 from chatbot.rendering import render_markdown
-from chatbot.services import inference
+from chatbot.services import discovery, inference
 from chatbot.services.errors import InferenceError
 from chatbot.services.prompts import fit_to_context, strip_stops
 from config import ModelSpec
@@ -110,7 +110,7 @@ def run_reply(
     answer = _Answer(message)
     stops: tuple[str, ...] = ()
     try:
-        backend = inference.with_server_facts(settings.backend)
+        backend = discovery.with_server_facts(settings.backend)
         turns = fit_to_context(turns, backend.context_length, settings.parameters.max_new_tokens)
         request = inference.build_request(backend, settings.parameters, turns)
         stops = request.stop

@@ -6,14 +6,17 @@ import pytest
 
 from chatbot import create_app
 from chatbot.local_model import LocalModelServer
-from chatbot.services import inference
+from chatbot.services import discovery, inference
 from tests.fakes.hf_server import TOKEN, FakeHuggingFace
 from tests.servers import GunicornApp
 
 
 @pytest.fixture(scope="session")
-def fake_hf():
-    with FakeHuggingFace() as fake:
+def fake_hf(tmp_path_factory):
+    """The fake, also standing in for the Hub (HF_ENDPOINT) for this process and the servers it starts."""
+    with FakeHuggingFace() as fake, pytest.MonkeyPatch.context() as environment:
+        environment.setenv("HF_ENDPOINT", fake.url)
+        environment.setenv("CHAT_HUB_CACHE", str(tmp_path_factory.mktemp("hub")))
         yield fake
 
 
@@ -23,10 +26,12 @@ def fake(fake_hf):
     while not fake_hf.replies.empty():
         fake_hf.replies.get_nowait()
     fake_hf.requests.clear()
+    fake_hf.lookups.clear()
     fake_hf.require_token = True
     fake_hf.unauthorized_body = fake_hf.info = fake_hf.props = None
+    fake_hf.hub = {}
     inference.COOLDOWNS.clear()
-    inference.forget_server_facts()
+    discovery.forget()
     return fake_hf
 
 

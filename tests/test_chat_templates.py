@@ -7,6 +7,7 @@ from jinja2.exceptions import SecurityError
 
 from chatbot.services.inference import Backend, Parameters, build_request
 from chatbot.services.prompts import ChatTemplate, chat_template_from, read_chat_template
+from tests.fakes.hf_server import TOKEN
 from tests.servers import ROOT
 
 DATA = ROOT / "tests" / "data"
@@ -67,7 +68,7 @@ def test_a_tokenizer_config_in_the_model_list_writes_the_prompt(tmp_path):
 
 
 def test_llama_cpp_props_give_the_template(fake):
-    from chatbot.services.inference import with_server_facts
+    from chatbot.services.discovery import with_server_facts
 
     config = json.loads((DATA / "gemma.tokenizer_config.json").read_text())
     fake.props = {
@@ -80,3 +81,32 @@ def test_llama_cpp_props_give_the_template(fake):
     assert backend.context_length == 4096
     request = build_request(backend, Parameters(), TURNS[:1])
     assert request.payload["prompt"] == "<start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n"
+
+
+def test_the_template_comes_from_the_hub_and_is_kept_for_offline_use(fake):
+    from chatbot.services import discovery
+
+    path = "/my-org/model-x/resolve/main/tokenizer_config.json"
+    fake.hub = {path: json.loads((DATA / "llama-2.tokenizer_config.json").read_text())}
+    backend = Backend(
+        api="text-generation", url=fake.task_url("my-org/model-x"), model_id="my-org/model-x", token=TOKEN
+    )
+    request = build_request(discovery.with_server_facts(backend), Parameters(), TURNS[:1])
+    assert request.payload["inputs"] == "<s>[INST] Hello [/INST]"
+    hub_request = next(r for r in fake.lookups if r.path == path)
+    assert hub_request.headers["Authorization"] == f"Bearer {TOKEN}"
+
+    fake.hub = {}  # offline now, and a new process
+    discovery.forget()
+    request = build_request(discovery.with_server_facts(backend), Parameters(), TURNS[:1])
+    assert request.payload["inputs"] == "<s>[INST] Hello [/INST]"
+
+
+def test_without_a_template_anywhere_the_built_in_format_is_used(fake):
+    from chatbot.services import discovery
+
+    backend = discovery.with_server_facts(
+        Backend(api="text-generation", url=fake.task_url(), model_id="google/gemma-7b-it")
+    )
+    assert backend.template is None
+    assert build_request(backend, Parameters(), TURNS[:1]).payload["inputs"].startswith("<bos><start_of_turn>user")

@@ -11,7 +11,6 @@ Every failure becomes one `InferenceError` with a kind, a message and a hint.
 from __future__ import annotations
 
 import codecs
-import dataclasses
 import functools
 import json
 import threading
@@ -19,7 +18,6 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -366,53 +364,3 @@ def _lines(response: requests.Response) -> Iterator[str]:
     pending += decoder.decode(b"", final=True)
     if pending:
         yield pending
-
-
-_facts: dict[str, dict[str, Any]] = {}
-_facts_lock = threading.Lock()
-
-
-def forget_server_facts() -> None:
-    """Ask every server again (after a server changed, and between tests)."""
-    with _facts_lock:
-        _facts.clear()
-
-
-def with_server_facts(backend: Backend) -> Backend:
-    """The backend with what its server says of itself: context length (TGI /info,
-    llama.cpp /props) and the model's chat template (llama.cpp /props). Asked once per server."""
-    if "huggingface.co" in backend.url:
-        return backend
-    with _facts_lock:
-        facts = _facts.get(backend.url)
-    if facts is None:
-        facts = _ask_server(backend)
-        with _facts_lock:
-            _facts[backend.url] = facts
-    template = backend.template or facts.get("template")
-    context_length = backend.context_length or facts.get("context_length")
-    return dataclasses.replace(backend, template=template, context_length=context_length)
-
-
-def _ask_server(backend: Backend) -> dict[str, Any]:
-    root = urlsplit(backend.url)._replace(path="", query="", fragment="").geturl()
-    headers = {"Authorization": f"Bearer {backend.token}"} if backend.token else {}
-    facts: dict[str, Any] = {}
-    for route in ("/info", "/props"):
-        try:
-            response = requests.get(root + route, headers=headers, timeout=min(backend.connect_timeout, 3.0))
-            body = response.json() if response.ok else {}
-        except (requests.RequestException, ValueError):
-            continue
-        if not isinstance(body, dict):
-            continue
-        settings = body.get("default_generation_settings") or {}
-        # TGI: the total (prompt and answer) it allows; llama.cpp: its context window.
-        context = body.get("max_total_tokens") or body.get("n_ctx") or settings.get("n_ctx")
-        if isinstance(context, int) and context > 0:
-            facts.setdefault("context_length", context)
-        if backend.api != "chat":
-            template = prompts.chat_template_from(body)
-            if template is not None:
-                facts.setdefault("template", template)
-    return facts

@@ -73,11 +73,13 @@ class FakeHuggingFace:
 
     def __init__(self) -> None:
         self.replies: queue.SimpleQueue[Reply] = queue.SimpleQueue()
-        self.requests: list[Received] = []
+        self.requests: list[Received] = []  # what was POSTed: the requests for answers
+        self.lookups: list[Received] = []  # what was asked with GET: /info, /props, Hub files
         self.require_token = True
         self.unauthorized_body: Any = None  # None: the HF bodies; else what a local server says (a 401)
         self.info: dict | None = None  # TGI's GET /info, when set
         self.props: dict | None = None  # llama.cpp's GET /props, when set
+        self.hub: dict[str, dict] = {}  # Hub files by path, e.g. /org/model/resolve/main/tokenizer_config.json
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -113,7 +115,8 @@ class FakeHuggingFace:
                 pass
 
             def do_GET(self) -> None:
-                document = {"/info": fake.info, "/props": fake.props}.get(self.path)
+                fake.lookups.append(Received(self.path, dict(self.headers), None))
+                document = {"/info": fake.info, "/props": fake.props, **fake.hub}.get(self.path)
                 if document is None:
                     return self._send_error(404, "Not Found")
                 self._send_error(200, document)
