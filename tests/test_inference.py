@@ -11,6 +11,15 @@ from config import load_config
 from tests.fakes.hf_server import TOKEN
 
 HELLO = [{"role": "user", "content": "Hello"}]
+# The parameters of the user's notes, as a Gemma request sends them.
+NOTES_PARAMETERS = {
+    "max_new_tokens": 250,
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "do_sample": True,
+    "return_full_text": False,
+    "stop": ["<end_of_turn>"],
+}
 
 
 def task_backend(fake, token=TOKEN, **fields):
@@ -42,14 +51,7 @@ def test_text_generation_payload_is_the_one_in_the_users_notes(fake):
     request = build_request(task_backend(fake), Parameters(), HELLO)
     assert request.payload == {
         "inputs": "<bos><start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n",
-        "parameters": {
-            "max_new_tokens": 250,
-            "temperature": 0.7,
-            "top_p": 0.9,
-            "do_sample": True,
-            "return_full_text": False,
-            "stop": ["<end_of_turn>"],
-        },
+        "parameters": NOTES_PARAMETERS,
         "options": {"wait_for_model": True, "use_cache": False},
         "stream": True,
     }

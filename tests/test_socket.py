@@ -12,6 +12,7 @@ from chatbot.local_model import free_port
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.servers import FINISHED, ChatClient, GunicornApp
+from tests.test_inference import NOTES_PARAMETERS
 
 DELTA = re.compile(r'<span hx-swap-oob="beforeend:#text-[\w-]+">(.*?)</span>', re.S)
 
@@ -29,14 +30,7 @@ def test_a_whole_exchange(gunicorn_on_fake, fake):
     assert sent.path == "/models/google/gemma-7b-it"
     assert sent.headers["Authorization"] == f"Bearer {TOKEN}"
     assert sent.json["inputs"] == ("<bos><start_of_turn>user\nWhat is the answer?<end_of_turn>\n<start_of_turn>model\n")
-    assert sent.json["parameters"] == {
-        "max_new_tokens": 250,
-        "temperature": 0.7,
-        "top_p": 0.9,
-        "do_sample": True,
-        "return_full_text": False,
-        "stop": ["<end_of_turn>"],
-    }
+    assert sent.json["parameters"] == NOTES_PARAMETERS
     assert sent.json["options"] == {"wait_for_model": True, "use_cache": False}
 
     assert 'id="messages" hx-swap-oob="beforeend"' in frames[0]
