@@ -272,3 +272,10 @@ def test_a_page_that_is_not_an_answer(fake):
     assert error.kind == "malformed"
     assert "Please log in" in error.message
     assert "INFERENCE_API" in error.hint
+
+
+def test_an_unknown_host_is_named():
+    url = "http://no-such-host.invalid/v1"
+    error = failure(Backend(api="chat", url=url, model_id="x"))
+    assert error.kind == "unreachable"
+    assert error.message == f"Could not reach {url}/chat/completions: the host name is unknown."

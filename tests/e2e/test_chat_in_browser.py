@@ -11,9 +11,10 @@ HOSTILE = [
 
 def test_a_message_streams_in_and_ends_as_safe_markdown(page, gunicorn_on_fake, fake):
     page.goto(gunicorn_on_fake.url + "/")
-    fake.reply(tokens=HOSTILE, delay=0.3)
+    fake.reply(tokens=HOSTILE, delay=0.3, first_delay=1.0)
     page.fill("#message-input", "Show me code")
     page.keyboard.press("Enter")
+    expect(page.locator(".message.assistant.streaming .thinking")).to_be_visible()  # before the first token
 
     expect(page.locator(".message.user .body")).to_have_text("Show me code")
     expect(page.locator("#message-input")).to_have_value("")
@@ -26,6 +27,7 @@ def test_a_message_streams_in_and_ends_as_safe_markdown(page, gunicorn_on_fake, 
     expect(answer.locator("pre code .nb")).to_have_text("print")
     expect(answer).to_contain_text("<script>window.hacked=2</script>")
     expect(page.locator("#send-button")).to_be_enabled()
+    expect(page.locator(".message.assistant.done .stats")).to_contain_text("tokens/s")
     assert page.evaluate("window.hacked") is None
     assert page.locator(".markdown img, .markdown script, a[href^='javascript']").count() == 0
 
