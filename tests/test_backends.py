@@ -18,9 +18,11 @@ def answer(backend, turns=HELLO):
 @pytest.mark.parametrize("dialect", sorted(DIALECTS))
 def test_chat_completions_in_every_servers_dialect(fake, dialect):
     fake.reply(tokens=["Hi", " there", "!"], dialect=dialect, keepalive=True)
-    backend = Backend(api="chat", url=fake.url + "/v1", model_id="some-model", token=TOKEN)
+    model = "meta-llama/Llama-3.1-8B-Instruct:fastest"  # the router's provider policy goes through as it is
+    backend = Backend(api="chat", url=fake.url + "/v1", model_id=model, token=TOKEN)
     assert answer(backend) == "Hi there!"
     assert fake.requests[-1].path == "/v1/chat/completions"
+    assert fake.requests[-1].json["model"] == model
     assert fake.requests[-1].json["messages"] == HELLO
 
 
