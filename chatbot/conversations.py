@@ -56,6 +56,12 @@ class Store(Protocol):
     def update_conversation(self, conversation: Conversation) -> None:
         """Save a conversation's title and settings."""
 
+    def delete_conversation(self, conversation: Conversation) -> None:
+        """Delete a conversation and all its messages."""
+
+    def search_conversations(self, owner: str, text: str) -> list[Conversation]:
+        """The owner's conversations whose title or messages contain `text`, newest first."""
+
     def add_message(self, message: Message) -> Message: ...
 
     def update_message(self, message: Message) -> None: ...

@@ -9,6 +9,7 @@ from chatbot.generation import message_problem, model_spec, pick_model, run_repl
 from chatbot.security import owner_id
 
 bp = Blueprint("pages", __name__)
+TITLE_LIMIT = 200
 
 
 def store() -> Store:
@@ -24,10 +25,13 @@ def own_conversation(conversation_id: str) -> Conversation:
 
 
 def chat_page(conversation: Conversation, notice: str = "", draft: str = "", status: int = 200):
+    query = request.args.get("q", "").strip()
+    listed = store().search_conversations(conversation.owner, query) if query else None
     return render_template(
         "chat/page.html",
         conversation=conversation,
-        conversations=store().list_conversations(conversation.owner),
+        conversations=listed if listed is not None else store().list_conversations(conversation.owner),
+        query=query,
         messages=store().messages(conversation),
         models=current_app.config["MODELS"],
         model=model_spec(current_app.config, conversation.settings.get("model")),
@@ -54,6 +58,22 @@ def new_conversation():
 @bp.get("/c/<conversation_id>")
 def conversation(conversation_id: str):
     return chat_page(own_conversation(conversation_id))
+
+
+@bp.post("/c/<conversation_id>/rename")
+def rename(conversation_id: str):
+    conversation = own_conversation(conversation_id)
+    title = " ".join(request.form.get("title", "").split())[:TITLE_LIMIT]
+    if title:
+        conversation.title = title
+        store().update_conversation(conversation)
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id))
+
+
+@bp.post("/c/<conversation_id>/delete")
+def delete(conversation_id: str):
+    store().delete_conversation(own_conversation(conversation_id))
+    return redirect(url_for("pages.index"))
 
 
 @bp.post("/c/<conversation_id>/messages")

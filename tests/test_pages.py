@@ -127,3 +127,35 @@ def test_the_model_picked_in_the_chat_is_used_and_remembered(tmp_path, fake):
     assert '<option value="Router chat" selected>' in page
     client.post(f"{chat}/messages", data={"csrf_token": token, "message": "x", "model": "No such model"})
     assert fake.requests[-1].path == "/v1/chat/completions"
+
+
+def test_rename_delete_and_search(client, fake):
+    chat = open_chat(client)
+    token = csrf(client.get(chat).text)
+    fake.reply(tokens=["Bonjour"])
+    client.post(f"{chat}/messages", data={"csrf_token": token, "message": "Say hello in French"})
+    other = client.post("/c", data={"csrf_token": token}).location
+    fake.reply(tokens=["ok"])
+    client.post(f"{other}/messages", data={"csrf_token": token, "message": "100% sure?"})
+
+    assert client.post(f"{chat}/rename", data={"csrf_token": token, "title": "  French   lesson "}).status_code == 302
+    page = client.get(chat).text
+    assert '<h1 id="conversation-title">French lesson</h1>' in page
+
+    found = client.get(f"{chat}?q=bonjour").text  # in an answer, any case
+    assert "1 found for “bonjour”" in found and "French lesson" in found and "100% sure?" not in found
+    assert "1 found for “100%”" in client.get(f"{chat}?q=100%25").text  # % is a letter, not a wildcard
+    assert "0 found for “_”" in client.get(f"{chat}?q=_").text
+
+    assert client.post(f"{chat}/delete", data={"csrf_token": token}).location == "/"
+    assert client.get(chat).status_code == 404
+    assert "French lesson" not in client.get(other).text
+
+
+def test_nobody_renames_or_deletes_another_sessions_chat(app, client):
+    chat = open_chat(client)
+    stranger = app.test_client()
+    token = csrf(stranger.get(open_chat(stranger)).text)
+    assert stranger.post(f"{chat}/rename", data={"csrf_token": token, "title": "mine"}).status_code == 404
+    assert stranger.post(f"{chat}/delete", data={"csrf_token": token}).status_code == 404
+    assert client.get(chat).status_code == 200

@@ -102,3 +102,25 @@ def test_two_writers_append_without_losing_a_message(chat_store):
         thread.join()
     contents = [m.content for m in chat_store.messages(conversation)]
     assert sorted(contents) == sorted([f"a-{i}" for i in range(50)] + [f"b-{i}" for i in range(50)])
+
+
+def test_delete_removes_the_conversation_and_its_messages(chat_store):
+    conversation = chat_store.create_conversation("alice")
+    chat_store.add_message(message(conversation))
+    kept = chat_store.create_conversation("alice")
+    chat_store.delete_conversation(conversation)
+    assert chat_store.get_conversation("alice", conversation.id) is None
+    assert chat_store.messages(conversation) == []
+    assert [c.id for c in chat_store.list_conversations("alice")] == [kept.id]
+
+
+def test_search_finds_titles_and_messages_of_the_owner_only(chat_store):
+    paris = chat_store.create_conversation("alice", title="Trip to Paris")
+    code = chat_store.create_conversation("alice")
+    chat_store.add_message(message(code, content="How do I use 50% of a_list?"))
+    chat_store.add_message(message(chat_store.create_conversation("bob"), content="paris"))
+    assert [c.id for c in chat_store.search_conversations("alice", "PARIS")] == [paris.id]
+    assert [c.id for c in chat_store.search_conversations("alice", "50%")] == [code.id]
+    assert [c.id for c in chat_store.search_conversations("alice", "a_l")] == [code.id]
+    assert [c.id for c in chat_store.search_conversations("alice", "%")] == [code.id]
+    assert chat_store.search_conversations("alice", "nothing like it") == []

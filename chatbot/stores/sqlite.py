@@ -87,6 +87,23 @@ class SQLiteStore:
         )
         return [_conversation(row) for row in rows]
 
+    def delete_conversation(self, conversation: Conversation) -> None:
+        db = self._connection()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation.id,))
+            db.execute("DELETE FROM conversations WHERE id = ?", (conversation.id,))
+
+    def search_conversations(self, owner: str, text: str) -> list[Conversation]:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._connection().execute(
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE owner = ? AND (title LIKE ? ESCAPE '\\' "
+            "OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.content LIKE ? ESCAPE '\\')) "
+            "ORDER BY updated_at DESC",
+            (owner, pattern, pattern),
+        )
+        return [_conversation(row) for row in rows]
+
     def update_conversation(self, conversation: Conversation) -> None:
         self._connection().execute(
             "UPDATE conversations SET title = ?, settings = ? WHERE id = ?",

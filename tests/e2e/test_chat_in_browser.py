@@ -59,3 +59,37 @@ def test_a_failure_shows_in_the_chat_with_what_to_do(page, gunicorn_on_fake, fak
     failure = page.locator(".message.assistant.error [role=alert]")
     expect(failure).to_contain_text("no access to google/gemma-7b-it")
     expect(failure.locator(".error-hint")).to_contain_text("https://huggingface.co/google/gemma-7b-it")
+
+
+def test_new_chat_switch_rename_search_and_delete(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    fake.reply(tokens=["Sure"])
+    page.fill("#message-input", "Plan a trip to Lisbon")
+    page.keyboard.press("Enter")
+    expect(page.locator(".message.assistant.done")).to_be_visible()
+    first_url = page.url
+
+    page.click("text=New chat")
+    expect(page).not_to_have_url(first_url)
+    expect(page.locator(".message")).to_have_count(0)
+    page.click("text=Plan a trip to Lisbon")
+    expect(page).to_have_url(first_url)
+    expect(page.locator(".message")).to_have_count(2)
+
+    page.click("text=Rename or delete")
+    page.fill("#title-input", "Lisbon")
+    page.click("button:has-text('Rename')")
+    expect(page.locator("#conversation-title")).to_have_text("Lisbon")
+
+    page.fill("#search-input", "lisbon")
+    page.keyboard.press("Enter")
+    expect(page.locator(".search-summary")).to_contain_text("1 found")
+    expect(page.locator(".conversation-list li")).to_have_count(1)
+
+    page.go_back()
+    page.go_back()
+    expect(page.locator("#conversation-title")).to_have_text("Lisbon")
+
+    page.click("text=Rename or delete")
+    page.click("text=Delete this chat for good")
+    expect(page.locator(".conversation-list")).not_to_contain_text("Lisbon")
