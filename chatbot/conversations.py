@@ -66,4 +66,7 @@ class Store(Protocol):
 
     def update_message(self, message: Message) -> None: ...
 
+    def delete_messages_from(self, conversation: Conversation, message_id: str) -> None:
+        """Delete a message and every later one of the conversation (to regenerate or edit)."""
+
     def messages(self, conversation: Conversation) -> list[Message]: ...

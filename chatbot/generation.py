@@ -90,6 +90,23 @@ def history_turns(messages: list[Message]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in messages if m.content.strip()]
 
 
+def rewind_for_regenerate(store: Store, conversation: Conversation) -> bool:
+    """Drop the last answer so it can be made again; False when there is no question to answer."""
+    messages = store.messages(conversation)
+    if messages and messages[-1].role == "assistant":
+        store.delete_messages_from(conversation, messages[-1].id)
+        messages.pop()
+    return bool(messages) and messages[-1].role == "user"
+
+
+def rewind_for_edit(store: Store, conversation: Conversation, message_id: str) -> bool:
+    """Drop a user message and everything after it, for its edited text to be sent; False if it is not one."""
+    if not any(m.id == message_id and m.role == "user" for m in store.messages(conversation)):
+        return False
+    store.delete_messages_from(conversation, message_id)
+    return True
+
+
 def run_reply(
     store: Store,
     conversation: Conversation,
@@ -99,8 +116,20 @@ def run_reply(
     cancel: threading.Event | None = None,
 ) -> Message:
     """Answer `text` in `conversation`; returns the stored answer, whatever happened."""
-    cancel = cancel or threading.Event()
     user_message = add_user_message(store, conversation, text)
+    return run_answer(store, conversation, settings, listener, cancel, user_message)
+
+
+def run_answer(
+    store: Store,
+    conversation: Conversation,
+    settings: ReplySettings,
+    listener: Listener,
+    cancel: threading.Event | None = None,
+    user_message: Message | None = None,
+) -> Message:
+    """Answer the conversation as it stands (its last message is the user's)."""
+    cancel = cancel or threading.Event()
     turns = history_turns(store.messages(conversation))
     if settings.system_prompt:
         turns.insert(0, {"role": "system", "content": settings.system_prompt})

@@ -5,7 +5,16 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
 from chatbot.conversations import Conversation, Store
-from chatbot.generation import message_problem, model_spec, pick_model, run_reply, settings_for_conversation
+from chatbot.generation import (
+    message_problem,
+    model_spec,
+    pick_model,
+    rewind_for_edit,
+    rewind_for_regenerate,
+    run_answer,
+    run_reply,
+    settings_for_conversation,
+)
 from chatbot.security import owner_id
 
 bp = Blueprint("pages", __name__)
@@ -76,6 +85,33 @@ def delete(conversation_id: str):
     return redirect(url_for("pages.index"))
 
 
+@bp.post("/c/<conversation_id>/regenerate")
+def regenerate(conversation_id: str):
+    """Answer the last question again (without JavaScript; the socket does the same)."""
+    conversation = own_conversation(conversation_id)
+    if rewind_for_regenerate(store(), conversation):
+        run_answer(store(), conversation, settings_for_conversation(conversation, current_app.config), ignore)
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
+
+
+@bp.post("/c/<conversation_id>/messages/<message_id>/edit")
+def edit_message(conversation_id: str, message_id: str):
+    """Send the edited text of an earlier message, dropping what came after it."""
+    conversation = own_conversation(conversation_id)
+    text = request.form.get("message", "").strip()
+    problem = message_problem(text, current_app.config["MAX_MESSAGE_CHARS"])
+    if problem:
+        return chat_page(conversation, problem, status=400)
+    if not rewind_for_edit(store(), conversation, message_id):
+        abort(404)
+    run_reply(store(), conversation, text, settings_for_conversation(conversation, current_app.config), ignore)
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
+
+
+def ignore(_event) -> None:  # type: ignore[no-untyped-def]
+    """A page answers when the reply is whole: it needs no events."""
+
+
 @bp.post("/c/<conversation_id>/messages")
 def post_message(conversation_id: str):
     """The chat without JavaScript: the form posts, the page comes back with the whole answer."""
@@ -86,5 +122,5 @@ def post_message(conversation_id: str):
         return chat_page(conversation, problem, draft=text, status=400)
     pick_model(store(), conversation, request.form.get("model"), current_app.config)
     settings = settings_for_conversation(conversation, current_app.config)
-    run_reply(store(), conversation, text, settings, lambda event: None)
+    run_reply(store(), conversation, text, settings, ignore)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))

@@ -6,7 +6,7 @@ import hmac
 import os
 import secrets
 
-from flask import Flask, abort, request, session
+from flask import Flask, abort, has_request_context, request, session
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -23,7 +23,10 @@ def owner_id(create: bool = True) -> str | None:
 
 
 def csrf_token() -> str:
-    """The session's CSRF token, for every form that posts."""
+    """The session's CSRF token, for every form that posts (empty in fragments sent over the socket,
+    whose forms send through the socket, which checks the origin instead)."""
+    if not has_request_context():
+        return ""
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(32)
     return session["csrf"]

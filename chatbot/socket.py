@@ -18,7 +18,16 @@ from simple_websocket import ConnectionClosed
 
 from chatbot.conversations import Conversation
 from chatbot.extensions import sock
-from chatbot.generation import Event, message_problem, pick_model, run_reply, settings_for_conversation
+from chatbot.generation import (
+    Event,
+    message_problem,
+    pick_model,
+    rewind_for_edit,
+    rewind_for_regenerate,
+    run_answer,
+    run_reply,
+    settings_for_conversation,
+)
 from chatbot.pages import store
 from chatbot.security import owner_id
 
@@ -88,31 +97,57 @@ class ChatSocket:
             return
         if action == "stop":
             self.cancel.set()
+        elif self.reply is not None and self.reply.is_alive():
+            self.notice("Wait for the answer to finish, or press Stop.")
         elif action == "send":
             pick_model(store(), self.conversation, data.get("model"), self.app.config)
-            self.start_reply(str(data.get("message") or "").strip())
+            self.send_message(str(data.get("message") or "").strip())
+        elif action == "edit":
+            self.send_message(str(data.get("message") or "").strip(), str(data.get("message_id") or ""))
+        elif action == "regenerate":
+            self.regenerate()
         else:
             self.notice(f"Unknown action {action!r}. Reload the page and try again.")
 
-    def start_reply(self, text: str) -> None:
+    def send_message(self, text: str, replacing: str = "") -> None:
+        """Send a new message, or the edited text of an earlier one (dropping what came after it)."""
         problem = message_problem(text, self.app.config["MAX_MESSAGE_CHARS"])
         if problem:
             self.notice(problem)
-        elif self.reply is not None and self.reply.is_alive():
-            self.notice("Wait for the answer to finish, or press Stop.")
+        elif replacing and not rewind_for_edit(store(), self.conversation, replacing):
+            self.notice("That message can no longer be edited. Reload the page.")
         else:
-            self.cancel = threading.Event()
-            self.reply = threading.Thread(target=self.run, args=(text, self.cancel), daemon=True, name="reply")
-            self.reply.start()
+            if replacing:
+                self.send_messages()
+            self.start(
+                lambda settings, cancel: run_reply(store(), self.conversation, text, settings, self.on_event, cancel)
+            )
 
-    def run(self, text: str, cancel: threading.Event) -> None:
+    def regenerate(self) -> None:
+        if not rewind_for_regenerate(store(), self.conversation):
+            self.notice("There is no question to answer again yet.")
+            return
+        self.send_messages()
+        self.start(lambda settings, cancel: run_answer(store(), self.conversation, settings, self.on_event, cancel))
+
+    def start(self, reply) -> None:  # type: ignore[no-untyped-def]
+        """Run `reply(settings, cancel)` in its own thread, so that this socket can still hear Stop."""
+        self.cancel = threading.Event()
+        self.reply = threading.Thread(target=self.run, args=(reply, self.cancel), daemon=True, name="reply")
+        self.reply.start()
+
+    def run(self, reply, cancel: threading.Event) -> None:  # type: ignore[no-untyped-def]
         with self.app.app_context():
             try:
-                settings = settings_for_conversation(self.conversation, self.app.config)
-                run_reply(store(), self.conversation, text, settings, self.on_event, cancel)
+                reply(settings_for_conversation(self.conversation, self.app.config), cancel)
             except Exception:
                 log.exception("a reply failed before it started")
-                self.notice("Your message could not be saved, so nothing was sent. Try again in a moment.")
+                self.notice("The chat failed to start the answer. Reload the page to see what was saved, then retry.")
+
+    def send_messages(self) -> None:
+        """The whole list again, after messages were dropped."""
+        with self.app.app_context():
+            self.send(render_template("chat/_messages.html", messages=store().messages(self.conversation), oob=True))
 
     def on_event(self, event: Event) -> None:
         if event.kind == "delta":

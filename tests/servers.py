@@ -16,7 +16,8 @@ import websocket
 from chatbot.local_model import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-FINISHED = re.compile(r'<article id="msg-([\w-]+)" class="message assistant (done|error|stopped)"')
+# The fragment that ends an answer (a page or a refreshed list has such articles too, but not swapped out of band).
+FINISHED = re.compile(r'<article id="msg-([\w-]+)" class="message assistant (done|error|stopped)" hx-swap-oob="true"')
 
 
 class GunicornApp:

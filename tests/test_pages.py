@@ -159,3 +159,21 @@ def test_nobody_renames_or_deletes_another_sessions_chat(app, client):
     assert stranger.post(f"{chat}/rename", data={"csrf_token": token, "title": "mine"}).status_code == 404
     assert stranger.post(f"{chat}/delete", data={"csrf_token": token}).status_code == 404
     assert client.get(chat).status_code == 200
+
+
+def test_regenerate_and_edit_without_javascript(client, fake):
+    chat = open_chat(client)
+    token = csrf(client.get(chat).text)
+    fake.reply(tokens=["One"])
+    client.post(f"{chat}/messages", data={"csrf_token": token, "message": "Count"})
+    fake.reply(tokens=["Two"])
+    assert client.post(f"{chat}/regenerate", data={"csrf_token": token}).status_code == 302
+    page = client.get(chat).text
+    assert "Two" in page and ">One<" not in page
+    message_id = re.search(r'name="message_id" value="([\w-]+)"', page).group(1)
+    fake.reply(tokens=["Three"])
+    client.post(f"{chat}/messages/{message_id}/edit", data={"csrf_token": token, "message": "Count again"})
+    page = client.get(chat).text
+    assert "Count again" in page and "Three" in page and "Two" not in page
+    assert '<div class="body plain">Count</div>' not in page
+    assert client.post(f"{chat}/messages/nope/edit", data={"csrf_token": token, "message": "x"}).status_code == 404

@@ -220,3 +220,43 @@ def test_closing_the_tab_does_not_lose_the_answer(gunicorn_on_fake, fake):
     while "Still saved after you left" not in chat.page() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "Still saved after you left" in chat.page()
+
+
+def test_regenerate_and_edit_over_the_socket(gunicorn_on_fake, fake):
+    chat = ChatClient(gunicorn_on_fake.url)
+    ws = chat.connect()
+    fake.reply(tokens=["First"])
+    chat.exchange("Question one", ws)
+    fake.reply(tokens=["Second"])
+    chat.exchange("Question two", ws)
+
+    fake.reply(tokens=["Second, again"])
+    ws.send(json.dumps({"action": "regenerate"}))
+    frames = [ws.recv()]
+    while not FINISHED.search(frames[-1]):
+        frames.append(ws.recv())
+    assert 'id="messages" class="messages"' in frames[0] and "Second" not in frames[0]  # the old answer is gone
+    assert "Second, again" in frames[-1]
+    assert fake.requests[-1].json["inputs"].endswith("Question two<end_of_turn>\n<start_of_turn>model\n")
+
+    first_question = re.search(r'name="message_id" value="([\w-]+)"', chat.page()).group(1)
+    fake.reply(tokens=["Edited answer"])
+    ws.send(json.dumps({"action": "edit", "message_id": first_question, "message": "Question one, edited"}))
+    frames = [ws.recv()]
+    while not FINISHED.search(frames[-1]):
+        frames.append(ws.recv())
+    ws.close()
+    page = chat.page()
+    assert "Question one, edited" in page and "Edited answer" in page
+    assert "Question two" not in page and "First" not in page
+    assert "Question one<" not in fake.requests[-1].json["inputs"]
+
+
+def test_regenerate_with_nothing_to_answer(gunicorn_on_fake):
+    chat = ChatClient(gunicorn_on_fake.url)
+    ws = chat.connect()
+    ws.send(json.dumps({"action": "regenerate"}))
+    assert "There is no question to answer again yet." in ws.recv()
+    ws.send(json.dumps({"action": "edit", "message_id": "someone-elses", "message": "hi"}))
+    assert "can no longer be edited" in ws.recv()
+    ws.close()

@@ -127,6 +127,13 @@ class SQLiteStore:
             (message.content, message.html, message.status, _json(message.error), json.dumps(message.meta), message.id),
         )
 
+    def delete_messages_from(self, conversation: Conversation, message_id: str) -> None:
+        self._connection().execute(
+            "DELETE FROM messages WHERE conversation_id = ? AND seq >= "
+            "(SELECT seq FROM messages WHERE id = ? AND conversation_id = ?)",
+            (conversation.id, message_id, conversation.id),
+        )
+
     def messages(self, conversation: Conversation) -> list[Message]:
         rows = self._connection().execute(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq",
