@@ -72,7 +72,7 @@ class ChatClient:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.http = requests.Session()
-        page = self.http.get(base_url + "/")
+        page = self.http.get(base_url + "/", timeout=30)
         page.raise_for_status()
         self.page_url = page.url
         self.conversation_id = page.url.rstrip("/").rsplit("/", 1)[-1]
@@ -101,4 +101,4 @@ class ChatClient:
                 ws.close()
 
     def page(self) -> str:
-        return self.http.get(self.page_url).text
+        return self.http.get(self.page_url, timeout=30).text

@@ -93,3 +93,24 @@ def test_new_chat_switch_rename_search_and_delete(page, gunicorn_on_fake, fake):
     page.click("text=Rename or delete")
     page.click("text=Delete this chat for good")
     expect(page.locator(".conversation-list")).not_to_contain_text("Lisbon")
+
+
+def test_regenerate_and_edit_in_the_browser(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    fake.reply(tokens=["Four"])
+    page.fill("#message-input", "2+2?")
+    page.keyboard.press("Enter")
+    expect(page.locator(".message.assistant.done")).to_contain_text("Four")
+
+    fake.reply(tokens=["It is four."])
+    page.click("#regenerate-button")
+    expect(page.locator(".message.assistant.done")).to_contain_text("It is four.")
+    expect(page.locator(".message")).to_have_count(2)
+
+    fake.reply(tokens=["Six"])
+    page.click(".message.user .edit summary")
+    page.fill(".message.user .edit textarea", "3+3?")
+    page.click(".message.user .edit button")
+    expect(page.locator(".message.assistant.done")).to_contain_text("Six")
+    expect(page.locator(".message.user .body")).to_have_text("3+3?")
+    expect(page.locator(".message")).to_have_count(2)
