@@ -27,6 +27,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = security.secret_key(app.instance_path)
     app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(days=30))
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("MAX_CONTENT_LENGTH", 10 * 1024 * 1024)  # an import file or a form, at most
     app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25, "max_message_size": 1 << 20})
 
     from chatbot.stores import open_store

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 
+from chatbot import transfer
 from chatbot.conversations import Conversation, Store
 from chatbot.generation import (
     message_problem,
@@ -106,6 +107,43 @@ def edit_message(conversation_id: str, message_id: str):
         abort(404)
     run_reply(store(), conversation, text, settings_for_conversation(conversation, current_app.config), ignore)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
+
+
+@bp.get("/c/<conversation_id>/export.<kind>")
+def export(conversation_id: str, kind: str):
+    conversation = own_conversation(conversation_id)
+    writers = {"md": (transfer.as_markdown, "text/markdown"), "json": (transfer.as_json, "application/json")}
+    if kind not in writers:
+        abort(404)
+    write, mimetype = writers[kind]
+    response = Response(write(conversation, store().messages(conversation)), mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{transfer.file_name(conversation, kind)}"'
+    return response
+
+
+@bp.post("/import")
+def import_conversation():
+    """A JSON export becomes a new conversation, or nothing at all and a clear notice."""
+    upload = request.files.get("file")
+    try:
+        if upload is None or not upload.filename:
+            raise transfer.ImportProblem("Choose a JSON file to import.")
+        conversation = transfer.import_json(store(), owner_id(), upload.read(), current_app.config["MAX_MESSAGE_CHARS"])
+    except transfer.ImportProblem as problem:
+        current = store().list_conversations(owner_id())
+        conversation = current[0] if current else store().create_conversation(owner_id())
+        return chat_page(conversation, f"Nothing was imported: {problem}", status=400)
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id))
+
+
+@bp.app_errorhandler(413)
+def too_large(_error):  # type: ignore[no-untyped-def]
+    limit = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+    return (
+        f"That upload is larger than {limit} MB. Go back and choose a smaller file.",
+        413,
+        {"Content-Type": "text/plain; charset=utf-8"},
+    )
 
 
 def ignore(_event) -> None:  # type: ignore[no-untyped-def]

@@ -76,7 +76,7 @@ def test_new_chat_switch_rename_search_and_delete(page, gunicorn_on_fake, fake):
     expect(page).to_have_url(first_url)
     expect(page.locator(".message")).to_have_count(2)
 
-    page.click("text=Rename or delete")
+    page.click("text=Rename, export or delete")
     page.fill("#title-input", "Lisbon")
     page.click("button:has-text('Rename')")
     expect(page.locator("#conversation-title")).to_have_text("Lisbon")
@@ -90,7 +90,7 @@ def test_new_chat_switch_rename_search_and_delete(page, gunicorn_on_fake, fake):
     page.go_back()
     expect(page.locator("#conversation-title")).to_have_text("Lisbon")
 
-    page.click("text=Rename or delete")
+    page.click("text=Rename, export or delete")
     page.click("text=Delete this chat for good")
     expect(page.locator(".conversation-list")).not_to_contain_text("Lisbon")
 
@@ -114,3 +114,23 @@ def test_regenerate_and_edit_in_the_browser(page, gunicorn_on_fake, fake):
     expect(page.locator(".message.assistant.done")).to_contain_text("Six")
     expect(page.locator(".message.user .body")).to_have_text("3+3?")
     expect(page.locator(".message")).to_have_count(2)
+
+
+def test_export_and_import_round_trip(page, gunicorn_on_fake, fake, tmp_path):
+    page.goto(gunicorn_on_fake.url + "/")
+    fake.reply(tokens=["Kept **safe**"])
+    page.fill("#message-input", "Remember this")
+    page.keyboard.press("Enter")
+    expect(page.locator(".message.assistant.done")).to_contain_text("Kept safe")
+
+    page.click("text=Rename, export or delete")
+    with page.expect_download() as download:
+        page.click("a:has-text('JSON')")
+    saved = tmp_path / "export.json"
+    download.value.save_as(saved)
+
+    page.set_input_files("#import-file", str(saved))
+    page.click("button:has-text('Import')")
+    expect(page.locator(".conversation-list li")).to_have_count(2)
+    expect(page.locator(".message.assistant.done strong")).to_have_text("safe")
+    expect(page.locator(".message.user .body")).to_have_text("Remember this")
