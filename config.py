@@ -219,7 +219,7 @@ def _model_spec(index: int, entry: Any, config: dict[str, Any], defaults: dict[s
         raise ConfigError(f"{where} has no 'id' (the Hub id or the server's model name).")
     where = f"MODELS: model {entry['id']!r}"
     try:
-        parameters = _parameters(entry.get("parameters") or {}, defaults)
+        parameters = parse_parameters(entry.get("parameters") or {}, defaults)
         spec = ModelSpec(
             id=entry["id"].strip(),
             name=str(entry.get("name") or entry["id"]).strip(),
@@ -240,7 +240,8 @@ def _model_spec(index: int, entry: Any, config: dict[str, Any], defaults: dict[s
     return spec
 
 
-def _parameters(given: Any, defaults: dict[str, Any]) -> dict[str, Any]:
+def parse_parameters(given: Any, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Generation parameters over `defaults`, each checked as its environment variable is; ValueError if bad."""
     if not isinstance(given, dict):
         raise ValueError("'parameters' takes a table")
     unknown = sorted(set(given) - set(PARAMETERS))

@@ -20,7 +20,7 @@ from chatbot.rendering import render_markdown
 from chatbot.services import discovery, inference
 from chatbot.services.errors import InferenceError
 from chatbot.services.prompts import fit_to_context, strip_stops
-from config import ModelSpec
+from config import ModelSpec, parse_parameters
 
 log = logging.getLogger(__name__)
 
@@ -287,16 +287,30 @@ def pick_model(store: Store, conversation: Conversation, name: str | None, confi
 
 
 def settings_for_conversation(conversation: Conversation, config: dict) -> ReplySettings:
-    return settings_from_config(config, conversation.settings.get("model"))
+    """The model's settings, with what the user set for this conversation on top."""
+    return settings_from_config(config, conversation.settings.get("model"), conversation.settings)
 
 
-def settings_from_config(config: dict, model_name: str | None = None) -> ReplySettings:
+def save_conversation_settings(store: Store, conversation: Conversation, form: dict[str, str], config: dict) -> None:
+    """Check and keep a conversation's settings (system prompt, parameters); ValueError says what is wrong."""
+    spec = model_spec(config, conversation.settings.get("model"))
+    given = {key: form[key] for key in ("max_new_tokens", "temperature", "top_p") if form.get(key, "").strip()}
+    given["do_sample"] = "true" if form.get("do_sample") else "false"
+    parameters = parse_parameters(given, spec.parameters)
+    conversation.settings["parameters"] = {k: v for k, v in parameters.items() if v != spec.parameters.get(k)}
+    conversation.settings["system_prompt"] = form.get("system_prompt", "").strip()
+    store.update_conversation(conversation)
+
+
+def settings_from_config(config: dict, model_name: str | None = None, chosen: dict | None = None) -> ReplySettings:
     """Reply settings for one of the configured models (a plain mapping, no Flask needed)."""
     spec = model_spec(config, model_name)
+    chosen = chosen or {}
+    system_prompt = chosen["system_prompt"] if chosen.get("system_prompt") is not None else spec.system_prompt
     return ReplySettings(
         backend=inference.backend_for(spec, config),
-        parameters=inference.Parameters(**spec.parameters),
-        system_prompt=spec.system_prompt,
+        parameters=inference.Parameters(**{**spec.parameters, **chosen.get("parameters", {})}),
+        system_prompt=system_prompt,
         max_loading_wait=config["MAX_LOADING_WAIT"],
         model_name=spec.name,
     )

@@ -14,6 +14,7 @@ from chatbot.generation import (
     rewind_for_regenerate,
     run_answer,
     run_reply,
+    save_conversation_settings,
     settings_for_conversation,
 )
 from chatbot.security import owner_id
@@ -45,6 +46,7 @@ def chat_page(conversation: Conversation, notice: str = "", draft: str = "", sta
         messages=store().messages(conversation),
         models=current_app.config["MODELS"],
         model=model_spec(current_app.config, conversation.settings.get("model")),
+        settings=settings_for_conversation(conversation, current_app.config),
         notice=notice,
         draft=draft,
     ), status
@@ -77,6 +79,16 @@ def rename(conversation_id: str):
     if title:
         conversation.title = title
         store().update_conversation(conversation)
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id))
+
+
+@bp.post("/c/<conversation_id>/settings")
+def save_settings(conversation_id: str):
+    conversation = own_conversation(conversation_id)
+    try:
+        save_conversation_settings(store(), conversation, request.form, current_app.config)
+    except ValueError as error:
+        return chat_page(conversation, f"The settings were not saved: {error}.", status=400)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id))
 
 

@@ -177,3 +177,35 @@ def test_regenerate_and_edit_without_javascript(client, fake):
     assert "Count again" in page and "Three" in page and "Two" not in page
     assert '<div class="body plain">Count</div>' not in page
     assert client.post(f"{chat}/messages/nope/edit", data={"csrf_token": token, "message": "x"}).status_code == 404
+
+
+def test_conversation_settings_change_the_request(client, fake):
+    chat = open_chat(client)
+    token = csrf(client.get(chat).text)
+    form = {
+        "csrf_token": token,
+        "system_prompt": "Be terse.",
+        "max_new_tokens": "64",
+        "temperature": "0.2",
+        "top_p": "0.5",
+        "do_sample": "on",
+    }
+    assert client.post(f"{chat}/settings", data=form).status_code == 302
+    page = client.get(chat).text
+    assert "64 tokens" in page and "temperature 0.2, top_p 0.5" in page and "system prompt set" in page
+    fake.reply(tokens=["ok"])
+    client.post(f"{chat}/messages", data={"csrf_token": token, "message": "Hi"})
+    sent = fake.requests[-1].json
+    assert sent["inputs"].startswith("<bos><start_of_turn>user\nBe terse.\n\nHi")
+    assert sent["parameters"]["max_new_tokens"] == 64 and sent["parameters"]["temperature"] == 0.2
+
+    client.post(f"{chat}/settings", data={"csrf_token": token, "system_prompt": "", "max_new_tokens": "64"})
+    fake.reply(tokens=["ok"])
+    client.post(f"{chat}/messages", data={"csrf_token": token, "message": "Again"})
+    assert fake.requests[-1].json["parameters"]["do_sample"] is False
+    assert "temperature" not in fake.requests[-1].json["parameters"]
+
+    bad = client.post(f"{chat}/settings", data={"csrf_token": token, "top_p": "3", "do_sample": "on"})
+    assert bad.status_code == 400 and "The settings were not saved: top_p=&#39;3&#39;: it takes a number" in bad.text
+    other = client.post("/c", data={"csrf_token": token}).location
+    assert "250 tokens" in client.get(other).text  # each conversation has its own

@@ -43,8 +43,50 @@
     follow();
   });
 
+  function copy(text, button) {
+    var done = function () {
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = button.dataset.label; }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done);
+    } else {  // plain http on a LAN address: the old way still works
+      var area = document.createElement("textarea");
+      area.value = text;
+      document.body.appendChild(area);
+      area.select();
+      document.execCommand("copy");
+      area.remove();
+      done();
+    }
+  }
+
+  function copyButton(label, text) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "copy";
+    button.textContent = label;
+    button.dataset.label = label;
+    button.setAttribute("aria-label", label);
+    button.addEventListener("click", function () { copy(text(), button); });
+    return button;
+  }
+
+  // A copy button on each finished answer and on each of its code blocks.
+  function addCopyButtons(root) {
+    root.querySelectorAll(".message.assistant .body.markdown:not([data-copy])").forEach(function (body) {
+      body.dataset.copy = "1";
+      body.querySelectorAll("pre").forEach(function (pre) {
+        pre.before(copyButton("Copy code", function () { return pre.innerText; }));
+      });
+      body.after(copyButton("Copy answer", function () { return body.innerText; }));
+    });
+  }
+
+  document.addEventListener("htmx:wsAfterMessage", function () { addCopyButtons(document); });
+
   document.addEventListener("DOMContentLoaded", function () {
     messages = document.getElementById("messages");
-    if (messages) { follow(); }
+    if (messages) { follow(); addCopyButtons(document); }
   });
 })();

@@ -134,3 +134,41 @@ def test_export_and_import_round_trip(page, gunicorn_on_fake, fake, tmp_path):
     expect(page.locator(".conversation-list li")).to_have_count(2)
     expect(page.locator(".message.assistant.done strong")).to_have_text("safe")
     expect(page.locator(".message.user .body")).to_have_text("Remember this")
+
+
+def test_copy_buttons_and_settings(page, browser, gunicorn_on_fake, fake):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.goto(gunicorn_on_fake.url + "/")
+    page.click("#settings-panel summary")
+    page.fill("#system-prompt", "Answer in code.")
+    page.fill("#temperature", "0.3")
+    page.click("text=Save settings")
+    expect(page.locator(".chat-header .model")).to_contain_text("temperature 0.3")
+
+    fake.reply(tokens=["Here:\n\n```python\nx = 1\n```"])
+    page.fill("#message-input", "Code please")
+    page.keyboard.press("Enter")
+    expect(page.locator(".message.assistant.done")).to_be_visible()
+    assert fake.requests[-1].json["parameters"]["temperature"] == 0.3
+    assert fake.requests[-1].json["inputs"].startswith("<bos><start_of_turn>user\nAnswer in code.\n\nCode please")
+
+    page.click("button:has-text('Copy code')")
+    expect(page.locator("button:has-text('Copied')")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == "x = 1\n"
+    page.click("button:has-text('Copy answer')")
+    assert page.evaluate("navigator.clipboard.readText()").startswith("Here:")
+
+
+def test_the_chat_works_without_javascript(browser, gunicorn_on_fake, fake):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(gunicorn_on_fake.url + "/")
+    fake.reply(tokens=["Works", " without", " **JS**"])
+    page.fill("#message-input", "No scripts here")
+    page.click("#send-button")
+    expect(page.locator(".message.assistant.done")).to_contain_text("Works without JS")
+    expect(page.locator(".message.user .body")).to_have_text("No scripts here")
+    fake.reply(tokens=["Again"])
+    page.click("#regenerate-button")
+    expect(page.locator(".message.assistant.done")).to_contain_text("Again")
+    context.close()
