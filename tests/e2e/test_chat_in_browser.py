@@ -2,6 +2,8 @@
 
 from playwright.sync_api import expect
 
+from tests.servers import ROOT
+
 HOSTILE = [
     "Here is code:\n\n```python\nprint('hi')\n```\n\n",
     '<img src=x onerror="window.hacked=1"> <script>window.hacked=2</script>',
@@ -172,3 +174,36 @@ def test_the_chat_works_without_javascript(browser, gunicorn_on_fake, fake):
     page.click("#regenerate-button")
     expect(page.locator(".message.assistant.done")).to_contain_text("Again")
     context.close()
+
+
+SHOTS = ROOT / "test-artifacts"
+
+
+def test_screenshots_light_dark_and_phone(browser, gunicorn_on_fake, fake):
+    """The pictures in the README, made anew by every run (test-artifacts/)."""
+    SHOTS.mkdir(exist_ok=True)
+    for name, options in {
+        "light": {"color_scheme": "light", "viewport": {"width": 1200, "height": 760}},
+        "dark": {"color_scheme": "dark", "viewport": {"width": 1200, "height": 760}},
+        "phone": {"color_scheme": "light", "viewport": {"width": 390, "height": 760}, "is_mobile": True},
+    }.items():
+        context = browser.new_context(**options)
+        page = context.new_page()
+        page.goto(gunicorn_on_fake.url + "/")
+        fake.reply(
+            tokens=[
+                "Here is **Python**:\n\n```python\ndef greet(name):\n    return f'Hello, {name}!'\n```\n\n"
+                "| Language | Typed |\n|---|---|\n| Python | gradually |"
+            ]
+        )
+        page.fill("#message-input", "Show me a function and a table")
+        page.keyboard.press("Enter")
+        expect(page.locator(".message.assistant.done")).to_be_visible()
+        if name == "phone":
+            expect(page.locator(".conversation-list")).to_be_hidden()
+            page.click("text=Chats")
+            expect(page.locator(".conversation-list")).to_be_visible()
+            page.click("text=Chats")
+        page.screenshot(path=str(SHOTS / f"chat-{name}.png"))
+        assert (SHOTS / f"chat-{name}.png").stat().st_size > 10_000
+        context.close()

@@ -1,0 +1,62 @@
+"""How long the server takes to build a conversation's page, for 10 and for 2,000 messages.
+
+Run: .venv/bin/python bench/page_time.py
+Pages are built from stored, already-rendered HTML, so the time should grow
+with the page's size only, never with re-rendering markdown.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from chatbot import create_app  # noqa: E402
+from chatbot.conversations import Message, new_id  # noqa: E402
+from chatbot.rendering import render_markdown  # noqa: E402
+
+ANSWER = "Here is a list:\n\n- one\n- two\n\n```python\nprint('hello')\n```\n\nAnd a **bold** ending."
+
+
+def page_time(messages: int, runs: int = 20) -> tuple[float, int]:
+    """Median milliseconds to build the page, and its size in bytes."""
+    with tempfile.TemporaryDirectory() as folder:
+        app = create_app({"SECRET_KEY": "bench", "CHAT_STORE_URL": f"sqlite:///{folder}/bench.sqlite3"})
+        client = app.test_client()
+        url = client.get("/").location
+        store = app.extensions["chat_store"]
+        with client.session_transaction() as session:
+            owner = session["owner"]
+        conversation = store.get_conversation(owner, url.rsplit("/", 1)[-1])
+        html = str(render_markdown(ANSWER))
+        for index in range(messages):
+            if index % 2 == 0:
+                store.add_message(Message(new_id(), conversation.id, "user", f"Question {index}?"))
+            else:
+                store.add_message(
+                    Message(
+                        new_id(),
+                        conversation.id,
+                        "assistant",
+                        ANSWER,
+                        html=html,
+                        meta={"model": "m", "tokens": 40, "tokens_per_second": 20.0, "seconds": 2},
+                    )
+                )
+        client.get(url)  # warm the template cache
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            response = client.get(url)
+            times.append((time.perf_counter() - started) * 1000)
+        return statistics.median(times), len(response.data)
+
+
+if __name__ == "__main__":
+    for count in (10, 2000):
+        milliseconds, size = page_time(count)
+        print(f"{count:>5} messages: {milliseconds:7.1f} ms median of 20 ({size / 1024:,.0f} KiB)")
