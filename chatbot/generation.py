@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from chatbot.conversations import Conversation, Message, Store, new_id, title_from
 from chatbot.rendering import render_markdown
@@ -120,6 +121,15 @@ def run_reply(
     return run_answer(store, conversation, settings, listener, cancel, user_message)
 
 
+def answer_to_continue(store: Store, conversation: Conversation) -> Message | None:
+    """The last answer, if it stopped at the length limit and can be continued."""
+    messages = store.messages(conversation)
+    last = messages[-1] if messages else None
+    if last and last.role == "assistant" and last.status == "done" and last.meta.get("finish_reason") == "length":
+        return last
+    return None
+
+
 def run_answer(
     store: Store,
     conversation: Conversation,
@@ -127,23 +137,34 @@ def run_answer(
     listener: Listener,
     cancel: threading.Event | None = None,
     user_message: Message | None = None,
+    continuing: Message | None = None,
 ) -> Message:
-    """Answer the conversation as it stands (its last message is the user's)."""
+    """Answer the conversation as it stands (its last message is the user's), or go on with
+    the answer `continuing` that stopped at the length limit."""
     cancel = cancel or threading.Event()
-    turns = history_turns(store.messages(conversation))
+    history = [m for m in store.messages(conversation) if continuing is None or m.id != continuing.id]
+    turns = history_turns(history)
     if settings.system_prompt:
         turns.insert(0, {"role": "system", "content": settings.system_prompt})
-    meta = {"model": settings.model_name or settings.backend.model_id}
-    message = store.add_message(Message(new_id(), conversation.id, "assistant", "", status="streaming", meta=meta))
-    listener(Event("started", message, user_message=user_message))
-    answer = _Answer(message)
+    if continuing is None:
+        meta = {"model": settings.model_name or settings.backend.model_id}
+        message = store.add_message(Message(new_id(), conversation.id, "assistant", "", status="streaming", meta=meta))
+        listener(Event("started", message, user_message=user_message))
+    else:
+        message = continuing
+        message.status, message.html = "streaming", ""
+        message.meta.pop("finish_reason", None)
+        listener(Event("resumed", message))
+    answer = _Answer(message, parts=[message.content] if message.content else [])
     stops: tuple[str, ...] = ()
     try:
         backend = discovery.with_server_facts(settings.backend)
         turns = fit_to_context(turns, backend.context_length, settings.parameters.max_new_tokens)
-        request = inference.build_request(backend, settings.parameters, turns)
+        request = inference.build_request(backend, settings.parameters, turns, message.content)
         stops = request.stop
-        _stream(request, backend, answer, store, settings, listener, cancel)
+        outcome = _stream(request, backend, answer, store, settings, listener, cancel)
+        if outcome.get("finish_reason"):
+            message.meta["finish_reason"] = outcome["finish_reason"]
         if cancel.is_set():
             message.status = "stopped"
         elif not strip_stops(answer.text(), stops).strip():
@@ -174,20 +195,23 @@ def _stream(
     settings: ReplySettings,
     listener: Listener,
     cancel: threading.Event,
-) -> None:
-    """Stream the answer; while the model is loading, count down and try again, up to the limit."""
+) -> dict[str, Any]:
+    """Stream the answer; while the model is loading, count down and try again, up to the limit.
+    Returns what the server said of the end (its finish reason)."""
     waited = 0.0
     while True:
+        outcome: dict[str, Any] = {}
         try:
-            for chunk in _coalesced(inference.stream_reply(request, backend, cancel), settings, cancel):
+            tokens = inference.stream_reply(request, backend, cancel, outcome=outcome)
+            for chunk in _coalesced(tokens, settings, cancel):
                 _add(answer, chunk, store, settings, listener)
-            return
+            return outcome
         except InferenceError as error:
             if error.kind != "loading" or answer.tokens or waited >= settings.max_loading_wait:
                 raise
             pause = min(max(error.retry_after or 10.0, 1.0), settings.max_loading_wait - waited)
             if not _count_down(pause, answer.message, listener, cancel):
-                return
+                return outcome
             waited += pause
 
 

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 from chatbot import transfer
 from chatbot.conversations import Conversation, Store
 from chatbot.generation import (
+    answer_to_continue,
     message_problem,
     model_spec,
     pick_model,
@@ -104,6 +105,17 @@ def regenerate(conversation_id: str):
     conversation = own_conversation(conversation_id)
     if rewind_for_regenerate(store(), conversation):
         run_answer(store(), conversation, settings_for_conversation(conversation, current_app.config), ignore)
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
+
+
+@bp.post("/c/<conversation_id>/continue")
+def continue_answer(conversation_id: str):
+    """Go on with an answer that stopped at the length limit (without JavaScript)."""
+    conversation = own_conversation(conversation_id)
+    answer = answer_to_continue(store(), conversation)
+    if answer is not None:
+        settings = settings_for_conversation(conversation, current_app.config)
+        run_answer(store(), conversation, settings, ignore, continuing=answer)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
 
 

@@ -20,6 +20,7 @@ from chatbot.conversations import Conversation
 from chatbot.extensions import sock
 from chatbot.generation import (
     Event,
+    answer_to_continue,
     message_problem,
     pick_model,
     rewind_for_edit,
@@ -106,6 +107,8 @@ class ChatSocket:
             self.send_message(str(data.get("message") or "").strip(), str(data.get("message_id") or ""))
         elif action == "regenerate":
             self.regenerate()
+        elif action == "continue":
+            self.continue_answer()
         else:
             self.notice(f"Unknown action {action!r}. Reload the page and try again.")
 
@@ -129,6 +132,17 @@ class ChatSocket:
             return
         self.send_messages()
         self.start(lambda settings, cancel: run_answer(store(), self.conversation, settings, self.on_event, cancel))
+
+    def continue_answer(self) -> None:
+        answer = answer_to_continue(store(), self.conversation)
+        if answer is None:
+            self.notice("There is no answer cut off at the length limit to continue.")
+            return
+        self.start(
+            lambda settings, cancel: run_answer(
+                store(), self.conversation, settings, self.on_event, cancel, continuing=answer
+            )
+        )
 
     def start(self, reply) -> None:  # type: ignore[no-untyped-def]
         """Run `reply(settings, cancel)` in its own thread, so that this socket can still hear Stop."""
@@ -154,6 +168,8 @@ class ChatSocket:
             self.send(DELTA.format(event.message.id, event.text))
         elif event.kind == "waiting":
             self.send(WAITING.format(event.message.id, event.text))
+        elif event.kind == "resumed":
+            self.send(render_template("chat/_resumed.html", answer=event.message))
         elif event.kind == "started":
             self.send(
                 render_template(

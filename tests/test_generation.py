@@ -146,3 +146,35 @@ def test_message_problems():
     assert message_problem("", 10) == "Type a message first."
     assert "limit is 10" in message_problem("x" * 11, 10)
     assert message_problem("fine", 10) is None
+
+
+def test_an_answer_cut_at_the_length_limit_is_continued_in_place(tmp_path, fake):
+    from chatbot.generation import answer_to_continue, run_answer
+
+    store, conversation = new_store(tmp_path)
+    fake.reply(tokens=["The list:", " one,", " two,"], finish_reason="length")
+    first = run_reply(store, conversation, "Count to four", settings_for(fake.task_url()), Recorder())
+    assert first.meta["finish_reason"] == "length" and answer_to_continue(store, conversation).id == first.id
+
+    fake.reply(tokens=[" three,", " four."])
+    recorder = Recorder()
+    continued = run_answer(
+        store, conversation, settings_for(fake.task_url()), recorder, continuing=answer_to_continue(store, conversation)
+    )
+    assert fake.requests[-1].json["inputs"].endswith("<start_of_turn>model\nThe list: one, two,")
+    assert continued.id == first.id and continued.content == "The list: one, two, three, four."
+    assert "finish_reason" not in continued.meta or continued.meta["finish_reason"] != "length"
+    assert recorder.kinds()[0] == "resumed"
+    assert [m.content for m in store.messages(conversation)] == ["Count to four", "The list: one, two, three, four."]
+    assert answer_to_continue(store, conversation) is None
+
+
+def test_a_chat_api_is_asked_in_words_to_continue(fake):
+    from chatbot.services.inference import CONTINUE_ASK, build_request
+
+    backend = Backend(api="chat", url=fake.url + "/v1", model_id="m")
+    request = build_request(backend, Parameters(), [{"role": "user", "content": "Count"}], "one, two,")
+    assert request.payload["messages"][-2:] == [
+        {"role": "assistant", "content": "one, two,"},
+        {"role": "user", "content": CONTINUE_ASK},
+    ]

@@ -121,13 +121,19 @@ def _headers(backend: Backend) -> dict[str, str]:
     return headers
 
 
-def build_request(backend: Backend, parameters: Parameters, turns: list[Turn]) -> Request:
-    """The request that asks `backend` to answer the conversation `turns`."""
+CONTINUE_ASK = "Continue exactly where your last answer stopped, without repeating any of it."
+
+
+def build_request(backend: Backend, parameters: Parameters, turns: list[Turn], continuing: str = "") -> Request:
+    """The request that asks `backend` to answer the conversation `turns`, or to go on with the
+    answer `continuing` that stopped at the length limit."""
     if backend.api == "chat":
+        if continuing:  # chat APIs start a new message: ask for the rest in words
+            turns = [*turns, {"role": "assistant", "content": continuing}, {"role": "user", "content": CONTINUE_ASK}]
         return _chat_request(backend, parameters, turns)
     if backend.api == "completions":
-        return _completions_request(backend, parameters, turns)
-    return _text_generation_request(backend, parameters, turns)
+        return _completions_request(backend, parameters, turns, continuing)
+    return _text_generation_request(backend, parameters, turns, continuing)
 
 
 def _sampling(parameters: Parameters) -> dict[str, Any]:
@@ -137,7 +143,7 @@ def _sampling(parameters: Parameters) -> dict[str, Any]:
     return {"temperature": parameters.temperature, "top_p": parameters.top_p}
 
 
-def _text_generation_request(backend: Backend, parameters: Parameters, turns: list[Turn]) -> Request:
+def _text_generation_request(backend: Backend, parameters: Parameters, turns: list[Turn], continuing: str) -> Request:
     prompt = backend.prompt(turns)
     generation: dict[str, Any] = {
         "max_new_tokens": parameters.max_new_tokens,
@@ -149,7 +155,7 @@ def _text_generation_request(backend: Backend, parameters: Parameters, turns: li
         generation["temperature"] = parameters.temperature
         generation["top_p"] = parameters.top_p
     payload = {
-        "inputs": prompt.text,
+        "inputs": prompt.text + continuing,  # a prompt that ends inside the answer: the model goes on
         "parameters": generation,
         "options": {"wait_for_model": backend.wait_for_model, "use_cache": False},
         "stream": True,
@@ -173,10 +179,10 @@ def _chat_request(backend: Backend, parameters: Parameters, turns: list[Turn]) -
     return Request(url=_openai_url(backend.url, "/chat/completions"), payload=payload, headers=_headers(backend))
 
 
-def _completions_request(backend: Backend, parameters: Parameters, turns: list[Turn]) -> Request:
+def _completions_request(backend: Backend, parameters: Parameters, turns: list[Turn], continuing: str) -> Request:
     """OpenAI-compatible /completions with the prompt in the model's own format."""
     prompt = backend.prompt(turns)
-    text = prompt.text.removeprefix("<bos>").removeprefix("<s>")  # these servers add the BOS token themselves
+    text = prompt.text.removeprefix("<bos>").removeprefix("<s>") + continuing  # the server adds the BOS token
     payload = {
         "model": backend.model_id,
         "prompt": text,
@@ -224,8 +230,10 @@ def stream_reply(
     backend: Backend,
     cancel: threading.Event | None = None,
     session: requests.Session | None = None,
+    outcome: dict[str, Any] | None = None,
 ) -> Iterator[str]:
-    """Yield the answer's text as it arrives; raise InferenceError for any failure."""
+    """Yield the answer's text as it arrives; raise InferenceError for any failure.
+    `outcome` gets the "finish_reason" ("length" when the answer hit max_new_tokens)."""
     http = session or requests
     wait = COOLDOWNS.left(request.url)
     if wait:
@@ -250,22 +258,29 @@ def stream_reply(
             if error.kind == "rate_limit":
                 COOLDOWNS.hold(request.url, error.retry_after or RATE_LIMIT_PAUSE)
             raise error
-        yield from _answer_text(response, backend, request.url, cancel)
+        yield from _answer_text(response, backend, request.url, cancel, outcome)
 
 
 def _answer_text(
-    response: requests.Response, backend: Backend, url: str, cancel: threading.Event | None
+    response: requests.Response,
+    backend: Backend,
+    url: str,
+    cancel: threading.Event | None,
+    outcome: dict[str, Any] | None,
 ) -> Iterator[str]:
-    finished = text_seen = False
+    finished: str | None = None
+    text_seen = False
     try:
         for event in _events(response, cancel):
             if event.get("error"):
                 raise InferenceError.in_stream(error_message(event) or "unknown error", url, event.get("error_type"))
-            text, done = _event_text(event)
+            text, reason = _event_text(event)
             if text and text.strip() not in prompts.SPECIAL_TOKENS:
                 text_seen = True
                 yield text
-            finished = finished or done
+            finished = finished or reason
+            if outcome is not None and reason:
+                outcome.setdefault("finish_reason", "length" if reason in LENGTH_REASONS else reason)
     except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
         raise InferenceError.timeout(url, backend.read_timeout, "READ_TIMEOUT", reading=True) from None
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
@@ -286,28 +301,33 @@ def _streams_a_finish(response: requests.Response) -> bool:
     return "text/event-stream" in response.headers.get("Content-Type", "")
 
 
-def _event_text(event: dict[str, Any]) -> tuple[str, bool]:
-    """The text an event adds and whether it ends the answer, for every wire format."""
+LENGTH_REASONS = {"length", "limit", "max_tokens"}  # each server's word for "stopped at max_new_tokens"
+
+
+def _event_text(event: dict[str, Any]) -> tuple[str, str | None]:
+    """The text an event adds and, when it ends the answer, why it ended, for every wire format."""
     if event is DONE:
-        return "", True
+        return "", "stop"
     if "choices" in event:  # OpenAI-compatible chunk or whole completion
         if not event["choices"]:
-            return "", False  # a usage-only chunk
+            return "", None  # a usage-only chunk
         choice = event["choices"][0]
         part = choice.get("delta") or choice.get("message") or {}
-        text = part.get("content") or choice.get("text") or ""
-        return text, choice.get("finish_reason") is not None
+        return part.get("content") or choice.get("text") or "", choice.get("finish_reason")
     if "token" in event:  # HF task / TGI stream
         token = event["token"] or {}
         text = "" if token.get("special") else token.get("text") or ""
-        return text, event.get("generated_text") is not None or bool(event.get("details"))
+        details = event.get("details") or {}
+        ended = event.get("generated_text") is not None or bool(details)
+        return text, (details.get("finish_reason") or "stop") if ended else None
     if "generated_text" in event:  # a whole, non-streamed answer
-        return event["generated_text"] or "", True
+        return event["generated_text"] or "", "stop"
     if "content" in event and "stop" in event:  # llama.cpp native /completion
-        return event["content"] or "", bool(event["stop"])
+        return event["content"] or "", (event.get("stop_type") or "stop") if event["stop"] else None
     if "message" in event and "done" in event:  # Ollama native /api/chat
-        return (event["message"] or {}).get("content") or "", bool(event["done"])
-    return "", False
+        text = (event["message"] or {}).get("content") or ""
+        return text, (event.get("done_reason") or "stop") if event["done"] else None
+    return "", None
 
 
 def _events(response: requests.Response, cancel: threading.Event | None) -> Iterator[dict[str, Any]]:

@@ -207,3 +207,16 @@ def test_screenshots_light_dark_and_phone(browser, gunicorn_on_fake, fake):
         page.screenshot(path=str(SHOTS / f"chat-{name}.png"))
         assert (SHOTS / f"chat-{name}.png").stat().st_size > 10_000
         context.close()
+
+
+def test_continue_an_answer_cut_at_the_length_limit(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    fake.reply(tokens=["One,", " two,"], finish_reason="length")
+    page.fill("#message-input", "Count")
+    page.keyboard.press("Enter")
+    expect(page.locator(".message.assistant.done")).to_contain_text("Stopped at the length limit")
+    fake.reply(tokens=[" three."])
+    page.click("#continue-button")
+    expect(page.locator(".message.assistant.done .body")).to_have_text("One, two, three.")
+    expect(page.locator(".message")).to_have_count(2)
+    expect(page.locator("#continue-button")).to_have_count(0)

@@ -39,6 +39,7 @@ class Reply:
     special_end: bool = True  # TGI: end with a special token carrying generated_text
     keepalive: bool = False  # a ": keep-alive" comment line before every event
     page: str | None = None  # a 200 HTML page instead of an answer (a proxy's login page, say)
+    finish_reason: str = "stop"  # "length": the answer stopped at max_new_tokens
     dialect: str = "hf-router"  # how chat and completions streams are written: a key of DIALECTS
 
 
@@ -179,7 +180,7 @@ class FakeHuggingFace:
                             "token": {"id": 1, "text": "<end_of_turn>", "logprob": 0.0, "special": True},
                             "generated_text": "".join(reply.tokens),
                             "details": {
-                                "finish_reason": "eos_token",
+                                "finish_reason": "length" if reply.finish_reason == "length" else "eos_token",
                                 "generated_tokens": len(events) + 1,
                                 "seed": None,
                             },
@@ -211,7 +212,7 @@ class FakeHuggingFace:
 
                 events = [chunk(None, first=True)] if chat else []
                 events += [chunk(text) for text in reply.tokens]
-                events.append(chunk(None, "stop"))
+                events.append(chunk(None, reply.finish_reason))
                 if dialect.usage == "last":
                     events[-1]["usage"] = usage
                 elif dialect.usage == "separate":
