@@ -89,3 +89,16 @@ def local_model():
     """The real llama.cpp server with Gemma 3 270M from PyPI."""
     with LocalModelServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def gunicorn_on_local_model(tmp_path_factory, local_model):
+    environment = app_environment(
+        tmp_path_factory.mktemp("local"),
+        API_URL=local_model.url,
+        INFERENCE_API="chat",
+        MODEL_ID=local_model.model_id,
+        MAX_NEW_TOKENS="40",
+    )
+    with GunicornApp(environment) as server:
+        yield server

@@ -1,30 +1,14 @@
 """Against the real llama.cpp server (llama-cpp-python) with Gemma 3 270M from PyPI."""
 
-import pytest
-
 from chatbot.conversations import Message, new_id
 from chatbot.generation import ReplySettings, run_reply
 from chatbot.local_model import CONTEXT_TOKENS
 from chatbot.services.inference import Backend, Parameters, build_request, stream_reply
 from chatbot.stores.sqlite import SQLiteStore
-from tests.conftest import app_environment
-from tests.servers import FINISHED, ChatClient, GunicornApp
+from tests.servers import FINISHED, ChatClient
 from tests.test_socket import streamed_text
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-@pytest.fixture(scope="module")
-def gunicorn_on_local_model(tmp_path_factory, local_model):
-    environment = app_environment(
-        tmp_path_factory.mktemp("local"),
-        API_URL=local_model.url,
-        INFERENCE_API="chat",
-        MODEL_ID=local_model.model_id,
-        MAX_NEW_TOKENS="40",
-    )
-    with GunicornApp(environment) as server:
-        yield server
 
 
 def test_the_inference_layer_streams_from_the_local_server(local_model):

@@ -220,3 +220,52 @@ def test_continue_an_answer_cut_at_the_length_limit(page, gunicorn_on_fake, fake
     expect(page.locator(".message.assistant.done .body")).to_have_text("One, two, three.")
     expect(page.locator(".message")).to_have_count(2)
     expect(page.locator("#continue-button")).to_have_count(0)
+
+
+def test_stop_keeps_the_partial_answer_and_the_view_follows_unless_scrolled_up(page, gunicorn_on_fake, fake):
+    page.set_viewport_size({"width": 1000, "height": 500})
+    page.goto(gunicorn_on_fake.url + "/")
+    expect(page.locator("#messages")).to_have_attribute("aria-live", "polite")
+    fake.reply(tokens=[f"line {i}\n\n" for i in range(200)], delay=0.03)
+    page.fill("#message-input", "Talk a lot")
+    page.keyboard.press("Enter")
+    expect(page.locator(".message.assistant.streaming .body")).to_contain_text("line 40")
+    bottom = page.evaluate("document.scrollingElement.scrollHeight - innerHeight - scrollY")
+    assert bottom < 100  # following the answer
+
+    page.mouse.wheel(0, -2000)
+    page.wait_for_timeout(300)
+    held = page.evaluate("scrollY")
+    page.wait_for_timeout(500)
+    assert page.evaluate("scrollY") == held  # scrolled up: the view stays
+
+    page.click("#stop-button")
+    stopped = page.locator(".message.assistant.stopped")
+    expect(stopped).to_contain_text("Stopped: the answer above is partial.")
+    expect(stopped.locator(".body")).to_contain_text("line 1")
+    page.reload()
+    expect(page.locator(".message.assistant.stopped .body")).to_contain_text("line 1")
+
+
+def test_every_control_is_reached_with_the_keyboard(page, gunicorn_on_fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    reached = set()
+    for _ in range(25):
+        page.keyboard.press("Tab")
+        reached.add(page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()"))
+    assert {"message-input", "send-button", "search-input", "New chat"} <= reached
+    for control in page.locator("button, textarea, input:not([type=hidden]), select").all():
+        label = control.evaluate(
+            "e => e.labels && e.labels.length ? e.labels[0].textContent"
+            " : (e.getAttribute('aria-label') || e.textContent)"
+        )
+        assert label.strip(), control.evaluate("e => e.outerHTML")
+
+
+def test_the_real_local_model_answers_in_the_browser(page, gunicorn_on_local_model):
+    page.goto(gunicorn_on_local_model.url + "/")
+    page.fill("#message-input", "What is the capital of France?")
+    page.keyboard.press("Enter")
+    answer = page.locator(".message.assistant.done .body")
+    expect(answer).not_to_be_empty(timeout=60_000)
+    assert answer.inner_text().strip()
