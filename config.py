@@ -35,30 +35,28 @@ def _boolean(raw: str) -> bool:
     raise ValueError("true or false")
 
 
-def _number(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
+def _ranged(convert: Callable[[str], Any], words: str, low: float, high: float) -> Callable[[str], Any]:
+    """A parser for numbers from `low` to `high`; `words` names the kind of number in the error."""
+    takes = f"{words} from {low:g} to {high:g}"
+
+    def parse(raw: str) -> Any:
         try:
-            value = float(raw)
+            value = convert(raw)
         except ValueError:
-            raise ValueError(f"a number from {low:g} to {high:g}") from None
+            raise ValueError(takes) from None
         if not low <= value <= high:
-            raise ValueError(f"a number from {low:g} to {high:g}")
+            raise ValueError(takes)
         return value
 
     return parse
+
+
+def _number(low: float, high: float) -> Callable[[str], float]:
+    return _ranged(float, "a number", low, high)
 
 
 def _whole(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"a whole number from {low} to {high}") from None
-        if not low <= value <= high:
-            raise ValueError(f"a whole number from {low} to {high}")
-        return value
-
-    return parse
+    return _ranged(int, "a whole number", low, high)
 
 
 def _choice(*choices: str) -> Callable[[str], str]:

@@ -4,6 +4,14 @@ from playwright.sync_api import expect
 
 from tests.servers import ROOT
 
+
+def ask(page, fake, text, tokens, **reply):
+    """Queue the fake's answer, type the message and press Enter."""
+    fake.reply(tokens=tokens, **reply)
+    page.fill("#message-input", text)
+    page.keyboard.press("Enter")
+
+
 HOSTILE = [
     "Here is code:\n\n```python\nprint('hi')\n```\n\n",
     '<img src=x onerror="window.hacked=1"> <script>window.hacked=2</script>',
@@ -65,9 +73,7 @@ def test_a_failure_shows_in_the_chat_with_what_to_do(page, gunicorn_on_fake, fak
 
 def test_new_chat_switch_rename_search_and_delete(page, gunicorn_on_fake, fake):
     page.goto(gunicorn_on_fake.url + "/")
-    fake.reply(tokens=["Sure"])
-    page.fill("#message-input", "Plan a trip to Lisbon")
-    page.keyboard.press("Enter")
+    ask(page, fake, "Plan a trip to Lisbon", ["Sure"])
     expect(page.locator(".message.assistant.done")).to_be_visible()
     first_url = page.url
 
@@ -99,9 +105,7 @@ def test_new_chat_switch_rename_search_and_delete(page, gunicorn_on_fake, fake):
 
 def test_regenerate_and_edit_in_the_browser(page, gunicorn_on_fake, fake):
     page.goto(gunicorn_on_fake.url + "/")
-    fake.reply(tokens=["Four"])
-    page.fill("#message-input", "2+2?")
-    page.keyboard.press("Enter")
+    ask(page, fake, "2+2?", ["Four"])
     expect(page.locator(".message.assistant.done")).to_contain_text("Four")
 
     fake.reply(tokens=["It is four."])
@@ -120,9 +124,7 @@ def test_regenerate_and_edit_in_the_browser(page, gunicorn_on_fake, fake):
 
 def test_export_and_import_round_trip(page, gunicorn_on_fake, fake, tmp_path):
     page.goto(gunicorn_on_fake.url + "/")
-    fake.reply(tokens=["Kept **safe**"])
-    page.fill("#message-input", "Remember this")
-    page.keyboard.press("Enter")
+    ask(page, fake, "Remember this", ["Kept **safe**"])
     expect(page.locator(".message.assistant.done")).to_contain_text("Kept safe")
 
     page.click("text=Rename, export or delete")
@@ -147,9 +149,7 @@ def test_copy_buttons_and_settings(page, browser, gunicorn_on_fake, fake):
     page.click("text=Save settings")
     expect(page.locator(".chat-header .model")).to_contain_text("temperature 0.3")
 
-    fake.reply(tokens=["Here:\n\n```python\nx = 1\n```"])
-    page.fill("#message-input", "Code please")
-    page.keyboard.press("Enter")
+    ask(page, fake, "Code please", ["Here:\n\n```python\nx = 1\n```"])
     expect(page.locator(".message.assistant.done")).to_be_visible()
     assert fake.requests[-1].json["parameters"]["temperature"] == 0.3
     assert fake.requests[-1].json["inputs"].startswith("<bos><start_of_turn>user\nAnswer in code.\n\nCode please")
@@ -211,9 +211,7 @@ def test_screenshots_light_dark_and_phone(browser, gunicorn_on_fake, fake):
 
 def test_continue_an_answer_cut_at_the_length_limit(page, gunicorn_on_fake, fake):
     page.goto(gunicorn_on_fake.url + "/")
-    fake.reply(tokens=["One,", " two,"], finish_reason="length")
-    page.fill("#message-input", "Count")
-    page.keyboard.press("Enter")
+    ask(page, fake, "Count", ["One,", " two,"], finish_reason="length")
     expect(page.locator(".message.assistant.done")).to_contain_text("Stopped at the length limit")
     fake.reply(tokens=[" three."])
     page.click("#continue-button")
@@ -226,9 +224,7 @@ def test_stop_keeps_the_partial_answer_and_the_view_follows_unless_scrolled_up(p
     page.set_viewport_size({"width": 1000, "height": 500})
     page.goto(gunicorn_on_fake.url + "/")
     expect(page.locator("#messages")).to_have_attribute("aria-live", "polite")
-    fake.reply(tokens=[f"line {i}\n\n" for i in range(200)], delay=0.03)
-    page.fill("#message-input", "Talk a lot")
-    page.keyboard.press("Enter")
+    ask(page, fake, "Talk a lot", [f"line {i}\n\n" for i in range(200)], delay=0.03)
     expect(page.locator(".message.assistant.streaming .body")).to_contain_text("line 40")
     bottom = page.evaluate("document.scrollingElement.scrollHeight - innerHeight - scrollY")
     assert bottom < 100  # following the answer
