@@ -108,6 +108,7 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "CHAT_STORE_URL": (_store_url, None),
     "MAX_MESSAGE_CHARS": (_whole(1, 1_000_000), 20_000),
     "ALLOWED_ORIGINS": (_origins, ()),
+    "PROXY_COUNT": (_whole(0, 10), 0),
 }
 PARAMETERS = {
     "max_new_tokens": "MAX_NEW_TOKENS",

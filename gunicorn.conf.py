@@ -3,9 +3,12 @@
 import os
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
-worker_class = "gthread"
+# gthread: a thread per open chat, GUNICORN_THREADS of them per worker. For thousands of open sockets set
+# WORKER_CLASS=gevent (pip install gevent; each socket is then a greenlet, not a thread).
+worker_class = os.environ.get("WORKER_CLASS", "gthread")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "32"))  # open chats per worker
+threads = int(os.environ.get("GUNICORN_THREADS", "32"))  # open chats per worker (gthread)
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))  # open chats per worker (gevent)
 timeout = 60
 graceful_timeout = 10
 control_socket_disable = True  # unused here; one fixed path would clash between instances

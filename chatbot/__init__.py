@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import load_config
 
@@ -30,16 +31,21 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault("MAX_CONTENT_LENGTH", 10 * 1024 * 1024)  # an import file or a form, at most
     app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25, "max_message_size": 1 << 20})
 
+    if app.config["PROXY_COUNT"]:  # behind nginx: trust its X-Forwarded-For/Proto/Host, that many hops
+        hops = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore
+
     from chatbot.stores import open_store
 
     app.extensions["chat_store"] = open_store(app.config.get("CHAT_STORE_URL"), app.instance_path)
 
-    from chatbot import cli, pages, socket
+    from chatbot import cli, health, pages, socket
     from chatbot.extensions import sock
 
     security.init_app(app)
     sock.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(socket.bp)
+    app.register_blueprint(health.bp)
     cli.init_app(app)
     return app

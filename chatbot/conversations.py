@@ -47,6 +47,9 @@ class Message:
 class Store(Protocol):
     """Where conversations live. Every read of a conversation names its owner."""
 
+    def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+
     def create_conversation(self, owner: str, title: str = "New chat") -> Conversation: ...
 
     def get_conversation(self, owner: str, conversation_id: str) -> Conversation | None: ...

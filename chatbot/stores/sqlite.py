@@ -62,6 +62,9 @@ class SQLiteStore:
             self._local.db = db
         return db
 
+    def ping(self) -> None:
+        self._connection().execute("SELECT count(*) FROM conversations").fetchone()
+
     def create_conversation(self, owner: str, title: str = "New chat") -> Conversation:
         conversation = Conversation(id=new_id(), owner=owner, title=title)
         self._connection().execute(
