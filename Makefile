@@ -5,12 +5,12 @@ PIP := $(PYTHON) -m pip install --disable-pip-version-check -q
 CHROMIUM := /usr/bin/chromium
 NGINX := /usr/sbin/nginx
 
-.PHONY: run test lint local-model doctor
+.PHONY: run test lint local-model doctor redis
 
 run: $(VENV)/.run-installed
 	$(VENV)/bin/flask --app wsgi serve
 
-test: $(VENV)/.dev-installed $(CHROMIUM) $(NGINX)
+test: $(VENV)/.dev-installed $(CHROMIUM) $(NGINX) redis
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m pytest
@@ -44,3 +44,9 @@ $(CHROMIUM):
 $(NGINX):
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx
+
+# The store tests run against a real Redis on 127.0.0.1:6379: start one when none answers.
+redis:
+	@redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || { \
+	  command -v redis-server >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }; \
+	  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no; sleep 1; }

@@ -78,8 +78,8 @@ def _url(raw: str) -> str:
 
 def _store_url(raw: str) -> str:
     value = raw.strip()
-    if not value.startswith("sqlite:///"):
-        raise ValueError("sqlite:////absolute/path.db")
+    if not value.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
+        raise ValueError("sqlite:////absolute/path.db or redis://host:6379/0")
     return value
 
 

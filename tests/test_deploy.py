@@ -92,3 +92,20 @@ def test_a_streamed_chat_through_nginx(nginx_in_front, fake):
     assert "Hello nginx" in chat.page()
     ready = requests.get(nginx_in_front + "/readyz", timeout=5)
     assert ready.json() == {"ready": True}
+
+
+def test_two_instances_share_conversations_through_redis(tmp_path, fake_hf, fake):
+    environment = app_environment(
+        tmp_path, API_URL=fake_hf.task_url(), HF_API_TOKEN=TOKEN, CHAT_STORE_URL="redis://127.0.0.1:6379/14"
+    )
+    with GunicornApp(environment) as first, GunicornApp(environment) as second:
+        chat = ChatClient(first.url)
+        fake.reply(tokens=["Started", " on", " one"])
+        chat.exchange("Hello from the first")
+        chat.base_url, chat.page_url = second.url, chat.page_url.replace(first.url, second.url)
+        chat.socket_url = chat.socket_url.replace(str(first.port), str(second.port))
+        fake.reply(tokens=["Continued", " on", " two"])
+        chat.exchange("And now the second")
+        page = chat.page()
+    assert "Started on one" in page and "Continued on two" in page
+    assert "Started on one" in fake.requests[-1].json["inputs"]

@@ -6,7 +6,10 @@ import pytest
 
 from chatbot.conversations import Message, new_id
 from chatbot.stores import open_store
+from chatbot.stores.redis import RedisStore
 from chatbot.stores.sqlite import SQLiteStore
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 @pytest.fixture
@@ -14,9 +17,17 @@ def sqlite_path(tmp_path):
     return str(tmp_path / "chat.sqlite3")
 
 
-@pytest.fixture
-def chat_store(sqlite_path):
-    return SQLiteStore(sqlite_path)
+@pytest.fixture(params=["sqlite", "redis"])
+def chat_store(request, sqlite_path):
+    """Each store in turn: the embedded SQLite file and the real Redis on 127.0.0.1:6379."""
+    if request.param == "sqlite":
+        yield SQLiteStore(sqlite_path)
+        return
+    store = RedisStore(REDIS_URL, prefix=f"test:{new_id()}:")
+    yield store
+    keys = list(store.db.scan_iter(store.prefix + "*"))
+    if keys:
+        store.db.delete(*keys)
 
 
 def message(conversation, role="user", content="Hello", **fields):
@@ -124,3 +135,14 @@ def test_search_finds_titles_and_messages_of_the_owner_only(chat_store):
     assert [c.id for c in chat_store.search_conversations("alice", "a_l")] == [code.id]
     assert [c.id for c in chat_store.search_conversations("alice", "%")] == [code.id]
     assert chat_store.search_conversations("alice", "nothing like it") == []
+
+
+def test_delete_messages_from_a_point(chat_store):
+    conversation = chat_store.create_conversation("alice")
+    first, second, third = (chat_store.add_message(message(conversation, content=text)) for text in "abc")
+    chat_store.delete_messages_from(conversation, second.id)
+    assert [m.content for m in chat_store.messages(conversation)] == ["a"]
+    chat_store.delete_messages_from(conversation, first.id)
+    assert chat_store.messages(conversation) == []
+    chat_store.delete_messages_from(conversation, third.id)  # already gone: nothing happens
+    assert chat_store.messages(conversation) == []

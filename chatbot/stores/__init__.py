@@ -15,4 +15,8 @@ def open_store(url: str | None, instance_path: str) -> Store:
         from chatbot.stores.sqlite import SQLiteStore
 
         return SQLiteStore(url.removeprefix("sqlite:///"))
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from chatbot.stores.redis import RedisStore
+
+        return RedisStore(url)
     raise ValueError(f"CHAT_STORE_URL={url!r}: this store is not supported yet")

@@ -1,0 +1,119 @@
+"""The shared store for many workers and hosts: conversations and messages in Redis.
+
+Keys (under a prefix): `conv:{id}` a hash of the conversation, `owner:{owner}` a sorted set of its
+conversation ids by last activity, `msgs:{id}` the list of a conversation's message ids in order,
+`msg:{id}` one message as JSON. A message is appended or rewritten alone, never the whole history.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+
+import redis
+
+from chatbot.conversations import Conversation, Message, new_id
+
+
+class RedisStore:
+    """Conversations in Redis; every worker on every host sees the same ones."""
+
+    def __init__(self, url: str, prefix: str = "chat:") -> None:
+        self.db = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+        self.prefix = prefix
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def ping(self) -> None:
+        self.db.ping()
+
+    def create_conversation(self, owner: str, title: str = "New chat") -> Conversation:
+        conversation = Conversation(id=new_id(), owner=owner, title=title)
+        self._save(conversation)
+        self.db.zadd(self._key("owner", owner), {conversation.id: conversation.updated_at})
+        return conversation
+
+    def _save(self, conversation: Conversation) -> None:
+        fields = asdict(conversation)
+        fields["settings"] = json.dumps(fields["settings"])
+        self.db.hset(self._key("conv", conversation.id), mapping=fields)
+
+    def get_conversation(self, owner: str, conversation_id: str) -> Conversation | None:
+        fields = self.db.hgetall(self._key("conv", conversation_id))
+        if not fields or fields["owner"] != owner:
+            return None
+        return _conversation(fields)
+
+    def list_conversations(self, owner: str) -> list[Conversation]:
+        ids = self.db.zrevrange(self._key("owner", owner), 0, -1)
+        pipe = self.db.pipeline()
+        for conversation_id in ids:
+            pipe.hgetall(self._key("conv", conversation_id))
+        return [_conversation(fields) for fields in pipe.execute() if fields]
+
+    def search_conversations(self, owner: str, text: str) -> list[Conversation]:
+        needle = text.lower()
+        return [
+            c
+            for c in self.list_conversations(owner)
+            if needle in c.title.lower() or any(needle in m.content.lower() for m in self.messages(c))
+        ]
+
+    def update_conversation(self, conversation: Conversation) -> None:
+        self._save(conversation)
+
+    def delete_conversation(self, conversation: Conversation) -> None:
+        ids = self.db.lrange(self._key("msgs", conversation.id), 0, -1)
+        pipe = self.db.pipeline()
+        pipe.delete(
+            self._key("conv", conversation.id), self._key("msgs", conversation.id), *(self._key("msg", i) for i in ids)
+        )
+        pipe.zrem(self._key("owner", conversation.owner), conversation.id)
+        pipe.execute()
+
+    def add_message(self, message: Message) -> Message:
+        now = time.time()
+        owner = self.db.hget(self._key("conv", message.conversation_id), "owner")
+        pipe = self.db.pipeline()
+        pipe.set(self._key("msg", message.id), json.dumps(asdict(message)))
+        pipe.rpush(self._key("msgs", message.conversation_id), message.id)
+        pipe.hset(self._key("conv", message.conversation_id), "updated_at", now)
+        if owner:
+            pipe.zadd(self._key("owner", owner), {message.conversation_id: now})
+        pipe.execute()
+        return message
+
+    def update_message(self, message: Message) -> None:
+        self.db.set(self._key("msg", message.id), json.dumps(asdict(message)))
+
+    def delete_messages_from(self, conversation: Conversation, message_id: str) -> None:
+        ids = self.db.lrange(self._key("msgs", conversation.id), 0, -1)
+        if message_id not in ids:
+            return
+        keep = ids.index(message_id)
+        pipe = self.db.pipeline()
+        if keep:
+            pipe.ltrim(self._key("msgs", conversation.id), 0, keep - 1)
+        else:
+            pipe.delete(self._key("msgs", conversation.id))
+        pipe.delete(*(self._key("msg", i) for i in ids[keep:]))
+        pipe.execute()
+
+    def messages(self, conversation: Conversation) -> list[Message]:
+        ids = self.db.lrange(self._key("msgs", conversation.id), 0, -1)
+        if not ids:
+            return []
+        return [Message(**json.loads(raw)) for raw in self.db.mget([self._key("msg", i) for i in ids]) if raw]
+
+
+def _conversation(fields: dict[str, str]) -> Conversation:
+    return Conversation(
+        id=fields["id"],
+        owner=fields["owner"],
+        title=fields["title"],
+        created_at=float(fields["created_at"]),
+        updated_at=float(fields["updated_at"]),
+        settings=json.loads(fields.get("settings") or "{}"),
+    )
