@@ -1,0 +1,92 @@
+"""Relay speed: tokens per second and time to first token through the app's WebSocket, against the backend alone.
+
+Run: .venv/bin/python bench/relay.py [--tokens 4000] [--runs 20]
+The backend is the test fake streaming as fast as it can (TGI's wire format); the app runs under gunicorn
+(gunicorn.conf.py, 2 gthread workers) on 127.0.0.1. "Alone" reads the same stream with the app's own client
+(inference.stream_reply), so the difference is what the app adds: storage, coalescing, rendering, the socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from chatbot.services.inference import Backend, Parameters, build_request, stream_reply  # noqa: E402
+from tests.fakes.hf_server import TOKEN, FakeHuggingFace  # noqa: E402
+from tests.servers import FINISHED, ChatClient, GunicornApp  # noqa: E402
+
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def backend_alone(fake: FakeHuggingFace, tokens: list[str]) -> tuple[float, float]:
+    """(seconds to the first token, seconds for all) reading the fake directly."""
+    fake.reply(tokens=tokens)
+    backend = Backend(api="text-generation", url=fake.task_url(), model_id="google/gemma-7b-it", token=TOKEN)
+    started = time.perf_counter()
+    first = None
+    for _ in stream_reply(build_request(backend, Parameters(), HELLO), backend):
+        first = first or time.perf_counter() - started
+    return first or 0.0, time.perf_counter() - started
+
+
+def through_the_app(chat: ChatClient, ws, fake: FakeHuggingFace, tokens: list[str]) -> tuple[float, float]:
+    """(seconds to the first text fragment, seconds to the finished answer) through the socket."""
+    fake.reply(tokens=tokens)
+    started = time.perf_counter()
+    ws.send(json.dumps({"action": "send", "message": "Hello"}))
+    first = None
+    while True:
+        frame = ws.recv()
+        if first is None and "beforeend:#text-" in frame:
+            first = time.perf_counter() - started
+        if FINISHED.search(frame):
+            return first or 0.0, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokens", type=int, default=4000)
+    parser.add_argument("--runs", type=int, default=20)
+    options = parser.parse_args()
+    tokens = [f" w{i}" for i in range(options.tokens)]
+    with tempfile.TemporaryDirectory() as folder, FakeHuggingFace() as fake:
+        environment = {
+            "SECRET_KEY": "bench",
+            "CHAT_STORE_URL": f"sqlite:///{folder}/bench.sqlite3",
+            "API_URL": fake.task_url(),
+            "HF_API_TOKEN": TOKEN,
+            "MAX_NEW_TOKENS": str(options.tokens),
+        }
+        with GunicornApp(environment) as app:
+            chat = ChatClient(app.url)
+            ws = chat.connect()
+            alone = [backend_alone(fake, tokens) for _ in range(options.runs)]
+            relayed = [through_the_app(chat, ws, fake, tokens) for _ in range(options.runs)]
+            ws.close()
+    alone_rate = options.tokens / statistics.median(total for _, total in alone)
+    app_rate = options.tokens / statistics.median(total for _, total in relayed)
+    extra = [app_first - direct_first for (direct_first, _), (app_first, _) in zip(alone, relayed, strict=True)]
+    alone_first = statistics.median(first for first, _ in alone) * 1000
+    app_first = statistics.median(first for first, _ in relayed) * 1000
+    print(f"{options.tokens} tokens, {options.runs} runs each (medians)")
+    print(f"backend alone : {alone_rate:10,.0f} tokens/s, first token {alone_first:6.1f} ms")
+    print(f"through app   : {app_rate:10,.0f} tokens/s, first token {app_first:6.1f} ms")
+    print(f"relay ratio   : {app_rate / alone_rate:.2f}")
+    p50, p99 = percentile(extra, 0.5) * 1000, percentile(extra, 0.99) * 1000
+    print(f"extra time to first token: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
