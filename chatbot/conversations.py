@@ -73,3 +73,12 @@ class Store(Protocol):
         """Delete a message and every later one of the conversation (to regenerate or edit)."""
 
     def messages(self, conversation: Conversation) -> list[Message]: ...
+
+    def get_message(self, conversation: Conversation, message_id: str) -> Message | None:
+        """One message of the conversation (a tab following an answer reads it)."""
+
+    def request_stop(self, message_id: str) -> None:
+        """Ask the answer being written to stop, from any tab, worker or host."""
+
+    def stop_requested(self, message_id: str) -> bool:
+        """Whether someone pressed Stop for this answer."""

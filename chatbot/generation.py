@@ -26,7 +26,8 @@ from config import ModelSpec, parse_parameters
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.04  # at most one fragment per 40 ms per answer
-SAVE_SECONDS = 1.0  # a partial answer is saved at least this often
+SAVE_SECONDS = 0.25  # a partial answer is saved (and Stop from other tabs looked for) this often
+STALE_SECONDS = 30.0  # a streaming answer not saved for this long was interrupted (its server went away)
 _END = object()
 
 
@@ -121,6 +122,25 @@ def run_reply(
     return run_answer(store, conversation, settings, listener, cancel, user_message)
 
 
+def is_running(message: Message) -> bool:
+    """Whether an answer is still being written somewhere (saved recently)."""
+    saved_at = message.meta.get("saved_at") or message.created_at
+    return message.status == "streaming" and time.time() - saved_at < STALE_SECONDS
+
+
+def mark_interrupted(store: Store, message: Message) -> None:
+    """An answer whose writer went away (a restart): keep what arrived and say so."""
+    message.status = "error"
+    message.error = {
+        "kind": "interrupted",
+        "message": "The answer was interrupted: the server stopped while writing it.",
+        "hint": "What arrived is kept above; press Regenerate for a whole answer.",
+        "retry_after": None,
+    }
+    message.html = str(render_markdown(message.content)) if message.content else ""
+    store.update_message(message)
+
+
 def answer_to_continue(store: Store, conversation: Conversation) -> Message | None:
     """The last answer, if it stopped at the length limit and can be continued."""
     messages = store.messages(conversation)
@@ -204,29 +224,40 @@ def _stream(
         try:
             tokens = inference.stream_reply(request, backend, cancel, outcome=outcome)
             for chunk in _coalesced(tokens, settings, cancel):
-                _add(answer, chunk, store, settings, listener)
+                _add(answer, chunk, store, settings, listener, cancel)
             return outcome
         except InferenceError as error:
             if error.kind != "loading" or answer.tokens or waited >= settings.max_loading_wait:
                 raise
             pause = min(max(error.retry_after or 10.0, 1.0), settings.max_loading_wait - waited)
-            if not _count_down(pause, answer.message, listener, cancel):
+            if not _count_down(pause, answer.message, store, listener, cancel):
                 return outcome
             waited += pause
 
 
-def _count_down(seconds: float, message: Message, listener: Listener, cancel: threading.Event) -> bool:
-    """Show "Model is loading, about N s" each second; False if the user stopped the wait."""
+def _count_down(seconds: float, message: Message, store: Store, listener: Listener, cancel: threading.Event) -> bool:
+    """Show "Model is loading, about N s" each second; False if the user stopped the wait (in any tab)."""
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         listener(Event("waiting", message, f"Model is loading, about {math.ceil(left)} s"))
+        message.meta["saved_at"] = time.time()  # still alive, for tabs that follow this answer
+        store.update_message(message)
+        if store.stop_requested(message.id):
+            cancel.set()
         if cancel.wait(min(1.0, left)):
             return False
     listener(Event("waiting", message, "Trying again…"))
     return True
 
 
-def _add(answer: _Answer, chunk: list[str], store: Store, settings: ReplySettings, listener: Listener) -> None:
+def _add(
+    answer: _Answer,
+    chunk: list[str],
+    store: Store,
+    settings: ReplySettings,
+    listener: Listener,
+    cancel: threading.Event,
+) -> None:
     now = time.monotonic()
     if answer.first_token is None:
         answer.first_token = now
@@ -235,8 +266,11 @@ def _add(answer: _Answer, chunk: list[str], store: Store, settings: ReplySetting
     listener(Event("delta", answer.message, "".join(chunk)))
     if now - answer.last_save >= settings.save_seconds:
         answer.message.content = answer.text()
+        answer.message.meta["saved_at"] = time.time()
         store.update_message(answer.message)
         answer.last_save = now
+        if store.stop_requested(answer.message.id):
+            cancel.set()
 
 
 def _finish(answer: _Answer, stops: tuple[str, ...], store: Store) -> None:

@@ -10,17 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, abort, current_app, g, render_template, request, url_for
 from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 
-from chatbot.conversations import Conversation
+from chatbot.conversations import Conversation, Message
 from chatbot.extensions import sock
 from chatbot.generation import (
     Event,
     answer_to_continue,
+    is_running,
+    mark_interrupted,
     message_problem,
     pick_model,
     rewind_for_edit,
@@ -36,6 +39,7 @@ bp = Blueprint("chat", __name__)
 log = logging.getLogger(__name__)
 
 DELTA = Markup('<span hx-swap-oob="beforeend:#text-{}">{}</span>')
+FOLLOW_SECONDS = 0.25  # how often a following tab looks for more of the answer
 WAITING = Markup('<p id="wait-{}" class="waiting" hx-swap-oob="true">{}</p>')
 
 
@@ -86,8 +90,47 @@ class ChatSocket:
         self.cancel = threading.Event()
 
     def serve(self) -> None:
+        self.follow_running_answer()
         while True:
             self.handle(self.ws.receive())
+
+    def running_answer(self) -> Message | None:
+        """The conversation's answer being written now by any tab, worker or host, if any."""
+        messages = store().messages(self.conversation)
+        last = messages[-1] if messages else None
+        if last is None or last.role != "assistant" or last.status != "streaming":
+            return None
+        if not is_running(last):
+            mark_interrupted(store(), last)
+            self.on_event(Event("finished", last))
+            return None
+        return last
+
+    def follow_running_answer(self) -> None:
+        """A reloaded tab, or one on another worker: show the answer so far and keep streaming it."""
+        answer = self.running_answer()
+        if answer is not None:
+            self.reply = threading.Thread(target=self.follow, args=(answer,), daemon=True, name="follow")
+            self.reply.start()
+
+    def follow(self, answer: Message) -> None:
+        """Send what is saved of the answer as it grows, until it ends or this socket closes."""
+        with self.app.app_context():
+            sent = len(answer.content)
+            alive = self.send(render_template("chat/_resumed.html", answer=answer))
+            while alive:
+                time.sleep(FOLLOW_SECONDS)
+                current = store().get_message(self.conversation, answer.id)
+                if current is None:
+                    return
+                if current.status == "streaming" and not is_running(current):
+                    mark_interrupted(store(), current)
+                if current.status != "streaming":  # the finished fragment replaces the whole answer
+                    self.on_event(Event("finished", current))
+                    return
+                if len(current.content) > sent:
+                    alive = self.send(DELTA.format(current.id, current.content[sent:]))
+                    sent = len(current.content)
 
     def handle(self, raw: str | bytes) -> None:
         try:
@@ -98,7 +141,10 @@ class ChatSocket:
             return
         if action == "stop":
             self.cancel.set()
-        elif self.reply is not None and self.reply.is_alive():
+            running = self.running_answer()
+            if running is not None:  # written by another tab, worker or host
+                store().request_stop(running.id)
+        elif (self.reply is not None and self.reply.is_alive()) or self.running_answer() is not None:
             self.notice("Wait for the answer to finish, or press Stop.")
         elif action == "send":
             pick_model(store(), self.conversation, data.get("model"), self.app.config)
@@ -183,10 +229,11 @@ class ChatSocket:
         with self.app.app_context():
             self.send(render_template("chat/_notice.html", text=text, oob=True))
 
-    def send(self, html: str) -> None:
-        """Send a fragment; a closed socket is fine, the answer is saved all the same."""
+    def send(self, html: str) -> bool:
+        """Send a fragment; False when the socket has closed (fine: the answer is saved all the same)."""
         with self.send_lock:
             try:
                 self.ws.send(html)
+                return True
             except (ConnectionClosed, OSError):
-                pass
+                return False

@@ -260,3 +260,89 @@ def test_regenerate_with_nothing_to_answer(gunicorn_on_fake):
     ws.send(json.dumps({"action": "edit", "message_id": "someone-elses", "message": "hi"}))
     assert "can no longer be edited" in ws.recv()
     ws.close()
+
+
+def resumed_text(frames):
+    """What a following tab shows: the answer so far in the resumed fragment, then the deltas."""
+    start = re.search(r'id="text-[\w-]+">(.*?)</div>', frames[0], re.S).group(1)
+    return html.unescape(start) + streamed_text(frames[1:])
+
+
+TALE = [f" word{i}" for i in range(30)]
+
+
+def test_a_reloaded_tab_follows_the_answer_to_the_end(gunicorn_on_fake, fake):
+    chat = ChatClient(gunicorn_on_fake.url)
+    first_tab = chat.connect()
+    fake.reply(tokens=TALE, delay=0.1)
+    first_tab.send(json.dumps({"action": "send", "message": "Tell a tale"}))
+    for _ in range(4):
+        first_tab.recv()
+    first_tab.close()  # the tab goes away mid-answer
+    time.sleep(0.5)
+
+    assert 'id="stop-button"' in chat.page()  # the reloaded page shows that the answer is still coming
+    second_tab = chat.connect()  # the reload: maybe another worker
+    frames = [second_tab.recv()]
+    assert "assistant streaming" in frames[0]
+    while not FINISHED.search(frames[-1]):
+        frames.append(second_tab.recv())
+    second_tab.close()
+    whole = "".join(TALE).strip()
+    assert FINISHED.search(frames[-1]).group(2) == "done"
+    streamed = resumed_text(frames[:-1]).strip()
+    assert whole.startswith(streamed) and len(streamed.split()) >= 20  # as it streamed: no word missing or doubled
+    assert f"<p>{whole}</p>" in frames[-1]
+    assert whole in chat.page()
+
+
+def test_stop_from_another_tab_stops_the_answer(gunicorn_on_fake, fake):
+    chat = ChatClient(gunicorn_on_fake.url)
+    first_tab = chat.connect()
+    fake.reply(tokens=TALE, delay=0.2)
+    first_tab.send(json.dumps({"action": "send", "message": "Tell a tale"}))
+    first_tab.recv()
+    second_tab = chat.connect()
+    frames = [second_tab.recv()]
+    second_tab.send(json.dumps({"action": "send", "message": "Another"}))
+    while "Wait for the answer to finish" not in frames[-1]:
+        frames.append(second_tab.recv())
+    second_tab.send(json.dumps({"action": "stop"}))
+    while not FINISHED.search(frames[-1]):
+        frames.append(second_tab.recv())
+    assert FINISHED.search(frames[-1]).group(2) == "stopped"
+    first_tab.close()
+    second_tab.close()
+    assert "word29" not in chat.page() and "Another" not in chat.page()
+
+
+def test_an_answer_whose_writer_went_away_is_marked_interrupted(tmp_path, fake_hf):
+    environment = app_environment(tmp_path, API_URL=fake_hf.task_url(), HF_API_TOKEN=TOKEN)
+    with GunicornApp(environment, workers=1) as server:
+        chat = ChatClient(server.url)
+    from chatbot.conversations import Message, new_id
+    from chatbot.stores.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
+    conversation = store.list_conversations(_owner(store))[0]
+    store.add_message(Message(new_id(), conversation.id, "user", "Hello"))
+    store.add_message(
+        Message(
+            new_id(), conversation.id, "assistant", "Half an", status="streaming", meta={"saved_at": time.time() - 600}
+        )
+    )
+    with GunicornApp(environment, workers=1) as restarted:
+        chat.base_url = restarted.url
+        chat.page_url = chat.page_url.replace(server.url, restarted.url)
+        chat.socket_url = chat.socket_url.replace(str(server.port), str(restarted.port))
+        ws = chat.connect()
+        finished = ws.recv()
+        ws.close()
+        assert FINISHED.search(finished).group(2) == "error"
+        assert "The answer was interrupted" in finished and "Half an" in finished
+        assert "The answer was interrupted" in chat.page()
+
+
+def _owner(store):
+    """The one browser session of a fresh store."""
+    return store._connection().execute("SELECT owner FROM conversations").fetchone()[0]

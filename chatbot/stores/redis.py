@@ -15,6 +15,8 @@ import redis
 
 from chatbot.conversations import Conversation, Message, new_id
 
+STOP_SECONDS = 3600  # a stop request outlives any answer
+
 
 class RedisStore:
     """Conversations in Redis; every worker on every host sees the same ones."""
@@ -100,6 +102,17 @@ class RedisStore:
             pipe.delete(self._key("msgs", conversation.id))
         pipe.delete(*(self._key("msg", i) for i in ids[keep:]))
         pipe.execute()
+
+    def get_message(self, conversation: Conversation, message_id: str) -> Message | None:
+        raw = self.db.get(self._key("msg", message_id))
+        message = Message(**json.loads(raw)) if raw else None
+        return message if message and message.conversation_id == conversation.id else None
+
+    def request_stop(self, message_id: str) -> None:
+        self.db.set(self._key("stop", message_id), 1, ex=STOP_SECONDS)
+
+    def stop_requested(self, message_id: str) -> bool:
+        return bool(self.db.exists(self._key("stop", message_id)))
 
     def messages(self, conversation: Conversation) -> list[Message]:
         ids = self.db.lrange(self._key("msgs", conversation.id), 0, -1)

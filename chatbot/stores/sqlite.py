@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, seq);
+CREATE TABLE IF NOT EXISTS stop_requests (message_id TEXT PRIMARY KEY);
 """
 CONVERSATION_COLUMNS = "id, owner, title, created_at, updated_at, settings"
 MESSAGE_COLUMNS = "id, conversation_id, role, content, html, status, error, meta, created_at"
@@ -136,6 +137,24 @@ class SQLiteStore:
             "(SELECT seq FROM messages WHERE id = ? AND conversation_id = ?)",
             (conversation.id, message_id, conversation.id),
         )
+
+    def get_message(self, conversation: Conversation, message_id: str) -> Message | None:
+        row = (
+            self._connection()
+            .execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ? AND conversation_id = ?",
+                (message_id, conversation.id),
+            )
+            .fetchone()
+        )
+        return _message(row) if row else None
+
+    def request_stop(self, message_id: str) -> None:
+        self._connection().execute("INSERT OR IGNORE INTO stop_requests (message_id) VALUES (?)", (message_id,))
+
+    def stop_requested(self, message_id: str) -> bool:
+        row = self._connection().execute("SELECT 1 FROM stop_requests WHERE message_id = ?", (message_id,))
+        return row.fetchone() is not None
 
     def messages(self, conversation: Conversation) -> list[Message]:
         rows = self._connection().execute(

@@ -265,3 +265,16 @@ def test_the_real_local_model_answers_in_the_browser(page, gunicorn_on_local_mod
     answer = page.locator(".message.assistant.done .body")
     expect(answer).not_to_be_empty(timeout=60_000)
     assert answer.inner_text().strip()
+
+
+def test_reload_mid_answer_keeps_streaming_to_the_whole_answer(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    words = [f" word{i}" for i in range(40)]
+    ask(page, fake, "Tell a long tale", words, delay=0.08)
+    expect(page.locator(".message.assistant.streaming .body")).to_contain_text("word5")
+    page.reload()
+    expect(page.locator(".message.assistant.streaming .body")).to_contain_text("word20")  # still streaming
+    expect(page.locator("#stop-button")).to_be_visible()
+    done = page.locator(".message.assistant.done .body")
+    expect(done).to_have_text("".join(words).strip())
+    expect(page.locator(".message")).to_have_count(2)
