@@ -109,6 +109,7 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "MAX_MESSAGE_CHARS": (_whole(1, 1_000_000), 20_000),
     "ALLOWED_ORIGINS": (_origins, ()),
     "PROXY_COUNT": (_whole(0, 10), 0),
+    "SESSION_IDLE_DAYS": (_number(0.001, 3650), 30.0),
 }
 PARAMETERS = {
     "max_new_tokens": "MAX_NEW_TOKENS",

@@ -26,7 +26,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = security.secret_key(app.instance_path)
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(days=30))
+    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(days=app.config["SESSION_IDLE_DAYS"]))
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     app.config.setdefault("MAX_CONTENT_LENGTH", 10 * 1024 * 1024)  # an import file or a form, at most
     app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25, "max_message_size": 1 << 20})
@@ -37,7 +37,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     from chatbot.stores import open_store
 
-    app.extensions["chat_store"] = open_store(app.config.get("CHAT_STORE_URL"), app.instance_path)
+    idle_seconds = app.config["SESSION_IDLE_DAYS"] * 86400
+    app.extensions["chat_store"] = open_store(app.config.get("CHAT_STORE_URL"), app.instance_path, idle_seconds)
 
     from chatbot import cli, health, pages, socket
     from chatbot.extensions import sock

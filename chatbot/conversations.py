@@ -50,6 +50,9 @@ class Store(Protocol):
     def ping(self) -> None:
         """Raise if the store cannot be reached."""
 
+    def forget_idle(self) -> None:
+        """Delete conversations idle longer than the store's idle time (Redis expires them by itself)."""
+
     def create_conversation(self, owner: str, title: str = "New chat") -> Conversation: ...
 
     def get_conversation(self, owner: str, conversation_id: str) -> Conversation | None: ...

@@ -160,6 +160,13 @@ def import_conversation():
     return redirect(url_for("pages.conversation", conversation_id=conversation.id))
 
 
+@bp.app_errorhandler(404)
+def not_found(_error):  # type: ignore[no-untyped-def]
+    """Someone else's id, a deleted chat and an expired one look the same: nothing is revealed."""
+    days = current_app.config["SESSION_IDLE_DAYS"]
+    return render_template("not_found.html", days=days), 404
+
+
 @bp.app_errorhandler(413)
 def too_large(_error):  # type: ignore[no-untyped-def]
     limit = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)

@@ -209,3 +209,10 @@ def test_conversation_settings_change_the_request(client, fake):
     assert bad.status_code == 400 and "The settings were not saved: top_p=&#39;3&#39;: it takes a number" in bad.text
     other = client.post("/c", data={"csrf_token": token}).location
     assert "250 tokens" in client.get(other).text  # each conversation has its own
+
+
+def test_a_missing_conversation_says_it_may_have_expired(client):
+    open_chat(client)
+    page = client.get("/c/not-a-conversation")
+    assert page.status_code == 404
+    assert "It may have expired: conversations are kept 30 days after their last message." in page.text

@@ -1,6 +1,7 @@
 """The store suite: every store must pass it (SQLite now; Redis joins in a later issue)."""
 
 import threading
+import time
 
 import pytest
 
@@ -18,16 +19,43 @@ def sqlite_path(tmp_path):
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def chat_store(request, sqlite_path):
-    """Each store in turn: the embedded SQLite file and the real Redis on 127.0.0.1:6379."""
-    if request.param == "sqlite":
-        yield SQLiteStore(sqlite_path)
-        return
-    store = RedisStore(REDIS_URL, prefix=f"test:{new_id()}:")
-    yield store
-    keys = list(store.db.scan_iter(store.prefix + "*"))
-    if keys:
-        store.db.delete(*keys)
+def make_store(request, sqlite_path):
+    """Makes each store in turn: the embedded SQLite file and the real Redis on 127.0.0.1:6379."""
+    made = []
+
+    def make(idle_seconds=30 * 86400):
+        if request.param == "sqlite":
+            store = SQLiteStore(sqlite_path, idle_seconds)
+        else:
+            store = RedisStore(REDIS_URL, prefix=f"test:{new_id()}:", idle_seconds=idle_seconds)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        if isinstance(store, RedisStore):
+            keys = list(store.db.scan_iter(store.prefix + "*"))
+            if keys:
+                store.db.delete(*keys)
+
+
+@pytest.fixture
+def chat_store(make_store):
+    return make_store()
+
+
+def test_an_idle_conversation_expires_and_an_active_one_stays(make_store):
+    store = make_store(idle_seconds=2)
+    idle = store.create_conversation("alice")
+    active = store.create_conversation("alice")
+    time.sleep(1.2)
+    store.add_message(message(active, content="still here"))
+    time.sleep(1.3)
+    store.forget_idle()
+    store.create_conversation("bob")
+    assert store.get_conversation("alice", idle.id) is None
+    assert [c.id for c in store.list_conversations("alice")] == [active.id]
+    assert [m.content for m in store.messages(active)] == ["still here"]
 
 
 def message(conversation, role="user", content="Hello", **fields):

@@ -1,8 +1,10 @@
 """The shared store for many workers and hosts: conversations and messages in Redis.
 
 Keys (under a prefix): `conv:{id}` a hash of the conversation, `owner:{owner}` a sorted set of its
-conversation ids by last activity, `msgs:{id}` the list of a conversation's message ids in order,
-`msg:{id}` one message as JSON. A message is appended or rewritten alone, never the whole history.
+conversation ids by last activity, `order:{id}` the list of a conversation's message ids, `msgs:{id}`
+a hash of its messages as JSON by id. A message is appended or rewritten alone, never the whole
+history. Every write gives the conversation's keys the idle time to live again, so a conversation
+expires `idle_seconds` after its last activity.
 """
 
 from __future__ import annotations
@@ -21,26 +23,40 @@ STOP_SECONDS = 3600  # a stop request outlives any answer
 class RedisStore:
     """Conversations in Redis; every worker on every host sees the same ones."""
 
-    def __init__(self, url: str, prefix: str = "chat:") -> None:
+    def __init__(self, url: str, prefix: str = "chat:", idle_seconds: float = 30 * 86400) -> None:
         self.db = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
         self.prefix = prefix
+        self.idle_seconds = int(idle_seconds)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
+
+    def _keys(self, conversation_id: str) -> list[str]:
+        return [self._key(kind, conversation_id) for kind in ("conv", "order", "msgs")]
+
+    def _touch(self, pipe: redis.client.Pipeline, conversation_id: str, owner: str | None) -> None:
+        """Start the idle time again for a conversation (and its owner's list)."""
+        for key in self._keys(conversation_id):
+            pipe.expire(key, self.idle_seconds)
+        if owner:
+            pipe.expire(self._key("owner", owner), self.idle_seconds)
 
     def ping(self) -> None:
         self.db.ping()
 
     def create_conversation(self, owner: str, title: str = "New chat") -> Conversation:
         conversation = Conversation(id=new_id(), owner=owner, title=title)
-        self._save(conversation)
-        self.db.zadd(self._key("owner", owner), {conversation.id: conversation.updated_at})
+        pipe = self.db.pipeline()
+        self._save(pipe, conversation)
+        pipe.zadd(self._key("owner", owner), {conversation.id: conversation.updated_at})
+        self._touch(pipe, conversation.id, owner)
+        pipe.execute()
         return conversation
 
-    def _save(self, conversation: Conversation) -> None:
+    def _save(self, pipe: redis.client.Pipeline, conversation: Conversation) -> None:
         fields = asdict(conversation)
         fields["settings"] = json.dumps(fields["settings"])
-        self.db.hset(self._key("conv", conversation.id), mapping=fields)
+        pipe.hset(self._key("conv", conversation.id), mapping=fields)
 
     def get_conversation(self, owner: str, conversation_id: str) -> Conversation | None:
         fields = self.db.hgetall(self._key("conv", conversation_id))
@@ -53,7 +69,11 @@ class RedisStore:
         pipe = self.db.pipeline()
         for conversation_id in ids:
             pipe.hgetall(self._key("conv", conversation_id))
-        return [_conversation(fields) for fields in pipe.execute() if fields]
+        found = [_conversation(fields) for fields in pipe.execute() if fields]
+        if len(found) < len(ids):  # some expired: drop them from the owner's list
+            gone = set(ids) - {c.id for c in found}
+            self.db.zrem(self._key("owner", owner), *gone)
+        return found
 
     def search_conversations(self, owner: str, text: str) -> list[Conversation]:
         needle = text.lower()
@@ -64,49 +84,50 @@ class RedisStore:
         ]
 
     def update_conversation(self, conversation: Conversation) -> None:
-        self._save(conversation)
+        pipe = self.db.pipeline()
+        self._save(pipe, conversation)
+        self._touch(pipe, conversation.id, conversation.owner)
+        pipe.execute()
 
     def delete_conversation(self, conversation: Conversation) -> None:
-        ids = self.db.lrange(self._key("msgs", conversation.id), 0, -1)
         pipe = self.db.pipeline()
-        pipe.delete(
-            self._key("conv", conversation.id), self._key("msgs", conversation.id), *(self._key("msg", i) for i in ids)
-        )
+        pipe.delete(*self._keys(conversation.id))
         pipe.zrem(self._key("owner", conversation.owner), conversation.id)
         pipe.execute()
 
     def add_message(self, message: Message) -> Message:
         now = time.time()
-        owner = self.db.hget(self._key("conv", message.conversation_id), "owner")
+        conversation_id = message.conversation_id
+        owner = self.db.hget(self._key("conv", conversation_id), "owner")
         pipe = self.db.pipeline()
-        pipe.set(self._key("msg", message.id), json.dumps(asdict(message)))
-        pipe.rpush(self._key("msgs", message.conversation_id), message.id)
-        pipe.hset(self._key("conv", message.conversation_id), "updated_at", now)
+        pipe.hset(self._key("msgs", conversation_id), message.id, json.dumps(asdict(message)))
+        pipe.rpush(self._key("order", conversation_id), message.id)
+        pipe.hset(self._key("conv", conversation_id), "updated_at", now)
         if owner:
-            pipe.zadd(self._key("owner", owner), {message.conversation_id: now})
+            pipe.zadd(self._key("owner", owner), {conversation_id: now})
+        self._touch(pipe, conversation_id, owner)
         pipe.execute()
         return message
 
     def update_message(self, message: Message) -> None:
-        self.db.set(self._key("msg", message.id), json.dumps(asdict(message)))
+        self.db.hset(self._key("msgs", message.conversation_id), message.id, json.dumps(asdict(message)))
 
     def delete_messages_from(self, conversation: Conversation, message_id: str) -> None:
-        ids = self.db.lrange(self._key("msgs", conversation.id), 0, -1)
+        ids = self.db.lrange(self._key("order", conversation.id), 0, -1)
         if message_id not in ids:
             return
         keep = ids.index(message_id)
         pipe = self.db.pipeline()
         if keep:
-            pipe.ltrim(self._key("msgs", conversation.id), 0, keep - 1)
+            pipe.ltrim(self._key("order", conversation.id), 0, keep - 1)
         else:
-            pipe.delete(self._key("msgs", conversation.id))
-        pipe.delete(*(self._key("msg", i) for i in ids[keep:]))
+            pipe.delete(self._key("order", conversation.id))
+        pipe.hdel(self._key("msgs", conversation.id), *ids[keep:])
         pipe.execute()
 
     def get_message(self, conversation: Conversation, message_id: str) -> Message | None:
-        raw = self.db.get(self._key("msg", message_id))
-        message = Message(**json.loads(raw)) if raw else None
-        return message if message and message.conversation_id == conversation.id else None
+        raw = self.db.hget(self._key("msgs", conversation.id), message_id)
+        return Message(**json.loads(raw)) if raw else None
 
     def request_stop(self, message_id: str) -> None:
         self.db.set(self._key("stop", message_id), 1, ex=STOP_SECONDS)
@@ -115,10 +136,14 @@ class RedisStore:
         return bool(self.db.exists(self._key("stop", message_id)))
 
     def messages(self, conversation: Conversation) -> list[Message]:
-        ids = self.db.lrange(self._key("msgs", conversation.id), 0, -1)
+        ids = self.db.lrange(self._key("order", conversation.id), 0, -1)
         if not ids:
             return []
-        return [Message(**json.loads(raw)) for raw in self.db.mget([self._key("msg", i) for i in ids]) if raw]
+        raws = self.db.hmget(self._key("msgs", conversation.id), ids)
+        return [Message(**json.loads(raw)) for raw in raws if raw]
+
+    def forget_idle(self) -> None:
+        """Nothing to do: Redis expires idle conversations by itself."""
 
 
 def _conversation(fields: dict[str, str]) -> Conversation:

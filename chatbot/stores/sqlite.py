@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     settings TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, updated_at);
+CREATE INDEX IF NOT EXISTS conversations_by_activity ON conversations (updated_at);
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -42,8 +43,9 @@ MESSAGE_COLUMNS = "id, conversation_id, role, content, html, status, error, meta
 class SQLiteStore:
     """Conversations in a SQLite file; safe for many threads and processes."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, idle_seconds: float = 30 * 86400) -> None:
         self.path = path
+        self.idle_seconds = idle_seconds
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self._local = threading.local()
@@ -63,10 +65,22 @@ class SQLiteStore:
             self._local.db = db
         return db
 
+    def forget_idle(self) -> None:
+        db = self._connection()
+        cutoff = time.time() - self.idle_seconds
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE updated_at < ?)",
+                (cutoff,),
+            )
+            db.execute("DELETE FROM conversations WHERE updated_at < ?", (cutoff,))
+
     def ping(self) -> None:
         self._connection().execute("SELECT count(*) FROM conversations").fetchone()
 
     def create_conversation(self, owner: str, title: str = "New chat") -> Conversation:
+        self.forget_idle()  # new chats are rare enough to pay for the clean-up
         conversation = Conversation(id=new_id(), owner=owner, title=title)
         self._connection().execute(
             f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
