@@ -131,12 +131,11 @@ def is_running(message: Message) -> bool:
 def mark_interrupted(store: Store, message: Message) -> None:
     """An answer whose writer went away (a restart): keep what arrived and say so."""
     message.status = "error"
-    message.error = {
-        "kind": "interrupted",
-        "message": "The answer was interrupted: the server stopped while writing it.",
-        "hint": "What arrived is kept above; press Regenerate for a whole answer.",
-        "retry_after": None,
-    }
+    message.error = InferenceError(
+        "interrupted",
+        "The answer was interrupted: the server stopped while writing it.",
+        "What arrived is kept above; press Regenerate for a whole answer.",
+    ).as_dict()
     message.html = str(render_markdown(message.content)) if message.content else ""
     store.update_message(message)
 
@@ -196,12 +195,9 @@ def run_answer(
     except Exception:  # a bug or a broken store must not lose the answer so far
         log.exception("answer %s failed", message.id)
         message.status = "error"
-        message.error = {
-            "kind": "internal",
-            "message": "The chat failed while answering.",
-            "hint": "Send again; if it keeps failing, the server log says why.",
-            "retry_after": None,
-        }
+        message.error = InferenceError(
+            "internal", "The chat failed while answering.", "Send again; if it keeps failing, the server log says why."
+        ).as_dict()
     _finish(answer, stops, store)
     listener(Event("finished", message))
     return message
