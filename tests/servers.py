@@ -91,11 +91,13 @@ class ChatClient:
         try:
             ws.send(json.dumps({"action": "send", "message": text, "HEADERS": {"HX-Request": "true"}}))
             frames = []
-            while True:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
                 frame = ws.recv()
                 frames.append(frame)
                 if FINISHED.search(frame):
                     return frames
+            raise AssertionError(f"no finished answer within 90 s; the last frames: {frames[-3:]}")
         finally:
             if own:
                 ws.close()

@@ -140,9 +140,18 @@ def test_export_and_import_round_trip(page, gunicorn_on_fake, fake, tmp_path):
     expect(page.locator(".message.user .body")).to_have_text("Remember this")
 
 
+def clipboard(page):
+    """The clipboard's text; never waits more than 3 s (readText can hang on an unfocused page)."""
+    return page.evaluate(
+        "Promise.race([navigator.clipboard.readText(),"
+        " new Promise((_, fail) => setTimeout(() => fail(new Error('clipboard did not answer')), 3000))])"
+    )
+
+
 def test_copy_buttons_and_settings(page, browser, gunicorn_on_fake, fake):
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page.goto(gunicorn_on_fake.url + "/")
+    page.bring_to_front()
     page.click("#settings-panel summary")
     page.fill("#system-prompt", "Answer in code.")
     page.fill("#temperature", "0.3")
@@ -156,9 +165,9 @@ def test_copy_buttons_and_settings(page, browser, gunicorn_on_fake, fake):
 
     page.click("button:has-text('Copy code')")
     expect(page.locator("button:has-text('Copied')")).to_be_visible()
-    assert page.evaluate("navigator.clipboard.readText()") == "x = 1\n"
+    assert clipboard(page) == "x = 1\n"
     page.click("button:has-text('Copy answer')")
-    assert page.evaluate("navigator.clipboard.readText()").startswith("Here:")
+    assert clipboard(page).startswith("Here:")
 
 
 def test_the_chat_works_without_javascript(browser, gunicorn_on_fake, fake):
