@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from markdown_it import MarkdownIt
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
@@ -41,8 +41,3 @@ _MARKDOWN.add_render_rule("link_open", _link_open)
 def render_markdown(text: str) -> Markup:
     """Safe HTML for an answer: HTML tags in `text` are escaped, unsafe links dropped."""
     return Markup(_MARKDOWN.render(text))
-
-
-def render_plain(text: str) -> Markup:
-    """Escaped text, for what the user typed and for text still streaming."""
-    return escape(text)

@@ -1,4 +1,4 @@
-from chatbot.rendering import render_markdown, render_plain
+from chatbot.rendering import render_markdown
 
 
 def test_markdown_basics():
@@ -31,7 +31,3 @@ def test_unknown_language_code_is_escaped_plainly():
 
 def test_tables():
     assert "<table>" in render_markdown("| a | b |\n|---|---|\n| 1 | 2 |")
-
-
-def test_plain_text_is_escaped():
-    assert str(render_plain("<b>hi</b>")) == "&lt;b&gt;hi&lt;/b&gt;"
