@@ -20,6 +20,21 @@ ROOT = Path(__file__).resolve().parent.parent
 FINISHED = re.compile(r'<article id="msg-([\w-]+)" class="message assistant (done|error|stopped)" hx-swap-oob="true"')
 
 
+def act(ws: websocket.WebSocket, action: str, **fields: object) -> None:
+    """Send one action over the chat socket, as the page's htmx would."""
+    ws.send(json.dumps({"action": action, **fields}))
+
+
+def read_until(ws: websocket.WebSocket, frames: list[str], until: str | re.Pattern, seconds: float = 90) -> list[str]:
+    """Receive frames into `frames` until the last one contains `until` (text or pattern); never wait without end."""
+    deadline = time.monotonic() + seconds
+    while not frames or not (until.search(frames[-1]) if isinstance(until, re.Pattern) else until in frames[-1]):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no frame with {until!r} within {seconds:g} s; the last frames: {frames[-3:]}")
+        frames.append(ws.recv())
+    return frames
+
+
 class GunicornApp:
     """`gunicorn wsgi:app` with gunicorn.conf.py, on a free port, with the given environment."""
 
@@ -89,15 +104,8 @@ class ChatClient:
         own = ws is None
         ws = ws or self.connect()
         try:
-            ws.send(json.dumps({"action": "send", "message": text, "HEADERS": {"HX-Request": "true"}}))
-            frames = []
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                frame = ws.recv()
-                frames.append(frame)
-                if FINISHED.search(frame):
-                    return frames
-            raise AssertionError(f"no finished answer within 90 s; the last frames: {frames[-3:]}")
+            act(ws, "send", message=text, HEADERS={"HX-Request": "true"})
+            return read_until(ws, [], FINISHED)
         finally:
             if own:
                 ws.close()

@@ -1,7 +1,6 @@
 """The real WebSocket of the app under gunicorn, against the fake Hugging Face API."""
 
 import html
-import json
 import re
 import time
 
@@ -11,7 +10,7 @@ import websocket
 from chatbot.local_model import free_port
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
-from tests.servers import FINISHED, ChatClient, GunicornApp
+from tests.servers import FINISHED, ChatClient, GunicornApp, act, read_until
 from tests.test_inference import NOTES_PARAMETERS
 
 DELTA = re.compile(r'<span hx-swap-oob="beforeend:#text-[\w-]+">(.*?)</span>', re.S)
@@ -127,14 +126,12 @@ def test_stop_cancels_the_wait_for_a_loading_model(gunicorn_on_fake, fake):
     chat = ChatClient(gunicorn_on_fake.url)
     ws = chat.connect()
     fake.reply(status=503, body={"error": "Model google/gemma-7b-it is currently loading", "estimated_time": 60})
-    ws.send(json.dumps({"action": "send", "message": "Wake up"}))
+    act(ws, "send", message="Wake up")
     frames = [ws.recv()]
-    while "Model is loading" not in frames[-1]:
-        frames.append(ws.recv())
+    read_until(ws, frames, "Model is loading")
     started = time.monotonic()
-    ws.send(json.dumps({"action": "stop"}))
-    while not FINISHED.search(frames[-1]):
-        frames.append(ws.recv())
+    act(ws, "stop")
+    read_until(ws, frames, FINISHED)
     ws.close()
     assert time.monotonic() - started < 2
     assert FINISHED.search(frames[-1]).group(2) == "stopped"
@@ -182,9 +179,9 @@ def test_an_unreachable_backend_is_named_in_the_chat(tmp_path):
 def test_input_problems_get_a_notice(gunicorn_on_fake):
     chat = ChatClient(gunicorn_on_fake.url)
     ws = chat.connect()
-    ws.send(json.dumps({"action": "send", "message": "   "}))
+    act(ws, "send", message="   ")
     assert "Type a message first." in ws.recv()
-    ws.send(json.dumps({"action": "send", "message": "x" * 20_001}))
+    act(ws, "send", message="x" * 20_001)
     assert "the limit is 20,000" in ws.recv()
     ws.send("not json")
     assert "could not read that message" in ws.recv()
@@ -195,14 +192,12 @@ def test_stop_keeps_the_partial_answer_and_one_answer_at_a_time(gunicorn_on_fake
     chat = ChatClient(gunicorn_on_fake.url)
     ws = chat.connect()
     fake.reply(tokens=[f" word{i}" for i in range(50)], delay=0.1)
-    ws.send(json.dumps({"action": "send", "message": "Talk"}))
+    act(ws, "send", message="Talk")
     frames = [ws.recv(), ws.recv()]
-    ws.send(json.dumps({"action": "send", "message": "Again"}))
-    while "Wait for the answer to finish" not in frames[-1]:
-        frames.append(ws.recv())
-    ws.send(json.dumps({"action": "stop"}))
-    while not FINISHED.search(frames[-1]):
-        frames.append(ws.recv())
+    act(ws, "send", message="Again")
+    read_until(ws, frames, "Wait for the answer to finish")
+    act(ws, "stop")
+    read_until(ws, frames, FINISHED)
     ws.close()
     assert FINISHED.search(frames[-1]).group(2) == "stopped"
     assert "Stopped: the answer above is partial." in frames[-1]
@@ -213,7 +208,7 @@ def test_closing_the_tab_does_not_lose_the_answer(gunicorn_on_fake, fake):
     chat = ChatClient(gunicorn_on_fake.url)
     ws = chat.connect()
     fake.reply(tokens=["Still", " saved", " after", " you", " left"], delay=0.1)
-    ws.send(json.dumps({"action": "send", "message": "Bye"}))
+    act(ws, "send", message="Bye")
     ws.recv()
     ws.close()
     deadline = time.monotonic() + 10
@@ -231,20 +226,18 @@ def test_regenerate_and_edit_over_the_socket(gunicorn_on_fake, fake):
     chat.exchange("Question two", ws)
 
     fake.reply(tokens=["Second, again"])
-    ws.send(json.dumps({"action": "regenerate"}))
+    act(ws, "regenerate")
     frames = [ws.recv()]
-    while not FINISHED.search(frames[-1]):
-        frames.append(ws.recv())
+    read_until(ws, frames, FINISHED)
     assert 'id="messages" class="messages"' in frames[0] and "Second" not in frames[0]  # the old answer is gone
     assert "Second, again" in frames[-1]
     assert fake.requests[-1].json["inputs"].endswith("Question two<end_of_turn>\n<start_of_turn>model\n")
 
     first_question = re.search(r'name="message_id" value="([\w-]+)"', chat.page()).group(1)
     fake.reply(tokens=["Edited answer"])
-    ws.send(json.dumps({"action": "edit", "message_id": first_question, "message": "Question one, edited"}))
+    act(ws, "edit", message_id=first_question, message="Question one, edited")
     frames = [ws.recv()]
-    while not FINISHED.search(frames[-1]):
-        frames.append(ws.recv())
+    read_until(ws, frames, FINISHED)
     ws.close()
     page = chat.page()
     assert "Question one, edited" in page and "Edited answer" in page
@@ -255,9 +248,9 @@ def test_regenerate_and_edit_over_the_socket(gunicorn_on_fake, fake):
 def test_regenerate_with_nothing_to_answer(gunicorn_on_fake):
     chat = ChatClient(gunicorn_on_fake.url)
     ws = chat.connect()
-    ws.send(json.dumps({"action": "regenerate"}))
+    act(ws, "regenerate")
     assert "There is no question to answer again yet." in ws.recv()
-    ws.send(json.dumps({"action": "edit", "message_id": "someone-elses", "message": "hi"}))
+    act(ws, "edit", message_id="someone-elses", message="hi")
     assert "can no longer be edited" in ws.recv()
     ws.close()
 
@@ -275,7 +268,7 @@ def test_a_reloaded_tab_follows_the_answer_to_the_end(gunicorn_on_fake, fake):
     chat = ChatClient(gunicorn_on_fake.url)
     first_tab = chat.connect()
     fake.reply(tokens=TALE, delay=0.1)
-    first_tab.send(json.dumps({"action": "send", "message": "Tell a tale"}))
+    act(first_tab, "send", message="Tell a tale")
     for _ in range(4):
         first_tab.recv()
     first_tab.close()  # the tab goes away mid-answer
@@ -285,8 +278,7 @@ def test_a_reloaded_tab_follows_the_answer_to_the_end(gunicorn_on_fake, fake):
     second_tab = chat.connect()  # the reload: maybe another worker
     frames = [second_tab.recv()]
     assert "assistant streaming" in frames[0]
-    while not FINISHED.search(frames[-1]):
-        frames.append(second_tab.recv())
+    read_until(second_tab, frames, FINISHED)
     second_tab.close()
     whole = "".join(TALE).strip()
     assert FINISHED.search(frames[-1]).group(2) == "done"
@@ -300,16 +292,14 @@ def test_stop_from_another_tab_stops_the_answer(gunicorn_on_fake, fake):
     chat = ChatClient(gunicorn_on_fake.url)
     first_tab = chat.connect()
     fake.reply(tokens=TALE, delay=0.2)
-    first_tab.send(json.dumps({"action": "send", "message": "Tell a tale"}))
+    act(first_tab, "send", message="Tell a tale")
     first_tab.recv()
     second_tab = chat.connect()
     frames = [second_tab.recv()]
-    second_tab.send(json.dumps({"action": "send", "message": "Another"}))
-    while "Wait for the answer to finish" not in frames[-1]:
-        frames.append(second_tab.recv())
-    second_tab.send(json.dumps({"action": "stop"}))
-    while not FINISHED.search(frames[-1]):
-        frames.append(second_tab.recv())
+    act(second_tab, "send", message="Another")
+    read_until(second_tab, frames, "Wait for the answer to finish")
+    act(second_tab, "stop")
+    read_until(second_tab, frames, FINISHED)
     assert FINISHED.search(frames[-1]).group(2) == "stopped"
     first_tab.close()
     second_tab.close()
