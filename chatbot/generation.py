@@ -122,14 +122,12 @@ def run_reply(
     return run_answer(store, conversation, settings, listener, cancel, user_message)
 
 
-def is_running(message: Message) -> bool:
-    """Whether an answer is still being written somewhere (saved recently)."""
+def settle_abandoned(store: Store, message: Message) -> bool:
+    """An answer still marked streaming but not saved for STALE_SECONDS lost its writer (a restart):
+    keep what arrived, mark it interrupted and say so. True when it did."""
     saved_at = message.meta.get("saved_at") or message.created_at
-    return message.status == "streaming" and time.time() - saved_at < STALE_SECONDS
-
-
-def mark_interrupted(store: Store, message: Message) -> None:
-    """An answer whose writer went away (a restart): keep what arrived and say so."""
+    if message.status != "streaming" or time.time() - saved_at < STALE_SECONDS:
+        return False
     message.status = "error"
     message.error = InferenceError(
         "interrupted",
@@ -138,6 +136,7 @@ def mark_interrupted(store: Store, message: Message) -> None:
     ).as_dict()
     message.html = str(render_markdown(message.content)) if message.content else ""
     store.update_message(message)
+    return True
 
 
 def answer_to_continue(store: Store, conversation: Conversation) -> Message | None:

@@ -22,8 +22,6 @@ from chatbot.extensions import sock
 from chatbot.generation import (
     Event,
     answer_to_continue,
-    is_running,
-    mark_interrupted,
     message_problem,
     pick_model,
     rewind_for_edit,
@@ -31,6 +29,7 @@ from chatbot.generation import (
     run_answer,
     run_reply,
     settings_for_conversation,
+    settle_abandoned,
 )
 from chatbot.pages import store
 from chatbot.security import owner_id
@@ -100,8 +99,7 @@ class ChatSocket:
         last = messages[-1] if messages else None
         if last is None or last.role != "assistant" or last.status != "streaming":
             return None
-        if not is_running(last):
-            mark_interrupted(store(), last)
+        if settle_abandoned(store(), last):
             self.on_event(Event("finished", last))
             return None
         return last
@@ -123,8 +121,7 @@ class ChatSocket:
                 current = store().get_message(self.conversation, answer.id)
                 if current is None:
                     return
-                if current.status == "streaming" and not is_running(current):
-                    mark_interrupted(store(), current)
+                settle_abandoned(store(), current)
                 if current.status != "streaming":  # the finished fragment replaces the whole answer
                     self.on_event(Event("finished", current))
                     return
