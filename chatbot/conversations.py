@@ -70,15 +70,22 @@ class Store(Protocol):
 
     def add_message(self, message: Message) -> Message: ...
 
-    def update_message(self, message: Message) -> None: ...
+    def update_message(self, message: Message) -> None:
+        """Save a message whole; the parts appended to an answer are replaced by its content."""
+
+    def append_to_answer(self, message: Message, start: int, text: str) -> None:
+        """Add `text`, which begins at character `start` of the content, to an answer being written, and
+        save its meta (when it was last saved). Costs the same however long the answer already is."""
+
+    def read_message(self, conversation: Conversation, message_id: str, start: int = 0) -> Message | None:
+        """One message of the conversation; with `start`, its content only from that character on (what a
+        tab following an answer has not seen yet, read without reading the rest)."""
 
     def delete_messages_from(self, conversation: Conversation, message_id: str) -> None:
         """Delete a message and every later one of the conversation (to regenerate or edit)."""
 
-    def messages(self, conversation: Conversation) -> list[Message]: ...
-
-    def get_message(self, conversation: Conversation, message_id: str) -> Message | None:
-        """One message of the conversation (a tab following an answer reads it)."""
+    def messages(self, conversation: Conversation) -> list[Message]:
+        """The conversation's messages in order, answers being written with all their parts so far."""
 
     def request_stop(self, message_id: str) -> None:
         """Ask the answer being written to stop, from any tab, worker or host."""

@@ -57,10 +57,12 @@ class ReplySettings:
 
 @dataclass
 class _Answer:
-    """The growing answer: its parts, its timings, and when it was last saved."""
+    """The growing answer: its parts, those not saved yet, its timings, and when it was last saved."""
 
     message: Message
     parts: list[str] = field(default_factory=list)
+    unsaved: list[str] = field(default_factory=list)
+    saved_length: int = 0  # characters of the answer in the store
     tokens: int = 0
     started: float = field(default_factory=time.monotonic)
     first_token: float | None = None
@@ -122,11 +124,15 @@ def run_reply(
     return run_answer(store, conversation, settings, listener, cancel, user_message)
 
 
-def settle_abandoned(store: Store, message: Message) -> bool:
-    """An answer still marked streaming but not saved for STALE_SECONDS lost its writer (a restart):
-    keep what arrived, mark it interrupted and say so. True when it did."""
+def is_abandoned(message: Message) -> bool:
+    """Whether an answer still marked streaming has not been saved for STALE_SECONDS: its writer went away."""
     saved_at = message.meta.get("saved_at") or message.created_at
-    if message.status != "streaming" or time.time() - saved_at < STALE_SECONDS:
+    return message.status == "streaming" and time.time() - saved_at >= STALE_SECONDS
+
+
+def settle_abandoned(store: Store, message: Message) -> bool:
+    """Keep what arrived of an abandoned answer (whole, as read), mark it interrupted and say so. True when it did."""
+    if not is_abandoned(message):
         return False
     message.status = "error"
     message.error = InferenceError(
@@ -173,7 +179,7 @@ def run_answer(
         message.status, message.html = "streaming", ""
         message.meta.pop("finish_reason", None)
         listener(Event("resumed", message))
-    answer = _Answer(message, parts=[message.content] if message.content else [])
+    answer = _Answer(message, parts=[message.content], saved_length=len(message.content))
     stops: tuple[str, ...] = ()
     try:
         backend = discovery.with_server_facts(settings.backend)
@@ -256,13 +262,17 @@ def _add(
     now = time.monotonic()
     if answer.first_token is None:
         answer.first_token = now
-    answer.parts.extend(chunk)
+    text = "".join(chunk)
+    answer.parts.append(text)
+    answer.unsaved.append(text)
     answer.tokens += len(chunk)
-    listener(Event("delta", answer.message, "".join(chunk)))
+    listener(Event("delta", answer.message, text))
     if now - answer.last_save >= settings.save_seconds:
-        answer.message.content = answer.text()
+        new = "".join(answer.unsaved)
         answer.message.meta["saved_at"] = time.time()
-        store.update_message(answer.message)
+        store.append_to_answer(answer.message, answer.saved_length, new)
+        answer.saved_length += len(new)
+        answer.unsaved.clear()
         answer.last_save = now
         if store.stop_requested(answer.message.id):
             cancel.set()

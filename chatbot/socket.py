@@ -22,6 +22,7 @@ from chatbot.extensions import sock
 from chatbot.generation import (
     Event,
     answer_to_continue,
+    is_abandoned,
     message_problem,
     pick_model,
     rewind_for_edit,
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 
 DELTA = Markup('<span hx-swap-oob="beforeend:#text-{}">{}</span>')
 FOLLOW_SECONDS = 0.25  # how often a following tab looks for more of the answer
+EXPIRED = (
+    "This chat has expired (no activity for a long time) or was deleted in another tab, so nothing was sent. "
+    "Your message is still in the box: press New chat and send it there."
+)
 WAITING = Markup('<p id="wait-{}" class="waiting" hx-swap-oob="true">{}</p>')
 
 
@@ -112,22 +117,25 @@ class ChatSocket:
             self.reply.start()
 
     def follow(self, answer: Message) -> None:
-        """Send what is saved of the answer as it grows, until it ends or this socket closes."""
+        """Send the answer as it grows (only the new part is read each time), until it ends or this socket closes."""
         with self.app.app_context():
-            sent = len(answer.content)
+            seen = len(answer.content)
             alive = self.send(render_template("chat/_resumed.html", answer=answer))
             while alive:
                 time.sleep(FOLLOW_SECONDS)
-                current = store().get_message(self.conversation, answer.id)
-                if current is None:
+                new = store().read_message(self.conversation, answer.id, seen)
+                if new is None:
                     return
-                settle_abandoned(store(), current)
-                if current.status != "streaming":  # the finished fragment replaces the whole answer
-                    self.on_event(Event("finished", current))
-                    return
-                if len(current.content) > sent:
-                    alive = self.send(DELTA.format(current.id, current.content[sent:]))
-                    sent = len(current.content)
+                if new.status == "streaming" and not is_abandoned(new):
+                    if new.content:
+                        alive = self.send(DELTA.format(new.id, new.content))
+                        seen += len(new.content)
+                    continue
+                final = store().read_message(self.conversation, answer.id)
+                if final is not None:  # the finished fragment replaces the whole answer
+                    settle_abandoned(store(), final)
+                    self.on_event(Event("finished", final))
+                return
 
     def handle(self, raw: str | bytes) -> None:
         try:
@@ -136,7 +144,9 @@ class ChatSocket:
         except (ValueError, AttributeError):
             self.notice("The chat could not read that message. Reload the page and try again.")
             return
-        if action == "stop":
+        if action != "stop" and not self.refresh_conversation():
+            self.notice(EXPIRED)
+        elif action == "stop":
             self.cancel.set()
             running = self.running_answer()
             if running is not None:  # written by another tab, worker or host
@@ -154,6 +164,14 @@ class ChatSocket:
             self.continue_answer()
         else:
             self.notice(f"Unknown action {action!r}. Reload the page and try again.")
+
+    def refresh_conversation(self) -> bool:
+        """Read the conversation again (another tab may have renamed it or changed its settings);
+        False when it has expired or was deleted meanwhile."""
+        current = store().get_conversation(self.conversation.owner, self.conversation.id)
+        if current is not None:
+            self.conversation = current
+        return current is not None
 
     def send_message(self, text: str, replacing: str = "") -> None:
         """Send a new message, or the edited text of an earlier one (dropping what came after it)."""

@@ -188,6 +188,17 @@ def test_input_problems_get_a_notice(gunicorn_on_fake):
     ws.close()
 
 
+def test_a_chat_deleted_or_expired_while_its_tab_is_open_says_so(gunicorn_on_fake, fake):
+    chat = ChatClient(gunicorn_on_fake.url)
+    ws = chat.connect()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', chat.page()).group(1)
+    chat.http.post(f"{chat.page_url}/delete", data={"csrf_token": token}).raise_for_status()  # another tab
+    act(ws, "send", message="Are you still there?")
+    assert "has expired" in read_until(ws, [], "notice")[-1]
+    assert fake.requests == []
+    ws.close()
+
+
 def test_stop_keeps_the_partial_answer_and_one_answer_at_a_time(gunicorn_on_fake, fake):
     chat = ChatClient(gunicorn_on_fake.url)
     ws = chat.connect()

@@ -1,4 +1,4 @@
-"""The store suite: every store must pass it (SQLite now; Redis joins in a later issue)."""
+"""The store suite: every store must pass it, the SQLite file and the real Redis alike."""
 
 import threading
 import time
@@ -174,3 +174,48 @@ def test_delete_messages_from_a_point(chat_store):
     assert chat_store.messages(conversation) == []
     chat_store.delete_messages_from(conversation, third.id)  # already gone: nothing happens
     assert chat_store.messages(conversation) == []
+
+
+def test_an_answer_grows_by_parts_and_a_follower_reads_only_the_new_part(chat_store):
+    conversation = chat_store.create_conversation("alice")
+    answer = chat_store.add_message(message(conversation, "assistant", "Once ", status="streaming"))
+    start = len(answer.content)
+    for part in ("upon ", "a tïme ", "🦊 there"):
+        answer.meta["saved_at"] = time.time()
+        chat_store.append_to_answer(answer, start, part)
+        start += len(part)
+    assert chat_store.messages(conversation)[0].content == "Once upon a tïme 🦊 there"
+    assert chat_store.messages(conversation)[0].meta["saved_at"] == answer.meta["saved_at"]
+    assert chat_store.read_message(conversation, answer.id).content == "Once upon a tïme 🦊 there"
+    assert chat_store.read_message(conversation, answer.id, 10).content == "a tïme 🦊 there"
+    assert chat_store.read_message(conversation, answer.id, 12).content == "tïme 🦊 there"  # inside a part
+    assert chat_store.read_message(conversation, answer.id, 3).content == "e upon a tïme 🦊 there"
+    assert chat_store.read_message(conversation, answer.id, start).content == ""
+    assert chat_store.read_message(chat_store.create_conversation("alice"), answer.id) is None
+
+    answer.content, answer.status = "Once upon a time there was a fox.", "done"
+    chat_store.update_message(answer)  # the whole content replaces the parts
+    assert chat_store.messages(conversation)[0].content == "Once upon a time there was a fox."
+    assert chat_store.read_message(conversation, answer.id, 17).content == "there was a fox."
+
+
+def test_saving_a_part_costs_the_same_however_long_the_answer(chat_store):
+    """Appending to an answer 20,000 parts long takes no longer than to one 10 parts long."""
+    conversation = chat_store.create_conversation("alice")
+    answer = chat_store.add_message(message(conversation, "assistant", "", status="streaming"))
+    part, start = "x" * 100, 0
+
+    def append(count):
+        nonlocal start
+        began = time.perf_counter()
+        for _ in range(count):
+            chat_store.append_to_answer(answer, start, part)
+            start += len(part)
+        return time.perf_counter() - began
+
+    append(10)
+    short = min(append(100) for _ in range(3))
+    append(20_000 - 310)
+    long = min(append(100) for _ in range(3))
+    assert long < short * 3, (short, long)
+    assert len(chat_store.read_message(conversation, answer.id, start - 150).content) == 150

@@ -2,9 +2,11 @@
 
 Keys (under a prefix): `conv:{id}` a hash of the conversation, `owner:{owner}` a sorted set of its
 conversation ids by last activity, `order:{id}` the list of a conversation's message ids, `msgs:{id}`
-a hash of its messages as JSON by id. A message is appended or rewritten alone, never the whole
-history. Every write gives the conversation's keys the idle time to live again, so a conversation
-expires `idle_seconds` after its last activity.
+a hash of its messages as JSON by id, `parts:{message id}` a sorted set of the parts of an answer being
+written, by the character each begins at. A message is appended or rewritten alone, never the whole
+history, and an answer grows by parts, so saving it costs the same however long it is. Every write
+gives the conversation's keys the idle time to live again, so a conversation expires `idle_seconds`
+after its last activity.
 """
 
 from __future__ import annotations
@@ -110,7 +112,17 @@ class RedisStore:
         return message
 
     def update_message(self, message: Message) -> None:
-        self.db.hset(self._key("msgs", message.conversation_id), message.id, json.dumps(asdict(message)))
+        pipe = self.db.pipeline()  # MULTI: a reader sees the parts or the whole content, never neither
+        pipe.hset(self._key("msgs", message.conversation_id), message.id, json.dumps(asdict(message)))
+        pipe.delete(self._key("parts", message.id))
+        pipe.execute()
+
+    def append_to_answer(self, message: Message, start: int, text: str) -> None:
+        pipe = self.db.pipeline()
+        pipe.zadd(self._key("parts", message.id), {f"{start}:{text}": start})
+        pipe.expire(self._key("parts", message.id), self.idle_seconds)
+        pipe.hset(self._key("msgs", message.conversation_id), message.id, json.dumps(asdict(message)))
+        pipe.execute()
 
     def delete_messages_from(self, conversation: Conversation, message_id: str) -> None:
         ids = self.db.lrange(self._key("order", conversation.id), 0, -1)
@@ -125,9 +137,21 @@ class RedisStore:
         pipe.hdel(self._key("msgs", conversation.id), *ids[keep:])
         pipe.execute()
 
-    def get_message(self, conversation: Conversation, message_id: str) -> Message | None:
-        raw = self.db.hget(self._key("msgs", conversation.id), message_id)
-        return Message(**json.loads(raw)) if raw else None
+    def read_message(self, conversation: Conversation, message_id: str, start: int = 0) -> Message | None:
+        pipe = self.db.pipeline()  # MULTI: the message and its parts as of one moment
+        pipe.hget(self._key("msgs", conversation.id), message_id)
+        parts_key = self._key("parts", message_id)
+        pipe.zrevrangebyscore(parts_key, start, "-inf", start=0, num=1)  # the part `start` falls in
+        pipe.zrangebyscore(parts_key, f"({start}", "+inf")
+        raw, before, after = pipe.execute()
+        if raw is None:
+            return None
+        message = Message(**json.loads(raw))
+        parts = [member.split(":", 1) for member in before + after] if message.status == "streaming" else []
+        begin = max(start, len(message.content))
+        text = "".join(part for _, part in parts)[max(0, begin - int(parts[0][0])) :] if parts else ""
+        message.content = message.content[start:] + text
+        return message
 
     def request_stop(self, message_id: str) -> None:
         self.db.set(self._key("stop", message_id), 1, ex=STOP_SECONDS)
@@ -140,7 +164,8 @@ class RedisStore:
         if not ids:
             return []
         raws = self.db.hmget(self._key("msgs", conversation.id), ids)
-        return [Message(**json.loads(raw)) for raw in raws if raw]
+        found = [Message(**json.loads(raw)) for raw in raws if raw]
+        return [self.read_message(conversation, m.id) or m if m.status == "streaming" else m for m in found]
 
     def forget_idle(self) -> None:
         """Nothing to do: Redis expires idle conversations by itself."""

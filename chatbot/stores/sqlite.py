@@ -1,4 +1,8 @@
-"""The embedded default store: one SQLite file, WAL mode, a connection per thread."""
+"""The embedded default store: one SQLite file, WAL mode, a connection per thread.
+
+An answer being written grows by rows in `answer_parts` (its row in `messages` keeps the content it started
+with), so saving it costs the same however long it is; the whole content is written once, when it ends.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +39,12 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, seq);
 CREATE TABLE IF NOT EXISTS stop_requests (message_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS answer_parts (
+    message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    start INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (message_id, start)
+) WITHOUT ROWID;
 """
 CONVERSATION_COLUMNS = "id, owner, title, created_at, updated_at, settings"
 MESSAGE_COLUMNS = "id, conversation_id, role, content, html, status, error, meta, created_at"
@@ -140,10 +150,28 @@ class SQLiteStore:
         return message
 
     def update_message(self, message: Message) -> None:
-        self._connection().execute(
-            "UPDATE messages SET content = ?, html = ?, status = ?, error = ?, meta = ? WHERE id = ?",
-            (message.content, message.html, message.status, _json(message.error), json.dumps(message.meta), message.id),
-        )
+        db = self._connection()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "UPDATE messages SET content = ?, html = ?, status = ?, error = ?, meta = ? WHERE id = ?",
+                (
+                    message.content,
+                    message.html,
+                    message.status,
+                    _json(message.error),
+                    json.dumps(message.meta),
+                    message.id,
+                ),
+            )
+            db.execute("DELETE FROM answer_parts WHERE message_id = ?", (message.id,))
+
+    def append_to_answer(self, message: Message, start: int, text: str) -> None:
+        db = self._connection()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO answer_parts (message_id, start, text) VALUES (?, ?, ?)", (message.id, start, text))
+            db.execute("UPDATE messages SET meta = ? WHERE id = ?", (json.dumps(message.meta), message.id))
 
     def delete_messages_from(self, conversation: Conversation, message_id: str) -> None:
         self._connection().execute(
@@ -152,16 +180,15 @@ class SQLiteStore:
             (conversation.id, message_id, conversation.id),
         )
 
-    def get_message(self, conversation: Conversation, message_id: str) -> Message | None:
-        row = (
-            self._connection()
-            .execute(
+    def read_message(self, conversation: Conversation, message_id: str, start: int = 0) -> Message | None:
+        db = self._connection()
+        with db:
+            db.execute("BEGIN")  # one snapshot: the row and its parts agree even while the answer ends
+            row = db.execute(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ? AND conversation_id = ?",
                 (message_id, conversation.id),
-            )
-            .fetchone()
-        )
-        return _message(row) if row else None
+            ).fetchone()
+            return _with_parts(db, _message(row), start) if row else None
 
     def request_stop(self, message_id: str) -> None:
         self._connection().execute("INSERT OR IGNORE INTO stop_requests (message_id) VALUES (?)", (message_id,))
@@ -171,11 +198,30 @@ class SQLiteStore:
         return row.fetchone() is not None
 
     def messages(self, conversation: Conversation) -> list[Message]:
-        rows = self._connection().execute(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq",
-            (conversation.id,),
-        )
-        return [_message(row) for row in rows]
+        db = self._connection()
+        with db:
+            db.execute("BEGIN")
+            rows = db.execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq",
+                (conversation.id,),
+            ).fetchall()
+            return [_with_parts(db, _message(row)) for row in rows]
+
+
+def _with_parts(db: sqlite3.Connection, message: Message, start: int = 0) -> Message:
+    """The message with its content from character `start` on, the parts of an answer being written included."""
+    parts = ""
+    if message.status == "streaming":
+        begin = max(start, len(message.content))
+        rows = db.execute(
+            "SELECT start, text FROM answer_parts WHERE message_id = ? AND start >= "
+            "coalesce((SELECT max(start) FROM answer_parts WHERE message_id = ? AND start <= ?), 0) ORDER BY start",
+            (message.id, message.id, begin),
+        ).fetchall()
+        if rows:  # the first part may begin before `begin`
+            parts = "".join(text for _, text in rows)[max(0, begin - rows[0][0]) :]
+    message.content = message.content[start:] + parts
+    return message
 
 
 def _json(value: object) -> str | None:
