@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis
 
 from chatbot import create_app
 from chatbot.local_model import LocalModelServer
@@ -82,6 +83,33 @@ def gunicorn_on_fake(tmp_path_factory, fake_hf):
     )
     with GunicornApp(environment) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def two_instances_on_redis(tmp_path_factory, fake_hf):
+    """Two instances sharing one Redis, as on two hosts: 4 gevent workers, and 4 gthread workers."""
+    url = "redis://127.0.0.1:6379/13"
+    redis.Redis.from_url(url).flushdb()
+    environment = app_environment(
+        tmp_path_factory.mktemp("instances"),
+        API_URL=fake_hf.task_url(),
+        HF_API_TOKEN=TOKEN,
+        READ_TIMEOUT="5",
+        CHAT_STORE_URL=url,
+    )
+    with (
+        GunicornApp({**environment, "WORKER_CLASS": "gevent"}, workers=4) as first,
+        GunicornApp(environment, workers=4) as second,
+    ):
+        yield first, second
+
+
+@pytest.fixture(params=["one instance: gthread, SQLite", "two instances: gevent and gthread, Redis"])
+def instances(request, gunicorn_on_fake):
+    """Where a first tab and a later one open: the same server, or two instances sharing Redis (4 workers each)."""
+    if request.param.startswith("one"):
+        return gunicorn_on_fake, gunicorn_on_fake
+    return request.getfixturevalue("two_instances_on_redis")
 
 
 @pytest.fixture(scope="session")

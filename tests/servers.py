@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -92,6 +93,14 @@ class ChatClient:
         self.page_url = page.url
         self.conversation_id = page.url.rstrip("/").rsplit("/", 1)[-1]
         self.socket_url = base_url.replace("http", "ws", 1) + f"/c/{self.conversation_id}/socket"
+
+    def via(self, base_url: str) -> ChatClient:
+        """The same session and conversation, through another instance (another host behind the balancer)."""
+        other = copy.copy(self)
+        other.base_url = base_url
+        other.page_url = self.page_url.replace(self.base_url, base_url)
+        other.socket_url = self.socket_url.replace(self.base_url.split("//")[1], base_url.split("//")[1])
+        return other
 
     def connect(self, origin: str | None = None) -> websocket.WebSocket:
         cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())

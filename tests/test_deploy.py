@@ -102,10 +102,8 @@ def test_two_instances_share_conversations_through_redis(tmp_path, fake_hf, fake
         chat = ChatClient(first.url)
         fake.reply(tokens=["Started", " on", " one"])
         chat.exchange("Hello from the first")
-        chat.base_url, chat.page_url = second.url, chat.page_url.replace(first.url, second.url)
-        chat.socket_url = chat.socket_url.replace(str(first.port), str(second.port))
         fake.reply(tokens=["Continued", " on", " two"])
-        chat.exchange("And now the second")
-        page = chat.page()
+        chat.via(second.url).exchange("And now the second")
+        page = chat.via(second.url).page()
     assert "Started on one" in page and "Continued on two" in page
     assert "Started on one" in fake.requests[-1].json["inputs"]

@@ -20,8 +20,8 @@ def streamed_text(frames):
     return html.unescape("".join("".join(DELTA.findall(frame)) for frame in frames))
 
 
-def test_a_whole_exchange(gunicorn_on_fake, fake):
-    chat = ChatClient(gunicorn_on_fake.url)
+def test_a_whole_exchange(instances, fake):
+    chat = ChatClient(instances[0].url)
     fake.reply(tokens=["The", " answer", " is", " **42**", " <b>", "."], delay=0.02)
     frames = chat.exchange("What is the answer?")
 
@@ -215,17 +215,18 @@ def test_stop_keeps_the_partial_answer_and_one_answer_at_a_time(gunicorn_on_fake
     assert "word0" in chat.page() and "Again" not in chat.page()
 
 
-def test_closing_the_tab_does_not_lose_the_answer(gunicorn_on_fake, fake):
-    chat = ChatClient(gunicorn_on_fake.url)
+def test_closing_the_tab_does_not_lose_the_answer(instances, fake):
+    chat = ChatClient(instances[0].url)
     ws = chat.connect()
     fake.reply(tokens=["Still", " saved", " after", " you", " left"], delay=0.1)
     act(ws, "send", message="Bye")
     ws.recv()
     ws.close()
     deadline = time.monotonic() + 10
-    while "Still saved after you left" not in chat.page() and time.monotonic() < deadline:
+    later = chat.via(instances[1].url)
+    while "Still saved after you left" not in later.page() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert "Still saved after you left" in chat.page()
+    assert "Still saved after you left" in later.page()
 
 
 def test_regenerate_and_edit_over_the_socket(gunicorn_on_fake, fake):
@@ -275,8 +276,8 @@ def resumed_text(frames):
 TALE = [f" word{i}" for i in range(30)]
 
 
-def test_a_reloaded_tab_follows_the_answer_to_the_end(gunicorn_on_fake, fake):
-    chat = ChatClient(gunicorn_on_fake.url)
+def test_a_reloaded_tab_follows_the_answer_to_the_end(instances, fake):
+    chat = ChatClient(instances[0].url)
     first_tab = chat.connect()
     fake.reply(tokens=TALE, delay=0.1)
     act(first_tab, "send", message="Tell a tale")
@@ -285,8 +286,9 @@ def test_a_reloaded_tab_follows_the_answer_to_the_end(gunicorn_on_fake, fake):
     first_tab.close()  # the tab goes away mid-answer
     time.sleep(0.5)
 
+    chat = chat.via(instances[1].url)  # the reload: maybe another worker, or another instance
     assert 'id="stop-button"' in chat.page()  # the reloaded page shows that the answer is still coming
-    second_tab = chat.connect()  # the reload: maybe another worker
+    second_tab = chat.connect()
     frames = [second_tab.recv()]
     assert "assistant streaming" in frames[0]
     read_until(second_tab, frames, FINISHED)
@@ -299,12 +301,13 @@ def test_a_reloaded_tab_follows_the_answer_to_the_end(gunicorn_on_fake, fake):
     assert whole in chat.page()
 
 
-def test_stop_from_another_tab_stops_the_answer(gunicorn_on_fake, fake):
-    chat = ChatClient(gunicorn_on_fake.url)
+def test_stop_from_another_tab_stops_the_answer(instances, fake):
+    chat = ChatClient(instances[0].url)
     first_tab = chat.connect()
     fake.reply(tokens=TALE, delay=0.2)
     act(first_tab, "send", message="Tell a tale")
     first_tab.recv()
+    chat = chat.via(instances[1].url)
     second_tab = chat.connect()
     frames = [second_tab.recv()]
     act(second_tab, "send", message="Another")
