@@ -75,7 +75,7 @@ class Store(Protocol):
 
     def append_to_answer(self, message: Message, start: int, text: str) -> None:
         """Add `text`, which begins at character `start` of the content, to an answer being written, and
-        save its meta (when it was last saved). Costs the same however long the answer already is."""
+        set its meta "saved_at" to now. Costs the same however long the answer already is."""
 
     def read_message(self, conversation: Conversation, message_id: str, start: int = 0) -> Message | None:
         """One message of the conversation; with `start`, its content only from that character on (what a

@@ -269,7 +269,6 @@ def _add(
     listener(Event("delta", answer.message, text))
     if now - answer.last_save >= settings.save_seconds:
         new = "".join(answer.unsaved)
-        answer.message.meta["saved_at"] = time.time()
         store.append_to_answer(answer.message, answer.saved_length, new)
         answer.saved_length += len(new)
         answer.unsaved.clear()

@@ -39,11 +39,12 @@ def read_until(ws: websocket.WebSocket, frames: list[str], until: str | re.Patte
 class GunicornApp:
     """`gunicorn wsgi:app` with gunicorn.conf.py, on a free port, with the given environment."""
 
-    def __init__(self, environment: dict[str, str], workers: int = 2) -> None:
+    def __init__(self, environment: dict[str, str], workers: int = 2, log: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.environment = {**os.environ, **environment, "WEB_CONCURRENCY": str(workers)}
         self.process: subprocess.Popen | None = None
+        self.log = log  # where gunicorn's output goes (nowhere by default)
 
     def start(self) -> GunicornApp:
         command = [
@@ -56,9 +57,10 @@ class GunicornApp:
             f"127.0.0.1:{self.port}",
             "wsgi:app",
         ]
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=self.environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        output = self.log.open("ab") if self.log else subprocess.DEVNULL
+        self.process = subprocess.Popen(command, cwd=ROOT, env=self.environment, stdout=output, stderr=output)
+        if self.log:
+            output.close()  # gunicorn has its own copy
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

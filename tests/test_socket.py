@@ -336,9 +336,7 @@ def test_an_answer_whose_writer_went_away_is_marked_interrupted(tmp_path, fake_h
         )
     )
     with GunicornApp(environment, workers=1) as restarted:
-        chat.base_url = restarted.url
-        chat.page_url = chat.page_url.replace(server.url, restarted.url)
-        chat.socket_url = chat.socket_url.replace(str(server.port), str(restarted.port))
+        chat = chat.via(restarted.url)
         ws = chat.connect()
         finished = ws.recv()
         ws.close()
@@ -349,4 +347,4 @@ def test_an_answer_whose_writer_went_away_is_marked_interrupted(tmp_path, fake_h
 
 def _owner(store):
     """The one browser session of a fresh store."""
-    return store._connection().execute("SELECT owner FROM conversations").fetchone()[0]
+    return store._query("SELECT owner FROM conversations")[0][0]

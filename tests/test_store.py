@@ -181,9 +181,9 @@ def test_an_answer_grows_by_parts_and_a_follower_reads_only_the_new_part(chat_st
     answer = chat_store.add_message(message(conversation, "assistant", "Once ", status="streaming"))
     start = len(answer.content)
     for part in ("upon ", "a tïme ", "🦊 there"):
-        answer.meta["saved_at"] = time.time()
         chat_store.append_to_answer(answer, start, part)
         start += len(part)
+    assert time.time() - answer.meta["saved_at"] < 1
     assert chat_store.messages(conversation)[0].content == "Once upon a tïme 🦊 there"
     assert chat_store.messages(conversation)[0].meta["saved_at"] == answer.meta["saved_at"]
     assert chat_store.read_message(conversation, answer.id).content == "Once upon a tïme 🦊 there"
@@ -219,3 +219,24 @@ def test_saving_a_part_costs_the_same_however_long_the_answer(chat_store):
     long = min(append(100) for _ in range(3))
     assert long < short * 3, (short, long)
     assert len(chat_store.read_message(conversation, answer.id, start - 150).content) == 150
+
+
+def test_many_requests_at_once_wait_for_a_connection_instead_of_failing(chat_store):
+    """A burst of sockets opening at once (gevent: hundreds per worker) must not exhaust the store's connections."""
+    conversation = chat_store.create_conversation("alice")
+    start, failures = threading.Barrier(300), []
+
+    def read():
+        start.wait()
+        try:
+            for _ in range(5):
+                chat_store.get_conversation("alice", conversation.id)
+        except Exception as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=read) for _ in range(300)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

@@ -20,13 +20,22 @@ import redis
 from chatbot.conversations import Conversation, Message, new_id
 
 STOP_SECONDS = 3600  # a stop request outlives any answer
+MAX_CONNECTIONS = 64  # per process; every call holds one only for its round trip
 
 
 class RedisStore:
     """Conversations in Redis; every worker on every host sees the same ones."""
 
     def __init__(self, url: str, prefix: str = "chat:", idle_seconds: float = 30 * 86400) -> None:
-        self.db = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=10,  # a burst waits for a free connection instead of failing
+            decode_responses=True,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+        )
+        self.db = redis.Redis(connection_pool=pool)
         self.prefix = prefix
         self.idle_seconds = int(idle_seconds)
 
@@ -118,6 +127,7 @@ class RedisStore:
         pipe.execute()
 
     def append_to_answer(self, message: Message, start: int, text: str) -> None:
+        message.meta["saved_at"] = time.time()
         pipe = self.db.pipeline()
         pipe.zadd(self._key("parts", message.id), {f"{start}:{text}": start})
         pipe.expire(self._key("parts", message.id), self.idle_seconds)

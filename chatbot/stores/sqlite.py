@@ -1,16 +1,19 @@
-"""The embedded default store: one SQLite file, WAL mode, a connection per thread.
+"""The embedded default store: one SQLite file, WAL mode, a small pool of connections.
 
-An answer being written grows by rows in `answer_parts` (its row in `messages` keeps the content it started
-with), so saving it costs the same however long it is; the whole content is written once, when it ends.
+An answer being written grows by rows in `answer_parts`, one INSERT each (its row in `messages` keeps the
+content and meta it started with; the newest part tells when it was last saved), so saving it costs the same
+however long it is; the whole content is written once, when it ends.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import sqlite3
-import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from chatbot.conversations import Conversation, Message, new_id
 
@@ -43,9 +46,11 @@ CREATE TABLE IF NOT EXISTS answer_parts (
     message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
     start INTEGER NOT NULL,
     text TEXT NOT NULL,
+    saved_at REAL NOT NULL,
     PRIMARY KEY (message_id, start)
 ) WITHOUT ROWID;
 """
+KEEP_CONNECTIONS = 8  # idle connections kept open for the next call
 CONVERSATION_COLUMNS = "id, owner, title, created_at, updated_at, settings"
 MESSAGE_COLUMNS = "id, conversation_id, role, content, html, status, error, meta, created_at"
 
@@ -58,27 +63,45 @@ class SQLiteStore:
         self.idle_seconds = idle_seconds
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
-        self._local = threading.local()
-        with self._connection() as db:
+        self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        with self._transaction() as db:
             db.executescript(SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
             if "settings" not in columns:  # a file made before conversations had settings
                 db.execute("ALTER TABLE conversations ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'")
 
-    def _connection(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection from the pool for one call (a thread or greenlet per socket must not each keep one)."""
+        try:
+            db = self._idle.get_nowait()
+        except queue.Empty:
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
-            self._local.db = db
-        return db
+        try:
+            yield db
+        finally:
+            if self._idle.qsize() < KEEP_CONNECTIONS:
+                self._idle.put(db)
+            else:
+                db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A connection whose statements commit together when the block ends (BEGIN is the caller's)."""
+        with self._connection() as db, db:
+            yield db
+
+    def _query(self, sql: str, parameters: tuple = ()) -> list[tuple]:
+        """One statement on its own; its rows."""
+        with self._connection() as db:
+            return db.execute(sql, parameters).fetchall()
 
     def forget_idle(self) -> None:
-        db = self._connection()
         cutoff = time.time() - self.idle_seconds
-        with db:
+        with self._transaction() as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute(
                 "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE updated_at < ?)",
@@ -87,44 +110,39 @@ class SQLiteStore:
             db.execute("DELETE FROM conversations WHERE updated_at < ?", (cutoff,))
 
     def ping(self) -> None:
-        self._connection().execute("SELECT count(*) FROM conversations").fetchone()
+        self._query("SELECT count(*) FROM conversations")
 
     def create_conversation(self, owner: str, title: str = "New chat") -> Conversation:
         self.forget_idle()  # new chats are rare enough to pay for the clean-up
         conversation = Conversation(id=new_id(), owner=owner, title=title)
-        self._connection().execute(
+        self._query(
             f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
             (conversation.id, owner, title, conversation.created_at, conversation.updated_at, "{}"),
         )
         return conversation
 
     def get_conversation(self, owner: str, conversation_id: str) -> Conversation | None:
-        row = (
-            self._connection()
-            .execute(
-                f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND owner = ?", (conversation_id, owner)
-            )
-            .fetchone()
+        rows = self._query(
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND owner = ?", (conversation_id, owner)
         )
-        return _conversation(row) if row else None
+        return _conversation(rows[0]) if rows else None
 
     def list_conversations(self, owner: str) -> list[Conversation]:
-        rows = self._connection().execute(
+        rows = self._query(
             f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE owner = ? ORDER BY updated_at DESC",
             (owner,),
         )
         return [_conversation(row) for row in rows]
 
     def delete_conversation(self, conversation: Conversation) -> None:
-        db = self._connection()
-        with db:
+        with self._transaction() as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation.id,))
             db.execute("DELETE FROM conversations WHERE id = ?", (conversation.id,))
 
     def search_conversations(self, owner: str, text: str) -> list[Conversation]:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self._connection().execute(
+        rows = self._query(
             f"SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE owner = ? AND (title LIKE ? ESCAPE '\\' "
             "OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.content LIKE ? ESCAPE '\\')) "
             "ORDER BY updated_at DESC",
@@ -133,14 +151,13 @@ class SQLiteStore:
         return [_conversation(row) for row in rows]
 
     def update_conversation(self, conversation: Conversation) -> None:
-        self._connection().execute(
+        self._query(
             "UPDATE conversations SET title = ?, settings = ? WHERE id = ?",
             (conversation.title, json.dumps(conversation.settings), conversation.id),
         )
 
     def add_message(self, message: Message) -> Message:
-        db = self._connection()
-        with db:
+        with self._transaction() as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute(
                 f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -150,8 +167,7 @@ class SQLiteStore:
         return message
 
     def update_message(self, message: Message) -> None:
-        db = self._connection()
-        with db:
+        with self._transaction() as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute(
                 "UPDATE messages SET content = ?, html = ?, status = ?, error = ?, meta = ? WHERE id = ?",
@@ -167,22 +183,21 @@ class SQLiteStore:
             db.execute("DELETE FROM answer_parts WHERE message_id = ?", (message.id,))
 
     def append_to_answer(self, message: Message, start: int, text: str) -> None:
-        db = self._connection()
-        with db:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT INTO answer_parts (message_id, start, text) VALUES (?, ?, ?)", (message.id, start, text))
-            db.execute("UPDATE messages SET meta = ? WHERE id = ?", (json.dumps(message.meta), message.id))
+        message.meta["saved_at"] = time.time()
+        self._query(
+            "INSERT INTO answer_parts (message_id, start, text, saved_at) VALUES (?, ?, ?, ?)",
+            (message.id, start, text, message.meta["saved_at"]),
+        )
 
     def delete_messages_from(self, conversation: Conversation, message_id: str) -> None:
-        self._connection().execute(
+        self._query(
             "DELETE FROM messages WHERE conversation_id = ? AND seq >= "
             "(SELECT seq FROM messages WHERE id = ? AND conversation_id = ?)",
             (conversation.id, message_id, conversation.id),
         )
 
     def read_message(self, conversation: Conversation, message_id: str, start: int = 0) -> Message | None:
-        db = self._connection()
-        with db:
+        with self._transaction() as db:
             db.execute("BEGIN")  # one snapshot: the row and its parts agree even while the answer ends
             row = db.execute(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ? AND conversation_id = ?",
@@ -191,15 +206,13 @@ class SQLiteStore:
             return _with_parts(db, _message(row), start) if row else None
 
     def request_stop(self, message_id: str) -> None:
-        self._connection().execute("INSERT OR IGNORE INTO stop_requests (message_id) VALUES (?)", (message_id,))
+        self._query("INSERT OR IGNORE INTO stop_requests (message_id) VALUES (?)", (message_id,))
 
     def stop_requested(self, message_id: str) -> bool:
-        row = self._connection().execute("SELECT 1 FROM stop_requests WHERE message_id = ?", (message_id,))
-        return row.fetchone() is not None
+        return bool(self._query("SELECT 1 FROM stop_requests WHERE message_id = ?", (message_id,)))
 
     def messages(self, conversation: Conversation) -> list[Message]:
-        db = self._connection()
-        with db:
+        with self._transaction() as db:
             db.execute("BEGIN")
             rows = db.execute(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq",
@@ -214,12 +227,13 @@ def _with_parts(db: sqlite3.Connection, message: Message, start: int = 0) -> Mes
     if message.status == "streaming":
         begin = max(start, len(message.content))
         rows = db.execute(
-            "SELECT start, text FROM answer_parts WHERE message_id = ? AND start >= "
+            "SELECT start, text, saved_at FROM answer_parts WHERE message_id = ? AND start >= "
             "coalesce((SELECT max(start) FROM answer_parts WHERE message_id = ? AND start <= ?), 0) ORDER BY start",
             (message.id, message.id, begin),
         ).fetchall()
-        if rows:  # the first part may begin before `begin`
-            parts = "".join(text for _, text in rows)[max(0, begin - rows[0][0]) :]
+        if rows:  # the first part may begin before `begin`; the last is the newest
+            parts = "".join(text for _, text, _ in rows)[max(0, begin - rows[0][0]) :]
+            message.meta["saved_at"] = rows[-1][2]
     message.content = message.content[start:] + parts
     return message
 

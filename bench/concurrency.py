@@ -1,0 +1,229 @@
+"""Concurrency: how many chats stream at once through one machine with every token delivered, the delay each
+token picks up on the way through the app, and the memory an open idle socket costs.
+
+Run (each line one result, appended to bench/concurrency.jsonl for bench/plot.py):
+  .venv/bin/python bench/concurrency.py --worker-class gevent --streams 100 250 500 1000 --rate 20 --tokens 200
+  .venv/bin/python bench/concurrency.py --worker-class gthread --idle 500
+
+The backend (bench/backend.py, its own process) writes each token's send time into its text; the client
+(asyncio, one process, one session and one conversation per chat) notes when each token arrives, so a
+token's delay is everything between the backend and the browser: the app's parsing, coalescing (up to
+40 ms by design), saving and the socket. The app runs under gunicorn with 2 workers (one per core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import redis
+from websockets.asyncio.client import connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.backend import StreamingBackend  # noqa: E402
+from tests.servers import FINISHED, ChatClient, GunicornApp  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "concurrency.jsonl"
+DELTA = re.compile(r'<span hx-swap-oob="beforeend:#text-[\w-]+">([^<]*)</span>')
+STAMP = re.compile(r"\d{16}")
+REDIS_URL = "redis://127.0.0.1:6379/12"
+LOG = Path(tempfile.gettempdir()) / "bench-gunicorn.log"
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (gunicorn's workers) so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid, *children(pid)]
+    for each in pids:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def resident_kib(pids: list[int]) -> int:
+    """Resident memory of the processes, in KiB."""
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+class Chat:
+    """One browser's chat: its own session and conversation, and what arrived of its answer."""
+
+    def __init__(self, client: ChatClient) -> None:
+        self.url = client.socket_url
+        self.origin = client.base_url
+        self.cookie = "; ".join(f"{k}={v}" for k, v in client.http.cookies.items())
+        self.delays: list[float] = []
+        self.status = "not finished"
+
+    def open(self):  # type: ignore[no-untyped-def]
+        return connect(
+            self.url,
+            origin=self.origin,
+            additional_headers={"Cookie": self.cookie},
+            open_timeout=120,
+            ping_interval=None,
+            max_size=None,
+        )
+
+    async def ask(self, start_after: float, timeout: float) -> None:
+        await asyncio.sleep(start_after)
+        try:
+            async with self.open() as ws:
+                await ws.send(json.dumps({"action": "send", "message": "Hello"}))
+                while True:
+                    frame = await asyncio.wait_for(ws.recv(), timeout)
+                    arrived = time.time_ns() // 1000
+                    for text in DELTA.findall(frame):
+                        self.delays += [(arrived - int(stamp)) / 1000 for stamp in STAMP.findall(text)]
+                    if finished := FINISHED.search(frame):
+                        self.status = finished.group(2)
+                        return
+        except Exception as error:  # counted as a chat not held
+            self.status = f"{type(error).__name__}: {error}"[:120]
+
+
+def make_chats(app_url: str, count: int) -> list[Chat]:
+    """`count` browsers, each with a session and a new conversation (made before the clock starts)."""
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(lambda _: Chat(ChatClient(app_url)), range(count)))
+
+
+def app_environment(folder: str, backend: StreamingBackend, options: argparse.Namespace) -> dict[str, str]:
+    store = f"sqlite:///{folder}/bench.sqlite3" if options.store == "sqlite" else REDIS_URL
+    if options.store == "redis":
+        redis.Redis.from_url(REDIS_URL).flushdb()
+    return {
+        "SECRET_KEY": "bench",
+        "CHAT_STORE_URL": store,
+        "API_URL": backend.url,
+        "HF_API_TOKEN": "bench",
+        "HF_ENDPOINT": backend.url.split("/models")[0],
+        "CHAT_HUB_CACHE": folder,
+        "WORKER_CLASS": options.worker_class,
+        "GUNICORN_THREADS": str(options.threads),
+        "WORKER_CONNECTIONS": "4000",
+        "READ_TIMEOUT": "300",
+    }
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_streams(app: GunicornApp, backend: StreamingBackend, count: int, options: argparse.Namespace) -> dict:
+    chats = make_chats(app.url, count)
+    started = time.monotonic()
+    before = [cpu_seconds(app.process.pid), cpu_seconds(backend.process.pid), own_cpu_seconds()]
+
+    async def all_chats() -> None:
+        answer_seconds = options.tokens / options.rate if options.rate else 60
+        timeout = answer_seconds + 120
+        await asyncio.gather(*(chat.ask(options.ramp * i / count, timeout) for i, chat in enumerate(chats)))
+
+    asyncio.run(all_chats())
+    wall = time.monotonic() - started
+    after = [cpu_seconds(app.process.pid), cpu_seconds(backend.process.pid), own_cpu_seconds()]
+    spent = (round(100 * (end - begin) / wall) for begin, end in zip(before, after, strict=True))
+    app_cpu, backend_cpu, client_cpu = spent
+    delays = [delay for chat in chats for delay in chat.delays]
+    held = sum(chat.status == "done" and len(chat.delays) == options.tokens for chat in chats)
+    failures = sorted({chat.status for chat in chats if chat.status != "done"})
+    return {
+        "streams": count,
+        "held": held,
+        "tokens_delivered": len(delays),
+        "tokens_expected": count * options.tokens,
+        "delay_p50_ms": round(percentile(delays, 0.5), 1),
+        "delay_p99_ms": round(percentile(delays, 0.99), 1),
+        "delay_max_ms": round(max(delays, default=float("nan")), 1),
+        "tokens_per_second": round(len(delays) / wall),
+        "wall_seconds": round(wall, 1),
+        "app_cpu_percent": app_cpu,  # of 200 (2 cores)
+        "backend_cpu_percent": backend_cpu,
+        "client_cpu_percent": client_cpu,
+        "failures": failures[:3],
+    }
+
+
+def run_idle(app: GunicornApp, count: int) -> dict:
+    chats = make_chats(app.url, count)
+    workers = children(app.process.pid)
+    before = resident_kib(workers)
+
+    async def hold_open() -> int:
+        sockets = await asyncio.gather(*(chat.open() for chat in chats))
+        await asyncio.sleep(3)
+        after = resident_kib(workers)
+        await asyncio.gather(*(ws.close() for ws in sockets))
+        return after
+
+    after = asyncio.run(hold_open())
+    return {
+        "idle_sockets": count,
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "kib_per_socket": round((after - before) / count, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker-class", choices=["gthread", "gevent"], default="gevent")
+    parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite")
+    parser.add_argument("--streams", type=int, nargs="*", default=[100])
+    parser.add_argument("--idle", type=int, default=0, help="open this many idle sockets and measure memory instead")
+    parser.add_argument("--tokens", type=int, default=200, help="tokens per answer")
+    parser.add_argument("--rate", type=float, default=20.0, help="tokens per second per answer; 0: as fast as it can")
+    parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which the chats start")
+    parser.add_argument("--threads", type=int, default=600, help="gthread: threads per worker (a socket holds one)")
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder, StreamingBackend(options.tokens, options.rate) as backend:
+        LOG.unlink(missing_ok=True)
+        with GunicornApp(app_environment(folder, backend, options), workers=2, log=LOG) as app:
+            setting = {"worker_class": options.worker_class, "store": options.store}
+            print(f"gunicorn's log: {LOG}")
+            if options.idle:
+                results = [{**setting, **run_idle(app, options.idle)}]
+            else:
+                setting |= {"rate": options.rate, "tokens": options.tokens}
+                results = [{**setting, **run_streams(app, backend, count, options)} for count in options.streams]
+    with RESULTS.open("a") as out:
+        for result in results:
+            print(json.dumps(result))
+            out.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
