@@ -83,3 +83,17 @@ class StreamingBackend:
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
         self.process.join(5)
+
+
+def app_environment(folder: str, backend: StreamingBackend, **settings: str) -> dict[str, str]:
+    """The app's environment for a benchmark: this backend, a SQLite store in `folder`, and `settings` on top."""
+    return {
+        "SECRET_KEY": "bench",
+        "CHAT_STORE_URL": f"sqlite:///{folder}/bench.sqlite3",
+        "API_URL": backend.url,
+        "HF_API_TOKEN": "bench",
+        "HF_ENDPOINT": backend.url.split("/models")[0],  # no Hub lookups leave the machine
+        "CHAT_HUB_CACHE": folder,
+        "READ_TIMEOUT": "300",
+        **settings,
+    }

@@ -30,7 +30,7 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.backend import StreamingBackend  # noqa: E402
+from bench.backend import StreamingBackend, app_environment  # noqa: E402
 from tests.servers import FINISHED, ChatClient, GunicornApp  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "concurrency.jsonl"
@@ -119,22 +119,18 @@ def make_chats(app_url: str, count: int) -> list[Chat]:
         return list(pool.map(lambda _: Chat(ChatClient(app_url)), range(count)))
 
 
-def app_environment(folder: str, backend: StreamingBackend, options: argparse.Namespace) -> dict[str, str]:
-    store = f"sqlite:///{folder}/bench.sqlite3" if options.store == "sqlite" else REDIS_URL
-    if options.store == "redis":
-        redis.Redis.from_url(REDIS_URL).flushdb()
-    return {
-        "SECRET_KEY": "bench",
-        "CHAT_STORE_URL": store,
-        "API_URL": backend.url,
-        "HF_API_TOKEN": "bench",
-        "HF_ENDPOINT": backend.url.split("/models")[0],
-        "CHAT_HUB_CACHE": folder,
+def settings(options: argparse.Namespace) -> dict[str, str]:
+    """The app's settings for this run: its worker class and store."""
+    chosen = {
         "WORKER_CLASS": options.worker_class,
         "GUNICORN_THREADS": str(options.threads),
         "WORKER_CONNECTIONS": "4000",
-        "READ_TIMEOUT": "300",
     }
+    if options.store == "redis":
+        with redis.Redis.from_url(REDIS_URL) as client:
+            client.flushdb()
+        chosen["CHAT_STORE_URL"] = REDIS_URL
+    return chosen
 
 
 def own_cpu_seconds() -> float:
@@ -208,10 +204,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="tokens per second per answer; 0: as fast as it can")
     parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which the chats start")
     parser.add_argument("--threads", type=int, default=600, help="gthread: threads per worker (a socket holds one)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the file each result line is appended to")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, StreamingBackend(options.tokens, options.rate) as backend:
         LOG.unlink(missing_ok=True)
-        with GunicornApp(app_environment(folder, backend, options), workers=2, log=LOG) as app:
+        with GunicornApp(app_environment(folder, backend, **settings(options)), workers=2, log=LOG) as app:
             setting = {"worker_class": options.worker_class, "store": options.store}
             print(f"gunicorn's log: {LOG}")
             if options.idle:
@@ -219,7 +216,7 @@ def main() -> None:
             else:
                 setting |= {"rate": options.rate, "tokens": options.tokens}
                 results = [{**setting, **run_streams(app, backend, count, options)} for count in options.streams]
-    with RESULTS.open("a") as out:
+    with options.results.open("a") as out:
         for result in results:
             print(json.dumps(result))
             out.write(json.dumps(result) + "\n")

@@ -1,9 +1,10 @@
 """Relay speed: tokens per second and time to first token through the app's WebSocket, against the backend alone.
 
-Run: .venv/bin/python bench/relay.py [--tokens 4000] [--runs 20]
-The backend is the test fake streaming as fast as it can (TGI's wire format); the app runs under gunicorn
-(gunicorn.conf.py, 2 gthread workers) on 127.0.0.1. "Alone" reads the same stream with the app's own client
-(inference.stream_reply), so the difference is what the app adds: storage, coalescing, rendering, the socket.
+Run: .venv/bin/python bench/relay.py [--tokens 4000] [--runs 20] [--rate 0]
+The backend (bench/backend.py, TGI's wire format) streams as fast as it can, or at --rate tokens per second;
+the app runs under gunicorn (gunicorn.conf.py, 2 gthread workers) on 127.0.0.1. "Alone" reads the same
+stream with the app's own client (inference.stream_reply), so the difference is what the app adds:
+storage, coalescing, rendering, the socket.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.backend import StreamingBackend, app_environment  # noqa: E402
 from chatbot.services.inference import Backend, Parameters, build_request, stream_reply  # noqa: E402
-from tests.fakes.hf_server import TOKEN, FakeHuggingFace  # noqa: E402
 from tests.servers import FINISHED, ChatClient, GunicornApp  # noqa: E402
 
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -30,10 +31,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def backend_alone(fake: FakeHuggingFace, tokens: list[str]) -> tuple[float, float]:
-    """(seconds to the first token, seconds for all) reading the fake directly."""
-    fake.reply(tokens=tokens)
-    backend = Backend(api="text-generation", url=fake.task_url(), model_id="google/gemma-7b-it", token=TOKEN)
+def backend_alone(streaming: StreamingBackend) -> tuple[float, float]:
+    """(seconds to the first token, seconds for all) reading the backend directly."""
+    backend = Backend(api="text-generation", url=streaming.url, model_id="google/gemma-7b-it", token="bench")
     started = time.perf_counter()
     first = None
     for _ in stream_reply(build_request(backend, Parameters(), HELLO), backend):
@@ -41,9 +41,8 @@ def backend_alone(fake: FakeHuggingFace, tokens: list[str]) -> tuple[float, floa
     return first or 0.0, time.perf_counter() - started
 
 
-def through_the_app(chat: ChatClient, ws, fake: FakeHuggingFace, tokens: list[str]) -> tuple[float, float]:
+def through_the_app(ws) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """(seconds to the first text fragment, seconds to the finished answer) through the socket."""
-    fake.reply(tokens=tokens)
     started = time.perf_counter()
     ws.send(json.dumps({"action": "send", "message": "Hello"}))
     first = None
@@ -59,28 +58,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=4000)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=0.0, help="tokens per second; 0: as fast as it can")
     options = parser.parse_args()
-    tokens = [f" w{i}" for i in range(options.tokens)]
-    with tempfile.TemporaryDirectory() as folder, FakeHuggingFace() as fake:
-        environment = {
-            "SECRET_KEY": "bench",
-            "CHAT_STORE_URL": f"sqlite:///{folder}/bench.sqlite3",
-            "API_URL": fake.task_url(),
-            "HF_API_TOKEN": TOKEN,
-            "MAX_NEW_TOKENS": str(options.tokens),
-        }
-        with GunicornApp(environment) as app:
+    with tempfile.TemporaryDirectory() as folder, StreamingBackend(options.tokens, options.rate) as backend:
+        with GunicornApp(app_environment(folder, backend, MAX_NEW_TOKENS=str(options.tokens))) as app:
             chat = ChatClient(app.url)
             ws = chat.connect()
-            alone = [backend_alone(fake, tokens) for _ in range(options.runs)]
-            relayed = [through_the_app(chat, ws, fake, tokens) for _ in range(options.runs)]
+            alone = [backend_alone(backend) for _ in range(options.runs)]
+            relayed = [through_the_app(ws) for _ in range(options.runs)]
             ws.close()
     alone_rate = options.tokens / statistics.median(total for _, total in alone)
     app_rate = options.tokens / statistics.median(total for _, total in relayed)
     extra = [app_first - direct_first for (direct_first, _), (app_first, _) in zip(alone, relayed, strict=True)]
     alone_first = statistics.median(first for first, _ in alone) * 1000
     app_first = statistics.median(first for first, _ in relayed) * 1000
-    print(f"{options.tokens} tokens, {options.runs} runs each (medians)")
+    pace = f"{options.rate:g} tokens/s" if options.rate else "as fast as it can"
+    print(f"{options.tokens} tokens ({pace}), {options.runs} runs each (medians)")
     print(f"backend alone : {alone_rate:10,.0f} tokens/s, first token {alone_first:6.1f} ms")
     print(f"through app   : {app_rate:10,.0f} tokens/s, first token {app_first:6.1f} ms")
     print(f"relay ratio   : {app_rate / alone_rate:.2f}")

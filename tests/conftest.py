@@ -89,7 +89,8 @@ def gunicorn_on_fake(tmp_path_factory, fake_hf):
 def two_instances_on_redis(tmp_path_factory, fake_hf):
     """Two instances sharing one Redis, as on two hosts: 4 gevent workers, and 4 gthread workers."""
     url = "redis://127.0.0.1:6379/13"
-    redis.Redis.from_url(url).flushdb()
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
     environment = app_environment(
         tmp_path_factory.mktemp("instances"),
         API_URL=fake_hf.task_url(),

@@ -70,12 +70,17 @@ class GunicornApp:
                 return self
             except requests.ConnectionError:
                 time.sleep(0.1)
-        raise RuntimeError("gunicorn did not start")
+        self.stop()
+        raise RuntimeError("gunicorn did not start within 30 s")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=15)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:  # never leave a server behind
+                self.process.kill()
+                self.process.wait()
 
     def __enter__(self) -> GunicornApp:
         return self.start()

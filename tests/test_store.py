@@ -37,6 +37,7 @@ def make_store(request, sqlite_path):
             keys = list(store.db.scan_iter(store.prefix + "*"))
             if keys:
                 store.db.delete(*keys)
+            store.db.connection_pool.disconnect()
 
 
 @pytest.fixture

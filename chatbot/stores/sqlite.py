@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,7 +51,7 @@ CREATE TABLE IF NOT EXISTS answer_parts (
     PRIMARY KEY (message_id, start)
 ) WITHOUT ROWID;
 """
-KEEP_CONNECTIONS = 8  # idle connections kept open for the next call
+POOL_SIZE = 16  # connections per process; SQLite writes one at a time anyway
 CONVERSATION_COLUMNS = "id, owner, title, created_at, updated_at, settings"
 MESSAGE_COLUMNS = "id, conversation_id, role, content, html, status, error, meta, created_at"
 
@@ -64,6 +65,8 @@ class SQLiteStore:
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._opening = threading.Lock()
+        self._opened = 0
         with self._transaction() as db:
             db.executescript(SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
@@ -72,21 +75,26 @@ class SQLiteStore:
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        """A connection from the pool for one call (a thread or greenlet per socket must not each keep one)."""
+        """A connection from the pool for one call: a thread or greenlet per socket must not each keep one,
+        and a burst waits for a free connection rather than opening more to fight over the file's lock."""
         try:
             db = self._idle.get_nowait()
         except queue.Empty:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
+            with self._opening:
+                db = self._open() if self._opened < POOL_SIZE else None
+                self._opened += db is not None
+            db = db or self._idle.get(timeout=30)
         try:
             yield db
         finally:
-            if self._idle.qsize() < KEEP_CONNECTIONS:
-                self._idle.put(db)
-            else:
-                db.close()
+            self._idle.put(db)
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -1,0 +1,42 @@
+"""The benchmark scripts still run and their backend still speaks what the app reads (figures: bench/RESULTS.md)."""
+
+import json
+import subprocess
+import sys
+
+from tests.servers import ROOT
+
+
+def run(*arguments: str) -> str:
+    done = subprocess.run(
+        [sys.executable, *arguments], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_the_concurrency_benchmark_delivers_every_token(tmp_path):
+    results = tmp_path / "results.jsonl"
+    run(
+        "bench/concurrency.py",
+        "--streams",
+        "5",
+        "--tokens",
+        "30",
+        "--rate",
+        "0",
+        "--ramp",
+        "0.5",
+        "--results",
+        str(results),
+    )
+    run("bench/concurrency.py", "--idle", "5", "--results", str(results))
+    streaming, idle = (json.loads(line) for line in results.read_text().splitlines())
+    assert streaming["held"] == 5 and streaming["tokens_delivered"] == 150, streaming
+    assert 0 <= streaming["delay_p50_ms"] <= streaming["delay_p99_ms"] < 5000
+    assert idle["idle_sockets"] == 5 and idle["rss_after_kib"] > 0
+
+
+def test_the_relay_benchmark_compares_the_app_with_the_backend_alone():
+    printed = run("bench/relay.py", "--tokens", "50", "--runs", "2")
+    assert "relay ratio" in printed and "extra time to first token" in printed
