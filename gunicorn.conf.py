@@ -1,10 +1,15 @@
-"""gunicorn settings. Sockets hold a thread each: gthread, never the sync worker."""
+"""gunicorn settings, from the environment or .env. An open chat holds a thread (gthread, the default)
+or a greenlet (gevent); never the sync worker, where one open chat would hold a whole process."""
 
 import os
 
+from dotenv import load_dotenv
+
+load_dotenv()
+
 bind = os.environ.get("BIND", "127.0.0.1:8000")
-# gthread: a thread per open chat, GUNICORN_THREADS of them per worker. For thousands of open sockets set
-# WORKER_CLASS=gevent (pip install gevent; each socket is then a greenlet, not a thread).
+# gthread: a thread per open chat, GUNICORN_THREADS of them per worker; fine up to a few hundred chats.
+# gevent: a greenlet per open chat, WORKER_CONNECTIONS per worker; for hundreds to thousands (bench/RESULTS.md).
 worker_class = os.environ.get("WORKER_CLASS", "gthread")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "32"))  # open chats per worker (gthread)
@@ -21,11 +26,8 @@ def on_starting(server):
     """Check the configuration once, in the master: a bad value stops start-up with one line."""
     import sys
 
-    from dotenv import load_dotenv
-
     from config import ConfigError, load_config
 
-    load_dotenv()
     try:
         load_config()
     except ConfigError as error:

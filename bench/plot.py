@@ -51,8 +51,11 @@ def svg(lines: dict[str, list[tuple[int, float, bool]]]) -> str:
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_width}" y1="{y(decade)}" y2="{y(decade)}" stroke="#ddd"/>')
         parts.append(f'<text x="{LEFT - 8}" y="{y(decade) + 4}" text-anchor="end">{decade:,}</text>')
         decade *= 10
+    labelled = -math.inf
     for streams in sorted({s for points in lines.values() for s, _, _ in points}):
-        parts.append(f'<text x="{x(streams)}" y="{TOP + plot_height + 18}" text-anchor="middle">{streams:,}</text>')
+        if x(streams) - labelled >= 32:  # labels that would overlap are left out
+            parts.append(f'<text x="{x(streams)}" y="{TOP + plot_height + 18}" text-anchor="middle">{streams:,}</text>')
+            labelled = x(streams)
     parts.append(
         f'<text x="{LEFT + plot_width / 2}" y="{HEIGHT - 10}" text-anchor="middle">chats streaming at once '
         "(2 workers, 2 cores shared with the backend and the client)</text>"

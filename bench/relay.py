@@ -62,9 +62,8 @@ def main() -> None:
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, StreamingBackend(options.tokens, options.rate) as backend:
         with GunicornApp(app_environment(folder, backend, MAX_NEW_TOKENS=str(options.tokens))) as app:
-            chat = ChatClient(app.url)
-            ws = chat.connect()
             alone = [backend_alone(backend) for _ in range(options.runs)]
+            ws = ChatClient(app.url).connect()  # now: an unread socket would miss the server's pings
             relayed = [through_the_app(ws) for _ in range(options.runs)]
             ws.close()
     alone_rate = options.tokens / statistics.median(total for _, total in alone)
