@@ -62,16 +62,14 @@ class GunicornApp:
         if self.log:
             output.close()  # gunicorn has its own copy
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}")
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
-                requests.get(self.url + "/static/css/chat.css", timeout=1)
+                requests.get(self.url + "/static/css/chat.css", timeout=2)
                 return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or no worker has booted to answer
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError("gunicorn did not start within 30 s")
+        raise RuntimeError(f"gunicorn did not start within 30 s (exit code {self.process.returncode})")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -277,13 +277,18 @@ def test_the_real_local_model_answers_in_the_browser(page, gunicorn_on_local_mod
 
 
 def test_reload_mid_answer_keeps_streaming_to_the_whole_answer(page, instances, fake):
-    """The reload may land on another worker, or on another instance sharing Redis."""
+    """Switch to another chat and back, then reload onto another worker or another instance sharing Redis."""
     page.goto(instances[0].url + "/")
-    words = [f" word{i}" for i in range(40)]
-    ask(page, fake, "Tell a long tale", words, delay=0.08)
-    expect(page.locator(".message.assistant.streaming .body")).to_contain_text("word5")
+    words = [f" word{i}" for i in range(60)]
+    ask(page, fake, "Tell a long tale", words, delay=0.1)
+    streaming = page.locator(".message.assistant.streaming .body")
+    expect(streaming).to_contain_text("word5")
+    page.click("text=New chat")
+    expect(page.locator(".message")).to_have_count(0)
+    page.click("text=Tell a long tale")
+    expect(streaming).to_contain_text("word15")  # still streaming, with what came meanwhile
     page.goto(page.url.replace(instances[0].url, instances[1].url))
-    expect(page.locator(".message.assistant.streaming .body")).to_contain_text("word20")  # still streaming
+    expect(streaming).to_contain_text("word30")
     expect(page.locator("#stop-button")).to_be_visible()
     done = page.locator(".message.assistant.done .body")
     whole = "".join(words).strip()
