@@ -73,9 +73,10 @@ class Store(Protocol):
     def update_message(self, message: Message) -> None:
         """Save a message whole; the parts appended to an answer are replaced by its content."""
 
-    def append_to_answer(self, message: Message, start: int, text: str) -> None:
+    def append_to_answer(self, message: Message, start: int, text: str) -> bool:
         """Add `text`, which begins at character `start` of the content, to an answer being written, and
-        set its meta "saved_at" to now. Costs the same however long the answer already is."""
+        set its meta "saved_at" to now. Costs the same however long the answer already is. Returns whether
+        someone asked the answer to stop (one trip to the store for both)."""
 
     def read_message(self, conversation: Conversation, message_id: str, start: int = 0) -> Message | None:
         """One message of the conversation; with `start`, its content only from that character on (what a

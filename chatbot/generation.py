@@ -269,12 +269,11 @@ def _add(
     listener(Event("delta", answer.message, text))
     if now - answer.last_save >= settings.save_seconds:
         new = "".join(answer.unsaved)
-        store.append_to_answer(answer.message, answer.saved_length, new)
+        if store.append_to_answer(answer.message, answer.saved_length, new):  # Stop pressed in another tab
+            cancel.set()
         answer.saved_length += len(new)
         answer.unsaved.clear()
         answer.last_save = now
-        if store.stop_requested(answer.message.id):
-            cancel.set()
 
 
 def _finish(answer: _Answer, stops: tuple[str, ...], store: Store) -> None:

@@ -182,7 +182,7 @@ def test_an_answer_grows_by_parts_and_a_follower_reads_only_the_new_part(chat_st
     answer = chat_store.add_message(message(conversation, "assistant", "Once ", status="streaming"))
     start = len(answer.content)
     for part in ("upon ", "a tïme ", "🦊 there"):
-        chat_store.append_to_answer(answer, start, part)
+        assert chat_store.append_to_answer(answer, start, part) is False
         start += len(part)
     assert time.time() - answer.meta["saved_at"] < 1
     assert chat_store.messages(conversation)[0].content == "Once upon a tïme 🦊 there"
@@ -193,6 +193,9 @@ def test_an_answer_grows_by_parts_and_a_follower_reads_only_the_new_part(chat_st
     assert chat_store.read_message(conversation, answer.id, 3).content == "e upon a tïme 🦊 there"
     assert chat_store.read_message(conversation, answer.id, start).content == ""
     assert chat_store.read_message(chat_store.create_conversation("alice"), answer.id) is None
+    chat_store.request_stop(answer.id)  # from another tab: the next save hears of it
+    assert chat_store.append_to_answer(answer, start, "!") is True
+    assert chat_store.stop_requested(answer.id)
 
     answer.content, answer.status = "Once upon a time there was a fox.", "done"
     chat_store.update_message(answer)  # the whole content replaces the parts

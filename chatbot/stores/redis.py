@@ -126,13 +126,14 @@ class RedisStore:
         pipe.delete(self._key("parts", message.id))
         pipe.execute()
 
-    def append_to_answer(self, message: Message, start: int, text: str) -> None:
+    def append_to_answer(self, message: Message, start: int, text: str) -> bool:
         message.meta["saved_at"] = time.time()
         pipe = self.db.pipeline()
         pipe.zadd(self._key("parts", message.id), {f"{start}:{text}": start})
         pipe.expire(self._key("parts", message.id), self.idle_seconds)
         pipe.hset(self._key("msgs", message.conversation_id), message.id, json.dumps(asdict(message)))
-        pipe.execute()
+        pipe.exists(self._key("stop", message.id))
+        return bool(pipe.execute()[-1])
 
     def delete_messages_from(self, conversation: Conversation, message_id: str) -> None:
         ids = self.db.lrange(self._key("order", conversation.id), 0, -1)

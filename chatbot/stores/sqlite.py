@@ -190,12 +190,14 @@ class SQLiteStore:
             )
             db.execute("DELETE FROM answer_parts WHERE message_id = ?", (message.id,))
 
-    def append_to_answer(self, message: Message, start: int, text: str) -> None:
+    def append_to_answer(self, message: Message, start: int, text: str) -> bool:
         message.meta["saved_at"] = time.time()
-        self._query(
-            "INSERT INTO answer_parts (message_id, start, text, saved_at) VALUES (?, ?, ?, ?)",
-            (message.id, start, text, message.meta["saved_at"]),
-        )
+        with self._connection() as db:
+            db.execute(
+                "INSERT INTO answer_parts (message_id, start, text, saved_at) VALUES (?, ?, ?, ?)",
+                (message.id, start, text, message.meta["saved_at"]),
+            )
+            return db.execute("SELECT 1 FROM stop_requests WHERE message_id = ?", (message.id,)).fetchone() is not None
 
     def delete_messages_from(self, conversation: Conversation, message_id: str) -> None:
         self._query(
