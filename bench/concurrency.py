@@ -205,11 +205,18 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which the chats start")
     parser.add_argument("--threads", type=int, default=600, help="gthread: threads per worker (a socket holds one)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the file each result line is appended to")
+    parser.add_argument("--app-core", type=int, help="the app alone on this core; the backend and client on the others")
     options = parser.parse_args()
+    if options.app_core is not None:  # the backend and gunicorn inherit this; gunicorn is moved once it runs
+        os.sched_setaffinity(0, os.sched_getaffinity(0) - {options.app_core})
     with tempfile.TemporaryDirectory() as folder, StreamingBackend(options.tokens, options.rate) as backend:
         LOG.unlink(missing_ok=True)
         with GunicornApp(app_environment(folder, backend, **settings(options)), workers=2, log=LOG) as app:
             setting = {"worker_class": options.worker_class, "store": options.store}
+            if options.app_core is not None:
+                for pid in (app.process.pid, *children(app.process.pid)):
+                    os.sched_setaffinity(pid, {options.app_core})
+                setting["app_cores"] = f"core {options.app_core} alone"
             print(f"gunicorn's log: {LOG}")
             if options.idle:
                 results = [{**setting, **run_idle(app, options.idle)}]

@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP, RIGHT = 720, 420, 70, 50, 40, 230
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP, RIGHT = 780, 420, 70, 50, 40, 290
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 
@@ -22,7 +22,8 @@ def series(rows: list[dict]) -> dict[str, list[tuple[int, float, bool]]]:
         if "streams" not in row:
             continue
         rate = f"{row['rate']:g} tokens/s" if row["rate"] else "as fast as it can"
-        name = f"{row['worker_class']}, {row['store']}, {rate}"
+        alone = ", app on 1 core" if row.get("app_cores") else ""
+        name = f"{row['worker_class']}, {row['store']}, {rate}{alone}"
         lines[name].append((row["streams"], row["delay_p99_ms"], row["held"] == row["streams"]))
     return {name: sorted(points) for name, points in lines.items()}
 
