@@ -1,18 +1,27 @@
 """The benchmark scripts still run and their backend still speaks what the app reads (figures: bench/RESULTS.md)."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+from subprocess import PIPE
 
 from tests.servers import ROOT
 
 
 def run(*arguments: str) -> str:
-    done = subprocess.run(
-        [sys.executable, *arguments], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+    """Run a bench script; on failure or a hang, show what it printed (a hung one is killed with its servers)."""
+    command = [sys.executable, *arguments]
+    with subprocess.Popen(command, cwd=ROOT, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True) as process:
+        try:
+            printed, complaints = process.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            printed, complaints = process.communicate()
+            raise AssertionError(f"{arguments} hung; it printed: {printed!r} {complaints[-2000:]!r}") from None
+    assert process.returncode == 0, complaints[-2000:]
+    return printed
 
 
 def test_the_concurrency_benchmark_delivers_every_token(tmp_path):
