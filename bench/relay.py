@@ -52,6 +52,8 @@ def through_the_app(ws) -> tuple[float, float]:  # type: ignore[no-untyped-def]
             first = time.perf_counter() - started
         if FINISHED.search(frame):
             return first or 0.0, time.perf_counter() - started
+        if frame.lstrip().startswith('<div id="notice"'):  # the app said something instead of answering
+            raise RuntimeError(f"no answer: {frame}")
 
 
 def main() -> None:

@@ -90,7 +90,7 @@ class ChatSocket:
         self.app = app
         self.conversation = conversation
         self.send_lock = threading.Lock()
-        self.reply: threading.Thread | None = None
+        self.answering = False  # an answer is being sent on this socket (written here, or followed)
         self.cancel = threading.Event()
 
     def serve(self) -> None:
@@ -113,8 +113,8 @@ class ChatSocket:
         """A reloaded tab, or one on another worker: show the answer so far and keep streaming it."""
         answer = self.running_answer()
         if answer is not None:
-            self.reply = threading.Thread(target=self.follow, args=(answer,), daemon=True, name="follow")
-            self.reply.start()
+            self.answering = True
+            threading.Thread(target=self.follow, args=(answer,), daemon=True, name="follow").start()
 
     def follow(self, answer: Message) -> None:
         """Send the answer as it grows (only the new part is read each time), until it ends or this socket closes."""
@@ -124,7 +124,8 @@ class ChatSocket:
             while alive:
                 time.sleep(FOLLOW_SECONDS)
                 new = store().read_message(self.conversation, answer.id, seen)
-                if new is None:
+                if new is None:  # deleted meanwhile
+                    self.answering = False
                     return
                 if new.status == "streaming" and not is_abandoned(new):
                     if new.content:
@@ -151,7 +152,7 @@ class ChatSocket:
             running = self.running_answer()
             if running is not None:  # written by another tab, worker or host
                 store().request_stop(running.id)
-        elif (self.reply is not None and self.reply.is_alive()) or self.running_answer() is not None:
+        elif self.answering or self.running_answer() is not None:
             self.notice("Wait for the answer to finish, or press Stop.")
         elif action == "send":
             pick_model(store(), self.conversation, data.get("model"), self.app.config)
@@ -208,8 +209,8 @@ class ChatSocket:
     def start(self, reply) -> None:  # type: ignore[no-untyped-def]
         """Run `reply(settings, cancel)` in its own thread, so that this socket can still hear Stop."""
         self.cancel = threading.Event()
-        self.reply = threading.Thread(target=self.run, args=(reply, self.cancel), daemon=True, name="reply")
-        self.reply.start()
+        self.answering = True
+        threading.Thread(target=self.run, args=(reply, self.cancel), daemon=True, name="reply").start()
 
     def run(self, reply, cancel: threading.Event) -> None:  # type: ignore[no-untyped-def]
         with self.app.app_context():
@@ -217,6 +218,7 @@ class ChatSocket:
                 reply(settings_for_conversation(self.conversation, self.app.config), cancel)
             except Exception:
                 log.exception("a reply failed before it started")
+                self.answering = False
                 self.notice("The chat failed to start the answer. Reload the page to see what was saved, then retry.")
 
     def send_messages(self) -> None:
@@ -237,7 +239,8 @@ class ChatSocket:
                     "chat/_started.html", user=event.user_message, answer=event.message, conversation=self.conversation
                 )
             )
-        else:
+        else:  # free before the browser hears of it: a message sent at once is taken, not refused as "wait"
+            self.answering = False
             self.send(render_template("chat/_finished.html", answer=event.message))
 
     def notice(self, text: str) -> None:

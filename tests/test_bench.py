@@ -12,14 +12,19 @@ from tests.servers import ROOT
 
 def run(*arguments: str) -> str:
     """Run a bench script; on failure or a hang, show what it printed (a hung one is killed with its servers)."""
-    command = [sys.executable, *arguments]
-    with subprocess.Popen(command, cwd=ROOT, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True) as process:
-        try:
-            printed, complaints = process.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
+    process = subprocess.Popen(
+        [sys.executable, *arguments], cwd=ROOT, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True
+    )
+    try:
+        printed, complaints = process.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        printed, complaints = process.communicate()
+        raise AssertionError(f"{arguments} hung; it printed: {printed!r} {complaints[-2000:]!r}") from None
+    finally:
+        if process.poll() is None:  # this test was interrupted: leave nothing running
             os.killpg(process.pid, signal.SIGKILL)
-            printed, complaints = process.communicate()
-            raise AssertionError(f"{arguments} hung; it printed: {printed!r} {complaints[-2000:]!r}") from None
+            process.wait()
     assert process.returncode == 0, complaints[-2000:]
     return printed
 

@@ -199,6 +199,17 @@ def test_a_chat_deleted_or_expired_while_its_tab_is_open_says_so(gunicorn_on_fak
     ws.close()
 
 
+def test_a_message_sent_the_moment_an_answer_ends_is_taken(gunicorn_on_fake, fake):
+    """The socket is free again before the finished answer goes out, so a quick next message is not refused."""
+    chat = ChatClient(gunicorn_on_fake.url)
+    ws = chat.connect()
+    for turn in range(40):
+        fake.reply(tokens=[f"Answer {turn}"])
+        frames = chat.exchange(f"Question {turn}", ws)
+        assert not any("Wait for the answer" in frame for frame in frames), turn
+    ws.close()
+
+
 def test_stop_keeps_the_partial_answer_and_one_answer_at_a_time(gunicorn_on_fake, fake):
     chat = ChatClient(gunicorn_on_fake.url)
     ws = chat.connect()
