@@ -1,5 +1,7 @@
 """The store suite: every store must pass it, the SQLite file and the real Redis alike."""
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -9,6 +11,7 @@ from chatbot.conversations import Message, new_id
 from chatbot.stores import open_store
 from chatbot.stores.redis import RedisStore
 from chatbot.stores.sqlite import SQLiteStore
+from tests.servers import ROOT
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -244,3 +247,20 @@ def test_many_requests_at_once_wait_for_a_connection_instead_of_failing(chat_sto
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_workers_starting_together_on_a_new_file_all_open_it(tmp_path):
+    """gunicorn boots its workers at once; each opens the store, and none may fail to boot (20 new files, 6 workers)."""
+    start = time.time() + 2  # after every process has imported the store
+    code = (
+        "import time\n"
+        "from chatbot.stores.sqlite import SQLiteStore\n"
+        "for n in range(20):\n"
+        f"    while time.time() < {start} + n * 0.05: pass\n"
+        f"    SQLiteStore(f'{tmp_path}/{{n}}.sqlite3')\n"
+    )
+    workers = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE) for _ in range(6)]
+    complaints = [worker.communicate(timeout=30)[1] for worker in workers]
+    failures = [said for worker, said in zip(workers, complaints, strict=True) if worker.returncode]
+    assert failures == []
+    assert SQLiteStore(str(tmp_path / "0.sqlite3"))._query("PRAGMA journal_mode") == [("wal",)]

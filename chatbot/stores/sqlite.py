@@ -7,6 +7,7 @@ however long it is; the whole content is written once, when it ends.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import queue
@@ -67,11 +68,22 @@ class SQLiteStore:
         self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._opening = threading.Lock()
         self._opened = 0
-        with self._transaction() as db:
-            db.executescript(SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
-            if "settings" not in columns:  # a file made before conversations had settings
-                db.execute("ALTER TABLE conversations ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'")
+        self._set_up(directory)
+
+    def _set_up(self, directory: str) -> None:
+        """WAL mode and the tables, one process at a time: workers starting together on a new file would
+        otherwise meet "database is locked" (switching to WAL does not wait for the lock) and fail to boot."""
+        folder = os.open(directory, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            with self._transaction() as db:
+                db.execute("PRAGMA journal_mode=WAL")  # kept in the file for every later connection
+                db.executescript(SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
+                if "settings" not in columns:  # a file made before conversations had settings
+                    db.execute("ALTER TABLE conversations ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'")
+        finally:
+            os.close(folder)  # and with it the lock
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -91,7 +103,6 @@ class SQLiteStore:
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         return db
