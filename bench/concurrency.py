@@ -31,6 +31,7 @@ from websockets.asyncio.client import connect
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.backend import StreamingBackend, app_environment  # noqa: E402
+from bench.stats import percentile  # noqa: E402
 from tests.servers import FINISHED, ChatClient, GunicornApp  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "concurrency.jsonl"
@@ -39,11 +40,6 @@ STAMP = re.compile(r"\d{16}")
 REDIS_URL = "redis://127.0.0.1:6379/12"
 LOG = Path(tempfile.gettempdir()) / "bench-gunicorn.log"
 STALL_SECONDS = 60  # a chat that hears nothing for this long is not held
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
 def cpu_seconds(pid: int) -> float:

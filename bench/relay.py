@@ -20,15 +20,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.backend import StreamingBackend, app_environment  # noqa: E402
+from bench.stats import percentile  # noqa: E402
 from chatbot.services.inference import Backend, Parameters, build_request, stream_reply  # noqa: E402
 from tests.servers import FINISHED, ChatClient, GunicornApp  # noqa: E402
 
 HELLO = [{"role": "user", "content": "Hello"}]
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def backend_alone(streaming: StreamingBackend) -> tuple[float, float]:

@@ -57,11 +57,11 @@ class ReplySettings:
 
 @dataclass
 class _Answer:
-    """The growing answer: its parts, those not saved yet, its timings, and when it was last saved."""
+    """The growing answer: its parts (how many are in the store), its timings, and when it was last saved."""
 
     message: Message
     parts: list[str] = field(default_factory=list)
-    unsaved: list[str] = field(default_factory=list)
+    saved_parts: int = 1  # the first part, the content it started with, is in the store already
     saved_length: int = 0  # characters of the answer in the store
     tokens: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -264,15 +264,13 @@ def _add(
         answer.first_token = now
     text = "".join(chunk)
     answer.parts.append(text)
-    answer.unsaved.append(text)
     answer.tokens += len(chunk)
     listener(Event("delta", answer.message, text))
     if now - answer.last_save >= settings.save_seconds:
-        new = "".join(answer.unsaved)
+        new = "".join(answer.parts[answer.saved_parts :])
         if store.append_to_answer(answer.message, answer.saved_length, new):  # Stop pressed in another tab
             cancel.set()
-        answer.saved_length += len(new)
-        answer.unsaved.clear()
+        answer.saved_parts, answer.saved_length = len(answer.parts), answer.saved_length + len(new)
         answer.last_save = now
 
 

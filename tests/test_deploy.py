@@ -94,16 +94,13 @@ def test_a_streamed_chat_through_nginx(nginx_in_front, fake):
     assert ready.json() == {"ready": True}
 
 
-def test_two_instances_share_conversations_through_redis(tmp_path, fake_hf, fake):
-    environment = app_environment(
-        tmp_path, API_URL=fake_hf.task_url(), HF_API_TOKEN=TOKEN, CHAT_STORE_URL="redis://127.0.0.1:6379/14"
-    )
-    with GunicornApp(environment) as first, GunicornApp(environment) as second:
-        chat = ChatClient(first.url)
-        fake.reply(tokens=["Started", " on", " one"])
-        chat.exchange("Hello from the first")
-        fake.reply(tokens=["Continued", " on", " two"])
-        chat.via(second.url).exchange("And now the second")
-        page = chat.via(second.url).page()
+def test_two_instances_share_conversations_through_redis(two_instances_on_redis, fake):
+    first, second = two_instances_on_redis
+    chat = ChatClient(first.url)
+    fake.reply(tokens=["Started", " on", " one"])
+    chat.exchange("Hello from the first")
+    fake.reply(tokens=["Continued", " on", " two"])
+    chat.via(second.url).exchange("And now the second")
+    page = chat.via(second.url).page()
     assert "Started on one" in page and "Continued on two" in page
     assert "Started on one" in fake.requests[-1].json["inputs"]
