@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import redis
 
@@ -88,7 +90,7 @@ def gunicorn_on_fake(tmp_path_factory, fake_hf):
 @pytest.fixture(scope="session")
 def two_instances_on_redis(tmp_path_factory, fake_hf):
     """Two instances sharing one Redis, as on two hosts: 4 gevent workers, and 4 gthread workers."""
-    url = "redis://127.0.0.1:6379/13"
+    url = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', '13')}"  # flushed: one per checkout running tests
     with redis.Redis.from_url(url) as client:
         client.flushdb()
     environment = app_environment(
