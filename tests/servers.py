@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 import websocket
 
-from chatbot.local_model import free_port
+from chatbot.local_model.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # The fragment that ends an answer (a page or a refreshed list has such articles too, but not swapped out of band).
@@ -126,3 +126,8 @@ class ChatClient:
 
     def page(self) -> str:
         return self.http.get(self.page_url, timeout=30).text
+
+    def post_form(self, path: str, **fields: str) -> requests.Response:
+        """Post one of the conversation's forms (path after /c/<id>), with its CSRF token, as the browser would."""
+        token = re.search(r'name="csrf_token" value="([^"]+)"', self.page()).group(1)
+        return self.http.post(self.page_url + path, data={"csrf_token": token, **fields}, timeout=30)

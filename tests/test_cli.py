@@ -6,10 +6,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 
-from chatbot.local_model import free_port
+from chatbot.local_model.server import free_port
 from tests.conftest import app_environment
 from tests.servers import FINISHED, ROOT, ChatClient
 
@@ -25,7 +26,27 @@ def wait_for(url, process, seconds=120):
     raise AssertionError(f"{url} did not answer")
 
 
-def test_serve_starts_the_local_model_and_ctrl_c_stops_both(tmp_path):
+def children(pid: int, name: str) -> list[int]:
+    """The processes called `name` that `pid` started."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        if fields[0].endswith(f"({name}") and int(fields[1].split()[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def wait_until_ready(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while requests.get(url + "/readyz", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, f"{url} did not become ready"
+        time.sleep(0.2)
+
+
+def test_serve_starts_the_local_model_restarts_it_and_ctrl_c_stops_both(tmp_path):
     port = free_port()
     environment = {**os.environ, **app_environment(tmp_path, MAX_NEW_TOKENS="20")}
     for unset in ("API_URL", "HF_API_TOKEN", "HF_TOKEN"):
@@ -35,18 +56,27 @@ def test_serve_starts_the_local_model_and_ctrl_c_stops_both(tmp_path):
         cwd=ROOT,
         env=environment,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/static/favicon.svg", process)
         chat = ChatClient(f"http://127.0.0.1:{port}")
-        assert "gemma-3-270m" in chat.page()
+        assert "smollm2-135m-instruct" in chat.page()
         frames = chat.exchange("Hello")
+        assert FINISHED.search(frames[-1]).group(2) == "done"
+        [model] = children(process.pid, "llama-server")
+        os.kill(model, signal.SIGKILL)  # as the OOM killer would
+        wait_until_ready(chat.base_url)
+        assert children(process.pid, "llama-server") != [model]
+        frames = chat.exchange("Hello again")
         assert FINISHED.search(frames[-1]).group(2) == "done"
     finally:
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+        output, errors = process.communicate(timeout=30)
+    assert "The built-in model exited unexpectedly (signal 9, SIGKILL)" in errors
+    assert "Its last lines (" in errors and "  | " in errors  # the model's own output, in the app's log
+    assert "The built-in model is answering again" in errors
     model_url = re.search(r"Local model ready at (\S+)", output).group(1)
     assert process.returncode is not None
     for url in (model_url + "/models", f"http://127.0.0.1:{port}/"):

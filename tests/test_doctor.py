@@ -1,9 +1,13 @@
 """`flask doctor` tells apart every way the chat can fail to reach its model."""
 
+import re
+import signal
+
 import pytest
 
 from chatbot import create_app
-from chatbot.local_model import free_port
+from chatbot.doctor import ask_built_in_model
+from chatbot.local_model.server import LocalModelServer, free_port
 
 LOADING = {"error": "Model google/gemma-7b-it is currently loading", "estimated_time": 20.0}
 
@@ -58,3 +62,22 @@ def test_an_unreachable_server(tmp_path):
     assert result.exit_code == 1
     assert f"Could not reach {url}/chat/completions: connection refused." in result.output
     assert "Check that the model server is running" in result.output
+
+
+def test_the_built_in_model_is_asked_one_real_question(tmp_path):
+    app = create_app({"SECRET_KEY": "t", "CHAT_STORE_URL": f"sqlite:///{tmp_path}/c.db", "HF_API_TOKEN": None})
+    result = doctor(app)
+    assert result.exit_code == 0, result.output
+    assert "serves the built-in model (SmolLM2-135M-Instruct)" in result.output
+    assert re.search(r"ok   The built-in model answered '.*Paris.*' in \d+\.\d s", result.output)
+
+
+def test_a_crash_of_the_built_in_model_is_reported_with_its_cause(tmp_path):
+    server = LocalModelServer(log=tmp_path / "local-model.log").start()
+    server.process.send_signal(signal.SIGSEGV)
+    server.process.wait()
+    finding = ask_built_in_model(server)
+    assert not finding.ok
+    assert finding.text.startswith("The built-in model crashed while answering (signal 11, SIGSEGV). Its last lines:")
+    assert "llama_server" in finding.text  # its own output
+    assert "delete ~/.cache/chatbot/llama-server" in finding.hint

@@ -4,7 +4,7 @@ import threading
 import time
 
 from chatbot.generation import ReplySettings, message_problem, run_reply
-from chatbot.local_model import free_port
+from chatbot.local_model.server import free_port
 from chatbot.services.inference import Backend, Parameters
 from chatbot.stores.sqlite import SQLiteStore
 from tests.fakes.hf_server import TOKEN

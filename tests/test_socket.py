@@ -7,7 +7,7 @@ import time
 import pytest
 import websocket
 
-from chatbot.local_model import free_port
+from chatbot.local_model.server import free_port
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.servers import FINISHED, ChatClient, GunicornApp, act, read_until

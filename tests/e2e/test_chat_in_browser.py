@@ -274,6 +274,7 @@ def test_the_real_local_model_answers_in_the_browser(page, gunicorn_on_local_mod
     answer = page.locator(".message.assistant.done .body")
     expect(answer).not_to_be_empty(timeout=60_000)
     assert answer.inner_text().strip()
+    assert "<|im_" not in page.content()  # the model's ChatML markers never reach the page
 
 
 def test_reload_mid_answer_keeps_streaming_to_the_whole_answer(page, instances, fake):
