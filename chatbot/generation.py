@@ -7,9 +7,9 @@ a failed answer: the failure is stored with the message and reported.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -296,43 +296,48 @@ def _finish(answer: _Answer, stops: tuple[str, ...], store: Store) -> None:
 def _coalesced(tokens: Iterator[str], settings: ReplySettings, cancel: threading.Event) -> Iterator[list[str]]:
     """Group tokens so that at most one group is yielded per flush interval.
 
-    A reader thread pulls from the backend; this side waits on a queue with a
-    deadline, so a held-back token is sent on time even if the backend stalls.
+    A reader thread pulls from the backend into `inbox`; this side sleeps until the next
+    flush is due (it does not wake for every token), so a held-back token is sent on time
+    even if the backend stalls, and the end of the stream is seen at once.
     """
-    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    inbox: collections.deque = collections.deque()
+    arrived, ended = threading.Event(), threading.Event()
 
     def read() -> None:
         try:
             for token in tokens:
-                inbox.put(token)
+                inbox.append(token)
+                arrived.set()
                 if cancel.is_set():
                     break
         except BaseException as error:  # handed over to the caller's thread
-            inbox.put(error)
-        inbox.put(_END)
+            inbox.append(error)
+        inbox.append(_END)
+        ended.set()
+        arrived.set()
 
     threading.Thread(target=read, daemon=True, name="reply-reader").start()
-    batch: list[str] = []
     last_flush = 0.0
     while not cancel.is_set():
-        wait = None if not batch else max(0.0, last_flush + settings.flush_seconds - time.monotonic())
-        try:
-            item = inbox.get(timeout=min(wait, 0.25) if wait is not None else 0.25)
-        except queue.Empty:
-            item = None
-        if item is _END:
-            break
-        if isinstance(item, BaseException):
-            if batch:
-                yield batch
-            raise item
-        if item is not None:
+        if not arrived.wait(0.25):
+            continue
+        due = last_flush + settings.flush_seconds - time.monotonic()
+        if due > 0:
+            ended.wait(due)  # sleep through the tokens that arrive meanwhile; the end wakes it
+        arrived.clear()  # before draining: a token appended from now on sets it again
+        batch: list[str] = []
+        while inbox:
+            item = inbox.popleft()
+            if item is _END or isinstance(item, BaseException):
+                if batch:
+                    yield batch
+                if item is _END:
+                    return
+                raise item
             batch.append(item)
-        if batch and time.monotonic() - last_flush >= settings.flush_seconds:
+        if batch:
             yield batch
-            batch, last_flush = [], time.monotonic()
-    if batch:
-        yield batch
+            last_flush = time.monotonic()
 
 
 def model_spec(config: dict, name: str | None) -> ModelSpec:
