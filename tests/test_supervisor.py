@@ -111,3 +111,16 @@ def test_a_model_that_keeps_crashing_is_restarted_with_a_backoff(supervised):
     ]
     assert delays == [0.5, 1.0, 2.0]
     wait_until_running(supervised)
+
+
+def test_stopping_during_a_restart_leaves_no_server_behind(tmp_path):
+    supervisor = Supervisor(LocalModelServer(log=tmp_path / "model.log"), tmp_path / "model.json", say=lambda _: None)
+    supervisor.start()
+    first = supervisor.server.process
+    first.send_signal(signal.SIGSEGV)
+    deadline = time.monotonic() + 10
+    while supervisor.server.process is first and time.monotonic() < deadline:
+        time.sleep(0.01)  # the restart has begun: a new server is starting
+    supervisor.stop()
+    assert supervisor.server.process.poll() is not None
+    assert status(supervisor).state == "stopped"

@@ -55,10 +55,13 @@ class Supervisor:
         return self
 
     def stop(self) -> None:
+        """Stop watching and stop the server, also one that a restart under way is starting."""
         self._stopping.set()
-        self.server.stop()
-        if self._watcher:
-            self._watcher.join(timeout=15)
+        while True:
+            self.server.stop()
+            if not self._watcher or not self._watcher.is_alive():
+                break
+            self._watcher.join(0.2)
         self._write("stopped")
 
     def __enter__(self) -> Supervisor:
