@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 INFERENCE_APIS = ("text-generation", "chat", "completions")
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -91,7 +92,7 @@ def _origins(raw: str) -> tuple[str, ...]:
 SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "HF_API_TOKEN": (_text, None),
     "MODEL_ID": (_text, "google/gemma-7b-it"),
-    "INFERENCE_API": (_choice(*INFERENCE_APIS), "text-generation"),
+    "INFERENCE_API": (_choice(*INFERENCE_APIS), None),  # None: what the URL speaks (api_for_url)
     "API_URL": (_url, None),
     "MODELS": (_text, None),
     "CONTEXT_LENGTH": (_whole(16, 10_000_000), None),
@@ -136,6 +137,18 @@ class ModelSpec:
 
 
 MODEL_FIELDS = tuple(f.name for f in fields(ModelSpec))
+
+
+def api_for_url(url: str | None) -> str:
+    """The protocol of a URL that INFERENCE_API does not name: OpenAI-compatible chat for the Hugging Face router
+    (no URL) and any `.../v1` address (what every local server's docs say to paste), the text-generation task
+    (the user's notes) for anything else: TGI, an Inference Endpoint, a model's hf-inference address."""
+    path = urlsplit(url or "").path.rstrip("/")
+    if not url or path.endswith(("/v1", "/v1/chat/completions")):
+        return "chat"
+    if path.endswith("/v1/completions"):
+        return "completions"
+    return "text-generation"
 
 
 def _token(environ: Mapping[str, str]) -> str | None:
@@ -221,11 +234,12 @@ def _model_spec(index: int, entry: Any, config: dict[str, Any], defaults: dict[s
     where = f"MODELS: model {entry['id']!r}"
     try:
         parameters = parse_parameters(entry.get("parameters") or {}, defaults)
+        url = _url(str(entry["url"])) if entry.get("url") else config["API_URL"]
         spec = ModelSpec(
             id=entry["id"].strip(),
             name=str(entry.get("name") or entry["id"]).strip(),
-            api=_choice(*INFERENCE_APIS)(str(entry.get("api") or config["INFERENCE_API"])),
-            url=_url(str(entry["url"])) if entry.get("url") else config["API_URL"],
+            api=_choice(*INFERENCE_APIS)(str(entry.get("api") or config["INFERENCE_API"] or api_for_url(url))),
+            url=url,
             chat_format=_chat_format(entry.get("chat_format")),
             context_length=_whole(16, 10_000_000)(str(entry["context_length"]))
             if entry.get("context_length")

@@ -1,4 +1,4 @@
-"""A streaming backend for the benchmarks: TGI's text-generation stream (protocols.md), in its own process.
+"""A streaming backend for the benchmarks: TGI's text-generation stream (docs/protocols.md), in its own process.
 
 Each answer is `tokens` tokens, as fast as the server can write them (rate 0) or at `rate` tokens per
 second from the moment the request arrived. Each token's text is the time it was written, in

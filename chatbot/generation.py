@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from chatbot.conversations import Conversation, Message, Store, new_id, title_from
 from chatbot.local_model.status import explain as explain_local_model_failure
@@ -22,6 +21,7 @@ from chatbot.rendering import render_markdown
 from chatbot.services import discovery, inference
 from chatbot.services.errors import InferenceError
 from chatbot.services.prompts import fit_to_context, strip_stops
+from chatbot.services.protocols import Chunk, Finish, Provider, Text, Usage
 from config import ModelSpec, parse_parameters
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ class _Answer:
     started: float = field(default_factory=time.monotonic)
     first_token: float | None = None
     last_save: float = field(default_factory=time.monotonic)
+    finish_reason: str | None = None
+    usage: Usage | None = None  # what the server counted, when it says
 
     def text(self) -> str:
         return "".join(self.parts)
@@ -188,9 +190,9 @@ def run_answer(
         turns = fit_to_context(turns, backend.context_length, settings.parameters.max_new_tokens)
         request = inference.build_request(backend, settings.parameters, turns, message.content)
         stops = request.stop
-        outcome = _stream(request, backend, answer, store, settings, listener, cancel)
-        if outcome.get("finish_reason"):
-            message.meta["finish_reason"] = outcome["finish_reason"]
+        _stream(request, backend, answer, store, settings, listener, cancel)
+        if answer.finish_reason:
+            message.meta["finish_reason"] = answer.finish_reason
         if cancel.is_set():
             message.status = "stopped"
         elif not strip_stops(answer.text(), stops).strip():
@@ -220,23 +222,21 @@ def _stream(
     settings: ReplySettings,
     listener: Listener,
     cancel: threading.Event,
-) -> dict[str, Any]:
-    """Stream the answer; while the model is loading, count down and try again, up to the limit.
-    Returns what the server said of the end (its finish reason)."""
+) -> None:
+    """Stream the answer; while the model is loading, count down and try again, up to the limit."""
     waited = 0.0
     while True:
-        outcome: dict[str, Any] = {}
         try:
-            tokens = inference.stream_reply(request, backend, cancel, outcome=outcome)
-            for chunk in _coalesced(tokens, settings, cancel):
-                _add(answer, chunk, store, settings, listener, cancel)
-            return outcome
+            chunks = inference.stream_chunks(request, backend, cancel)
+            for batch in _coalesced(chunks, settings, cancel):
+                _add(answer, batch, store, settings, listener, cancel)
+            return
         except InferenceError as error:
             if error.kind != "loading" or answer.tokens or waited >= settings.max_loading_wait:
                 raise
             pause = min(max(error.retry_after or 10.0, 1.0), settings.max_loading_wait - waited)
             if not _count_down(pause, answer.message, store, listener, cancel):
-                return outcome
+                return
             waited += pause
 
 
@@ -257,18 +257,30 @@ def _count_down(seconds: float, message: Message, store: Store, listener: Listen
 
 def _add(
     answer: _Answer,
-    chunk: list[str],
+    batch: list[Chunk],
     store: Store,
     settings: ReplySettings,
     listener: Listener,
     cancel: threading.Event,
 ) -> None:
+    texts = []
+    for chunk in batch:
+        if isinstance(chunk, Text):
+            texts.append(chunk.text)
+        elif isinstance(chunk, Finish):
+            answer.finish_reason = chunk.reason
+        elif isinstance(chunk, Usage):
+            answer.usage = chunk
+        elif isinstance(chunk, Provider):
+            answer.message.meta["provider"] = chunk.name
+    if not texts:
+        return
     now = time.monotonic()
     if answer.first_token is None:
         answer.first_token = now
-    text = "".join(chunk)
+    text = "".join(texts)
     answer.parts.append(text)
-    answer.tokens += len(chunk)
+    answer.tokens += len(texts)
     listener(Event("delta", answer.message, text))
     if now - answer.last_save >= settings.save_seconds:
         new = "".join(answer.parts[answer.saved_parts :])
@@ -284,16 +296,20 @@ def _finish(answer: _Answer, stops: tuple[str, ...], store: Store) -> None:
     message.html = str(render_markdown(message.content)) if message.content else ""
     seconds = time.monotonic() - answer.started
     generating = time.monotonic() - answer.first_token if answer.first_token else 0.0
+    usage = answer.usage or Usage()
+    tokens = usage.completion_tokens or answer.tokens  # counted by the server, else the pieces that came
+    speed = usage.tokens_per_second or (tokens / generating if generating > 0 and tokens > 1 else None)
     message.meta.update(
-        tokens=answer.tokens,
+        tokens=tokens,
+        tokens_estimated=not usage.completion_tokens,
         seconds=round(seconds, 2),
         first_token_seconds=round(answer.first_token - answer.started, 3) if answer.first_token else None,
-        tokens_per_second=round(answer.tokens / generating, 1) if generating > 0 and answer.tokens > 1 else None,
+        tokens_per_second=round(speed, 1) if speed else None,
     )
     store.update_message(message)
 
 
-def _coalesced(tokens: Iterator[str], settings: ReplySettings, cancel: threading.Event) -> Iterator[list[str]]:
+def _coalesced(tokens: Iterator[Chunk], settings: ReplySettings, cancel: threading.Event) -> Iterator[list[Chunk]]:
     """Group tokens so that at most one group is yielded per flush interval.
 
     A reader thread pulls from the backend into `inbox`; this side sleeps until the next
@@ -325,7 +341,7 @@ def _coalesced(tokens: Iterator[str], settings: ReplySettings, cancel: threading
         if due > 0:
             ended.wait(due)  # sleep through the tokens that arrive meanwhile; the end wakes it
         arrived.clear()  # before draining: a token appended from now on sets it again
-        batch: list[str] = []
+        batch: list[Chunk] = []
         while inbox:
             item = inbox.popleft()
             if item is _END or isinstance(item, BaseException):
@@ -337,7 +353,8 @@ def _coalesced(tokens: Iterator[str], settings: ReplySettings, cancel: threading
             batch.append(item)
         if batch:
             yield batch
-            last_flush = time.monotonic()
+            if any(isinstance(chunk, Text) for chunk in batch):  # the first text is never held back
+                last_flush = time.monotonic()
 
 
 def model_spec(config: dict, name: str | None) -> ModelSpec:

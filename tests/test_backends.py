@@ -1,6 +1,7 @@
 """Every kind of backend, by configuration alone, against fakes that write each server's wire format."""
 
 import pytest
+from flask import render_template
 
 from chatbot.generation import ReplySettings, run_reply
 from chatbot.services.errors import InferenceError
@@ -119,3 +120,25 @@ def test_an_error_event_inside_a_chat_stream(fake):
     with pytest.raises(InferenceError) as error:
         answer(Backend(api="chat", url=fake.url + "/v1", model_id="m", token=TOKEN))
     assert error.value.kind == "generation" and "out of memory" in error.value.message
+
+
+def test_the_router_names_its_provider_and_the_server_counts_the_tokens(app, fake, store):
+    fake.reply(tokens=["Hi", "!"])  # as the router streams it, with x-inference-provider and a usage chunk
+    backend = Backend(api="chat", url=fake.url + "/v1", model_id="openai/gpt-oss-20b", token=TOKEN)
+    settings = ReplySettings(backend=backend, parameters=Parameters())
+    answer = run_reply(store, store.create_conversation("alice"), "Hello", settings, lambda event: None)
+    assert answer.meta["provider"] == "novita"
+    assert answer.meta["tokens"] == 2 and not answer.meta["tokens_estimated"]
+    with app.test_request_context():
+        shown = render_template("chat/_message.html", message=answer)
+    assert "2 tokens" in shown and "via novita" in shown and "estimated" not in shown
+
+
+def test_tokens_a_server_does_not_count_are_marked_estimated(app, fake, store):
+    fake.reply(tokens=["Hi", " you", "!"], dialect="ollama")  # no usage at all
+    backend = Backend(api="chat", url=fake.url + "/v1", model_id="llama3.2", token=TOKEN)
+    settings = ReplySettings(backend=backend, parameters=Parameters())
+    answer = run_reply(store, store.create_conversation("alice"), "Hello", settings, lambda event: None)
+    assert answer.meta["tokens"] == 3 and answer.meta["tokens_estimated"]
+    with app.test_request_context():
+        assert "estimated: the server did not count them" in render_template("chat/_message.html", message=answer)

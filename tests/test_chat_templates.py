@@ -1,4 +1,4 @@
-"""Models' own chat templates, rendered in Jinja's sandbox, against the strings in protocols.md."""
+"""Models' own chat templates, rendered in Jinja's sandbox, against the strings in docs/protocols.md."""
 
 import json
 

@@ -10,7 +10,8 @@ from tests.servers import ROOT
 def test_defaults_are_the_users_notes():
     config = load_config({})
     assert config["MODEL_ID"] == "google/gemma-7b-it"
-    assert config["INFERENCE_API"] == "text-generation"
+    assert config["INFERENCE_API"] is None  # chosen from the URL: the router's chat API with none
+    assert config["MODELS"][0].api == "chat"
     assert config["MAX_NEW_TOKENS"] == 250
     assert config["TEMPERATURE"] == 0.7
     assert config["TOP_P"] == 0.9
@@ -92,7 +93,7 @@ def test_a_model_list_in_json():
         }
     )
     gemma, llama = config["MODELS"]
-    assert (gemma.name, gemma.api, gemma.url, gemma.context_length) == ("Gemma", "text-generation", None, 8192)
+    assert (gemma.name, gemma.api, gemma.url, gemma.context_length) == ("Gemma", "chat", None, 8192)  # the router
     assert gemma.parameters == {"max_new_tokens": 100, "temperature": 0.7, "top_p": 0.9, "do_sample": True}
     assert (llama.name, llama.api, llama.url) == ("llama3.2", "chat", "http://127.0.0.1:11434/v1")
     assert llama.parameters == {"max_new_tokens": 100, "temperature": 0.2, "top_p": 0.9, "do_sample": False}
@@ -155,3 +156,22 @@ def test_malformed_json_names_where(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config({"MODELS": '[{"id": "a",}]'})
     assert str(error.value).startswith("MODELS is not valid JSON or TOML: ")
+
+
+@pytest.mark.parametrize(
+    ("url", "api"),
+    [
+        (None, "chat"),  # the Hugging Face router
+        ("http://127.0.0.1:8080/v1", "chat"),  # llama.cpp, vLLM, Ollama, text-generation-webui, TGI's /v1
+        ("http://127.0.0.1:11434/v1/", "chat"),
+        ("http://127.0.0.1:8080/v1/chat/completions", "chat"),
+        ("http://127.0.0.1:8080/v1/completions", "completions"),
+        ("http://127.0.0.1:3000/generate_stream", "text-generation"),  # TGI with the notes' payload
+        ("https://xyz.endpoints.huggingface.cloud", "text-generation"),  # an Inference Endpoint
+        ("https://router.huggingface.co/hf-inference/models/google/gemma-7b-it", "text-generation"),
+    ],
+)
+def test_the_protocol_follows_the_url_unless_inference_api_says(url, api):
+    environ = {"API_URL": url} if url else {}
+    assert load_config(environ)["MODELS"][0].api == api
+    assert load_config({**environ, "INFERENCE_API": "text-generation"})["MODELS"][0].api == "text-generation"

@@ -80,15 +80,17 @@ def test_chat_payload(fake):
         "temperature": 0.7,
         "top_p": 0.9,
         "stream": True,
+        "stream_options": {"include_usage": True},
     }
 
 
 def test_the_url_switch_is_configuration_alone():
-    hf = backend_from_config(load_config({"MODEL_ID": "mistralai/mistral-7b-instruct"}))
+    task = {"MODEL_ID": "mistralai/mistral-7b-instruct", "INFERENCE_API": "text-generation"}
+    hf = backend_from_config(load_config(task))
     assert hf.url == "https://router.huggingface.co/hf-inference/models/mistralai/Mistral-7B-Instruct-v0.2"
-    router_chat = backend_from_config(load_config({"INFERENCE_API": "chat"}))
-    assert router_chat.url == "https://router.huggingface.co/v1"
-    local = backend_from_config(load_config({"INFERENCE_API": "chat", "API_URL": "http://127.0.0.1:8080/v1"}))
+    router_chat = backend_from_config(load_config({"HF_API_TOKEN": "hf_x"}))  # a token and nothing else
+    assert router_chat.api == "chat" and router_chat.url == "https://router.huggingface.co/v1"
+    local = backend_from_config(load_config({"API_URL": "http://127.0.0.1:8080/v1"}))
     assert local.url == "http://127.0.0.1:8080/v1"
     assert build_request(local, Parameters(), HELLO).url == "http://127.0.0.1:8080/v1/chat/completions"
     tgi = backend_from_config(load_config({"API_URL": "http://127.0.0.1:3000/generate_stream"}))

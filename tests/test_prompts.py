@@ -1,4 +1,4 @@
-"""Chat formats against the exact strings in protocols.md section 4."""
+"""Chat formats against the exact strings in docs/protocols.md ("Chat formats")."""
 
 from chatbot.services.prompts import alternate, format_prompt, hub_model_id, strip_stops
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from chatbot.services.inference import Backend
+    from chatbot.services.backend import Backend
 
 TOKEN_HINT = (
     "Put your token in .env as HF_API_TOKEN=hf_... (create one with read access at "
@@ -113,7 +113,7 @@ class InferenceError(Exception):
 
 
 def error_message(body: Any) -> str:
-    """One message from any error envelope the servers use (protocols.md)."""
+    """One message from any error envelope the servers use (docs/protocols.md)."""
     if isinstance(body, str):
         try:
             body = json.loads(body)

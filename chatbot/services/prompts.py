@@ -2,7 +2,7 @@
 
 A turn is a dict {"role": "system" | "user" | "assistant", "content": str}.
 `format_prompt(model_id, turns)` returns the prompt and the stop sequences
-the model needs; the formats follow protocols.md section 4.
+the model needs; the formats are in docs/protocols.md ("Chat formats").
 """
 
 from __future__ import annotations

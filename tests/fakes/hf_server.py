@@ -1,5 +1,5 @@
 """A fake Hugging Face API (and the other servers people point the chat at): a real
-HTTP server on 127.0.0.1 that speaks protocols.md.
+HTTP server on 127.0.0.1 that speaks docs/protocols.md.
 
 It serves the text-generation task (`POST /models/<org>/<model>`, TGI's `/` and
 `/generate_stream`), OpenAI-compatible chat (`/v1/chat/completions`) and
@@ -51,10 +51,11 @@ class Dialect:
     done: bool  # ends with [DONE]
     first_delta: dict  # the first chunk's delta
     usage: str  # "separate": its own chunk with "choices": []; "last": in the finishing chunk; "none"
+    provider: str | None = None  # the router names the provider that answered in x-inference-provider
 
 
 DIALECTS = {
-    "hf-router": Dialect("data:", True, {"role": "assistant", "content": None}, "separate"),
+    "hf-router": Dialect("data:", True, {"role": "assistant", "content": None}, "separate", provider="novita"),
     "tgi": Dialect("data:", True, {"role": "assistant", "content": ""}, "last"),
     "text-generation-webui": Dialect("data: ", True, {"role": "assistant", "content": ""}, "last"),
     "ollama": Dialect("data: ", True, {"role": "assistant"}, "none"),
@@ -224,6 +225,10 @@ class FakeHuggingFace:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Transfer-Encoding", "chunked")
+                if dialect.provider:
+                    self.send_header("x-inference-provider", dialect.provider)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 sent_tokens = 0
                 for event in events:

@@ -1,0 +1,64 @@
+"""What a request for an answer is made of: the parameters, the backend it goes to, the prepared HTTP call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import TemplateError
+
+from chatbot.services import prompts
+from chatbot.services.errors import InferenceError
+from chatbot.services.prompts import Turn
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """Generation parameters, with the defaults of the user's notes."""
+
+    max_new_tokens: int = 250
+    temperature: float = 0.7
+    top_p: float = 0.9
+    do_sample: bool = True
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where and how to ask for an answer; `api` names its protocol (chatbot/services/protocols)."""
+
+    api: str
+    url: str
+    model_id: str
+    token: str | None = field(default=None, repr=False)
+    wait_for_model: bool = True
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    chat_format: str | None = None  # None: found from the model id
+    template: prompts.ChatTemplate | None = None  # the model's own chat template, preferred when known
+    context_length: int | None = None  # tokens; None: unknown, history is not trimmed
+
+    def prompt(self, turns: list[Turn]) -> prompts.Prompt:
+        """The prompt for prompt-taking APIs, in the model's own format."""
+        family = prompts.format_prompt(self.model_id, turns, self.chat_format)
+        if self.template is None:
+            return family
+        try:
+            rendered = self.template.render(turns)
+        except TemplateError as error:
+            raise InferenceError(
+                "template",
+                f"The model's chat template could not write this conversation: {error}.",
+                "Fix or remove the model's tokenizer_config in MODELS, or set its chat_format instead.",
+                url=self.url,
+            ) from None
+        return prompts.Prompt(rendered.text, tuple(dict.fromkeys(rendered.stop + family.stop)))
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prepared HTTP call: the URL, the headers and the JSON body."""
+
+    url: str
+    payload: dict[str, Any]
+    headers: dict[str, str] = field(repr=False)
+    stop: tuple[str, ...] = ()

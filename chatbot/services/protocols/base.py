@@ -1,0 +1,97 @@
+"""What every protocol is: how it builds a request and reads its own stream, into typed chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from chatbot.services.backend import Backend, Parameters, Request
+from chatbot.services.prompts import Turn
+
+LENGTH_REASONS = {"length", "limit", "max_tokens"}  # each server's word for "stopped at max_new_tokens"
+
+
+@dataclass(frozen=True)
+class Text:
+    """A piece of the answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The answer ended: "stop", or "length" when it hit max_new_tokens (every server's word for it)."""
+
+    reason: str
+
+    @classmethod
+    def said(cls, reason: str | None) -> Finish:
+        return cls("length" if reason in LENGTH_REASONS else reason or "stop")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the server counted: tokens of the prompt and of the answer, its own decoding speed."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_per_second: float | None = None
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Who served the answer, when a router says (the Hugging Face router's `x-inference-provider`)."""
+
+    name: str
+
+
+Chunk = Text | Finish | Usage | Provider
+
+
+class Protocol:
+    """One wire protocol: its default address, its request, and how one decoded event reads."""
+
+    name: ClassVar[str]
+
+    def model_id(self, given: str) -> str:
+        """The model id as this protocol's servers know it."""
+        return given
+
+    def default_url(self, model_id: str) -> str:
+        raise NotImplementedError
+
+    def request(self, backend: Backend, parameters: Parameters, turns: list[Turn], continuing: str) -> Request:
+        """Ask for an answer to `turns`, or for the rest of `continuing`, an answer cut at the length limit."""
+        raise NotImplementedError
+
+    def chunks(self, event: dict[str, Any]) -> Iterator[Chunk]:
+        """What one event of the stream (or a whole JSON answer) says."""
+        raise NotImplementedError
+
+
+def headers(backend: Backend) -> dict[str, str]:
+    """A JSON request for an event stream, with the token when there is one."""
+    sent = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    if backend.token:
+        sent["Authorization"] = f"Bearer {backend.token}"
+    return sent
+
+
+def openai_url(base: str, route: str) -> str:
+    """`base` + `route`, unless the URL already names the route."""
+    return base if base.endswith(route) else base + route
+
+
+def sampling(parameters: Parameters) -> dict[str, Any]:
+    """OpenAI-style sampling fields: greedy decoding is temperature 0."""
+    if not parameters.do_sample:
+        return {"temperature": 0.0}
+    return {"temperature": parameters.temperature, "top_p": parameters.top_p}
+
+
+def openai_usage(event: dict[str, Any]) -> Iterator[Usage]:
+    """`usage` (prompt and completion tokens) and llama.cpp's `timings` (its true decoding speed)."""
+    usage, timings = event.get("usage") or {}, event.get("timings") or {}
+    if usage or timings:
+        yield Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), timings.get("predicted_per_second"))

@@ -1,0 +1,53 @@
+"""OpenAI-compatible chat completions: the Hugging Face router, TGI, vLLM, llama.cpp, text-generation-webui, Ollama.
+
+The server applies the model's chat template; the request is `{"model", "messages", "max_tokens", ...,
+"stream": true}` (docs/protocols.md). The stream is `chat.completion.chunk` events whose
+`choices[0].delta.content` is text (the first may be null or empty) and whose last choice has `finish_reason`;
+`usage` comes in the last chunk or in one of its own with `"choices": []`; then `[DONE]`. A whole answer has
+`choices[0].message`. Going on with an answer cut at the length limit is asked for in words: a chat API always
+starts a new message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from chatbot.services import prompts
+from chatbot.services.backend import Backend, Parameters, Request
+from chatbot.services.prompts import Turn
+from chatbot.services.protocols.base import Chunk, Finish, Protocol, Text, headers, openai_url, openai_usage, sampling
+
+HF_ROUTER_URL = "https://router.huggingface.co/v1"
+CONTINUE_ASK = "Continue exactly where your last answer stopped, without repeating any of it."
+
+
+class ChatCompletions(Protocol):
+    name = "chat"
+
+    def default_url(self, model_id: str) -> str:
+        return HF_ROUTER_URL
+
+    def request(self, backend: Backend, parameters: Parameters, turns: list[Turn], continuing: str) -> Request:
+        if continuing:
+            turns = [*turns, {"role": "assistant", "content": continuing}, {"role": "user", "content": CONTINUE_ASK}]
+        system, alternating = prompts.alternate(turns)
+        messages = ([{"role": "system", "content": system}] if system else []) + alternating
+        payload = {
+            "model": backend.model_id,
+            "messages": messages,
+            "max_tokens": parameters.max_new_tokens,
+            **sampling(parameters),
+            "stream": True,
+            "stream_options": {"include_usage": True},  # the server's own token counts, in the last chunk
+        }
+        return Request(url=openai_url(backend.url, "/chat/completions"), payload=payload, headers=headers(backend))
+
+    def chunks(self, event: dict[str, Any]) -> Iterator[Chunk]:
+        for choice in (event.get("choices") or [])[:1]:
+            part = choice.get("delta") or choice.get("message") or {}
+            if part.get("content"):
+                yield Text(part["content"])
+            if choice.get("finish_reason"):
+                yield Finish.said(choice["finish_reason"])
+        yield from openai_usage(event)
