@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from chatbot.doctor import diagnose
-from chatbot.local_model.server import MODEL_NAME, SYSTEM_PROMPT, LocalModelServer
+from chatbot.local_model.server import MODEL_NAME, RECOMMENDED, LocalModelServer
 from chatbot.local_model.supervisor import Supervisor
 
 
@@ -52,7 +52,8 @@ def serve_command(bind: str) -> None:
             click.echo(f"No HF_API_TOKEN and no API_URL in .env: starting the built-in model ({MODEL_NAME})...")
             local = supervised_local_model(Path(current_app.instance_path))
             environment.update(local.server.app_environment(), LOCAL_MODEL_STATUS=str(local.status_path))
-            environment["SYSTEM_PROMPT"] = environment.get("SYSTEM_PROMPT") or SYSTEM_PROMPT
+            for name, value in RECOMMENDED.items():
+                environment[name] = environment.get(name) or value
             click.echo(f"Local model ready at {local.server.url}")
         click.echo(f"Chat on http://{bind}  (Ctrl-C stops it)")
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", bind, "wsgi:app"]

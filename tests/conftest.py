@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from chatbot import create_app
-from chatbot.local_model.server import SYSTEM_PROMPT, LocalModelServer
+from chatbot.local_model.server import RECOMMENDED, LocalModelServer
 from chatbot.services import discovery, inference
 from tests.fakes.hf_server import TOKEN, FakeHuggingFace
 from tests.servers import GunicornApp
@@ -125,8 +125,6 @@ def local_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def gunicorn_on_local_model(tmp_path_factory, local_model):
     """The app under gunicorn on the built-in model, set up as `make run` sets it up."""
-    environment = app_environment(
-        tmp_path_factory.mktemp("local"), **local_model.app_environment(), SYSTEM_PROMPT=SYSTEM_PROMPT
-    )
+    environment = app_environment(tmp_path_factory.mktemp("local"), **local_model.app_environment(), **RECOMMENDED)
     with GunicornApp(environment) as server:
         yield server
