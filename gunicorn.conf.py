@@ -29,7 +29,11 @@ def on_starting(server):
     from config import ConfigError, load_config
 
     try:
-        load_config()
+        config = load_config()
     except ConfigError as error:
         print(f"Cannot start the chat: {error}", file=sys.stderr)
         sys.exit(4)
+    from chatbot.picker import not_live
+
+    for line in not_live(config):  # the chat starts all the same: the catalogue may be wrong, or come back
+        print(f"Warning: {line}", file=sys.stderr)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from chatbot import picker
 from chatbot.local_model.server import (
     MODEL_NAME,
     SYSTEM_PROMPT,
@@ -17,7 +18,7 @@ from chatbot.local_model.server import (
     server_binary,
 )
 from chatbot.local_model.status import ModelStatus
-from chatbot.services import discovery, inference
+from chatbot.services import catalogue, discovery, inference
 from chatbot.services.errors import InferenceError
 from config import ModelSpec
 
@@ -44,6 +45,8 @@ def diagnose(config: dict, instance_path: str) -> Iterator[Finding]:
     if not token and not config.get("API_URL") and not config.get("MODELS_SOURCE"):
         yield from _built_in_model(Path(instance_path))
         return
+    for line in picker.not_live(config):
+        yield Finding(False, line, "Pick a live model: set MODEL_ID (or MODELS) in .env.", fatal=False)
     for spec in config["MODELS"]:
         yield _probe(spec, config)
 
@@ -111,6 +114,7 @@ def _probe(spec: ModelSpec, config: dict) -> Finding:
         request = inference.build_request(backend, parameters, PROBE)
         text = "".join(inference.stream_reply(request, backend))
     except InferenceError as error:
+        error = catalogue.with_alternatives(error, backend)
         if error.kind in WARNINGS:
             return Finding(
                 True, f"{where}: {error.message}", "The chat waits for it and answers when it is ready.", fatal=False

@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from chatbot import picker
 from chatbot.conversations import Conversation, Message, Store, new_id, title_from
 from chatbot.local_model.status import explain as explain_local_model_failure
 from chatbot.rendering import render_markdown
-from chatbot.services import discovery, inference
+from chatbot.services import catalogue, discovery, inference
 from chatbot.services.errors import InferenceError
 from chatbot.services.prompts import fit_to_context, strip_stops
 from chatbot.services.protocols import Chunk, Finish, Provider, Text, Usage
@@ -187,7 +188,8 @@ def run_answer(
     stops: tuple[str, ...] = ()
     try:
         backend = discovery.with_server_facts(settings.backend)
-        turns = fit_to_context(turns, backend.context_length, settings.parameters.max_new_tokens)
+        count = discovery.token_counter(backend) if backend.context_length else None
+        turns = fit_to_context(turns, backend.context_length, settings.parameters.max_new_tokens, count)
         request = inference.build_request(backend, settings.parameters, turns, message.content)
         stops = request.stop
         _stream(request, backend, answer, store, settings, listener, cancel)
@@ -200,6 +202,7 @@ def run_answer(
         else:
             message.status = "done"
     except InferenceError as error:
+        error = catalogue.with_alternatives(error, settings.backend)
         if settings.local_model_status:
             error = explain_local_model_failure(error, settings.local_model_status)
         message.status, message.error = "error", error.as_dict()
@@ -358,14 +361,14 @@ def _coalesced(tokens: Iterator[Chunk], settings: ReplySettings, cancel: threadi
 
 
 def model_spec(config: dict, name: str | None) -> ModelSpec:
-    """The configured model with that name; the first one when the name is unknown or empty."""
-    models = config["MODELS"]
-    return next((spec for spec in models if spec.name == name), models[0])
+    """The model with that name (configured, or from a server's catalogue); the first configured one when the
+    name is unknown or empty."""
+    return picker.choice(config, name).spec
 
 
 def pick_model(store: Store, conversation: Conversation, name: str | None, config: dict) -> None:
-    """Remember the model the user picked for this conversation (only a configured one)."""
-    names = [spec.name for spec in config["MODELS"]]
+    """Remember the model the user picked for this conversation (only one the picker offers)."""
+    names = [choice.name for choice in picker.choices(config)]
     if name in names and conversation.settings.get("model") != name:
         conversation.settings["model"] = name
         store.update_conversation(conversation)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 
-from chatbot import transfer
+from chatbot import picker, transfer
 from chatbot.conversations import Conversation, Store
 from chatbot.generation import (
     answer_to_continue,
     message_problem,
-    model_spec,
     pick_model,
     rewind_for_edit,
     rewind_for_regenerate,
@@ -45,8 +44,8 @@ def chat_page(conversation: Conversation, notice: str = "", draft: str = "", sta
         conversations=listed if listed is not None else store().list_conversations(conversation.owner),
         query=query,
         messages=store().messages(conversation),
-        models=current_app.config["MODELS"],
-        model=model_spec(current_app.config, conversation.settings.get("model")),
+        choices=picker.choices(current_app.config),
+        chosen=picker.choice(current_app.config, conversation.settings.get("model")),
         settings=settings_for_conversation(conversation, current_app.config),
         notice=notice,
         draft=draft,

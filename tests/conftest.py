@@ -9,7 +9,7 @@ import redis
 
 from chatbot import create_app
 from chatbot.local_model.server import RECOMMENDED, LocalModelServer
-from chatbot.services import discovery, inference
+from chatbot.services import catalogue, discovery, inference
 from tests.fakes.hf_server import TOKEN, FakeHuggingFace
 from tests.servers import GunicornApp
 
@@ -24,8 +24,9 @@ def fake_hf(tmp_path_factory):
 
 
 @pytest.fixture
-def fake(fake_hf):
-    """The fake with no queued replies and no recorded requests."""
+def fake(fake_hf, tmp_path, monkeypatch):
+    """The fake with no queued replies and no recorded requests, and nothing kept on disk from other tests."""
+    monkeypatch.setenv("CHAT_HUB_CACHE", str(tmp_path / "hub"))
     while not fake_hf.replies.empty():
         fake_hf.replies.get_nowait()
     fake_hf.requests.clear()
@@ -33,8 +34,10 @@ def fake(fake_hf):
     fake_hf.require_token = True
     fake_hf.unauthorized_body = fake_hf.info = fake_hf.props = None
     fake_hf.hub = {}
+    fake_hf.catalogue = None
     inference.COOLDOWNS.clear()
     discovery.forget()
+    catalogue.forget()
     return fake_hf
 
 

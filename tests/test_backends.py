@@ -142,3 +142,43 @@ def test_tokens_a_server_does_not_count_are_marked_estimated(app, fake, store):
     assert answer.meta["tokens"] == 3 and answer.meta["tokens_estimated"]
     with app.test_request_context():
         assert "estimated: the server did not count them" in render_template("chat/_message.html", message=answer)
+
+
+CREDITS = (
+    "You have exceeded your monthly included credits for Inference Providers. "
+    "Subscribe to PRO to get 20x more monthly included credits."
+)
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "words"),
+    [
+        ({"status": 402, "body": {"error": CREDITS}}, "credits", "huggingface.co/settings/billing"),
+        ({"status": 400, "body": {"error": "NOT_ENOUGH_BALANCE"}}, "credits", "remove HF_API_TOKEN"),
+        (
+            {
+                "status": 400,
+                "body": {"error": "The requested model 'x/y' is not supported by any provider you have enabled."},
+            },
+            "not_found",
+            "Check MODEL_ID",
+        ),
+        ({"status": 429, "body": {"error": "Too many requests"}}, "rate_limit", "Wait a minute"),
+        ({"status": 429, "body": "rate limited", "headers": {"Retry-After": "12"}}, "rate_limit", "about 12 s"),
+    ],
+)
+def test_the_routers_errors_of_today(fake, reply, kind, words):
+    fake.reply(**reply)
+    with pytest.raises(InferenceError) as error:
+        answer(Backend(api="chat", url=fake.url + "/v1", model_id="x/y", token=TOKEN))
+    assert error.value.kind == kind
+    assert words in error.value.message + " " + error.value.hint
+
+
+def test_the_router_without_a_token(fake):
+    fake.unauthorized_body = {"error": "Invalid username or password."}
+    with pytest.raises(InferenceError) as error:
+        answer(Backend(api="chat", url=fake.url + "/v1", model_id="x/y"))
+    assert error.value.message.startswith("No Hugging Face token is set, so 127.0.0.1:")
+    assert "Invalid username or password." in error.value.message
+    assert "HF_API_TOKEN=hf_" in error.value.hint

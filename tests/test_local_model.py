@@ -7,7 +7,9 @@ from chatbot.conversations import Message, new_id
 from chatbot.generation import ReplySettings, run_reply
 from chatbot.local_model.server import CONTEXT_TOKENS, SYSTEM_PROMPT, server_binary
 from chatbot.services import discovery
-from chatbot.services.inference import Backend, Parameters, build_request, stream_reply
+from chatbot.services.inference import Backend, Parameters, build_request, stream_chunks, stream_reply
+from chatbot.services.prompts import fit_to_context
+from chatbot.services.protocols import Text, Usage
 from chatbot.stores.sqlite import SQLiteStore
 from tests.servers import FINISHED, ChatClient
 from tests.test_socket import streamed_text
@@ -79,3 +81,25 @@ def test_the_server_uses_no_avx512_and_no_amx_instructions():
     assert "vfmadd" in listing.stdout  # AVX2 with FMA is there
     assert not re.search(r"\b(ldtilecfg|tileloadd|tdpb\w+)\b", listing.stdout), "AMX instructions"
     assert "%zmm" not in listing.stdout, "AVX-512 instructions"
+
+
+def test_the_server_counts_the_tokens_and_its_own_speed(local_model):
+    backend = Backend(api="chat", url=local_model.url, model_id=local_model.model_id)
+    chunks = list(stream_chunks(build_request(backend, GREEDY, QUESTION), backend))
+    [usage] = [chunk for chunk in chunks if isinstance(chunk, Usage)]
+    texts = [chunk for chunk in chunks if isinstance(chunk, Text)]
+    assert usage.completion_tokens == len(texts) + 1  # include_usage: the server's own count, the end token too
+    assert usage.prompt_tokens > 10 and usage.tokens_per_second > 1  # llama.cpp's timings
+
+
+def test_trimming_counts_with_the_servers_tokenizer_and_keeps_more_than_the_estimate(local_model):
+    """Three turns of ~2,000 tokens each: the 3-characters-a-token estimate says they do not fit, /tokenize says
+    they do."""
+    discovery.forget()
+    backend = Backend(api="chat", url=local_model.url, model_id=local_model.model_id)
+    count = discovery.token_counter(backend)
+    assert 4 <= count("The weather was mild.") <= 7  # its own tokenizer, not 3 characters a token
+    turns = [{"role": "user", "content": FILLER[:9000]}, {"role": "assistant", "content": "Noted."}] * 3
+    turns.append({"role": "user", "content": "What is 2+2?"})
+    assert len(fit_to_context(turns, CONTEXT_TOKENS, 250)) < len(turns)  # the estimate drops some
+    assert fit_to_context(turns, CONTEXT_TOKENS, 250, count) == turns  # the exact count keeps them all

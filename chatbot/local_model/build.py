@@ -1,6 +1,7 @@
 """Build llama.cpp's server once per machine, with flags that are safe on every x86-64 CPU.
 
-`python -m chatbot.local_model.build` puts `llama-server` in the virtualenv's bin folder. The source is
+`python chatbot/local_model/build.py` (standard library only, so it can run while pip installs the rest) puts
+`llama-server` in the virtualenv's bin folder. The source is
 the llama.cpp that the llama-cpp-python release on PyPI vendors (pinned and checked by its SHA-256).
 A native build (`-march=native`) turns on AMX on Intel Xeons, where llama.cpp's worker threads die with a
 general protection fault on the first answer under many hypervisors; so the build never asks the compiler

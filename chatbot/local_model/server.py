@@ -38,7 +38,7 @@ def model_file() -> Path:
 
 
 def server_binary() -> Path:
-    """llama.cpp's server, put in the virtualenv by `python -m chatbot.local_model.build`."""
+    """llama.cpp's server, put in the virtualenv by chatbot/local_model/build.py."""
     path = Path(sys.prefix) / "bin" / "llama-server"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is not built: run `make run` (it builds llama.cpp's server once).")

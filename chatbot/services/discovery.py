@@ -9,9 +9,11 @@ chat formats and no trimming are used.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -22,7 +24,9 @@ from chatbot.services import prompts
 from chatbot.services.inference import Backend
 
 ASK_TIMEOUT = 3.0
+COUNTS_KEPT = 4096  # token counts of texts, per process
 _known: dict[str, dict[str, Any]] = {}
+_counts: dict[tuple[str, str, str], int] = {}
 _lock = threading.Lock()
 
 
@@ -30,6 +34,7 @@ def forget() -> None:
     """Ask every server and the Hub again (after a change, and between tests)."""
     with _lock:
         _known.clear()
+        _counts.clear()
 
 
 def with_server_facts(backend: Backend) -> Backend:
@@ -66,7 +71,7 @@ def _get_json(url: str, backend: Backend) -> dict[str, Any] | None:
 
 
 def _ask_server(backend: Backend) -> dict[str, Any]:
-    root = urlsplit(backend.url)._replace(path="", query="", fragment="").geturl()
+    root = _root(backend.url)
     facts: dict[str, Any] = {}
     for route in ("/info", "/props"):
         body = _get_json(root + route, backend)
@@ -80,6 +85,54 @@ def _ask_server(backend: Backend) -> dict[str, Any]:
         if backend.api != "chat" and (template := prompts.chat_template_from(body)) is not None:
             facts.setdefault("template", template)
     return facts
+
+
+def token_counter(backend: Backend) -> Callable[[str], int] | None:
+    """Exact token counts from the server's `POST /tokenize` (llama.cpp, TGI, vLLM), None where it has none.
+    Each text is counted once (by its hash), so a long conversation costs requests only for its new turns."""
+    if "huggingface.co" in backend.url:
+        return None
+    root = _root(backend.url)
+    works = _remembered("tokenize:" + root, lambda: {"works": _tokenize(root, backend, "Hello") is not None})
+    if not works["works"]:
+        return None
+
+    def count(text: str) -> int:
+        key = (root, backend.model_id, hashlib.sha256(text.encode()).hexdigest())
+        with _lock:
+            known = _counts.get(key)
+        if known is None:
+            known = _tokenize(root, backend, text)
+            if known is None:
+                return prompts.estimate_tokens(text) - prompts.TURN_MARKERS
+            with _lock:
+                if len(_counts) >= COUNTS_KEPT:
+                    _counts.pop(next(iter(_counts)))
+                _counts[key] = known
+        return known
+
+    return count
+
+
+def _tokenize(root: str, backend: Backend, text: str) -> int | None:
+    """One count: llama.cpp reads `content`, TGI `inputs`, vLLM `model` and `prompt`; each answers its own way."""
+    body = {"content": text, "inputs": text, "prompt": text, "model": backend.model_id}
+    try:
+        response = requests.post(root + "/tokenize", json=body, headers=_headers(backend), timeout=ASK_TIMEOUT)
+        answer = response.json() if response.ok else None
+    except (requests.RequestException, ValueError):
+        return None
+    if isinstance(answer, list):  # TGI: one entry per token
+        return len(answer)
+    if isinstance(answer, dict) and isinstance(answer.get("count"), int):  # vLLM
+        return answer["count"]
+    if isinstance(answer, dict) and isinstance(answer.get("tokens"), list):  # llama.cpp
+        return len(answer["tokens"])
+    return None
+
+
+def _root(url: str) -> str:
+    return urlsplit(url)._replace(path="", query="", fragment="").geturl()
 
 
 def hub_cache() -> Path:

@@ -14,6 +14,7 @@ TOKEN_HINT = (
     "Put your token in .env as HF_API_TOKEN=hf_... (create one with read access at "
     "https://huggingface.co/settings/tokens), then restart the chat."
 )
+CREDITS_WORDS = ("NOT_ENOUGH_BALANCE", "exceeded your monthly included credits", "insufficient credits")
 TOO_LONG_WORDS = ("must be <=", "exceed_context_size", "context size", "context length", "context window", "too long")
 
 
@@ -176,6 +177,13 @@ def error_from_response(
     def error(kind: str, message: str, hint: str) -> InferenceError:
         return InferenceError(kind, message, hint, url=url, status=status, retry_after=retry_after)
 
+    if status == 402 or any(words in detail for words in CREDITS_WORDS):
+        return error(
+            "credits",
+            f"{host} refused the request: this Hugging Face account has used up its credits ({detail}).",
+            "See https://huggingface.co/settings/billing to add credits or subscribe to PRO, or use a local "
+            "model: remove HF_API_TOKEN from .env for the built-in one, or set API_URL to your own server.",
+        )
     if status == 401:
         if not backend.token:
             return error("auth", f"No Hugging Face token is set, so {host} refused the request ({detail}).", TOKEN_HINT)

@@ -221,23 +221,33 @@ def read_chat_template(path: str) -> ChatTemplate | None:
         return chat_template_from(json.load(file))
 
 
-def fit_to_context(turns: list[Turn], context_tokens: int | None, reserve: int) -> list[Turn]:
-    """Drop the oldest turns until the prompt fits, always keeping the system prompt and the newest turn."""
+def fit_to_context(
+    turns: list[Turn], context_tokens: int | None, reserve: int, count: Callable[[str], int] | None = None
+) -> list[Turn]:
+    """Drop the oldest turns until the prompt fits, always keeping the system prompt and the newest turn.
+    `count` gives a turn's exact tokens (the server's tokenizer); it is asked only when the estimate says the
+    conversation may not fit, so a short one costs no request."""
     if not context_tokens:
         return turns
     budget = context_tokens - reserve
+    if sum(estimate_tokens(t["content"]) for t in turns) <= budget:
+        return turns
+    size = (lambda text: count(text) + TURN_MARKERS) if count else estimate_tokens
     system = [t for t in turns if t["role"] == "system"]
     rest = [t for t in turns if t["role"] != "system"]
     kept = rest[-1:]
-    used = sum(estimate_tokens(t["content"]) for t in system + kept)
+    used = sum(size(t["content"]) for t in system + kept)
     for turn in reversed(rest[:-1]):
-        used += estimate_tokens(turn["content"])
+        used += size(turn["content"])
         if used > budget:
             break
         kept.insert(0, turn)
     return system + kept
 
 
+TURN_MARKERS = 8  # tokens a chat format adds around each turn, at most
+
+
 def estimate_tokens(text: str) -> int:
     """A cautious token count without the model's tokenizer: about 3 characters a token, plus the turn markers."""
-    return len(text) // 3 + 8
+    return len(text) // 3 + TURN_MARKERS

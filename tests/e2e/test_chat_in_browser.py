@@ -2,7 +2,9 @@
 
 from playwright.sync_api import expect
 
-from tests.servers import ROOT
+from tests.conftest import app_environment
+from tests.fakes.hf_server import ROUTER_MODELS, TOKEN
+from tests.servers import ROOT, GunicornApp
 
 
 def ask(page, fake, text, tokens, **reply):
@@ -297,3 +299,30 @@ def test_reload_mid_answer_keeps_streaming_to_the_whole_answer(page, instances, 
     expect(page.locator(".message")).to_have_count(2)
     page.reload()  # what was stored: the whole answer, no word missing or doubled
     expect(done).to_have_text(whole)
+
+
+def test_the_picker_searches_the_catalogue_and_the_picked_model_answers(page, tmp_path, fake):
+    fake.catalogue = ROUTER_MODELS
+    environment = app_environment(
+        tmp_path,
+        API_URL=fake.url + "/v1",
+        INFERENCE_API="",
+        HF_API_TOKEN=TOKEN,
+        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
+        CHAT_HUB_CACHE=str(tmp_path / "hub"),
+    )
+    with GunicornApp(environment) as app:
+        page.goto(app.url + "/")
+        picker = page.locator("#model-input")
+        expect(picker).to_have_value("meta-llama/Llama-3.1-8B-Instruct")
+        expect(page.locator(".chat-header .model")).to_contain_text("context 131,072 tokens · novita, groq")
+        offered = page.locator("#model-options option").evaluate_all("options => options.map(o => o.value)")
+        assert "openai/gpt-oss-20b" in offered and "google/gemma-2-9b-it" not in offered  # live ones only
+        picker.fill("openai/gpt-oss-20b")
+        ask(page, fake, "Hello", ["Hi", "!"])
+        expect(page.locator(".message.assistant.done .stats")).to_contain_text("via novita")
+        assert fake.requests[-1].json["model"] == "openai/gpt-oss-20b"
+        page.reload()
+        expect(picker).to_have_value("openai/gpt-oss-20b")
+        expect(page.locator(".chat-header .model")).to_contain_text("openai/gpt-oss-20b (context 131,072 tokens")
+        page.goto("about:blank")  # before this server stops: a page left open would try to reconnect its socket

@@ -63,6 +63,40 @@ DIALECTS = {
 }
 
 
+def router_model(model_id: str, *offers: tuple[str, str, int, float, float], images: bool = False) -> dict:
+    """One model as the router's GET /v1/models lists it; each offer is (provider, status, context, in, out)."""
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": 1776837885,
+        "owned_by": model_id.split("/")[0],
+        "architecture": {"input_modalities": ["text", "image"] if images else ["text"], "output_modalities": ["text"]},
+        "providers": [
+            {
+                "provider": provider,
+                "status": status,
+                "context_length": context,
+                "pricing": {"input": price_in, "output": price_out},
+                "supports_tools": True,
+                "supports_structured_output": False,
+            }
+            for provider, status, context, price_in, price_out in offers
+        ],
+    }
+
+
+# A catalogue as the router serves it: live models, one whose only provider reports an error, none of the notes'.
+ROUTER_MODELS = [
+    router_model(
+        "meta-llama/Llama-3.1-8B-Instruct", ("novita", "live", 16384, 0.02, 0.05), ("groq", "live", 131072, 0.05, 0.08)
+    ),
+    router_model("google/gemma-3-27b-it", ("nebius", "live", 131072, 0.1, 0.3), images=True),
+    router_model("google/gemma-2-9b-it", ("featherless-ai", "error", 8192, 0.1, 0.1)),
+    router_model("mistralai/Mistral-7B-Instruct-v0.3", ("together", "live", 32768, 0.2, 0.2)),
+    router_model("openai/gpt-oss-20b", ("cerebras", "live", 131072, 0.25, 0.69)),
+]
+
+
 @dataclass
 class Received:
     path: str
@@ -82,6 +116,7 @@ class FakeHuggingFace:
         self.info: dict | None = None  # TGI's GET /info, when set
         self.props: dict | None = None  # llama.cpp's GET /props, when set
         self.hub: dict[str, dict] = {}  # Hub files by path, e.g. /org/model/resolve/main/tokenizer_config.json
+        self.catalogue: list[dict] | None = None  # GET /v1/models: the router's shape (ROUTER_MODELS) when set
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -118,7 +153,8 @@ class FakeHuggingFace:
 
             def do_GET(self) -> None:
                 fake.lookups.append(Received(self.path, dict(self.headers), None))
-                document = {"/info": fake.info, "/props": fake.props, **fake.hub}.get(self.path)
+                models = {"object": "list", "data": fake.catalogue} if fake.catalogue is not None else None
+                document = {"/info": fake.info, "/props": fake.props, "/v1/models": models, **fake.hub}.get(self.path)
                 if document is None:
                     return self._send_error(404, "Not Found")
                 self._send_error(200, document)
@@ -130,6 +166,9 @@ class FakeHuggingFace:
                     body = json.loads(raw)
                 except ValueError:
                     body = raw.decode(errors="replace")
+                if self.path == "/tokenize":  # a server without one, as the Hugging Face API; llama.cpp's is real
+                    fake.lookups.append(Received(self.path, dict(self.headers), body))
+                    return self._send_error(404, "Not Found")
                 fake.requests.append(Received(self.path, dict(self.headers), body))
                 reply = fake._next()
                 if fake.require_token and reply.status == 200:

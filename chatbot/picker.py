@@ -1,0 +1,82 @@
+"""The models a user may pick: the configured ones, and the live catalogue of their OpenAI-compatible servers.
+
+A configured model keeps its name and settings; a catalogue model is picked by its id and talks to the server
+of the configured model whose catalogue lists it, with that model's settings. The catalogue also gives the
+context length (which drives trimming) and tells when a configured model is not live.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from chatbot.services import catalogue
+from chatbot.services.protocols.chat_completions import HF_ROUTER_URL
+from config import ModelSpec
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One entry of the picker: what is sent back when it is picked, and what the user reads to choose."""
+
+    name: str
+    about: str
+    spec: ModelSpec
+
+
+def _server(spec: ModelSpec) -> str | None:
+    """The OpenAI-compatible server whose catalogue can be asked for this model, if any."""
+    if spec.api == "text-generation":
+        return None
+    return spec.url or HF_ROUTER_URL
+
+
+def _catalogue(spec: ModelSpec, config: dict) -> list[catalogue.CatalogueModel]:
+    server = _server(spec)
+    return catalogue.models(server, config.get("HF_API_TOKEN")) if server else []
+
+
+def choices(config: dict) -> list[Choice]:
+    """The configured models first, then the live catalogue models of their servers, each once."""
+    picked: dict[str, Choice] = {}
+    for spec in config["MODELS"]:
+        listed = catalogue.find(_catalogue(spec, config), spec.id)
+        picked[spec.name] = Choice(spec.name, listed.describe() if listed else "", _completed(spec, listed))
+    for spec in config["MODELS"]:
+        for model in _catalogue(spec, config):
+            if model.live and model.id not in picked:
+                listed_spec = dataclasses.replace(
+                    spec, id=model.id, name=model.id, context_length=model.context_length, chat_format=None
+                )
+                picked[model.id] = Choice(model.id, model.describe(), listed_spec)
+    return list(picked.values())
+
+
+def _completed(spec: ModelSpec, listed: catalogue.CatalogueModel | None) -> ModelSpec:
+    if spec.context_length or listed is None or listed.context_length is None:
+        return spec
+    return dataclasses.replace(spec, context_length=listed.context_length)
+
+
+def choice(config: dict, name: str | None) -> Choice:
+    """The model with that name; the first configured one when the name is unknown or empty."""
+    found = choices(config)
+    return next((entry for entry in found if entry.name == name), found[0])
+
+
+def not_live(config: dict) -> list[str]:
+    """For each configured model that its server's catalogue lists as not live (or not at all): one line that
+    says so and names live models like it."""
+    lines = []
+    for spec in config["MODELS"]:
+        listed = _catalogue(spec, config)
+        if not listed:
+            continue  # no catalogue (offline, or a server without one): nothing to judge by
+        model = catalogue.find(listed, spec.id)
+        if model is not None and model.live:
+            continue
+        where = "its providers all report an error" if model else "it is not in the catalogue"
+        alternatives = catalogue.similar(listed, spec.id)
+        like = f" Live models like it: {', '.join(alternatives)}." if alternatives else ""
+        lines.append(f"The model {spec.id} is not served at {_server(spec)} now ({where}).{like}")
+    return lines
