@@ -100,6 +100,7 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "TEMPERATURE": (_number(0.0, 5.0), 0.7),
     "TOP_P": (_number(0.0, 1.0), 0.9),
     "DO_SAMPLE": (_boolean, True),
+    "REASONING_EFFORT": (_choice("none", "low", "medium", "high"), None),  # None: the server's own default
     "WAIT_FOR_MODEL": (_boolean, True),
     "MAX_LOADING_WAIT": (_number(0, 3600), 300.0),
     "SYSTEM_PROMPT": (_text, ""),
@@ -118,6 +119,7 @@ PARAMETERS = {
     "temperature": "TEMPERATURE",
     "top_p": "TOP_P",
     "do_sample": "DO_SAMPLE",
+    "reasoning_effort": "REASONING_EFFORT",
 }
 
 

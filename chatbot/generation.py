@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from chatbot import picker
+from chatbot import picker, reasoning
 from chatbot.conversations import Conversation, Message, Store, new_id, title_from
 from chatbot.local_model.status import explain as explain_local_model_failure
 from chatbot.rendering import render_markdown
 from chatbot.services import catalogue, discovery, inference
 from chatbot.services.errors import InferenceError
 from chatbot.services.prompts import fit_to_context, strip_stops
-from chatbot.services.protocols import Chunk, Finish, Provider, Text, Usage
+from chatbot.services.protocols import Chunk, Finish, Provider, Reasoning, Text, Usage
 from config import ModelSpec, parse_parameters
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ _END = object()
 
 @dataclass
 class Event:
-    """What happened to an answer: "started", "waiting" or "delta" (with text), "finished"."""
+    """What happened to an answer: "started", "waiting", "reasoning" or "delta" (with text), "reasoned" (with the
+    seconds it thought), "finished"."""
 
     kind: str
     message: Message
@@ -72,6 +73,8 @@ class _Answer:
     last_save: float = field(default_factory=time.monotonic)
     finish_reason: str | None = None
     usage: Usage | None = None  # what the server counted, when it says
+    thinking: bool = False  # the newest part is reasoning (between reasoning.START and END in the parts)
+    reasoning_started: float | None = None
 
     def text(self) -> str:
         return "".join(self.parts)
@@ -145,6 +148,7 @@ def settle_abandoned(store: Store, message: Message) -> bool:
         "The answer was interrupted: the server stopped while writing it.",
         "What arrived is kept above; press Regenerate for a whole answer.",
     ).as_dict()
+    reasoning.settle(message)
     message.html = str(render_markdown(message.content)) if message.content else ""
     store.update_message(message)
     return True
@@ -195,12 +199,17 @@ def run_answer(
         _stream(request, backend, answer, store, settings, listener, cancel)
         if answer.finish_reason:
             message.meta["finish_reason"] = answer.finish_reason
+        thought, said = reasoning.split(answer.text())
         if cancel.is_set():
             message.status = "stopped"
-        elif not strip_stops(answer.text(), stops).strip():
-            raise InferenceError.empty(request.url)
-        else:
+        elif strip_stops(said, stops).strip():
             message.status = "done"
+        elif thought.strip() and answer.finish_reason == "length":
+            message.status = "done"  # all of max_new_tokens went to thinking: Continue goes on from there
+        elif thought.strip():
+            raise InferenceError.thought_only(request.url)
+        else:
+            raise InferenceError.empty(request.url)
     except InferenceError as error:
         error = catalogue.with_alternatives(error, settings.backend)
         if settings.local_model_status:
@@ -266,25 +275,31 @@ def _add(
     listener: Listener,
     cancel: threading.Event,
 ) -> None:
-    texts = []
+    now = time.monotonic()
+    runs: list[list] = []  # [kind, text] with neighbours of one kind joined: one fragment each per batch
     for chunk in batch:
-        if isinstance(chunk, Text):
-            texts.append(chunk.text)
+        if isinstance(chunk, Text | Reasoning):
+            _mark_reasoning(answer, isinstance(chunk, Reasoning), now, listener)
+            kind = "reasoning" if answer.thinking else "delta"
+            text = reasoning.strip_markers(chunk.text)
+            answer.parts.append(text)
+            answer.tokens += 1
+            if runs and runs[-1][0] == kind:
+                runs[-1][1] += text
+            else:
+                runs.append([kind, text])
         elif isinstance(chunk, Finish):
             answer.finish_reason = chunk.reason
         elif isinstance(chunk, Usage):
             answer.usage = chunk
         elif isinstance(chunk, Provider):
             answer.message.meta["provider"] = chunk.name
-    if not texts:
+    if not runs:
         return
-    now = time.monotonic()
     if answer.first_token is None:
         answer.first_token = now
-    text = "".join(texts)
-    answer.parts.append(text)
-    answer.tokens += len(texts)
-    listener(Event("delta", answer.message, text))
+    for kind, text in runs:
+        listener(Event(kind, answer.message, text))
     if now - answer.last_save >= settings.save_seconds:
         new = "".join(answer.parts[answer.saved_parts :])
         if store.append_to_answer(answer.message, answer.saved_length, new):  # Stop pressed in another tab
@@ -293,9 +308,31 @@ def _add(
         answer.last_save = now
 
 
+def _mark_reasoning(answer: _Answer, thinking: bool, now: float, listener: Listener) -> None:
+    """Open or close the reasoning in the parts when the stream goes from answer to thinking or back."""
+    if thinking == answer.thinking:
+        return
+    answer.parts.append(reasoning.START if thinking else reasoning.END)
+    answer.thinking = thinking
+    if thinking:
+        answer.reasoning_started = answer.reasoning_started or now
+    else:
+        seconds = _thought_for(answer, now)
+        answer.message.meta["reasoning_seconds"] = seconds
+        listener(Event("reasoned", answer.message, f"{seconds:g}"))
+
+
+def _thought_for(answer: _Answer, now: float) -> float:
+    return round(now - (answer.reasoning_started or now), 1)
+
+
 def _finish(answer: _Answer, stops: tuple[str, ...], store: Store) -> None:
     message = answer.message
-    message.content = strip_stops(answer.text(), stops).strip()
+    if answer.thinking:  # it ended while thinking
+        message.meta["reasoning_seconds"] = _thought_for(answer, time.monotonic())
+    message.content = answer.text()
+    reasoning.settle(message)
+    message.content = strip_stops(message.content, stops).strip()
     message.html = str(render_markdown(message.content)) if message.content else ""
     seconds = time.monotonic() - answer.started
     generating = time.monotonic() - answer.first_token if answer.first_token else 0.0
@@ -382,7 +419,8 @@ def settings_for_conversation(conversation: Conversation, config: dict) -> Reply
 def save_conversation_settings(store: Store, conversation: Conversation, form: dict[str, str], config: dict) -> None:
     """Check and keep a conversation's settings (system prompt, parameters); ValueError says what is wrong."""
     spec = model_spec(config, conversation.settings.get("model"))
-    given = {key: form[key] for key in ("max_new_tokens", "temperature", "top_p") if form.get(key, "").strip()}
+    fields = ("max_new_tokens", "temperature", "top_p", "reasoning_effort")
+    given = {key: form[key] for key in fields if form.get(key, "").strip()}
     given["do_sample"] = "true" if form.get("do_sample") else "false"
     parameters = parse_parameters(given, spec.parameters)
     conversation.settings["parameters"] = {k: v for k, v in parameters.items() if v != spec.parameters.get(k)}

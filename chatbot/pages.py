@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 
-from chatbot import picker, transfer
+from chatbot import picker, reasoning, transfer
 from chatbot.conversations import Conversation, Store
 from chatbot.generation import (
     answer_to_continue,
@@ -21,6 +21,12 @@ from chatbot.security import owner_id
 
 bp = Blueprint("pages", __name__)
 TITLE_LIMIT = 200
+
+
+@bp.app_template_global("split_reasoning")
+def split_reasoning(content: str) -> tuple[str, str]:
+    """(reasoning, answer) of an answer being written, for the page."""
+    return reasoning.split(content)
 
 
 def store() -> Store:

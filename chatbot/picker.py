@@ -40,8 +40,10 @@ def choices(config: dict) -> list[Choice]:
     """The configured models first, then the live catalogue models of their servers, each once."""
     picked: dict[str, Choice] = {}
     for spec in config["MODELS"]:
-        listed = catalogue.find(_catalogue(spec, config), spec.id)
-        picked[spec.name] = Choice(spec.name, listed.describe() if listed else "", _completed(spec, listed))
+        known = _catalogue(spec, config)
+        listed = catalogue.find(known, spec.id)
+        about = listed.describe() if listed and listed.live else "not served now: pick a live model" if known else ""
+        picked[spec.name] = Choice(spec.name, about, _completed(spec, listed))
     for spec in config["MODELS"]:
         for model in _catalogue(spec, config):
             if model.live and model.id not in picked:

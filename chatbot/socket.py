@@ -17,6 +17,7 @@ from flask import Blueprint, Flask, abort, current_app, g, render_template, requ
 from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 
+from chatbot import reasoning
 from chatbot.conversations import Conversation, Message
 from chatbot.extensions import sock
 from chatbot.generation import (
@@ -39,6 +40,8 @@ bp = Blueprint("chat", __name__)
 log = logging.getLogger(__name__)
 
 DELTA = Markup('<span hx-swap-oob="beforeend:#text-{}">{}</span>')
+REASONING = Markup('<span hx-swap-oob="beforeend:#reasoning-{}">{}</span>')
+REASONED = Markup('<summary id="reasoning-summary-{}" hx-swap-oob="true">Thought for {} s</summary>')
 FOLLOW_SECONDS = 0.25  # how often a following tab looks for more of the answer
 EXPIRED = (
     "This chat has expired (no activity for a long time) or was deleted in another tab, so nothing was sent. "
@@ -120,6 +123,8 @@ class ChatSocket:
         """Send the answer as it grows (only the new part is read each time), until it ends or this socket closes."""
         with self.app.app_context():
             seen = len(answer.content)
+            router = reasoning.Router()
+            router.feed(answer.content)  # what the page shows already: where the answer is now
             alive = self.send(render_template("chat/_resumed.html", answer=answer))
             while alive:
                 time.sleep(FOLLOW_SECONDS)
@@ -128,9 +133,9 @@ class ChatSocket:
                     self.answering = False
                     return
                 if new.status == "streaming" and not is_abandoned(new):
-                    if new.content:
-                        alive = self.send(DELTA.format(new.id, new.content))
-                        seen += len(new.content)
+                    for thinking, text in router.feed(new.content):
+                        alive = self.send((REASONING if thinking else DELTA).format(new.id, text)) and alive
+                    seen += len(new.content)
                     continue
                 final = store().read_message(self.conversation, answer.id)
                 if final is not None:  # the finished fragment replaces the whole answer
@@ -229,6 +234,10 @@ class ChatSocket:
     def on_event(self, event: Event) -> None:
         if event.kind == "delta":
             self.send(DELTA.format(event.message.id, event.text))
+        elif event.kind == "reasoning":
+            self.send(REASONING.format(event.message.id, event.text))
+        elif event.kind == "reasoned":
+            self.send(REASONED.format(event.message.id, event.text))
         elif event.kind == "waiting":
             self.send(WAITING.format(event.message.id, event.text))
         elif event.kind == "resumed":

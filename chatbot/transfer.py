@@ -23,7 +23,13 @@ def as_markdown(conversation: Conversation, messages: list[Message]) -> str:
     parts = [f"# {conversation.title}\n"]
     for message in messages:
         speaker = "You" if message.role == "user" else message.meta.get("model", "Assistant")
-        parts.append(f"**{speaker}:**\n\n{message.content}\n")
+        parts.append(f"**{speaker}:**\n")
+        if message.meta.get("reasoning"):
+            seconds = message.meta.get("reasoning_seconds")
+            heading = f"> _Thought for {seconds} s:_" if seconds is not None else "> _Reasoning:_"
+            quoted = "\n".join(f"> {line}" for line in str(message.meta["reasoning"]).splitlines())
+            parts.append(f"{heading}\n>\n{quoted}\n")
+        parts.append(f"{message.content}\n")
         if message.status == "stopped":
             parts.append("_(stopped: the answer above is partial)_\n")
         if message.error:

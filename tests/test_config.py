@@ -94,9 +94,21 @@ def test_a_model_list_in_json():
     )
     gemma, llama = config["MODELS"]
     assert (gemma.name, gemma.api, gemma.url, gemma.context_length) == ("Gemma", "chat", None, 8192)  # the router
-    assert gemma.parameters == {"max_new_tokens": 100, "temperature": 0.7, "top_p": 0.9, "do_sample": True}
+    assert gemma.parameters == {
+        "max_new_tokens": 100,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "do_sample": True,
+        "reasoning_effort": None,
+    }
     assert (llama.name, llama.api, llama.url) == ("llama3.2", "chat", "http://127.0.0.1:11434/v1")
-    assert llama.parameters == {"max_new_tokens": 100, "temperature": 0.2, "top_p": 0.9, "do_sample": False}
+    assert llama.parameters == {
+        "max_new_tokens": 100,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "do_sample": False,
+        "reasoning_effort": None,
+    }
 
 
 def test_a_model_list_in_a_toml_file(tmp_path):
@@ -122,7 +134,7 @@ def test_model_id_alone_still_works():
         (
             '[{"id": "a", "parameters": {"temprature": 1}}]',
             "MODELS: model 'a' is not valid: unknown parameter 'temprature'; the parameters are max_new_tokens, "
-            "temperature, top_p, do_sample.",
+            "temperature, top_p, do_sample, reasoning_effort.",
         ),
         (
             '[{"id": "a", "parameters": {"top_p": 3}}]',

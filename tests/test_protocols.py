@@ -1,6 +1,6 @@
 """Each protocol reads its own events into typed chunks: text, the end and why, what the server counted."""
 
-from chatbot.services.protocols import PROTOCOLS, Finish, Text, Usage
+from chatbot.services.protocols import PROTOCOLS, Finish, Reasoning, Text, Usage
 from config import INFERENCE_APIS
 
 
@@ -45,3 +45,11 @@ def test_completions_text_and_usage_in_the_last_chunk():
         Finish("stop"),
         Usage(3, 2),
     ]
+
+
+def test_reasoning_from_every_field_servers_use():
+    for name in ("reasoning", "reasoning_content", "reasoning_text"):
+        event = {"choices": [{"delta": {"content": "", name: "We"}, "finish_reason": None}]}
+        assert read("chat", event) == [Reasoning("We")]
+    whole = {"choices": [{"message": {"content": "4", "reasoning_content": "2+2"}, "finish_reason": "stop"}]}
+    assert read("chat", whole) == [Reasoning("2+2"), Text("4"), Finish("stop")]

@@ -20,6 +20,7 @@ class Parameters:
     temperature: float = 0.7
     top_p: float = 0.9
     do_sample: bool = True
+    reasoning_effort: str | None = None  # none, low, medium or high, for servers that take it; None: not sent
 
 
 @dataclass(frozen=True)

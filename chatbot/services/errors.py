@@ -104,6 +104,15 @@ class InferenceError(Exception):
         )
 
     @classmethod
+    def thought_only(cls, url: str) -> InferenceError:
+        return cls(
+            "empty",
+            "The model thought it over (above) but wrote no answer.",
+            "Send again, or give it more room: raise Max new tokens in Settings (MAX_NEW_TOKENS in .env).",
+            url=url,
+        )
+
+    @classmethod
     def empty(cls, url: str) -> InferenceError:
         return cls(
             "empty",

@@ -18,11 +18,11 @@ from typing import Any
 import requests
 import urllib3
 
-from chatbot.services import prompts, sse
+from chatbot.services import prompts, sse, thinking
 from chatbot.services.backend import Backend, Parameters, Request
 from chatbot.services.errors import InferenceError, error_from_response, error_message
 from chatbot.services.prompts import Turn
-from chatbot.services.protocols import PROTOCOLS, Chunk, Finish, Provider, Text
+from chatbot.services.protocols import PROTOCOLS, Chunk, Finish, Provider, Reasoning, Text
 from config import ModelSpec
 
 READ_SIZE = 65536
@@ -123,7 +123,7 @@ def stream_chunks(request: Request, backend: Backend, cancel: threading.Event | 
             raise error
         if provider := response.headers.get("x-inference-provider"):
             yield Provider(provider)
-        yield from _answer(response, backend, request.url, cancel)
+        yield from thinking.split_inline(_answer(response, backend, request.url, cancel))
 
 
 def _answer(response: requests.Response, backend: Backend, url: str, cancel: threading.Event | None) -> Iterator[Chunk]:
@@ -134,9 +134,9 @@ def _answer(response: requests.Response, backend: Backend, url: str, cancel: thr
             if event.get("error"):
                 raise InferenceError.in_stream(error_message(event) or "unknown error", url, event.get("error_type"))
             for chunk in protocol.chunks(event) if event is not DONE else [Finish("stop")]:
-                if isinstance(chunk, Text):
-                    if chunk.text.strip() in prompts.SPECIAL_TOKENS:
-                        continue
+                if isinstance(chunk, Text) and chunk.text.strip() in prompts.SPECIAL_TOKENS:
+                    continue
+                if isinstance(chunk, Text | Reasoning):
                     text_seen = True
                 elif isinstance(chunk, Finish):
                     if finished:

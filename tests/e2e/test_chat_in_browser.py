@@ -326,3 +326,24 @@ def test_the_picker_searches_the_catalogue_and_the_picked_model_answers(page, tm
         expect(picker).to_have_value("openai/gpt-oss-20b")
         expect(page.locator(".chat-header .model")).to_contain_text("openai/gpt-oss-20b (context 131,072 tokens")
         page.goto("about:blank")  # before this server stops: a page left open would try to reconnect its socket
+
+
+def test_reasoning_streams_apart_folds_when_done_and_survives_a_reload(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    thoughts = [f" step{i}" for i in range(40)]
+    ask(page, fake, "Think it over", [" The", " answer."], reasoning=thoughts, delay=0.05)
+    thinking = page.locator(".message.assistant.streaming details.reasoning")
+    expect(thinking).to_be_visible()
+    expect(thinking.locator("summary")).to_have_text("Thinking…")
+    expect(thinking).to_contain_text("step5")
+    expect(page.locator(".message.assistant.streaming .body")).to_have_text("")  # no answer yet, only thinking
+    page.reload()  # mid-reasoning: the thinking so far, and it goes on
+    expect(thinking).to_contain_text("step30")
+    done = page.locator(".message.assistant.done")
+    expect(done.locator(".body")).to_have_text("The answer.")
+    folded = done.locator("details.reasoning")
+    expect(folded.locator("summary")).to_contain_text("Thought for")
+    assert folded.get_attribute("open") is None  # folded once the answer is there
+    folded.locator("summary").click()
+    expect(folded).to_contain_text("step39")
+    assert "step0" not in done.locator(".body").inner_text()

@@ -13,6 +13,7 @@ with the recorded error bodies. Tests queue what the next request gets with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import threading
@@ -41,6 +42,8 @@ class Reply:
     page: str | None = None  # a 200 HTML page instead of an answer (a proxy's login page, say)
     finish_reason: str = "stop"  # "length": the answer stopped at max_new_tokens
     dialect: str = "hf-router"  # how chat and completions streams are written: a key of DIALECTS
+    reasoning: list[str] = field(default_factory=list)  # the model's thinking, streamed before the tokens
+    reasoning_field: str = "reasoning"  # where: "reasoning", "reasoning_content", "reasoning_text", or "think"
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,8 @@ class FakeHuggingFace:
                 self.wfile.write(data)
 
             def _task_events(self, reply: Reply) -> list[dict]:
+                if reply.reasoning:  # TGI has no reasoning field: the model writes <think> in its text
+                    reply = dataclasses.replace(reply, tokens=["<think>", *reply.reasoning, "</think>", *reply.tokens])
                 events = [
                     {
                         "index": i + 1,
@@ -251,6 +256,13 @@ class FakeHuggingFace:
                     }
 
                 events = [chunk(None, first=True)] if chat else []
+                if reply.reasoning_field == "think" or not chat:
+                    thinking = ["<think>", *reply.reasoning, "</think>"] if reply.reasoning else []
+                    events += [chunk(text) for text in thinking]
+                else:
+                    for text in reply.reasoning:
+                        events.append(chunk(""))
+                        events[-1]["choices"][0]["delta"] = {"content": "", reply.reasoning_field: text}
                 events += [chunk(text) for text in reply.tokens]
                 events.append(chunk(None, reply.finish_reason))
                 if dialect.usage == "last":

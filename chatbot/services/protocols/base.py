@@ -20,6 +20,13 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Reasoning:
+    """A piece of the model's thinking before (or between) its answer: shown apart, never sent back to it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Finish:
     """The answer ended: "stop", or "length" when it hit max_new_tokens (every server's word for it)."""
 
@@ -46,7 +53,7 @@ class Provider:
     name: str
 
 
-Chunk = Text | Finish | Usage | Provider
+Chunk = Text | Reasoning | Finish | Usage | Provider
 
 
 class Protocol:

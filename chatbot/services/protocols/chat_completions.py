@@ -16,9 +16,22 @@ from typing import Any
 from chatbot.services import prompts
 from chatbot.services.backend import Backend, Parameters, Request
 from chatbot.services.prompts import Turn
-from chatbot.services.protocols.base import Chunk, Finish, Protocol, Text, headers, openai_url, openai_usage, sampling
+from chatbot.services.protocols.base import (
+    Chunk,
+    Finish,
+    Protocol,
+    Reasoning,
+    Text,
+    headers,
+    openai_url,
+    openai_usage,
+    sampling,
+)
 
 HF_ROUTER_URL = "https://router.huggingface.co/v1"
+# Where servers put the model's thinking: vLLM, Ollama, Groq and Cerebras through the router; llama.cpp and
+# DeepSeek-style providers; some others. Inline <think> tags in the content are split off by inference.py.
+REASONING_FIELDS = ("reasoning", "reasoning_content", "reasoning_text")
 CONTINUE_ASK = "Continue exactly where your last answer stopped, without repeating any of it."
 
 
@@ -41,11 +54,17 @@ class ChatCompletions(Protocol):
             "stream": True,
             "stream_options": {"include_usage": True},  # the server's own token counts, in the last chunk
         }
+        if parameters.reasoning_effort:  # "none" turns thinking off on llama.cpp and Ollama
+            payload["reasoning_effort"] = parameters.reasoning_effort
         return Request(url=openai_url(backend.url, "/chat/completions"), payload=payload, headers=headers(backend))
 
     def chunks(self, event: dict[str, Any]) -> Iterator[Chunk]:
         for choice in (event.get("choices") or [])[:1]:
             part = choice.get("delta") or choice.get("message") or {}
+            for name in REASONING_FIELDS:
+                if isinstance(part.get(name), str) and part[name]:
+                    yield Reasoning(part[name])
+                    break
             if part.get("content"):
                 yield Text(part["content"])
             if choice.get("finish_reason"):
