@@ -76,7 +76,17 @@ def runs(binary: Path) -> bool:
 
 def download_source(folder: Path) -> Path:
     """The pinned source archive from PyPI, checked against its SHA-256."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-cache-dir"]
+    # Only this package from source: `:all:` would also build its build requirements from source (minutes).
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        "llama-cpp-python",
+        "--no-cache-dir",
+    ]
     subprocess.run([*command, "--disable-pip-version-check", "-q", "-d", str(folder), SOURCE], check=True)
     archive = next(folder.glob("*.tar.gz"))
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
