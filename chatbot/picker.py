@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from chatbot.services import catalogue
+from chatbot.services.protocols import PROTOCOLS
 from chatbot.services.protocols.chat_completions import HF_ROUTER_URL
 from config import ModelSpec
 
@@ -26,7 +27,7 @@ class Choice:
 
 def _server(spec: ModelSpec) -> str | None:
     """The OpenAI-compatible server whose catalogue can be asked for this model, if any."""
-    if spec.api == "text-generation":
+    if not PROTOCOLS[spec.api].openai_compatible:
         return None
     return spec.url or HF_ROUTER_URL
 

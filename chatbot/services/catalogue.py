@@ -22,6 +22,7 @@ import requests
 
 from chatbot.services.backend import Backend
 from chatbot.services.errors import InferenceError
+from chatbot.services.protocols import PROTOCOLS
 
 CATALOGUE_SECONDS = 600.0  # how long a catalogue is taken as it is before it is asked again
 ASK_TIMEOUT = 3.0
@@ -173,7 +174,7 @@ def similar(catalogue: list[CatalogueModel], model_id: str) -> list[str]:
 
 def with_alternatives(error: InferenceError, backend: Backend) -> InferenceError:
     """A model the server does not serve: name live ones like it from its catalogue."""
-    if error.kind != "not_found" or backend.api == "text-generation":
+    if error.kind != "not_found" or not PROTOCOLS[backend.api].openai_compatible:
         return error
     alternatives = similar(models(backend.url, backend.token), backend.model_id)
     if not alternatives:

@@ -22,6 +22,7 @@ import requests
 
 from chatbot.services import prompts
 from chatbot.services.inference import Backend
+from chatbot.services.protocols import PROTOCOLS
 
 ASK_TIMEOUT = 3.0
 COUNTS_KEPT = 4096  # token counts of texts, per process
@@ -41,7 +42,7 @@ def with_server_facts(backend: Backend) -> Backend:
     """The backend completed with its context length and chat template, when anything tells them."""
     facts = {} if "huggingface.co" in backend.url else _remembered(backend.url, lambda: _ask_server(backend))
     template = backend.template or facts.get("template")
-    if template is None and backend.api != "chat" and "/" in backend.model_id:
+    if template is None and PROTOCOLS[backend.api].takes_prompt and "/" in backend.model_id:
         template = _remembered("hub:" + backend.model_id, lambda: _ask_hub(backend)).get("template")
     context_length = backend.context_length or facts.get("context_length")
     return dataclasses.replace(backend, template=template, context_length=context_length)
@@ -82,7 +83,7 @@ def _ask_server(backend: Backend) -> dict[str, Any]:
         context = body.get("max_total_tokens") or body.get("n_ctx") or settings.get("n_ctx")
         if isinstance(context, int) and context > 0:
             facts.setdefault("context_length", context)
-        if backend.api != "chat" and (template := prompts.chat_template_from(body)) is not None:
+        if PROTOCOLS[backend.api].takes_prompt and (template := prompts.chat_template_from(body)) is not None:
             facts.setdefault("template", template)
     return facts
 

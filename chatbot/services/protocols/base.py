@@ -60,6 +60,8 @@ class Protocol:
     """One wire protocol: its default address, its request, and how one decoded event reads."""
 
     name: ClassVar[str]
+    takes_prompt: ClassVar[bool] = False  # the app writes the prompt in the model's chat format
+    openai_compatible: ClassVar[bool] = True  # it has `/v1/models`: a catalogue to pick from
 
     def model_id(self, given: str) -> str:
         """The model id as this protocol's servers know it."""

@@ -17,6 +17,7 @@ from chatbot.services.protocols.base import Chunk, Finish, Protocol, Text, heade
 
 class Completions(Protocol):
     name = "completions"
+    takes_prompt = True
 
     def default_url(self, model_id: str) -> str:
         raise ValueError("the completions API needs the URL of your server (API_URL or the model's url)")

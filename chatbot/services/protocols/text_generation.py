@@ -21,6 +21,8 @@ HF_TEXT_GENERATION_URL = "https://router.huggingface.co/hf-inference/models/{mod
 
 class TextGeneration(Protocol):
     name = "text-generation"
+    takes_prompt = True
+    openai_compatible = False
 
     def model_id(self, given: str) -> str:
         return prompts.hub_model_id(given)  # the notes' short ids are not Hub repositories
