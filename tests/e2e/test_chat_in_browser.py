@@ -205,7 +205,8 @@ def test_screenshots_light_dark_and_phone(browser, gunicorn_on_fake, fake):
             tokens=[
                 "Here is **Python**:\n\n```python\ndef greet(name):\n    return f'Hello, {name}!'\n```\n\n"
                 "| Language | Typed |\n|---|---|\n| Python | gradually |"
-            ]
+            ],
+            reasoning=["A function and a table: a short greeting in Python, then how it is typed."],
         )
         page.fill("#message-input", "Show me a function and a table")
         page.keyboard.press("Enter")
