@@ -88,6 +88,13 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
 
 
+def _hosts(raw: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    if any("/" in host or ":" in host.strip("[]").replace("::", "") for host in hosts):
+        raise ValueError("host names without scheme or port, comma-separated (chat.example.com, .example.org)")
+    return hosts
+
+
 # variable -> (parser, default); the config key is the variable's name. None: not set.
 SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "HF_API_TOKEN": (_text, None),
@@ -110,6 +117,8 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "CHAT_STORE_URL": (_store_url, None),
     "MAX_MESSAGE_CHARS": (_whole(1, 1_000_000), 20_000),
     "ALLOWED_ORIGINS": (_origins, ()),
+    "ALLOWED_HOSTS": (_hosts, ()),  # the names the chat answers to besides the loopback ones
+    "CHAT_BIND": (_origins, ()),  # where gunicorn listens: set by gunicorn.conf.py for the workers
     "PROXY_COUNT": (_whole(0, 10), 0),
     "SESSION_IDLE_DAYS": (_number(0.001, 3650), 30.0),
     "LOCAL_MODEL_STATUS": (_text, None),  # set by `flask serve` for the built-in model: its supervisor's file
@@ -174,6 +183,11 @@ def load_config(environ: Mapping[str, str] | None = None, overrides: Mapping[str
     config["HF_API_TOKEN"] = _token(environ)
     config["MODEL_ID"] = config["MODEL_ID"].strip()
     config.update(overrides or {})
+    if config["PROXY_COUNT"] and not config["ALLOWED_HOSTS"]:
+        raise ConfigError(
+            f"PROXY_COUNT={config['PROXY_COUNT']} puts the chat behind a proxy: set ALLOWED_HOSTS to the public "
+            "name(s) it serves, for example ALLOWED_HOSTS=chat.example.com (requests for any other name get 400)."
+        )
     config["MODELS_SOURCE"] = config["MODELS"] if isinstance(config["MODELS"], str) else None
     config["MODELS"] = model_list(config)
     return config

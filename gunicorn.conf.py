@@ -28,6 +28,7 @@ def on_starting(server):
 
     from config import ConfigError, load_config
 
+    os.environ["CHAT_BIND"] = ",".join(server.cfg.bind)  # for the workers' Host check (ALLOWED_HOSTS)
     try:
         config = load_config()
     except ConfigError as error:

@@ -10,6 +10,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import load_config
 
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app: configuration, extensions, blueprints and the store."""
@@ -26,10 +28,14 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = security.secret_key(app.instance_path)
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(days=app.config["SESSION_IDLE_DAYS"]))
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("MAX_CONTENT_LENGTH", 10 * 1024 * 1024)  # an import file or a form, at most
-    app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25, "max_message_size": 1 << 20})
+    # Flask's own defaults already hold these keys (None, None, 31 days), so setdefault would keep them.
+    limits = {
+        "PERMANENT_SESSION_LIFETIME": timedelta(days=app.config["SESSION_IDLE_DAYS"]),
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,  # an import file or a form, at most; larger ones get 413 unread
+        "SOCK_SERVER_OPTIONS": {"ping_interval": 25, "max_message_size": 1 << 20},
+    }
+    app.config.update({key: value for key, value in limits.items() if key not in (overrides or {})})
 
     if app.config["PROXY_COUNT"]:  # behind nginx: trust its X-Forwarded-For/Proto/Host, that many hops
         hops = app.config["PROXY_COUNT"]

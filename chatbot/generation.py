@@ -423,8 +423,13 @@ def save_conversation_settings(store: Store, conversation: Conversation, form: d
     given = {key: form[key] for key in fields if form.get(key, "").strip()}
     given["do_sample"] = "true" if form.get("do_sample") else "false"
     parameters = parse_parameters(given, spec.parameters)
+    system_prompt = form.get("system_prompt", "").strip()
+    if len(system_prompt) > config["MAX_MESSAGE_CHARS"]:  # it goes with every request: no larger than a message
+        raise ValueError(
+            f"the system prompt has {len(system_prompt):,} characters; the limit is {config['MAX_MESSAGE_CHARS']:,}"
+        )
     conversation.settings["parameters"] = {k: v for k, v in parameters.items() if v != spec.parameters.get(k)}
-    conversation.settings["system_prompt"] = form.get("system_prompt", "").strip()
+    conversation.settings["system_prompt"] = system_prompt
     store.update_conversation(conversation)
 
 

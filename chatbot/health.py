@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import requests
 from flask import Blueprint, current_app
 
 from chatbot.generation import settings_from_config
 from chatbot.local_model.status import ModelStatus
 from chatbot.pages import store
+from chatbot.services.errors import public_url
 
 bp = Blueprint("health", __name__)
+
+
+PROBE_SECONDS = 5.0  # a backend's answer is taken as it is this long: /readyz never floods the model's server
+_probes: dict[str, tuple[float, str]] = {}
+_probes_lock = threading.Lock()
+
+
+def _backend_problem(url: str, timeout: float) -> str:
+    """Why the backend's server does not answer HTTP at all ("" when it does), asked at most every 5 s."""
+    with _probes_lock:
+        known = _probes.get(url)
+    if known and time.monotonic() - known[0] < PROBE_SECONDS:
+        return known[1]
+    try:
+        requests.get(url, timeout=timeout)
+        problem = ""
+    except requests.RequestException as error:
+        problem = f"{public_url(url)} does not answer: {type(error).__name__}"
+    with _probes_lock:
+        _probes[url] = (time.monotonic(), problem)
+    return problem
 
 
 @bp.get("/healthz")
@@ -30,11 +55,8 @@ def readyz():
     status = ModelStatus.load(local_model) if local_model else None
     if local_model and (status is None or status.reason()):
         problems["backend"] = status.reason() if status else "the built-in model's supervisor is not running"
-    else:
-        try:
-            requests.get(backend.url, timeout=min(backend.connect_timeout, 3.0))
-        except requests.RequestException as error:
-            problems["backend"] = f"{backend.url} does not answer: {type(error).__name__}"
+    elif problem := _backend_problem(backend.url, min(backend.connect_timeout, 3.0)):
+        problems["backend"] = problem
     if problems:
         return {"ready": False, **problems}, 503
     return {"ready": True}

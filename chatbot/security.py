@@ -15,6 +15,21 @@ CSP = (
 )
 
 
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1"]
+
+
+def trusted_hosts(config: dict) -> list[str] | None:
+    """The Host names requests may carry (others get 400, so a DNS-rebound name cannot reach a chat bound to
+    127.0.0.1): the loopback ones and ALLOWED_HOSTS; None (any) for a chat bound to another address with no
+    ALLOWED_HOSTS, which every name reaches anyway."""
+    if config["ALLOWED_HOSTS"]:
+        return [*LOOPBACK_HOSTS, *config["ALLOWED_HOSTS"]]
+    bound = [address.rsplit(":", 1)[0].strip("[]") for address in config["CHAT_BIND"]]
+    if all(host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.") for host in bound):
+        return LOOPBACK_HOSTS
+    return None
+
+
 def owner_id(create: bool = True) -> str | None:
     """The random id of this browser session; the store keeps its conversations under it."""
     if "owner" not in session and create:
@@ -75,6 +90,7 @@ class SessionInterface(SecureCookieSessionInterface):
 
 
 def init_app(app: Flask) -> None:
+    app.config["TRUSTED_HOSTS"] = trusted_hosts(app.config)
     app.session_interface = SessionInterface()
     app.before_request(_check_csrf)
     app.after_request(_security_headers)

@@ -47,7 +47,7 @@ class InferenceError(Exception):
         reason = _short_reason(error)
         return cls(
             "unreachable",
-            f"Could not reach {url}: {reason}.",
+            f"Could not reach {public_url(url)}: {reason}.",
             "Check that the model server is running and that API_URL in .env points at it.",
             url=url,
         )
@@ -57,7 +57,7 @@ class InferenceError(Exception):
         what = "stopped sending the answer for" if reading else "did not answer within"
         return cls(
             "timeout",
-            f"The server at {url} {what} {seconds:g} s.",
+            f"The server at {public_url(url)} {what} {seconds:g} s.",
             "The model may be slow or the server overloaded: send again, use a smaller model, "
             f"or raise {variable} in .env.",
             url=url,
@@ -67,7 +67,7 @@ class InferenceError(Exception):
     def truncated(cls, url: str, detail: str) -> InferenceError:
         return cls(
             "truncated",
-            f"The answer from {url} was cut off: {detail}.",
+            f"The answer from {public_url(url)} was cut off: {detail}.",
             "Send your message again; what arrived is kept above.",
             url=url,
         )
@@ -76,7 +76,7 @@ class InferenceError(Exception):
     def malformed(cls, url: str, text: str) -> InferenceError:
         return cls(
             "malformed",
-            f"The server at {url} sent something that is not a model answer: {_snippet(text)}",
+            f"The server at {public_url(url)} sent something that is not a model answer: {_snippet(text)}",
             "Check that API_URL and INFERENCE_API (text-generation or chat) match the server.",
             url=url,
         )
@@ -94,7 +94,7 @@ class InferenceError(Exception):
 
     @classmethod
     def cooling_down(cls, url: str, seconds: float) -> InferenceError:
-        host = urlsplit(url).netloc
+        host = urlsplit(public_url(url)).netloc
         return cls(
             "rate_limit",
             f"Rate limit reached at {host}: it asked for a pause, so nothing was sent.",
@@ -120,6 +120,14 @@ class InferenceError(Exception):
             "Send again or rephrase; if it keeps happening, check MAX_NEW_TOKENS and the model's chat format.",
             url=url,
         )
+
+
+def public_url(url: str) -> str:
+    """The URL without the user name and password it may carry (http://user:pass@host): for messages and logs."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def error_message(body: Any) -> str:
@@ -179,7 +187,7 @@ def error_from_response(
     if backend.token:
         detail = detail.replace(backend.token, "hf_***")
     code = body.get("error", {}).get("code") if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
-    host = urlsplit(url).netloc
+    host = urlsplit(public_url(url)).netloc
     model = backend.model_id
     retry_after = _retry_after(headers, body)
 

@@ -1,0 +1,105 @@
+"""Request limits that hold against a hostile client: bodies, cookies."""
+
+import io
+import socket
+import time
+from email.utils import parsedate_to_datetime
+
+import pytest
+import requests
+
+from chatbot import create_app
+from chatbot.local_model.server import free_port
+from chatbot.security import trusted_hosts
+from chatbot.services.errors import InferenceError
+from config import ConfigError, load_config
+from tests.servers import ChatClient
+
+
+def test_a_body_over_the_limit_gets_413_before_it_is_read(gunicorn_on_fake):
+    """500 MB announced, a few bytes sent: the answer comes at once, so the body was never waited for."""
+    with socket.create_connection(("127.0.0.1", gunicorn_on_fake.port), timeout=10) as raw:
+        raw.sendall(
+            b"POST /c HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 524288000\r\n\r\ncsrf_token=x"
+        )
+        started = time.monotonic()
+        answer = raw.recv(4096).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert time.monotonic() - started < 5
+
+
+def test_an_import_over_the_limit_says_how_large_it_may_be(gunicorn_on_fake):
+    chat = ChatClient(gunicorn_on_fake.url)
+    token = chat.page().split('name="csrf_token" value="')[1].split('"')[0]
+    large = io.BytesIO(b"x" * (11 * 1024 * 1024))
+    response = chat.http.post(
+        gunicorn_on_fake.url + "/import", data={"csrf_token": token}, files={"file": ("a.json", large)}, timeout=30
+    )
+    assert response.status_code == 413
+    assert "That upload is larger than 10 MB." in response.text
+
+
+def test_the_session_cookie_is_samesite_lax_and_lives_as_long_as_a_conversation(tmp_path):
+    app = create_app({"SECRET_KEY": "t", "CHAT_STORE_URL": f"sqlite:///{tmp_path}/c.db", "SESSION_IDLE_DAYS": 2.0})
+    cookie = app.test_client().get("/").headers["Set-Cookie"]
+    assert "SameSite=Lax" in cookie and "HttpOnly" in cookie
+    expires = parsedate_to_datetime(cookie.split("Expires=")[1].split(";")[0]).timestamp()
+    assert abs(expires - (time.time() + 2 * 86400)) < 120
+
+
+def test_a_rebound_host_name_gets_400_on_pages_and_the_socket(gunicorn_on_fake):
+    """DNS rebinding: evil.example resolves to 127.0.0.1; the browser sends Host and Origin evil.example."""
+    evil = {"Host": "evil.example:8765", "Origin": "http://evil.example:8765"}
+    assert requests.get(gunicorn_on_fake.url + "/", headers=evil, timeout=10).status_code == 400
+    chat = ChatClient(gunicorn_on_fake.url)
+    socket_path = f"/c/{chat.conversation_id}/socket"
+    upgrade = {**evil, "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    upgrade["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ=="
+    cookies = chat.http.cookies.get_dict()
+    refused = requests.get(gunicorn_on_fake.url + socket_path, headers=upgrade, cookies=cookies, timeout=10)
+    assert refused.status_code == 400
+    for fine in ("127.0.0.1", "localhost"):
+        assert requests.get(gunicorn_on_fake.url + "/healthz", headers={"Host": fine}, timeout=10).ok
+
+
+@pytest.mark.parametrize(
+    ("settings", "allowed"),
+    [
+        ({}, ["127.0.0.1", "localhost", "::1"]),  # make run, the tests: bound to loopback
+        ({"CHAT_BIND": ("127.0.0.1:8000",)}, ["127.0.0.1", "localhost", "::1"]),
+        ({"CHAT_BIND": ("0.0.0.0:8000",)}, None),  # reachable by every name anyway
+        ({"CHAT_BIND": ("0.0.0.0:8000",), "ALLOWED_HOSTS": ("chat.example.com",)}, ["chat.example.com"]),
+    ],
+)
+def test_which_host_names_are_trusted(settings, allowed):
+    hosts = trusted_hosts(load_config({}, overrides=settings))
+    assert hosts == allowed if allowed is None else set(allowed) <= set(hosts)
+
+
+def test_behind_a_proxy_the_public_name_must_be_given():
+    with pytest.raises(ConfigError, match="set ALLOWED_HOSTS to the public name"):
+        load_config({"PROXY_COUNT": "1"})
+    assert load_config({"PROXY_COUNT": "1", "ALLOWED_HOSTS": "chat.example.com"})["ALLOWED_HOSTS"] == (
+        "chat.example.com",
+    )
+    with pytest.raises(ConfigError, match="without scheme or port"):
+        load_config({"ALLOWED_HOSTS": "https://chat.example.com"})
+
+
+def test_credentials_in_api_url_never_reach_a_message(tmp_path):
+    url = f"http://alice:s3cret@127.0.0.1:{free_port()}/v1"
+    app = create_app({"SECRET_KEY": "t", "CHAT_STORE_URL": f"sqlite:///{tmp_path}/c.db", "API_URL": url})
+    ready = app.test_client().get("/readyz")
+    assert ready.status_code == 503 and "s3cret" not in ready.text and "alice" not in ready.text
+    error = InferenceError.unreachable(url + "/chat/completions", ConnectionRefusedError("Connection refused"))
+    assert "s3cret" not in error.message and "127.0.0.1" in error.message
+
+
+def test_a_system_prompt_is_no_larger_than_a_message(client, fake):
+    page = client.get("/", follow_redirects=True)
+    token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    chat = page.request.path
+    refused = client.post(f"{chat}/settings", data={"csrf_token": token, "system_prompt": "x" * 20_001})
+    assert refused.status_code == 400
+    assert "the system prompt has 20,001 characters; the limit is 20,000" in refused.text
