@@ -35,8 +35,8 @@ _END = object()
 
 @dataclass
 class Event:
-    """What happened to an answer: "started", "waiting", "reasoning" or "delta" (with text), "reasoned" (with the
-    seconds it thought), "finished"."""
+    """What happened to an answer: "started", "waiting", "reasoning" or "delta" (with text), "reasoned" (with
+    how long it thought, in words), "finished"."""
 
     kind: str
     message: Message
@@ -319,7 +319,7 @@ def _mark_reasoning(answer: _Answer, thinking: bool, now: float, listener: Liste
     else:
         seconds = _thought_for(answer, now)
         answer.message.meta["reasoning_seconds"] = seconds
-        listener(Event("reasoned", answer.message, f"{seconds:g}"))
+        listener(Event("reasoned", answer.message, reasoning.thought_for(seconds)))
 
 
 def _thought_for(answer: _Answer, now: float) -> float:

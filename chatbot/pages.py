@@ -23,6 +23,9 @@ bp = Blueprint("pages", __name__)
 TITLE_LIMIT = 200
 
 
+bp.add_app_template_global(reasoning.thought_for, "thought_for")
+
+
 @bp.app_template_global("split_reasoning")
 def split_reasoning(content: str) -> tuple[str, str]:
     """(reasoning, answer) of an answer being written, for the page."""

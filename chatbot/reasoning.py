@@ -37,6 +37,13 @@ class Router:
         return self._splitter.feed(text)
 
 
+def thought_for(seconds: float | None) -> str:
+    """The folded reasoning's label."""
+    if seconds is None:
+        return "Reasoning"
+    return "Thought for a moment" if seconds < 1 else f"Thought for {round(seconds)} s"
+
+
 def settle(message: Message) -> None:
     """Take the reasoning out of an answer that has ended (kept with what an earlier part had thought)."""
     reasoning, answer = split(message.content)

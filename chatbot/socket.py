@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 DELTA = Markup('<span hx-swap-oob="beforeend:#text-{}">{}</span>')
 REASONING = Markup('<span hx-swap-oob="beforeend:#reasoning-{}">{}</span>')
-REASONED = Markup('<summary id="reasoning-summary-{}" hx-swap-oob="true">Thought for {} s</summary>')
+REASONED = Markup('<summary id="reasoning-summary-{}" hx-swap-oob="true">{}</summary>')
 FOLLOW_SECONDS = 0.25  # how often a following tab looks for more of the answer
 EXPIRED = (
     "This chat has expired (no activity for a long time) or was deleted in another tab, so nothing was sent. "

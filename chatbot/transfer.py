@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from chatbot import reasoning
 from chatbot.conversations import Conversation, Message, Store, new_id
 from chatbot.rendering import render_markdown
 
@@ -25,8 +26,7 @@ def as_markdown(conversation: Conversation, messages: list[Message]) -> str:
         speaker = "You" if message.role == "user" else message.meta.get("model", "Assistant")
         parts.append(f"**{speaker}:**\n")
         if message.meta.get("reasoning"):
-            seconds = message.meta.get("reasoning_seconds")
-            heading = f"> _Thought for {seconds} s:_" if seconds is not None else "> _Reasoning:_"
+            heading = f"> _{reasoning.thought_for(message.meta.get('reasoning_seconds'))}:_"
             quoted = "\n".join(f"> {line}" for line in str(message.meta["reasoning"]).splitlines())
             parts.append(f"{heading}\n>\n{quoted}\n")
         parts.append(f"{message.content}\n")

@@ -73,7 +73,7 @@ def test_exports_keep_the_reasoning(store, fake):
     run_reply(store, conversation, "Plan", chat_settings(fake), Recorder())
     messages = store.messages(conversation)
     markdown = transfer.as_markdown(conversation, messages)
-    assert "> _Thought for " in markdown and "> Step one.\n> Step two." in markdown and "Done." in markdown
+    assert "> _Thought for a moment:_" in markdown and "> Step one.\n> Step two." in markdown and "Done." in markdown
     exported = json.loads(transfer.as_json(conversation, messages))
     assert exported["messages"][1]["meta"]["reasoning"] == "Step one.\nStep two."
     imported = transfer.import_json(store, "bob", transfer.as_json(conversation, messages).encode(), 20000)

@@ -27,3 +27,9 @@ def test_a_stored_answer_gives_up_its_reasoning_when_it_ends():
     assert reasoning.split(message.content) == ("Hmm, 2+2.", "It is 4.")
     reasoning.settle(message)
     assert message.content == "It is 4." and message.meta["reasoning"] == "Hmm, 2+2."
+
+
+def test_how_long_it_thought_in_words():
+    assert reasoning.thought_for(None) == "Reasoning"
+    assert reasoning.thought_for(0.3) == "Thought for a moment"
+    assert reasoning.thought_for(12.6) == "Thought for 13 s"
