@@ -35,6 +35,7 @@ from chatbot.generation import (
 )
 from chatbot.pages import store
 from chatbot.security import owner_id
+from chatbot.services.unicode_text import valid_data
 
 bp = Blueprint("chat", __name__)
 log = logging.getLogger(__name__)
@@ -145,9 +146,9 @@ class ChatSocket:
 
     def handle(self, raw: str | bytes) -> None:
         try:
-            data = json.loads(raw)
+            data = valid_data(json.loads(raw))
             action = data.get("action") or "send"
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             self.notice("The chat could not read that message. Reload the page and try again.")
             return
         if action != "stop" and not self.refresh_conversation():

@@ -9,6 +9,7 @@ from typing import Any
 from chatbot import reasoning
 from chatbot.conversations import Conversation, Message, Store, new_id
 from chatbot.rendering import render_markdown
+from chatbot.services.unicode_text import valid_data
 
 FORMAT = "chatbot-conversation"
 VERSION = 1
@@ -68,9 +69,11 @@ def file_name(conversation: Conversation, extension: str) -> str:
 def import_json(store: Store, owner: str, data: bytes, max_chars: int) -> Conversation:
     """A new conversation from a JSON export; the whole file is checked before anything is stored."""
     try:
-        document = json.loads(data.decode("utf-8"))
+        document = valid_data(json.loads(data.decode("utf-8")))
     except (UnicodeDecodeError, ValueError):
         raise ImportProblem("That file is not JSON. Choose a file made by Export as JSON.") from None
+    except RecursionError:
+        raise ImportProblem("That JSON is nested far too deep to be a conversation export.") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ImportProblem("That JSON is not a conversation exported from this chat.")
     if document.get("version") != VERSION:
@@ -82,13 +85,17 @@ def import_json(store: Store, owner: str, data: bytes, max_chars: int) -> Conver
     if not messages:
         raise ImportProblem("The export has no messages.")
     conversation = store.create_conversation(owner, " ".join(title.split())[:200])
-    settings = document.get("settings")
-    if isinstance(settings, dict) and isinstance(settings.get("model"), str):
-        conversation.settings = {"model": settings["model"]}
-        store.update_conversation(conversation)
-    for message in messages:
-        message.conversation_id = conversation.id
-        store.add_message(message)
+    try:
+        settings = document.get("settings")
+        if isinstance(settings, dict) and isinstance(settings.get("model"), str):
+            conversation.settings = {"model": settings["model"]}
+            store.update_conversation(conversation)
+        for message in messages:
+            message.conversation_id = conversation.id
+            store.add_message(message)
+    except BaseException:  # all or nothing: never half a conversation
+        store.delete_conversation(conversation)
+        raise
     return conversation
 
 

@@ -1,6 +1,7 @@
 """Request limits that hold against a hostile client: bodies, cookies."""
 
 import io
+import json
 import socket
 import time
 from email.utils import parsedate_to_datetime
@@ -13,7 +14,7 @@ from chatbot.local_model.server import free_port
 from chatbot.security import trusted_hosts
 from chatbot.services.errors import InferenceError
 from config import ConfigError, load_config
-from tests.servers import ChatClient
+from tests.servers import FINISHED, ChatClient, read_until
 
 
 def test_a_body_over_the_limit_gets_413_before_it_is_read(gunicorn_on_fake):
@@ -103,3 +104,41 @@ def test_a_system_prompt_is_no_larger_than_a_message(client, fake):
     refused = client.post(f"{chat}/settings", data={"csrf_token": token, "system_prompt": "x" * 20_001})
     assert refused.status_code == 400
     assert "the system prompt has 20,001 characters; the limit is 20,000" in refused.text
+
+
+def test_a_lone_surrogate_breaks_nothing_from_the_socket_an_import_or_the_backend(instances, fake):
+    """On SQLite and on Redis: a message with "\\ud800", an import with "\\ud83d", an emoji split across events."""
+    chat = ChatClient(instances[0].url)
+    ws = chat.connect()
+    fake.reply(tokens=["x\ud83d", "\ude00y"])  # the fake writes them as JSON escapes, one half per event
+    ws.send('{"action": "send", "message": "lone \\ud800 half"}')
+    frames = read_until(ws, [], FINISHED)
+    ws.close()
+    assert FINISHED.search(frames[-1]).group(2) == "done" and "x😀y" in frames[-1]
+    base = chat.page_url.replace(instances[0].url, instances[1].url)
+    later = chat.via(instances[1].url)
+    assert "lone \ufffd half" in later.page()
+    for path in ("/export.md", "/export.json"):
+        assert later.http.get(base + path, timeout=10).status_code == 200
+    assert later.http.get(instances[1].url + "/", timeout=10).status_code == 200
+    token = later.page().split('name="csrf_token" value="')[1].split('"')[0]
+    export = {
+        "format": "chatbot-conversation",
+        "version": 1,
+        "title": "half \ud83d",
+        "messages": [{"role": "user", "content": "a \ud83d b"}],
+    }
+    body = json.dumps(export).encode()  # ensure_ascii: the lone half as the escape "\ud83d"
+    imported = later.http.post(
+        instances[1].url + "/import", data={"csrf_token": token}, files={"file": ("x.json", body)}, timeout=10
+    )
+    assert imported.status_code == 200 and "a \ufffd b" in imported.text
+
+
+def test_a_deeply_nested_import_is_refused_with_a_notice(client):
+    page = client.get("/", follow_redirects=True).text
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    nested = b"[" * 100_000 + b"]" * 100_000
+    response = client.post("/import", data={"csrf_token": token, "file": (io.BytesIO(nested), "deep.json")})
+    assert response.status_code == 400
+    assert "Nothing was imported: That JSON is nested far too deep" in response.text

@@ -18,7 +18,7 @@ from typing import Any
 import requests
 import urllib3
 
-from chatbot.services import prompts, sse, thinking
+from chatbot.services import prompts, sse, thinking, unicode_text
 from chatbot.services.backend import Backend, Parameters, Request
 from chatbot.services.errors import InferenceError, error_from_response, error_message
 from chatbot.services.prompts import Turn
@@ -123,7 +123,7 @@ def stream_chunks(request: Request, backend: Backend, cancel: threading.Event | 
             raise error
         if provider := response.headers.get("x-inference-provider"):
             yield Provider(provider)
-        yield from thinking.split_inline(_answer(response, backend, request.url, cancel))
+        yield from thinking.split_inline(unicode_text.repaired(_answer(response, backend, request.url, cancel)))
 
 
 def _answer(response: requests.Response, backend: Backend, url: str, cancel: threading.Event | None) -> Iterator[Chunk]:

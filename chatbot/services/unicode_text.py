@@ -1,0 +1,48 @@
+"""Text that is valid Unicode wherever it comes from: a JSON `"\\ud83d"` escape, an emoji whose two halves come
+in two events, a crafted message. A lone surrogate cannot be written as UTF-8: stored or sent, it breaks the
+conversation for good (Redis, the page, the exports), so it never gets past where text enters."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from chatbot.services.protocols.base import Chunk, Reasoning, Text
+
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """Surrogate pairs joined into their characters, lone surrogates made U+FFFD."""
+    if not SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def valid_data(value: object) -> object:
+    """A decoded JSON document with every string in it made valid."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, list):
+        return [valid_data(item) for item in value]
+    if isinstance(value, dict):
+        return {valid_text(str(key)): valid_data(item) for key, item in value.items()}
+    return value
+
+
+def repaired(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """A stream's text made valid; a high surrogate at the end of a piece waits for its other half in the next."""
+    held = {Text: "", Reasoning: ""}
+    for chunk in chunks:
+        kind = type(chunk)
+        if kind not in held:
+            yield from (kind_(valid_text(text)) for kind_, text in held.items() if text)
+            held = {Text: "", Reasoning: ""}
+            yield chunk
+            continue
+        text, held[kind] = held[kind] + chunk.text, ""
+        if text and "\ud800" <= text[-1] <= "\udbff":
+            text, held[kind] = text[:-1], text[-1]
+        if text:
+            yield kind(valid_text(text))
+    yield from (kind_(valid_text(text)) for kind_, text in held.items() if text)
