@@ -54,3 +54,8 @@ def test_the_concurrency_benchmark_delivers_every_token(tmp_path):
 def test_the_relay_benchmark_compares_the_app_with_the_backend_alone():
     printed = run("bench/relay.py", "--tokens", "50", "--runs", "2")
     assert "relay ratio" in printed and "extra time to first token" in printed
+
+
+def test_the_built_in_model_benchmark_compares_the_app_with_llama_cpp_alone():
+    printed = run("bench/local_model.py", "--tokens", "20", "--runs", "2")
+    assert "llama.cpp alone" in printed and "through the app" in printed and "ratio (app / alone" in printed
