@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 import redis
@@ -12,6 +13,28 @@ from chatbot.local_model.server import RECOMMENDED, LocalModelServer
 from chatbot.services import catalogue, discovery, inference
 from tests.fakes.hf_server import TOKEN, FakeHuggingFace
 from tests.servers import GunicornApp
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+_real_getaddrinfo = socket.getaddrinfo
+
+
+@pytest.fixture(autouse=True)
+def nothing_leaves_the_machine(monkeypatch):
+    """A test that would reach a host other than this machine fails (this process; the servers it starts are
+    pointed at the fakes by their settings)."""
+    reached = []
+
+    def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(host).endswith(".invalid"):  # a reserved name that never resolves: answered here, as a resolver would
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        if host is not None and str(host) not in LOOPBACK and not str(host).startswith("127."):
+            reached.append(host)
+            raise OSError(f"tests do not reach {host}")
+        return _real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield
+    assert not reached, f"the test tried to reach {reached}"
 
 
 @pytest.fixture(scope="session")

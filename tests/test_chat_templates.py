@@ -94,7 +94,7 @@ def test_the_template_comes_from_the_hub_and_is_kept_for_offline_use(fake):
     request = build_request(discovery.with_server_facts(backend), Parameters(), TURNS[:1])
     assert request.payload["inputs"] == "<s>[INST] Hello [/INST]"
     hub_request = next(r for r in fake.lookups if r.path == path)
-    assert hub_request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert "Authorization" not in hub_request.headers  # a local server's key never goes to the Hub (issue 13)
 
     fake.hub = {}  # offline now, and a new process
     discovery.forget()

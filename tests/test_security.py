@@ -9,11 +9,15 @@ from email.utils import parsedate_to_datetime
 import pytest
 import requests
 
-from chatbot import create_app
+from chatbot import create_app, transfer
+from chatbot.generation import ReplySettings, run_reply
 from chatbot.local_model.server import free_port
 from chatbot.security import trusted_hosts
+from chatbot.services import discovery
 from chatbot.services.errors import InferenceError
+from chatbot.services.inference import Backend, Parameters
 from config import ConfigError, load_config
+from tests.fakes.hf_server import TOKEN
 from tests.servers import FINISHED, ChatClient, read_until
 
 
@@ -142,3 +146,39 @@ def test_a_deeply_nested_import_is_refused_with_a_notice(client):
     response = client.post("/import", data={"csrf_token": token, "file": (io.BytesIO(nested), "deep.json")})
     assert response.status_code == 400
     assert "Nothing was imported: That JSON is nested far too deep" in response.text
+
+
+def test_a_token_echoed_by_the_backend_reaches_no_page_export_or_error(store, fake):
+    """Cut between two events, inside an error event, in a page that is not an answer: always hidden."""
+    backend = Backend(api="chat", url=fake.url + "/v1", model_id="m", token=TOKEN)
+    settings = ReplySettings(backend=backend, parameters=Parameters())
+    seen = []
+    conversation = store.create_conversation("alice")
+    fake.reply(tokens=["Your key: ", TOKEN[:9], TOKEN[9:], " (echoed)"])
+    answer = run_reply(store, conversation, "Echo", settings, lambda event: seen.append(event.text))
+    assert answer.content == "Your key: hf_*** (echoed)"
+    assert TOKEN not in "".join(seen) and TOKEN[9:] not in "".join(seen)
+    assert TOKEN not in transfer.as_json(conversation, store.messages(conversation))
+    fake.reply(tokens=["Par"], error_event={"error": f"Bearer {TOKEN} is not allowed here"})
+    failed = run_reply(store, conversation, "Again", settings, lambda event: None)
+    assert (
+        failed.error["kind"] == "generation"
+        and TOKEN not in failed.error["message"]
+        and "hf_***" in failed.error["message"]
+    )
+    fake.reply(page=f"<html>Authorization: Bearer {TOKEN}</html>")
+    malformed = run_reply(store, conversation, "Once more", settings, lambda event: None)
+    assert malformed.error["kind"] == "malformed" and TOKEN not in malformed.error["message"]
+
+
+def test_the_hub_gets_the_token_only_for_a_model_hugging_face_serves(fake):
+    local = Backend(api="completions", url=fake.url + "/v1", model_id="google/gemma-2b-it", token="local-server-key")
+    discovery.with_server_facts(local)
+    [hub] = [lookup for lookup in fake.lookups if "tokenizer_config.json" in lookup.path]
+    assert "Authorization" not in hub.headers
+    fake.lookups.clear()
+    hf_url = "https://router.huggingface.co/hf-inference/models/org/m"  # servers are not asked: nothing leaves
+    endpoint = Backend(api="text-generation", url=hf_url, model_id="org/m", token=TOKEN)
+    discovery.with_server_facts(endpoint)
+    [hub] = [lookup for lookup in fake.lookups if "tokenizer_config.json" in lookup.path]
+    assert hub.headers["Authorization"] == f"Bearer {TOKEN}"

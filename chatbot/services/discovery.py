@@ -62,9 +62,17 @@ def _headers(backend: Backend) -> dict[str, str]:
     return {"Authorization": f"Bearer {backend.token}"} if backend.token else {}
 
 
-def _get_json(url: str, backend: Backend) -> dict[str, Any] | None:
+def served_by_hugging_face(url: str) -> bool:
+    """Whether the model's server is Hugging Face's (the router, an Inference Endpoint): only then does the Hub
+    get the token, which for a local server is that server's own key."""
+    host = urlsplit(url).hostname or ""
+    return host == "huggingface.co" or host.endswith((".huggingface.co", ".huggingface.cloud"))
+
+
+def _get_json(url: str, backend: Backend, with_token: bool = True) -> dict[str, Any] | None:
+    headers = _headers(backend) if with_token else {}
     try:
-        response = requests.get(url, headers=_headers(backend), timeout=min(backend.connect_timeout, ASK_TIMEOUT))
+        response = requests.get(url, headers=headers, timeout=min(backend.connect_timeout, ASK_TIMEOUT))
         body = response.json() if response.ok else None
     except (requests.RequestException, ValueError):
         return None
@@ -144,7 +152,8 @@ def _ask_hub(backend: Backend) -> dict[str, Any]:
     """The model's tokenizer_config.json from the Hub (HF_ENDPOINT), or the copy kept from last time."""
     cached = hub_cache() / backend.model_id / "tokenizer_config.json"
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    config = _get_json(f"{endpoint}/{quote(backend.model_id)}/resolve/main/tokenizer_config.json", backend)
+    resolve = f"{endpoint}/{quote(backend.model_id)}/resolve/main/tokenizer_config.json"
+    config = _get_json(resolve, backend, with_token=served_by_hugging_face(backend.url))
     if config is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         cached.write_text(json.dumps(config), encoding="utf-8")

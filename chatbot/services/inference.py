@@ -18,7 +18,7 @@ from typing import Any
 import requests
 import urllib3
 
-from chatbot.services import prompts, sse, thinking, unicode_text
+from chatbot.services import prompts, redaction, sse, thinking, unicode_text
 from chatbot.services.backend import Backend, Parameters, Request
 from chatbot.services.errors import InferenceError, error_from_response, error_message
 from chatbot.services.prompts import Turn
@@ -97,7 +97,15 @@ def stream_reply(request: Request, backend: Backend, cancel: threading.Event | N
 
 def stream_chunks(request: Request, backend: Backend, cancel: threading.Event | None = None) -> Iterator[Chunk]:
     """What the server says of the answer as it arrives (text, its end, usage); raise InferenceError for any
-    failure."""
+    failure. Neither says the token, whatever the server echoes."""
+    secrets = redaction.secrets_of(backend)
+    try:
+        yield from redaction.redacted(_stream_chunks(request, backend, cancel), secrets)
+    except InferenceError as error:
+        raise redaction.scrubbed(error, secrets) from None
+
+
+def _stream_chunks(request: Request, backend: Backend, cancel: threading.Event | None) -> Iterator[Chunk]:
     wait = COOLDOWNS.left(request.url)
     if wait:
         raise InferenceError.cooling_down(request.url, wait)
