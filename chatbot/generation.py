@@ -279,7 +279,8 @@ def _add(
     runs: list[list] = []  # [kind, text] with neighbours of one kind joined: one fragment each per batch
     for chunk in batch:
         if isinstance(chunk, Text | Reasoning):
-            _mark_reasoning(answer, isinstance(chunk, Reasoning), now, listener)
+            if (said := _mark_reasoning(answer, isinstance(chunk, Reasoning), now)) is not None:
+                runs.append(["reasoned", said])
             kind = "reasoning" if answer.thinking else "delta"
             text = reasoning.strip_markers(chunk.text)
             answer.parts.append(text)
@@ -308,18 +309,19 @@ def _add(
         answer.last_save = now
 
 
-def _mark_reasoning(answer: _Answer, thinking: bool, now: float, listener: Listener) -> None:
-    """Open or close the reasoning in the parts when the stream goes from answer to thinking or back."""
+def _mark_reasoning(answer: _Answer, thinking: bool, now: float) -> str | None:
+    """Open or close the reasoning in the parts when the stream goes from answer to thinking or back; when the
+    thinking ends, what to say of it."""
     if thinking == answer.thinking:
-        return
+        return None
     answer.parts.append(reasoning.START if thinking else reasoning.END)
     answer.thinking = thinking
     if thinking:
         answer.reasoning_started = answer.reasoning_started or now
-    else:
-        seconds = _thought_for(answer, now)
-        answer.message.meta["reasoning_seconds"] = seconds
-        listener(Event("reasoned", answer.message, reasoning.thought_for(seconds)))
+        return None
+    seconds = _thought_for(answer, now)
+    answer.message.meta["reasoning_seconds"] = seconds
+    return reasoning.thought_for(seconds)
 
 
 def _thought_for(answer: _Answer, now: float) -> float:
