@@ -1,12 +1,21 @@
 """Payloads, the URL switch, the stream parser and every failure, against the fake HF API."""
 
+import threading
 import time
 
 import pytest
 
 from chatbot.local_model.server import free_port
 from chatbot.services.errors import InferenceError, error_message
-from chatbot.services.inference import Backend, Parameters, backend_from_config, build_request, stream_reply
+from chatbot.services.inference import (
+    Backend,
+    Parameters,
+    backend_from_config,
+    build_request,
+    stream_chunks,
+    stream_reply,
+)
+from chatbot.services.protocols import Text
 from config import load_config
 from tests.fakes.hf_server import TOKEN
 
@@ -281,3 +290,17 @@ def test_an_unknown_host_is_named():
     error = failure(Backend(api="chat", url=url, model_id="x"))
     assert error.kind == "unreachable"
     assert error.message == f"Could not reach {url}/chat/completions: the host name is unknown."
+
+
+def test_stop_closes_the_connection_at_once_even_while_the_server_stalls(fake):
+    """The next token would come in 30 s: Stop must not wait for it with the reader stuck in a read."""
+    fake.reply(tokens=["First", " never"], delay=30)  # the task stream: its first event is the first token
+    backend = task_backend(fake)
+    cancel = threading.Event()
+    chunks = stream_chunks(build_request(backend, Parameters(), HELLO), backend, cancel)
+    assert next(chunk for chunk in chunks if isinstance(chunk, Text)) == Text("First")
+    cancel.set()
+    started = time.monotonic()
+    rest = list(chunks)  # ends quietly: no "cut off" error for an answer the user stopped
+    assert time.monotonic() - started < 2
+    assert not [chunk for chunk in rest if isinstance(chunk, Text)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -131,7 +132,35 @@ def _stream_chunks(request: Request, backend: Backend, cancel: threading.Event |
             raise error
         if provider := response.headers.get("x-inference-provider"):
             yield Provider(provider)
-        yield from thinking.split_inline(unicode_text.repaired(_answer(response, backend, request.url, cancel)))
+        answered = _close_on_stop(response, cancel)
+        try:
+            yield from thinking.split_inline(unicode_text.repaired(_answer(response, backend, request.url, cancel)))
+        finally:
+            answered.set()
+
+
+STOP_CHECK_SECONDS = 0.25
+
+
+def _close_on_stop(response: requests.Response, cancel: threading.Event | None) -> threading.Event:
+    """Close the connection as soon as Stop is pressed, even while the reader waits inside a read (a server that
+    stalls, or writes a line without end); the event returned ends the watch when the answer is over."""
+    answered = threading.Event()
+    connection = response.raw.connection  # taken now: urllib3 lets it go when the answer ends
+    if cancel is not None and connection is not None and connection.sock is not None:
+        stream = connection.sock
+
+        def watch() -> None:
+            while not answered.wait(STOP_CHECK_SECONDS):
+                if cancel.is_set():
+                    try:
+                        stream.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread; close would not
+                    except OSError:
+                        pass  # already closed
+                    return
+
+        threading.Thread(target=watch, daemon=True, name="reply-stop").start()
+    return answered
 
 
 def _answer(response: requests.Response, backend: Backend, url: str, cancel: threading.Event | None) -> Iterator[Chunk]:
@@ -151,12 +180,10 @@ def _answer(response: requests.Response, backend: Backend, url: str, cancel: thr
                         continue  # [DONE] after the finishing chunk says nothing new
                     finished = True
                 yield chunk
-    except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
-        raise InferenceError.timeout(url, backend.read_timeout, "READ_TIMEOUT", reading=True) from None
-    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
-        raise InferenceError.truncated(url, "the connection broke before the answer ended") from None
-    except ValueError as error:
-        raise InferenceError.malformed(url, str(error)) from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError, AttributeError) as error:
+        if cancel is not None and cancel.is_set():
+            return  # Stop closed the connection under the reader
+        raise _read_failure(error, url, backend) from None
     if cancel is not None and cancel.is_set():
         return
     if not finished and _streams_a_finish(response):
@@ -164,6 +191,15 @@ def _answer(response: requests.Response, backend: Backend, url: str, cancel: thr
         if not text_seen:
             detail = "the server closed the stream without an answer (a prompt longer than its context does this)"
         raise InferenceError.truncated(url, detail)
+
+
+def _read_failure(error: Exception, url: str, backend: Backend) -> InferenceError:
+    """What went wrong while the answer was being read, in words."""
+    if isinstance(error, requests.Timeout | urllib3.exceptions.ReadTimeoutError):
+        return InferenceError.timeout(url, backend.read_timeout, "READ_TIMEOUT", reading=True)
+    if isinstance(error, ValueError) and not isinstance(error, requests.RequestException):
+        return InferenceError.malformed(url, str(error))
+    return InferenceError.truncated(url, "the connection broke before the answer ended")
 
 
 def _streams_a_finish(response: requests.Response) -> bool:
