@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from chatbot.services.backend import Backend
 from chatbot.services.errors import InferenceError
-from chatbot.services.protocols.base import Chunk, Reasoning, Text
+from chatbot.services.protocols.base import Chunk, held_back
 
 HIDDEN = "hf_***"
 
@@ -35,19 +35,11 @@ def redacted(chunks: Iterator[Chunk], secrets: list[str]) -> Iterator[Chunk]:
     """The stream with every secret hidden, also one cut between two pieces (the end of a piece that could begin
     one waits for the next piece)."""
     if not secrets:
-        yield from chunks
-        return
-    held = {Text: "", Reasoning: ""}
-    for chunk in chunks:
-        kind = type(chunk)
-        if kind not in held:
-            yield from (kind_(text) for kind_, text in held.items() if text)
-            held = {Text: "", Reasoning: ""}
-            yield chunk
-            continue
-        text = scrub(held[kind] + chunk.text, secrets)
+        return chunks
+
+    def feed(text: str) -> tuple[str, str]:
+        text = scrub(text, secrets)
         keep = max((n for secret in secrets for n in range(1, len(secret)) if text.endswith(secret[:n])), default=0)
-        text, held[kind] = (text[:-keep], text[-keep:]) if keep else (text, "")
-        if text:
-            yield kind(text)
-    yield from (kind_(text) for kind_, text in held.items() if text)
+        return (text[:-keep], text[-keep:]) if keep else (text, "")
+
+    return held_back(chunks, feed)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from chatbot.services.protocols.base import Chunk, Reasoning, Text
+from chatbot.services.protocols.base import Chunk, held_back
 
 SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -32,17 +32,10 @@ def valid_data(value: object) -> object:
 
 def repaired(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
     """A stream's text made valid; a high surrogate at the end of a piece waits for its other half in the next."""
-    held = {Text: "", Reasoning: ""}
-    for chunk in chunks:
-        kind = type(chunk)
-        if kind not in held:
-            yield from (kind_(valid_text(text)) for kind_, text in held.items() if text)
-            held = {Text: "", Reasoning: ""}
-            yield chunk
-            continue
-        text, held[kind] = held[kind] + chunk.text, ""
+
+    def feed(text: str) -> tuple[str, str]:
         if text and "\ud800" <= text[-1] <= "\udbff":
-            text, held[kind] = text[:-1], text[-1]
-        if text:
-            yield kind(valid_text(text))
-    yield from (kind_(valid_text(text)) for kind_, text in held.items() if text)
+            return valid_text(text[:-1]), text[-1]
+        return valid_text(text), ""
+
+    return held_back(chunks, feed, valid_text)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -54,6 +54,32 @@ class Provider:
 
 
 Chunk = Text | Reasoning | Finish | Usage | Provider
+
+
+def held_back(
+    chunks: Iterator[Chunk], feed: Callable[[str], tuple[str, str]], finish: Callable[[str], str] = str
+) -> Iterator[Chunk]:
+    """The stream with its text (answer and reasoning apart) passed through `feed`, which returns what to send now
+    and what to hold back for the next piece (a tag, a secret or a character cut in two); what is held goes out,
+    through `finish`, before any other chunk and at the end."""
+    held: dict[type, str] = {Text: "", Reasoning: ""}
+
+    def flush() -> Iterator[Chunk]:
+        for kind, text in held.items():
+            if text:
+                held[kind] = ""
+                yield kind(finish(text))
+
+    for chunk in chunks:
+        kind = type(chunk)
+        if kind not in held:
+            yield from flush()
+            yield chunk
+            continue
+        text, held[kind] = feed(held[kind] + chunk.text)
+        if text:
+            yield kind(text)
+    yield from flush()
 
 
 class Protocol:
