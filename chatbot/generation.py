@@ -407,8 +407,7 @@ def model_spec(config: dict, name: str | None) -> ModelSpec:
 
 def pick_model(store: Store, conversation: Conversation, name: str | None, config: dict) -> None:
     """Remember the model the user picked for this conversation (only one the picker offers)."""
-    names = [choice.name for choice in picker.choices(config)]
-    if name in names and conversation.settings.get("model") != name:
+    if name and picker.choice(config, name).name == name and conversation.settings.get("model") != name:
         conversation.settings["model"] = name
         store.update_conversation(conversation)
 

@@ -39,32 +39,43 @@ def _catalogue(spec: ModelSpec, config: dict) -> list[catalogue.CatalogueModel]:
 
 def choices(config: dict) -> list[Choice]:
     """The configured models first, then the live catalogue models of their servers, each once."""
-    picked: dict[str, Choice] = {}
-    for spec in config["MODELS"]:
-        known = _catalogue(spec, config)
-        listed = catalogue.find(known, spec.id)
-        about = listed.describe() if listed and listed.live else "not served now: pick a live model" if known else ""
-        picked[spec.name] = Choice(spec.name, about, _completed(spec, listed))
+    picked = {spec.name: _configured(spec, config) for spec in config["MODELS"]}
     for spec in config["MODELS"]:
         for model in _catalogue(spec, config):
             if model.live and model.id not in picked:
-                listed_spec = dataclasses.replace(
-                    spec, id=model.id, name=model.id, context_length=model.context_length, chat_format=None
-                )
-                picked[model.id] = Choice(model.id, model.describe(), listed_spec)
+                picked[model.id] = _listed(spec, model)
     return list(picked.values())
 
 
-def _completed(spec: ModelSpec, listed: catalogue.CatalogueModel | None) -> ModelSpec:
-    if spec.context_length or listed is None or listed.context_length is None:
-        return spec
-    return dataclasses.replace(spec, context_length=listed.context_length)
-
-
 def choice(config: dict, name: str | None) -> Choice:
-    """The model with that name; the first configured one when the name is unknown or empty."""
-    found = choices(config)
-    return next((entry for entry in found if entry.name == name), found[0])
+    """The model with that name; the first configured one when the name is unknown or empty. Looked up, not
+    built with every other choice: this runs for every answer."""
+    for spec in config["MODELS"]:
+        if spec.name == name:
+            return _configured(spec, config)
+    for spec in config["MODELS"]:
+        model = next((model for model in _catalogue(spec, config) if model.live and model.id == name), None)
+        if model is not None:
+            return _listed(spec, model)
+    return _configured(config["MODELS"][0], config)
+
+
+def _configured(spec: ModelSpec, config: dict) -> Choice:
+    """A configured model, with the context length its catalogue gives when the configuration gives none."""
+    known = _catalogue(spec, config)
+    listed = catalogue.find(known, spec.id)
+    about = listed.describe() if listed and listed.live else "not served now: pick a live model" if known else ""
+    if listed is not None and listed.context_length and not spec.context_length:
+        spec = dataclasses.replace(spec, context_length=listed.context_length)
+    return Choice(spec.name, about, spec)
+
+
+def _listed(server_spec: ModelSpec, model: catalogue.CatalogueModel) -> Choice:
+    """A catalogue model, asked on the server (and with the settings) of the configured model that lists it."""
+    spec = dataclasses.replace(
+        server_spec, id=model.id, name=model.id, context_length=model.context_length, chat_format=None
+    )
+    return Choice(model.id, model.describe(), spec)
 
 
 def not_live(config: dict) -> list[str]:
