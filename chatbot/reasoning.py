@@ -22,19 +22,14 @@ def strip_markers(text: str) -> str:
 def split(content: str) -> tuple[str, str]:
     """(reasoning, answer) of a content being written."""
     reasoning, answer = [], []
-    for inside, text in Router().feed(content):
+    for inside, text in router().feed(content):
         (reasoning if inside else answer).append(text)
     return "".join(reasoning), "".join(answer)
 
 
-class Router:
+def router() -> TagSplitter:
     """Follows the content as it grows: which new parts are reasoning, which are answer."""
-
-    def __init__(self) -> None:
-        self._splitter = TagSplitter(START, END)
-
-    def feed(self, text: str) -> list[tuple[bool, str]]:
-        return self._splitter.feed(text)
+    return TagSplitter(START, END)
 
 
 def thought_for(seconds: float | None) -> str:

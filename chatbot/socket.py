@@ -124,7 +124,7 @@ class ChatSocket:
         """Send the answer as it grows (only the new part is read each time), until it ends or this socket closes."""
         with self.app.app_context():
             seen = len(answer.content)
-            router = reasoning.Router()
+            router = reasoning.router()
             router.feed(answer.content)  # what the page shows already: where the answer is now
             alive = self.send(render_template("chat/_resumed.html", answer=answer))
             while alive:
