@@ -121,6 +121,11 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "CHAT_BIND": (_origins, ()),  # where gunicorn listens: set by gunicorn.conf.py for the workers
     "PROXY_COUNT": (_whole(0, 10), 0),
     "SESSION_IDLE_DAYS": (_number(0.001, 3650), 30.0),
+    # What one browser session, and one network address, may ask for (chatbot/limits.py); 0: no limit.
+    "MESSAGES_PER_MINUTE": (_whole(0, 100_000), 20),
+    "MESSAGES_PER_MINUTE_PER_ADDRESS": (_whole(0, 100_000), 60),
+    "CONVERSATIONS_PER_HOUR": (_whole(0, 1_000_000), 60),
+    "CONVERSATIONS_PER_HOUR_PER_ADDRESS": (_whole(0, 1_000_000), 300),
     "LOCAL_MODEL_STATUS": (_text, None),  # set by `flask serve` for the built-in model: its supervisor's file
 }
 PARAMETERS = {

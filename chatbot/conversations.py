@@ -45,10 +45,11 @@ class Message:
 
 
 class Store(Protocol):
-    """Where conversations live. Every read of a conversation names its owner."""
+    """Where conversations live. Every read of a conversation names its owner. Any method raises
+    StoreUnavailable (chatbot.stores.failures), saying why in words, when the store cannot read or save."""
 
     def ping(self) -> None:
-        """Raise if the store cannot be reached."""
+        """Raise StoreUnavailable unless the store answers and can save."""
 
     def forget_idle(self) -> None:
         """Delete conversations idle longer than the store's idle time (Redis expires them by itself)."""
@@ -70,6 +71,11 @@ class Store(Protocol):
 
     def add_message(self, message: Message) -> Message: ...
 
+    def start_answer(self, conversation: Conversation, messages: list[Message], replace_from: str | None) -> bool:
+        """Atomically, across workers and hosts: unless the conversation's last message is an answer being
+        written, delete message `replace_from` and every later one (if given), then append `messages` (the
+        last is the new answer). False, and nothing changed, when an answer is being written: one at a time."""
+
     def update_message(self, message: Message) -> None:
         """Save a message whole; the parts appended to an answer are replaced by its content."""
 
@@ -82,11 +88,13 @@ class Store(Protocol):
         """One message of the conversation; with `start`, its content only from that character on (what a
         tab following an answer has not seen yet, read without reading the rest)."""
 
-    def delete_messages_from(self, conversation: Conversation, message_id: str) -> None:
-        """Delete a message and every later one of the conversation (to regenerate or edit)."""
-
     def messages(self, conversation: Conversation) -> list[Message]:
         """The conversation's messages in order, answers being written with all their parts so far."""
+
+    def add_to_count(self, key: str, amount: int, window_seconds: int) -> int:
+        """Add `amount` to the counter `key` for the current window (windows of `window_seconds` counted from
+        the epoch, the same on every worker and host) and return its total so far; counters are forgotten
+        once their window has passed."""
 
     def request_stop(self, message_id: str) -> None:
         """Ask the answer being written to stop, from any tab, worker or host."""

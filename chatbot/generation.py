@@ -1,8 +1,10 @@
 """One reply: save the user's message, ask the backend, stream, coalesce, save as it goes.
 
-`run_reply` takes everything as arguments, so a socket, a form post or a test
-can run it alike; it reports to a listener with `Event`s and never raises for
-a failed answer: the failure is stored with the message and reported.
+`run_reply`, `run_regeneration` and `run_continuation` take everything as
+arguments, so a socket, a form post or a test can run them alike; they report
+to a listener with `Event`s and never raise for a failed answer: the failure is
+stored with the message and reported. One answer at a time per conversation:
+starting one while another is written raises AnswerRunning.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from chatbot.services import catalogue, discovery, inference
 from chatbot.services.errors import InferenceError
 from chatbot.services.prompts import fit_to_context, strip_stops
 from chatbot.services.protocols import Chunk, Finish, Provider, Reasoning, Text, Usage
+from chatbot.stores.failures import StoreUnavailable
 from config import ModelSpec, parse_parameters
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,7 @@ FLUSH_SECONDS = 0.04  # at most one fragment per 40 ms per answer
 SAVE_SECONDS = 0.25  # a partial answer is saved (and Stop from other tabs looked for) this often
 STALE_SECONDS = 30.0  # a streaming answer not saved for this long was interrupted (its server went away)
 _END = object()
+WAIT = "Wait for the answer to finish, or press Stop."  # said when an answer is asked for while one is written
 
 
 @dataclass
@@ -42,6 +46,7 @@ class Event:
     message: Message
     text: str = ""
     user_message: Message | None = None
+    replaced: bool = False  # "started" in place of earlier messages: the whole list is shown again
 
 
 Listener = Callable[[Event], None]
@@ -89,12 +94,8 @@ def message_problem(text: str, limit: int) -> str | None:
     return None
 
 
-def add_user_message(store: Store, conversation: Conversation, text: str) -> Message:
-    """Save what the user wrote before anything is sent; the first one titles the chat."""
-    if conversation.title == "New chat":
-        conversation.title = title_from(text)
-        store.update_conversation(conversation)
-    return store.add_message(Message(new_id(), conversation.id, "user", text))
+class AnswerRunning(Exception):
+    """The conversation is being answered already, in this tab, another one, or on another worker."""
 
 
 def history_turns(messages: list[Message]) -> list[dict[str, str]]:
@@ -102,21 +103,28 @@ def history_turns(messages: list[Message]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in messages if m.content.strip()]
 
 
-def rewind_for_regenerate(store: Store, conversation: Conversation) -> bool:
-    """Drop the last answer so it can be made again; False when there is no question to answer."""
-    messages = store.messages(conversation)
-    if messages and messages[-1].role == "assistant":
-        store.delete_messages_from(conversation, messages[-1].id)
-        messages.pop()
-    return bool(messages) and messages[-1].role == "user"
+def can_edit(store: Store, conversation: Conversation, message_id: str) -> bool:
+    """Whether `message_id` is one of the user's messages in the conversation (its edited text can be sent)."""
+    return any(m.id == message_id and m.role == "user" for m in store.messages(conversation))
 
 
-def rewind_for_edit(store: Store, conversation: Conversation, message_id: str) -> bool:
-    """Drop a user message and everything after it, for its edited text to be sent; False if it is not one."""
-    if not any(m.id == message_id and m.role == "user" for m in store.messages(conversation)):
-        return False
-    store.delete_messages_from(conversation, message_id)
-    return True
+def _start(
+    store: Store, conversation: Conversation, messages: list[Message], replace_from: str | None = None
+) -> Message:
+    """Save `messages` (the new answer last) in one step that no other answer can start during; an answer
+    whose writer went away does not block it. AnswerRunning when one is being written."""
+    for _ in range(2):
+        if store.start_answer(conversation, messages, replace_from):
+            return messages[-1]
+        last = store.messages(conversation)[-1]
+        if not settle_abandoned(store, last):
+            break
+    raise AnswerRunning
+
+
+def _new_answer(conversation: Conversation, settings: ReplySettings) -> Message:
+    meta = {"model": settings.model_name or settings.backend.model_id}
+    return Message(new_id(), conversation.id, "assistant", "", status="streaming", meta=meta)
 
 
 def run_reply(
@@ -126,10 +134,53 @@ def run_reply(
     settings: ReplySettings,
     listener: Listener,
     cancel: threading.Event | None = None,
+    replacing: str | None = None,
 ) -> Message:
-    """Answer `text` in `conversation`; returns the stored answer, whatever happened."""
-    user_message = add_user_message(store, conversation, text)
-    return run_answer(store, conversation, settings, listener, cancel, user_message)
+    """Answer `text`, a new message or the edited text of the user's message `replacing` (what came after it
+    is dropped). The message is saved before anything is sent; the first one titles the chat. Returns the
+    stored answer, whatever happened; AnswerRunning when the conversation is being answered already."""
+    user_message = Message(new_id(), conversation.id, "user", text)
+    answer = _start(store, conversation, [user_message, _new_answer(conversation, settings)], replacing)
+    if conversation.title == "New chat":
+        conversation.title = title_from(text)
+        store.update_conversation(conversation)
+    listener(Event("started", answer, user_message=user_message, replaced=replacing is not None))
+    return _run(store, conversation, answer, settings, listener, cancel)
+
+
+def run_regeneration(
+    store: Store,
+    conversation: Conversation,
+    settings: ReplySettings,
+    listener: Listener,
+    cancel: threading.Event | None = None,
+) -> Message | None:
+    """Answer the last question again, in place of its answer; None when there is no question yet."""
+    messages = store.messages(conversation)
+    replaced = messages.pop() if messages and messages[-1].role == "assistant" else None
+    if not messages or messages[-1].role != "user":
+        return None
+    answer = _start(store, conversation, [_new_answer(conversation, settings)], replaced and replaced.id)
+    listener(Event("started", answer, replaced=replaced is not None))
+    return _run(store, conversation, answer, settings, listener, cancel)
+
+
+def run_continuation(
+    store: Store,
+    conversation: Conversation,
+    settings: ReplySettings,
+    listener: Listener,
+    cancel: threading.Event | None = None,
+) -> Message | None:
+    """Go on with the last answer, which stopped at the length limit; None when there is none to go on with."""
+    answer = answer_to_continue(store, conversation)
+    if answer is None:
+        return None
+    answer.status, answer.html = "streaming", ""
+    answer.meta.pop("finish_reason", None)
+    _start(store, conversation, [answer], answer.id)
+    listener(Event("resumed", answer))
+    return _run(store, conversation, answer, settings, listener, cancel)
 
 
 def is_abandoned(message: Message) -> bool:
@@ -163,31 +214,19 @@ def answer_to_continue(store: Store, conversation: Conversation) -> Message | No
     return None
 
 
-def run_answer(
+def _run(
     store: Store,
     conversation: Conversation,
+    message: Message,
     settings: ReplySettings,
     listener: Listener,
     cancel: threading.Event | None = None,
-    user_message: Message | None = None,
-    continuing: Message | None = None,
 ) -> Message:
-    """Answer the conversation as it stands (its last message is the user's), or go on with
-    the answer `continuing` that stopped at the length limit."""
+    """Write the started answer `message` (empty, or the part of an answer to go on from) to its end."""
     cancel = cancel or threading.Event()
-    history = [m for m in store.messages(conversation) if continuing is None or m.id != continuing.id]
-    turns = history_turns(history)
+    turns = history_turns([m for m in store.messages(conversation) if m.id != message.id])
     if settings.system_prompt:
         turns.insert(0, {"role": "system", "content": settings.system_prompt})
-    if continuing is None:
-        meta = {"model": settings.model_name or settings.backend.model_id}
-        message = store.add_message(Message(new_id(), conversation.id, "assistant", "", status="streaming", meta=meta))
-        listener(Event("started", message, user_message=user_message))
-    else:
-        message = continuing
-        message.status, message.html = "streaming", ""
-        message.meta.pop("finish_reason", None)
-        listener(Event("resumed", message))
     answer = _Answer(message, parts=[message.content], saved_length=len(message.content))
     stops: tuple[str, ...] = ()
     try:
@@ -215,15 +254,27 @@ def run_answer(
         if settings.local_model_status:
             error = explain_local_model_failure(error, settings.local_model_status)
         message.status, message.error = "error", error.as_dict()
-    except Exception:  # a bug or a broken store must not lose the answer so far
+    except StoreUnavailable as error:
+        log.error("answer %s could not be saved: %s", message.id, error.__cause__ or error)
+        message.status, message.error = "error", _unsaved(error)
+    except Exception:  # a bug must not lose the answer so far
         log.exception("answer %s failed", message.id)
         message.status = "error"
         message.error = InferenceError(
             "internal", "The chat failed while answering.", "Send again; if it keeps failing, the server log says why."
         ).as_dict()
-    _finish(answer, stops, store)
+    try:
+        _finish(answer, stops, store)
+    except StoreUnavailable as error:  # the tab is still told the whole answer, and why it is not kept
+        log.error("answer %s could not be saved: %s", message.id, error.__cause__ or error)
+        message.status, message.error = "error", _unsaved(error)
     listener(Event("finished", message))
     return message
+
+
+def _unsaved(error: StoreUnavailable) -> dict:
+    hint = "What arrived is shown above, but it could not be saved: after a reload it may be missing or cut short."
+    return InferenceError("store", str(error), hint).as_dict()
 
 
 def _stream(

@@ -12,6 +12,7 @@ from chatbot.generation import settings_from_config
 from chatbot.local_model.status import ModelStatus
 from chatbot.pages import store
 from chatbot.services.errors import public_url
+from chatbot.stores.failures import StoreUnavailable
 
 bp = Blueprint("health", __name__)
 
@@ -48,8 +49,8 @@ def readyz():
     problems = {}
     try:
         store().ping()
-    except Exception as error:  # any store failure means: not ready
-        problems["store"] = f"the store does not answer: {error}"
+    except StoreUnavailable as error:
+        problems["store"] = str(error)
     backend = settings_from_config(current_app.config).backend
     local_model = current_app.config.get("LOCAL_MODEL_STATUS")
     status = ModelStatus.load(local_model) if local_model else None

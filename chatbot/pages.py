@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 
-from chatbot import picker, reasoning, transfer
+from chatbot import limits, picker, reasoning, transfer
 from chatbot.conversations import Conversation, Store
 from chatbot.generation import (
-    answer_to_continue,
+    WAIT,
+    AnswerRunning,
+    can_edit,
     message_problem,
     pick_model,
-    rewind_for_edit,
-    rewind_for_regenerate,
-    run_answer,
+    run_continuation,
+    run_regeneration,
     run_reply,
     save_conversation_settings,
     settings_for_conversation,
 )
 from chatbot.security import owner_id
+from chatbot.stores.failures import StoreUnavailable
 
 bp = Blueprint("pages", __name__)
 TITLE_LIMIT = 200
@@ -61,17 +63,37 @@ def chat_page(conversation: Conversation, notice: str = "", draft: str = "", sta
     ), status
 
 
+def limited(kind: str) -> str | None:
+    """Count one use of `kind` ("answers", "conversations") by this session and address; why not, if not."""
+    return limits.refusal(store(), current_app.config, kind, owner_id(), request.remote_addr)
+
+
+def problem_page(heading: str, reason: str, status: int):
+    return render_template("problem.html", heading=heading, reason=reason, sending=request.method == "POST"), status
+
+
+def refused_new_chat(reason: str):
+    """The newest chat with the reason no new one was made (a page of its own when there is none)."""
+    current = store().list_conversations(owner_id())
+    if current:
+        return chat_page(current[0], reason, status=429)
+    return problem_page("No new chat for now", reason, 429)
+
+
 @bp.get("/")
 def index():
     """The newest conversation of this browser, or a new one."""
     owner = owner_id()
     conversations = store().list_conversations(owner)
-    conversation = conversations[0] if conversations else store().create_conversation(owner)
-    return redirect(url_for("pages.conversation", conversation_id=conversation.id))
+    if conversations:
+        return redirect(url_for("pages.conversation", conversation_id=conversations[0].id))
+    return new_conversation()
 
 
 @bp.post("/c")
 def new_conversation():
+    if refused := limited("conversations"):
+        return refused_new_chat(refused)
     conversation = store().create_conversation(owner_id())
     return redirect(url_for("pages.conversation", conversation_id=conversation.id))
 
@@ -110,21 +132,13 @@ def delete(conversation_id: str):
 @bp.post("/c/<conversation_id>/regenerate")
 def regenerate(conversation_id: str):
     """Answer the last question again (without JavaScript; the socket does the same)."""
-    conversation = own_conversation(conversation_id)
-    if rewind_for_regenerate(store(), conversation):
-        run_answer(store(), conversation, settings_for_conversation(conversation, current_app.config), ignore)
-    return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
+    return answered(own_conversation(conversation_id), run_regeneration)
 
 
 @bp.post("/c/<conversation_id>/continue")
 def continue_answer(conversation_id: str):
     """Go on with an answer that stopped at the length limit (without JavaScript)."""
-    conversation = own_conversation(conversation_id)
-    answer = answer_to_continue(store(), conversation)
-    if answer is not None:
-        settings = settings_for_conversation(conversation, current_app.config)
-        run_answer(store(), conversation, settings, ignore, continuing=answer)
-    return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
+    return answered(own_conversation(conversation_id), run_continuation)
 
 
 @bp.post("/c/<conversation_id>/messages/<message_id>/edit")
@@ -135,9 +149,19 @@ def edit_message(conversation_id: str, message_id: str):
     problem = message_problem(text, current_app.config["MAX_MESSAGE_CHARS"])
     if problem:
         return chat_page(conversation, problem, status=400)
-    if not rewind_for_edit(store(), conversation, message_id):
+    if not can_edit(store(), conversation, message_id):
         abort(404)
-    run_reply(store(), conversation, text, settings_for_conversation(conversation, current_app.config), ignore)
+    return answered(conversation, run_reply, text, replacing=message_id)
+
+
+def answered(conversation: Conversation, run, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Run an answer to its end (`run` is one of generation's run_*), then show the page at the answer."""
+    if refused := limited("answers"):
+        return chat_page(conversation, refused, draft=args[0] if args else "", status=429)
+    try:
+        run(store(), conversation, *args, settings_for_conversation(conversation, current_app.config), ignore, **kwargs)
+    except AnswerRunning:
+        return chat_page(conversation, WAIT, draft=args[0] if args else "", status=409)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
 
 
@@ -156,6 +180,8 @@ def export(conversation_id: str, kind: str):
 @bp.post("/import")
 def import_conversation():
     """A JSON export becomes a new conversation, or nothing at all and a clear notice."""
+    if refused := limited("conversations"):
+        return refused_new_chat(refused)
     upload = request.files.get("file")
     try:
         if upload is None or not upload.filename:
@@ -173,6 +199,13 @@ def not_found(_error):  # type: ignore[no-untyped-def]
     """Someone else's id, a deleted chat and an expired one look the same: nothing is revealed."""
     days = current_app.config["SESSION_IDLE_DAYS"]
     return render_template("not_found.html", days=days), 404
+
+
+@bp.app_errorhandler(StoreUnavailable)
+def store_unavailable(error: StoreUnavailable):  # type: ignore[no-untyped-def]
+    current_app.logger.error("the store failed: %s", error.__cause__ or error)
+    page, status = problem_page("The chat cannot read or save conversations right now", str(error), 503)
+    return page, status, {"Retry-After": "10"}
 
 
 @bp.app_errorhandler(413)
@@ -198,6 +231,4 @@ def post_message(conversation_id: str):
     if problem:
         return chat_page(conversation, problem, draft=text, status=400)
     pick_model(store(), conversation, request.form.get("model"), current_app.config)
-    settings = settings_for_conversation(conversation, current_app.config)
-    run_reply(store(), conversation, text, settings, ignore)
-    return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
+    return answered(conversation, run_reply, text)

@@ -17,18 +17,19 @@ from flask import Blueprint, Flask, abort, current_app, g, render_template, requ
 from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 
-from chatbot import reasoning
+from chatbot import limits, reasoning
 from chatbot.conversations import Conversation, Message
 from chatbot.extensions import sock
 from chatbot.generation import (
+    WAIT,
+    AnswerRunning,
     Event,
-    answer_to_continue,
+    can_edit,
     is_abandoned,
     message_problem,
     pick_model,
-    rewind_for_edit,
-    rewind_for_regenerate,
-    run_answer,
+    run_continuation,
+    run_regeneration,
     run_reply,
     settings_for_conversation,
     settle_abandoned,
@@ -36,6 +37,7 @@ from chatbot.generation import (
 from chatbot.pages import store
 from chatbot.security import owner_id
 from chatbot.services.unicode_text import valid_data
+from chatbot.stores.failures import StoreUnavailable
 
 bp = Blueprint("chat", __name__)
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ EXPIRED = (
     "This chat has expired (no activity for a long time) or was deleted in another tab, so nothing was sent. "
     "Your message is still in the box: press New chat and send it there."
 )
+ANSWERING = ("send", "edit", "regenerate", "continue")  # the actions that ask the backend for an answer
 WAITING = Markup('<p id="wait-{}" class="waiting" hx-swap-oob="true">{}</p>')
 
 
@@ -83,16 +86,17 @@ def socket_path_in_templates() -> dict:
 
 @sock.route("/c/<conversation_id>/socket", bp=bp)
 def conversation_socket(ws, conversation_id: str) -> None:  # type: ignore[no-untyped-def]
-    ChatSocket(ws, current_app._get_current_object(), g.conversation).serve()
+    ChatSocket(ws, current_app._get_current_object(), g.conversation, request.remote_addr).serve()
 
 
 class ChatSocket:
     """One open socket: reads actions, runs a reply in its own thread, sends fragments."""
 
-    def __init__(self, ws, app: Flask, conversation: Conversation) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, ws, app: Flask, conversation: Conversation, address: str | None) -> None:  # type: ignore[no-untyped-def]
         self.ws = ws
         self.app = app
         self.conversation = conversation
+        self.address = address  # the browser's, for the limits per address
         self.send_lock = threading.Lock()
         self.answering = False  # an answer is being sent on this socket (written here, or followed)
         self.cancel = threading.Event()
@@ -100,7 +104,11 @@ class ChatSocket:
     def serve(self) -> None:
         self.follow_running_answer()
         while True:
-            self.handle(self.ws.receive())
+            raw = self.ws.receive()
+            try:
+                self.handle(raw)
+            except StoreUnavailable as error:
+                self.notice(str(error))
 
     def running_answer(self) -> Message | None:
         """The conversation's answer being written now by any tab, worker or host, if any."""
@@ -123,26 +131,34 @@ class ChatSocket:
     def follow(self, answer: Message) -> None:
         """Send the answer as it grows (only the new part is read each time), until it ends or this socket closes."""
         with self.app.app_context():
-            seen = len(answer.content)
-            router = reasoning.router()
-            router.feed(answer.content)  # what the page shows already: where the answer is now
-            alive = self.send(render_template("chat/_resumed.html", answer=answer))
-            while alive:
-                time.sleep(FOLLOW_SECONDS)
-                new = store().read_message(self.conversation, answer.id, seen)
-                if new is None:  # deleted meanwhile
-                    self.answering = False
-                    return
-                if new.status == "streaming" and not is_abandoned(new):
-                    for thinking, text in router.feed(new.content):
-                        alive = self.send((REASONING if thinking else DELTA).format(new.id, text)) and alive
-                    seen += len(new.content)
-                    continue
-                final = store().read_message(self.conversation, answer.id)
-                if final is not None:  # the finished fragment replaces the whole answer
-                    settle_abandoned(store(), final)
-                    self.on_event(Event("finished", final))
+            try:
+                self.follow_to_the_end(answer)
+            except StoreUnavailable as error:
+                self.answering = False
+                self.notice(str(error))
+
+    def follow_to_the_end(self, answer: Message) -> None:
+        """Read only the new part each time, and send it; the finished answer replaces it all."""
+        seen = len(answer.content)
+        router = reasoning.router()
+        router.feed(answer.content)  # what the page shows already: where the answer is now
+        alive = self.send(render_template("chat/_resumed.html", answer=answer))
+        while alive:
+            time.sleep(FOLLOW_SECONDS)
+            new = store().read_message(self.conversation, answer.id, seen)
+            if new is None:  # deleted meanwhile
+                self.answering = False
                 return
+            if new.status == "streaming" and not is_abandoned(new):
+                for thinking, text in router.feed(new.content):
+                    alive = self.send((REASONING if thinking else DELTA).format(new.id, text)) and alive
+                seen += len(new.content)
+                continue
+            final = store().read_message(self.conversation, answer.id)
+            if final is not None:  # the finished fragment replaces the whole answer
+                settle_abandoned(store(), final)
+                self.on_event(Event("finished", final))
+            return
 
     def handle(self, raw: str | bytes) -> None:
         try:
@@ -159,7 +175,9 @@ class ChatSocket:
             if running is not None:  # written by another tab, worker or host
                 store().request_stop(running.id)
         elif self.answering or self.running_answer() is not None:
-            self.notice("Wait for the answer to finish, or press Stop.")
+            self.notice(WAIT)
+        elif action in ANSWERING and (refused := self.refusal()):
+            self.notice(refused)
         elif action == "send":
             pick_model(store(), self.conversation, data.get("model"), self.app.config)
             self.send_message(str(data.get("message") or "").strip())
@@ -171,6 +189,10 @@ class ChatSocket:
             self.continue_answer()
         else:
             self.notice(f"Unknown action {action!r}. Reload the page and try again.")
+
+    def refusal(self) -> str | None:
+        """Count an answer asked for by this session and address; why not, past a limit."""
+        return limits.refusal(store(), self.app.config, "answers", self.conversation.owner, self.address)
 
     def refresh_conversation(self) -> bool:
         """Read the conversation again (another tab may have renamed it or changed its settings);
@@ -185,52 +207,50 @@ class ChatSocket:
         problem = message_problem(text, self.app.config["MAX_MESSAGE_CHARS"])
         if problem:
             self.notice(problem)
-        elif replacing and not rewind_for_edit(store(), self.conversation, replacing):
+        elif replacing and not can_edit(store(), self.conversation, replacing):
             self.notice("That message can no longer be edited. Reload the page.")
         else:
-            if replacing:
-                self.send_messages()
             self.start(
-                lambda settings, cancel: run_reply(store(), self.conversation, text, settings, self.on_event, cancel)
+                lambda settings, cancel: run_reply(
+                    store(), self.conversation, text, settings, self.on_event, cancel, replacing or None
+                )
             )
 
     def regenerate(self) -> None:
-        if not rewind_for_regenerate(store(), self.conversation):
-            self.notice("There is no question to answer again yet.")
-            return
-        self.send_messages()
-        self.start(lambda settings, cancel: run_answer(store(), self.conversation, settings, self.on_event, cancel))
-
-    def continue_answer(self) -> None:
-        answer = answer_to_continue(store(), self.conversation)
-        if answer is None:
-            self.notice("There is no answer cut off at the length limit to continue.")
-            return
         self.start(
-            lambda settings, cancel: run_answer(
-                store(), self.conversation, settings, self.on_event, cancel, continuing=answer
-            )
+            lambda settings, cancel: run_regeneration(store(), self.conversation, settings, self.on_event, cancel),
+            nothing="There is no question to answer again yet.",
         )
 
-    def start(self, reply) -> None:  # type: ignore[no-untyped-def]
-        """Run `reply(settings, cancel)` in its own thread, so that this socket can still hear Stop."""
+    def continue_answer(self) -> None:
+        self.start(
+            lambda settings, cancel: run_continuation(store(), self.conversation, settings, self.on_event, cancel),
+            nothing="There is no answer cut off at the length limit to continue.",
+        )
+
+    def start(self, reply, nothing: str = "") -> None:  # type: ignore[no-untyped-def]
+        """Run `reply(settings, cancel)` in its own thread, so that this socket can still hear Stop; when it
+        answers None (nothing to answer), say `nothing`."""
         self.cancel = threading.Event()
         self.answering = True
-        threading.Thread(target=self.run, args=(reply, self.cancel), daemon=True, name="reply").start()
+        threading.Thread(target=self.run, args=(reply, self.cancel, nothing), daemon=True, name="reply").start()
 
-    def run(self, reply, cancel: threading.Event) -> None:  # type: ignore[no-untyped-def]
+    def run(self, reply, cancel: threading.Event, nothing: str) -> None:  # type: ignore[no-untyped-def]
         with self.app.app_context():
             try:
-                reply(settings_for_conversation(self.conversation, self.app.config), cancel)
+                if reply(settings_for_conversation(self.conversation, self.app.config), cancel) is None:
+                    self.answering = False
+                    self.notice(nothing)
+            except AnswerRunning:  # another tab, worker or host started one first
+                self.answering = False
+                self.notice(WAIT)
+            except StoreUnavailable as error:  # nothing was saved, so nothing was sent: the message stays in the box
+                self.answering = False
+                self.notice(str(error))
             except Exception:
                 log.exception("a reply failed before it started")
                 self.answering = False
                 self.notice("The chat failed to start the answer. Reload the page to see what was saved, then retry.")
-
-    def send_messages(self) -> None:
-        """The whole list again, after messages were dropped."""
-        with self.app.app_context():
-            self.send(render_template("chat/_messages.html", messages=store().messages(self.conversation), oob=True))
 
     def on_event(self, event: Event) -> None:
         if event.kind == "delta":
@@ -244,9 +264,14 @@ class ChatSocket:
         elif event.kind == "resumed":
             self.send(render_template("chat/_resumed.html", answer=event.message))
         elif event.kind == "started":
+            replaced = store().messages(self.conversation) if event.replaced else None  # the list, shown again
             self.send(
                 render_template(
-                    "chat/_started.html", user=event.user_message, answer=event.message, conversation=self.conversation
+                    "chat/_started.html",
+                    user=event.user_message,
+                    answer=event.message,
+                    messages=replaced,
+                    conversation=self.conversation,
                 )
             )
         else:  # free before the browser hears of it: a message sent at once is taken, not refused as "wait"

@@ -89,9 +89,19 @@ def store(app):
     return app.extensions["chat_store"]
 
 
+NO_LIMITS = (
+    "MESSAGES_PER_MINUTE",
+    "MESSAGES_PER_MINUTE_PER_ADDRESS",
+    "CONVERSATIONS_PER_HOUR",
+    "CONVERSATIONS_PER_HOUR_PER_ADDRESS",
+)
+
+
 def app_environment(tmp_path, **extra: str) -> dict[str, str]:
-    """The environment for the app under gunicorn: a fresh store, no .env surprises."""
+    """The environment for the app under gunicorn: a fresh store, no .env surprises, and no limits on use (one
+    server takes every test's messages from 127.0.0.1; test_limits.py sets them)."""
     return {
+        **{setting: "0" for setting in NO_LIMITS},
         "SECRET_KEY": "gunicorn-test-secret",
         "CHAT_STORE_URL": f"sqlite:///{tmp_path}/chat.sqlite3",
         "HF_API_TOKEN": "",

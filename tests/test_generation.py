@@ -150,7 +150,7 @@ def test_message_problems():
 
 
 def test_an_answer_cut_at_the_length_limit_is_continued_in_place(tmp_path, fake):
-    from chatbot.generation import answer_to_continue, run_answer
+    from chatbot.generation import answer_to_continue, run_continuation
 
     store, conversation = new_store(tmp_path)
     fake.reply(tokens=["The list:", " one,", " two,"], finish_reason="length")
@@ -159,9 +159,7 @@ def test_an_answer_cut_at_the_length_limit_is_continued_in_place(tmp_path, fake)
 
     fake.reply(tokens=[" three,", " four."])
     recorder = Recorder()
-    continued = run_answer(
-        store, conversation, settings_for(fake.task_url()), recorder, continuing=answer_to_continue(store, conversation)
-    )
+    continued = run_continuation(store, conversation, settings_for(fake.task_url()), recorder)
     assert fake.requests[-1].json["inputs"].endswith("<start_of_turn>model\nThe list: one, two,")
     assert continued.id == first.id and continued.content == "The list: one, two, three, four."
     assert "finish_reason" not in continued.meta or continued.meta["finish_reason"] != "length"

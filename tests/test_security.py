@@ -2,7 +2,9 @@
 
 import io
 import json
+import re
 import socket
+import threading
 import time
 from email.utils import parsedate_to_datetime
 
@@ -18,7 +20,7 @@ from chatbot.services.errors import InferenceError
 from chatbot.services.inference import Backend, Parameters
 from config import ConfigError, load_config
 from tests.fakes.hf_server import TOKEN
-from tests.servers import FINISHED, ChatClient, read_until
+from tests.servers import FINISHED, ChatClient, act, read_until
 
 
 def test_a_body_over_the_limit_gets_413_before_it_is_read(gunicorn_on_fake):
@@ -182,3 +184,34 @@ def test_the_hub_gets_the_token_only_for_a_model_hugging_face_serves(fake):
     discovery.with_server_facts(endpoint)
     [hub] = [lookup for lookup in fake.lookups if "tokenizer_config.json" in lookup.path]
     assert hub.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_six_sockets_sending_at_once_get_one_answer(instances, fake):
+    """Six tabs (on every worker of one or two instances) press Send in the same instant: one answer is written,
+    the five others are told to wait, and the conversation holds one question and one answer."""
+    chat = ChatClient(instances[0].url)
+    tabs = [(chat if i % 2 == 0 else chat.via(instances[1].url)).connect() for i in range(6)]
+    fake.reply(tokens=["Only", " one"], delay=0.2)
+    go = threading.Barrier(len(tabs))
+
+    def press_send(ws):
+        go.wait()
+        act(ws, "send", message="Hello from every tab")
+
+    pressing = [threading.Thread(target=press_send, args=(ws,)) for ws in tabs]
+    for thread in pressing:
+        thread.start()
+    for thread in pressing:
+        thread.join()
+    outcomes = []
+    for ws in tabs:
+        frames = read_until(ws, [], re.compile("Wait for the answer to finish|Only one"), seconds=20)
+        outcomes.append("waited" if "Wait for the answer" in frames[-1] else "answered")
+        ws.close()
+    assert sorted(outcomes) == ["answered"] + ["waited"] * 5
+    deadline = time.monotonic() + 10
+    while chat.page().count("Only one") != 1 or 'class="message assistant done"' not in chat.page():
+        assert time.monotonic() < deadline, "the one answer did not end"
+        time.sleep(0.2)
+    assert chat.page().count("Hello from every tab</div>") == 1
+    assert len(fake.requests) == 1

@@ -25,12 +25,13 @@ def sqlite_path(tmp_path):
 def make_store(request, sqlite_path):
     """Makes each store in turn: the embedded SQLite file and the real Redis on 127.0.0.1:6379."""
     made = []
+    prefix = f"test:{new_id()}:"  # one per test: the stores a test makes share it, as workers would
 
     def make(idle_seconds=30 * 86400):
         if request.param == "sqlite":
             store = SQLiteStore(sqlite_path, idle_seconds)
         else:
-            store = RedisStore(REDIS_URL, prefix=f"test:{new_id()}:", idle_seconds=idle_seconds)
+            store = RedisStore(REDIS_URL, prefix=prefix, idle_seconds=idle_seconds)
         made.append(store)
         return store
 
@@ -169,15 +170,41 @@ def test_search_finds_titles_and_messages_of_the_owner_only(chat_store):
     assert chat_store.search_conversations("alice", "nothing like it") == []
 
 
-def test_delete_messages_from_a_point(chat_store):
+def test_starting_an_answer_drops_what_it_replaces(chat_store):
     conversation = chat_store.create_conversation("alice")
     first, second, third = (chat_store.add_message(message(conversation, content=text)) for text in "abc")
-    chat_store.delete_messages_from(conversation, second.id)
+    assert chat_store.start_answer(conversation, [], second.id)
     assert [m.content for m in chat_store.messages(conversation)] == ["a"]
-    chat_store.delete_messages_from(conversation, first.id)
-    assert chat_store.messages(conversation) == []
-    chat_store.delete_messages_from(conversation, third.id)  # already gone: nothing happens
-    assert chat_store.messages(conversation) == []
+    assert chat_store.start_answer(conversation, [message(conversation, content="d")], first.id)
+    assert [m.content for m in chat_store.messages(conversation)] == ["d"]
+    assert chat_store.start_answer(conversation, [], third.id)  # already gone: nothing is dropped
+    assert [m.content for m in chat_store.messages(conversation)] == ["d"]
+
+
+def test_one_answer_at_a_time_even_when_six_start_at_once(make_store):
+    stores = [make_store() for _ in range(6)]  # each with its own connections, as six workers would have
+    conversation = stores[0].create_conversation("alice")
+    go = threading.Barrier(6)
+    started = []
+
+    def start(store):
+        go.wait()
+        question = message(conversation, content="Hi")
+        answer = message(conversation, "assistant", "", status="streaming")
+        started.append(store.start_answer(conversation, [question, answer], None))
+
+    threads = [threading.Thread(target=start, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(started) == [False] * 5 + [True]
+    assert [m.role for m in stores[0].messages(conversation)] == ["user", "assistant"]
+    ended = stores[0].messages(conversation)[-1]
+    assert not stores[1].start_answer(conversation, [message(conversation)], None)  # still being written
+    ended.status = "done"
+    stores[0].update_message(ended)
+    assert stores[1].start_answer(conversation, [message(conversation)], None)
 
 
 def test_an_answer_grows_by_parts_and_a_follower_reads_only_the_new_part(chat_store):
@@ -264,3 +291,15 @@ def test_workers_starting_together_on_a_new_file_all_open_it(tmp_path):
     failures = [said for worker, said in zip(workers, complaints, strict=True) if worker.returncode]
     assert failures == []
     assert SQLiteStore(str(tmp_path / "0.sqlite3"))._query("PRAGMA journal_mode") == [("wal",)]
+
+
+def test_counters_add_up_per_key_and_start_again_in_a_new_window(make_store):
+    first, second = make_store(), make_store()  # two workers
+    assert first.add_to_count("answers:session:a", 1, 3600) == 1
+    assert second.add_to_count("answers:session:a", 1, 3600) == 2
+    assert first.add_to_count("answers:session:a", 5, 3600) == 7
+    assert second.add_to_count("answers:session:b", 1, 3600) == 1
+    assert first.add_to_count("answers:session:a", 0, 3600) == 7  # how much is used, counting nothing
+    first.add_to_count("short", 1, 1)
+    time.sleep(1.05 - time.time() % 1)  # into the next one-second window
+    assert second.add_to_count("short", 1, 1) == 1

@@ -18,11 +18,37 @@ from dataclasses import asdict
 import redis
 
 from chatbot.conversations import Conversation, Message, new_id
+from chatbot.stores.failures import translating
 
 STOP_SECONDS = 3600  # a stop request outlives any answer
 MAX_CONNECTIONS = 64  # per process; every call holds one only for its round trip
 
 
+def explain(store: RedisStore, error: BaseException) -> str:
+    """What a failure of Redis means for the user, and what the server's owner can do."""
+    where = f"Redis at {store.address}"
+    words = str(error)
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        return (
+            f"The chat's store ({where}) does not answer, so nothing can be read or saved. Whoever runs the chat "
+            "must check that Redis is running and that CHAT_STORE_URL points at it; then try again."
+        )
+    if isinstance(error, redis.exceptions.OutOfMemoryError):
+        return (
+            f"The chat's store ({where}) is full (its maxmemory is reached), so nothing can be saved. Whoever runs "
+            "the chat must give Redis more memory or free some; then send again."
+        )
+    if words.startswith("MISCONF"):
+        return (
+            f"The chat's store ({where}) refuses to save: it cannot write its snapshot to its disk (MISCONF). "
+            "Whoever runs the chat must free space on Redis's disk; then send again."
+        )
+    if isinstance(error, redis.exceptions.ReadOnlyError):
+        return f"The chat's store ({where}) is a read-only replica: CHAT_STORE_URL must point at the primary."
+    return f"The chat's store ({where}) refused: {words}. Try again; if it keeps failing, the server log says why."
+
+
+@translating((redis.RedisError,), explain)
 class RedisStore:
     """Conversations in Redis; every worker on every host sees the same ones."""
 
@@ -36,6 +62,8 @@ class RedisStore:
             socket_connect_timeout=5,
         )
         self.db = redis.Redis(connection_pool=pool)
+        where = pool.connection_kwargs
+        self.address = where.get("path") or f"{where.get('host')}:{where.get('port')}/{where.get('db', 0)}"
         self.prefix = prefix
         self.idle_seconds = int(idle_seconds)
 
@@ -53,7 +81,7 @@ class RedisStore:
             pipe.expire(self._key("owner", owner), self.idle_seconds)
 
     def ping(self) -> None:
-        self.db.ping()
+        self.db.set(self._key("ping"), 1, ex=60)  # a write: a full Redis (maxmemory, MISCONF) answers PING
 
     def create_conversation(self, owner: str, title: str = "New chat") -> Conversation:
         conversation = Conversation(id=new_id(), owner=owner, title=title)
@@ -135,18 +163,29 @@ class RedisStore:
         pipe.exists(self._key("stop", message.id))
         return bool(pipe.execute()[-1])
 
-    def delete_messages_from(self, conversation: Conversation, message_id: str) -> None:
-        ids = self.db.lrange(self._key("order", conversation.id), 0, -1)
-        if message_id not in ids:
-            return
-        keep = ids.index(message_id)
-        pipe = self.db.pipeline()
-        if keep:
-            pipe.ltrim(self._key("order", conversation.id), 0, keep - 1)
-        else:
-            pipe.delete(self._key("order", conversation.id))
-        pipe.hdel(self._key("msgs", conversation.id), *ids[keep:])
-        pipe.execute()
+    def start_answer(self, conversation: Conversation, messages: list[Message], replace_from: str | None) -> bool:
+        order, stored = self._key("order", conversation.id), self._key("msgs", conversation.id)
+
+        def attempt(pipe: redis.client.Pipeline) -> bool:  # run again if another writer changed either key
+            ids = pipe.lrange(order, 0, -1)
+            last = pipe.hget(stored, ids[-1]) if ids else None
+            if last and json.loads(last)["status"] == "streaming":
+                return False
+            keep = ids.index(replace_from) if replace_from in ids else len(ids)
+            pipe.multi()
+            if ids[keep:]:
+                pipe.hdel(stored, *ids[keep:])
+                pipe.ltrim(order, 0, keep - 1) if keep else pipe.delete(order)
+            for message in messages:
+                pipe.hset(stored, message.id, json.dumps(asdict(message)))
+                pipe.rpush(order, message.id)
+            now = time.time()
+            pipe.hset(self._key("conv", conversation.id), "updated_at", now)
+            pipe.zadd(self._key("owner", conversation.owner), {conversation.id: now})
+            self._touch(pipe, conversation.id, conversation.owner)
+            return True
+
+        return self.db.transaction(attempt, order, stored, value_from_callable=True)
 
     def read_message(self, conversation: Conversation, message_id: str, start: int = 0) -> Message | None:
         pipe = self.db.pipeline()  # MULTI: the message and its parts as of one moment
@@ -163,6 +202,14 @@ class RedisStore:
         text = "".join(part for _, part in parts)[max(0, begin - int(parts[0][0])) :] if parts else ""
         message.content = message.content[start:] + text
         return message
+
+    def add_to_count(self, key: str, amount: int, window_seconds: int) -> int:
+        window = int(time.time() // window_seconds)
+        counter = self._key("count", f"{key}@{window}")
+        pipe = self.db.pipeline()
+        pipe.incrby(counter, amount)
+        pipe.expireat(counter, (window + 1) * window_seconds + 60)
+        return int(pipe.execute()[0])
 
     def request_stop(self, message_id: str) -> None:
         self.db.set(self._key("stop", message_id), 1, ex=STOP_SECONDS)

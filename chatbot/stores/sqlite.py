@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import queue
+import shutil
 import sqlite3
 import threading
 import time
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from chatbot.conversations import Conversation, Message, new_id
+from chatbot.stores.failures import StoreUnavailable, translating
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -44,6 +46,7 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, seq);
 CREATE TABLE IF NOT EXISTS stop_requests (message_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS counts (key TEXT PRIMARY KEY, total INTEGER NOT NULL, ends_at REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS answer_parts (
     message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
     start INTEGER NOT NULL,
@@ -53,22 +56,46 @@ CREATE TABLE IF NOT EXISTS answer_parts (
 ) WITHOUT ROWID;
 """
 POOL_SIZE = 16  # connections per process; SQLite writes one at a time anyway
+MIN_FREE_BYTES = 16 * 1024 * 1024  # less free disk than this, and the chat is not ready: answers would not be saved
 CONVERSATION_COLUMNS = "id, owner, title, created_at, updated_at, settings"
 MESSAGE_COLUMNS = "id, conversation_id, role, content, html, status, error, meta, created_at"
+DELETE_FROM = (  # a message and every later one of its conversation
+    "DELETE FROM messages WHERE conversation_id = ? AND seq >= "
+    "(SELECT seq FROM messages WHERE id = ? AND conversation_id = ?)"
+)
 
 
+def explain(store: SQLiteStore, error: BaseException) -> str:
+    """What a failure of the file means for the user, and what the server's owner can do."""
+    words = str(error).lower()
+    if isinstance(error, queue.Empty):
+        return "The chat is too busy to reach its conversations right now. Try again in a moment."
+    if "full" in words:
+        return (
+            f"The disk that holds the conversations ({store.directory}) is full, so nothing can be saved. "
+            "Whoever runs the chat must free some space on it; then send again."
+        )
+    if "locked" in words or "busy" in words:
+        return "The conversations file is busy (another process holds it). Try again in a moment."
+    return (
+        f"The conversations file ({store.path}) cannot be used: {error}. Whoever runs the chat should check "
+        "that disk (space, permissions); then try again."
+    )
+
+
+@translating((sqlite3.Error, queue.Empty), explain)
 class SQLiteStore:
     """Conversations in a SQLite file; safe for many threads and processes."""
 
     def __init__(self, path: str, idle_seconds: float = 30 * 86400) -> None:
         self.path = path
         self.idle_seconds = idle_seconds
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
+        self.directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(self.directory, exist_ok=True)
         self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._opening = threading.Lock()
         self._opened = 0
-        self._set_up(directory)
+        self._set_up(self.directory)
 
     def _set_up(self, directory: str) -> None:
         """WAL mode and the tables, one process at a time: workers starting together on a new file would
@@ -127,9 +154,16 @@ class SQLiteStore:
                 (cutoff,),
             )
             db.execute("DELETE FROM conversations WHERE updated_at < ?", (cutoff,))
+            db.execute("DELETE FROM counts WHERE ends_at < ?", (time.time(),))
 
     def ping(self) -> None:
         self._query("SELECT count(*) FROM conversations")
+        free = shutil.disk_usage(self.directory).free
+        if free < MIN_FREE_BYTES:
+            raise StoreUnavailable(
+                f"The disk that holds the conversations ({self.directory}) has {free // 1024:,} KB free, too little "
+                "to save answers. Free some space on it."
+            )
 
     def create_conversation(self, owner: str, title: str = "New chat") -> Conversation:
         self.forget_idle()  # new chats are rare enough to pay for the clean-up
@@ -185,6 +219,23 @@ class SQLiteStore:
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (time.time(), message.conversation_id))
         return message
 
+    def start_answer(self, conversation: Conversation, messages: list[Message], replace_from: str | None) -> bool:
+        with self._transaction() as db:
+            db.execute("BEGIN IMMEDIATE")  # the check and the writes hold the file's write lock together
+            last = db.execute(
+                "SELECT status FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1", (conversation.id,)
+            ).fetchone()
+            if last and last[0] == "streaming":
+                return False
+            if replace_from:
+                db.execute(DELETE_FROM, (conversation.id, replace_from, conversation.id))
+            db.executemany(
+                f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_row(message) for message in messages],
+            )
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (time.time(), conversation.id))
+        return True
+
     def update_message(self, message: Message) -> None:
         with self._transaction() as db:
             db.execute("BEGIN IMMEDIATE")
@@ -210,13 +261,6 @@ class SQLiteStore:
             )
             return db.execute("SELECT 1 FROM stop_requests WHERE message_id = ?", (message.id,)).fetchone() is not None
 
-    def delete_messages_from(self, conversation: Conversation, message_id: str) -> None:
-        self._query(
-            "DELETE FROM messages WHERE conversation_id = ? AND seq >= "
-            "(SELECT seq FROM messages WHERE id = ? AND conversation_id = ?)",
-            (conversation.id, message_id, conversation.id),
-        )
-
     def read_message(self, conversation: Conversation, message_id: str, start: int = 0) -> Message | None:
         with self._transaction() as db:
             db.execute("BEGIN")  # one snapshot: the row and its parts agree even while the answer ends
@@ -225,6 +269,15 @@ class SQLiteStore:
                 (message_id, conversation.id),
             ).fetchone()
             return _with_parts(db, _message(row), start) if row else None
+
+    def add_to_count(self, key: str, amount: int, window_seconds: int) -> int:
+        window = int(time.time() // window_seconds)
+        rows = self._query(
+            "INSERT INTO counts (key, total, ends_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET total = total + excluded.total RETURNING total",
+            (f"{key}@{window}", amount, (window + 1) * window_seconds),
+        )
+        return rows[0][0]
 
     def request_stop(self, message_id: str) -> None:
         self._query("INSERT OR IGNORE INTO stop_requests (message_id) VALUES (?)", (message_id,))

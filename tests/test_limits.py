@@ -1,0 +1,100 @@
+"""What one browser session and one network address may ask for: answers a minute, new chats an hour. Counted
+in the store, so the limits hold across workers; past one, the chat says until when and keeps the message."""
+
+import re
+
+import pytest
+
+from chatbot import create_app
+from chatbot.limits import address_key
+from tests.conftest import app_environment
+from tests.fakes.hf_server import TOKEN
+from tests.servers import ChatClient, GunicornApp, act, read_until
+from tests.test_pages import csrf, open_chat
+
+REFUSED_IN = re.compile(r"Try again in (\d+) s \(at \d\d:\d\d:\d\d UTC\)")
+
+
+@pytest.fixture
+def limited_app(tmp_path, fake):
+    def make(**limits):
+        settings = {"SECRET_KEY": "t", "CHAT_STORE_URL": f"sqlite:///{tmp_path}/chat.sqlite3"}
+        settings.update(API_URL=fake.task_url(), HF_API_TOKEN=TOKEN, MAX_LOADING_WAIT=0.0, **limits)
+        return create_app(settings)
+
+    return make
+
+
+def browser(app, address):
+    """A browser of its own (a cookie jar) at a network address."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def post_message(client, chat, text):
+    return client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": text})
+
+
+def test_answers_a_minute_per_session_hold_across_workers(tmp_path, fake):
+    environment = app_environment(tmp_path, API_URL=fake.task_url(), HF_API_TOKEN=TOKEN, MESSAGES_PER_MINUTE="3")
+    with GunicornApp(environment, workers=2) as server:
+        chat = ChatClient(server.url)
+        for turn in range(3):  # a new socket each time: they land on both workers
+            fake.reply(tokens=[f"Answer {turn}"])
+            assert f"Answer {turn}" in chat.exchange(f"Question {turn}")[-1]
+        ws = chat.connect()
+        act(ws, "send", message="One more")
+        refused = read_until(ws, [], 'id="notice"', seconds=20)[-1]
+        ws.close()
+    assert "This browser has asked for 3 answers this minute, the most this chat allows." in refused
+    assert "your message is still in the box" in refused and "data-sent-now" not in refused
+    assert 0 < int(REFUSED_IN.search(refused).group(1)) <= 60
+    assert len(fake.requests) == 3
+
+
+def test_answers_per_address_count_every_session_of_that_address(limited_app, fake):
+    app = limited_app(MESSAGES_PER_MINUTE=3, MESSAGES_PER_MINUTE_PER_ADDRESS=4)
+    first, second = browser(app, "203.0.113.7"), browser(app, "203.0.113.7")
+    elsewhere = browser(app, "198.51.100.1")
+    chats = {client: open_chat(client) for client in (first, second, elsewhere)}
+    for _ in range(3):
+        assert post_message(first, chats[first], "Hi").status_code == 302
+    refused = post_message(first, chats[first], "My fourth question")
+    assert refused.status_code == 429 and "This browser has asked for 3 answers this minute" in refused.text
+    assert ">My fourth question</textarea>" in refused.text  # the message stays in the box
+    assert post_message(second, chats[second], "Hi").status_code == 302  # the address's fourth
+    by_address = post_message(second, chats[second], "And again")
+    assert by_address.status_code == 429
+    assert "Your network address has asked for 4 answers this minute" in by_address.text
+    assert post_message(elsewhere, chats[elsewhere], "Hi").status_code == 302
+    assert len(fake.requests) == 5
+
+
+def test_new_chats_an_hour_per_session_and_per_address(limited_app):
+    app = limited_app(CONVERSATIONS_PER_HOUR=2, CONVERSATIONS_PER_HOUR_PER_ADDRESS=3)
+    client = browser(app, "203.0.113.7")
+    chat = open_chat(client)  # the first visit makes the first chat
+    assert client.post("/c", data={"csrf_token": csrf(client.get(chat).text)}).status_code == 302
+    refused = client.post("/c", data={"csrf_token": csrf(client.get(chat).text)})
+    assert refused.status_code == 429
+    assert "This browser has asked for 2 new chats this hour" in refused.text
+    assert "carry on in one of your chats" in refused.text
+    assert open_chat(browser(app, "203.0.113.7")).startswith("/c/")  # a new session: the address's third
+    cookieless = browser(app, "203.0.113.7").get("/")  # a script that drops its cookie makes none
+    assert cookieless.status_code == 429 and "Your network address has asked for 3 new chats" in cookieless.text
+    assert open_chat(browser(app, "198.51.100.1")).startswith("/c/")
+
+
+@pytest.mark.parametrize(
+    ("address", "counted_as"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::9", "2001:db8:1:2::/64"),  # one home, one /64
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        (None, "unknown"),
+    ],
+)
+def test_an_address_is_counted_by_whom_it_stands_for(address, counted_as):
+    assert address_key(address) == counted_as

@@ -1,0 +1,142 @@
+"""A store that fails, for real: a full disk under the SQLite file, a Redis at its maxmemory, a Redis that dies
+while an answer is written. Each is told in plain words, /readyz says so, and nothing the user typed is lost."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from chatbot.local_model.server import free_port
+from tests.conftest import app_environment
+from tests.fakes.hf_server import TOKEN
+from tests.servers import FINISHED, ChatClient, GunicornApp, act, read_until
+
+NOTICE = 'id="notice"'
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 32 MB file system of its own (tmpfs), for the conversations file; unmounted afterwards."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)], capture_output=True)
+    assert done.returncode == 0, f"this test mounts a small tmpfs and needs root: {done.stderr.decode()}"
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(disk: Path) -> None:
+    """Take every free byte of `disk`."""
+    with open(disk / "filler", "wb") as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def own_redis():
+    """A Redis of this test's own on a free port (the shared one must not be filled or killed)."""
+    port = free_port()
+    server = shutil.which("redis-server")
+    assert server, "redis-server is not installed: `make test` installs it"
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline, "the test's Redis did not start"
+            time.sleep(0.05)
+    yield port, process, client
+    client.close()
+    process.kill()
+    process.wait()
+
+
+def chat_on(tmp_path, fake, **settings: str) -> GunicornApp:
+    environment = app_environment(tmp_path, API_URL=fake.task_url(), HF_API_TOKEN=TOKEN, READ_TIMEOUT="5")
+    return GunicornApp({**environment, **settings}, workers=1)
+
+
+def test_a_full_disk_is_told_on_readyz_on_the_socket_and_in_a_form_post(tmp_path, fake, small_disk):
+    with chat_on(tmp_path, fake, CHAT_STORE_URL=f"sqlite:///{small_disk}/chat.sqlite3") as server:
+        chat = ChatClient(server.url)
+        ws = chat.connect()
+        fill(small_disk)
+
+        ready = requests.get(server.url + "/readyz", timeout=10)
+        assert ready.status_code == 503 and "has 0 KB free, too little to save answers" in ready.json()["store"]
+
+        act(ws, "send", message="Will this be saved? " * 900)  # pages beyond what the file has
+        frames = read_until(ws, [], NOTICE, seconds=20)
+        assert f"The disk that holds the conversations ({small_disk}) is full, so nothing can be saved" in frames[-1]
+        assert "data-sent-now" not in "".join(frames)  # the message was not taken: it stays in the box
+
+        posted = chat.post_form("/messages", message="By form " * 2000)  # the page is read first: reads work
+        assert posted.status_code == 503
+        assert "is full, so nothing can be saved" in posted.text and "it is still in the box" in posted.text
+
+        (small_disk / "filler").unlink()
+        fake.reply(tokens=["Saved", " now"])
+        assert "Saved now" in chat.exchange("And now?", ws)[-1]
+        ws.close()
+        assert requests.get(server.url + "/readyz", timeout=10).status_code == 200
+
+
+def test_a_full_redis_is_told_and_the_message_stays(tmp_path, fake, own_redis):
+    port, _, client = own_redis
+    with chat_on(tmp_path, fake, CHAT_STORE_URL=f"redis://127.0.0.1:{port}/0") as server:
+        chat = ChatClient(server.url)
+        ws = chat.connect()
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1)  # below what it uses already: every write is refused (OOM)
+
+        ready = requests.get(server.url + "/readyz", timeout=10)
+        assert ready.status_code == 503
+        assert f"Redis at 127.0.0.1:{port}/0) is full (its maxmemory is reached)" in ready.json()["store"]
+
+        act(ws, "send", message="Hello")
+        frames = read_until(ws, [], NOTICE, seconds=20)
+        assert "is full (its maxmemory is reached), so nothing can be saved" in frames[-1]
+        assert "data-sent-now" not in "".join(frames)
+
+        client.config_set("maxmemory", 0)
+        fake.reply(tokens=["Room", " again"])
+        assert "Room again" in chat.exchange("Hello", ws)[-1]
+        ws.close()
+
+
+def test_redis_dying_while_an_answer_is_written_is_told_with_what_arrived(tmp_path, fake, own_redis):
+    port, process, _ = own_redis
+    with chat_on(tmp_path, fake, CHAT_STORE_URL=f"redis://127.0.0.1:{port}/0") as server:
+        chat = ChatClient(server.url)
+        ws = chat.connect()
+        fake.reply(tokens=[f"word{i} " for i in range(30)], delay=0.1)
+        act(ws, "send", message="Tell me a long story")
+        frames = read_until(ws, [], "word3", seconds=20)
+        process.kill()
+        read_until(ws, frames, FINISHED, seconds=30)
+        ws.close()
+        ended = frames[-1]
+        assert f"The chat&#39;s store (Redis at 127.0.0.1:{port}/0) does not answer" in ended
+        assert "What arrived is shown above, but it could not be saved" in ended
+        assert "word3" in ended  # what arrived stays on the page
+        assert "failed to start the answer" not in "".join(frames)
+
+        page = chat.http.get(chat.page_url, timeout=20)
+        assert page.status_code == 503 and "does not answer" in page.text
+        assert requests.get(server.url + "/readyz", timeout=10).json()["store"].startswith("The chat's store")
