@@ -121,6 +121,11 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "CHAT_BIND": (_origins, ()),  # where gunicorn listens: set by gunicorn.conf.py for the workers
     "PROXY_COUNT": (_whole(0, 10), 0),
     "SESSION_IDLE_DAYS": (_number(0.001, 3650), 30.0),
+    # Open chat sockets (chatbot/open_sockets.py), in each worker; SOCKETS_PER_WORKER is set by gunicorn.conf.py.
+    "SOCKETS_PER_WORKER": (_whole(1, 1_000_000), None),
+    "SOCKETS_PER_SESSION": (_whole(0, 1_000_000), 8),
+    "SOCKETS_PER_ADDRESS": (_whole(0, 1_000_000), 24),
+    "SOCKET_IDLE_MINUTES": (_number(0.01, 1440), 10.0),
     # What one browser session, and one network address, may ask for (chatbot/limits.py); 0: no limit.
     "MESSAGES_PER_MINUTE": (_whole(0, 100_000), 20),
     "MESSAGES_PER_MINUTE_PER_ADDRESS": (_whole(0, 100_000), 60),

@@ -8,12 +8,15 @@ from dotenv import load_dotenv
 load_dotenv()
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
-# gthread: a thread per open chat, GUNICORN_THREADS of them per worker; fine up to a few hundred chats.
+# gthread: a thread per open chat, GUNICORN_THREADS of them per worker; about a hundred chats at the defaults.
 # gevent: a greenlet per open chat, WORKER_CONNECTIONS per worker; for hundreds to thousands (bench/RESULTS.md).
 worker_class = os.environ.get("WORKER_CLASS", "gthread")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "32"))  # open chats per worker (gthread)
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))  # open chats per worker (gevent)
+threads = int(os.environ.get("GUNICORN_THREADS", "64"))  # requests at once per worker (gthread)
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))  # requests at once per worker (gevent)
+# Open chats hold their thread or greenlet: SOCKET_RESERVE of them per worker stay for pages and health checks.
+_capacity = worker_connections if worker_class == "gevent" else threads
+os.environ.setdefault("SOCKETS_PER_WORKER", str(max(1, _capacity - int(os.environ.get("SOCKET_RESERVE", "8")))))
 timeout = 60
 graceful_timeout = 10
 control_socket_disable = True  # unused here; one fixed path would clash between instances

@@ -85,9 +85,25 @@ class StreamingBackend:
         self.process.join(5)
 
 
+# Every benchmark client is 127.0.0.1 standing for many browsers: no limits per session or address.
+UNLIMITED = {
+    setting: "0"
+    for setting in (
+        "MESSAGES_PER_MINUTE",
+        "MESSAGES_PER_MINUTE_PER_ADDRESS",
+        "CONVERSATIONS_PER_HOUR",
+        "CONVERSATIONS_PER_HOUR_PER_ADDRESS",
+        "SOCKETS_PER_SESSION",
+        "SOCKETS_PER_ADDRESS",
+    )
+}
+
+
 def app_environment(folder: str, backend: StreamingBackend, **settings: str) -> dict[str, str]:
-    """The app's environment for a benchmark: this backend, a SQLite store in `folder`, and `settings` on top."""
+    """The app's environment for a benchmark: this backend, a SQLite store in `folder`, no limits per session or
+    address, and `settings` on top."""
     return {
+        **UNLIMITED,
         "SECRET_KEY": "bench",
         "CHAT_STORE_URL": f"sqlite:///{folder}/bench.sqlite3",
         "API_URL": backend.url,

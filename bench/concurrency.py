@@ -4,6 +4,7 @@ token picks up on the way through the app, and the memory an open idle socket co
 Run (each line one result, appended to bench/concurrency.jsonl for bench/plot.py):
   .venv/bin/python bench/concurrency.py --worker-class gevent --streams 100 250 500 1000 --rate 20 --tokens 200
   .venv/bin/python bench/concurrency.py --worker-class gthread --idle 500
+  .venv/bin/python bench/concurrency.py --worker-class gthread --threads 64 --idle 300   (the defaults: the caps)
 
 The backend (bench/backend.py, its own process) writes each token's send time into its text; the client
 (asyncio, one process, one session and one conversation per chat) notes when each token arrives, so a
@@ -26,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import redis
+import requests
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -78,6 +80,8 @@ class Chat:
 
     def __init__(self, client: ChatClient) -> None:
         self.url = client.socket_url
+        self.page_url = client.page_url
+        self.cookies = client.http.cookies.get_dict()
         self.origin = client.base_url
         self.cookie = "; ".join(f"{k}={v}" for k, v in client.http.cookies.items())
         self.delays: list[float] = []
@@ -121,7 +125,7 @@ def settings(options: argparse.Namespace) -> dict[str, str]:
     chosen = {
         "WORKER_CLASS": options.worker_class,
         "GUNICORN_THREADS": str(options.threads),
-        "WORKER_CONNECTIONS": "4000",
+        "WORKER_CONNECTIONS": str(options.connections),
     }
     if options.store == "redis":
         with redis.Redis.from_url(REDIS_URL) as client:
@@ -169,24 +173,44 @@ def run_streams(app: GunicornApp, backend: StreamingBackend, count: int, options
 
 
 def run_idle(app: GunicornApp, count: int) -> dict:
+    """Open `count` idle sockets (each its own session): how many the app holds, what they cost in memory, and how
+    fast /healthz and a page answer while they are open (the sockets beyond the cap are refused and closed)."""
     chats = make_chats(app.url, count)
     workers = children(app.process.pid)
     before = resident_kib(workers)
 
-    async def hold_open() -> int:
+    async def hold_open() -> tuple[int, int, list[float], list[float]]:
         sockets = await asyncio.gather(*(chat.open() for chat in chats))
         await asyncio.sleep(3)
         after = resident_kib(workers)
+        held = sum(ws.close_code is None for ws in sockets)
+        health = await asyncio.to_thread(response_times, app.url + "/healthz")
+        page = await asyncio.to_thread(response_times, chats[0].page_url, chats[0].cookies)
         await asyncio.gather(*(ws.close() for ws in sockets))
-        return after
+        return after, held, health, page
 
-    after = asyncio.run(hold_open())
+    after, held, health, page = asyncio.run(hold_open())
     return {
         "idle_sockets": count,
+        "held": held,
+        "refused": count - held,
         "rss_before_kib": before,
         "rss_after_kib": after,
-        "kib_per_socket": round((after - before) / count, 1),
+        "kib_per_socket": round((after - before) / max(held, 1), 1),
+        "healthz_ms_p50_p99": [round(percentile(health, q), 1) for q in (0.5, 0.99)],
+        "page_ms_p50_p99": [round(percentile(page, q), 1) for q in (0.5, 0.99)],
     }
+
+
+def response_times(url: str, cookies: dict | None = None, runs: int = 50) -> list[float]:
+    """Milliseconds for each of `runs` GETs of `url`, one after another (10 s at most each)."""
+    times = []
+    with requests.Session() as http:
+        for _ in range(runs):
+            started = time.perf_counter()
+            http.get(url, cookies=cookies, timeout=10).raise_for_status()
+            times.append((time.perf_counter() - started) * 1000)
+    return times
 
 
 def main() -> None:
@@ -199,6 +223,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="tokens per second per answer; 0: as fast as it can")
     parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which the chats start")
     parser.add_argument("--threads", type=int, default=600, help="gthread: threads per worker (a socket holds one)")
+    parser.add_argument("--connections", type=int, default=4000, help="gevent: connections per worker")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the file each result line is appended to")
     parser.add_argument("--app-core", type=int, help="the app alone on this core; the backend and client on the others")
     options = parser.parse_args()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.backend import UNLIMITED  # noqa: E402
 from bench.stats import percentile  # noqa: E402
 from chatbot.local_model.server import SYSTEM_PROMPT, LocalModelServer  # noqa: E402
 from chatbot.services.inference import Backend, Parameters, build_request, stream_reply  # noqa: E402
@@ -67,6 +68,7 @@ def main() -> None:
     parameters = Parameters(max_new_tokens=options.tokens, do_sample=False)
     with tempfile.TemporaryDirectory() as folder, LocalModelServer(binary=options.server) as server:
         environment = {
+            **UNLIMITED,
             "SECRET_KEY": "bench",
             "CHAT_STORE_URL": f"sqlite:///{folder}/bench.sqlite3",
             "HF_API_TOKEN": "",

@@ -34,6 +34,7 @@ from chatbot.generation import (
     settings_for_conversation,
     settle_abandoned,
 )
+from chatbot.open_sockets import OpenSockets
 from chatbot.pages import store
 from chatbot.security import owner_id
 from chatbot.services.unicode_text import valid_data
@@ -49,6 +50,12 @@ FOLLOW_SECONDS = 0.25  # how often a following tab looks for more of the answer
 EXPIRED = (
     "This chat has expired (no activity for a long time) or was deleted in another tab, so nothing was sent. "
     "Your message is still in the box: press New chat and send it there."
+)
+OPEN_SOCKETS = OpenSockets()  # this worker's
+IDLE_CLOSE, REFUSED_CLOSE = 4000, 4001  # close codes htmx does not reconnect on (chat.js does, after IDLE_CLOSE)
+IDLE = (
+    "This tab was left alone for {} minutes, so its connection was closed to make room for others. "
+    "It connects again as soon as you come back to it."
 )
 ANSWERING = ("send", "edit", "regenerate", "continue")  # the actions that ask the backend for an answer
 WAITING = Markup('<p id="wait-{}" class="waiting" hx-swap-oob="true">{}</p>')
@@ -86,7 +93,13 @@ def socket_path_in_templates() -> dict:
 
 @sock.route("/c/<conversation_id>/socket", bp=bp)
 def conversation_socket(ws, conversation_id: str) -> None:  # type: ignore[no-untyped-def]
-    ChatSocket(ws, current_app._get_current_object(), g.conversation, request.remote_addr).serve()
+    app = current_app._get_current_object()
+    with OPEN_SOCKETS.held(app.config, g.conversation.owner, request.remote_addr) as refused:
+        if refused:
+            ws.send(render_template("chat/_notice.html", text=refused, oob=True))
+            ws.close(REFUSED_CLOSE, "too many open")
+            return
+        ChatSocket(ws, app, g.conversation, request.remote_addr).serve()
 
 
 class ChatSocket:
@@ -102,9 +115,17 @@ class ChatSocket:
         self.cancel = threading.Event()
 
     def serve(self) -> None:
+        """Read actions until the browser goes, or until the socket has been idle (no action, no answer) too long."""
         self.follow_running_answer()
+        idle_minutes = self.app.config["SOCKET_IDLE_MINUTES"]
         while True:
-            raw = self.ws.receive()
+            raw = self.ws.receive(timeout=idle_minutes * 60)
+            if raw is None:
+                if not self.answering:
+                    self.notice(IDLE.format(f"{idle_minutes:g}"))
+                    self.ws.close(IDLE_CLOSE, "idle")
+                    return
+                continue
             try:
                 self.handle(raw)
             except StoreUnavailable as error:

@@ -8,6 +8,7 @@ import socket
 import pytest
 import redis
 
+from bench.backend import UNLIMITED
 from chatbot import create_app
 from chatbot.local_model.server import RECOMMENDED, LocalModelServer
 from chatbot.services import catalogue, discovery, inference
@@ -89,19 +90,11 @@ def store(app):
     return app.extensions["chat_store"]
 
 
-NO_LIMITS = (
-    "MESSAGES_PER_MINUTE",
-    "MESSAGES_PER_MINUTE_PER_ADDRESS",
-    "CONVERSATIONS_PER_HOUR",
-    "CONVERSATIONS_PER_HOUR_PER_ADDRESS",
-)
-
-
 def app_environment(tmp_path, **extra: str) -> dict[str, str]:
     """The environment for the app under gunicorn: a fresh store, no .env surprises, and no limits on use (one
     server takes every test's messages from 127.0.0.1; test_limits.py sets them)."""
     return {
-        **{setting: "0" for setting in NO_LIMITS},
+        **UNLIMITED,
         "SECRET_KEY": "gunicorn-test-secret",
         "CHAT_STORE_URL": f"sqlite:///{tmp_path}/chat.sqlite3",
         "HF_API_TOKEN": "",

@@ -48,7 +48,8 @@ def test_the_concurrency_benchmark_delivers_every_token(tmp_path):
     streaming, idle = (json.loads(line) for line in results.read_text().splitlines())
     assert streaming["held"] == 5 and streaming["tokens_delivered"] == 150, streaming
     assert 0 <= streaming["delay_p50_ms"] <= streaming["delay_p99_ms"] < 5000
-    assert idle["idle_sockets"] == 5 and idle["rss_after_kib"] > 0
+    assert idle["idle_sockets"] == 5 and idle["held"] == 5 and idle["rss_after_kib"] > 0
+    assert idle["healthz_ms_p50_p99"][0] <= idle["healthz_ms_p50_p99"][1] < 10_000
 
 
 def test_the_relay_benchmark_compares_the_app_with_the_backend_alone():

@@ -85,6 +85,23 @@
 
   document.addEventListener("htmx:wsAfterMessage", function () { addCopyButtons(document); });
 
+  // The server closes the socket of a tab left alone (code 4000) to make room for others: it connects again
+  // at the next sign of the person (a key, a click, the tab shown again), before what they do is sent.
+  var SIGNS = ["keydown", "pointerdown", "focusin", "visibilitychange"];
+  document.addEventListener("htmx:wsClose", function (event) {
+    if (event.detail.event.code !== 4000) { return; }
+    var chat = event.target;
+    var back = function () {
+      if (document.visibilityState !== "visible") { return; }
+      SIGNS.forEach(function (sign) { document.removeEventListener(sign, back, true); });
+      chat.setAttribute("data-connected-at", String(Date.now()));  // a changed node: htmx connects it anew
+      htmx.process(chat);
+      var notice = document.getElementById("notice");
+      if (notice) { notice.textContent = ""; }
+    };
+    SIGNS.forEach(function (sign) { document.addEventListener(sign, back, true); });
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     messages = document.getElementById("messages");
     if (messages) { follow(); addCopyButtons(document); }

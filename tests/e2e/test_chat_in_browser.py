@@ -348,3 +348,17 @@ def test_reasoning_streams_apart_folds_when_done_and_survives_a_reload(page, gun
     folded.locator("summary").click()
     expect(folded).to_contain_text("step39")
     assert "step0" not in done.locator(".body").inner_text()
+
+
+def test_the_page_connects_again_when_the_person_comes_back(page, tmp_path, fake):
+    """The server closes a socket left alone (tests/test_open_sockets.py); the next key or click opens it again."""
+    environment = app_environment(tmp_path, API_URL=fake.task_url(), HF_API_TOKEN=TOKEN, SOCKET_IDLE_MINUTES="0.05")
+    with GunicornApp(environment, workers=1) as server:
+        page.goto(server.url + "/")
+        expect(page.locator("#notice")).to_contain_text("left alone", timeout=10_000)
+        page.wait_for_timeout(500)
+        fake.reply(tokens=["Back", " again"])
+        page.fill("#message-input", "Are you there?")  # a click and keys: the socket opens again first
+        page.keyboard.press("Enter")
+        expect(page.locator(".message.assistant.done .body")).to_have_text("Back again")
+        expect(page.locator("#notice")).not_to_contain_text("left alone")
