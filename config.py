@@ -120,6 +120,12 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "ALLOWED_HOSTS": (_hosts, ()),  # the names the chat answers to besides the loopback ones
     "CHAT_BIND": (_origins, ()),  # where gunicorn listens: set by gunicorn.conf.py for the workers
     "PROXY_COUNT": (_whole(0, 10), 0),
+    # Who may chat: none (anyone who reaches it), local (accounts kept by the chat), header (a trusted proxy's
+    # sign-in, in AUTH_HEADER). Unset: none on 127.0.0.1; reachable from elsewhere, the chat will not start.
+    "AUTH": (_choice("none", "local", "header"), None),
+    "AUTH_HEADER": (_text, "X-Forwarded-User"),
+    "TRUSTED_PROXY_ADDRESSES": (_origins, ("127.0.0.1", "::1")),  # AUTH_HEADER is believed only from these
+    "TOKENS_PER_DAY": (_whole(0, 1_000_000_000), 100_000),  # per account; the admin page can change it
     "SESSION_IDLE_DAYS": (_number(0.001, 3650), 30.0),
     # Open chat sockets (chatbot/open_sockets.py), in each worker; SOCKETS_PER_WORKER is set by gunicorn.conf.py.
     "SOCKETS_PER_WORKER": (_whole(1, 1_000_000), None),
@@ -198,9 +204,30 @@ def load_config(environ: Mapping[str, str] | None = None, overrides: Mapping[str
             f"PROXY_COUNT={config['PROXY_COUNT']} puts the chat behind a proxy: set ALLOWED_HOSTS to the public "
             "name(s) it serves, for example ALLOWED_HOSTS=chat.example.com (requests for any other name get 400)."
         )
+    config["OPEN_TO_ANYONE"] = _who_may_chat(config)
     config["MODELS_SOURCE"] = config["MODELS"] if isinstance(config["MODELS"], str) else None
     config["MODELS"] = model_list(config)
     return config
+
+
+def bound_to_loopback(binds: tuple[str, ...]) -> bool:
+    """Whether every address gunicorn listens on is this machine's own (none known: the tests, `flask run`)."""
+    hosts = [address.rsplit(":", 1)[0].strip("[]") for address in binds]
+    return all(host in ("localhost", "::1") or host.startswith("127.") for host in hosts)
+
+
+def _who_may_chat(config: dict[str, Any]) -> bool:
+    """Set AUTH when it is not set, or stop: never open to others by accident. Whether the chat is open to
+    anyone who can reach it from another machine (the page then says so)."""
+    reachable = config["PROXY_COUNT"] > 0 or not bound_to_loopback(config["CHAT_BIND"])
+    if config["AUTH"] is None and reachable:
+        where = "behind a proxy" if config["PROXY_COUNT"] else f"on {', '.join(config['CHAT_BIND'])}"
+        raise ConfigError(
+            f"The chat is reachable from other machines ({where}) and has no sign-in: set AUTH=local (accounts), "
+            "AUTH=header (your proxy signs people in), or AUTH=none to leave it open to anyone who reaches it."
+        )
+    config["AUTH"] = config["AUTH"] or "none"
+    return config["AUTH"] == "none" and reachable
 
 
 def model_list(config: dict[str, Any]) -> list[ModelSpec]:

@@ -46,11 +46,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     idle_seconds = app.config["SESSION_IDLE_DAYS"] * 86400
     app.extensions["chat_store"] = open_store(app.config.get("CHAT_STORE_URL"), app.instance_path, idle_seconds)
 
-    from chatbot import cli, health, pages, socket
+    from chatbot import admin, auth, cli, health, pages, socket
     from chatbot.extensions import sock
 
     security.init_app(app)
     sock.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(socket.bp)
     app.register_blueprint(health.bp)

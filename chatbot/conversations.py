@@ -96,6 +96,22 @@ class Store(Protocol):
         the epoch, the same on every worker and host) and return its total so far; counters are forgotten
         once their window has passed."""
 
+    def move_conversations(self, from_owner: str, to_owner: str) -> None:
+        """Give every conversation of `from_owner` to `to_owner` (a browser's chats, on signing in)."""
+
+    def create_record(self, kind: str, key: str, data: dict[str, Any]) -> bool:
+        """Save a record (an account, an invitation) unless one of that kind and key exists; whether it did."""
+
+    def save_record(self, kind: str, key: str, data: dict[str, Any]) -> None:
+        """Save a record whole, made or replaced. Records do not expire."""
+
+    def load_record(self, kind: str, key: str) -> dict[str, Any] | None: ...
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        """Every record of a kind, in no particular order."""
+
+    def delete_record(self, kind: str, key: str) -> None: ...
+
     def request_stop(self, message_id: str) -> None:
         """Ask the answer being written to stop, from any tab, worker or host."""
 

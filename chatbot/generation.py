@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from chatbot import picker, reasoning
+from chatbot import limits, picker, reasoning
 from chatbot.conversations import Conversation, Message, Store, new_id, title_from
 from chatbot.local_model.status import explain as explain_local_model_failure
 from chatbot.rendering import render_markdown
@@ -265,6 +265,7 @@ def _run(
         ).as_dict()
     try:
         _finish(answer, stops, store)
+        limits.count_tokens(store, conversation.owner, message.meta.get("tokens") or 0)
     except StoreUnavailable as error:  # the tab is still told the whole answer, and why it is not kept
         log.error("answer %s could not be saved: %s", message.id, error.__cause__ or error)
         message.status, message.error = "error", _unsaved(error)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from chatbot.conversations import Store
 
+DAY = 86400
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -51,20 +53,66 @@ def address_key(address: str | None) -> str:
     return str(ip)
 
 
-def refusal(store: Store, config: dict, kind: str, owner: str, address: str | None) -> str | None:
-    """Count one use of `kind` ("answers" or "conversations") by this session and address; the words to refuse
-    it with when either has reached its limit, with when to try again. None: go ahead."""
+def refusal(
+    store: Store, config: dict, kind: str, owner: str, address: str | None, account_limits: dict | None = None
+) -> str | None:
+    """Count one use of `kind` ("answers" or "conversations") by this owner (a browser session, or an account on
+    every device) and address; the words to refuse it with when either has reached its limit, with when to try
+    again. An account's limits are `account_limits` (what the admin set). None: go ahead."""
     limit = LIMITS[kind]
-    for who, setting, key in (
-        ("This browser has", limit.per_session, f"session:{owner}"),
-        ("Your network address has", limit.per_address, f"address:{address_key(address)}"),
+    per_owner = config[limit.per_session]
+    if account_limits is not None and kind == "answers":
+        if problem := _tokens_refusal(store, owner, account_limits["tokens_per_day"]):
+            return problem
+        per_owner = account_limits["messages_per_minute"]
+    for who, allowed, key in (
+        ("Your account has" if account_limits is not None else "This browser has", per_owner, f"session:{owner}"),
+        ("Your network address has", config[limit.per_address], f"address:{address_key(address)}"),
     ):
-        allowed = config[setting]
         if allowed and store.add_to_count(f"{kind}:{key}", 1, limit.window_seconds) > allowed:
-            ends = (time.time() // limit.window_seconds + 1) * limit.window_seconds
-            at = time.strftime("%H:%M:%S UTC", time.gmtime(ends))
+            ends, at = _window_end(limit.window_seconds)
             return (
                 f"{who} asked for {allowed} {limit.things} {limit.window_words}, the most this chat allows. "
                 f"Try again in {max(1, round(ends - time.time()))} s (at {at}); {limit.again}."
             )
+    if kind == "answers":
+        store.add_to_count(f"usage:messages:{owner}", 1, DAY)
     return None
+
+
+def _window_end(window_seconds: int) -> tuple[float, str]:
+    ends = (time.time() // window_seconds + 1) * window_seconds
+    return ends, time.strftime("%H:%M UTC" if window_seconds >= 3600 else "%H:%M:%S UTC", time.gmtime(ends))
+
+
+def _tokens_refusal(store: Store, owner: str, allowed: int) -> str | None:
+    if not allowed or store.add_to_count(f"usage:tokens:{owner}", 0, DAY) < allowed:
+        return None
+    ends, at = _window_end(DAY)
+    hours, minutes = divmod(round((ends - time.time()) / 60), 60)
+    return (
+        f"Your account has used its {allowed:,} tokens for today, the most this chat allows. More from {at} "
+        f"(in {hours} h {minutes} min); your message is still in the box."
+    )
+
+
+def count_tokens(store: Store, owner: str, tokens: int) -> None:
+    """Add an answer's tokens to what its owner used today."""
+    store.add_to_count(f"usage:tokens:{owner}", tokens, DAY)
+
+
+def usage_today(store: Store, owner: str) -> tuple[int, int]:
+    """(answers, tokens) the owner asked for today (UTC)."""
+    return store.add_to_count(f"usage:messages:{owner}", 0, DAY), store.add_to_count(f"usage:tokens:{owner}", 0, DAY)
+
+
+def left(store: Store, owner: str, account_limits: dict) -> str:
+    """How much of an account's limits is left, for the page: shown before it is reached."""
+    parts = []
+    if per_minute := account_limits["messages_per_minute"]:
+        used = store.add_to_count(f"answers:session:{owner}", 0, 60)
+        parts.append(f"{max(0, per_minute - used)} of {per_minute} messages left this minute")
+    if per_day := account_limits["tokens_per_day"]:
+        used = store.add_to_count(f"usage:tokens:{owner}", 0, DAY)
+        parts.append(f"{max(0, per_day - used):,} of {per_day:,} tokens left today")
+    return " · ".join(parts)

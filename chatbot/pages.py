@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
 from chatbot import limits, picker, reasoning, transfer
 from chatbot.conversations import Conversation, Store
@@ -60,12 +60,20 @@ def chat_page(conversation: Conversation, notice: str = "", draft: str = "", sta
         settings=settings_for_conversation(conversation, current_app.config),
         notice=notice,
         draft=draft,
+        left=limits.left(store(), conversation.owner, own_limits) if (own_limits := account_limits()) else "",
     ), status
 
 
 def limited(kind: str) -> str | None:
-    """Count one use of `kind` ("answers", "conversations") by this session and address; why not, if not."""
-    return limits.refusal(store(), current_app.config, kind, owner_id(), request.remote_addr)
+    """Count one use of `kind` ("answers", "conversations") by this visitor and address; why not, if not."""
+    return limits.refusal(store(), current_app.config, kind, owner_id(), request.remote_addr, account_limits())
+
+
+def account_limits() -> dict | None:
+    """The limits the admin set for accounts, when someone is signed in."""
+    from chatbot.auth import site_settings  # auth's blueprint reads the store through this module
+
+    return site_settings() if g.get("account") is not None else None
 
 
 def problem_page(heading: str, reason: str, status: int):

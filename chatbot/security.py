@@ -6,8 +6,10 @@ import hmac
 import os
 import secrets
 
-from flask import Flask, abort, has_request_context, request, session
+from flask import Flask, abort, g, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
+
+from config import bound_to_loopback
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -24,14 +26,14 @@ def trusted_hosts(config: dict) -> list[str] | None:
     ALLOWED_HOSTS, which every name reaches anyway."""
     if config["ALLOWED_HOSTS"]:
         return [*LOOPBACK_HOSTS, *config["ALLOWED_HOSTS"]]
-    bound = [address.rsplit(":", 1)[0].strip("[]") for address in config["CHAT_BIND"]]
-    if all(host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.") for host in bound):
-        return LOOPBACK_HOSTS
-    return None
+    return LOOPBACK_HOSTS if bound_to_loopback(config["CHAT_BIND"]) else None
 
 
 def owner_id(create: bool = True) -> str | None:
-    """The random id of this browser session; the store keeps its conversations under it."""
+    """Whom the store keeps this visitor's conversations under: the signed-in account, or else the random id of
+    this browser session."""
+    if g.get("account") is not None:
+        return g.account.owner
     if "owner" not in session and create:
         session["owner"] = secrets.token_urlsafe(32)
         session.permanent = True

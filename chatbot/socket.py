@@ -13,11 +13,11 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, abort, current_app, g, render_template, request, url_for
+from flask import Blueprint, Flask, abort, current_app, g, render_template, request, session, url_for
 from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 
-from chatbot import limits, reasoning
+from chatbot import accounts, limits, reasoning
 from chatbot.conversations import Conversation, Message
 from chatbot.extensions import sock
 from chatbot.generation import (
@@ -35,7 +35,7 @@ from chatbot.generation import (
     settle_abandoned,
 )
 from chatbot.open_sockets import OpenSockets
-from chatbot.pages import store
+from chatbot.pages import account_limits, store
 from chatbot.security import owner_id
 from chatbot.services.unicode_text import valid_data
 from chatbot.stores.failures import StoreUnavailable
@@ -52,7 +52,10 @@ EXPIRED = (
     "Your message is still in the box: press New chat and send it there."
 )
 OPEN_SOCKETS = OpenSockets()  # this worker's
-IDLE_CLOSE, REFUSED_CLOSE = 4000, 4001  # close codes htmx does not reconnect on (chat.js does, after IDLE_CLOSE)
+# Close codes htmx does not reconnect on (chat.js does, after IDLE_CLOSE).
+IDLE_CLOSE, REFUSED_CLOSE, SIGNED_OUT_CLOSE = 4000, 4001, 4003
+ACCOUNT_CHECK_SECONDS = 2.0  # how often an open socket looks whether its account's session has ended
+SIGNED_OUT = "You were signed out (here, everywhere, or by an admin), so this chat closed. Reload the page."
 IDLE = (
     "This tab was left alone for {} minutes, so its connection was closed to make room for others. "
     "It connects again as soon as you come back to it."
@@ -110,6 +113,9 @@ class ChatSocket:
         self.app = app
         self.conversation = conversation
         self.address = address  # the browser's, for the limits per address
+        self.account = g.get("account")  # who is signed in on this socket (None: nobody signs in)
+        self.session_id = session.get("sid", "")
+        self.account_limits = account_limits()
         self.send_lock = threading.Lock()
         self.answering = False  # an answer is being sent on this socket (written here, or followed)
         self.cancel = threading.Event()
@@ -118,14 +124,23 @@ class ChatSocket:
         """Read actions until the browser goes, or until the socket has been idle (no action, no answer) too long."""
         self.follow_running_answer()
         idle_minutes = self.app.config["SOCKET_IDLE_MINUTES"]
+        quiet_since = time.monotonic()
         while True:
-            raw = self.ws.receive(timeout=idle_minutes * 60)
+            raw = self.ws.receive(timeout=ACCOUNT_CHECK_SECONDS if self.account else idle_minutes * 60)
             if raw is None:
-                if not self.answering:
+                if self.account and not self.still_signed_in():
+                    self.cancel.set()
+                    self.notice(SIGNED_OUT)
+                    self.ws.close(SIGNED_OUT_CLOSE, "signed out")
+                    return
+                if self.answering:
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since >= idle_minutes * 60:
                     self.notice(IDLE.format(f"{idle_minutes:g}"))
                     self.ws.close(IDLE_CLOSE, "idle")
                     return
                 continue
+            quiet_since = time.monotonic()
             try:
                 self.handle(raw)
             except StoreUnavailable as error:
@@ -211,9 +226,18 @@ class ChatSocket:
         else:
             self.notice(f"Unknown action {action!r}. Reload the page and try again.")
 
+    def still_signed_in(self) -> bool:
+        """Whether this socket's account is still active and its session has not ended (any worker may end it)."""
+        with self.app.app_context():
+            current = accounts.load(store(), self.account.username)
+        if current is None or current.status != "active":
+            return False
+        return self.app.config["AUTH"] != "local" or self.session_id in current.sessions
+
     def refusal(self) -> str | None:
         """Count an answer asked for by this session and address; why not, past a limit."""
-        return limits.refusal(store(), self.app.config, "answers", self.conversation.owner, self.address)
+        owner, config = self.conversation.owner, self.app.config
+        return limits.refusal(store(), config, "answers", owner, self.address, self.account_limits)
 
     def refresh_conversation(self) -> bool:
         """Read the conversation again (another tab may have renamed it or changed its settings);
@@ -297,7 +321,8 @@ class ChatSocket:
             )
         else:  # free before the browser hears of it: a message sent at once is taken, not refused as "wait"
             self.answering = False
-            self.send(render_template("chat/_finished.html", answer=event.message))
+            left = limits.left(store(), self.conversation.owner, self.account_limits) if self.account_limits else ""
+            self.send(render_template("chat/_finished.html", answer=event.message, left=left))
 
     def notice(self, text: str) -> None:
         with self.app.app_context():

@@ -90,9 +90,10 @@ class GunicornApp:
 class ChatClient:
     """A browser session: a cookie, a conversation, and its WebSocket."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, http: requests.Session | None = None) -> None:
+        """A new browser session, or `http`'s (one that has signed in, say), on its newest conversation."""
         self.base_url = base_url
-        self.http = requests.Session()
+        self.http = http or requests.Session()
         page = self.http.get(base_url + "/", timeout=30)
         page.raise_for_status()
         self.page_url = page.url

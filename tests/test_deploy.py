@@ -36,6 +36,7 @@ def test_behind_an_https_proxy_the_cookie_is_secure(tmp_path, fake):
             "CHAT_STORE_URL": f"sqlite:///{tmp_path}/c.db",
             "PROXY_COUNT": 1,
             "ALLOWED_HOSTS": ("chat.example.org",),
+            "AUTH": "none",
             "API_URL": fake.task_url(),
             "HF_API_TOKEN": TOKEN,
         }
@@ -53,7 +54,12 @@ def nginx_in_front(tmp_path_factory, fake_hf):
     """Debian's nginx with deploy/nginx.conf (paths and ports made local) before gunicorn with 4 workers."""
     folder = tmp_path_factory.mktemp("nginx")
     environment = app_environment(
-        folder, API_URL=fake_hf.task_url(), HF_API_TOKEN=TOKEN, PROXY_COUNT="1", ALLOWED_HOSTS="chat.example.org"
+        folder,
+        API_URL=fake_hf.task_url(),
+        HF_API_TOKEN=TOKEN,
+        PROXY_COUNT="1",
+        ALLOWED_HOSTS="chat.example.org",
+        AUTH="none",
     )
     with GunicornApp(environment, workers=4) as app:
         port = free_port()

@@ -80,14 +80,14 @@ def test_a_rebound_host_name_gets_400_on_pages_and_the_socket(gunicorn_on_fake):
     ],
 )
 def test_which_host_names_are_trusted(settings, allowed):
-    hosts = trusted_hosts(load_config({}, overrides=settings))
+    hosts = trusted_hosts(load_config({"AUTH": "none"}, overrides=settings))
     assert hosts == allowed if allowed is None else set(allowed) <= set(hosts)
 
 
 def test_behind_a_proxy_the_public_name_must_be_given():
     with pytest.raises(ConfigError, match="set ALLOWED_HOSTS to the public name"):
         load_config({"PROXY_COUNT": "1"})
-    assert load_config({"PROXY_COUNT": "1", "ALLOWED_HOSTS": "chat.example.com"})["ALLOWED_HOSTS"] == (
+    assert load_config({"PROXY_COUNT": "1", "ALLOWED_HOSTS": "chat.example.com", "AUTH": "local"})["ALLOWED_HOSTS"] == (
         "chat.example.com",
     )
     with pytest.raises(ConfigError, match="without scheme or port"):

@@ -303,3 +303,30 @@ def test_counters_add_up_per_key_and_start_again_in_a_new_window(make_store):
     first.add_to_count("short", 1, 1)
     time.sleep(1.05 - time.time() % 1)  # into the next one-second window
     assert second.add_to_count("short", 1, 1) == 1
+
+
+def test_records_are_made_once_saved_read_listed_and_deleted(make_store):
+    first, second = make_store(), make_store()
+    assert first.create_record("account", "ada", {"username": "ada", "admin": True})
+    assert not second.create_record("account", "ada", {"username": "ada", "admin": False})  # taken
+    assert second.load_record("account", "ada") == {"username": "ada", "admin": True}
+    second.save_record("account", "ada", {"username": "ada", "admin": False})
+    first.save_record("account", "bob", {"username": "bob"})
+    assert first.load_record("account", "ada") == {"username": "ada", "admin": False}
+    assert sorted(r["username"] for r in second.records("account")) == ["ada", "bob"]
+    assert first.records("invitation") == [] and first.load_record("invitation", "ada") is None
+    first.delete_record("account", "bob")
+    assert [r["username"] for r in second.records("account")] == ["ada"]
+
+
+def test_a_browsers_conversations_move_to_an_account(chat_store):
+    mine = chat_store.create_conversation("browser-1")
+    chat_store.add_message(message(mine, content="before signing in"))
+    kept = chat_store.create_conversation("account:ada")
+    chat_store.move_conversations("browser-1", "account:ada")
+    assert chat_store.list_conversations("browser-1") == []
+    assert [c.id for c in chat_store.list_conversations("account:ada")] == [kept.id, mine.id]
+    moved = chat_store.get_conversation("account:ada", mine.id)
+    assert moved is not None and [m.content for m in chat_store.messages(moved)] == ["before signing in"]
+    assert chat_store.get_conversation("browser-1", mine.id) is None
+    chat_store.move_conversations("nobody", "account:ada")  # nothing to move: nothing happens

@@ -211,6 +211,35 @@ class RedisStore:
         pipe.expireat(counter, (window + 1) * window_seconds + 60)
         return int(pipe.execute()[0])
 
+    def move_conversations(self, from_owner: str, to_owner: str) -> None:
+        source, target = self._key("owner", from_owner), self._key("owner", to_owner)
+        moving = self.db.zrange(source, 0, -1, withscores=True)
+        if not moving:
+            return
+        pipe = self.db.pipeline()
+        for conversation_id, _ in moving:
+            pipe.hset(self._key("conv", conversation_id), "owner", to_owner)
+        pipe.zadd(target, dict(moving))
+        pipe.delete(source)
+        pipe.expire(target, self.idle_seconds)
+        pipe.execute()
+
+    def create_record(self, kind: str, key: str, data: dict) -> bool:
+        return bool(self.db.hsetnx(self._key("records", kind), key, json.dumps(data)))
+
+    def save_record(self, kind: str, key: str, data: dict) -> None:
+        self.db.hset(self._key("records", kind), key, json.dumps(data))
+
+    def load_record(self, kind: str, key: str) -> dict | None:
+        raw = self.db.hget(self._key("records", kind), key)
+        return json.loads(raw) if raw else None
+
+    def records(self, kind: str) -> list[dict]:
+        return [json.loads(raw) for raw in self.db.hvals(self._key("records", kind))]
+
+    def delete_record(self, kind: str, key: str) -> None:
+        self.db.hdel(self._key("records", kind), key)
+
     def request_stop(self, message_id: str) -> None:
         self.db.set(self._key("stop", message_id), 1, ex=STOP_SECONDS)
 

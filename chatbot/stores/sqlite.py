@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, seq);
 CREATE TABLE IF NOT EXISTS stop_requests (message_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, key))
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counts (key TEXT PRIMARY KEY, total INTEGER NOT NULL, ends_at REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS answer_parts (
     message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
@@ -278,6 +280,29 @@ class SQLiteStore:
             (f"{key}@{window}", amount, (window + 1) * window_seconds),
         )
         return rows[0][0]
+
+    def move_conversations(self, from_owner: str, to_owner: str) -> None:
+        self._query("UPDATE conversations SET owner = ? WHERE owner = ?", (to_owner, from_owner))
+
+    def create_record(self, kind: str, key: str, data: dict) -> bool:
+        with self._connection() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO records (kind, key, data) VALUES (?, ?, ?)", (kind, key, json.dumps(data))
+            )
+            return cursor.rowcount == 1
+
+    def save_record(self, kind: str, key: str, data: dict) -> None:
+        self._query("INSERT OR REPLACE INTO records (kind, key, data) VALUES (?, ?, ?)", (kind, key, json.dumps(data)))
+
+    def load_record(self, kind: str, key: str) -> dict | None:
+        rows = self._query("SELECT data FROM records WHERE kind = ? AND key = ?", (kind, key))
+        return json.loads(rows[0][0]) if rows else None
+
+    def records(self, kind: str) -> list[dict]:
+        return [json.loads(data) for (data,) in self._query("SELECT data FROM records WHERE kind = ?", (kind,))]
+
+    def delete_record(self, kind: str, key: str) -> None:
+        self._query("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
 
     def request_stop(self, message_id: str) -> None:
         self._query("INSERT OR IGNORE INTO stop_requests (message_id) VALUES (?)", (message_id,))

@@ -1,0 +1,143 @@
+"""Accounts, kept as records in the store: a username, a password hash (scrypt, by Werkzeug), admin or not,
+active, waiting for approval or disabled, and the ids of the sessions signed in to it.
+
+A browser's session holds the username and one of those ids; the account's record is read on every request,
+so ending a session, every session, or disabling the account takes effect at once on every worker and host.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from chatbot.conversations import Store
+
+KIND = "account"
+USERNAME = re.compile(r"[a-z0-9][a-z0-9._@+-]{0,63}")
+PASSWORD_LENGTHS = (10, 1024)  # at least 10 characters; at most 1 KiB, so hashing one costs the same for all
+SIGNUPS = ("approval", "invitation")  # how later accounts are let in: an admin approves them, or an invitation
+INVITATION_SECONDS = 7 * 86400
+# Checked when the username is unknown, so that a wrong name takes as long as a wrong password.
+_UNKNOWN = generate_password_hash(secrets.token_urlsafe(16))
+
+
+@dataclass
+class Account:
+    username: str
+    password_hash: str = ""  # empty for an account a trusted proxy signs in
+    admin: bool = False
+    status: str = "pending"  # "active", "pending" (waits for an admin) or "disabled"
+    sessions: dict[str, float] = field(default_factory=dict)  # session id -> when it signed in
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def owner(self) -> str:
+        """Whom the store keeps the account's conversations under."""
+        return f"account:{self.username}"
+
+
+class SignUpProblem(ValueError):
+    """Why an account cannot be made, in words for the person."""
+
+
+def username_problem(username: str) -> str | None:
+    if not USERNAME.fullmatch(username):
+        return "A username is 1 to 64 lowercase letters, digits and . _ @ + - (starting with a letter or digit)."
+    return None
+
+
+def password_problem(password: str) -> str | None:
+    low, high = PASSWORD_LENGTHS
+    if not low <= len(password) <= high:
+        return f"A password has {low} to {high} characters."
+    return None
+
+
+def load(store: Store, username: str) -> Account | None:
+    data = store.load_record(KIND, username)
+    return Account(**data) if data else None
+
+
+def save(store: Store, account: Account) -> None:
+    store.save_record(KIND, account.username, asdict(account))
+
+
+def everyone(store: Store) -> list[Account]:
+    return sorted((Account(**data) for data in store.records(KIND)), key=lambda account: account.created_at)
+
+
+def create(store: Store, username: str, password: str | None, status: str = "pending") -> Account:
+    """Make an account (with no password: signed in by a trusted proxy). The first one is an active admin.
+    SignUpProblem when the name or password will not do, or the name is taken."""
+    username = username.strip().lower()
+    problem = username_problem(username) or (password_problem(password) if password is not None else None)
+    if problem:
+        raise SignUpProblem(problem)
+    account = Account(username, generate_password_hash(password) if password else "", status=status)
+    if not store.create_record(KIND, username, asdict(account)):
+        raise SignUpProblem("That username is taken: choose another.")
+    if store.create_record("site", "first-account", {"username": username}):  # one wins, however many at once
+        account.admin, account.status = True, "active"
+        save(store, account)
+    return account
+
+
+def set_password(account: Account, password: str) -> None:
+    """A new password for the account; every session of it ends (save the account to make both so)."""
+    account.password_hash, account.sessions = generate_password_hash(password), {}
+
+
+def check_password(store: Store, username: str, password: str) -> Account | None:
+    """The account, when the password is its own; None otherwise (an unknown name takes as long)."""
+    account = load(store, username.strip().lower())
+    if account is None or not account.password_hash:
+        check_password_hash(_UNKNOWN, password)
+        return None
+    return account if check_password_hash(account.password_hash, password) else None
+
+
+def start_session(store: Store, account: Account) -> str:
+    """A new session id for the account (kept in its record and in the browser's cookie)."""
+    session_id = secrets.token_urlsafe(24)
+    account.sessions[session_id] = time.time()
+    save(store, account)
+    return session_id
+
+
+def signed_in(store: Store, username: str, session_id: str) -> Account | None:
+    """The account whose session this is, while it is active and the session has not ended."""
+    account = load(store, username)
+    if account is None or account.status != "active" or session_id not in account.sessions:
+        return None
+    return account
+
+
+def end_sessions(store: Store, account: Account, only: str | None = None) -> None:
+    """End one session of the account, or (only=None) all of them."""
+    current = load(store, account.username) or account
+    current.sessions = {} if only is None else {k: v for k, v in current.sessions.items() if k != only}
+    save(store, current)
+
+
+def invite(store: Store) -> str:
+    """A new invitation's token: whoever opens its link within a week may make an active account, once."""
+    token = secrets.token_urlsafe(24)
+    store.save_record("invitation", token, {"token": token, "expires_at": time.time() + INVITATION_SECONDS})
+    return token
+
+
+def invitation_valid(store: Store, token: str) -> bool:
+    invitation = store.load_record("invitation", token)
+    return bool(invitation) and invitation["expires_at"] > time.time()
+
+
+def use_invitation(store: Store, token: str) -> bool:
+    """Whether the invitation is good and this is its one use (of any number at once)."""
+    if not invitation_valid(store, token) or not store.create_record("invitation-used", token, {}):
+        return False
+    store.delete_record("invitation", token)
+    return True

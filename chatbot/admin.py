@@ -1,0 +1,82 @@
+"""Blueprint "admin": the accounts (approve, disable, make admin, reset a password, sign out), today's use per
+account, the limits for accounts and how new accounts get in. Server-rendered forms; admins only (403)."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
+
+from chatbot import accounts, limits
+from chatbot.auth import site_settings
+from chatbot.pages import store
+from config import SETTINGS
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def admins_only() -> None:
+    if g.get("account") is None or not g.account.admin:
+        abort(403)
+
+
+@bp.get("/")
+def dashboard(notice: str = "", status: int = 200):
+    everyone = accounts.everyone(store())
+    usage = {account.username: limits.usage_today(store(), account.owner) for account in everyone}
+    return render_template(
+        "admin.html", everyone=everyone, usage=usage, site=site_settings(), notice=notice, signups=accounts.SIGNUPS
+    ), status
+
+
+@bp.post("/accounts/<username>")
+def change_account(username: str):
+    """One of: approve, disable, enable, make-admin, remove-admin, reset-password, sign-out."""
+    account = accounts.load(store(), username)
+    action = request.form.get("action", "")
+    if account is None:
+        abort(404)
+    if account.username == g.account.username and action in ("disable", "remove-admin"):
+        return dashboard("You cannot disable your own account or take away your own admin rights.", 400)
+    notice = f"{account.username}: done."
+    if action in ("approve", "enable"):
+        account.status = "active"
+    elif action == "disable":
+        account.status, account.sessions = "disabled", {}  # its sessions end at once, open sockets included
+    elif action in ("make-admin", "remove-admin"):
+        account.admin = action == "make-admin"
+    elif action == "reset-password" and account.password_hash:
+        password = secrets.token_urlsafe(12)
+        accounts.set_password(account, password)
+        notice = f"{account.username}'s new password is {password} (shown once: give it to them, they can sign in)."
+    elif action == "sign-out":
+        account.sessions = {}
+    else:
+        abort(400)
+    accounts.save(store(), account)
+    return dashboard(notice)
+
+
+@bp.post("/settings")
+def change_settings():
+    """The limits for accounts and how new accounts get in."""
+    signups = request.form.get("signups", "")
+    try:
+        chosen = {
+            "signups": signups if signups in accounts.SIGNUPS else accounts.SIGNUPS[0],
+            "messages_per_minute": SETTINGS["MESSAGES_PER_MINUTE"][0](request.form.get("messages_per_minute", "")),
+            "tokens_per_day": SETTINGS["TOKENS_PER_DAY"][0](request.form.get("tokens_per_day", "")),
+        }
+    except ValueError as error:
+        return dashboard(f"Nothing was changed: the limits take {error}.", 400)
+    store().save_record("site", "settings", chosen)
+    return redirect(url_for("admin.dashboard"))
+
+
+@bp.post("/invitations")
+def new_invitation():
+    link = url_for("auth.join", token=accounts.invite(store()), _external=True)
+    days = accounts.INVITATION_SECONDS // 86400
+    current_app.logger.info("an admin made an invitation")
+    return dashboard(f"Invitation link (one account, {days} days): {link}")

@@ -1,0 +1,166 @@
+"""Blueprint "auth": who is chatting. AUTH=local: sign-up, sign-in and sign-out with accounts in the store;
+AUTH=header: the user a trusted proxy names in AUTH_HEADER; AUTH=none: nobody signs in (a browser's session owns
+its chats). Every request is checked before any page or socket sees it (`g.account`)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
+
+from chatbot import accounts
+from chatbot.pages import store
+
+bp = Blueprint("auth", __name__)
+PUBLIC = {"static", "health.healthz", "health.readyz", "auth.sign_in", "auth.sign_up", "auth.join"}
+SIGN_IN_WINDOW = 900  # sign-in attempts are counted per 15 minutes
+SIGN_INS_PER_ACCOUNT, SIGN_INS_PER_ADDRESS = 10, 50
+WRONG = "That username and password do not match an account that may sign in."
+
+
+@bp.before_app_request
+def who_is_chatting():
+    """Set g.account (None when nobody signs in); send a visitor who must sign in to the sign-in page."""
+    g.account = None
+    mode = current_app.config["AUTH"]
+    if mode == "header":
+        g.account = proxy_account()
+    elif mode == "local" and "account" in session:
+        g.account = accounts.signed_in(store(), session["account"], session.get("sid", ""))
+        if g.account is None:  # signed out elsewhere, or disabled: this session has ended
+            session.pop("account", None)
+            session.pop("sid", None)
+    if mode != "none" and g.account is None and request.endpoint not in PUBLIC:
+        if mode == "header" or request.endpoint == "chat.conversation_socket" or request.method != "GET":
+            abort(401)
+        return redirect(url_for("auth.sign_in"))
+    return None
+
+
+@bp.app_errorhandler(401)
+def not_signed_in(_error):  # type: ignore[no-untyped-def]
+    if current_app.config["AUTH"] == "header":
+        reason = "This chat is for people its sign-in proxy lets in, and this request did not come through it."
+    else:
+        reason = "You are not signed in (or were signed out): sign in again."
+    return render_template("problem.html", heading="Sign in first", reason=reason, sending=False), 401
+
+
+def proxy_account() -> accounts.Account | None:
+    """The account the trusted proxy names, made on its first visit; None when the request did not come
+    through that proxy (a client that reaches the app directly cannot name anyone)."""
+    direct = request.environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR", request.remote_addr)
+    name = request.headers.get(current_app.config["AUTH_HEADER"], "").strip().lower()
+    if not name or direct not in current_app.config["TRUSTED_PROXY_ADDRESSES"]:
+        return None
+    account = accounts.load(store(), name)
+    if account is None:
+        try:
+            account = accounts.create(store(), name, None, status="active")
+        except accounts.SignUpProblem:
+            account = accounts.load(store(), name)  # made meanwhile by another request, or a name it cannot take
+    return account if account and account.status == "active" else None
+
+
+@bp.app_context_processor
+def account_in_templates() -> dict:
+    return {"account": g.get("account"), "auth": current_app.config["AUTH"]}
+
+
+def begin_session(account: accounts.Account):  # type: ignore[no-untyped-def]
+    """Sign the browser in: its chats made before move to the account; the cookie gets a new session."""
+    browser_owner = session.get("owner")
+    if browser_owner:
+        store().move_conversations(browser_owner, account.owner)
+    session.clear()
+    session["account"] = account.username
+    session["sid"] = accounts.start_session(store(), account)
+    session.permanent = True
+    return redirect(url_for("pages.index"))
+
+
+def too_many_attempts(username: str) -> bool:
+    counts = (
+        (f"sign-in:account:{username}", SIGN_INS_PER_ACCOUNT),
+        (f"sign-in:address:{request.remote_addr}", SIGN_INS_PER_ADDRESS),
+    )
+    return any(store().add_to_count(key, 1, SIGN_IN_WINDOW) > allowed for key, allowed in counts)
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+def sign_in():
+    if current_app.config["AUTH"] != "local":
+        abort(404)
+    if request.method == "GET":
+        return render_template("auth/sign_in.html")
+    username = request.form.get("username", "").strip().lower()[:64]
+    if too_many_attempts(username):
+        problem = "Too many sign-in attempts: wait 15 minutes, then try again."
+        return render_template("auth/sign_in.html", problem=problem, username=username), 429
+    account = accounts.check_password(store(), username, request.form.get("password", ""))
+    if account is None or account.status == "disabled":
+        return render_template("auth/sign_in.html", problem=WRONG, username=username), 401
+    if account.status == "pending":
+        problem = "Your account waits for an admin's approval: try again once they have let you in."
+        return render_template("auth/sign_in.html", problem=problem, username=username), 403
+    return begin_session(account)
+
+
+@bp.route("/sign-up", methods=["GET", "POST"])
+def sign_up():
+    """A new account: the first is the admin; later ones wait for approval, or need an invitation."""
+    if current_app.config["AUTH"] != "local":
+        abort(404)
+    first = not accounts.everyone(store())
+    invitation_only = site_settings()["signups"] == "invitation" and not first
+    if request.method == "GET" or invitation_only:
+        status = 403 if invitation_only and request.method == "POST" else 200
+        return render_template("auth/sign_up.html", first=first, invitation_only=invitation_only), status
+    return made_account(request.form, status="pending", token="")
+
+
+@bp.route("/join/<token>", methods=["GET", "POST"])
+def join(token: str):
+    """Sign up with an invitation: the account is active at once."""
+    if current_app.config["AUTH"] != "local" or not accounts.invitation_valid(store(), token):
+        abort(404)
+    if request.method == "GET":
+        return render_template("auth/sign_up.html", token=token)
+    return made_account(request.form, status="active", token=token)
+
+
+def made_account(form, status: str, token: str):  # type: ignore[no-untyped-def]
+    username = form.get("username", "")
+    try:
+        if token and not accounts.use_invitation(store(), token):
+            abort(404)
+        account = accounts.create(store(), username, form.get("password", ""), status=status)
+    except accounts.SignUpProblem as problem:
+        return render_template("auth/sign_up.html", problem=str(problem), username=username, token=token), 400
+    if account.status == "active":
+        return begin_session(account)
+    return render_template("auth/sign_up.html", waiting=True), 202
+
+
+@bp.post("/sign-out")
+def sign_out():
+    if g.account is not None and current_app.config["AUTH"] == "local":
+        accounts.end_sessions(store(), g.account, only=session.get("sid"))
+    session.clear()
+    return redirect(url_for("auth.sign_in") if current_app.config["AUTH"] == "local" else url_for("pages.index"))
+
+
+@bp.post("/sign-out-everywhere")
+def sign_out_everywhere():
+    if g.account is not None:
+        accounts.end_sessions(store(), g.account)
+    session.clear()
+    return redirect(url_for("auth.sign_in"))
+
+
+def site_settings() -> dict:
+    """What the admin set (chatbot/admin.py), over the defaults from the configuration."""
+    defaults = {
+        "signups": "approval",
+        "messages_per_minute": current_app.config["MESSAGES_PER_MINUTE"],
+        "tokens_per_day": current_app.config["TOKENS_PER_DAY"],
+    }
+    return {**defaults, **(store().load_record("site", "settings") or {})}

@@ -1,0 +1,243 @@
+"""Sign-in: never open by accident, accounts (AUTH=local), a trusted proxy's user (AUTH=header), sessions that
+end everywhere at once, chats that follow the account, the admin page, and limits per account."""
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from chatbot import create_app
+from config import ConfigError, load_config
+from tests.conftest import app_environment
+from tests.fakes.hf_server import TOKEN
+from tests.servers import ROOT, ChatClient, GunicornApp, read_until
+from tests.test_open_sockets import closed_with
+from tests.test_pages import csrf
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def make_app(tmp_path, fake):
+    def make(**settings):
+        base = {"SECRET_KEY": "t", "CHAT_STORE_URL": f"sqlite:///{tmp_path}/chat.sqlite3", "AUTH": "local"}
+        return create_app({**base, "API_URL": fake.task_url(), "HF_API_TOKEN": TOKEN, **settings})
+
+    return make
+
+
+def sign_up(client, username, password=PASSWORD, path="/sign-up"):
+    """Post the sign-up form as a browser would (a page with a form first, for the session's CSRF token)."""
+    client.get(path)
+    token = csrf(client.get("/sign-in").text)
+    return client.post(path, data={"csrf_token": token, "username": username, "password": password})
+
+
+def sign_in(client, username, password=PASSWORD):
+    token = csrf(client.get("/sign-in").text)
+    return client.post("/sign-in", data={"csrf_token": token, "username": username, "password": password})
+
+
+def post(client, path, **fields):
+    """Post a form with the session's CSRF token, as a page of the chat holds it."""
+    page = client.get("/", follow_redirects=True).text
+    return client.post(path, data={"csrf_token": csrf(page), **fields})
+
+
+def test_the_chat_will_not_start_open_on_a_public_address(tmp_path):
+    with pytest.raises(ConfigError, match=r"reachable from other machines \(on 0.0.0.0:8000\) and has no sign-in"):
+        load_config({"CHAT_BIND": "0.0.0.0:8000"})
+    with pytest.raises(ConfigError, match=r"behind a proxy"):
+        load_config({"PROXY_COUNT": "1", "ALLOWED_HOSTS": "chat.example.org"})
+    assert load_config({})["AUTH"] == "none" and not load_config({})["OPEN_TO_ANYONE"]  # make run: 127.0.0.1
+    assert load_config({"CHAT_BIND": "0.0.0.0:8000", "AUTH": "none"})["OPEN_TO_ANYONE"]
+    environment = {**app_environment(tmp_path), "AUTH": ""}
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", "0.0.0.0:0", "wsgi:app"]
+    started = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 4
+    assert "Cannot start the chat: The chat is reachable from other machines (on 0.0.0.0:0)" in started.stderr
+    assert "AUTH=local" in started.stderr and "AUTH=none" in started.stderr
+
+
+def test_an_open_chat_on_a_public_address_says_so(make_app):
+    app = make_app(AUTH="none", CHAT_BIND=("0.0.0.0:80",))
+    page = app.test_client().get("/", follow_redirects=True).text
+    assert "This chat is open to anyone who reaches it (AUTH=none)" in page
+
+
+def test_the_first_account_is_the_admin_and_later_ones_wait_for_approval(make_app):
+    app = make_app()
+    admin, later = app.test_client(), app.test_client()
+    assert admin.get("/").location == "/sign-in"
+    assert admin.get("/c/anything/export.json").status_code == 302
+    assert "your account will be the admin" in admin.get("/sign-up").text
+    assert sign_up(admin, "ada").status_code == 302  # the first: signed in at once
+    assert "Signed in as <strong>ada</strong>" in admin.get("/", follow_redirects=True).text
+
+    waiting = sign_up(later, "bob")
+    assert waiting.status_code == 202 and "waits for an admin's approval" in waiting.text
+    refused = sign_in(later, "bob")
+    assert refused.status_code == 403 and "waits for an admin&#39;s approval" in refused.text
+    assert later.get("/admin/").status_code == 302  # not signed in: to the sign-in page
+    assert post(admin, "/admin/accounts/bob", action="approve").status_code == 200
+    assert sign_in(later, "bob").status_code == 302
+    assert later.get("/admin/").status_code == 403  # signed in, not an admin
+    assert sign_up(app.test_client(), "ada").text.count("That username is taken") == 1
+
+
+def test_wrong_names_and_passwords_look_the_same_and_attempts_are_limited(make_app):
+    app = make_app()
+    sign_up(app.test_client(), "ada")
+    client = app.test_client()
+    unknown, wrong = sign_in(client, "nobody"), sign_in(client, "ada", "not the password")
+    assert unknown.status_code == wrong.status_code == 401
+    assert unknown.text.replace("nobody", "ada") == wrong.text
+    for _ in range(9):
+        sign_in(client, "ada", "still wrong")
+    limited = sign_in(client, "ada")  # the 11th try for this account in 15 minutes, right or not
+    assert limited.status_code == 429 and "Too many sign-in attempts" in limited.text
+
+
+def test_chats_follow_the_account_and_no_one_else_reads_them(make_app, fake):
+    anonymous = make_app(AUTH="none").test_client()
+    before = anonymous.get("/").location  # a chat made in this browser before it signed in
+    app = make_app()  # the same store and key, now with accounts
+    browser, phone, stranger = app.test_client(), app.test_client(), app.test_client()
+    browser.set_cookie("session", anonymous.get_cookie("session").value)
+    sign_up(browser, "ada")
+    assert browser.get(before).status_code == 200  # kept, and now the account's
+    sign_up(stranger, "eve")
+    post(browser, "/admin/accounts/eve", action="approve")
+    sign_in(stranger, "eve")
+    chat = browser.get("/").location
+    fake.reply(tokens=["Lisbon"])
+    post(browser, f"{chat}/messages", message="Plan a trip")
+    sign_in(phone, "ada")
+    assert "Lisbon" in phone.get(chat).text  # the same chats on another device
+    for path in (chat, f"{chat}/export.json"):
+        assert stranger.get(path).status_code == 404
+    assert post(stranger, f"{chat}/messages", message="Mine now").status_code == 404
+    assert anonymous.get(before).status_code == 404  # the browser's session no longer holds it
+
+
+def test_signing_out_everywhere_and_disabling_end_every_session_at_once(make_app):
+    app = make_app()
+    admin, laptop, phone = app.test_client(), app.test_client(), app.test_client()
+    sign_up(admin, "ada")
+    sign_up(laptop, "bob")
+    post(admin, "/admin/accounts/bob", action="approve")
+    sign_in(laptop, "bob")
+    sign_in(phone, "bob")
+    post(laptop, "/sign-out")
+    assert laptop.get("/").location == "/sign-in" and phone.get("/").status_code == 302  # phone: still in
+    assert phone.get("/").location.startswith("/c/")
+    sign_in(laptop, "bob")
+    post(phone, "/sign-out-everywhere")
+    assert laptop.get("/").location == "/sign-in"
+    sign_in(laptop, "bob")
+    post(admin, "/admin/accounts/bob", action="disable")
+    assert laptop.get("/").location == "/sign-in"
+    assert sign_in(laptop, "bob").status_code == 401  # disabled: the same words as a wrong password
+    assert post(admin, "/admin/accounts/ada", action="disable").status_code == 400  # not oneself
+
+
+def test_the_admin_page_is_for_admins_and_its_forms_need_csrf(make_app):
+    app = make_app()
+    admin, other = app.test_client(), app.test_client()
+    sign_up(admin, "ada")
+    sign_up(other, "bob")
+    assert admin.post("/admin/accounts/bob", data={"action": "approve"}).status_code == 400  # no CSRF token
+    post(admin, "/admin/accounts/bob", action="approve")
+    sign_in(other, "bob")
+    for path, fields in (
+        ("/admin/accounts/ada", {"action": "disable"}),
+        ("/admin/settings", {}),
+        ("/admin/invitations", {}),
+    ):
+        assert post(other, path, **fields).status_code == 403
+    reset = post(admin, "/admin/accounts/bob", action="reset-password")
+    password = re.search(r"new password is (\S+) \(shown once", reset.text).group(1)
+    assert other.get("/").location == "/sign-in"  # a new password ends bob's sessions
+    assert sign_in(other, "bob", password).status_code == 302
+    assert post(admin, "/admin/accounts/bob", action="make-admin").status_code == 200
+    assert other.get("/admin/").status_code == 200
+
+
+def test_invitations_only(make_app):
+    app = make_app()
+    admin = app.test_client()
+    sign_up(admin, "ada")
+    post(admin, "/admin/settings", signups="invitation", messages_per_minute="20", tokens_per_day="100000")
+    refused = sign_up(app.test_client(), "bob")
+    assert refused.status_code == 403 and "by invitation only" in refused.text
+    link = re.search(
+        r"Invitation link \(one account, 7 days\): http://localhost(/join/\S+)<", post(admin, "/admin/invitations").text
+    ).group(1)
+    invited = app.test_client()
+    assert sign_up(invited, "bob", path=link).status_code == 302  # active at once
+    assert invited.get("/").location.startswith("/c/")
+    assert app.test_client().get(link).status_code == 404  # used up
+
+
+def test_limits_per_account_are_shown_before_they_are_reached(make_app, fake):
+    app = make_app()
+    admin = app.test_client()
+    sign_up(admin, "ada")
+    post(admin, "/admin/settings", signups="approval", messages_per_minute="2", tokens_per_day="5")
+    chat = admin.get("/").location
+    assert "2 of 2 messages left this minute · 5 of 5 tokens left today" in admin.get(chat).text
+    fake.reply(tokens=["one", " two", " three"])
+    post(admin, f"{chat}/messages", message="Count")
+    assert "1 of 2 messages left this minute · 1 of 5 tokens left today" in admin.get(chat).text  # 3 + the end
+    fake.reply(tokens=["four", " five"])
+    post(admin, f"{chat}/messages", message="More")
+    refused = post(admin, f"{chat}/messages", message="And more")
+    assert refused.status_code == 429
+    assert (
+        "Your account has used its 5 tokens for today, the most this chat allows. More from 00:00 UTC" in refused.text
+    )
+    assert ">And more</textarea>" in refused.text
+    usage = admin.get("/admin/").text
+    assert re.search(r'id="account-ada">.*?<td>2</td>\s*<td>7</td>', usage, re.S)
+
+
+def test_header_sign_in_is_believed_only_from_the_trusted_proxy(make_app):
+    app = make_app(AUTH="header", PROXY_COUNT=1, ALLOWED_HOSTS=("chat.example.org",))
+    through_proxy = app.test_client()
+    named = {"X-Forwarded-User": "ada", "X-Forwarded-For": "203.0.113.7", "Host": "chat.example.org"}
+    page = through_proxy.get("/", headers=named, follow_redirects=True)
+    assert "Signed in as <strong>ada</strong>" in page.text  # the first: the admin
+    direct = app.test_client()
+    direct.environ_base["REMOTE_ADDR"] = "198.51.100.1"  # reached the app without the proxy
+    refused = direct.get("/", headers={**named, "X-Forwarded-For": "127.0.0.1"})
+    assert refused.status_code == 401 and "did not come through it" in refused.text
+    assert through_proxy.get("/", headers={"Host": "chat.example.org"}).status_code == 401  # the proxy named none
+
+
+def test_a_disabled_accounts_open_socket_is_closed(tmp_path, fake):
+    environment = app_environment(tmp_path, API_URL=fake.task_url(), HF_API_TOKEN=TOKEN, AUTH="local")
+    with GunicornApp(environment) as server:
+        admin, user = requests.Session(), requests.Session()
+        for session, name in ((admin, "ada"), (user, "bob")):
+            form = session.get(server.url + "/sign-up").text
+            session.post(
+                server.url + "/sign-up", data={"csrf_token": csrf(form), "username": name, "password": PASSWORD}
+            )
+        admin_page = admin.get(server.url + "/admin/").text
+        admin.post(server.url + "/admin/accounts/bob", data={"csrf_token": csrf(admin_page), "action": "approve"})
+        form = user.get(server.url + "/sign-in").text
+        user.post(server.url + "/sign-in", data={"csrf_token": csrf(form), "username": "bob", "password": PASSWORD})
+        chat = ChatClient(server.url, http=user)
+        ws = chat.connect()
+        fake.reply(tokens=["Hi"])
+        assert "Hi" in chat.exchange("Hello", ws)[-1]
+        started = time.monotonic()
+        admin_page = admin.get(server.url + "/admin/").text
+        admin.post(server.url + "/admin/accounts/bob", data={"csrf_token": csrf(admin_page), "action": "disable"})
+        notice = read_until(ws, [], "You were signed out", seconds=10)[-1]
+        assert "by an admin" in notice and closed_with(ws) == 4003
+        assert time.monotonic() - started < 5
+        assert user.get(chat.page_url, allow_redirects=False).headers["Location"] == "/sign-in"
