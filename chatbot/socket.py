@@ -18,6 +18,7 @@ from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 
 from chatbot import accounts, limits, reasoning
+from chatbot.auth import site_settings
 from chatbot.conversations import Conversation, Message
 from chatbot.extensions import sock
 from chatbot.generation import (
@@ -35,7 +36,7 @@ from chatbot.generation import (
     settle_abandoned,
 )
 from chatbot.open_sockets import OpenSockets
-from chatbot.pages import account_limits, store
+from chatbot.pages import store
 from chatbot.security import owner_id
 from chatbot.services.unicode_text import valid_data
 from chatbot.stores.failures import StoreUnavailable
@@ -115,7 +116,6 @@ class ChatSocket:
         self.address = address  # the browser's, for the limits per address
         self.account = g.get("account")  # who is signed in on this socket (None: nobody signs in)
         self.session_id = session.get("sid", "")
-        self.account_limits = account_limits()
         self.send_lock = threading.Lock()
         self.answering = False  # an answer is being sent on this socket (written here, or followed)
         self.cancel = threading.Event()
@@ -237,7 +237,11 @@ class ChatSocket:
     def refusal(self) -> str | None:
         """Count an answer asked for by this session and address; why not, past a limit."""
         owner, config = self.conversation.owner, self.app.config
-        return limits.refusal(store(), config, "answers", owner, self.address, self.account_limits)
+        return limits.refusal(store(), config, "answers", owner, self.address, self.account_limits())
+
+    def account_limits(self) -> dict | None:
+        """What the admin set for accounts now (None: nobody signs in)."""
+        return site_settings() if self.account else None
 
     def refresh_conversation(self) -> bool:
         """Read the conversation again (another tab may have renamed it or changed its settings);
@@ -321,7 +325,8 @@ class ChatSocket:
             )
         else:  # free before the browser hears of it: a message sent at once is taken, not refused as "wait"
             self.answering = False
-            left = limits.left(store(), self.conversation.owner, self.account_limits) if self.account_limits else ""
+            own_limits = self.account_limits()
+            left = limits.left(store(), self.conversation.owner, own_limits) if own_limits else ""
             self.send(render_template("chat/_finished.html", answer=event.message, left=left))
 
     def notice(self, text: str) -> None:

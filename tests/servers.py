@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -110,9 +111,10 @@ class ChatClient:
 
     def connect(self, origin: str | None = None) -> websocket.WebSocket:
         cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
-        return websocket.create_connection(
-            self.socket_url, header=[f"Cookie: {cookie}"], origin=origin or self.base_url, timeout=60
-        )
+        headers = [f"Cookie: {cookie}"]
+        if self.http.auth:  # a proxy's basic auth (the deployment test's nginx)
+            headers.append("Authorization: Basic " + base64.b64encode(":".join(self.http.auth).encode()).decode())
+        return websocket.create_connection(self.socket_url, header=headers, origin=origin or self.base_url, timeout=60)
 
     def exchange(self, text: str, ws: websocket.WebSocket | None = None) -> list[str]:
         """Send a message; return every frame up to the finished answer."""

@@ -49,6 +49,9 @@ def test_behind_an_https_proxy_the_cookie_is_secure(tmp_path, fake):
     assert "Secure" not in app.test_client().get("/").headers["Set-Cookie"]  # plain http: no Secure flag
 
 
+PEOPLE = [("ada", "ada-password-1"), ("bob", "bob-password-2")]  # who nginx lets in (basic auth)
+
+
 @pytest.fixture(scope="module")
 def nginx_in_front(tmp_path_factory, fake_hf):
     """Debian's nginx with deploy/nginx.conf (paths and ports made local) before gunicorn with 4 workers."""
@@ -59,7 +62,7 @@ def nginx_in_front(tmp_path_factory, fake_hf):
         HF_API_TOKEN=TOKEN,
         PROXY_COUNT="1",
         ALLOWED_HOSTS="chat.example.org",
-        AUTH="none",
+        AUTH="header",
     )
     with GunicornApp(environment, workers=4) as app:
         port = free_port()
@@ -68,6 +71,11 @@ def nginx_in_front(tmp_path_factory, fake_hf):
             "listen 80;", f"listen 127.0.0.1:{port};"
         )
         site = site.replace("/srv/chatbot/static/", f"{ROOT}/static/")
+        site = site.replace("#auth_basic", "auth_basic").replace(
+            "#proxy_set_header X-Forwarded-User", "proxy_set_header X-Forwarded-User"
+        )
+        site = site.replace("/etc/nginx/chat.htpasswd", str(folder / "htpasswd"))
+        (folder / "htpasswd").write_text("".join(f"{name}:{{PLAIN}}{password}\n" for name, password in PEOPLE))
         (folder / "nginx.conf").write_text(
             f"daemon off; user root; pid {folder}/nginx.pid; error_log {folder}/error.log;\n"
             f"events {{}}\nhttp {{ include /etc/nginx/mime.types; access_log off;\n"
@@ -87,11 +95,18 @@ def nginx_in_front(tmp_path_factory, fake_hf):
         nginx.wait(timeout=10)
 
 
+def signed_in(name: str, password: str) -> requests.Session:
+    """A browser that signs in to nginx (basic auth), which names it to the chat (AUTH=header)."""
+    http = requests.Session()
+    http.auth = (name, password)
+    return http
+
+
 def test_a_streamed_chat_through_nginx(nginx_in_front, fake):
-    static = requests.get(nginx_in_front + "/static/vendor/htmx-2.0.11.min.js", timeout=5)
+    static = requests.get(nginx_in_front + "/static/vendor/htmx-2.0.11.min.js", auth=PEOPLE[0], timeout=5)
     assert static.ok and static.headers["Server"].startswith("nginx")
     assert static.headers["Cache-Control"].startswith("max-age=3600")  # nginx's own header: gunicorn never saw it
-    chat = ChatClient(nginx_in_front)
+    chat = ChatClient(nginx_in_front, http=signed_in(*PEOPLE[0]))
     with pytest.raises(websocket.WebSocketBadStatusException):  # the origin check still holds behind the proxy
         chat.connect(origin="http://evil.example")
     fake.reply(tokens=["Through", " the", " proxy"], delay=0.05)
@@ -99,8 +114,20 @@ def test_a_streamed_chat_through_nginx(nginx_in_front, fake):
     assert FINISHED.search(frames[-1]).group(2) == "done"
     assert streamed_text(frames) == "Through the proxy" and len(frames) >= 4
     assert "Hello nginx" in chat.page()
-    ready = requests.get(nginx_in_front + "/readyz", timeout=5)
+    ready = requests.get(nginx_in_front + "/readyz", auth=PEOPLE[0], timeout=5)
     assert ready.json() == {"ready": True}
+
+
+def test_nginx_signs_people_in_and_no_one_names_themselves(nginx_in_front, fake):
+    assert requests.get(nginx_in_front + "/", timeout=5).status_code == 401  # nginx asks for a sign-in
+    ada = ChatClient(nginx_in_front, http=signed_in(*PEOPLE[0]))
+    fake.reply(tokens=["For", " ada"])
+    ada.exchange("Only mine")
+    bob = signed_in(*PEOPLE[1])
+    pretending = bob.get(ada.page_url, headers={"X-Forwarded-User": "ada"}, timeout=5)
+    assert pretending.status_code == 404  # nginx put bob in the header: ada's chat is not his
+    page = bob.get(nginx_in_front + "/", timeout=5).text
+    assert "Signed in as <strong>bob</strong>" in page and "Only mine" not in page
 
 
 def test_two_instances_share_conversations_through_redis(two_instances_on_redis, fake):
