@@ -88,6 +88,10 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
 
 
+def _lowercase_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip().lower() for item in raw.split(",") if item.strip())
+
+
 def _hosts(raw: str) -> tuple[str, ...]:
     hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
     if any("/" in host or ":" in host.strip("[]").replace("::", "") for host in hosts):
@@ -121,8 +125,16 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "CHAT_BIND": (_origins, ()),  # where gunicorn listens: set by gunicorn.conf.py for the workers
     "PROXY_COUNT": (_whole(0, 10), 0),
     # Who may chat: none (anyone who reaches it), local (accounts kept by the chat), header (a trusted proxy's
-    # sign-in, in AUTH_HEADER). Unset: none on 127.0.0.1; reachable from elsewhere, the chat will not start.
-    "AUTH": (_choice("none", "local", "header"), None),
+    # sign-in, in AUTH_HEADER), oidc (an OpenID Connect provider). Unset: none on 127.0.0.1; reachable from
+    # elsewhere, the chat will not start.
+    "AUTH": (_choice("none", "local", "oidc", "header"), None),
+    # AUTH=oidc: the provider (its issuer URL, this chat's client id and secret there) and who may enter.
+    "OIDC_ISSUER": (_url, None),
+    "OIDC_CLIENT_ID": (_text, None),
+    "OIDC_CLIENT_SECRET": (_text, None),
+    "OIDC_NAME": (_text, "your sign-in provider"),  # as the sign-in button says: "Sign in with Hugging Face"
+    "OIDC_ALLOWED_EMAILS": (_lowercase_list, ()),
+    "OIDC_ALLOWED_DOMAINS": (_lowercase_list, ()),
     "AUTH_HEADER": (_text, "X-Forwarded-User"),
     "TRUSTED_PROXY_ADDRESSES": (_origins, ("127.0.0.1", "::1")),  # AUTH_HEADER is believed only from these
     "TOKENS_PER_DAY": (_whole(0, 1_000_000_000), 100_000),  # per account; the admin page can change it
@@ -227,6 +239,15 @@ def _who_may_chat(config: dict[str, Any]) -> bool:
             "AUTH=header (your proxy signs people in), or AUTH=none to leave it open to anyone who reaches it."
         )
     config["AUTH"] = config["AUTH"] or "none"
+    if config["AUTH"] == "oidc":
+        missing = [name for name in ("OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET") if not config[name]]
+        if missing:
+            raise ConfigError(f"AUTH=oidc needs {', '.join(missing)} (from your provider's settings for this chat).")
+        if not config["OIDC_ALLOWED_EMAILS"] and not config["OIDC_ALLOWED_DOMAINS"]:
+            raise ConfigError(
+                "AUTH=oidc needs OIDC_ALLOWED_EMAILS or OIDC_ALLOWED_DOMAINS: otherwise everyone with an account at "
+                "the provider could chat on your token."
+            )
     return config["AUTH"] == "none" and reachable
 
 

@@ -46,10 +46,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     idle_seconds = app.config["SESSION_IDLE_DAYS"] * 86400
     app.extensions["chat_store"] = open_store(app.config.get("CHAT_STORE_URL"), app.instance_path, idle_seconds)
 
-    from chatbot import admin, auth, cli, health, pages, socket
+    from chatbot import admin, auth, cli, health, oidc, pages, socket
     from chatbot.extensions import sock
 
     security.init_app(app)
+    oidc.init_app(app)
     sock.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)

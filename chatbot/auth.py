@@ -1,16 +1,26 @@
 """Blueprint "auth": who is chatting. AUTH=local: sign-up, sign-in and sign-out with accounts in the store;
-AUTH=header: the user a trusted proxy names in AUTH_HEADER; AUTH=none: nobody signs in (a browser's session owns
-its chats). Every request is checked before any page or socket sees it (`g.account`)."""
+AUTH=oidc: an OpenID Connect provider signs people in (chatbot/oidc.py); AUTH=header: the user a trusted proxy
+names in AUTH_HEADER; AUTH=none: nobody signs in (a browser's session owns its chats). Every request is checked
+before any page or socket sees it (`g.account`)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
 
-from chatbot import accounts
+from chatbot import accounts, oidc
 from chatbot.pages import store
 
 bp = Blueprint("auth", __name__)
-PUBLIC = {"static", "health.healthz", "health.readyz", "auth.sign_in", "auth.sign_up", "auth.join"}
+PUBLIC = {
+    "static",
+    "health.healthz",
+    "health.readyz",
+    "auth.sign_in",
+    "auth.sign_up",
+    "auth.join",
+    "auth.oidc_start",
+    "auth.oidc_callback",
+}
 SIGN_IN_WINDOW = 900  # sign-in attempts are counted per 15 minutes
 SIGN_INS_PER_ACCOUNT, SIGN_INS_PER_ADDRESS = 10, 50
 WRONG = "That username and password do not match an account that may sign in."
@@ -23,7 +33,7 @@ def who_is_chatting():
     mode = current_app.config["AUTH"]
     if mode == "header":
         g.account = proxy_account()
-    elif mode == "local" and "account" in session:
+    elif mode in ("local", "oidc") and "account" in session:
         g.account = accounts.signed_in(store(), session["account"], session.get("sid", ""))
         if g.account is None:  # signed out elsewhere, or disabled: this session has ended
             session.pop("account", None)
@@ -87,6 +97,8 @@ def too_many_attempts(username: str) -> bool:
 
 @bp.route("/sign-in", methods=["GET", "POST"])
 def sign_in():
+    if current_app.config["AUTH"] == "oidc":
+        return oidc.sign_in_page()
     if current_app.config["AUTH"] != "local":
         abort(404)
     if request.method == "GET":
@@ -101,6 +113,32 @@ def sign_in():
     if account.status == "pending":
         problem = "Your account waits for an admin's approval: try again once they have let you in."
         return render_template("auth/sign_in.html", problem=problem, username=username), 403
+    return begin_session(account)
+
+
+@bp.get("/sign-in/oidc")
+def oidc_start():
+    if current_app.config["AUTH"] != "oidc":
+        abort(404)
+    return oidc.start_sign_in()
+
+
+@bp.get("/sign-in/callback")
+def oidc_callback():
+    """The provider sends the person back here with a code; the account is their verified e-mail address."""
+    if current_app.config["AUTH"] != "oidc":
+        abort(404)
+    email, problem = oidc.verified_email()
+    if email is None:
+        return oidc.sign_in_page(problem, 403)
+    account = accounts.load(store(), email)
+    if account is None:
+        try:
+            account = accounts.create(store(), email, None, status="active")
+        except accounts.SignUpProblem:  # made meanwhile, or an address that is not a username
+            account = accounts.load(store(), email)
+    if account is None or account.status != "active":
+        return oidc.sign_in_page("This account is disabled: ask the chat's admin.", 403)
     return begin_session(account)
 
 
@@ -142,10 +180,10 @@ def made_account(form, status: str, token: str):  # type: ignore[no-untyped-def]
 
 @bp.post("/sign-out")
 def sign_out():
-    if g.account is not None and current_app.config["AUTH"] == "local":
+    if g.account is not None and current_app.config["AUTH"] != "header":
         accounts.end_sessions(store(), g.account, only=session.get("sid"))
     session.clear()
-    return redirect(url_for("auth.sign_in") if current_app.config["AUTH"] == "local" else url_for("pages.index"))
+    return redirect(url_for("auth.sign_in") if current_app.config["AUTH"] != "header" else url_for("pages.index"))
 
 
 @bp.post("/sign-out-everywhere")

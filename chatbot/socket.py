@@ -232,7 +232,7 @@ class ChatSocket:
             current = accounts.load(store(), self.account.username)
         if current is None or current.status != "active":
             return False
-        return self.app.config["AUTH"] != "local" or self.session_id in current.sessions
+        return self.app.config["AUTH"] == "header" or self.session_id in current.sessions
 
     def refusal(self) -> str | None:
         """Count an answer asked for by this session and address; why not, past a limit."""

@@ -1,0 +1,63 @@
+"""AUTH=oidc: sign in with any OpenID Connect provider (Hugging Face, Google, Keycloak, Authelia, GitHub through
+a broker) by its issuer URL, client id and secret. Authlib does the protocol: the authorization code flow with
+PKCE (S256), the state and nonce checked, the ID token's signature checked against the provider's keys (JWKS).
+Who may enter: OIDC_ALLOWED_EMAILS and OIDC_ALLOWED_DOMAINS, on a verified e-mail address."""
+
+from __future__ import annotations
+
+import requests
+from authlib.integrations.base_client.errors import OAuthError
+from authlib.integrations.flask_client import OAuth
+from flask import Flask, current_app, render_template, url_for
+from joserfc.errors import JoseError
+
+PROVIDER = "provider"
+
+
+def init_app(app: Flask) -> None:
+    """Register the provider from OIDC_ISSUER (its discovery document is read on the first sign-in)."""
+    if app.config["AUTH"] != "oidc":
+        return
+    oauth = OAuth(app)
+    oauth.register(
+        PROVIDER,
+        client_id=app.config["OIDC_CLIENT_ID"],
+        client_secret=app.config["OIDC_CLIENT_SECRET"],
+        server_metadata_url=app.config["OIDC_ISSUER"] + "/.well-known/openid-configuration",
+        client_kwargs={"scope": "openid email profile", "code_challenge_method": "S256", "timeout": 10},
+    )
+    app.extensions["oidc"] = oauth
+
+
+def _client():  # type: ignore[no-untyped-def]
+    return getattr(current_app.extensions["oidc"], PROVIDER)
+
+
+def start_sign_in():  # type: ignore[no-untyped-def]
+    """Off to the provider; it comes back to the callback with a code."""
+    return _client().authorize_redirect(url_for("auth.oidc_callback", _external=True))
+
+
+def verified_email() -> tuple[str | None, str]:
+    """The signed-in person's e-mail, from the checked ID token; (None, why) when the sign-in did not succeed or
+    the address may not enter."""
+    try:
+        token = _client().authorize_access_token()
+    except (OAuthError, JoseError, requests.RequestException, ValueError, KeyError) as error:
+        current_app.logger.warning("an OpenID Connect sign-in failed: %s", type(error).__name__)
+        return None, f"The sign-in with {current_app.config['OIDC_NAME']} did not succeed ({type(error).__name__})."
+    claims = token.get("userinfo") or {}
+    email = str(claims.get("email") or "").strip().lower()
+    if not email or claims.get("email_verified") is False:
+        return None, f"{current_app.config['OIDC_NAME']} did not give a verified e-mail address."
+    domain = email.rsplit("@", 1)[-1]
+    if (
+        email not in current_app.config["OIDC_ALLOWED_EMAILS"]
+        and domain not in current_app.config["OIDC_ALLOWED_DOMAINS"]
+    ):
+        return None, f"{email} may not use this chat: ask its admin to allow your address or your domain."
+    return email, ""
+
+
+def sign_in_page(problem: str = "", status: int = 200):  # type: ignore[no-untyped-def]
+    return render_template("auth/sign_in_oidc.html", problem=problem), status
