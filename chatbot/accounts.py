@@ -32,6 +32,7 @@ class Account:
     admin: bool = False
     status: str = "pending"  # "active", "pending" (waits for an admin) or "disabled"
     sessions: dict[str, float] = field(default_factory=dict)  # session id -> when it signed in
+    models: list[str] = field(default_factory=list)  # the models it may pick (the admin's choice); empty: all
     created_at: float = field(default_factory=time.time)
 
     @property

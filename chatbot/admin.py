@@ -7,7 +7,7 @@ import secrets
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 
-from chatbot import accounts, limits
+from chatbot import accounts, limits, picker
 from chatbot.auth import site_settings
 from chatbot.pages import store
 from config import SETTINGS
@@ -26,13 +26,19 @@ def dashboard(notice: str = "", status: int = 200):
     everyone = accounts.everyone(store())
     usage = {account.username: limits.usage_today(store(), account.owner) for account in everyone}
     return render_template(
-        "admin.html", everyone=everyone, usage=usage, site=site_settings(), notice=notice, signups=accounts.SIGNUPS
+        "admin.html",
+        everyone=everyone,
+        usage=usage,
+        site=site_settings(),
+        notice=notice,
+        signups=accounts.SIGNUPS,
+        models=[choice.name for choice in picker.choices(current_app.config)],
     ), status
 
 
 @bp.post("/accounts/<username>")
 def change_account(username: str):
-    """One of: approve, disable, enable, make-admin, remove-admin, reset-password, sign-out."""
+    """One of: approve, disable, enable, make-admin, remove-admin, reset-password, sign-out, models."""
     account = accounts.load(store(), username)
     action = request.form.get("action", "")
     if account is None:
@@ -52,6 +58,13 @@ def change_account(username: str):
         notice = f"{account.username}'s new password is {password} (shown once: give it to them, they can sign in)."
     elif action == "sign-out":
         account.sessions = {}
+    elif action == "models":
+        names = [name.strip() for name in request.form.get("models", "").split(",") if name.strip()]
+        known = {choice.name for choice in picker.choices(current_app.config)}
+        if unknown := [name for name in names if name not in known]:
+            return dashboard(f"Nothing was changed: {', '.join(unknown)} is not a model this chat offers.", 400)
+        account.models = names
+        notice = f"{account.username} may pick {', '.join(names) if names else 'every model'}."
     else:
         abort(400)
     accounts.save(store(), account)

@@ -55,13 +55,18 @@ def chat_page(conversation: Conversation, notice: str = "", draft: str = "", sta
         conversations=listed if listed is not None else store().list_conversations(conversation.owner),
         query=query,
         messages=store().messages(conversation),
-        choices=picker.choices(current_app.config),
-        chosen=picker.choice(current_app.config, conversation.settings.get("model")),
-        settings=settings_for_conversation(conversation, current_app.config),
+        choices=picker.choices(visible_config()),
+        chosen=picker.choice(visible_config(), conversation.settings.get("model")),
+        settings=settings_for_conversation(conversation, visible_config()),
         notice=notice,
         draft=draft,
         left=limits.left(store(), conversation.owner, own_limits) if (own_limits := account_limits()) else "",
     ), status
+
+
+def visible_config() -> dict:
+    """The configuration as the signed-in account sees it (only the models it may pick)."""
+    return picker.for_account(current_app.config, g.get("account"))
 
 
 def limited(kind: str) -> str | None:
@@ -125,7 +130,7 @@ def rename(conversation_id: str):
 def save_settings(conversation_id: str):
     conversation = own_conversation(conversation_id)
     try:
-        save_conversation_settings(store(), conversation, request.form, current_app.config)
+        save_conversation_settings(store(), conversation, request.form, visible_config())
     except ValueError as error:
         return chat_page(conversation, f"The settings were not saved: {error}.", status=400)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id))
@@ -167,7 +172,7 @@ def answered(conversation: Conversation, run, *args, **kwargs):  # type: ignore[
     if refused := limited("answers"):
         return chat_page(conversation, refused, draft=args[0] if args else "", status=429)
     try:
-        run(store(), conversation, *args, settings_for_conversation(conversation, current_app.config), ignore, **kwargs)
+        run(store(), conversation, *args, settings_for_conversation(conversation, visible_config()), ignore, **kwargs)
     except AnswerRunning:
         return chat_page(conversation, WAIT, draft=args[0] if args else "", status=409)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
@@ -238,5 +243,5 @@ def post_message(conversation_id: str):
     problem = message_problem(text, current_app.config["MAX_MESSAGE_CHARS"])
     if problem:
         return chat_page(conversation, problem, draft=text, status=400)
-    pick_model(store(), conversation, request.form.get("model"), current_app.config)
+    pick_model(store(), conversation, request.form.get("model"), visible_config())
     return answered(conversation, run_reply, text)

@@ -37,19 +37,32 @@ def _catalogue(spec: ModelSpec, config: dict) -> list[catalogue.CatalogueModel]:
     return catalogue.models(server, config.get("HF_API_TOKEN")) if server else []
 
 
+def for_account(config: dict, account) -> dict:  # type: ignore[no-untyped-def]
+    """The configuration as one account sees it: only the models the admin lets it pick, when they say."""
+    if account is None or not account.models:
+        return config
+    return {**config, "ALLOWED_MODELS": tuple(account.models)}
+
+
 def choices(config: dict) -> list[Choice]:
-    """The configured models first, then the live catalogue models of their servers, each once."""
+    """The configured models first, then the live catalogue models of their servers, each once (only the
+    ALLOWED_MODELS, when an account may pick only those)."""
     picked = {spec.name: _configured(spec, config) for spec in config["MODELS"]}
     for spec in config["MODELS"]:
         for model in _catalogue(spec, config):
             if model.live and model.id not in picked:
                 picked[model.id] = _listed(spec, model)
-    return list(picked.values())
+    allowed = config.get("ALLOWED_MODELS")
+    return [choice for name, choice in picked.items() if not allowed or name in allowed]
 
 
 def choice(config: dict, name: str | None) -> Choice:
-    """The model with that name; the first configured one when the name is unknown or empty. Looked up, not
-    built with every other choice: this runs for every answer."""
+    """The model with that name; the first configured one when the name is unknown or empty (the first
+    allowed one, for an account that may pick only some). Looked up, not built with every other choice: this
+    runs for every answer."""
+    allowed = config.get("ALLOWED_MODELS")
+    if allowed and name not in allowed:
+        name = allowed[0]
     for spec in config["MODELS"]:
         if spec.name == name:
             return _configured(spec, config)

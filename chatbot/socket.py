@@ -17,7 +17,7 @@ from flask import Blueprint, Flask, abort, current_app, g, render_template, requ
 from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 
-from chatbot import accounts, limits, reasoning
+from chatbot import accounts, limits, picker, reasoning
 from chatbot.auth import site_settings
 from chatbot.conversations import Conversation, Message
 from chatbot.extensions import sock
@@ -215,7 +215,7 @@ class ChatSocket:
         elif action in ANSWERING and (refused := self.refusal()):
             self.notice(refused)
         elif action == "send":
-            pick_model(store(), self.conversation, data.get("model"), self.app.config)
+            pick_model(store(), self.conversation, data.get("model"), self.visible_config())
             self.send_message(str(data.get("message") or "").strip())
         elif action == "edit":
             self.send_message(str(data.get("message") or "").strip(), str(data.get("message_id") or ""))
@@ -232,12 +232,17 @@ class ChatSocket:
             current = accounts.load(store(), self.account.username)
         if current is None or current.status != "active":
             return False
+        self.account = current  # what the admin changed since (the models it may pick) holds from now on
         return self.app.config["AUTH"] == "header" or self.session_id in current.sessions
 
     def refusal(self) -> str | None:
         """Count an answer asked for by this session and address; why not, past a limit."""
         owner, config = self.conversation.owner, self.app.config
         return limits.refusal(store(), config, "answers", owner, self.address, self.account_limits())
+
+    def visible_config(self) -> dict:
+        """The configuration as this socket's account sees it (only the models it may pick)."""
+        return picker.for_account(self.app.config, self.account)
 
     def account_limits(self) -> dict | None:
         """What the admin set for accounts now (None: nobody signs in)."""
@@ -287,7 +292,7 @@ class ChatSocket:
     def run(self, reply, cancel: threading.Event, nothing: str) -> None:  # type: ignore[no-untyped-def]
         with self.app.app_context():
             try:
-                if reply(settings_for_conversation(self.conversation, self.app.config), cancel) is None:
+                if reply(settings_for_conversation(self.conversation, self.visible_config()), cancel) is None:
                     self.answering = False
                     self.notice(nothing)
             except AnswerRunning:  # another tab, worker or host started one first

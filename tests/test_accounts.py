@@ -1,6 +1,7 @@
 """Sign-in: never open by accident, accounts (AUTH=local), a trusted proxy's user (AUTH=header), sessions that
 end everywhere at once, chats that follow the account, the admin page, and limits per account."""
 
+import json
 import re
 import subprocess
 import sys
@@ -241,3 +242,26 @@ def test_a_disabled_accounts_open_socket_is_closed(tmp_path, fake):
         assert "by an admin" in notice and closed_with(ws) == 4003
         assert time.monotonic() - started < 5
         assert user.get(chat.page_url, allow_redirects=False).headers["Location"] == "/sign-in"
+
+
+def test_an_account_picks_only_the_models_the_admin_allows(make_app, fake):
+    models = [
+        {"name": "Gemma", "id": "google/gemma-7b-it", "url": fake.task_url()},
+        {"name": "Router chat", "id": "meta-llama/Llama-3.1-8B-Instruct", "api": "chat", "url": fake.url + "/v1"},
+    ]
+    app = make_app(MODELS=json.dumps(models))
+    admin, bob = app.test_client(), app.test_client()
+    sign_up(admin, "ada")
+    sign_up(bob, "bob")
+    post(admin, "/admin/accounts/bob", action="approve")
+    assert "not a model this chat offers" in post(admin, "/admin/accounts/bob", action="models", models="GPT-9").text
+    assert "bob may pick Router chat." in post(admin, "/admin/accounts/bob", action="models", models="Router chat").text
+    sign_in(bob, "bob")
+    chat = bob.get("/").location
+    page = bob.get(chat).text
+    assert '<p class="model">Router chat' in page and "Gemma" not in page  # one model: no picker at all
+    post(bob, f"{chat}/messages", message="hi", model="Gemma")  # not his to pick: the allowed one answers
+    assert fake.requests[-1].path == "/v1/chat/completions"
+    admin_chat = admin.get("/").location
+    post(admin, f"{admin_chat}/messages", message="hi", model="Gemma")  # ada may pick every model
+    assert fake.requests[-1].path.startswith("/models/google/gemma-7b-it")
