@@ -265,7 +265,9 @@ def _run(
         ).as_dict()
     try:
         _finish(answer, stops, store)
-        limits.count_tokens(store, conversation.owner, message.meta.get("tokens") or 0)
+        limits.count_tokens(
+            store, conversation.owner, (message.meta.get("tokens") or 0) + (message.meta.get("prompt_tokens") or 0)
+        )
     except StoreUnavailable as error:  # the tab is still told the whole answer, and why it is not kept
         log.error("answer %s could not be saved: %s", message.id, error.__cause__ or error)
         message.status, message.error = "error", _unsaved(error)
@@ -399,6 +401,7 @@ def _finish(answer: _Answer, stops: tuple[str, ...], store: Store) -> None:
         seconds=round(seconds, 2),
         first_token_seconds=round(answer.first_token - answer.started, 3) if answer.first_token else None,
         tokens_per_second=round(speed, 1) if speed else None,
+        prompt_tokens=usage.prompt_tokens,  # counted by the server, when it says: what the prompt cost
     )
     store.update_message(message)
 

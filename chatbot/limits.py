@@ -97,7 +97,7 @@ def _tokens_refusal(store: Store, owner: str, allowed: int) -> str | None:
 
 
 def count_tokens(store: Store, owner: str, tokens: int) -> None:
-    """Add an answer's tokens to what its owner used today."""
+    """Add an answer's tokens (the prompt's too, where the server counts them) to what its owner used today."""
     store.add_to_count(f"usage:tokens:{owner}", tokens, DAY)
 
 

@@ -260,8 +260,10 @@ def test_an_account_picks_only_the_models_the_admin_allows(make_app, fake):
     chat = bob.get("/").location
     page = bob.get(chat).text
     assert '<p class="model">Router chat' in page and "Gemma" not in page  # one model: no picker at all
+    fake.reply(tokens=["Hello", " bob"])
     post(bob, f"{chat}/messages", message="hi", model="Gemma")  # not his to pick: the allowed one answers
     assert fake.requests[-1].path == "/v1/chat/completions"
+    assert "99,988 of 100,000 tokens left today" in bob.get(chat).text  # the server's count: 10 prompt + 2
     admin_chat = admin.get("/").location
     post(admin, f"{admin_chat}/messages", message="hi", model="Gemma")  # ada may pick every model
     assert fake.requests[-1].path.startswith("/models/google/gemma-7b-it")
