@@ -21,6 +21,7 @@ USERNAME = re.compile(r"[a-z0-9][a-z0-9._@+-]{0,63}")
 PASSWORD_LENGTHS = (10, 1024)  # at least 10 characters; at most 1 KiB, so hashing one costs the same for all
 SIGNUPS = ("approval", "invitation")  # how later accounts are let in: an admin approves them, or an invitation
 INVITATION_SECONDS = 7 * 86400
+MAX_SESSIONS = 50  # browsers and devices signed in to one account at once
 # Checked when the username is unknown, so that a wrong name takes as long as a wrong password.
 _UNKNOWN = generate_password_hash(secrets.token_urlsafe(16))
 
@@ -43,6 +44,11 @@ class Account:
 
 class SignUpProblem(ValueError):
     """Why an account cannot be made, in words for the person."""
+
+
+def normalized(username: str) -> str:
+    """A username as it is kept: no spaces around it, lowercase."""
+    return username.strip().lower()
 
 
 def username_problem(username: str) -> str | None:
@@ -74,10 +80,8 @@ def everyone(store: Store) -> list[Account]:
 def create(store: Store, username: str, password: str | None, status: str = "pending") -> Account:
     """Make an account (with no password: signed in by a trusted proxy). The first one is an active admin.
     SignUpProblem when the name or password will not do, or the name is taken."""
-    username = username.strip().lower()
-    problem = username_problem(username) or (password_problem(password) if password is not None else None)
-    if problem:
-        raise SignUpProblem(problem)
+    username = normalized(username)
+    check_new(store, username, password, taken=False)
     account = Account(username, generate_password_hash(password) if password else "", status=status)
     if not store.create_record(KIND, username, asdict(account)):
         raise SignUpProblem("That username is taken: choose another.")
@@ -87,6 +91,15 @@ def create(store: Store, username: str, password: str | None, status: str = "pen
     return account
 
 
+def check_new(store: Store, username: str, password: str | None, taken: bool = True) -> None:
+    """SignUpProblem when the name or password will not do (or, with `taken`, the name is someone's)."""
+    problem = username_problem(username) or (password_problem(password) if password is not None else None)
+    if problem:
+        raise SignUpProblem(problem)
+    if taken and load(store, username) is not None:
+        raise SignUpProblem("That username is taken: choose another.")
+
+
 def set_password(account: Account, password: str) -> None:
     """A new password for the account; every session of it ends (save the account to make both so)."""
     account.password_hash, account.sessions = generate_password_hash(password), {}
@@ -94,18 +107,25 @@ def set_password(account: Account, password: str) -> None:
 
 def check_password(store: Store, username: str, password: str) -> Account | None:
     """The account, when the password is its own; None otherwise (an unknown name takes as long)."""
-    account = load(store, username.strip().lower())
+    account = load(store, normalized(username))
     if account is None or not account.password_hash:
         check_password_hash(_UNKNOWN, password)
         return None
     return account if check_password_hash(account.password_hash, password) else None
 
 
-def start_session(store: Store, account: Account) -> str:
-    """A new session id for the account (kept in its record and in the browser's cookie)."""
+def start_session(store: Store, account: Account) -> str | None:
+    """A new session id for the account (kept in its record and in the browser's cookie). Written into the
+    record as it is now, so an admin's change made while the password was checked is kept; None when that
+    change disabled the account or replaced its password."""
+    current = load(store, account.username)
+    if current is None or current.status != "active" or current.password_hash != account.password_hash:
+        return None
     session_id = secrets.token_urlsafe(24)
-    account.sessions[session_id] = time.time()
-    save(store, account)
+    current.sessions[session_id] = time.time()
+    newest = sorted(current.sessions.items(), key=lambda item: item[1])[-MAX_SESSIONS:]
+    current.sessions = dict(newest)  # the oldest sign-in ends first, so the record stays small
+    save(store, current)
     return session_id
 
 

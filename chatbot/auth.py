@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
 
 from chatbot import accounts, oidc
+from chatbot.limits import address_key
 from chatbot.pages import store
 
 bp = Blueprint("auth", __name__)
@@ -23,6 +24,7 @@ PUBLIC = {
 }
 SIGN_IN_WINDOW = 900  # sign-in attempts are counted per 15 minutes
 SIGN_INS_PER_ACCOUNT, SIGN_INS_PER_ADDRESS = 10, 50
+SIGN_UPS_PER_ADDRESS = 10
 WRONG = "That username and password do not match an account that may sign in."
 
 
@@ -76,21 +78,27 @@ def account_in_templates() -> dict:
 
 
 def begin_session(account: accounts.Account):  # type: ignore[no-untyped-def]
-    """Sign the browser in: its chats made before move to the account; the cookie gets a new session."""
+    """Sign the browser in: its chats made before move to the account; the cookie gets a new session. None when
+    an admin changed the account meanwhile (disabled it, or reset its password)."""
+    session_id = accounts.start_session(store(), account)
+    if session_id is None:
+        return None
     browser_owner = session.get("owner")
     if browser_owner:
         store().move_conversations(browser_owner, account.owner)
     session.clear()
     session["account"] = account.username
-    session["sid"] = accounts.start_session(store(), account)
+    session["sid"] = session_id
     session.permanent = True
     return redirect(url_for("pages.index"))
 
 
-def too_many_attempts(username: str) -> bool:
+def too_many(kind: str, username: str, per_account: int, per_address: int) -> bool:
+    """Count one sign-in (or sign-up) try for the name, however it is written, and for the address."""
+    name = username if not accounts.username_problem(username) else "(not a username)"
     counts = (
-        (f"sign-in:account:{username}", SIGN_INS_PER_ACCOUNT),
-        (f"sign-in:address:{request.remote_addr}", SIGN_INS_PER_ADDRESS),
+        (f"{kind}:account:{name}", per_account),
+        (f"{kind}:address:{address_key(request.remote_addr)}", per_address),
     )
     return any(store().add_to_count(key, 1, SIGN_IN_WINDOW) > allowed for key, allowed in counts)
 
@@ -103,17 +111,17 @@ def sign_in():
         abort(404)
     if request.method == "GET":
         return render_template("auth/sign_in.html")
-    username = request.form.get("username", "").strip().lower()[:64]
-    if too_many_attempts(username):
+    username = accounts.normalized(request.form.get("username", ""))
+    if too_many("sign-in", username, SIGN_INS_PER_ACCOUNT, SIGN_INS_PER_ADDRESS):
         problem = "Too many sign-in attempts: wait 15 minutes, then try again."
         return render_template("auth/sign_in.html", problem=problem, username=username), 429
     account = accounts.check_password(store(), username, request.form.get("password", ""))
-    if account is None or account.status == "disabled":
-        return render_template("auth/sign_in.html", problem=WRONG, username=username), 401
-    if account.status == "pending":
+    if account is not None and account.status == "pending":
         problem = "Your account waits for an admin's approval: try again once they have let you in."
         return render_template("auth/sign_in.html", problem=problem, username=username), 403
-    return begin_session(account)
+    if account is None or account.status != "active" or (started := begin_session(account)) is None:
+        return render_template("auth/sign_in.html", problem=WRONG, username=username), 401
+    return started
 
 
 @bp.get("/sign-in/oidc")
@@ -139,7 +147,7 @@ def oidc_callback():
             account = accounts.load(store(), email)
     if account is None or account.status != "active":
         return oidc.sign_in_page("This account is disabled: ask the chat's admin.", 403)
-    return begin_session(account)
+    return begin_session(account) or oidc.sign_in_page("This account is disabled: ask the chat's admin.", 403)
 
 
 @bp.route("/sign-up", methods=["GET", "POST"])
@@ -166,15 +174,20 @@ def join(token: str):
 
 
 def made_account(form, status: str, token: str):  # type: ignore[no-untyped-def]
-    username = form.get("username", "")
+    """Make the account (an invitation is used up only by an account made with it)."""
+    username, password = accounts.normalized(form.get("username", "")), form.get("password", "")
+    if too_many("sign-up", username, SIGN_INS_PER_ACCOUNT, SIGN_UPS_PER_ADDRESS):
+        problem = "Too many sign-ups from your network address: wait 15 minutes, then try again."
+        return render_template("auth/sign_up.html", problem=problem, username=username, token=token), 429
     try:
+        accounts.check_new(store(), username, password)
         if token and not accounts.use_invitation(store(), token):
             abort(404)
-        account = accounts.create(store(), username, form.get("password", ""), status=status)
+        account = accounts.create(store(), username, password, status=status)
     except accounts.SignUpProblem as problem:
         return render_template("auth/sign_up.html", problem=str(problem), username=username, token=token), 400
     if account.status == "active":
-        return begin_session(account)
+        return begin_session(account) or redirect(url_for("auth.sign_in"))
     return render_template("auth/sign_up.html", waiting=True), 202
 
 

@@ -54,7 +54,7 @@ def _check_csrf() -> None:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-    if not hmac.compare_digest(sent, session.get("csrf", "")) or not sent:
+    if not hmac.compare_digest(sent.encode(), session.get("csrf", "").encode()) or not sent:
         abort(400, description="The form expired. Reload the page and try again.")
 
 

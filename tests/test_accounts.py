@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from chatbot import create_app
+from chatbot import accounts, create_app
 from config import ConfigError, load_config
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
@@ -267,3 +267,56 @@ def test_an_account_picks_only_the_models_the_admin_allows(make_app, fake):
     admin_chat = admin.get("/").location
     post(admin, f"{admin_chat}/messages", message="hi", model="Gemma")  # ada may pick every model
     assert fake.requests[-1].path.startswith("/models/google/gemma-7b-it")
+
+
+def test_the_sign_in_limit_counts_every_way_of_writing_a_name(make_app):
+    """Found by a red-team pass: a name padded past 64 characters was counted apart from the account."""
+    app = make_app()
+    sign_up(app.test_client(), "kate")
+    client = app.test_client()
+    for _ in range(10):
+        sign_in(client, "kate", "wrong password")
+    assert sign_in(client, "  KATE \t").status_code == 429  # the same name, however it is written
+    assert sign_in(client, "kate" + " " * 60 + "x").status_code == 401  # another name: never kate's account
+
+
+def test_an_admins_change_during_a_sign_in_is_not_undone(make_app):
+    """Found by a red-team pass: a sign-in wrote back the account it had read before the admin disabled it."""
+    app = make_app()
+    store = app.extensions["chat_store"]
+    sign_up(app.test_client(), "ada")
+    sign_up(app.test_client(), "bob")
+    bob = accounts.load(store, "bob")
+    bob.status = "active"
+    accounts.save(store, bob)
+    read_at_sign_in = accounts.check_password(store, "bob", PASSWORD)
+    disabled = accounts.load(store, "bob")
+    disabled.status = "disabled"
+    accounts.save(store, disabled)  # the admin, while the password was being checked
+    assert accounts.start_session(store, read_at_sign_in) is None
+    assert accounts.load(store, "bob").status == "disabled" and accounts.load(store, "bob").sessions == {}
+    disabled.status = "active"
+    accounts.save(store, disabled)
+    read_at_sign_in = accounts.check_password(store, "bob", PASSWORD)
+    reset = accounts.load(store, "bob")
+    accounts.set_password(reset, "a brand new password")
+    accounts.save(store, reset)
+    assert accounts.start_session(store, read_at_sign_in) is None  # the old password no longer signs in
+
+
+def test_a_failed_sign_up_keeps_the_invitation_and_sign_ups_are_limited(make_app):
+    app = make_app()
+    admin = app.test_client()
+    sign_up(admin, "ada")
+    link = re.search(r"http://localhost(/join/\S+)<", post(admin, "/admin/invitations").text).group(1)
+    assert sign_up(app.test_client(), "ada", path=link).status_code == 400  # taken
+    assert sign_up(app.test_client(), "bob", "short", path=link).status_code == 400
+    assert sign_up(app.test_client(), "bob", path=link).status_code == 302  # the link still works, once
+    made = [sign_up(app.test_client(), f"someone{n}").status_code for n in range(8)]
+    assert made == [202] * 6 + [429] * 2  # ten tries a quarter hour from one address, the four above included
+
+
+def test_a_csrf_token_in_any_characters_is_refused_not_a_crash(make_app):
+    client = make_app().test_client()
+    client.get("/sign-in")
+    assert client.post("/sign-in", data={"csrf_token": "é", "username": "a", "password": "b"}).status_code == 400
