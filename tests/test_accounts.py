@@ -9,6 +9,7 @@ import time
 
 import pytest
 import requests
+import websocket
 
 from chatbot import accounts, create_app
 from config import ConfigError, load_config
@@ -235,6 +236,10 @@ def test_a_disabled_accounts_open_socket_is_closed(tmp_path, fake):
         ws = chat.connect()
         fake.reply(tokens=["Hi"])
         assert "Hi" in chat.exchange("Hello", ws)[-1]
+        as_admin = ChatClient(server.url, http=admin)  # another account, even the admin, cannot follow bob's chat
+        as_admin.socket_url = chat.socket_url
+        with pytest.raises(websocket.WebSocketBadStatusException, match="404"):
+            as_admin.connect()
         started = time.monotonic()
         admin_page = admin.get(server.url + "/admin/").text
         admin.post(server.url + "/admin/accounts/bob", data={"csrf_token": csrf(admin_page), "action": "disable"})
