@@ -60,4 +60,4 @@ def verified_email() -> tuple[str | None, str]:
 
 
 def sign_in_page(problem: str = "", status: int = 200):  # type: ignore[no-untyped-def]
-    return render_template("auth/sign_in_oidc.html", problem=problem), status
+    return render_template("auth/sign_in.html", problem=problem), status

@@ -49,15 +49,16 @@ def own_conversation(conversation_id: str) -> Conversation:
 def chat_page(conversation: Conversation, notice: str = "", draft: str = "", status: int = 200):
     query = request.args.get("q", "").strip()
     listed = store().search_conversations(conversation.owner, query) if query else None
+    config = visible_config()
     return render_template(
         "chat/page.html",
         conversation=conversation,
         conversations=listed if listed is not None else store().list_conversations(conversation.owner),
         query=query,
         messages=store().messages(conversation),
-        choices=picker.choices(visible_config()),
-        chosen=picker.choice(visible_config(), conversation.settings.get("model")),
-        settings=settings_for_conversation(conversation, visible_config()),
+        choices=picker.choices(config),
+        chosen=picker.choice(config, conversation.settings.get("model")),
+        settings=settings_for_conversation(conversation, config),
         notice=notice,
         draft=draft,
         left=limits.left(store(), conversation.owner, own_limits) if (own_limits := account_limits()) else "",
