@@ -228,8 +228,11 @@ class ChatSocket:
 
     def still_signed_in(self) -> bool:
         """Whether this socket's account is still active and its session has not ended (any worker may end it)."""
-        with self.app.app_context():
-            current = accounts.load(store(), self.account.username)
+        try:
+            with self.app.app_context():
+                current = accounts.load(store(), self.account.username)
+        except StoreUnavailable:  # cannot tell now: nobody is signed out by a blip of the store
+            return True
         if current is None or current.status != "active":
             return False
         self.account = current  # what the admin changed since (the models it may pick) holds from now on
