@@ -115,6 +115,7 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "WAIT_FOR_MODEL": (_boolean, True),
     "MAX_LOADING_WAIT": (_number(0, 3600), 300.0),
     "SYSTEM_PROMPT": (_text, ""),
+    "MODEL_TITLES": (_boolean, True),  # after a chat's first answer the model titles it (MODELS: "titles" per model)
     "CONNECT_TIMEOUT": (_number(0.1, 600), 10.0),
     "READ_TIMEOUT": (_number(0.1, 3600), 120.0),
     "SECRET_KEY": (_text, None),
@@ -173,6 +174,7 @@ class ModelSpec:
     parameters: dict[str, Any] = field(default_factory=dict)
     tokenizer_config: str | None = None
     system_prompt: str = ""
+    titles: bool | None = None  # the model titles chats; None: MODEL_TITLES
 
 
 MODEL_FIELDS = tuple(f.name for f in fields(ModelSpec))
@@ -321,6 +323,7 @@ def _model_spec(index: int, entry: Any, config: dict[str, Any], defaults: dict[s
             parameters=parameters,
             tokenizer_config=_readable(entry.get("tokenizer_config")),
             system_prompt=str(entry.get("system_prompt") or config["SYSTEM_PROMPT"]),
+            titles=_boolean(str(entry["titles"]).lower()) if "titles" in entry else None,
         )
     except ValueError as error:
         raise ConfigError(f"{where} is not valid: {error}.") from None

@@ -104,6 +104,7 @@ def app_environment(folder: str, backend: StreamingBackend, **settings: str) -> 
     address, and `settings` on top."""
     return {
         **UNLIMITED,
+        "MODEL_TITLES": "false",  # one request per answer: what is measured
         "SECRET_KEY": "bench",
         "CHAT_STORE_URL": f"sqlite:///{folder}/bench.sqlite3",
         "API_URL": backend.url,

@@ -69,6 +69,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder, LocalModelServer(binary=options.server) as server:
         environment = {
             **UNLIMITED,
+            "MODEL_TITLES": "false",
             "SECRET_KEY": "bench",
             "CHAT_STORE_URL": f"sqlite:///{folder}/bench.sqlite3",
             "HF_API_TOKEN": "",

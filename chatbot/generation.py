@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from chatbot import limits, picker, reasoning
+from chatbot import limits, picker, reasoning, titles
 from chatbot.conversations import Conversation, Message, Store, new_id, title_from
 from chatbot.local_model.status import explain as explain_local_model_failure
 from chatbot.rendering import render_markdown
@@ -40,7 +40,7 @@ WAIT = "Wait for the answer to finish, or press Stop."  # said when an answer is
 @dataclass
 class Event:
     """What happened to an answer: "started", "waiting", "reasoning" or "delta" (with text), "reasoned" (with
-    how long it thought, in words), "finished"."""
+    how long it thought, in words), "finished", and after a first answer "titled" (with the model's title)."""
 
     kind: str
     message: Message
@@ -62,6 +62,7 @@ class ReplySettings:
     flush_seconds: float = FLUSH_SECONDS
     save_seconds: float = SAVE_SECONDS
     local_model_status: str | None = None  # the built-in model's status file: failures are told from it
+    titles: bool = False  # after the first answer, the model writes the chat's title (chatbot/titles.py)
 
 
 @dataclass
@@ -272,7 +273,24 @@ def _run(
         log.error("answer %s could not be saved: %s", message.id, error.__cause__ or error)
         message.status, message.error = "error", _unsaved(error)
     listener(Event("finished", message))
+    if message.status == "done" and settings.titles:
+        _retitle(store, conversation, message, settings, listener)
     return message
+
+
+def _retitle(store: Store, conversation: Conversation, answer: Message, settings: ReplySettings, listener: Listener):
+    """After the chat's first answer, the model's title in place of the first message's, unless renamed meanwhile."""
+    messages = store.messages(conversation)
+    if len(messages) != 2 or messages[0].role != "user":
+        return
+    current = store.get_conversation(conversation.owner, conversation.id)
+    if current is None or current.title != title_from(messages[0].content):
+        return
+    title = titles.model_title(settings.backend, settings.parameters, messages[0].content, answer.content)
+    if title:
+        current.title = conversation.title = title
+        store.update_conversation(current)
+        listener(Event("titled", answer, title))
 
 
 def _unsaved(error: StoreUnavailable) -> dict:
@@ -501,4 +519,5 @@ def settings_from_config(config: dict, model_name: str | None = None, chosen: di
         max_loading_wait=config["MAX_LOADING_WAIT"],
         model_name=spec.name,
         local_model_status=config.get("LOCAL_MODEL_STATUS"),
+        titles=config["MODEL_TITLES"] if spec.titles is None else spec.titles,
     )

@@ -318,6 +318,8 @@ class ChatSocket:
             self.send(REASONED.format(event.message.id, event.text))
         elif event.kind == "waiting":
             self.send(WAITING.format(event.message.id, event.text))
+        elif event.kind == "titled":
+            self.send(render_template("chat/_titled.html", conversation=self.conversation))
         elif event.kind == "resumed":
             self.send(render_template("chat/_resumed.html", answer=event.message))
         elif event.kind == "started":

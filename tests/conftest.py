@@ -38,6 +38,13 @@ def nothing_leaves_the_machine(monkeypatch):
     assert not reached, f"the test tried to reach {reached}"
 
 
+@pytest.fixture(autouse=True)
+def no_model_titles(monkeypatch):
+    """Answers without the extra request that titles a chat (test_titles.py turns it on): every other test
+    counts the backend's requests and reads the last one."""
+    monkeypatch.setenv("MODEL_TITLES", "false")
+
+
 @pytest.fixture(scope="session")
 def fake_hf(tmp_path_factory):
     """The fake, also standing in for the Hub (HF_ENDPOINT) for this process and the servers it starts."""
@@ -95,6 +102,7 @@ def app_environment(tmp_path, **extra: str) -> dict[str, str]:
     server takes every test's messages from 127.0.0.1; test_limits.py sets them)."""
     return {
         **UNLIMITED,
+        "MODEL_TITLES": "false",
         "SECRET_KEY": "gunicorn-test-secret",
         "CHAT_STORE_URL": f"sqlite:///{tmp_path}/chat.sqlite3",
         "HF_API_TOKEN": "",

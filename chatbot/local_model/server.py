@@ -24,7 +24,7 @@ PARALLEL = 2  # conversations answered at once; more wait their turn in the serv
 SYSTEM_PROMPT = "You are a helpful assistant."
 # What the chat uses for the built-in model unless .env says otherwise: the system prompt above, and the
 # temperature its model card recommends (at the chat's usual 0.7 a 135M model wanders off more often).
-RECOMMENDED = {"SYSTEM_PROMPT": SYSTEM_PROMPT, "TEMPERATURE": "0.2"}
+RECOMMENDED = {"SYSTEM_PROMPT": SYSTEM_PROMPT, "TEMPERATURE": "0.2", "MODEL_TITLES": "false"}  # 135M: no titles
 
 
 def model_file() -> Path:
