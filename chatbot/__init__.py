@@ -46,7 +46,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     idle_seconds = app.config["SESSION_IDLE_DAYS"] * 86400
     app.extensions["chat_store"] = open_store(app.config.get("CHAT_STORE_URL"), app.instance_path, idle_seconds)
 
-    from chatbot import admin, auth, cli, health, oidc, pages, socket
+    from chatbot import admin, auth, cli, health, oidc, pages, shares, socket
     from chatbot.extensions import sock
 
     security.init_app(app)
@@ -55,6 +55,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(shares.bp)
     app.register_blueprint(socket.bp)
     app.register_blueprint(health.bp)
     cli.init_app(app)

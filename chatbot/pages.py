@@ -139,7 +139,11 @@ def save_settings(conversation_id: str):
 
 @bp.post("/c/<conversation_id>/delete")
 def delete(conversation_id: str):
-    store().delete_conversation(own_conversation(conversation_id))
+    from chatbot.shares import unshare  # the links go with it; shares reads pages' helpers
+
+    conversation = own_conversation(conversation_id)
+    unshare(store(), conversation)
+    store().delete_conversation(conversation)
     return redirect(url_for("pages.index"))
 
 

@@ -44,7 +44,7 @@ def as_json(conversation: Conversation, messages: list[Message]) -> str:
         "version": VERSION,
         "title": conversation.title,
         "created_at": conversation.created_at,
-        "settings": conversation.settings,
+        "settings": {key: value for key, value in conversation.settings.items() if key != "shares"},  # no links
         "messages": [
             {
                 "role": m.role,
@@ -66,8 +66,8 @@ def file_name(conversation: Conversation, extension: str) -> str:
     return f"{stem}.{extension}"
 
 
-def import_json(store: Store, owner: str, data: bytes, max_chars: int) -> Conversation:
-    """A new conversation from a JSON export; the whole file is checked before anything is stored."""
+def read_export(data: bytes, max_chars: int) -> tuple[str, dict, list[Message]]:
+    """The title, settings and messages of a JSON export, checked whole; ImportProblem says what is wrong."""
     try:
         document = valid_data(json.loads(data.decode("utf-8")))
     except (UnicodeDecodeError, ValueError):
@@ -84,11 +84,18 @@ def import_json(store: Store, owner: str, data: bytes, max_chars: int) -> Conver
     messages = [_message(index, item, max_chars) for index, item in enumerate(document.get("messages") or [], 1)]
     if not messages:
         raise ImportProblem("The export has no messages.")
-    conversation = store.create_conversation(owner, " ".join(title.split())[:200])
+    settings = document.get("settings")
+    model = settings.get("model") if isinstance(settings, dict) else None
+    return " ".join(title.split())[:200], {"model": model} if isinstance(model, str) else {}, messages
+
+
+def import_json(store: Store, owner: str, data: bytes, max_chars: int) -> Conversation:
+    """A new conversation from a JSON export; the whole file is checked before anything is stored."""
+    title, settings, messages = read_export(data, max_chars)
+    conversation = store.create_conversation(owner, title)
     try:
-        settings = document.get("settings")
-        if isinstance(settings, dict) and isinstance(settings.get("model"), str):
-            conversation.settings = {"model": settings["model"]}
+        if settings:
+            conversation.settings = settings
             store.update_conversation(conversation)
         for message in messages:
             message.conversation_id = conversation.id

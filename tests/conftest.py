@@ -88,6 +88,18 @@ def app(tmp_path, fake):
 
 
 @pytest.fixture
+def make_app(tmp_path, fake):
+    """Makes the app with accounts (AUTH=local) on one SQLite file, `settings` on top; called again, the same
+    store and key."""
+
+    def make(**settings):
+        base = {"SECRET_KEY": "t", "CHAT_STORE_URL": f"sqlite:///{tmp_path}/chat.sqlite3", "AUTH": "local"}
+        return create_app({**base, "API_URL": fake.task_url(), "HF_API_TOKEN": TOKEN, **settings})
+
+    return make
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

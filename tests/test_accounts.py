@@ -11,7 +11,7 @@ import pytest
 import requests
 import websocket
 
-from chatbot import accounts, create_app
+from chatbot import accounts
 from config import ConfigError, load_config
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
@@ -20,15 +20,6 @@ from tests.test_open_sockets import closed_with
 from tests.test_pages import csrf
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def make_app(tmp_path, fake):
-    def make(**settings):
-        base = {"SECRET_KEY": "t", "CHAT_STORE_URL": f"sqlite:///{tmp_path}/chat.sqlite3", "AUTH": "local"}
-        return create_app({**base, "API_URL": fake.task_url(), "HF_API_TOKEN": TOKEN, **settings})
-
-    return make
 
 
 def sign_up(client, username, password=PASSWORD, path="/sign-up"):

@@ -1,0 +1,93 @@
+"""Blueprint "shares": a read-only snapshot of a conversation at a link with an unguessable id, made and revoked
+by its owner, optionally expiring. The shared page shows that snapshot alone (no sidebar, no socket, not
+indexed) and works without JavaScript; whoever opens it can start their own copy."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+
+from chatbot import transfer
+from chatbot.conversations import Conversation, Store
+from chatbot.pages import chat_page, limited, own_conversation, refused_new_chat, store
+from chatbot.security import owner_id
+
+bp = Blueprint("shares", __name__)
+KIND = "share"
+
+
+@bp.app_template_filter("utc_time")
+def utc_time(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+
+
+LIFETIMES = {"never": None, "1": 86400, "7": 7 * 86400, "30": 30 * 86400}  # the form's choices, in days
+
+
+def share(store: Store, conversation: Conversation, lifetime: float | None) -> str:
+    """Snapshot the conversation as it is now; the new link's id."""
+    token = secrets.token_urlsafe(24)
+    expires_at = time.time() + lifetime if lifetime else None
+    snapshot = transfer.as_json(conversation, store.messages(conversation))
+    store.save_record(KIND, token, {"owner": conversation.owner, "snapshot": snapshot, "expires_at": expires_at})
+    conversation.settings["shares"] = [*conversation.settings.get("shares", []), [token, expires_at]]
+    store.update_conversation(conversation)
+    return token
+
+
+def unshare(store: Store, conversation: Conversation, token: str | None = None) -> None:
+    """Revoke one of the conversation's links, or (token None) all of them."""
+    links = conversation.settings.get("shares", [])
+    for each, _ in links:
+        if token in (None, each):
+            store.delete_record(KIND, each)
+    conversation.settings["shares"] = [link for link in links if token is not None and link[0] != token]
+    store.update_conversation(conversation)
+
+
+def shared(store: Store, token: str) -> dict | None:
+    """The share behind a link, while it is neither revoked nor expired."""
+    found = store.load_record(KIND, token)
+    if found is None or (found["expires_at"] and found["expires_at"] < time.time()):
+        return None
+    return found
+
+
+@bp.post("/c/<conversation_id>/shares")
+def make_link(conversation_id: str):
+    conversation = own_conversation(conversation_id)
+    lifetime = LIFETIMES.get(request.form.get("expires", "never"), None)
+    link = url_for("shares.view", token=share(store(), conversation, lifetime), _external=True)
+    return chat_page(conversation, f"Anyone with this link can read the chat as it is now: {link}", status=201)
+
+
+@bp.post("/c/<conversation_id>/shares/<token>/revoke")
+def revoke(conversation_id: str, token: str):
+    unshare(store(), own_conversation(conversation_id), token)
+    return redirect(url_for("pages.conversation", conversation_id=conversation_id))
+
+
+@bp.get("/s/<token>")
+def view(token: str):
+    """The snapshot alone: no sidebar, no socket, not indexed."""
+    found = shared(store(), token)
+    if found is None:
+        abort(404)
+    title, _, messages = transfer.read_export(found["snapshot"].encode(), current_app.config["MAX_MESSAGE_CHARS"])
+    page = render_template("shared.html", title=title, messages=messages, token=token)
+    return page, 200, {"X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "no-referrer"}
+
+
+@bp.post("/s/<token>/copy")
+def copy(token: str):
+    """Start one's own conversation from the snapshot."""
+    found = shared(store(), token)
+    if found is None:
+        abort(404)
+    if refused := limited("conversations"):
+        return refused_new_chat(refused)
+    data = found["snapshot"].encode()
+    conversation = transfer.import_json(store(), owner_id(), data, current_app.config["MAX_MESSAGE_CHARS"])
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id))
