@@ -362,3 +362,23 @@ def test_the_page_connects_again_when_the_person_comes_back(page, tmp_path, fake
         page.keyboard.press("Enter")
         expect(page.locator(".message.assistant.done .body")).to_have_text("Back again")
         expect(page.locator("#notice")).not_to_contain_text("left alone")
+
+
+def test_a_share_link_opens_the_snapshot_in_another_browser_and_copies(page, browser, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    ask(page, fake, "Best owl?", ["The **barn owl**"])
+    expect(page.locator(".message.assistant.done .body strong")).to_have_text("barn owl")
+    page.click("text=Rename, export or delete")
+    page.select_option("#share-expires", "7")
+    page.click("text=Make a share link")
+    link = page.locator("#notice").inner_text().rsplit(" ", 1)[1]
+    expect(page.locator("text=Share link 1")).to_be_attached()
+
+    other = browser.new_context().new_page()  # someone else
+    other.goto(link)
+    expect(other.locator(".message.assistant .body strong")).to_have_text("barn owl")
+    assert other.locator("[ws-connect], .sidebar, details.edit").count() == 0
+    other.click("text=Start your own copy of this chat")
+    expect(other.locator(".message.user .body")).to_have_text("Best owl?")
+    assert "/c/" in other.url and other.url != page.url
+    other.context.close()
