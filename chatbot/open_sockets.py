@@ -45,10 +45,6 @@ class OpenSockets:
                     if self._counts[key] <= 0:
                         del self._counts[key]
 
-    def count(self, key: str = "all") -> int:
-        with self._lock:
-            return self._counts[key]
-
 
 def refusal(full: str, cap: int) -> str:
     """Why a socket may not open, and what to do, in words for the user."""
