@@ -225,7 +225,8 @@ def _run(
 ) -> Message:
     """Write the started answer `message` (empty, or the part of an answer to go on from) to its end."""
     cancel = cancel or threading.Event()
-    turns = history_turns([m for m in store.messages(conversation) if m.id != message.id])
+    history = [m for m in store.messages(conversation) if m.id != message.id]
+    turns = history_turns(history)
     if settings.system_prompt:
         turns.insert(0, {"role": "system", "content": settings.system_prompt})
     answer = _Answer(message, parts=[message.content], saved_length=len(message.content))
@@ -273,20 +274,25 @@ def _run(
         log.error("answer %s could not be saved: %s", message.id, error.__cause__ or error)
         message.status, message.error = "error", _unsaved(error)
     listener(Event("finished", message))
-    if message.status == "done" and settings.titles:
-        _retitle(store, conversation, message, settings, listener)
+    if message.status == "done" and settings.titles and len(history) == 1 and history[0].role == "user":
+        _retitle(store, conversation, history[0].content, message, settings, listener)
     return message
 
 
-def _retitle(store: Store, conversation: Conversation, answer: Message, settings: ReplySettings, listener: Listener):
-    """After the chat's first answer, the model's title in place of the first message's, unless renamed meanwhile."""
-    messages = store.messages(conversation)
-    if len(messages) != 2 or messages[0].role != "user":
-        return
+def _retitle(
+    store: Store,
+    conversation: Conversation,
+    question: str,
+    answer: Message,
+    settings: ReplySettings,
+    listener: Listener,
+) -> None:
+    """After the chat's first answer (to `question`), the model's title in place of the question's, unless the
+    chat was renamed meanwhile."""
     current = store.get_conversation(conversation.owner, conversation.id)
-    if current is None or current.title != title_from(messages[0].content):
+    if current is None or current.title != title_from(question):
         return
-    title = titles.model_title(settings.backend, settings.parameters, messages[0].content, answer.content)
+    title = titles.model_title(settings.backend, settings.parameters, question, answer.content)
     if title:
         current.title = conversation.title = title
         store.update_conversation(current)
