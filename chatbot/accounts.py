@@ -162,3 +162,18 @@ def use_invitation(store: Store, token: str) -> bool:
         return False
     store.delete_record("invitation", token)
     return True
+
+
+def site_settings(store: Store, config: dict) -> dict:
+    """What the admin set for accounts (chatbot/admin.py): how they get in, their limits; the configuration's
+    values until then."""
+    defaults = {
+        "signups": SIGNUPS[0],
+        "messages_per_minute": config["MESSAGES_PER_MINUTE"],
+        "tokens_per_day": config["TOKENS_PER_DAY"],
+    }
+    return {**defaults, **(store.load_record("site", "settings") or {})}
+
+
+def save_site_settings(store: Store, settings: dict) -> None:
+    store.save_record("site", "settings", settings)

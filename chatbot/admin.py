@@ -8,7 +8,6 @@ import secrets
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 
 from chatbot import accounts, limits, picker
-from chatbot.auth import site_settings
 from chatbot.pages import store
 from config import SETTINGS
 
@@ -29,7 +28,7 @@ def dashboard(notice: str = "", status: int = 200):
         "admin.html",
         everyone=everyone,
         usage=usage,
-        site=site_settings(),
+        site=accounts.site_settings(store(), current_app.config),
         notice=notice,
         signups=accounts.SIGNUPS,
         models=[choice.name for choice in picker.choices(current_app.config)],
@@ -83,7 +82,7 @@ def change_settings():
         }
     except ValueError as error:
         return dashboard(f"Nothing was changed: the limits take {error}.", 400)
-    store().save_record("site", "settings", chosen)
+    accounts.save_site_settings(store(), chosen)
     return redirect(url_for("admin.dashboard"))
 
 

@@ -157,7 +157,7 @@ def sign_up():
     if current_app.config["AUTH"] != "local":
         abort(404)
     first = not accounts.everyone(store())
-    invitation_only = site_settings()["signups"] == "invitation" and not first
+    invitation_only = accounts.site_settings(store(), current_app.config)["signups"] == "invitation" and not first
     if request.method == "GET" or invitation_only:
         status = 403 if invitation_only and request.method == "POST" else 200
         return render_template("auth/sign_up.html", first=first, invitation_only=invitation_only), status
@@ -206,13 +206,3 @@ def sign_out_everywhere():
         accounts.end_sessions(store(), g.account)
     session.clear()
     return redirect(url_for("auth.sign_in"))
-
-
-def site_settings() -> dict:
-    """What the admin set (chatbot/admin.py), over the defaults from the configuration."""
-    defaults = {
-        "signups": "approval",
-        "messages_per_minute": current_app.config["MESSAGES_PER_MINUTE"],
-        "tokens_per_day": current_app.config["TOKENS_PER_DAY"],
-    }
-    return {**defaults, **(store().load_record("site", "settings") or {})}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
-from chatbot import limits, picker, reasoning, transfer
+from chatbot import accounts, limits, picker, reasoning, transfer
 from chatbot.conversations import Conversation, Store
 from chatbot.generation import (
     WAIT,
@@ -77,9 +77,7 @@ def limited(kind: str) -> str | None:
 
 def account_limits() -> dict | None:
     """The limits the admin set for accounts, when someone is signed in."""
-    from chatbot.auth import site_settings  # auth's blueprint reads the store through this module
-
-    return site_settings() if g.get("account") is not None else None
+    return accounts.site_settings(store(), current_app.config) if g.get("account") is not None else None
 
 
 def problem_page(heading: str, reason: str, status: int):

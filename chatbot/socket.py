@@ -18,7 +18,6 @@ from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 
 from chatbot import accounts, limits, picker, reasoning
-from chatbot.auth import site_settings
 from chatbot.conversations import Conversation, Message
 from chatbot.extensions import sock
 from chatbot.generation import (
@@ -249,7 +248,7 @@ class ChatSocket:
 
     def account_limits(self) -> dict | None:
         """What the admin set for accounts now (None: nobody signs in)."""
-        return site_settings() if self.account else None
+        return accounts.site_settings(store(), self.app.config) if self.account else None
 
     def refresh_conversation(self) -> bool:
         """Read the conversation again (another tab may have renamed it or changed its settings);
