@@ -148,13 +148,15 @@ def delete(conversation_id: str):
 @bp.post("/c/<conversation_id>/regenerate")
 def regenerate(conversation_id: str):
     """Answer the last question again (without JavaScript; the socket does the same)."""
-    return answered(own_conversation(conversation_id), run_regeneration)
+    conversation = own_conversation(conversation_id)
+    return answered(conversation, lambda settings: run_regeneration(store(), conversation, settings, ignore))
 
 
 @bp.post("/c/<conversation_id>/continue")
 def continue_answer(conversation_id: str):
     """Go on with an answer that stopped at the length limit (without JavaScript)."""
-    return answered(own_conversation(conversation_id), run_continuation)
+    conversation = own_conversation(conversation_id)
+    return answered(conversation, lambda settings: run_continuation(store(), conversation, settings, ignore))
 
 
 @bp.post("/c/<conversation_id>/messages/<message_id>/edit")
@@ -167,17 +169,22 @@ def edit_message(conversation_id: str, message_id: str):
         return chat_page(conversation, problem, status=400)
     if not can_edit(store(), conversation, message_id):
         abort(404)
-    return answered(conversation, run_reply, text, replacing=message_id)
+    return answered(
+        conversation,
+        lambda settings: run_reply(store(), conversation, text, settings, ignore, replacing=message_id),
+        text,
+    )
 
 
-def answered(conversation: Conversation, run, *args, **kwargs):  # type: ignore[no-untyped-def]
-    """Run an answer to its end (`run` is one of generation's run_*), then show the page at the answer."""
+def answered(conversation: Conversation, reply, draft: str = ""):  # type: ignore[no-untyped-def]
+    """Run `reply(settings)` (one of generation's run_*) to the answer's end, then show the page at the answer;
+    refused or busy, the page keeps `draft` in the box."""
     if refused := limited("answers"):
-        return chat_page(conversation, refused, draft=args[0] if args else "", status=429)
+        return chat_page(conversation, refused, draft=draft, status=429)
     try:
-        run(store(), conversation, *args, settings_for_conversation(conversation, visible_config()), ignore, **kwargs)
+        reply(settings_for_conversation(conversation, visible_config()))
     except AnswerRunning:
-        return chat_page(conversation, WAIT, draft=args[0] if args else "", status=409)
+        return chat_page(conversation, WAIT, draft=draft, status=409)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
 
 
@@ -247,4 +254,4 @@ def post_message(conversation_id: str):
     if problem:
         return chat_page(conversation, problem, draft=text, status=400)
     pick_model(store(), conversation, request.form.get("model"), visible_config())
-    return answered(conversation, run_reply, text)
+    return answered(conversation, lambda settings: run_reply(store(), conversation, text, settings, ignore), text)
