@@ -12,6 +12,20 @@ from chatbot.conversations import Store
 DAY = 86400
 
 
+def _tokens_today(store: Store, owner: str, adding: int = 0) -> int:
+    """Add to the owner's tokens of today (UTC) and return them (adding 0: only read)."""
+    return store.add_to_count(f"usage:tokens:{owner}", adding, DAY)
+
+
+def _answers_today(store: Store, owner: str, adding: int = 0) -> int:
+    return store.add_to_count(f"usage:messages:{owner}", adding, DAY)
+
+
+def _answers_this_minute(store: Store, owner: str, adding: int = 0) -> int:
+    """The owner's counter of answers that refusal() adds to, this minute."""
+    return store.add_to_count(f"answers:session:{owner}", adding, LIMITS["answers"].window_seconds)
+
+
 @dataclass(frozen=True)
 class Limit:
     things: str  # what is counted, in words
@@ -76,7 +90,7 @@ def refusal(
                 f"Try again in {max(1, round(ends - time.time()))} s (at {at}); {limit.again}."
             )
     if kind == "answers":
-        store.add_to_count(f"usage:messages:{owner}", 1, DAY)
+        _answers_today(store, owner, 1)
     return None
 
 
@@ -86,7 +100,7 @@ def _window_end(window_seconds: int) -> tuple[float, str]:
 
 
 def _tokens_refusal(store: Store, owner: str, allowed: int) -> str | None:
-    if not allowed or store.add_to_count(f"usage:tokens:{owner}", 0, DAY) < allowed:
+    if not allowed or _tokens_today(store, owner) < allowed:
         return None
     ends, at = _window_end(DAY)
     hours, minutes = divmod(round((ends - time.time()) / 60), 60)
@@ -98,21 +112,21 @@ def _tokens_refusal(store: Store, owner: str, allowed: int) -> str | None:
 
 def count_tokens(store: Store, owner: str, tokens: int) -> None:
     """Add an answer's tokens (the prompt's too, where the server counts them) to what its owner used today."""
-    store.add_to_count(f"usage:tokens:{owner}", tokens, DAY)
+    _tokens_today(store, owner, tokens)
 
 
 def usage_today(store: Store, owner: str) -> tuple[int, int]:
     """(answers, tokens) the owner asked for today (UTC)."""
-    return store.add_to_count(f"usage:messages:{owner}", 0, DAY), store.add_to_count(f"usage:tokens:{owner}", 0, DAY)
+    return _answers_today(store, owner), _tokens_today(store, owner)
 
 
 def left(store: Store, owner: str, account_limits: dict) -> str:
     """How much of an account's limits is left, for the page: shown before it is reached."""
     parts = []
     if per_minute := account_limits["messages_per_minute"]:
-        used = store.add_to_count(f"answers:session:{owner}", 0, 60)
+        used = _answers_this_minute(store, owner)
         parts.append(f"{max(0, per_minute - used)} of {per_minute} messages left this minute")
     if per_day := account_limits["tokens_per_day"]:
-        used = store.add_to_count(f"usage:tokens:{owner}", 0, DAY)
+        used = _tokens_today(store, owner)
         parts.append(f"{max(0, per_day - used):,} of {per_day:,} tokens left today")
     return " · ".join(parts)
