@@ -34,8 +34,18 @@ def _client():  # type: ignore[no-untyped-def]
 
 
 def start_sign_in():  # type: ignore[no-untyped-def]
-    """Off to the provider; it comes back to the callback with a code."""
-    return _client().authorize_redirect(url_for("auth.oidc_callback", _external=True))
+    """Off to the provider; it comes back to the callback with a code. A provider that does not answer is said
+    so on the sign-in page."""
+    try:
+        return _client().authorize_redirect(url_for("auth.oidc_callback", _external=True))
+    except (requests.RequestException, OAuthError, ValueError) as error:
+        current_app.logger.warning("the OpenID Connect provider did not answer: %s", type(error).__name__)
+        name, issuer = current_app.config["OIDC_NAME"], current_app.config["OIDC_ISSUER"]
+        problem = (
+            f"{name} does not answer ({type(error).__name__}), so nobody can sign in right now. Try again in a "
+            f"moment; if it lasts, whoever runs the chat should check OIDC_ISSUER ({issuer})."
+        )
+        return sign_in_page(problem, 503)
 
 
 def verified_email() -> tuple[str | None, str]:

@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from chatbot import create_app
+from chatbot.local_model.server import free_port
 from config import ConfigError, load_config
 from tests.fakes.hf_server import TOKEN
 from tests.fakes.oidc_provider import CLIENT_ID, CLIENT_SECRET, OpenIDProvider
@@ -110,3 +111,14 @@ def test_oidc_needs_its_settings_and_someone_to_let_in(provider):
     with pytest.raises(ConfigError, match="needs OIDC_ALLOWED_EMAILS or OIDC_ALLOWED_DOMAINS"):
         load_config(settings)
     assert load_config({**settings, "OIDC_ALLOWED_DOMAINS": "Example.org"})["OIDC_ALLOWED_DOMAINS"] == ("example.org",)
+
+
+def test_a_provider_that_does_not_answer_is_said_so(tmp_path, fake):
+    closed = f"http://127.0.0.1:{free_port()}"
+    settings = {"SECRET_KEY": "t", "CHAT_STORE_URL": f"sqlite:///{tmp_path}/c.db", "API_URL": fake.task_url()}
+    settings |= {"AUTH": "oidc", "OIDC_ISSUER": closed, "OIDC_CLIENT_ID": "a", "OIDC_CLIENT_SECRET": "b"}
+    app = create_app({**settings, "OIDC_ALLOWED_DOMAINS": ("example.org",), "OIDC_NAME": "Example ID"})
+    answer = app.test_client().get("/sign-in/oidc")
+    assert answer.status_code == 503
+    assert "Example ID does not answer (ConnectionError), so nobody can sign in right now" in answer.text
+    assert f"check OIDC_ISSUER ({closed})" in answer.text
