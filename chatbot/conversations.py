@@ -29,6 +29,7 @@ class Conversation:
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     settings: dict[str, Any] = field(default_factory=dict)  # the model picked for it, and more to come
+    leaf_id: str = ""  # the last message of the branch shown (chatbot/branches.py); "" for the newest message
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Message:
     error: dict[str, Any] | None = None  # InferenceError.as_dict() when status is "error"
     meta: dict[str, Any] = field(default_factory=dict)  # model, tokens, seconds
     created_at: float = field(default_factory=time.time)
+    parent_id: str | None = None  # the message it follows (None: a first message); its alternatives share it
 
 
 class Store(Protocol):
@@ -61,7 +63,7 @@ class Store(Protocol):
     def list_conversations(self, owner: str) -> list[Conversation]: ...
 
     def update_conversation(self, conversation: Conversation) -> None:
-        """Save a conversation's title and settings."""
+        """Save a conversation's title and settings (not its chosen leaf: choose_branch does)."""
 
     def delete_conversation(self, conversation: Conversation) -> None:
         """Delete a conversation and all its messages."""
@@ -71,10 +73,14 @@ class Store(Protocol):
 
     def add_message(self, message: Message) -> Message: ...
 
-    def start_answer(self, conversation: Conversation, messages: list[Message], replace_from: str | None) -> bool:
-        """Atomically, across workers and hosts: unless the conversation's last message is an answer being
-        written, delete message `replace_from` and every later one (if given), then append `messages` (the
-        last is the new answer). False, and nothing changed, when an answer is being written: one at a time."""
+    def start_answer(self, conversation: Conversation, messages: list[Message]) -> bool:
+        """Atomically, across workers and hosts: unless an answer of the conversation is being written, save
+        `messages` (new ones appended; one already stored, an answer to go on with, saved again) and make the
+        last, the new answer, the conversation's chosen leaf. False, and nothing changed, when an answer is
+        being written: one at a time. Nothing is ever deleted: an edit or a regeneration is a new branch."""
+
+    def choose_branch(self, conversation: Conversation, leaf_id: str) -> None:
+        """Show the branch that ends at message `leaf_id` from now on (on reload, in every tab)."""
 
     def update_message(self, message: Message) -> None:
         """Save a message whole; the parts appended to an answer are replaced by its content."""
@@ -89,7 +95,8 @@ class Store(Protocol):
         tab following an answer has not seen yet, read without reading the rest)."""
 
     def messages(self, conversation: Conversation) -> list[Message]:
-        """The conversation's messages in order, answers being written with all their parts so far."""
+        """All the conversation's messages, every branch, in the order they were saved (a parent before its
+        children), answers being written with all their parts so far."""
 
     def add_to_count(self, key: str, amount: int, window_seconds: int) -> int:
         """Add `amount` to the counter `key` for the current window (windows of `window_seconds` counted from

@@ -4,7 +4,8 @@
 arguments, so a socket, a form post or a test can run them alike; they report
 to a listener with `Event`s and never raise for a failed answer: the failure is
 stored with the message and reported. One answer at a time per conversation:
-starting one while another is written raises AnswerRunning.
+starting one while another is written raises AnswerRunning. Nothing is thrown away: an edit or a
+regeneration starts a branch beside what was there (chatbot/branches.py), and the model sees that branch alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from chatbot import limits, picker, reasoning, titles
+from chatbot.branches import Tree
 from chatbot.conversations import Conversation, Message, Store, new_id, title_from
 from chatbot.local_model.status import explain as explain_local_model_failure
 from chatbot.rendering import render_markdown
@@ -46,7 +48,7 @@ class Event:
     message: Message
     text: str = ""
     user_message: Message | None = None
-    replaced: bool = False  # "started" in place of earlier messages: the whole list is shown again
+    new_branch: bool = False  # "started" beside earlier messages (an edit, a regeneration): the branch is shown anew
 
 
 Listener = Callable[[Event], None]
@@ -109,23 +111,34 @@ def can_edit(store: Store, conversation: Conversation, message_id: str) -> bool:
     return any(m.id == message_id and m.role == "user" for m in store.messages(conversation))
 
 
-def _start(
-    store: Store, conversation: Conversation, messages: list[Message], replace_from: str | None = None
-) -> Message:
+def running_answer(messages: list[Message]) -> Message | None:
+    """The conversation's answer being written, on whichever branch (one at a time)."""
+    return next((m for m in reversed(messages) if m.status == "streaming"), None)
+
+
+def _start(store: Store, conversation: Conversation, messages: list[Message]) -> Message:
     """Save `messages` (the new answer last) in one step that no other answer can start during; an answer
     whose writer went away does not block it. AnswerRunning when one is being written."""
     for _ in range(2):
-        if store.start_answer(conversation, messages, replace_from):
+        if store.start_answer(conversation, messages):
             return messages[-1]
-        last = store.messages(conversation)[-1]
-        if not settle_abandoned(store, last):
+        running = running_answer(store.messages(conversation))
+        if running is not None and not settle_abandoned(store, running):
             break
     raise AnswerRunning
 
 
-def _new_answer(conversation: Conversation, settings: ReplySettings) -> Message:
+def _new_answer(conversation: Conversation, settings: ReplySettings, question: Message) -> Message:
     meta = {"model": settings.model_name or settings.backend.model_id}
-    return Message(new_id(), conversation.id, "assistant", "", status="streaming", meta=meta)
+    return Message(new_id(), conversation.id, "assistant", "", status="streaming", meta=meta, parent_id=question.id)
+
+
+def _shown_last(tree: Tree, conversation: Conversation, message_id: str | None) -> Message | None:
+    """The last message a tab shows (`message_id`, sent with its action), else that of the chosen branch."""
+    if message_id in tree.by_id:
+        return tree.by_id[message_id]
+    chosen = tree.chosen(conversation.leaf_id)
+    return chosen[-1] if chosen else None
 
 
 def run_reply(
@@ -135,17 +148,23 @@ def run_reply(
     settings: ReplySettings,
     listener: Listener,
     cancel: threading.Event | None = None,
+    after: str | None = None,
     replacing: str | None = None,
 ) -> Message:
-    """Answer `text`, a new message or the edited text of the user's message `replacing` (what came after it
-    is dropped). The message is saved before anything is sent; the first one titles the chat. Returns the
-    stored answer, whatever happened; AnswerRunning when the conversation is being answered already."""
-    user_message = Message(new_id(), conversation.id, "user", text)
-    answer = _start(store, conversation, [user_message, _new_answer(conversation, settings)], replacing)
+    """Answer `text`: a new message after `after` (the last message the tab shows), or the edited text of the
+    user's message `replacing`, saved beside it as an alternative (nothing is thrown away). The message is
+    saved before anything is sent; the first one titles the chat. Returns the stored answer, whatever
+    happened; AnswerRunning when the conversation is being answered already."""
+    tree = Tree(store.messages(conversation))
+    edited = tree.by_id.get(replacing or "")
+    follows = tree.by_id.get(edited.parent_id or "") if edited else _shown_last(tree, conversation, after)
+    user_message = Message(new_id(), conversation.id, "user", text, parent_id=follows.id if follows else None)
+    answer = _start(store, conversation, [user_message, _new_answer(conversation, settings, user_message)])
     if conversation.title == "New chat":
         conversation.title = title_from(text)
         store.update_conversation(conversation)
-    listener(Event("started", answer, user_message=user_message, replaced=replacing is not None))
+    new_branch = edited is not None or (bool(tree.messages) and after not in tree.by_id)
+    listener(Event("started", answer, user_message=user_message, new_branch=new_branch))
     return _run(store, conversation, answer, settings, listener, cancel)
 
 
@@ -155,14 +174,17 @@ def run_regeneration(
     settings: ReplySettings,
     listener: Listener,
     cancel: threading.Event | None = None,
+    of: str | None = None,
 ) -> Message | None:
-    """Answer the last question again, in place of its answer; None when there is no question yet."""
-    messages = store.messages(conversation)
-    replaced = messages.pop() if messages and messages[-1].role == "assistant" else None
-    if not messages or messages[-1].role != "user":
+    """Answer again the question of the answer `of` (the last one the tab shows), beside it as an alternative;
+    None when there is no question yet."""
+    tree = Tree(store.messages(conversation))
+    shown = _shown_last(tree, conversation, of)
+    question = tree.by_id.get(shown.parent_id or "") if shown and shown.role == "assistant" else shown
+    if question is None or question.role != "user":
         return None
-    answer = _start(store, conversation, [_new_answer(conversation, settings)], replaced and replaced.id)
-    listener(Event("started", answer, replaced=replaced is not None))
+    answer = _start(store, conversation, [_new_answer(conversation, settings, question)])
+    listener(Event("started", answer, new_branch=True))
     return _run(store, conversation, answer, settings, listener, cancel)
 
 
@@ -172,14 +194,16 @@ def run_continuation(
     settings: ReplySettings,
     listener: Listener,
     cancel: threading.Event | None = None,
+    of: str | None = None,
 ) -> Message | None:
-    """Go on with the last answer, which stopped at the length limit; None when there is none to go on with."""
-    answer = answer_to_continue(store, conversation)
+    """Go on with the answer `of` (the last one the tab shows), which stopped at the length limit; None when
+    there is none to go on with."""
+    answer = answer_to_continue(store, conversation, of)
     if answer is None:
         return None
     answer.status, answer.html = "streaming", ""
     answer.meta.pop("finish_reason", None)
-    _start(store, conversation, [answer], answer.id)
+    _start(store, conversation, [answer])
     listener(Event("resumed", answer))
     return _run(store, conversation, answer, settings, listener, cancel)
 
@@ -206,10 +230,10 @@ def settle_abandoned(store: Store, message: Message) -> bool:
     return True
 
 
-def answer_to_continue(store: Store, conversation: Conversation) -> Message | None:
-    """The last answer, if it stopped at the length limit and can be continued."""
-    messages = store.messages(conversation)
-    last = messages[-1] if messages else None
+def answer_to_continue(store: Store, conversation: Conversation, of: str | None = None) -> Message | None:
+    """The last answer shown (`of`, else the chosen branch's), if it stopped at the length limit and can be
+    continued."""
+    last = _shown_last(Tree(store.messages(conversation)), conversation, of)
     if last and last.role == "assistant" and last.status == "done" and last.meta.get("finish_reason") == "length":
         return last
     return None
@@ -225,7 +249,7 @@ def _run(
 ) -> Message:
     """Write the started answer `message` (empty, or the part of an answer to go on from) to its end."""
     cancel = cancel or threading.Event()
-    history = [m for m in store.messages(conversation) if m.id != message.id]
+    history = Tree(store.messages(conversation)).path_to(message.id)[:-1]  # the model sees its branch alone
     turns = history_turns(history)
     if settings.system_prompt:
         turns.insert(0, {"role": "system", "content": settings.system_prompt})

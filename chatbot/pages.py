@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
 from chatbot import accounts, limits, picker, reasoning, transfer
+from chatbot.branches import Tree
 from chatbot.conversations import Conversation, Store
 from chatbot.generation import (
     WAIT,
@@ -15,6 +16,7 @@ from chatbot.generation import (
     run_continuation,
     run_regeneration,
     run_reply,
+    running_answer,
     save_conversation_settings,
     settings_for_conversation,
 )
@@ -50,12 +52,15 @@ def chat_page(conversation: Conversation, notice: str = "", draft: str = "", sta
     query = request.args.get("q", "").strip()
     listed = store().search_conversations(conversation.owner, query) if query else None
     config = visible_config()
+    tree = Tree(store().messages(conversation))
     return render_template(
         "chat/page.html",
         conversation=conversation,
         conversations=listed if listed is not None else store().list_conversations(conversation.owner),
         query=query,
-        messages=store().messages(conversation),
+        messages=tree.chosen(conversation.leaf_id),
+        tree=tree,
+        busy=running_answer(tree.messages) is not None,
         choices=picker.choices(config),
         chosen=picker.choice(config, conversation.settings.get("model")),
         settings=settings_for_conversation(conversation, config),
@@ -147,21 +152,46 @@ def delete(conversation_id: str):
 
 @bp.post("/c/<conversation_id>/regenerate")
 def regenerate(conversation_id: str):
-    """Answer the last question again (without JavaScript; the socket does the same)."""
-    conversation = own_conversation(conversation_id)
-    return answered(conversation, lambda settings: run_regeneration(store(), conversation, settings, ignore))
+    """Answer the last question shown again, as a new branch (without JavaScript; the socket does the same)."""
+    conversation, shown = own_conversation(conversation_id), request.form.get("after")
+    return answered(conversation, lambda settings: run_regeneration(store(), conversation, settings, ignore, of=shown))
 
 
 @bp.post("/c/<conversation_id>/continue")
 def continue_answer(conversation_id: str):
     """Go on with an answer that stopped at the length limit (without JavaScript)."""
+    conversation, shown = own_conversation(conversation_id), request.form.get("after")
+    return answered(conversation, lambda settings: run_continuation(store(), conversation, settings, ignore, of=shown))
+
+
+@bp.post("/c/<conversation_id>/branch")
+def switch_branch(conversation_id: str):
+    """Show another version of a message, and the branch that goes on from it (without JavaScript)."""
     conversation = own_conversation(conversation_id)
-    return answered(conversation, lambda settings: run_continuation(store(), conversation, settings, ignore))
+    tree = Tree(store().messages(conversation))
+    message_id = request.form.get("message_id", "")
+    if message_id not in tree.by_id:
+        abort(404)
+    store().choose_branch(conversation, tree.newest_leaf(message_id))
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor=f"msg-{message_id}"))
+
+
+@bp.post("/c/<conversation_id>/messages/<message_id>/fork")
+def fork(conversation_id: str, message_id: str):
+    """A new chat holding a copy of the branch up to this message, with the same model and settings."""
+    conversation = own_conversation(conversation_id)
+    branch = Tree(store().messages(conversation)).path_to(message_id)
+    if not branch:
+        abort(404)
+    if refused := limited("conversations"):
+        return chat_page(conversation, refused, status=429)
+    copy = transfer.copy_branch(store(), conversation, branch)
+    return redirect(url_for("pages.conversation", conversation_id=copy.id, _anchor="end"))
 
 
 @bp.post("/c/<conversation_id>/messages/<message_id>/edit")
 def edit_message(conversation_id: str, message_id: str):
-    """Send the edited text of an earlier message, dropping what came after it."""
+    """Send the edited text of an earlier message, beside it as a new branch (the original stays)."""
     conversation = own_conversation(conversation_id)
     text = request.form.get("message", "").strip()
     problem = message_problem(text, current_app.config["MAX_MESSAGE_CHARS"])
@@ -195,7 +225,7 @@ def export(conversation_id: str, kind: str):
     if kind not in writers:
         abort(404)
     write, mimetype = writers[kind]
-    response = Response(write(conversation, store().messages(conversation)), mimetype=mimetype)
+    response = Response(write(conversation, Tree(store().messages(conversation))), mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="{transfer.file_name(conversation, kind)}"'
     return response
 
@@ -254,4 +284,7 @@ def post_message(conversation_id: str):
     if problem:
         return chat_page(conversation, problem, draft=text, status=400)
     pick_model(store(), conversation, request.form.get("model"), visible_config())
-    return answered(conversation, lambda settings: run_reply(store(), conversation, text, settings, ignore), text)
+    after = request.form.get("after")
+    return answered(
+        conversation, lambda settings: run_reply(store(), conversation, text, settings, ignore, after=after), text
+    )

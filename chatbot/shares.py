@@ -10,6 +10,7 @@ import time
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
 from chatbot import transfer
+from chatbot.branches import Tree
 from chatbot.conversations import Conversation, Store
 from chatbot.pages import chat_page, limited, own_conversation, refused_new_chat, store
 from chatbot.security import owner_id
@@ -27,10 +28,11 @@ LIFETIMES = {"never": None, "1": 86400, "7": 7 * 86400, "30": 30 * 86400}  # the
 
 
 def share(store: Store, conversation: Conversation, lifetime: float | None) -> str:
-    """Snapshot the conversation as it is now; the new link's id."""
+    """Snapshot the branch the conversation shows now (not its other versions); the new link's id."""
     token = secrets.token_urlsafe(24)
     expires_at = time.time() + lifetime if lifetime else None
-    snapshot = transfer.as_json(conversation, store.messages(conversation))
+    branch = Tree(store.messages(conversation)).chosen(conversation.leaf_id)
+    snapshot = transfer.as_json(conversation, Tree(branch))
     store.save_record(KIND, token, {"owner": conversation.owner, "snapshot": snapshot, "expires_at": expires_at})
     conversation.settings["shares"] = [*conversation.settings.get("shares", []), [token, expires_at]]
     store.update_conversation(conversation)
@@ -75,8 +77,10 @@ def view(token: str):
     found = shared(store(), token)
     if found is None:
         abort(404)
-    title, _, messages = transfer.read_export(found["snapshot"].encode(), current_app.config["MAX_MESSAGE_CHARS"])
-    page = render_template("shared.html", title=title, messages=messages, token=token)
+    title, _, messages, chosen = transfer.read_export(
+        found["snapshot"].encode(), current_app.config["MAX_MESSAGE_CHARS"]
+    )
+    page = render_template("shared.html", title=title, messages=Tree(messages).chosen(chosen), token=token)
     return page, 200, {"X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "no-referrer"}
 
 

@@ -1,7 +1,8 @@
 """Blueprint "chat": the WebSocket of one conversation and its message protocol.
 
-The browser (htmx ws-send) sends JSON: {"action": "send", "message": "..."} or
-{"action": "stop"}. The server sends HTML fragments that htmx swaps out of band.
+The browser (htmx ws-send) sends JSON: {"action": "send", "message": "...", "after": "<the last message the
+tab shows>"}, "edit", "regenerate", "continue", "switch" (to another branch) or "stop". The server sends HTML
+fragments that htmx swaps out of band.
 The origin and the owner are checked before the socket is accepted.
 """
 
@@ -18,6 +19,7 @@ from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 
 from chatbot import accounts, limits, picker, reasoning
+from chatbot.branches import Tree
 from chatbot.conversations import Conversation, Message
 from chatbot.extensions import sock
 from chatbot.generation import (
@@ -31,6 +33,7 @@ from chatbot.generation import (
     run_continuation,
     run_regeneration,
     run_reply,
+    running_answer,
     settings_for_conversation,
     settle_abandoned,
 )
@@ -61,6 +64,7 @@ IDLE = (
     "It connects again as soon as you come back to it."
 )
 ANSWERING = ("send", "edit", "regenerate", "continue")  # the actions that ask the backend for an answer
+GONE = "That message is not in this chat (it may have expired with it). Reload the page."
 WAITING = Markup('<p id="wait-{}" class="waiting" hx-swap-oob="true">{}</p>')
 
 
@@ -118,6 +122,8 @@ class ChatSocket:
         self.send_lock = threading.Lock()
         self.answering = False  # an answer is being sent on this socket (written here, or followed)
         self.cancel = threading.Event()
+        self.shown_last = conversation.leaf_id  # the last message of the branch this tab shows
+        self.hidden: set[str] = set()  # answers being written whose text this tab does not show (another branch)
 
     def serve(self) -> None:
         """Read actions until the browser goes, or until the socket has been idle (no action, no answer) too long."""
@@ -146,21 +152,22 @@ class ChatSocket:
                 self.notice(str(error))
 
     def running_answer(self) -> Message | None:
-        """The conversation's answer being written now by any tab, worker or host, if any."""
-        messages = store().messages(self.conversation)
-        last = messages[-1] if messages else None
-        if last is None or last.role != "assistant" or last.status != "streaming":
+        """The conversation's answer being written now by any tab, worker or host, on any branch, if any."""
+        answer = running_answer(store().messages(self.conversation))
+        if answer is not None and settle_abandoned(store(), answer):
+            self.on_event(Event("finished", answer))
             return None
-        if settle_abandoned(store(), last):
-            self.on_event(Event("finished", last))
-            return None
-        return last
+        return answer
 
     def follow_running_answer(self) -> None:
-        """A reloaded tab, or one on another worker: show the answer so far and keep streaming it."""
+        """A reloaded tab, or one on another worker: show the answer so far and keep streaming it (only when
+        it is on the branch the tab shows; otherwise the tab hears when it ends)."""
         answer = self.running_answer()
         if answer is not None:
             self.answering = True
+            tree = Tree(store().messages(self.conversation))
+            if not tree.shows(self.shown_last, answer.id):
+                self.hidden.add(answer.id)
             threading.Thread(target=self.follow, args=(answer,), daemon=True, name="follow").start()
 
     def follow(self, answer: Message) -> None:
@@ -177,7 +184,7 @@ class ChatSocket:
         seen = len(answer.content)
         router = reasoning.router()
         router.feed(answer.content)  # what the page shows already: where the answer is now
-        alive = self.send(render_template("chat/_resumed.html", answer=answer))
+        alive = answer.id in self.hidden or self.send(render_template("chat/_resumed.html", answer=answer))
         while alive:
             time.sleep(FOLLOW_SECONDS)
             new = store().read_message(self.conversation, answer.id, seen)
@@ -186,7 +193,8 @@ class ChatSocket:
                 return
             if new.status == "streaming" and not is_abandoned(new):
                 for thinking, text in router.feed(new.content):
-                    alive = self.send((REASONING if thinking else DELTA).format(new.id, text)) and alive
+                    if new.id not in self.hidden:
+                        alive = self.send((REASONING if thinking else DELTA).format(new.id, text)) and alive
                 seen += len(new.content)
                 continue
             final = store().read_message(self.conversation, answer.id)
@@ -202,8 +210,12 @@ class ChatSocket:
         except (ValueError, AttributeError, RecursionError):
             self.notice("The chat could not read that message. Reload the page and try again.")
             return
+        if data.get("after"):  # what the tab shows: its own branch, whatever other tabs chose
+            self.shown_last = str(data["after"])
         if action != "stop" and not self.refresh_conversation():
             self.notice(EXPIRED)
+        elif action == "switch":
+            self.switch_branch(str(data.get("message_id") or ""))
         elif action == "stop":
             self.cancel.set()
             running = self.running_answer()
@@ -215,13 +227,13 @@ class ChatSocket:
             self.notice(refused)
         elif action == "send":
             pick_model(store(), self.conversation, data.get("model"), self.visible_config())
-            self.send_message(str(data.get("message") or "").strip())
+            self.send_message(str(data.get("message") or "").strip(), after=str(data.get("after") or ""))
         elif action == "edit":
-            self.send_message(str(data.get("message") or "").strip(), str(data.get("message_id") or ""))
+            self.send_message(str(data.get("message") or "").strip(), replacing=str(data.get("message_id") or ""))
         elif action == "regenerate":
-            self.regenerate()
+            self.regenerate(str(data.get("after") or ""))
         elif action == "continue":
-            self.continue_answer()
+            self.continue_answer(str(data.get("after") or ""))
         else:
             self.notice(f"Unknown action {action!r}. Reload the page and try again.")
 
@@ -258,8 +270,8 @@ class ChatSocket:
             self.conversation = current
         return current is not None
 
-    def send_message(self, text: str, replacing: str = "") -> None:
-        """Send a new message, or the edited text of an earlier one (dropping what came after it)."""
+    def send_message(self, text: str, after: str = "", replacing: str = "") -> None:
+        """Send a new message after `after`, or the edited text of an earlier one (beside it, as a new branch)."""
         problem = message_problem(text, self.app.config["MAX_MESSAGE_CHARS"])
         if problem:
             self.notice(problem)
@@ -268,21 +280,36 @@ class ChatSocket:
         else:
             self.start(
                 lambda settings, cancel: run_reply(
-                    store(), self.conversation, text, settings, self.on_event, cancel, replacing or None
+                    store(), self.conversation, text, settings, self.on_event, cancel, after, replacing or None
                 )
             )
 
-    def regenerate(self) -> None:
+    def regenerate(self, of: str) -> None:
         self.start(
-            lambda settings, cancel: run_regeneration(store(), self.conversation, settings, self.on_event, cancel),
+            lambda settings, cancel: run_regeneration(store(), self.conversation, settings, self.on_event, cancel, of),
             nothing="There is no question to answer again yet.",
         )
 
-    def continue_answer(self) -> None:
+    def continue_answer(self, of: str) -> None:
         self.start(
-            lambda settings, cancel: run_continuation(store(), self.conversation, settings, self.on_event, cancel),
+            lambda settings, cancel: run_continuation(store(), self.conversation, settings, self.on_event, cancel, of),
             nothing="There is no answer cut off at the length limit to continue.",
         )
+
+    def switch_branch(self, message_id: str) -> None:
+        """Show the branch through `message_id` (one of a message's alternatives) here and on reload; an answer
+        being written on the branch left keeps being written, and this tab hears when it ends."""
+        tree = Tree(store().messages(self.conversation))
+        if message_id not in tree.by_id:
+            self.notice(GONE)
+            return
+        self.shown_last = tree.newest_leaf(message_id)
+        store().choose_branch(self.conversation, self.shown_last)
+        branch = tree.path_to(self.shown_last)
+        running = running_answer(tree.messages)
+        if running is not None:
+            self.hidden.add(running.id)  # the page shows what is saved of it; its end replaces it whole
+        self.send(render_template("chat/_switched.html", messages=branch, tree=tree, busy=running is not None))
 
     def start(self, reply, nothing: str = "") -> None:  # type: ignore[no-untyped-def]
         """Run `reply(settings, cancel)` in its own thread, so that this socket can still hear Stop; when it
@@ -322,13 +349,16 @@ class ChatSocket:
         elif event.kind == "resumed":
             self.send(render_template("chat/_resumed.html", answer=event.message))
         elif event.kind == "started":
-            replaced = store().messages(self.conversation) if event.replaced else None  # the list, shown again
+            self.shown_last = event.message.id
+            self.hidden.discard(event.message.id)
+            tree = Tree(store().messages(self.conversation)) if event.new_branch else None  # the branch, shown anew
             self.send(
                 render_template(
                     "chat/_started.html",
                     user=event.user_message,
                     answer=event.message,
-                    messages=replaced,
+                    messages=tree.path_to(event.message.id) if tree else None,
+                    tree=tree,
                     conversation=self.conversation,
                 )
             )
@@ -336,7 +366,14 @@ class ChatSocket:
             self.answering = False
             own_limits = self.account_limits()
             left = limits.left(store(), self.conversation.owner, own_limits) if own_limits else ""
-            self.send(render_template("chat/_finished.html", answer=event.message, left=left))
+            tree = Tree(store().messages(self.conversation))
+            shown = tree.shows(self.shown_last, event.message.id)  # not when this tab went to another branch
+            last = event.message if shown else tree.chosen(self.shown_last)[-1]
+            self.send(
+                render_template(
+                    "chat/_finished.html", answer=event.message, shown=shown, last=last, tree=tree, left=left
+                )
+            )
 
     def notice(self, text: str) -> None:
         with self.app.app_context():

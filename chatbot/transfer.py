@@ -1,4 +1,5 @@
-"""Export a conversation as Markdown or JSON, and import a JSON export as a new conversation."""
+"""Export a conversation as Markdown (the branch shown) or JSON (every branch), import a JSON export as a new
+conversation, and copy a branch into a new conversation."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import re
 from typing import Any
 
 from chatbot import reasoning
+from chatbot.branches import Tree
 from chatbot.conversations import Conversation, Message, Store, new_id
 from chatbot.rendering import render_markdown
 from chatbot.services.unicode_text import valid_data
 
 FORMAT = "chatbot-conversation"
-VERSION = 1
+VERSION = 2  # 2: every branch, each message naming the one it follows; 1 (one line of messages) is still read
 ROLES = ("user", "assistant")
 STATUSES = ("done", "stopped", "error")
 
@@ -21,9 +23,10 @@ class ImportProblem(ValueError):
     """Why a file cannot be imported, in words for the user."""
 
 
-def as_markdown(conversation: Conversation, messages: list[Message]) -> str:
+def as_markdown(conversation: Conversation, tree: Tree) -> str:
+    """The branch the conversation shows, as a document to read."""
     parts = [f"# {conversation.title}\n"]
-    for message in messages:
+    for message in tree.chosen(conversation.leaf_id):
         speaker = "You" if message.role == "user" else message.meta.get("model", "Assistant")
         parts.append(f"**{speaker}:**\n")
         if message.meta.get("reasoning"):
@@ -38,15 +41,25 @@ def as_markdown(conversation: Conversation, messages: list[Message]) -> str:
     return "\n".join(parts)
 
 
-def as_json(conversation: Conversation, messages: list[Message]) -> str:
+def as_json(conversation: Conversation, tree: Tree) -> str:
+    """Every message of `tree` (an answer being written left out), each naming the one it follows, and the
+    branch shown."""
+    kept: set[str] = set()
+    for message in tree.messages:  # a parent comes before its children
+        if message.status != "streaming" and (message.parent_id is None or message.parent_id in kept):
+            kept.add(message.id)
+    chosen = [m.id for m in tree.chosen(conversation.leaf_id) if m.id in kept]
     document = {
         "format": FORMAT,
         "version": VERSION,
         "title": conversation.title,
         "created_at": conversation.created_at,
         "settings": {key: value for key, value in conversation.settings.items() if key != "shares"},  # no links
+        "chosen": chosen[-1] if chosen else None,
         "messages": [
             {
+                "id": m.id,
+                "parent": m.parent_id,
                 "role": m.role,
                 "content": m.content,
                 "status": m.status,
@@ -54,8 +67,8 @@ def as_json(conversation: Conversation, messages: list[Message]) -> str:
                 "meta": m.meta,
                 "created_at": m.created_at,
             }
-            for m in messages
-            if m.status != "streaming"
+            for m in tree.messages
+            if m.id in kept
         ],
     }
     return json.dumps(document, ensure_ascii=False, indent=2)
@@ -66,8 +79,9 @@ def file_name(conversation: Conversation, extension: str) -> str:
     return f"{stem}.{extension}"
 
 
-def read_export(data: bytes, max_chars: int) -> tuple[str, dict, list[Message]]:
-    """The title, settings and messages of a JSON export, checked whole; ImportProblem says what is wrong."""
+def read_export(data: bytes, max_chars: int) -> tuple[str, dict, list[Message], str]:
+    """The title, settings, messages (with new ids, each following the one its file names) and the id of the
+    branch's end shown, of a JSON export checked whole; ImportProblem says what is wrong."""
     try:
         document = valid_data(json.loads(data.decode("utf-8")))
     except (UnicodeDecodeError, ValueError):
@@ -76,22 +90,54 @@ def read_export(data: bytes, max_chars: int) -> tuple[str, dict, list[Message]]:
         raise ImportProblem("That JSON is nested far too deep to be a conversation export.") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ImportProblem("That JSON is not a conversation exported from this chat.")
-    if document.get("version") != VERSION:
-        raise ImportProblem(f"That export has version {document.get('version')!r}; this chat reads version {VERSION}.")
+    if document.get("version") not in (1, VERSION):
+        raise ImportProblem(f"That export has version {document.get('version')!r}; this chat reads version 1 or {VERSION}.")
     title = document.get("title")
     if not isinstance(title, str) or not title.strip():
         raise ImportProblem("The export has no title.")
-    messages = [_message(index, item, max_chars) for index, item in enumerate(document.get("messages") or [], 1)]
-    if not messages:
+    items = document.get("messages") or []
+    if not isinstance(items, list) or not items:
         raise ImportProblem("The export has no messages.")
+    messages = [_message(index, item, max_chars) for index, item in enumerate(items, 1)]
+    new_ids: dict[str, str] = {}  # the file's ids: the message each follows is one before it in the file
+    for index, (item, message) in enumerate(zip(items, messages, strict=True), 1):
+        if document["version"] == 1:  # one line: each follows the one before
+            message.parent_id = messages[index - 2].id if index > 1 else None
+            continue
+        parent = item.get("parent")
+        if parent is not None and parent not in new_ids:
+            raise ImportProblem(f"Message {index} of the export follows a message that does not come before it.")
+        message.parent_id = new_ids.get(parent) if parent is not None else None
+        new_ids.setdefault(str(item.get("id")), message.id)
+    chosen = new_ids.get(str(document.get("chosen")), messages[-1].id) if document["version"] > 1 else messages[-1].id
     settings = document.get("settings")
     model = settings.get("model") if isinstance(settings, dict) else None
-    return " ".join(title.split())[:200], {"model": model} if isinstance(model, str) else {}, messages
+    return " ".join(title.split())[:200], {"model": model} if isinstance(model, str) else {}, messages, chosen
 
 
 def import_json(store: Store, owner: str, data: bytes, max_chars: int) -> Conversation:
     """A new conversation from a JSON export; the whole file is checked before anything is stored."""
-    title, settings, messages = read_export(data, max_chars)
+    title, settings, messages, chosen = read_export(data, max_chars)
+    return _new_conversation(store, owner, title, settings, messages, chosen)
+
+
+def copy_branch(store: Store, conversation: Conversation, branch: list[Message]) -> Conversation:
+    """A new conversation of the same owner, model and settings (not its share links) holding a copy of
+    `branch`, a first message and those that follow it."""
+    copies: list[Message] = []
+    for message in branch:
+        if message.status == "streaming":
+            break
+        parent = copies[-1].id if copies else None
+        copies.append(Message(**{**vars(message), "id": new_id(), "parent_id": parent, "meta": dict(message.meta)}))
+    settings = {key: value for key, value in conversation.settings.items() if key != "shares"}
+    return _new_conversation(store, conversation.owner, conversation.title, settings, copies, "")
+
+
+def _new_conversation(
+    store: Store, owner: str, title: str, settings: dict, messages: list[Message], chosen: str
+) -> Conversation:
+    """All or nothing: never half a conversation."""
     conversation = store.create_conversation(owner, title)
     try:
         if settings:
@@ -100,7 +146,9 @@ def import_json(store: Store, owner: str, data: bytes, max_chars: int) -> Conver
         for message in messages:
             message.conversation_id = conversation.id
             store.add_message(message)
-    except BaseException:  # all or nothing: never half a conversation
+        if chosen:
+            store.choose_branch(conversation, chosen)
+    except BaseException:
         store.delete_conversation(conversation)
         raise
     return conversation

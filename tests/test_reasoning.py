@@ -5,6 +5,7 @@ import json
 import pytest
 
 from chatbot import transfer
+from chatbot.branches import Tree
 from chatbot.generation import ReplySettings, answer_to_continue, run_reply
 from chatbot.services.inference import Backend, Parameters
 from tests.fakes.hf_server import TOKEN
@@ -72,11 +73,11 @@ def test_exports_keep_the_reasoning(store, fake):
     fake.reply(reasoning=["Step one.\nStep two."], tokens=["Done."])
     run_reply(store, conversation, "Plan", chat_settings(fake), Recorder())
     messages = store.messages(conversation)
-    markdown = transfer.as_markdown(conversation, messages)
+    markdown = transfer.as_markdown(conversation, Tree(messages))
     assert "> _Thought for a moment:_" in markdown and "> Step one.\n> Step two." in markdown and "Done." in markdown
-    exported = json.loads(transfer.as_json(conversation, messages))
+    exported = json.loads(transfer.as_json(conversation, Tree(messages)))
     assert exported["messages"][1]["meta"]["reasoning"] == "Step one.\nStep two."
-    imported = transfer.import_json(store, "bob", transfer.as_json(conversation, messages).encode(), 20000)
+    imported = transfer.import_json(store, "bob", transfer.as_json(conversation, Tree(messages)).encode(), 20000)
     assert store.messages(imported)[1].meta["reasoning"] == "Step one.\nStep two."
 
 

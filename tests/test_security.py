@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from chatbot import create_app, transfer
+from chatbot.branches import Tree
 from chatbot.generation import ReplySettings, run_reply
 from chatbot.local_model.server import free_port
 from chatbot.security import trusted_hosts
@@ -160,7 +161,7 @@ def test_a_token_echoed_by_the_backend_reaches_no_page_export_or_error(store, fa
     answer = run_reply(store, conversation, "Echo", settings, lambda event: seen.append(event.text))
     assert answer.content == "Your key: hf_*** (echoed)"
     assert TOKEN not in "".join(seen) and TOKEN[9:] not in "".join(seen)
-    assert TOKEN not in transfer.as_json(conversation, store.messages(conversation))
+    assert TOKEN not in transfer.as_json(conversation, Tree(store.messages(conversation)))
     fake.reply(tokens=["Par"], error_event={"error": f"Bearer {TOKEN} is not allowed here"})
     failed = run_reply(store, conversation, "Again", settings, lambda event: None)
     assert (

@@ -252,7 +252,9 @@ def test_regenerate_and_edit_over_the_socket(gunicorn_on_fake, fake):
     act(ws, "regenerate")
     frames = [ws.recv()]
     read_until(ws, frames, FINISHED)
-    assert 'id="messages" class="messages"' in frames[0] and "Second" not in frames[0]  # the old answer is gone
+    assert (
+        'id="messages" class="messages"' in frames[0] and "Second" not in frames[0]
+    )  # the old answer is a version aside
     assert "Second, again" in frames[-1]
     assert fake.requests[-1].json["inputs"].endswith("Question two<end_of_turn>\n<start_of_turn>model\n")
 

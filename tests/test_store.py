@@ -170,15 +170,76 @@ def test_search_finds_titles_and_messages_of_the_owner_only(chat_store):
     assert chat_store.search_conversations("alice", "nothing like it") == []
 
 
-def test_starting_an_answer_drops_what_it_replaces(chat_store):
+def test_an_edit_or_a_regeneration_is_a_branch_beside_what_was_there(chat_store):
     conversation = chat_store.create_conversation("alice")
-    first, second, third = (chat_store.add_message(message(conversation, content=text)) for text in "abc")
-    assert chat_store.start_answer(conversation, [], second.id)
-    assert [m.content for m in chat_store.messages(conversation)] == ["a"]
-    assert chat_store.start_answer(conversation, [message(conversation, content="d")], first.id)
-    assert [m.content for m in chat_store.messages(conversation)] == ["d"]
-    assert chat_store.start_answer(conversation, [], third.id)  # already gone: nothing is dropped
-    assert [m.content for m in chat_store.messages(conversation)] == ["d"]
+    question = message(conversation, content="2+2?")
+    answer = message(conversation, "assistant", "4", parent_id=question.id)
+    assert chat_store.start_answer(conversation, [question, answer])
+    again = message(conversation, "assistant", "four", parent_id=question.id)
+    assert chat_store.start_answer(conversation, [again])  # nothing is dropped, nothing rewritten
+    edited = message(conversation, content="3+3?")
+    edited_answer = message(conversation, "assistant", "6", parent_id=edited.id)
+    assert chat_store.start_answer(conversation, [edited, edited_answer])
+    stored = chat_store.messages(conversation)
+    assert [(m.content, m.parent_id) for m in stored] == [
+        ("2+2?", None),
+        ("4", question.id),
+        ("four", question.id),
+        ("3+3?", None),
+        ("6", edited.id),
+    ]
+    assert chat_store.get_conversation("alice", conversation.id).leaf_id == edited_answer.id  # the newest shown
+    chat_store.choose_branch(conversation, answer.id)
+    conversation.title = "Sums"
+    chat_store.update_conversation(conversation)  # a rename does not move the branch shown
+    assert chat_store.get_conversation("alice", conversation.id).leaf_id == answer.id
+
+
+def test_an_answer_goes_on_in_its_place(chat_store):
+    conversation = chat_store.create_conversation("alice")
+    question = message(conversation, content="Count")
+    answer = message(conversation, "assistant", "one, two", parent_id=question.id)
+    assert chat_store.start_answer(conversation, [question, answer])
+    chat_store.start_answer(conversation, [message(conversation, "assistant", "1, 2", parent_id=question.id)])
+    answer.content, answer.status = "one, two", "streaming"
+    assert chat_store.start_answer(conversation, [answer])  # Continue: the same message, written on
+    assert [m.content for m in chat_store.messages(conversation)] == ["Count", "one, two", "1, 2"]
+    assert not chat_store.start_answer(conversation, [message(conversation)])  # it is being written, not last
+    assert chat_store.get_conversation("alice", conversation.id).leaf_id == answer.id
+
+
+def test_messages_saved_before_branches_follow_each_other(sqlite_path):
+    import sqlite3
+
+    store = SQLiteStore(sqlite_path)
+    conversation = store.create_conversation("alice")
+    for text in "abc":
+        store.add_message(message(conversation, content=text))
+    with sqlite3.connect(sqlite_path) as db:  # the file as an older version made it
+        db.execute("DROP INDEX answers_being_written")
+        db.execute("ALTER TABLE messages DROP COLUMN parent_id")
+        db.execute("ALTER TABLE conversations DROP COLUMN leaf_id")
+    reopened = SQLiteStore(sqlite_path)
+    stored = reopened.messages(reopened.get_conversation("alice", conversation.id))
+    assert [m.parent_id for m in stored] == [None, stored[0].id, stored[1].id]
+
+
+def test_redis_messages_saved_before_branches_follow_each_other():
+    import json
+    from dataclasses import asdict
+
+    store = RedisStore(REDIS_URL, prefix=f"test:{new_id()}:")
+    try:
+        conversation = store.create_conversation("alice")
+        for text in "abc":
+            older = asdict(message(conversation, content=text))
+            del older["parent_id"]  # as an older version saved it
+            store.db.hset(store._key("msgs", conversation.id), older["id"], json.dumps(older))
+            store.db.rpush(store._key("order", conversation.id), older["id"])
+        stored = store.messages(conversation)
+        assert [m.parent_id for m in stored] == [None, stored[0].id, stored[1].id]
+    finally:
+        store.db.delete(*store.db.keys(store.prefix + "*"))
 
 
 def test_one_answer_at_a_time_even_when_six_start_at_once(make_store):
@@ -190,8 +251,8 @@ def test_one_answer_at_a_time_even_when_six_start_at_once(make_store):
     def start(store):
         go.wait()
         question = message(conversation, content="Hi")
-        answer = message(conversation, "assistant", "", status="streaming")
-        started.append(store.start_answer(conversation, [question, answer], None))
+        answer = message(conversation, "assistant", "", status="streaming", parent_id=question.id)
+        started.append(store.start_answer(conversation, [question, answer]))
 
     threads = [threading.Thread(target=start, args=(store,)) for store in stores]
     for thread in threads:
@@ -201,10 +262,10 @@ def test_one_answer_at_a_time_even_when_six_start_at_once(make_store):
     assert sorted(started) == [False] * 5 + [True]
     assert [m.role for m in stores[0].messages(conversation)] == ["user", "assistant"]
     ended = stores[0].messages(conversation)[-1]
-    assert not stores[1].start_answer(conversation, [message(conversation)], None)  # still being written
+    assert not stores[1].start_answer(conversation, [message(conversation)])  # still being written
     ended.status = "done"
     stores[0].update_message(ended)
-    assert stores[1].start_answer(conversation, [message(conversation)], None)
+    assert stores[1].start_answer(conversation, [message(conversation)])
 
 
 def test_an_answer_grows_by_parts_and_a_follower_reads_only_the_new_part(chat_store):

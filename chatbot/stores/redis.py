@@ -95,11 +95,12 @@ class RedisStore:
     def _save(self, pipe: redis.client.Pipeline, conversation: Conversation) -> None:
         fields = asdict(conversation)
         fields["settings"] = json.dumps(fields["settings"])
+        del fields["leaf_id"]  # written by start_answer and choose_branch alone: a rename never moves it
         pipe.hset(self._key("conv", conversation.id), mapping=fields)
 
     def get_conversation(self, owner: str, conversation_id: str) -> Conversation | None:
         fields = self.db.hgetall(self._key("conv", conversation_id))
-        if not fields or fields["owner"] != owner:
+        if fields.get("owner") != owner:  # none, someone else's, or what a write raced with its deletion left
             return None
         return _conversation(fields)
 
@@ -163,29 +164,33 @@ class RedisStore:
         pipe.exists(self._key("stop", message.id))
         return bool(pipe.execute()[-1])
 
-    def start_answer(self, conversation: Conversation, messages: list[Message], replace_from: str | None) -> bool:
-        order, stored = self._key("order", conversation.id), self._key("msgs", conversation.id)
+    def start_answer(self, conversation: Conversation, messages: list[Message]) -> bool:
+        order, stored, head = (self._key(kind, conversation.id) for kind in ("order", "msgs", "conv"))
 
-        def attempt(pipe: redis.client.Pipeline) -> bool:  # run again if another writer changed either key
-            ids = pipe.lrange(order, 0, -1)
-            last = pipe.hget(stored, ids[-1]) if ids else None
-            if last and json.loads(last)["status"] == "streaming":
+        def attempt(pipe: redis.client.Pipeline) -> bool:  # run again if another writer changed any of the keys
+            answering = pipe.hget(head, "answering")  # the newest answer started: the only one that may be written
+            latest = pipe.hget(stored, answering) if answering else None
+            if latest and json.loads(latest)["status"] == "streaming":
                 return False
-            keep = ids.index(replace_from) if replace_from in ids else len(ids)
+            known = set(pipe.hkeys(stored))
             pipe.multi()
-            if ids[keep:]:
-                pipe.hdel(stored, *ids[keep:])
-                pipe.ltrim(order, 0, keep - 1) if keep else pipe.delete(order)
             for message in messages:
                 pipe.hset(stored, message.id, json.dumps(asdict(message)))
-                pipe.rpush(order, message.id)
+                if message.id not in known:
+                    pipe.rpush(order, message.id)
             now = time.time()
-            pipe.hset(self._key("conv", conversation.id), "updated_at", now)
+            pipe.hset(head, mapping={"updated_at": now, "answering": messages[-1].id, "leaf_id": messages[-1].id})
             pipe.zadd(self._key("owner", conversation.owner), {conversation.id: now})
             self._touch(pipe, conversation.id, conversation.owner)
             return True
 
-        return self.db.transaction(attempt, order, stored, value_from_callable=True)
+        return self.db.transaction(attempt, order, stored, head, value_from_callable=True)
+
+    def choose_branch(self, conversation: Conversation, leaf_id: str) -> None:
+        pipe = self.db.pipeline()
+        pipe.hset(self._key("conv", conversation.id), "leaf_id", leaf_id)
+        self._touch(pipe, conversation.id, conversation.owner)
+        pipe.execute()
 
     def read_message(self, conversation: Conversation, message_id: str, start: int = 0) -> Message | None:
         pipe = self.db.pipeline()  # MULTI: the message and its parts as of one moment
@@ -251,7 +256,12 @@ class RedisStore:
         if not ids:
             return []
         raws = self.db.hmget(self._key("msgs", conversation.id), ids)
-        found = [Message(**json.loads(raw)) for raw in raws if raw]
+        found, previous = [], None
+        for raw in filter(None, raws):
+            fields = json.loads(raw)
+            fields.setdefault("parent_id", previous)  # saved before branches: each follows the one before
+            found.append(Message(**fields))
+            previous = fields["id"]
         return [self.read_message(conversation, m.id) or m if m.status == "streaming" else m for m in found]
 
     def forget_idle(self) -> None:
@@ -266,4 +276,5 @@ def _conversation(fields: dict[str, str]) -> Conversation:
         created_at=float(fields["created_at"]),
         updated_at=float(fields["updated_at"]),
         settings=json.loads(fields.get("settings") or "{}"),
+        leaf_id=fields.get("leaf_id", ""),
     )

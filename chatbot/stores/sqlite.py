@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     title TEXT NOT NULL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    settings TEXT NOT NULL DEFAULT '{}'
+    settings TEXT NOT NULL DEFAULT '{}',
+    leaf_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, updated_at);
 CREATE INDEX IF NOT EXISTS conversations_by_activity ON conversations (updated_at);
@@ -42,9 +43,11 @@ CREATE TABLE IF NOT EXISTS messages (
     status TEXT NOT NULL,
     error TEXT,
     meta TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    parent_id TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, seq);
+CREATE INDEX IF NOT EXISTS answers_being_written ON messages (conversation_id) WHERE status = 'streaming';
 CREATE TABLE IF NOT EXISTS stop_requests (message_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, key))
     WITHOUT ROWID;
@@ -59,11 +62,16 @@ CREATE TABLE IF NOT EXISTS answer_parts (
 """
 POOL_SIZE = 16  # connections per process; SQLite writes one at a time anyway
 MIN_FREE_BYTES = 16 * 1024 * 1024  # less free disk than this, and the chat is not ready: answers would not be saved
-CONVERSATION_COLUMNS = "id, owner, title, created_at, updated_at, settings"
-MESSAGE_COLUMNS = "id, conversation_id, role, content, html, status, error, meta, created_at"
-DELETE_FROM = (  # a message and every later one of its conversation
-    "DELETE FROM messages WHERE conversation_id = ? AND seq >= "
-    "(SELECT seq FROM messages WHERE id = ? AND conversation_id = ?)"
+CONVERSATION_COLUMNS = "id, owner, title, created_at, updated_at, settings, leaf_id"
+MESSAGE_COLUMNS = "id, conversation_id, role, content, html, status, error, meta, created_at, parent_id"
+SAVE_MESSAGE = (  # appended, or (an answer to go on with) saved again in its place
+    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "content = excluded.content, html = excluded.html, status = excluded.status, error = excluded.error, "
+    "meta = excluded.meta"
+)
+EACH_FOLLOWS_THE_ONE_BEFORE = (  # messages saved before branches: one line, each after the previous
+    "UPDATE messages SET parent_id = (SELECT earlier.id FROM messages earlier WHERE earlier.conversation_id = "
+    "messages.conversation_id AND earlier.seq < messages.seq ORDER BY earlier.seq DESC LIMIT 1)"
 )
 
 
@@ -111,6 +119,10 @@ class SQLiteStore:
                 columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
                 if "settings" not in columns:  # a file made before conversations had settings
                     db.execute("ALTER TABLE conversations ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'")
+                if "leaf_id" not in columns:  # a file made before branches
+                    db.execute("ALTER TABLE conversations ADD COLUMN leaf_id TEXT NOT NULL DEFAULT ''")
+                    db.execute("ALTER TABLE messages ADD COLUMN parent_id TEXT")
+                    db.execute(EACH_FOLLOWS_THE_ONE_BEFORE)
         finally:
             os.close(folder)  # and with it the lock
 
@@ -171,8 +183,8 @@ class SQLiteStore:
         self.forget_idle()  # new chats are rare enough to pay for the clean-up
         conversation = Conversation(id=new_id(), owner=owner, title=title)
         self._query(
-            f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-            (conversation.id, owner, title, conversation.created_at, conversation.updated_at, "{}"),
+            f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (conversation.id, owner, title, conversation.created_at, conversation.updated_at, "{}", ""),
         )
         return conversation
 
@@ -214,29 +226,26 @@ class SQLiteStore:
     def add_message(self, message: Message) -> Message:
         with self._transaction() as db:
             db.execute("BEGIN IMMEDIATE")
-            db.execute(
-                f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                _row(message),
-            )
+            db.execute(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(message))
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (time.time(), message.conversation_id))
         return message
 
-    def start_answer(self, conversation: Conversation, messages: list[Message], replace_from: str | None) -> bool:
+    def start_answer(self, conversation: Conversation, messages: list[Message]) -> bool:
         with self._transaction() as db:
             db.execute("BEGIN IMMEDIATE")  # the check and the writes hold the file's write lock together
-            last = db.execute(
-                "SELECT status FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1", (conversation.id,)
-            ).fetchone()
-            if last and last[0] == "streaming":
+            if db.execute(
+                "SELECT 1 FROM messages WHERE conversation_id = ? AND status = 'streaming' LIMIT 1", (conversation.id,)
+            ).fetchone():
                 return False
-            if replace_from:
-                db.execute(DELETE_FROM, (conversation.id, replace_from, conversation.id))
-            db.executemany(
-                f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_row(message) for message in messages],
+            db.executemany(SAVE_MESSAGE, [_row(message) for message in messages])
+            db.execute(
+                "UPDATE conversations SET updated_at = ?, leaf_id = ? WHERE id = ?",
+                (time.time(), messages[-1].id, conversation.id),
             )
-            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (time.time(), conversation.id))
         return True
+
+    def choose_branch(self, conversation: Conversation, leaf_id: str) -> None:
+        self._query("UPDATE conversations SET leaf_id = ? WHERE id = ?", (leaf_id, conversation.id))
 
     def update_message(self, message: Message) -> None:
         with self._transaction() as db:
@@ -352,16 +361,17 @@ def _row(message: Message) -> tuple:
         _json(message.error),
         json.dumps(message.meta),
         message.created_at,
+        message.parent_id,
     )
 
 
 def _conversation(row: tuple) -> Conversation:
-    *fields, settings = row
-    return Conversation(*fields, settings=json.loads(settings))
+    *fields, settings, leaf_id = row
+    return Conversation(*fields, settings=json.loads(settings), leaf_id=leaf_id)
 
 
 def _message(row: tuple) -> Message:
-    id_, conversation_id, role, content, html, status, error, meta, created_at = row
+    id_, conversation_id, role, content, html, status, error, meta, created_at, parent_id = row
     return Message(
         id_,
         conversation_id,
@@ -372,4 +382,5 @@ def _message(row: tuple) -> Message:
         json.loads(error) if error else None,
         json.loads(meta),
         created_at,
+        parent_id,
     )
