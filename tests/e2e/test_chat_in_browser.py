@@ -105,7 +105,7 @@ def test_new_chat_switch_rename_search_and_delete(page, gunicorn_on_fake, fake):
     expect(page.locator(".conversation-list")).not_to_contain_text("Lisbon")
 
 
-def test_regenerate_and_edit_in_the_browser(page, gunicorn_on_fake, fake):
+def test_regenerate_and_edit_keep_versions_to_switch_between(page, gunicorn_on_fake, fake):
     page.goto(gunicorn_on_fake.url + "/")
     ask(page, fake, "2+2?", ["Four"])
     expect(page.locator(".message.assistant.done")).to_contain_text("Four")
@@ -114,6 +114,14 @@ def test_regenerate_and_edit_in_the_browser(page, gunicorn_on_fake, fake):
     page.click("#regenerate-button")
     expect(page.locator(".message.assistant.done")).to_contain_text("It is four.")
     expect(page.locator(".message")).to_have_count(2)
+    answer = page.locator(".message.assistant")
+    expect(answer.locator(".branch-position")).to_have_text("2 / 2")
+    answer.get_by_label("Previous version").click()
+    expect(answer.locator(".body")).to_have_text("Four")
+    expect(answer.locator(".branch-position")).to_have_text("1 / 2")
+    expect(answer.get_by_label("Previous version")).to_be_disabled()
+    answer.get_by_label("Next version").click()
+    expect(answer.locator(".body")).to_have_text("It is four.")
 
     fake.reply(tokens=["Six"])
     page.click(".message.user .edit summary")
@@ -122,6 +130,47 @@ def test_regenerate_and_edit_in_the_browser(page, gunicorn_on_fake, fake):
     expect(page.locator(".message.assistant.done")).to_contain_text("Six")
     expect(page.locator(".message.user .body")).to_have_text("3+3?")
     expect(page.locator(".message")).to_have_count(2)
+    question = page.locator(".message.user")
+    expect(question.locator(".branch-position")).to_have_text("2 / 2")
+    question.get_by_label("Previous version").click()
+    expect(question.locator(".body")).to_have_text("2+2?")
+    expect(page.locator(".message.assistant .body")).to_have_text("It is four.")  # that branch's continuation
+    expect(page.locator(".message.assistant .branch-position")).to_have_text("2 / 2")
+
+    ask(page, fake, "And 4+4?", ["Eight"])  # on the branch shown
+    expect(page.locator(".message.assistant.done").last).to_contain_text("Eight")
+    page.reload()
+    expect(page.locator(".message .body")).to_have_text(["2+2?", "It is four.", "And 4+4?", "Eight"])
+    assert "It is four." in fake.requests[-1].json["inputs"] and "3+3" not in fake.requests[-1].json["inputs"]
+
+    page.locator(".message.assistant").first.get_by_role("button", name="New chat from here").click()
+    expect(page.locator(".message .body")).to_have_text(["2+2?", "It is four."])
+    expect(page.locator(".branch-position")).to_have_count(0)
+    expect(page.locator(".conversation-list li")).to_have_count(2)
+
+
+def test_switching_in_one_tab_while_another_streams(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    ask(page, fake, "Count", ["One"])
+    expect(page.locator(".message.assistant.done")).to_contain_text("One")
+    fake.reply(tokens=["Two"])
+    page.click("#regenerate-button")
+    expect(page.locator(".message.assistant .branch-position")).to_have_text("2 / 2")
+
+    ask(page, fake, "Tell a tale", [f" word{i}" for i in range(40)], delay=0.1)
+    expect(page.locator(".message.assistant.streaming .body")).to_contain_text("word3")
+    other = page.context.new_page()
+    other.goto(page.url)
+    expect(other.locator("#stop-button")).to_be_visible()  # one answer at a time, on any branch
+    other.locator(".message.assistant").first.get_by_label("Previous version").click()
+    expect(other.locator(".message .body")).to_have_text(["Count", "One"])
+
+    expect(page.locator(".message.assistant.done").last).to_contain_text("word39")  # not broken by the switch
+    expect(other.locator("#send-button")).to_be_enabled()  # the other tab heard that it ended
+    expect(other.locator(".message .body")).to_have_text(["Count", "One"])
+    other.reload()
+    expect(other.locator(".message .body")).to_have_text(["Count", "One"])
+    other.close()
 
 
 def test_export_and_import_round_trip(page, gunicorn_on_fake, fake, tmp_path):
@@ -184,6 +233,11 @@ def test_the_chat_works_without_javascript(browser, gunicorn_on_fake, fake):
     fake.reply(tokens=["Again"])
     page.click("#regenerate-button")
     expect(page.locator(".message.assistant.done")).to_contain_text("Again")
+    page.get_by_label("Previous version").click()
+    expect(page.locator(".message.assistant .body")).to_have_text("Works without JS")
+    expect(page.locator(".branch-position")).to_have_text("1 / 2")
+    page.get_by_role("button", name="New chat from here").first.click()
+    expect(page.locator(".message .body")).to_have_text(["No scripts here"])
     context.close()
 
 
