@@ -33,20 +33,15 @@ def page_time(messages: int, runs: int = 20) -> tuple[float, int]:
             owner = session["owner"]
         conversation = store.get_conversation(owner, url.rsplit("/", 1)[-1])
         html = str(render_markdown(ANSWER))
+        previous = None  # each message follows the one before: one branch of them all
         for index in range(messages):
             if index % 2 == 0:
-                store.add_message(Message(new_id(), conversation.id, "user", f"Question {index}?"))
+                message = Message(new_id(), conversation.id, "user", f"Question {index}?", parent_id=previous)
             else:
-                store.add_message(
-                    Message(
-                        new_id(),
-                        conversation.id,
-                        "assistant",
-                        ANSWER,
-                        html=html,
-                        meta={"model": "m", "tokens": 40, "tokens_per_second": 20.0, "seconds": 2},
-                    )
-                )
+                meta = {"model": "m", "tokens": 40, "tokens_per_second": 20.0, "seconds": 2}
+                message = Message(new_id(), conversation.id, "assistant", ANSWER, html=html, meta=meta)
+                message.parent_id = previous
+            previous = store.add_message(message).id
         client.get(url)  # warm the template cache
         times = []
         for _ in range(runs):

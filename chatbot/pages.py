@@ -176,11 +176,11 @@ def switch_branch(conversation_id: str):
     return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor=f"msg-{message_id}"))
 
 
-@bp.post("/c/<conversation_id>/messages/<message_id>/fork")
-def fork(conversation_id: str, message_id: str):
-    """A new chat holding a copy of the branch up to this message, with the same model and settings."""
+@bp.post("/c/<conversation_id>/fork")
+def fork(conversation_id: str):
+    """A new chat holding a copy of the branch up to a message, with the same model and settings."""
     conversation = own_conversation(conversation_id)
-    branch = Tree(store().messages(conversation)).path_to(message_id)
+    branch = Tree(store().messages(conversation)).path_to(request.form.get("message_id", ""))
     if not branch:
         abort(404)
     if refused := limited("conversations"):

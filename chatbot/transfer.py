@@ -91,7 +91,9 @@ def read_export(data: bytes, max_chars: int) -> tuple[str, dict, list[Message], 
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ImportProblem("That JSON is not a conversation exported from this chat.")
     if document.get("version") not in (1, VERSION):
-        raise ImportProblem(f"That export has version {document.get('version')!r}; this chat reads version 1 or {VERSION}.")
+        raise ImportProblem(
+            f"That export has version {document.get('version')!r}; this chat reads version 1 or {VERSION}."
+        )
     title = document.get("title")
     if not isinstance(title, str) or not title.strip():
         raise ImportProblem("The export has no title.")

@@ -104,8 +104,8 @@ def test_without_javascript_versions_can_be_switched_copied_and_exported(client,
     page = client.get(imported).text
     assert ">One<" in page and VERSIONS.findall(page) == [("1", "2")]  # every branch, the same one shown
 
-    question = re.search(r'messages/([\w-]+)/fork"', page).group(1)
-    copy = client.post(f"{imported}/messages/{question}/fork", data={"csrf_token": token}).location
+    question = re.search(r'form="fork-form" class="secondary" name="message_id" value="([\w-]+)"', page).group(1)
+    copy = client.post(f"{imported}/fork", data={"csrf_token": token, "message_id": question}).location
     page = client.get(copy.split("#")[0]).text
     assert "Count" in page and ">One<" not in page and "branch-position" not in page  # up to the question only
 

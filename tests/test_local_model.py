@@ -62,9 +62,12 @@ def test_a_long_history_is_trimmed_to_the_context_window(tmp_path, local_model):
     """About 9,000 tokens of history against an 8,192-token window: the oldest turns go, the answer comes."""
     store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
     conversation = store.create_conversation("alice")
+    previous = None
     for _ in range(3):
-        store.add_message(Message(new_id(), conversation.id, "user", FILLER))
-        store.add_message(Message(new_id(), conversation.id, "assistant", "Noted."))
+        question = store.add_message(Message(new_id(), conversation.id, "user", FILLER, parent_id=previous))
+        previous = store.add_message(
+            Message(new_id(), conversation.id, "assistant", "Noted.", parent_id=question.id)
+        ).id
     backend = Backend(api="chat", url=local_model.url, model_id=local_model.model_id, context_length=CONTEXT_TOKENS)
     settings = ReplySettings(backend=backend, parameters=GREEDY, system_prompt=SYSTEM_PROMPT)
     answer = run_reply(store, conversation, "What is 2+2?", settings, lambda event: None)

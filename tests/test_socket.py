@@ -342,10 +342,16 @@ def test_an_answer_whose_writer_went_away_is_marked_interrupted(tmp_path, fake_h
 
     store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
     conversation = store.list_conversations(_owner(store))[0]
-    store.add_message(Message(new_id(), conversation.id, "user", "Hello"))
+    question = store.add_message(Message(new_id(), conversation.id, "user", "Hello"))
     store.add_message(
         Message(
-            new_id(), conversation.id, "assistant", "Half an", status="streaming", meta={"saved_at": time.time() - 600}
+            new_id(),
+            conversation.id,
+            "assistant",
+            "Half an",
+            status="streaming",
+            meta={"saved_at": time.time() - 600},
+            parent_id=question.id,
         )
     )
     with GunicornApp(environment, workers=1) as restarted:
