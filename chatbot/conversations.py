@@ -71,6 +71,13 @@ class Store(Protocol):
 
     def add_message(self, message: Message) -> Message: ...
 
+    def save_file(self, conversation: Conversation, file_id: str, info: dict, data: bytes) -> None:
+        """Keep a file attached in the conversation (its info and bytes); it is deleted with the conversation, and
+        expires with it."""
+
+    def load_file(self, conversation: Conversation, file_id: str) -> tuple[dict, bytes] | None:
+        """A file of this conversation (info, bytes); None for a file of any other conversation, or none."""
+
     def start_answer(self, conversation: Conversation, messages: list[Message], replace_from: str | None) -> bool:
         """Atomically, across workers and hosts: unless the conversation's last message is an answer being
         written, delete message `replace_from` and every later one (if given), then append `messages` (the
