@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatbot.conversations import new_id
+from chatbot.services.prompts import estimate_tokens
 
 IMAGE_TYPES = (  # (magic bytes at the start, the type they mean); WebP also needs "WEBP" at byte 8
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -90,7 +91,7 @@ def check(name: str, data: bytes, limits: Limits) -> Attachment:
         raise AttachmentProblem(f"{name} is empty. Choose a file with something in it.")
     if len(data) > limits.max_bytes:
         raise AttachmentProblem(
-            f"{name} is {megabytes(len(data))}; the limit is {megabytes(limits.max_bytes)} a file. "
+            f"{name} is larger than {megabytes(limits.max_bytes)}, the limit for a file. "
             "Attach a smaller file (or a part of it)."
         )
     info: dict[str, Any] = {"id": new_id(), "name": name, "size": len(data)}
@@ -226,3 +227,50 @@ def as_prompt(info: Mapping[str, Any]) -> str:
 def data_url(info: Mapping[str, Any], data: bytes) -> str:
     """An image as OpenAI content parts carry it."""
     return f"data:{info['mime']};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def turn(role: str, text: str, files: list[tuple[dict[str, Any], tuple[dict, bytes] | None]], images: bool) -> dict:
+    """A message's turn with its files (each as listed, and as stored or None): every text file's and PDF's text
+    before the message's own, and its images as data: URLs when the model is shown images (else a line that
+    says one was there)."""
+    parts: list[str] = []
+    urls: list[str] = []
+    for shown, stored in files:
+        if stored is None:
+            parts.append(f"[Attached file {shown.get('name')}: no longer kept]")
+        elif stored[0]["kind"] != "image":
+            parts.append(as_prompt(stored[0]))
+        elif images:
+            urls.append(data_url(*stored))
+        else:
+            parts.append(f"[Attached image {stored[0]['name']}: not shown to this model, which does not take images]")
+    content = "\n\n".join([*parts, text] if text.strip() else parts)
+    return {"role": role, "content": content, "images": urls} if urls else {"role": role, "content": content}
+
+
+def sending_problem(
+    files: list[dict[str, Any]],
+    text: str,
+    model: str,
+    takes_images: bool,
+    room: int | None,
+    max_files: int,
+) -> str | None:
+    """Why a message with `files` (as stored) cannot go to `model`, in words; None when it can. `room`: the
+    tokens the model's context leaves for the prompt (None: not known)."""
+    if len(files) > max_files:
+        if not max_files:
+            return "This chat takes no attached files. Send the message without them."
+        return f"A message takes at most {max_files} files; this one has {len(files)}. Remove {len(files) - max_files}."
+    if not takes_images and (image := next((f for f in files if f["kind"] == "image"), None)):
+        return (
+            f"{model} does not take images, so nothing was sent ({image['name']}). Pick a model that takes images "
+            "(the model list says “images”), or remove the image."
+        )
+    tokens = estimate_tokens("\n\n".join([*(as_prompt(f) for f in files if f["kind"] != "image"), text]))
+    if room is not None and any(f["kind"] != "image" for f in files) and tokens > room:
+        return (
+            f"Your message and its files come to about {tokens:,} tokens, more than the {room:,} that {model} can "
+            "read with room left for its answer, so nothing was sent. Remove a file, or attach only the part you need."
+        )
+    return None

@@ -5,11 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
 from chatbot import accounts, limits, picker, reasoning, transfer
+from chatbot.attachments import AttachmentProblem
 from chatbot.conversations import Conversation, Store
 from chatbot.generation import (
     WAIT,
     AnswerRunning,
     can_edit,
+    files_to_send,
     message_problem,
     pick_model,
     run_continuation,
@@ -254,4 +256,21 @@ def post_message(conversation_id: str):
     if problem:
         return chat_page(conversation, problem, draft=text, status=400)
     pick_model(store(), conversation, request.form.get("model"), visible_config())
-    return answered(conversation, lambda settings: run_reply(store(), conversation, text, settings, ignore), text)
+    try:
+        files = attached(conversation, text)
+    except AttachmentProblem as refused:
+        return chat_page(conversation, str(refused), draft=text, status=400)
+    return answered(
+        conversation, lambda settings: run_reply(store(), conversation, text, settings, ignore, files=files), text
+    )
+
+
+def attached(conversation: Conversation, text: str) -> list[dict]:
+    """The files sent with the form's message: its uploads, and those the page's script uploaded before (named
+    by id); AttachmentProblem says why they cannot go."""
+    from chatbot.files import uploads  # files reads pages' helpers
+
+    settings = settings_for_conversation(conversation, visible_config())
+    limit = current_app.config["MAX_ATTACHMENTS"]
+    ids = request.form.getlist("attachment")
+    return files_to_send(store(), conversation, ids, text, settings, limit, uploads("files"))

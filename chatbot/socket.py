@@ -18,6 +18,7 @@ from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 
 from chatbot import accounts, limits, picker, reasoning
+from chatbot.attachments import AttachmentProblem
 from chatbot.conversations import Conversation, Message
 from chatbot.extensions import sock
 from chatbot.generation import (
@@ -25,6 +26,7 @@ from chatbot.generation import (
     AnswerRunning,
     Event,
     can_edit,
+    files_to_send,
     is_abandoned,
     message_problem,
     pick_model,
@@ -215,7 +217,7 @@ class ChatSocket:
             self.notice(refused)
         elif action == "send":
             pick_model(store(), self.conversation, data.get("model"), self.visible_config())
-            self.send_message(str(data.get("message") or "").strip())
+            self.send_message(str(data.get("message") or "").strip(), file_ids=named_files(data.get("attachment")))
         elif action == "edit":
             self.send_message(str(data.get("message") or "").strip(), str(data.get("message_id") or ""))
         elif action == "regenerate":
@@ -258,19 +260,30 @@ class ChatSocket:
             self.conversation = current
         return current is not None
 
-    def send_message(self, text: str, replacing: str = "") -> None:
-        """Send a new message, or the edited text of an earlier one (dropping what came after it)."""
+    def send_message(self, text: str, replacing: str = "", file_ids: list[str] | None = None) -> None:
+        """Send a new message with the files uploaded for it (`file_ids`, this conversation's only), or the edited
+        text of an earlier one (dropping what came after it)."""
         problem = message_problem(text, self.app.config["MAX_MESSAGE_CHARS"])
         if problem:
             self.notice(problem)
         elif replacing and not can_edit(store(), self.conversation, replacing):
             self.notice("That message can no longer be edited. Reload the page.")
         else:
+            try:
+                files = self.files_to_send(file_ids, text) if file_ids else []
+            except AttachmentProblem as refused:
+                self.notice(str(refused))
+                return
             self.start(
                 lambda settings, cancel: run_reply(
-                    store(), self.conversation, text, settings, self.on_event, cancel, replacing or None
+                    store(), self.conversation, text, settings, self.on_event, cancel, replacing or None, files
                 )
             )
+
+    def files_to_send(self, file_ids: list[str], text: str) -> list[dict]:
+        settings = settings_for_conversation(self.conversation, self.visible_config())
+        limit = self.app.config["MAX_ATTACHMENTS"]
+        return files_to_send(store(), self.conversation, file_ids, text, settings, limit)
 
     def regenerate(self) -> None:
         self.start(
@@ -350,3 +363,9 @@ class ChatSocket:
                 return True
             except (ConnectionClosed, OSError):
                 return False
+
+
+def named_files(value: object) -> list[str]:
+    """The file ids a sent form names (htmx sends one as a string, several as a list)."""
+    given = value if isinstance(value, list) else [value]
+    return [item for item in given if isinstance(item, str) and item]
