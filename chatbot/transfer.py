@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from chatbot import reasoning
+from chatbot.attachments import safe_name
 from chatbot.conversations import Conversation, Message, Store, new_id
 from chatbot.rendering import render_markdown
 from chatbot.services.unicode_text import valid_data
@@ -15,6 +16,8 @@ FORMAT = "chatbot-conversation"
 VERSION = 1
 ROLES = ("user", "assistant")
 STATUSES = ("done", "stopped", "error")
+KINDS = ("image", "text", "pdf")  # of an attached file, as a message lists it
+MAX_LISTED = 20  # attached files' names kept per message of an import
 
 
 class ImportProblem(ValueError):
@@ -121,6 +124,13 @@ def _message(index: int, item: Any, max_chars: int) -> Message:
     if error is not None:
         error = {key: str(error.get(key) or "") for key in ("kind", "message", "hint")} | {"retry_after": None}
     meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
+    files = meta.get("attachments")
     meta = {key: value for key, value in meta.items() if isinstance(value, str | int | float) and len(str(key)) < 40}
+    if isinstance(files, list):  # their names alone: the files are not in the export, and no id from it is trusted
+        meta["attachments"] = [
+            {"name": safe_name(str(f.get("name") or "")), "kind": f.get("kind") if f.get("kind") in KINDS else "text"}
+            for f in files[:MAX_LISTED]
+            if isinstance(f, dict)
+        ]
     html = str(render_markdown(content)) if role == "assistant" else ""  # never trust HTML from a file
     return Message(new_id(), "", role, content, html=html, status=status, error=error, meta=meta)

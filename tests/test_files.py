@@ -194,3 +194,27 @@ def test_more_files_than_a_message_takes_are_refused(client):
     files = [(f"{n}.txt", b"x") for n in range(5)]
     refused = send_form(client, chat, "many", files)
     assert refused.status_code == 400 and "A message takes at most 4 files; this one has 5. Remove 1." in refused.text
+
+
+def test_a_share_and_an_import_show_a_files_name_but_never_the_file(client, fake):
+    chat = open_chat(client)
+    send_form(client, chat, "Look", [("secret.txt", b"not for the link")])
+    token = csrf(client.get(chat).text)
+    made = client.post(f"{chat}/shares", data={"csrf_token": token, "expires": "never"})
+    link = re.search(r"(/s/[\w-]+)", made.text).group(1)
+    shared = client.get(link).text
+    assert "secret.txt" in shared and "(not included)" in shared
+    assert "/files/" not in shared and "not for the link" not in shared
+    export = json.loads(client.get(f"{chat}/export.json").data)
+    assert "not for the link" not in json.dumps(export)
+    export["messages"][0]["meta"]["attachments"] = [
+        {"id": "someone-elses", "name": "../../x<script>", "kind": "<b>"},
+        "not a file",
+    ]
+    imported = client.post(
+        "/import",
+        data={"csrf_token": token, "file": (io.BytesIO(json.dumps(export).encode()), "e.json")},
+        content_type="multipart/form-data",
+    )
+    page = client.get(imported.location).text
+    assert "x&lt;script&gt;" in page and "someone-elses" not in page and '<li class="attachment text">' in page
