@@ -121,6 +121,11 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "SECRET_KEY": (_text, None),
     "CHAT_STORE_URL": (_store_url, None),
     "MAX_MESSAGE_CHARS": (_whole(1, 1_000_000), 20_000),
+    # Files attached to a message (chatbot/attachments.py): size of each, how many, text of each, pages of a PDF.
+    "ATTACHMENT_MAX_MB": (_number(0.01, 100), 5.0),
+    "MAX_ATTACHMENTS": (_whole(0, 20), 4),  # 0: nothing can be attached
+    "ATTACHMENT_MAX_CHARS": (_whole(100, 10_000_000), 100_000),
+    "ATTACHMENT_MAX_PAGES": (_whole(1, 10_000), 50),
     "ALLOWED_ORIGINS": (_origins, ()),
     "ALLOWED_HOSTS": (_hosts, ()),  # the names the chat answers to besides the loopback ones
     "CHAT_BIND": (_origins, ()),  # where gunicorn listens: set by gunicorn.conf.py for the workers
@@ -175,6 +180,7 @@ class ModelSpec:
     tokenizer_config: str | None = None
     system_prompt: str = ""
     titles: bool | None = None  # the model titles chats; None: MODEL_TITLES
+    images: bool | None = None  # it takes images (chat API only); None: as its server's catalogue says
 
 
 MODEL_FIELDS = tuple(f.name for f in fields(ModelSpec))
@@ -324,6 +330,7 @@ def _model_spec(index: int, entry: Any, config: dict[str, Any], defaults: dict[s
             tokenizer_config=_readable(entry.get("tokenizer_config")),
             system_prompt=str(entry.get("system_prompt") or config["SYSTEM_PROMPT"]),
             titles=_boolean(str(entry["titles"]).lower()) if "titles" in entry else None,
+            images=_boolean(str(entry["images"]).lower()) if "images" in entry else None,
         )
     except ValueError as error:
         raise ConfigError(f"{where} is not valid: {error}.") from None

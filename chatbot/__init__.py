@@ -28,11 +28,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = security.secret_key(app.instance_path)
+    files_bytes = int(app.config["ATTACHMENT_MAX_MB"] * 1024 * 1024) * app.config["MAX_ATTACHMENTS"]
     # Flask's own defaults already hold these keys (None, None, 31 days), so setdefault would keep them.
     limits = {
         "PERMANENT_SESSION_LIFETIME": timedelta(days=app.config["SESSION_IDLE_DAYS"]),
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,  # an import file or a form, at most; larger ones get 413 unread
+        # an import file or a form with its attached files, at most; larger ones get 413 unread
+        "MAX_CONTENT_LENGTH": MAX_BODY_BYTES + files_bytes,
         "SOCK_SERVER_OPTIONS": {"ping_interval": 25, "max_message_size": 1 << 20},
     }
     app.config.update({key: value for key, value in limits.items() if key not in (overrides or {})})
@@ -46,7 +48,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     idle_seconds = app.config["SESSION_IDLE_DAYS"] * 86400
     app.extensions["chat_store"] = open_store(app.config.get("CHAT_STORE_URL"), app.instance_path, idle_seconds)
 
-    from chatbot import admin, auth, cli, health, oidc, pages, shares, socket
+    from chatbot import admin, auth, cli, files, health, oidc, pages, shares, socket
     from chatbot.extensions import sock
 
     security.init_app(app)
@@ -56,6 +58,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(shares.bp)
+    app.register_blueprint(files.bp)
     app.register_blueprint(socket.bp)
     app.register_blueprint(health.bp)
     cli.init_app(app)

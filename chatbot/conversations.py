@@ -73,6 +73,13 @@ class Store(Protocol):
 
     def add_message(self, message: Message) -> Message: ...
 
+    def save_file(self, conversation: Conversation, file_id: str, info: dict, data: bytes) -> None:
+        """Keep a file attached in the conversation (its info and bytes); it is deleted with the conversation, and
+        expires with it."""
+
+    def load_file(self, conversation: Conversation, file_id: str) -> tuple[dict, bytes] | None:
+        """A file of this conversation (info, bytes); None for a file of any other conversation, or none."""
+
     def start_answer(self, conversation: Conversation, messages: list[Message]) -> bool:
         """Atomically, across workers and hosts: unless an answer of the conversation is being written, save
         `messages` (new ones appended; one already stored, an answer to go on with, saved again) and make the

@@ -18,14 +18,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from chatbot import limits, picker, reasoning, titles
+from chatbot import attachments, limits, picker, reasoning, titles
 from chatbot.branches import Tree
 from chatbot.conversations import Conversation, Message, Store, new_id, title_from
 from chatbot.local_model.status import explain as explain_local_model_failure
 from chatbot.rendering import render_markdown
 from chatbot.services import catalogue, discovery, inference
 from chatbot.services.errors import InferenceError
-from chatbot.services.prompts import fit_to_context, strip_stops
+from chatbot.services.prompts import estimate_tokens, fit_to_context, strip_stops
 from chatbot.services.protocols import Chunk, Finish, Provider, Reasoning, Text, Usage
 from chatbot.stores.failures import StoreUnavailable
 from config import ModelSpec, parse_parameters
@@ -65,6 +65,7 @@ class ReplySettings:
     save_seconds: float = SAVE_SECONDS
     local_model_status: str | None = None  # the built-in model's status file: failures are told from it
     titles: bool = False  # after the first answer, the model writes the chat's title (chatbot/titles.py)
+    takes_images: bool = False  # attached images are shown to the model (OpenAI content parts)
 
 
 @dataclass
@@ -101,9 +102,55 @@ class AnswerRunning(Exception):
     """The conversation is being answered already, in this tab, another one, or on another worker."""
 
 
-def history_turns(messages: list[Message]) -> list[dict[str, str]]:
-    """The turns the model sees: every message with text, failed answers' parts included."""
-    return [{"role": m.role, "content": m.content} for m in messages if m.content.strip()]
+def history_turns(
+    messages: list[Message], load: Callable[[str], tuple[dict, bytes] | None] | None = None, images: bool = False
+) -> list[dict]:
+    """The turns the model sees: every message with text, failed answers' parts included; with `load` (a file's
+    id -> (info, bytes) or None), the text of its attached files and, when the model takes `images`, its images."""
+    turns = []
+    for m in messages:
+        if load and (files := m.meta.get("attachments")):
+            turns.append(attachments.turn(m.role, m.content, [(f, load(f["id"])) for f in files], images))
+        elif m.content.strip():
+            turns.append({"role": m.role, "content": m.content})
+    return turns
+
+
+def files_to_send(
+    store: Store,
+    conversation: Conversation,
+    file_ids: list[str],
+    text: str,
+    settings: ReplySettings,
+    max_files: int,
+    new: list[attachments.Attachment] | tuple = (),
+) -> list[dict]:
+    """The files to send with `text` (as stored): this conversation's named by `file_ids`, and the `new` uploads,
+    which are stored once every check has passed. AttachmentProblem says why not, before anything is saved, so the
+    message and its files stay in the box."""
+    files = []
+    for file_id in list(dict.fromkeys(file_ids))[: max_files + 1]:  # each once, and never more than can be told
+        found = store.load_file(conversation, file_id)
+        if found is None:
+            raise attachments.AttachmentProblem("An attached file is no longer there. Attach it again.")
+        files.append(found[0])
+    files += [upload.info for upload in new]
+    if problem := _attachments_problem(files, text, settings, max_files):
+        raise attachments.AttachmentProblem(problem)
+    for upload in new:
+        store.save_file(conversation, upload.info["id"], upload.info, upload.data)
+    return files
+
+
+def _attachments_problem(files: list[dict], text: str, settings: ReplySettings, max_files: int) -> str | None:
+    if not files:
+        return None
+    backend = discovery.with_server_facts(settings.backend)
+    room = backend.context_length - settings.parameters.max_new_tokens if backend.context_length else None
+    if room is not None and settings.system_prompt:
+        room -= estimate_tokens(settings.system_prompt)
+    name = settings.model_name or backend.model_id
+    return attachments.sending_problem(files, text, name, settings.takes_images, room, max_files)
 
 
 def can_edit(store: Store, conversation: Conversation, message_id: str) -> bool:
@@ -150,15 +197,21 @@ def run_reply(
     cancel: threading.Event | None = None,
     after: str | None = None,
     replacing: str | None = None,
+    files: list[dict] | None = None,
 ) -> Message:
     """Answer `text`: a new message after `after` (the last message the tab shows), or the edited text of the
-    user's message `replacing`, saved beside it as an alternative (nothing is thrown away). The message is
-    saved before anything is sent; the first one titles the chat. Returns the stored answer, whatever
-    happened; AnswerRunning when the conversation is being answered already."""
+    user's message `replacing`, saved beside it as an alternative (nothing is thrown away), with `files` attached
+    (as stored; an edited message keeps its own). The message is saved before anything is sent; the first one
+    titles the chat. Returns the stored answer, whatever happened; AnswerRunning when the conversation is being
+    answered already."""
     tree = Tree(store.messages(conversation))
     edited = tree.by_id.get(replacing or "")
     follows = tree.by_id.get(edited.parent_id or "") if edited else _shown_last(tree, conversation, after)
     user_message = Message(new_id(), conversation.id, "user", text, parent_id=follows.id if follows else None)
+    if files:
+        user_message.meta["attachments"] = [attachments.listed(info) for info in files]
+    elif edited and edited.meta.get("attachments"):
+        user_message.meta["attachments"] = edited.meta["attachments"]
     answer = _start(store, conversation, [user_message, _new_answer(conversation, settings, user_message)])
     if conversation.title == "New chat":
         conversation.title = title_from(text)
@@ -250,7 +303,7 @@ def _run(
     """Write the started answer `message` (empty, or the part of an answer to go on from) to its end."""
     cancel = cancel or threading.Event()
     history = Tree(store.messages(conversation)).path_to(message.id)[:-1]  # the model sees its branch alone
-    turns = history_turns(history)
+    turns = history_turns(history, lambda file_id: store.load_file(conversation, file_id), settings.takes_images)
     if settings.system_prompt:
         turns.insert(0, {"role": "system", "content": settings.system_prompt})
     answer = _Answer(message, parts=[message.content], saved_length=len(message.content))
@@ -550,4 +603,5 @@ def settings_from_config(config: dict, model_name: str | None = None, chosen: di
         model_name=spec.name,
         local_model_status=config.get("LOCAL_MODEL_STATUS"),
         titles=config["MODEL_TITLES"] if spec.titles is None else spec.titles,
+        takes_images=bool(spec.images) and spec.api == "chat",
     )

@@ -5,12 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
 from chatbot import accounts, limits, picker, reasoning, transfer
+from chatbot.attachments import AttachmentProblem
 from chatbot.branches import Tree
 from chatbot.conversations import Conversation, Store
 from chatbot.generation import (
     WAIT,
     AnswerRunning,
     can_edit,
+    files_to_send,
     message_problem,
     pick_model,
     run_continuation,
@@ -284,7 +286,24 @@ def post_message(conversation_id: str):
     if problem:
         return chat_page(conversation, problem, draft=text, status=400)
     pick_model(store(), conversation, request.form.get("model"), visible_config())
+    try:
+        files = attached(conversation, text)
+    except AttachmentProblem as refused:
+        return chat_page(conversation, str(refused), draft=text, status=400)
     after = request.form.get("after")
     return answered(
-        conversation, lambda settings: run_reply(store(), conversation, text, settings, ignore, after=after), text
+        conversation,
+        lambda settings: run_reply(store(), conversation, text, settings, ignore, after=after, files=files),
+        text,
     )
+
+
+def attached(conversation: Conversation, text: str) -> list[dict]:
+    """The files sent with the form's message: its uploads, and those the page's script uploaded before (named
+    by id); AttachmentProblem says why they cannot go."""
+    from chatbot.files import uploads  # files reads pages' helpers
+
+    settings = settings_for_conversation(conversation, visible_config())
+    limit = current_app.config["MAX_ATTACHMENTS"]
+    ids = request.form.getlist("attachment")
+    return files_to_send(store(), conversation, ids, text, settings, limit, uploads("files"))

@@ -80,13 +80,20 @@ def _configured(spec: ModelSpec, config: dict) -> Choice:
     about = listed.describe() if listed and listed.live else "not served now: pick a live model" if known else ""
     if listed is not None and listed.context_length and not spec.context_length:
         spec = dataclasses.replace(spec, context_length=listed.context_length)
+    if listed is not None and spec.images is None:
+        spec = dataclasses.replace(spec, images="image" in listed.input_modalities)
     return Choice(spec.name, about, spec)
 
 
 def _listed(server_spec: ModelSpec, model: catalogue.CatalogueModel) -> Choice:
     """A catalogue model, asked on the server (and with the settings) of the configured model that lists it."""
     spec = dataclasses.replace(
-        server_spec, id=model.id, name=model.id, context_length=model.context_length, chat_format=None
+        server_spec,
+        id=model.id,
+        name=model.id,
+        context_length=model.context_length,
+        chat_format=None,
+        images="image" in model.input_modalities,
     )
     return Choice(model.id, model.describe(), spec)
 

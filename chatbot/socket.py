@@ -19,6 +19,7 @@ from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 
 from chatbot import accounts, limits, picker, reasoning
+from chatbot.attachments import AttachmentProblem
 from chatbot.branches import Tree
 from chatbot.conversations import Conversation, Message
 from chatbot.extensions import sock
@@ -27,6 +28,7 @@ from chatbot.generation import (
     AnswerRunning,
     Event,
     can_edit,
+    files_to_send,
     is_abandoned,
     message_problem,
     pick_model,
@@ -227,7 +229,11 @@ class ChatSocket:
             self.notice(refused)
         elif action == "send":
             pick_model(store(), self.conversation, data.get("model"), self.visible_config())
-            self.send_message(str(data.get("message") or "").strip(), after=str(data.get("after") or ""))
+            self.send_message(
+                str(data.get("message") or "").strip(),
+                after=str(data.get("after") or ""),
+                file_ids=named_files(data.get("attachment")),
+            )
         elif action == "edit":
             self.send_message(str(data.get("message") or "").strip(), replacing=str(data.get("message_id") or ""))
         elif action == "regenerate":
@@ -270,19 +276,30 @@ class ChatSocket:
             self.conversation = current
         return current is not None
 
-    def send_message(self, text: str, after: str = "", replacing: str = "") -> None:
-        """Send a new message after `after`, or the edited text of an earlier one (beside it, as a new branch)."""
+    def send_message(self, text: str, after: str = "", replacing: str = "", file_ids: list[str] | None = None) -> None:
+        """Send a new message after `after` with the files uploaded for it (`file_ids`, this conversation's only),
+        or the edited text of an earlier one (beside it, as a new branch)."""
         problem = message_problem(text, self.app.config["MAX_MESSAGE_CHARS"])
         if problem:
             self.notice(problem)
         elif replacing and not can_edit(store(), self.conversation, replacing):
             self.notice("That message can no longer be edited. Reload the page.")
         else:
+            try:
+                files = self.files_to_send(file_ids, text) if file_ids else []
+            except AttachmentProblem as refused:
+                self.notice(str(refused))
+                return
             self.start(
                 lambda settings, cancel: run_reply(
-                    store(), self.conversation, text, settings, self.on_event, cancel, after, replacing or None
+                    store(), self.conversation, text, settings, self.on_event, cancel, after, replacing or None, files
                 )
             )
+
+    def files_to_send(self, file_ids: list[str], text: str) -> list[dict]:
+        settings = settings_for_conversation(self.conversation, self.visible_config())
+        limit = self.app.config["MAX_ATTACHMENTS"]
+        return files_to_send(store(), self.conversation, file_ids, text, settings, limit)
 
     def regenerate(self, of: str) -> None:
         self.start(
@@ -366,7 +383,10 @@ class ChatSocket:
             self.answering = False
             own_limits = self.account_limits()
             left = limits.left(store(), self.conversation.owner, own_limits) if own_limits else ""
-            tree = Tree(store().messages(self.conversation))
+            try:
+                tree = Tree(store().messages(self.conversation))
+            except StoreUnavailable:  # the answer as it ended is shown all the same, and why it is not kept
+                tree = Tree([event.message])
             shown = tree.shows(self.shown_last, event.message.id)  # not when this tab went to another branch
             last = event.message if shown else tree.chosen(self.shown_last)[-1]
             self.send(
@@ -387,3 +407,9 @@ class ChatSocket:
                 return True
             except (ConnectionClosed, OSError):
                 return False
+
+
+def named_files(value: object) -> list[str]:
+    """The file ids a sent form names (htmx sends one as a string, several as a list)."""
+    given = value if isinstance(value, list) else [value]
+    return [item for item in given if isinstance(item, str) and item]

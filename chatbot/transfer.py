@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from chatbot import reasoning
+from chatbot.attachments import safe_name
 from chatbot.branches import Tree
 from chatbot.conversations import Conversation, Message, Store, new_id
 from chatbot.rendering import render_markdown
@@ -17,6 +19,8 @@ FORMAT = "chatbot-conversation"
 VERSION = 2  # 2: every branch, each message naming the one it follows; 1 (one line of messages) is still read
 ROLES = ("user", "assistant")
 STATUSES = ("done", "stopped", "error")
+KINDS = ("image", "text", "pdf")  # of an attached file, as a message lists it
+MAX_LISTED = 20  # attached files' names kept per message of an import
 
 
 class ImportProblem(ValueError):
@@ -125,26 +129,40 @@ def import_json(store: Store, owner: str, data: bytes, max_chars: int) -> Conver
 
 def copy_branch(store: Store, conversation: Conversation, branch: list[Message]) -> Conversation:
     """A new conversation of the same owner, model and settings (not its share links) holding a copy of
-    `branch`, a first message and those that follow it."""
+    `branch`, a first message and those that follow it, with their attached files."""
     copies: list[Message] = []
     for message in branch:
         if message.status == "streaming":
             break
         parent = copies[-1].id if copies else None
         copies.append(Message(**{**vars(message), "id": new_id(), "parent_id": parent, "meta": dict(message.meta)}))
+    files = [
+        found
+        for message in copies
+        for listed in message.meta.get("attachments", [])
+        if listed.get("id") and (found := store.load_file(conversation, listed["id"]))
+    ]
     settings = {key: value for key, value in conversation.settings.items() if key != "shares"}
-    return _new_conversation(store, conversation.owner, conversation.title, settings, copies, "")
+    return _new_conversation(store, conversation.owner, conversation.title, settings, copies, "", files)
 
 
 def _new_conversation(
-    store: Store, owner: str, title: str, settings: dict, messages: list[Message], chosen: str
+    store: Store,
+    owner: str,
+    title: str,
+    settings: dict,
+    messages: list[Message],
+    chosen: str,
+    files: Sequence[tuple[dict, bytes]] = (),
 ) -> Conversation:
-    """All or nothing: never half a conversation."""
+    """All or nothing: never half a conversation. `files`: (info, bytes) of the files its messages list."""
     conversation = store.create_conversation(owner, title)
     try:
         if settings:
             conversation.settings = settings
             store.update_conversation(conversation)
+        for info, data in files:
+            store.save_file(conversation, info["id"], info, data)
         for message in messages:
             message.conversation_id = conversation.id
             store.add_message(message)
@@ -171,6 +189,13 @@ def _message(index: int, item: Any, max_chars: int) -> Message:
     if error is not None:
         error = {key: str(error.get(key) or "") for key in ("kind", "message", "hint")} | {"retry_after": None}
     meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
+    files = meta.get("attachments")
     meta = {key: value for key, value in meta.items() if isinstance(value, str | int | float) and len(str(key)) < 40}
+    if isinstance(files, list):  # their names alone: the files are not in the export, and no id from it is trusted
+        meta["attachments"] = [
+            {"name": safe_name(str(f.get("name") or "")), "kind": f.get("kind") if f.get("kind") in KINDS else "text"}
+            for f in files[:MAX_LISTED]
+            if isinstance(f, dict)
+        ]
     html = str(render_markdown(content)) if role == "assistant" else ""  # never trust HTML from a file
     return Message(new_id(), "", role, content, html=html, status=status, error=error, meta=meta)

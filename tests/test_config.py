@@ -129,7 +129,7 @@ def test_model_id_alone_still_works():
         (
             '[{"id": "a", "temperature": 1}]',
             "MODELS: model 1 has an unknown field 'temperature'; the fields are id, name, api, url, chat_format, "
-            "context_length, parameters, tokenizer_config, system_prompt, titles.",
+            "context_length, parameters, tokenizer_config, system_prompt, titles, images.",
         ),
         (
             '[{"id": "a", "parameters": {"temprature": 1}}]',

@@ -178,3 +178,27 @@ def test_a_chat_api_is_asked_in_words_to_continue(fake):
         {"role": "assistant", "content": "one, two,"},
         {"role": "user", "content": CONTINUE_ASK},
     ]
+
+
+def test_an_image_in_the_history_is_shown_only_to_a_model_that_takes_images():
+    from chatbot.conversations import Message
+    from chatbot.generation import history_turns
+    from chatbot.services.prompts import alternate
+    from tests.samples import png
+
+    image = {"id": "i1", "name": "red.png", "kind": "image", "mime": "image/png", "size": 10}
+    stored = {"i1": (image, png())}
+    messages = [
+        Message("m1", "c", "user", "What is it?", meta={"attachments": [image]}),
+        Message("m2", "c", "user", "And the gone one?", meta={"attachments": [{**image, "id": "gone"}]}),
+    ]
+    seeing = history_turns(messages, stored.get, images=True)
+    assert seeing[0]["content"] == "What is it?" and seeing[0]["images"][0].startswith("data:image/png;base64,")
+    assert seeing[1] == {"role": "user", "content": "[Attached file red.png: no longer kept]\n\nAnd the gone one?"}
+    _, merged = alternate(seeing)  # two user turns become one, the image kept
+    assert len(merged) == 1 and len(merged[0]["images"]) == 1
+    blind = history_turns(messages, stored.get, images=False)
+    assert blind[0] == {
+        "role": "user",
+        "content": "[Attached image red.png: not shown to this model, which does not take images]\n\nWhat is it?",
+    }

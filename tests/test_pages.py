@@ -1,5 +1,6 @@
 """The HTML routes: sessions own conversations, forms need CSRF, the page works without JavaScript."""
 
+import io
 import json
 import re
 
@@ -222,3 +223,22 @@ def test_a_missing_conversation_says_it_may_have_expired(client):
     page = client.get("/c/not-a-conversation")
     assert page.status_code == 404
     assert "It may have expired: conversations are kept 30 days after their last message." in page.text
+
+
+def test_without_javascript_the_form_sends_a_file_with_the_message(client, fake):
+    chat = open_chat(client)
+    page = client.get(chat).text
+    assert (
+        'enctype="multipart/form-data"' in page and '<input id="file-input" type="file" name="files" multiple>' in page
+    )
+    fake.reply(tokens=["Three", " rows."])
+    posted = client.post(
+        f"{chat}/messages",
+        data={"csrf_token": csrf(page), "message": "How many rows?", "files": (io.BytesIO(b"a\nb\nc\n"), "rows.csv")},
+        content_type="multipart/form-data",
+    )
+    assert posted.status_code == 302 and posted.location == f"{chat}#end"
+    assert "Attached file: rows.csv\n```\na\nb\nc\n\n```\n\nHow many rows?" in fake.requests[-1].json["inputs"]
+    page = client.get(chat).text
+    link = re.search(r'<a href="(/c/[\w-]+/files/[\w-]+)" download>rows.csv</a>', page).group(1)
+    assert client.get(link).data == b"a\nb\nc\n" and "Three rows." in page

@@ -40,12 +40,12 @@ def test_a_body_over_the_limit_gets_413_before_it_is_read(gunicorn_on_fake):
 def test_an_import_over_the_limit_says_how_large_it_may_be(gunicorn_on_fake):
     chat = ChatClient(gunicorn_on_fake.url)
     token = chat.page().split('name="csrf_token" value="')[1].split('"')[0]
-    large = io.BytesIO(b"x" * (11 * 1024 * 1024))
+    large = io.BytesIO(b"x" * (31 * 1024 * 1024))  # 10 MB for the form, and 4 attached files of 5 MB
     response = chat.http.post(
         gunicorn_on_fake.url + "/import", data={"csrf_token": token}, files={"file": ("a.json", large)}, timeout=30
     )
     assert response.status_code == 413
-    assert "That upload is larger than 10 MB." in response.text
+    assert "That upload is larger than 30 MB." in response.text
 
 
 def test_the_session_cookie_is_samesite_lax_and_lives_as_long_as_a_conversation(tmp_path):

@@ -1,6 +1,7 @@
 """The real WebSocket of the app under gunicorn, against the fake Hugging Face API."""
 
 import html
+import json
 import re
 import time
 
@@ -9,7 +10,8 @@ import websocket
 
 from chatbot.local_model.server import free_port
 from tests.conftest import app_environment
-from tests.fakes.hf_server import TOKEN
+from tests.fakes.hf_server import ROUTER_MODELS, TOKEN
+from tests.samples import png
 from tests.servers import FINISHED, ChatClient, GunicornApp, act, read_until
 from tests.test_inference import NOTES_PARAMETERS
 
@@ -367,3 +369,43 @@ def test_an_answer_whose_writer_went_away_is_marked_interrupted(tmp_path, fake_h
 def _owner(store):
     """The one browser session of a fresh store."""
     return store._query("SELECT owner FROM conversations")[0][0]
+
+
+def test_an_image_sent_on_the_socket_reaches_a_model_that_takes_images_and_is_refused_for_one_that_does_not(
+    tmp_path, fake
+):
+    fake.catalogue = ROUTER_MODELS  # it says which models take images: none of the two needs to be told
+    models = [
+        {"name": "Seeing", "id": "google/gemma-3-27b-it", "api": "chat", "url": fake.url + "/v1"},
+        {"name": "Text only", "id": "meta-llama/Llama-3.1-8B-Instruct", "api": "chat", "url": fake.url + "/v1"},
+    ]
+    environment = app_environment(
+        tmp_path, HF_API_TOKEN=TOKEN, MODELS=json.dumps(models), CHAT_HUB_CACHE=str(tmp_path / "hub")
+    )
+    with GunicornApp(environment, workers=1) as server:
+        chat = ChatClient(server.url)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', chat.page()).group(1)
+        uploaded = chat.http.post(
+            chat.page_url + "/files", files={"file": ("red.png", png())}, headers={"X-CSRF-Token": token}, timeout=30
+        )
+        file_id = re.search(r'name="attachment" value="([\w-]+)"', uploaded.text).group(1)
+        ws = chat.connect()
+        act(ws, "send", message="What colour?", attachment=file_id, model="Text only")
+        refused = read_until(ws, [], "does not take images")[-1]
+        assert "Text only does not take images, so nothing was sent (red.png). Pick a model that takes images" in (
+            refused
+        )
+        assert not [r for r in fake.requests if r.path.endswith("/chat/completions")]
+        fake.reply(tokens=["Red", "."])
+        act(ws, "send", message="What colour?", attachment=[file_id], model="Seeing")
+        frames = read_until(ws, [], FINISHED)
+        ws.close()
+        sent = fake.requests[-1].json
+        assert sent["model"] == "google/gemma-3-27b-it"
+        assert sent["messages"][-1]["content"][0] == {"type": "text", "text": "What colour?"}
+        assert sent["messages"][-1]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
+        assert f'<img src="/c/{chat.conversation_id}/files/{file_id}" alt="red.png"' in frames[0]
+        assert "Red." in frames[-1]
+        stranger = ChatClient(server.url)
+        assert stranger.http.get(chat.page_url + f"/files/{file_id}", timeout=30).status_code == 404
+        assert chat.http.get(chat.page_url + f"/files/{file_id}", timeout=30).content == png()

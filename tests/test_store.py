@@ -391,3 +391,44 @@ def test_a_browsers_conversations_move_to_an_account(chat_store):
     assert moved is not None and [m.content for m in chat_store.messages(moved)] == ["before signing in"]
     assert chat_store.get_conversation("browser-1", mine.id) is None
     chat_store.move_conversations("nobody", "account:ada")  # nothing to move: nothing happens
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # every byte value: nothing is lost as text on the way
+
+
+def test_a_file_is_kept_with_its_conversation_and_read_back_whole(make_store):
+    first, second = make_store(), make_store()  # two workers
+    conversation = first.create_conversation("alice")
+    info = {"id": "f1", "name": "cat.png", "kind": "image", "mime": "image/png", "size": len(PNG)}
+    first.save_file(conversation, "f1", info, PNG)
+    assert second.load_file(conversation, "f1") == (info, PNG)
+    assert second.load_file(conversation, "f2") is None
+
+
+def test_a_file_of_one_owners_conversation_is_not_read_through_anothers(chat_store):
+    alice = chat_store.create_conversation("alice")
+    bob = chat_store.create_conversation("bob")
+    chat_store.save_file(alice, "secret", {"name": "plan.txt", "text": "mine"}, b"mine")
+    assert chat_store.load_file(bob, "secret") is None
+    assert chat_store.load_file(alice, "secret") == ({"name": "plan.txt", "text": "mine"}, b"mine")
+
+
+def test_files_are_deleted_with_their_conversation(chat_store):
+    conversation = chat_store.create_conversation("alice")
+    kept = chat_store.create_conversation("alice")
+    chat_store.save_file(conversation, "f1", {"name": "a.txt"}, b"a")
+    chat_store.save_file(kept, "f2", {"name": "b.txt"}, b"b")
+    chat_store.delete_conversation(conversation)
+    assert chat_store.load_file(conversation, "f1") is None
+    assert chat_store.load_file(kept, "f2") == ({"name": "b.txt"}, b"b")
+
+
+def test_files_expire_with_their_idle_conversation(make_store):
+    store = make_store(idle_seconds=1)
+    idle = store.create_conversation("alice")
+    store.save_file(idle, "f1", {"name": "a.txt"}, b"a")
+    time.sleep(1.3)
+    store.forget_idle()
+    assert store.load_file(idle, "f1") is None
+    if isinstance(store, RedisStore):  # nothing of it is left behind in Redis either
+        assert not list(store.db.scan_iter(store.prefix + "*" + idle.id + "*"))

@@ -18,7 +18,7 @@ from jinja2.exceptions import TemplateError
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-Turn = dict[str, str]
+Turn = dict[str, Any]  # "role", "content" (text), and "images" (data: URLs) when the model is shown any
 
 # Short names people use (OpenRouter's) -> the Hub repositories.
 HUB_ALIASES = {
@@ -62,7 +62,10 @@ def alternate(turns: list[Turn]) -> tuple[str, list[Turn]]:
         if turn["role"] == "system":
             continue
         if merged and merged[-1]["role"] == turn["role"]:
+            images = [*merged[-1].get("images", []), *turn.get("images", [])]
             merged[-1] = {"role": turn["role"], "content": merged[-1]["content"] + "\n\n" + turn["content"]}
+            if images:
+                merged[-1]["images"] = images
         else:
             merged.append(dict(turn))
     while merged and merged[0]["role"] != "user":

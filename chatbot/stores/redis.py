@@ -2,8 +2,9 @@
 
 Keys (under a prefix): `conv:{id}` a hash of the conversation, `owner:{owner}` a sorted set of its
 conversation ids by last activity, `order:{id}` the list of a conversation's message ids, `msgs:{id}`
-a hash of its messages as JSON by id, `parts:{message id}` a sorted set of the parts of an answer being
-written, by the character each begins at. A message is appended or rewritten alone, never the whole
+a hash of its messages as JSON by id, `files:{id}` a hash of its attached files by id (JSON: the file's info
+and its bytes in base64, as the client decodes answers to text), `parts:{message id}` a sorted set of the parts
+of an answer being written, by the character each begins at. A message is appended or rewritten alone, never the whole
 history, and an answer grows by parts, so saving it costs the same however long it is. Every write
 gives the conversation's keys the idle time to live again, so a conversation expires `idle_seconds`
 after its last activity.
@@ -11,6 +12,7 @@ after its last activity.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from dataclasses import asdict
@@ -71,7 +73,7 @@ class RedisStore:
         return self.prefix + ":".join(parts)
 
     def _keys(self, conversation_id: str) -> list[str]:
-        return [self._key(kind, conversation_id) for kind in ("conv", "order", "msgs")]
+        return [self._key(kind, conversation_id) for kind in ("conv", "order", "msgs", "files")]
 
     def _touch(self, pipe: redis.client.Pipeline, conversation_id: str, owner: str | None) -> None:
         """Start the idle time again for a conversation (and its owner's list)."""
@@ -134,6 +136,20 @@ class RedisStore:
         pipe.delete(*self._keys(conversation.id))
         pipe.zrem(self._key("owner", conversation.owner), conversation.id)
         pipe.execute()
+
+    def save_file(self, conversation: Conversation, file_id: str, info: dict, data: bytes) -> None:
+        stored = {"info": info, "data": base64.b64encode(data).decode("ascii")}
+        pipe = self.db.pipeline()
+        pipe.hset(self._key("files", conversation.id), file_id, json.dumps(stored))
+        self._touch(pipe, conversation.id, conversation.owner)
+        pipe.execute()
+
+    def load_file(self, conversation: Conversation, file_id: str) -> tuple[dict, bytes] | None:
+        raw = self.db.hget(self._key("files", conversation.id), file_id)
+        if raw is None:
+            return None
+        stored = json.loads(raw)
+        return stored["info"], base64.b64decode(stored["data"])
 
     def add_message(self, message: Message) -> Message:
         now = time.time()

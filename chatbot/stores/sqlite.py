@@ -59,6 +59,13 @@ CREATE TABLE IF NOT EXISTS answer_parts (
     saved_at REAL NOT NULL,
     PRIMARY KEY (message_id, start)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS files (
+    conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    info TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (conversation_id, id)
+);
 """
 POOL_SIZE = 16  # connections per process; SQLite writes one at a time anyway
 MIN_FREE_BYTES = 16 * 1024 * 1024  # less free disk than this, and the chat is not ready: answers would not be saved
@@ -222,6 +229,21 @@ class SQLiteStore:
             "UPDATE conversations SET title = ?, settings = ? WHERE id = ?",
             (conversation.title, json.dumps(conversation.settings), conversation.id),
         )
+
+    def save_file(self, conversation: Conversation, file_id: str, info: dict, data: bytes) -> None:
+        with self._transaction() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT OR REPLACE INTO files (conversation_id, id, info, data) VALUES (?, ?, ?, ?)",
+                (conversation.id, file_id, json.dumps(info), data),
+            )
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (time.time(), conversation.id))
+
+    def load_file(self, conversation: Conversation, file_id: str) -> tuple[dict, bytes] | None:
+        rows = self._query(
+            "SELECT info, data FROM files WHERE conversation_id = ? AND id = ?", (conversation.id, file_id)
+        )
+        return (json.loads(rows[0][0]), bytes(rows[0][1])) if rows else None
 
     def add_message(self, message: Message) -> Message:
         with self._transaction() as db:

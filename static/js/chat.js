@@ -1,4 +1,4 @@
-// The chat page's few behaviours: keys, clearing the sent message, following the answer.
+// The chat page's few behaviours: keys, clearing the sent message, following the answer, attaching files.
 (function () {
   "use strict";
 
@@ -38,6 +38,8 @@
     if (sent) {
       sent.removeAttribute("data-sent-now");
       input().value = "";
+      var chosen = document.getElementById("attachments");
+      if (chosen) { chosen.textContent = ""; }  // they went with the message
       following = true;
     }
     follow();
@@ -100,6 +102,64 @@
       if (notice) { notice.textContent = ""; }
     };
     SIGNS.forEach(function (sign) { document.addEventListener(sign, back, true); });
+  });
+
+  // Files chosen, dropped or pasted are uploaded at once (the socket carries text only); each comes back as a
+  // chip whose hidden input names the file, and goes with the message.
+  function upload(file) {
+    var form = composer();
+    var body = new FormData();
+    body.append("file", file, file.name);
+    var notice = document.getElementById("notice");
+    fetch(form.dataset.uploadUrl, {
+      method: "POST",
+      body: body,
+      credentials: "same-origin",
+      headers: { "X-CSRF-Token": form.querySelector("[name=csrf_token]").value }
+    }).then(function (response) {
+      return response.text().then(function (text) {
+        if (!response.ok) { throw new Error(text || "That file could not be attached."); }
+        document.getElementById("attachments").insertAdjacentHTML("beforeend", text);
+      });
+    }).catch(function (error) {
+      if (notice) { notice.textContent = error.message; }
+    });
+  }
+
+  function uploadAll(files) { Array.prototype.forEach.call(files || [], upload); }
+
+  document.addEventListener("change", function (event) {
+    if (event.target.id === "file-input") {
+      uploadAll(event.target.files);
+      event.target.value = "";  // uploaded: not sent again with the form
+    }
+  });
+
+  document.addEventListener("click", function (event) {
+    var remove = event.target.closest(".remove-attachment");
+    if (remove) { remove.closest(".attachment").remove(); }
+  });
+
+  document.addEventListener("dragover", function (event) {
+    if (composer() && event.dataTransfer && Array.prototype.indexOf.call(event.dataTransfer.types, "Files") >= 0) {
+      event.preventDefault();
+      composer().classList.add("dropping");
+    }
+  });
+  document.addEventListener("dragleave", function () { if (composer()) { composer().classList.remove("dropping"); } });
+  document.addEventListener("drop", function (event) {
+    if (!composer() || !event.dataTransfer || !event.dataTransfer.files.length) { return; }
+    event.preventDefault();
+    composer().classList.remove("dropping");
+    uploadAll(event.dataTransfer.files);
+  });
+
+  document.addEventListener("paste", function (event) {
+    var files = event.clipboardData && event.clipboardData.files;
+    if (event.target === input() && files && files.length) {
+      event.preventDefault();
+      uploadAll(files);
+    }
   });
 
   document.addEventListener("DOMContentLoaded", function () {

@@ -1,9 +1,12 @@
 """The chat page in a real browser: send, stream, busy state, markdown, nothing from the model runs."""
 
+import json
+
 from playwright.sync_api import expect
 
 from tests.conftest import app_environment
 from tests.fakes.hf_server import ROUTER_MODELS, TOKEN
+from tests.samples import png
 from tests.servers import ROOT, GunicornApp
 
 
@@ -436,3 +439,55 @@ def test_a_share_link_opens_the_snapshot_in_another_browser_and_copies(page, bro
     expect(other.locator(".message.user .body")).to_have_text("Best owl?")
     assert "/c/" in other.url and other.url != page.url
     other.context.close()
+
+
+def test_an_image_picked_with_the_file_input_shows_as_a_thumbnail_and_reaches_the_model(page, tmp_path, fake):
+    models = [{"name": "Seeing", "id": "google/gemma-3-27b-it", "api": "chat", "url": fake.url + "/v1", "images": True}]
+    environment = app_environment(tmp_path, HF_API_TOKEN=TOKEN, MODELS=json.dumps(models))
+    with GunicornApp(environment) as app:
+        page.goto(app.url + "/")
+        page.set_input_files("#file-input", files=[{"name": "red.png", "mimeType": "image/png", "buffer": png()}])
+        chip = page.locator("#attachments .attachment")
+        expect(chip).to_contain_text("red.png")
+        expect(page.locator("#file-input")).to_have_value("")  # uploaded: the form does not carry it again
+        ask(page, fake, "What colour is this?", ["Red", "."])
+        expect(page.locator(".message.assistant.done")).to_contain_text("Red.")
+        thumbnail = page.locator(".message.user .attachments img[alt='red.png']")
+        expect(thumbnail).to_be_visible()
+        assert thumbnail.evaluate("img => img.complete && img.naturalWidth") == 8  # loaded, under the page's CSP
+        expect(chip).to_have_count(0)
+        parts = fake.requests[-1].json["messages"][-1]["content"]
+        assert parts[0]["text"] == "What colour is this?" and parts[1]["image_url"]["url"].startswith("data:image/png")
+        page.reload()
+        expect(thumbnail).to_be_visible()
+        page.goto("about:blank")
+
+
+DISPATCH = """([kind, name, text]) => {
+    const files = new DataTransfer();
+    files.items.add(new File([text], name, {type: "text/plain"}));
+    const target = kind === "paste" ? document.getElementById("message-input") : document.getElementById("composer");
+    const event = kind === "paste"
+        ? new ClipboardEvent("paste", {clipboardData: files, bubbles: true, cancelable: true})
+        : new DragEvent("drop", {dataTransfer: files, bubbles: true, cancelable: true});
+    target.dispatchEvent(event);
+}"""
+
+
+def test_files_pasted_and_dropped_are_attached_and_one_can_be_removed(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    page.evaluate(DISPATCH, ["paste", "notes.md", "# Notes\nbuy milk"])
+    page.evaluate(DISPATCH, ["drop", "rows.csv", "a,b\n1,2\n"])
+    page.evaluate(DISPATCH, ["drop", "<img src=x onerror=window.hacked=1>.txt", "nothing"])
+    chips = page.locator("#attachments .attachment")
+    expect(chips).to_have_count(3)
+    chips.filter(has_text="onerror").locator(".remove-attachment").click()
+    expect(chips).to_have_count(2)
+    ask(page, fake, "What is in them?", ["Milk", " and numbers."])
+    expect(page.locator(".message.assistant.done")).to_contain_text("Milk and numbers.")
+    files = page.locator(".message.user .attachments a")
+    expect(files).to_have_text(["notes.md", "rows.csv"])
+    prompt = fake.requests[-1].json["inputs"]
+    assert "Attached file: notes.md\n```\n# Notes\nbuy milk\n```" in prompt and "Attached file: rows.csv" in prompt
+    assert "onerror" not in prompt and page.evaluate("window.hacked") is None
+    expect(chips).to_have_count(0)

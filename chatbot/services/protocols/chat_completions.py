@@ -45,7 +45,7 @@ class ChatCompletions(Protocol):
         if continuing:
             turns = [*turns, {"role": "assistant", "content": continuing}, {"role": "user", "content": CONTINUE_ASK}]
         system, alternating = prompts.alternate(turns)
-        messages = ([{"role": "system", "content": system}] if system else []) + alternating
+        messages = ([{"role": "system", "content": system}] if system else []) + [_message(t) for t in alternating]
         payload = {
             "model": backend.model_id,
             "messages": messages,
@@ -70,3 +70,12 @@ class ChatCompletions(Protocol):
             if choice.get("finish_reason"):
                 yield Finish.said(choice["finish_reason"])
         yield from openai_usage(event)
+
+
+def _message(turn: Turn) -> dict[str, Any]:
+    """A turn as a chat message: its text alone, or with images as content parts (text first, then each image)."""
+    if not turn.get("images"):
+        return {"role": turn["role"], "content": turn["content"]}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": turn["content"]}]
+    parts += [{"type": "image_url", "image_url": {"url": url}} for url in turn["images"]]
+    return {"role": turn["role"], "content": parts}

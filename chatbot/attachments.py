@@ -1,0 +1,276 @@
+"""Files attached to a message: an upload checked and turned into what is stored, and what it puts in the prompt.
+
+The kind is decided by the bytes, never by the name: an image is PNG, JPEG, GIF or WebP by its magic bytes (SVG
+never is: it is text, shown and served as text); a PDF starts with `%PDF-` and becomes its text (pypdf, under hard
+limits on pages, characters, time and how far any stream may expand); anything else must be UTF-8 text (code,
+Markdown, CSV, JSON, plain text). The name is made safe: no folders, no control characters, not too long.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import time
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chatbot.conversations import new_id
+from chatbot.services.prompts import estimate_tokens
+
+IMAGE_TYPES = (  # (magic bytes at the start, the type they mean); WebP also needs "WEBP" at byte 8
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"RIFF", "image/webp"),
+)
+NAME_LENGTH = 120
+LISTED = ("id", "name", "kind", "mime", "size")  # what a message keeps of each of its files (never the text)
+PDF_SECONDS = 10.0  # reading one PDF's text takes at most about this long (checked between pages)
+PDF_STREAM_BYTES = 8 * 1024 * 1024  # no stream of a PDF may expand to more than this (pypdf's default is 75 MB)
+# pypdf's own limits (pypdf.Configuration), tighter than its defaults, for files from anyone: what a stream may
+# expand to, how much decoding work it may take, how far a broken stream is recovered byte by byte; and never the
+# external jbig2dec program.
+PDF_LIMITS: dict[str, Any] = {
+    "zlib_maximum_output_length": PDF_STREAM_BYTES,
+    "lzw_maximum_output_length": PDF_STREAM_BYTES,
+    "run_length_maximum_output_length": PDF_STREAM_BYTES,
+    "brotli_maximum_output_length": PDF_STREAM_BYTES,
+    "jbig2_maximum_output_length": PDF_STREAM_BYTES,
+    "array_based_stream_maximum_output_length": PDF_STREAM_BYTES,
+    "image_maximum_buffer_size": PDF_STREAM_BYTES,
+    "stream_decoding_work_maximum_length": 4 * PDF_STREAM_BYTES,
+    "zlib_maximum_recovery_input_length": 256 * 1024,
+    "jbig2dec_binary": None,
+}
+
+
+class AttachmentProblem(ValueError):
+    """Why a file cannot be attached (or sent), in words for the user that say what to do."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How large a file may be, how much text it may give, how many pages a PDF may have."""
+
+    max_bytes: int
+    max_chars: int
+    max_pages: int
+    pdf_seconds: float = PDF_SECONDS
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Limits:
+        return cls(
+            max_bytes=int(config["ATTACHMENT_MAX_MB"] * 1024 * 1024),
+            max_chars=config["ATTACHMENT_MAX_CHARS"],
+            max_pages=config["ATTACHMENT_MAX_PAGES"],
+        )
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A checked file: what is stored about it (`info`: id, safe name, kind, type, size, and the text of a text
+    file or PDF) and its bytes."""
+
+    info: dict[str, Any]
+    data: bytes
+
+
+def listed(info: Mapping[str, Any]) -> dict[str, Any]:
+    """What a message lists of one of its files: never its text, which stays with the file."""
+    return {key: info[key] for key in LISTED if key in info}
+
+
+def check(name: str, data: bytes, limits: Limits) -> Attachment:
+    """The upload `name`, `data` checked and made ready to store; AttachmentProblem says why not."""
+    name = safe_name(name)
+    if not data:
+        raise AttachmentProblem(f"{name} is empty. Choose a file with something in it.")
+    if len(data) > limits.max_bytes:
+        raise AttachmentProblem(
+            f"{name} is larger than {megabytes(limits.max_bytes)}, the limit for a file. "
+            "Attach a smaller file (or a part of it)."
+        )
+    info: dict[str, Any] = {"id": new_id(), "name": name, "size": len(data)}
+    if mime := image_type(data):
+        info.update(kind="image", mime=mime)
+    elif data.startswith(b"%PDF-"):
+        text, pages = pdf_text(name, data, limits)
+        info.update(kind="pdf", mime="application/pdf", text=text, pages=pages)
+    else:
+        info.update(kind="text", mime="text/plain", text=plain_text(name, data, limits))
+    return Attachment(info, data)
+
+
+def safe_name(name: str) -> str:
+    """The file's own name alone: no folders (`../../x` is `x`), no control or invisible formatting characters
+    (a right-to-left override can disguise `exe.txt`), at most NAME_LENGTH characters with its extension kept."""
+    name = re.split(r"[/\\]", name or "")[-1]
+    name = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp"))
+    name = " ".join(name.split()).strip(" .")
+    if len(name) > NAME_LENGTH:
+        stem, dot, extension = name.rpartition(".")
+        extension = extension[:16] if dot and stem else ""
+        name = name[: NAME_LENGTH - len(extension) - 2].rstrip() + "…" + ("." + extension if extension else "")
+    return name or "file"
+
+
+def image_type(data: bytes) -> str | None:
+    """The image type the bytes are (PNG, JPEG, GIF, WebP), or None: whatever the file's name says."""
+    for magic, mime in IMAGE_TYPES:
+        if data.startswith(magic) and (mime != "image/webp" or data[8:12] == b"WEBP"):
+            return mime
+    return None
+
+
+def plain_text(name: str, data: bytes, limits: Limits) -> str:
+    """The text of a UTF-8 file (code, Markdown, CSV, JSON, SVG, plain text); AttachmentProblem for anything
+    binary."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise AttachmentProblem(
+            f"{name} is neither an image (PNG, JPEG, GIF, WebP), nor a PDF, nor UTF-8 text. "
+            "Attach images, PDFs or text files (save text as UTF-8)."
+        ) from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    controls = sum(1 for c in text if unicodedata.category(c) == "Cc" and c not in "\n\t\f")
+    if "\x00" in text or controls > max(2, len(text) // 100):  # a stray bell or escape is not binary
+        raise AttachmentProblem(f"{name} looks like a binary file, not text. Attach images, PDFs or text files.")
+    text = "".join(c for c in text if unicodedata.category(c) != "Cc" or c in "\n\t")
+    return _within(name, text, limits)
+
+
+def _within(name: str, text: str, limits: Limits) -> str:
+    if not text.strip():
+        raise AttachmentProblem(f"{name} has no text in it. Choose a file with something in it.")
+    if len(text) > limits.max_chars:
+        raise AttachmentProblem(
+            f"{name} has {len(text):,} characters of text; the limit is {limits.max_chars:,} a file. "
+            "Attach only the part you need."
+        )
+    return text
+
+
+def pdf_text(name: str, data: bytes, limits: Limits) -> tuple[str, int]:
+    """The text of a PDF and its number of pages, read under PDF_LIMITS, `limits` and a time budget; a file that
+    breaks any of them (a decompression bomb, say) is refused, not read further."""
+    import pypdf  # here: only a PDF needs it
+
+    unreadable = AttachmentProblem(
+        f"{name} could not be read as a PDF (it may be damaged). Attach another copy, or paste its text."
+    )
+    started = time.monotonic()
+    pieces: list[str] = []
+    chars = 0
+    try:
+        with pypdf.apply_configuration(**PDF_LIMITS):
+            reader = pypdf.PdfReader(io.BytesIO(data))
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise AttachmentProblem(f"{name} is protected by a password. Attach a copy saved without one.")
+            pages = len(reader.pages)
+            if pages > limits.max_pages:
+                raise AttachmentProblem(
+                    f"{name} has {pages:,} pages; the limit is {limits.max_pages:,}. "
+                    "Attach only the pages you need (print them to a new PDF)."
+                )
+            for page in reader.pages:
+                if time.monotonic() - started > limits.pdf_seconds:
+                    raise AttachmentProblem(
+                        f"Reading {name} took longer than {limits.pdf_seconds:g} s, so it was stopped. "
+                        "Attach fewer pages, or paste the text you need."
+                    )
+                piece = page.extract_text() or ""
+                chars += len(piece)
+                if chars > limits.max_chars:
+                    raise AttachmentProblem(
+                        f"{name} has more than {limits.max_chars:,} characters of text; the limit is "
+                        f"{limits.max_chars:,} a file. Attach only the pages you need."
+                    )
+                pieces.append(piece)
+                reader.resolved_objects = {}  # what the page expanded to is let go: memory stays one page's
+    except AttachmentProblem:
+        raise
+    except pypdf.errors.LimitReachedError:
+        raise AttachmentProblem(
+            f"{name} was not read: a part of it expands far beyond what a PDF's text needs (more than "
+            f"{megabytes(PDF_STREAM_BYTES)}), as a malicious file's would. Attach another copy, or paste its text."
+        ) from None
+    except Exception:  # a damaged or hostile file may break pypdf anywhere: it is refused, never a 500
+        raise unreadable from None
+    text = "\n\n".join(piece.strip() for piece in pieces if piece.strip())
+    if not text:
+        raise AttachmentProblem(
+            f"{name} has no text to read (a scan is pictures of pages). Attach the pages as images to a model "
+            "that takes images, or paste the text."
+        )
+    return text, pages
+
+
+def megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB" if size >= 102400 else f"{max(1, round(size / 1024))} KB"
+
+
+def as_prompt(info: Mapping[str, Any]) -> str:
+    """A text file's or PDF's text as the model reads it: its name, then the text in a fence no line of it can
+    close."""
+    text = info.get("text") or ""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    pages = f" ({info['pages']} pages)" if info.get("pages") else ""
+    return f"Attached file: {info['name']}{pages}\n{fence}\n{text}\n{fence}"
+
+
+def data_url(info: Mapping[str, Any], data: bytes) -> str:
+    """An image as OpenAI content parts carry it."""
+    return f"data:{info['mime']};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def turn(role: str, text: str, files: list[tuple[dict[str, Any], tuple[dict, bytes] | None]], images: bool) -> dict:
+    """A message's turn with its files (each as listed, and as stored or None): every text file's and PDF's text
+    before the message's own, and its images as data: URLs when the model is shown images (else a line that
+    says one was there)."""
+    parts: list[str] = []
+    urls: list[str] = []
+    for shown, stored in files:
+        if stored is None:
+            parts.append(f"[Attached file {shown.get('name')}: no longer kept]")
+        elif stored[0]["kind"] != "image":
+            parts.append(as_prompt(stored[0]))
+        elif images:
+            urls.append(data_url(*stored))
+        else:
+            parts.append(f"[Attached image {stored[0]['name']}: not shown to this model, which does not take images]")
+    content = "\n\n".join([*parts, text] if text.strip() else parts)
+    return {"role": role, "content": content, "images": urls} if urls else {"role": role, "content": content}
+
+
+def sending_problem(
+    files: list[dict[str, Any]],
+    text: str,
+    model: str,
+    takes_images: bool,
+    room: int | None,
+    max_files: int,
+) -> str | None:
+    """Why a message with `files` (as stored) cannot go to `model`, in words; None when it can. `room`: the
+    tokens the model's context leaves for the prompt (None: not known)."""
+    if len(files) > max_files:
+        if not max_files:
+            return "This chat takes no attached files. Send the message without them."
+        return f"A message takes at most {max_files} files; this one has {len(files)}. Remove {len(files) - max_files}."
+    if not takes_images and (image := next((f for f in files if f["kind"] == "image"), None)):
+        return (
+            f"{model} does not take images, so nothing was sent ({image['name']}). Pick a model that takes images "
+            "(the model list says “images”), or remove the image."
+        )
+    tokens = estimate_tokens("\n\n".join([*(as_prompt(f) for f in files if f["kind"] != "image"), text]))
+    if room is not None and any(f["kind"] != "image" for f in files) and tokens > room:
+        return (
+            f"Your message and its files come to about {tokens:,} tokens, more than the {room:,} that {model} can "
+            "read with room left for its answer, so nothing was sent. Remove a file, or attach only the part you need."
+        )
+    return None
