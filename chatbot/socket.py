@@ -34,6 +34,7 @@ from chatbot.generation import (
     settings_for_conversation,
     settle_abandoned,
 )
+from chatbot.live_markdown import LiveMarkdown, Update
 from chatbot.open_sockets import OpenSockets
 from chatbot.pages import store
 from chatbot.security import owner_id
@@ -43,7 +44,11 @@ from chatbot.stores.failures import StoreUnavailable
 bp = Blueprint("chat", __name__)
 log = logging.getLogger(__name__)
 
-DELTA = Markup('<span hx-swap-oob="beforeend:#text-{}">{}</span>')
+# The answer's text, as markdown rendered while it streams (chatbot/live_markdown.py): the complete blocks are
+# appended, the open block is replaced, or plain text added at its end.
+DONE = Markup('<div hx-swap-oob="beforeend:#done-{}">{}</div>')
+OPEN = Markup('<div id="open-{}" hx-swap-oob="innerHTML">{}</div>')
+TAIL = Markup('<span hx-swap-oob="beforeend:#open-{} .live-tail">{}</span>')
 REASONING = Markup('<span hx-swap-oob="beforeend:#reasoning-{}">{}</span>')
 REASONED = Markup('<summary id="reasoning-summary-{}" hx-swap-oob="true">{}</summary>')
 FOLLOW_SECONDS = 0.25  # how often a following tab looks for more of the answer
@@ -118,6 +123,7 @@ class ChatSocket:
         self.send_lock = threading.Lock()
         self.answering = False  # an answer is being sent on this socket (written here, or followed)
         self.cancel = threading.Event()
+        self.live = LiveMarkdown()  # the answer being sent, as it is shown
 
     def serve(self) -> None:
         """Read actions until the browser goes, or until the socket has been idle (no action, no answer) too long."""
@@ -176,7 +182,8 @@ class ChatSocket:
         """Read only the new part each time, and send it; the finished answer replaces it all."""
         seen = len(answer.content)
         router = reasoning.router()
-        router.feed(answer.content)  # what the page shows already: where the answer is now
+        said = (text for thinking, text in router.feed(answer.content) if not thinking)
+        self.live = LiveMarkdown("".join(said))  # what the page shows already: where the answer is now
         alive = self.send(render_template("chat/_resumed.html", answer=answer))
         while alive:
             time.sleep(FOLLOW_SECONDS)
@@ -186,7 +193,8 @@ class ChatSocket:
                 return
             if new.status == "streaming" and not is_abandoned(new):
                 for thinking, text in router.feed(new.content):
-                    alive = self.send((REASONING if thinking else DELTA).format(new.id, text)) and alive
+                    sent = self.send(REASONING.format(new.id, text)) if thinking else self.send_answer(new.id, text)
+                    alive = sent and alive
                 seen += len(new.content)
                 continue
             final = store().read_message(self.conversation, answer.id)
@@ -310,7 +318,7 @@ class ChatSocket:
 
     def on_event(self, event: Event) -> None:
         if event.kind == "delta":
-            self.send(DELTA.format(event.message.id, event.text))
+            self.send_answer(event.message.id, event.text)
         elif event.kind == "reasoning":
             self.send(REASONING.format(event.message.id, event.text))
         elif event.kind == "reasoned":
@@ -320,8 +328,10 @@ class ChatSocket:
         elif event.kind == "titled":
             self.send(render_template("chat/_titled.html", conversation=self.conversation))
         elif event.kind == "resumed":
+            self.live = LiveMarkdown(reasoning.split(event.message.content)[1])
             self.send(render_template("chat/_resumed.html", answer=event.message))
         elif event.kind == "started":
+            self.live = LiveMarkdown()
             replaced = store().messages(self.conversation) if event.replaced else None  # the list, shown again
             self.send(
                 render_template(
@@ -338,6 +348,11 @@ class ChatSocket:
             left = limits.left(store(), self.conversation.owner, own_limits) if own_limits else ""
             self.send(render_template("chat/_finished.html", answer=event.message, left=left))
 
+    def send_answer(self, message_id: str, text: str) -> bool:
+        """Send more of the answer's text, as markdown: one message for the text of one flush."""
+        fragment = answer_fragment(message_id, self.live.feed(text))
+        return self.send(fragment) if fragment else True
+
     def notice(self, text: str) -> None:
         with self.app.app_context():
             self.send(render_template("chat/_notice.html", text=text, oob=True))
@@ -350,3 +365,10 @@ class ChatSocket:
                 return True
             except (ConnectionClosed, OSError):
                 return False
+
+
+def answer_fragment(message_id: str, update: Update) -> str:
+    """What the browser swaps in for one update of the answer's text."""
+    if update.open is None:
+        return TAIL.format(message_id, update.tail) if update.tail else ""
+    return (DONE.format(message_id, update.done) if update.done else "") + OPEN.format(message_id, update.open)
