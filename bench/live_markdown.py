@@ -72,7 +72,7 @@ def cost(pieces: list[str], per_flush: int) -> dict:
     return {
         "us_per_token": spent / len(pieces) * 1e6,
         "slowest_flush_ms": slowest * 1000,
-        "parsed_per_char": live.parsed_chars / len(live.source),
+        "parsed_per_char": live.parsed_chars / live.length,
     }
 
 

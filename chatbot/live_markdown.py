@@ -8,8 +8,10 @@ never by the answer:
 
 - an open code fence of FENCE_LINES complete lines or more has them committed, as a code block of its own in
   the same language; the rest of the fence goes on as the open block;
-- an open block longer than SMALL_BLOCK characters (a long list, table or paragraph) is rendered again only
-  once it has grown by 1/GROWTH since it last was; meanwhile its new text is added, escaped, at its end.
+- the open block is rendered again only when what came can change how it looks (a markup character, or the
+  first characters of a line), and once it is longer than SMALL_BLOCK characters (a long list, table or
+  paragraph), only when it has grown by 1/GROWTH since; meanwhile the new text is added, escaped, at its end
+  (for plain words in a paragraph, a list or a table, exactly what a render would show).
 
 The renderer and its rules are a finished answer's (chatbot.rendering). Where the result differs from the
 finished answer's rendering, which replaces it at the end: a link reference definition links the blocks after
@@ -23,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from itertools import accumulate
 
+from markdown_it.token import Token
 from markupsafe import Markup
 
 from chatbot.rendering import render_markdown, top_level_blocks
@@ -53,10 +56,10 @@ class LiveMarkdown:
     what a page shows."""
 
     def __init__(self, text: str = "") -> None:
-        self.source = ""  # the answer so far, newlines as "\n"
-        self.committed = 0  # characters of `source` whose blocks are rendered for good
-        self.fence = ""  # the opening line of a code fence whose first lines are committed
-        self.rendered_at = 0  # the length of `source` when the open block was last rendered
+        self.text = ""  # what follows the blocks rendered for good, newlines as "\n"
+        self.fence = ""  # the opening line of a code fence whose first lines are rendered for good
+        self.length = 0  # characters fed so far
+        self.rendered_at = 0  # `length` when the open block was last rendered
         self.parsed_chars = 0  # characters given to the parser so far: the work done, for tests and the bench
         self._references: dict = {}  # the link reference definitions of the committed blocks
         self._carriage = False  # the text fed last ended with "\r", whose "\n" may come next
@@ -71,14 +74,15 @@ class LiveMarkdown:
             return Update()
         line_start = self._line_length < LINE_START
         self._markup_due = self._markup_due or line_start or bool(_MARKUP.search(text))
-        self.source += text
+        self.text += text
+        self.length += len(text)
         self._line_length = len(text) - text.rfind("\n") - 1 if "\n" in text else self._line_length + len(text)
-        open_length = len(self.fence) + len(self.source) - self.committed
-        grown = (len(self.source) - self.rendered_at) * GROWTH >= open_length
+        open_length = len(self.fence) + len(self.text)
+        grown = (self.length - self.rendered_at) * GROWTH >= open_length
         if not self._markup_due or (open_length > SMALL_BLOCK and not grown):
             return Update(tail=text)
         done = self._commit()
-        self.rendered_at, self._markup_due = len(self.source), False
+        self.rendered_at, self._markup_due = self.length, False
         return Update(done, self._open_html())
 
     def _normalised(self, text: str) -> str:
@@ -90,36 +94,26 @@ class LiveMarkdown:
 
     def _commit(self) -> Markup:
         """Render once the blocks that text added later can no longer change, and move past them."""
-        tail = self.source[self.committed :]
-        lines = self.fence + tail[: tail.rfind("\n") + 1]  # complete lines only: the last one may change it all
+        lines = self.fence + self.text[: self.text.rfind("\n") + 1]  # complete lines: the last may change it all
         if lines == self.fence:
             return Markup()
         self.parsed_chars += len(lines)
         blocks = top_level_blocks(lines)
         starts = [0, *accumulate(len(line) + 1 for line in lines.split("\n")[:-1])]
-        base = self.committed - len(self.fence)  # where `lines` would start in `source`
-        done = Markup()
+        done, prefix, fence = Markup(), len(self.fence), self.fence
+        cut = prefix  # where in `lines` what is not rendered for good starts
         if len(blocks) >= 2:
-            end = starts[blocks[-1].map[0]]
-            done += self._render(lines[:end])
-            self.committed, self.fence = base + end, ""
+            cut, fence = starts[blocks[-1].map[0]], ""
+            done += self._render(lines[:cut])
         last = blocks[-1] if blocks else None
-        if last is not None and last.type == "fence" and self._open_fence_lines(last, lines, starts) >= FENCE_LINES:
+        if last is not None and last.type == "fence" and _open_fence_lines(last, lines, starts) >= FENCE_LINES:
             first, final = last.map[0], last.map[1] - 1  # the opening line; the last complete one stays open
-            opening = lines[starts[first] : starts[first + 1]]
-            piece = self._render(opening + lines[starts[first + 1] : starts[final]] + last.markup + "\n")
+            fence = lines[starts[first] : starts[first + 1]]
+            piece = self._render(fence + lines[starts[first + 1] : starts[final]] + last.markup + "\n")
             done += Markup(str(piece).replace("<pre>", '<pre class="continues">', 1))  # the open block goes on with it
-            self.committed, self.fence = base + starts[final], opening
+            cut = starts[final]
+        self.text, self.fence = self.text[cut - prefix :], fence
         return done
-
-    @staticmethod
-    def _open_fence_lines(fence, lines: str, starts: list[int]) -> int:  # type: ignore[no-untyped-def]
-        """How many lines of code a fence that runs to the end of `lines` holds; 0 when it is closed."""
-        first, end = fence.map
-        closing = _CLOSING_FENCE.fullmatch(lines[starts[end - 1] : starts[end] - 1])
-        if end - first >= 2 and closing and closing[1][0] == fence.markup[0] and len(closing[1]) >= len(fence.markup):
-            return 0
-        return end - first - 1
 
     def _render(self, text: str) -> Markup:
         """Committed blocks, with the link references seen so far (and theirs kept for what follows)."""
@@ -128,7 +122,7 @@ class LiveMarkdown:
 
     def _open_html(self) -> Markup:
         """The open block, with the place where plain text is added until it is rendered again."""
-        text = self.fence + self.source[self.committed :]
+        text = self.fence + self.text
         self.parsed_chars += len(text)
         html = str(render_markdown(text, {"references": dict(self._references.get("references", {}))}))
         if html.endswith(_END_OF_CODE):
@@ -141,8 +135,16 @@ class LiveMarkdown:
         return Markup(html[:end] + TAIL.format(space) + html[end:])
 
 
+def _open_fence_lines(fence: Token, lines: str, starts: list[int]) -> int:
+    """How many lines of code a fence that runs to the end of `lines` holds; 0 when it is closed."""
+    first, end = fence.map or (0, 0)
+    closing = _CLOSING_FENCE.fullmatch(lines[starts[end - 1] : starts[end] - 1])
+    if end - first >= 2 and closing and closing[1][0] == fence.markup[0] and len(closing[1]) >= len(fence.markup):
+        return 0
+    return end - first - 1
+
+
 def rendered(text: str) -> tuple[Markup, Markup]:
     """(complete blocks, open block) of an answer being written, as a page shows it."""
-    live = LiveMarkdown()
-    update = live.feed(text)
+    update = LiveMarkdown().feed(text)
     return update.done, update.open or Markup()
