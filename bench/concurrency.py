@@ -34,10 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.backend import StreamingBackend, app_environment  # noqa: E402
 from bench.stats import percentile  # noqa: E402
-from tests.servers import FINISHED, ChatClient, GunicornApp  # noqa: E402
+from tests.servers import ANSWER_TEXT, FINISHED, ChatClient, GunicornApp  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "concurrency.jsonl"
-DELTA = re.compile(r'<span hx-swap-oob="beforeend:#text-[\w-]+">([^<]*)</span>')
 STAMP = re.compile(r"\d{16}")
 REDIS_URL = "redis://127.0.0.1:6379/12"
 LOG = Path(tempfile.gettempdir()) / "bench-gunicorn.log"
@@ -85,6 +84,7 @@ class Chat:
         self.origin = client.base_url
         self.cookie = "; ".join(f"{k}={v}" for k, v in client.http.cookies.items())
         self.delays: list[float] = []
+        self.seen: set[str] = set()  # the tokens arrived (an open block is sent again as it grows)
         self.status = "not finished"
 
     def open(self):  # type: ignore[no-untyped-def]
@@ -105,8 +105,10 @@ class Chat:
                 while True:
                     frame = await asyncio.wait_for(ws.recv(), STALL_SECONDS)
                     arrived = time.time_ns() // 1000
-                    for text in DELTA.findall(frame):
-                        self.delays += [(arrived - int(stamp)) / 1000 for stamp in STAMP.findall(text)]
+                    if ANSWER_TEXT.search(frame):
+                        new = set(STAMP.findall(frame)) - self.seen
+                        self.delays += [(arrived - int(stamp)) / 1000 for stamp in new]
+                        self.seen |= new
                     if finished := FINISHED.search(frame):
                         self.status = finished.group(2)
                         return

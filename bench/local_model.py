@@ -25,7 +25,7 @@ from bench.backend import UNLIMITED  # noqa: E402
 from bench.stats import percentile  # noqa: E402
 from chatbot.local_model.server import SYSTEM_PROMPT, LocalModelServer  # noqa: E402
 from chatbot.services.inference import Backend, Parameters, build_request, stream_reply  # noqa: E402
-from tests.servers import FINISHED, ChatClient, GunicornApp  # noqa: E402
+from tests.servers import ANSWER_TEXT, FINISHED, ChatClient, GunicornApp  # noqa: E402
 
 QUESTION = "Write a long story about a dragon who learns to fly."
 TOKENS = re.compile(r'<p class="stats">(\d+) tokens?')
@@ -51,7 +51,7 @@ def through_the_app(ws) -> tuple[float, float, int]:  # type: ignore[no-untyped-
     first = None
     while True:
         frame = ws.recv()
-        if first is None and "beforeend:#text-" in frame:
+        if first is None and ANSWER_TEXT.search(frame):
             first = time.perf_counter()
         if FINISHED.search(frame):
             ended = time.perf_counter()

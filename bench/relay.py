@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.backend import StreamingBackend, app_environment  # noqa: E402
 from bench.stats import percentile  # noqa: E402
 from chatbot.services.inference import Backend, Parameters, build_request, stream_reply  # noqa: E402
-from tests.servers import FINISHED, ChatClient, GunicornApp  # noqa: E402
+from tests.servers import ANSWER_TEXT, FINISHED, ChatClient, GunicornApp  # noqa: E402
 
 HELLO = [{"role": "user", "content": "Hello"}]
 
@@ -44,7 +44,7 @@ def through_the_app(ws) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     first = None
     while True:
         frame = ws.recv()
-        if first is None and "beforeend:#text-" in frame:
+        if first is None and ANSWER_TEXT.search(frame):
             first = time.perf_counter() - started
         if FINISHED.search(frame):
             return first or 0.0, time.perf_counter() - started

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
-from chatbot import accounts, limits, picker, reasoning, transfer
+from chatbot import accounts, limits, live_markdown, picker, reasoning, transfer
 from chatbot.attachments import AttachmentProblem
 from chatbot.branches import Tree
 from chatbot.conversations import Conversation, Store
@@ -36,6 +36,9 @@ bp.add_app_template_global(reasoning.thought_for, "thought_for")
 def split_reasoning(content: str) -> tuple[str, str]:
     """(reasoning, answer) of an answer being written, for the page."""
     return reasoning.split(content)
+
+
+bp.add_app_template_global(live_markdown.rendered, "live_markdown")
 
 
 def store() -> Store:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -38,6 +39,15 @@ def _link_open(renderer, tokens, index, options, env):  # type: ignore[no-untype
 _MARKDOWN.add_render_rule("link_open", _link_open)
 
 
-def render_markdown(text: str) -> Markup:
-    """Safe HTML for an answer: HTML tags in `text` are escaped, unsafe links dropped."""
-    return Markup(_MARKDOWN.render(text))
+def render_markdown(text: str, env: dict | None = None) -> Markup:
+    """Safe HTML for an answer: HTML tags in `text` are escaped, unsafe links dropped. `env` keeps the link
+    reference definitions seen, for a text rendered in parts (chatbot/live_markdown.py)."""
+    return Markup(_MARKDOWN.render(text, env))
+
+
+def top_level_blocks(text: str) -> list[Token]:
+    """The token that opens each top-level block of `text`, with the lines it spans (`map`); inline markdown
+    is not parsed."""
+    tokens: list[Token] = []
+    _MARKDOWN.block.parse(text, _MARKDOWN, {}, tokens)
+    return [token for token in tokens if token.level == 0 and token.map]

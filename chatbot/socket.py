@@ -39,6 +39,7 @@ from chatbot.generation import (
     settings_for_conversation,
     settle_abandoned,
 )
+from chatbot.live_markdown import LiveMarkdown, Update
 from chatbot.open_sockets import OpenSockets
 from chatbot.pages import store
 from chatbot.security import owner_id
@@ -48,7 +49,11 @@ from chatbot.stores.failures import StoreUnavailable
 bp = Blueprint("chat", __name__)
 log = logging.getLogger(__name__)
 
-DELTA = Markup('<span hx-swap-oob="beforeend:#text-{}">{}</span>')
+# The answer's text, as markdown rendered while it streams (chatbot/live_markdown.py): the complete blocks are
+# appended, the open block is replaced, or plain text added at its end.
+DONE = Markup('<div hx-swap-oob="beforeend:#done-{}">{}</div>')
+OPEN = Markup('<div id="open-{}" hx-swap-oob="innerHTML">{}</div>')
+TAIL = Markup('<span hx-swap-oob="beforeend:#open-{} .live-tail">{}</span>')
 REASONING = Markup('<span hx-swap-oob="beforeend:#reasoning-{}">{}</span>')
 REASONED = Markup('<summary id="reasoning-summary-{}" hx-swap-oob="true">{}</summary>')
 FOLLOW_SECONDS = 0.25  # how often a following tab looks for more of the answer
@@ -126,6 +131,7 @@ class ChatSocket:
         self.cancel = threading.Event()
         self.shown_last = conversation.leaf_id  # the last message of the branch this tab shows
         self.hidden: set[str] = set()  # answers being written whose text this tab does not show (another branch)
+        self.live = LiveMarkdown()  # the answer being sent, as it is shown
 
     def serve(self) -> None:
         """Read actions until the browser goes, or until the socket has been idle (no action, no answer) too long."""
@@ -185,7 +191,8 @@ class ChatSocket:
         """Read only the new part each time, and send it; the finished answer replaces it all."""
         seen = len(answer.content)
         router = reasoning.router()
-        router.feed(answer.content)  # what the page shows already: where the answer is now
+        said = (text for thinking, text in router.feed(answer.content) if not thinking)
+        self.live = LiveMarkdown("".join(said))  # what the page shows already: where the answer is now
         alive = answer.id in self.hidden or self.send(render_template("chat/_resumed.html", answer=answer))
         while alive:
             time.sleep(FOLLOW_SECONDS)
@@ -195,8 +202,10 @@ class ChatSocket:
                 return
             if new.status == "streaming" and not is_abandoned(new):
                 for thinking, text in router.feed(new.content):
-                    if new.id not in self.hidden:
-                        alive = self.send((REASONING if thinking else DELTA).format(new.id, text)) and alive
+                    if new.id in self.hidden:
+                        continue
+                    sent = self.send(REASONING.format(new.id, text)) if thinking else self.send_answer(new.id, text)
+                    alive = sent and alive
                 seen += len(new.content)
                 continue
             final = store().read_message(self.conversation, answer.id)
@@ -353,8 +362,10 @@ class ChatSocket:
                 self.notice("The chat failed to start the answer. Reload the page to see what was saved, then retry.")
 
     def on_event(self, event: Event) -> None:
+        if event.kind in ("delta", "reasoning", "reasoned", "waiting") and event.message.id in self.hidden:
+            return  # this tab went to another branch while the answer is written: it hears only that it ended
         if event.kind == "delta":
-            self.send(DELTA.format(event.message.id, event.text))
+            self.send_answer(event.message.id, event.text)
         elif event.kind == "reasoning":
             self.send(REASONING.format(event.message.id, event.text))
         elif event.kind == "reasoned":
@@ -364,10 +375,14 @@ class ChatSocket:
         elif event.kind == "titled":
             self.send(render_template("chat/_titled.html", conversation=self.conversation))
         elif event.kind == "resumed":
+            self.shown_last = event.message.id
+            self.hidden.discard(event.message.id)
+            self.live = LiveMarkdown(reasoning.split(event.message.content)[1])
             self.send(render_template("chat/_resumed.html", answer=event.message))
         elif event.kind == "started":
             self.shown_last = event.message.id
             self.hidden.discard(event.message.id)
+            self.live = LiveMarkdown()
             tree = Tree(store().messages(self.conversation)) if event.new_branch else None  # the branch, shown anew
             self.send(
                 render_template(
@@ -395,6 +410,11 @@ class ChatSocket:
                 )
             )
 
+    def send_answer(self, message_id: str, text: str) -> bool:
+        """Send more of the answer's text, as markdown: one message for the text of one flush."""
+        fragment = answer_fragment(message_id, self.live.feed(text))
+        return self.send(fragment) if fragment else True
+
     def notice(self, text: str) -> None:
         with self.app.app_context():
             self.send(render_template("chat/_notice.html", text=text, oob=True))
@@ -407,6 +427,13 @@ class ChatSocket:
                 return True
             except (ConnectionClosed, OSError):
                 return False
+
+
+def answer_fragment(message_id: str, update: Update) -> str:
+    """What the browser swaps in for one update of the answer's text."""
+    if update.open is None:
+        return TAIL.format(message_id, update.tail) if update.tail else ""
+    return (DONE.format(message_id, update.done) if update.done else "") + OPEN.format(message_id, update.open)
 
 
 def named_files(value: object) -> list[str]:

@@ -21,6 +21,36 @@ ROOT = Path(__file__).resolve().parent.parent
 # The fragment that ends an answer (a page or a refreshed list has such articles too, but not swapped out of band).
 FINISHED = re.compile(r'<article id="msg-([\w-]+)" class="message assistant (done|error|stopped)" hx-swap-oob="true"')
 
+# A fragment with more of the answer's text (chatbot/socket.py: the open block replaced, or text added to it).
+ANSWER_TEXT = re.compile(r'<div id="open-[\w-]+" hx-swap-oob="innerHTML">|hx-swap-oob="beforeend:#open-')
+_SHOWN = re.compile(
+    r'<div class="markdown" id="done-[\w-]+">(?P<page_done>.*?)</div><div class="markdown" id="open-[\w-]+">'
+    r"(?P<page_open>.*?)</div>"
+    r'|<div hx-swap-oob="beforeend:#done-[\w-]+">(?P<done>.*?)</div>'
+    r'|<div id="open-[\w-]+" hx-swap-oob="innerHTML">(?P<open>.*?)</div>'
+    r'|<span hx-swap-oob="beforeend:#open-[\w-]+ .live-tail">(?P<tail>[^<]*)</span>',
+    re.S,
+)
+_TAIL = '<span class="live-tail">'
+
+
+def shown_answer(frames: list[str]) -> str:
+    """The answer's HTML as a tab shows it after `frames` (a page or the resumed answer may come first): the
+    complete blocks appended, then the open block as last replaced, with the text added to it since."""
+    done = shown = ""
+    for frame in frames:
+        for part in _SHOWN.finditer(frame):
+            if part["page_done"] is not None:
+                done, shown = part["page_done"], part["page_open"]
+            elif part["done"] is not None:
+                done += part["done"]
+            elif part["open"] is not None:
+                shown = part["open"]
+            else:
+                tail_end = shown.index("</span>", shown.index(_TAIL))
+                shown = shown[:tail_end] + part["tail"] + shown[tail_end:]
+    return done + shown
+
 
 def act(ws: websocket.WebSocket, action: str, **fields: object) -> None:
     """Send one action over the chat socket, as the page's htmx would."""

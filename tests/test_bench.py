@@ -60,3 +60,8 @@ def test_the_relay_benchmark_compares_the_app_with_the_backend_alone():
 def test_the_built_in_model_benchmark_compares_the_app_with_llama_cpp_alone():
     printed = run("bench/local_model.py", "--tokens", "20", "--runs", "2")
     assert "llama.cpp alone" in printed and "through the app" in printed and "ratio (app / alone" in printed
+
+
+def test_the_live_markdown_benchmark_compares_a_short_and_a_long_answer():
+    printed = run("bench/live_markdown.py", "--tokens", "200", "2000")
+    assert "µs/token" in printed and "ratio (2,000 / 200 tokens, mixed)" in printed

@@ -12,14 +12,13 @@ from chatbot.local_model.server import free_port
 from tests.conftest import app_environment
 from tests.fakes.hf_server import ROUTER_MODELS, TOKEN
 from tests.samples import png
-from tests.servers import FINISHED, ChatClient, GunicornApp, act, read_until
+from tests.servers import FINISHED, ChatClient, GunicornApp, act, read_until, shown_answer
 from tests.test_inference import NOTES_PARAMETERS
-
-DELTA = re.compile(r'<span hx-swap-oob="beforeend:#text-[\w-]+">(.*?)</span>', re.S)
 
 
 def streamed_text(frames):
-    return html.unescape("".join("".join(DELTA.findall(frame)) for frame in frames))
+    """The text of the answer as a tab shows it after `frames`, markup left out."""
+    return html.unescape(re.sub(r"<[^>]+>", "", shown_answer(frames))).strip()
 
 
 def test_a_whole_exchange(instances, fake):
@@ -37,12 +36,44 @@ def test_a_whole_exchange(instances, fake):
     assert 'id="messages" hx-swap-oob="beforeend"' in frames[0]
     assert "What is the answer?" in frames[0] and "assistant streaming" in frames[0]
     assert 'aria-busy="true"' in frames[0]
-    assert streamed_text(frames) == "The answer is **42** <b>."
-    assert "&lt;b&gt;" in "".join(frames[1:-1]) and "<b>" not in "".join(DELTA.findall("".join(frames)))
+    assert streamed_text(frames) == "The answer is 42 <b>."
+    assert "<strong>42</strong> &lt;b&gt;" in shown_answer(frames[:-1])  # markdown while it streams, HTML escaped
     finished = frames[-1]
     assert FINISHED.search(finished).group(2) == "done"
     assert "The answer is <strong>42</strong> &lt;b&gt;." in finished
     assert 'id="send-button">Send' in finished
+
+
+MARKDOWN_TOKENS = ["Steps", ":\n\n", "- one", "\n- **two**", "\n\n```python\n", "print(", "1)\n", "x = 2", "\n```\n\n"]
+MARKDOWN_TOKENS += ["| a | b |", "\n|---|---|", "\n| 1 | <script> |", "\n\nDone"]
+LIVE_TAIL = re.compile(r'<span class="live-tail">[^<]*</span>')
+DONE_APPENDED = re.compile(r'<div hx-swap-oob="beforeend:#done-[\w-]+">(.*?)</div>', re.S)
+
+
+def test_an_answer_is_shown_as_markdown_while_it_streams(instances, fake):
+    chat = ChatClient(instances[0].url)
+    writer = chat.connect()
+    fake.reply(tokens=MARKDOWN_TOKENS, delay=0.15)  # a flush for each token, or nearly
+    act(writer, "send", message="Show me")
+    frames = read_until(writer, [], "language-python")
+    fence_opened = len(frames)
+    follower = chat.via(instances[1].url).connect()  # a second tab opened mid-answer follows it
+    followed = read_until(follower, [], FINISHED)
+    read_until(writer, frames, FINISHED)
+    writer.close()
+    follower.close()
+
+    so_far = LIVE_TAIL.sub("", shown_answer(frames[:fence_opened]))  # when the code fence had opened and not yet closed
+    assert "<li>one</li>\n<li><strong>two</strong></li>" in so_far and "<table>" not in so_far
+    assert re.search(r'</ul>\n<pre><code class="language-python">[^<]*</code></pre>\n$', so_far)
+    appended = "".join(DONE_APPENDED.findall("".join(frames)))
+    assert appended.count("<li>one</li>") == 1  # a complete block is sent once
+    assert "<td>&lt;script&gt;</td>" in shown_answer(frames[:-1]) and "<script>" not in "".join(frames)
+    whole = re.search(r'<div class="body markdown">(.*?)</div>', frames[-1], re.S).group(1)
+    assert LIVE_TAIL.sub("", shown_answer(frames[:-1])) == whole  # what streamed is what the answer is
+    assert "<table>" in whole and "<p>Done</p>" in whole
+    assert '<pre><code class="language-python">' in followed[0]  # the answer so far, as markdown
+    assert LIVE_TAIL.sub("", shown_answer(followed[:-1])) == whole
 
 
 def test_history_is_rebuilt_from_the_store_on_reload(gunicorn_on_fake, fake):
@@ -282,12 +313,6 @@ def test_regenerate_with_nothing_to_answer(gunicorn_on_fake):
     ws.close()
 
 
-def resumed_text(frames):
-    """What a following tab shows: the answer so far in the resumed fragment, then the deltas."""
-    start = re.search(r'id="text-[\w-]+">(.*?)</div>', frames[0], re.S).group(1)
-    return html.unescape(start) + streamed_text(frames[1:])
-
-
 TALE = [f" word{i}" for i in range(30)]
 
 
@@ -310,7 +335,7 @@ def test_a_reloaded_tab_follows_the_answer_to_the_end(instances, fake):
     second_tab.close()
     whole = "".join(TALE).strip()
     assert FINISHED.search(frames[-1]).group(2) == "done"
-    streamed = resumed_text(frames[:-1]).strip()
+    streamed = streamed_text(frames[:-1])
     assert whole.startswith(streamed) and len(streamed.split()) >= 20  # as it streamed: no word missing or doubled
     assert f"<p>{whole}</p>" in frames[-1]
     assert whole in chat.page()

@@ -11,7 +11,7 @@ from chatbot.local_model.server import SYSTEM_PROMPT, LocalModelServer
 from chatbot.local_model.status import ModelStatus
 from chatbot.local_model.supervisor import MAX_STARTS_PER_MINUTE, Supervisor, backoff
 from tests.conftest import app_environment
-from tests.servers import FINISHED, ChatClient, GunicornApp, act, read_until
+from tests.servers import ANSWER_TEXT, FINISHED, ChatClient, GunicornApp, act, read_until
 
 LONG_ANSWER = "Count from 1 to 300, one number per line."
 
@@ -58,7 +58,7 @@ def test_a_model_killed_mid_answer_keeps_the_partial_answer_and_the_next_one_is_
     chat = ChatClient(chat_on_supervised.url)
     ws = chat.connect()
     act(ws, "send", message=LONG_ANSWER)
-    frames = read_until(ws, [], "beforeend:#text-")  # the answer is streaming
+    frames = read_until(ws, [], ANSWER_TEXT)  # the answer is streaming
     os.kill(supervised.server.process.pid, signal.SIGKILL)
     read_until(ws, frames, FINISHED)
     assert FINISHED.search(frames[-1]).group(2) == "error"

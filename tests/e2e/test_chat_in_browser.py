@@ -51,6 +51,39 @@ def test_a_message_streams_in_and_ends_as_safe_markdown(page, gunicorn_on_fake, 
     expect(page.locator(".message.assistant.done pre")).to_be_visible()
 
 
+CODE_LINES = [f"x{i} = {i}\n" for i in range(90)]  # longer than FENCE_LINES: shown in pieces while it streams
+MARKDOWN = ["Steps:\n\n", "- one\n", "- **two**\n\n", "| a | b |\n", "|---|---|\n", "| 1 | 2 |\n\n", "```python\n"]
+MARKDOWN += [*CODE_LINES, "```\n\n", "Done."]
+
+
+def test_markdown_renders_while_it_streams_here_and_in_a_tab_that_follows(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    ask(page, fake, "Show me everything", MARKDOWN, delay=0.1)
+    streaming = page.locator(".message.assistant.streaming .body")
+    expect(streaming.locator("li")).to_have_count(2)
+    expect(streaming.locator("li strong")).to_have_text("two")
+    expect(streaming.locator("table td").first).to_have_text("1")
+    expect(streaming.locator("pre code.language-python").first).to_contain_text("x3 = 3")  # the fence is still open
+    assert "```" not in streaming.inner_text() and "**" not in streaming.inner_text()
+
+    follower = page.context.new_page()  # a second tab, opened mid-answer, follows it
+    follower.goto(page.url)
+    followed = follower.locator(".message.assistant.streaming .body")
+    expect(followed.locator("li")).to_have_count(2)
+    expect(followed.locator("table")).to_have_count(1)
+    expect(followed.locator("pre code").last).to_contain_text("x45 = 45")
+    expect(streaming.locator("pre.continues")).to_have_count(1)  # the long fence, committed in a piece
+
+    for tab in (page, follower):
+        done = tab.locator(".message.assistant.done .body.markdown")
+        expect(done).to_contain_text("Done.")
+        expect(done.locator("pre")).to_have_count(1)  # the whole answer's rendering: one code block
+        expect(done.locator("pre code")).to_contain_text("x0 = 0\nx1 = 1")
+        assert done.locator("li").count() == 2 and done.locator("table").count() == 1
+        assert tab.locator(".live-tail, .body.live").count() == 0
+    follower.close()
+
+
 def test_shift_enter_a_loading_countdown_and_escape_to_stop(page, gunicorn_on_fake, fake):
     page.goto(gunicorn_on_fake.url + "/")
     page.fill("#message-input", "line one")
@@ -174,6 +207,22 @@ def test_switching_in_one_tab_while_another_streams(page, gunicorn_on_fake, fake
     other.reload()
     expect(other.locator(".message .body")).to_have_text(["Count", "One"])
     other.close()
+
+
+def test_switching_in_the_tab_that_is_writing_the_answer(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    ask(page, fake, "Count", ["One"])
+    expect(page.locator(".message.assistant.done")).to_contain_text("One")
+    fake.reply(tokens=["Two"])
+    page.click("#regenerate-button")
+    expect(page.locator(".message.assistant .branch-position")).to_have_text("2 / 2")
+    ask(page, fake, "Tell a tale", [f" word{i}" for i in range(30)], delay=0.1)
+    expect(page.locator(".message.assistant.streaming .body")).to_contain_text("word3")
+    page.locator(".message.assistant").first.get_by_label("Previous version").click()
+    expect(page.locator(".message .body")).to_have_text(["Count", "One"])  # no error from the answer's fragments
+    expect(page.locator("#send-button")).to_be_enabled(timeout=15_000)  # it ended, written on its own branch
+    page.locator(".message.assistant").first.get_by_label("Next version").click()
+    expect(page.locator(".message .body").last).to_contain_text("word29")
 
 
 def test_export_and_import_round_trip(page, gunicorn_on_fake, fake, tmp_path):
