@@ -211,7 +211,10 @@ def pdf_text(name: str, data: bytes, limits: Limits) -> tuple[str, int]:
 
 
 def megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB" if size >= 102400 else f"{max(1, round(size / 1024))} KB"
+    """A file's size as people read it: bytes, KB or MB."""
+    if size < 1024:
+        return f"{size} byte{'s' if size != 1 else ''}"
+    return f"{size / (1024 * 1024):.1f} MB" if size >= 102400 else f"{round(size / 1024)} KB"
 
 
 def as_prompt(info: Mapping[str, Any]) -> str:

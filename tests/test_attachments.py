@@ -5,7 +5,7 @@ import tracemalloc
 
 import pytest
 
-from chatbot.attachments import AttachmentProblem, Limits, as_prompt, check, data_url, listed, safe_name
+from chatbot.attachments import AttachmentProblem, Limits, as_prompt, check, data_url, listed, megabytes, safe_name
 from tests.samples import flate_bomb, pdf, png, text_page
 
 LIMITS = Limits(max_bytes=2 * 1024 * 1024, max_chars=10_000, max_pages=5)
@@ -174,3 +174,12 @@ def test_a_files_text_goes_to_the_model_with_its_name_in_a_fence_it_cannot_close
     prompt = as_prompt({"name": "guide.md", "text": text})
     assert prompt == f"Attached file: guide.md\n`````\n{text}\n`````"
     assert as_prompt({"name": "r.pdf", "text": "Hi", "pages": 2}) == "Attached file: r.pdf (2 pages)\n```\nHi\n```"
+
+
+def test_a_files_size_reads_as_people_say_it():
+    assert [megabytes(size) for size in (1, 2, 1536, 3 * 1024 * 1024)] == [
+        "1 byte",
+        "2 bytes",
+        "2 KB",
+        "3.0 MB",
+    ]

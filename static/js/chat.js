@@ -42,6 +42,7 @@
       if (chosen) { chosen.textContent = ""; }  // they went with the message
       following = true;
     }
+    addCopyButtons(document);  // before following: the buttons make the answer taller
     follow();
   });
 
@@ -84,8 +85,6 @@
       body.after(copyButton("Copy answer", function () { return body.innerText; }));
     });
   }
-
-  document.addEventListener("htmx:wsAfterMessage", function () { addCopyButtons(document); });
 
   // The server closes the socket of a tab left alone (code 4000) to make room for others: it connects again
   // at the next sign of the person (a key, a click, the tab shown again), before what they do is sent.

@@ -307,16 +307,20 @@ def test_screenshots_light_dark_and_phone(browser, gunicorn_on_fake, fake):
         context = browser.new_context(**options)
         page = context.new_page()
         page.goto(gunicorn_on_fake.url + "/")
-        fake.reply(
-            tokens=[
-                "Here is **Python**:\n\n```python\ndef greet(name):\n    return f'Hello, {name}!'\n```\n\n"
-                "| Language | Typed |\n|---|---|\n| Python | gradually |"
-            ],
-            reasoning=["A function and a table: a short greeting in Python, then how it is typed."],
-        )
+        answer = [
+            "Here is **Python**:\n\n```python\ndef greet(name):\n    return f'Hello, {name}!'\n```\n\n"
+            "| Language | Typed |\n|---|---|\n| Python | gradually |"
+        ]
+        thought = ["A function and a table: a short greeting in Python, then how it is typed."]
+        page.set_input_files("#file-input", files=[{"name": "languages.csv", "mimeType": "text/csv", "buffer": b"a\n"}])
+        expect(page.locator("#attachments .attachment")).to_contain_text("languages.csv")
+        fake.reply(tokens=answer, reasoning=thought)
         page.fill("#message-input", "Show me a function and a table")
         page.keyboard.press("Enter")
         expect(page.locator(".message.assistant.done")).to_be_visible()
+        fake.reply(tokens=answer, reasoning=thought)
+        page.click("#regenerate-button")  # a second version: "‹ 2 / 2 ›"
+        expect(page.locator(".message.assistant.done .branch-position")).to_have_text("2 / 2")
         if name == "phone":
             expect(page.locator(".conversation-list")).to_be_hidden()
             page.click("text=Chats")
@@ -540,3 +544,18 @@ def test_files_pasted_and_dropped_are_attached_and_one_can_be_removed(page, guni
     assert "Attached file: notes.md\n```\n# Notes\nbuy milk\n```" in prompt and "Attached file: rows.csv" in prompt
     assert "onerror" not in prompt and page.evaluate("window.hacked") is None
     expect(chips).to_have_count(0)
+
+
+def test_a_refused_file_says_why_and_nothing_is_attached(browser, gunicorn_on_fake):
+    context = browser.new_context()
+    page = context.new_page()
+    problems = []  # the browser logs the refused upload's 400 itself; anything else is a failure
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda line: problems.append(line.text) if line.type == "error" else None)
+    page.goto(gunicorn_on_fake.url + "/")
+    binary = {"name": "tool.exe", "mimeType": "application/octet-stream", "buffer": b"MZ\x00\x01\x02\xff" * 64}
+    page.set_input_files("#file-input", files=[binary])
+    expect(page.locator("#notice")).to_contain_text("tool.exe is neither an image")
+    expect(page.locator("#attachments .attachment")).to_have_count(0)
+    context.close()
+    assert [line for line in problems if "status of 400" not in line] == []
