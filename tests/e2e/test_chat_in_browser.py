@@ -185,16 +185,21 @@ def test_regenerate_and_edit_keep_versions_to_switch_between(page, gunicorn_on_f
     expect(page.locator(".conversation-list li")).to_have_count(2)
 
 
-def test_switching_in_one_tab_while_another_streams(page, gunicorn_on_fake, fake):
-    page.goto(gunicorn_on_fake.url + "/")
+def two_versions_then_a_tale(page, url, fake, words):
+    """A chat whose first answer has two versions ("One", "Two"), then a tale of `words` words streaming slowly
+    (it waits for each step; the tests check what they see)."""
+    page.goto(url + "/")
     ask(page, fake, "Count", ["One"])
-    expect(page.locator(".message.assistant.done")).to_contain_text("One")
+    page.locator(".message.assistant.done", has_text="One").wait_for()
     fake.reply(tokens=["Two"])
     page.click("#regenerate-button")
-    expect(page.locator(".message.assistant .branch-position")).to_have_text("2 / 2")
+    page.locator(".message.assistant .branch-position", has_text="2 / 2").wait_for()
+    ask(page, fake, "Tell a tale", [f" word{i}" for i in range(words)], delay=0.1)
+    page.locator(".message.assistant.streaming .body", has_text="word3").wait_for()
 
-    ask(page, fake, "Tell a tale", [f" word{i}" for i in range(40)], delay=0.1)
-    expect(page.locator(".message.assistant.streaming .body")).to_contain_text("word3")
+
+def test_switching_in_one_tab_while_another_streams(page, gunicorn_on_fake, fake):
+    two_versions_then_a_tale(page, gunicorn_on_fake.url, fake, words=40)
     other = page.context.new_page()
     other.goto(page.url)
     expect(other.locator("#stop-button")).to_be_visible()  # one answer at a time, on any branch
@@ -210,14 +215,7 @@ def test_switching_in_one_tab_while_another_streams(page, gunicorn_on_fake, fake
 
 
 def test_switching_in_the_tab_that_is_writing_the_answer(page, gunicorn_on_fake, fake):
-    page.goto(gunicorn_on_fake.url + "/")
-    ask(page, fake, "Count", ["One"])
-    expect(page.locator(".message.assistant.done")).to_contain_text("One")
-    fake.reply(tokens=["Two"])
-    page.click("#regenerate-button")
-    expect(page.locator(".message.assistant .branch-position")).to_have_text("2 / 2")
-    ask(page, fake, "Tell a tale", [f" word{i}" for i in range(30)], delay=0.1)
-    expect(page.locator(".message.assistant.streaming .body")).to_contain_text("word3")
+    two_versions_then_a_tale(page, gunicorn_on_fake.url, fake, words=30)
     page.locator(".message.assistant").first.get_by_label("Previous version").click()
     expect(page.locator(".message .body")).to_have_text(["Count", "One"])  # no error from the answer's fragments
     expect(page.locator("#send-button")).to_be_enabled(timeout=15_000)  # it ended, written on its own branch
