@@ -155,6 +155,8 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "MESSAGES_PER_MINUTE_PER_ADDRESS": (_whole(0, 100_000), 60),
     "CONVERSATIONS_PER_HOUR": (_whole(0, 1_000_000), 60),
     "CONVERSATIONS_PER_HOUR_PER_ADDRESS": (_whole(0, 1_000_000), 300),
+    "FILES_PER_HOUR": (_whole(0, 1_000_000), 100),
+    "FILES_PER_HOUR_PER_ADDRESS": (_whole(0, 1_000_000), 500),
     "LOCAL_MODEL_STATUS": (_text, None),  # set by `flask serve` for the built-in model: its supervisor's file
 }
 PARAMETERS = {

@@ -9,7 +9,7 @@ import io
 from flask import Blueprint, abort, current_app, render_template, request, send_file
 
 from chatbot import attachments
-from chatbot.pages import own_conversation, store
+from chatbot.pages import limited, own_conversation, store
 
 bp = Blueprint("files", __name__)
 FILE_CSP = "default-src 'none'; sandbox"  # opened on its own, a file can run nothing and load nothing
@@ -19,14 +19,17 @@ bp.add_app_template_filter(attachments.megabytes, "file_size")
 
 
 def uploads(field: str) -> list[attachments.Attachment]:
-    """The files of the request's `field`, each checked (never more than one past the limit is read, so that the
-    limit can be told without reading a hundred); AttachmentProblem for the first that cannot be attached."""
+    """The files of the request's `field`, each checked and counted against the files an hour this visitor and
+    address may attach (never more than one past the limit is read, so that the limit can be told without reading
+    a hundred); AttachmentProblem for the first that cannot be attached."""
     limits = attachments.Limits.from_config(current_app.config)
     given = [upload for upload in request.files.getlist(field) if upload.filename]
-    return [
-        attachments.check(upload.filename or "", upload.read(limits.max_bytes + 1), limits)
-        for upload in given[: current_app.config["MAX_ATTACHMENTS"] + 1]
-    ]
+    checked = []
+    for upload in given[: current_app.config["MAX_ATTACHMENTS"] + 1]:
+        if refused := limited("files"):
+            raise attachments.AttachmentProblem(refused)
+        checked.append(attachments.check(upload.filename or "", upload.read(limits.max_bytes + 1), limits))
+    return checked
 
 
 @bp.post("/c/<conversation_id>/files")

@@ -1,5 +1,6 @@
-"""How much one browser session, and one address, may use the owner's token: answers a minute and new chats an
-hour. Counted in the store, so every worker and host agrees; a setting of 0 means no limit."""
+"""How much one browser session, and one address, may use the owner's token and store: answers a minute, new
+chats and attached files an hour. Counted in the store, so every worker and host agrees; a setting of 0 means no
+limit."""
 
 from __future__ import annotations
 
@@ -53,6 +54,14 @@ LIMITS = {
         "CONVERSATIONS_PER_HOUR_PER_ADDRESS",
         "meanwhile, carry on in one of your chats",
     ),
+    "files": Limit(
+        "attached files",
+        3600,
+        "this hour",
+        "FILES_PER_HOUR",
+        "FILES_PER_HOUR_PER_ADDRESS",
+        "meanwhile, send your message without it",
+    ),
 }
 
 
@@ -70,9 +79,9 @@ def address_key(address: str | None) -> str:
 def refusal(
     store: Store, config: dict, kind: str, owner: str, address: str | None, account_limits: dict | None = None
 ) -> str | None:
-    """Count one use of `kind` ("answers" or "conversations") by this owner (a browser session, or an account on
-    every device) and address; the words to refuse it with when either has reached its limit, with when to try
-    again. An account's limits are `account_limits` (what the admin set). None: go ahead."""
+    """Count one use of `kind` ("answers", "conversations" or "files") by this owner (a browser session, or an
+    account on every device) and address; the words to refuse it with when either has reached its limit, with
+    when to try again. An account's limits are `account_limits` (what the admin set). None: go ahead."""
     limit = LIMITS[kind]
     per_owner = config[limit.per_session]
     if account_limits is not None and kind == "answers":

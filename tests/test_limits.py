@@ -1,6 +1,7 @@
-"""What one browser session and one network address may ask for: answers a minute, new chats an hour. Counted
+"""What one browser session and one network address may ask for: answers a minute, new chats and files an hour. Counted
 in the store, so the limits hold across workers; past one, the chat says until when and keeps the message."""
 
+import io
 import re
 
 import pytest
@@ -84,6 +85,26 @@ def test_new_chats_an_hour_per_session_and_per_address(limited_app):
     cookieless = browser(app, "203.0.113.7").get("/")  # a script that drops its cookie makes none
     assert cookieless.status_code == 429 and "Your network address has asked for 3 new chats" in cookieless.text
     assert open_chat(browser(app, "198.51.100.1")).startswith("/c/")
+
+
+def test_attached_files_an_hour_per_session_and_per_address(limited_app):
+    app = limited_app(FILES_PER_HOUR=2, FILES_PER_HOUR_PER_ADDRESS=3)
+
+    def upload(client, name):
+        chat = open_chat(client)
+        token = csrf(client.get(chat).text)
+        return client.post(
+            f"{chat}/files", data={"file": (io.BytesIO(b"notes"), name)}, headers={"X-CSRF-Token": token}
+        )
+
+    first, second = browser(app, "203.0.113.7"), browser(app, "203.0.113.7")
+    assert upload(first, "a.txt").status_code == 200 and upload(first, "b.txt").status_code == 200
+    refused = upload(first, "c.txt")
+    assert refused.status_code == 400 and "This browser has asked for 2 attached files this hour" in refused.text
+    assert "send your message without it" in refused.text
+    assert upload(second, "d.txt").status_code == 200  # the address's third
+    by_address = upload(second, "e.txt")
+    assert "Your network address has asked for 3 attached files this hour" in by_address.text
 
 
 @pytest.mark.parametrize(
