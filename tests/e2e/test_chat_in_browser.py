@@ -557,3 +557,19 @@ def test_a_refused_file_says_why_and_nothing_is_attached(browser, gunicorn_on_fa
     expect(page.locator("#attachments .attachment")).to_have_count(0)
     context.close()
     assert [line for line in problems if "status of 400" not in line] == []
+
+
+def test_the_model_titles_the_chat_after_its_first_answer(page, tmp_path, fake):
+    environment = app_environment(tmp_path, API_URL=fake.task_url(), HF_API_TOKEN=TOKEN, MODEL_TITLES="true")
+    with GunicornApp(environment) as app:
+        page.goto(app.url + "/")
+        fake.reply(tokens=["Take", " the", " train", " to", " Porto"])
+        fake.reply(tokens=['"Train', " trip", ' to Porto."'])
+        page.fill("#message-input", "How do I get from Lisbon to Porto cheaply?")
+        page.keyboard.press("Enter")
+        expect(page.locator(".message.assistant.done")).to_contain_text("Take the train to Porto")
+        expect(page.locator("#conversation-title")).to_have_text("Train trip to Porto")  # swapped in, no reload
+        expect(page.locator("#current-title-link")).to_have_text("Train trip to Porto")
+        page.reload()
+        expect(page.locator("#conversation-title")).to_have_text("Train trip to Porto")
+        page.goto("about:blank")
