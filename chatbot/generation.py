@@ -110,7 +110,8 @@ def history_turns(
     turns = []
     for m in messages:
         if load and (files := m.meta.get("attachments")):
-            turns.append(attachments.turn(m.role, m.content, [(f, load(f["id"])) for f in files], images))
+            stored = [(f, load(f["id"]) if f.get("id") else None) for f in files]  # an import's have names alone
+            turns.append(attachments.turn(m.role, m.content, stored, images))
         elif m.content.strip():
             turns.append({"role": m.role, "content": m.content})
     return turns
@@ -302,13 +303,14 @@ def _run(
 ) -> Message:
     """Write the started answer `message` (empty, or the part of an answer to go on from) to its end."""
     cancel = cancel or threading.Event()
-    history = Tree(store.messages(conversation)).path_to(message.id)[:-1]  # the model sees its branch alone
-    turns = history_turns(history, lambda file_id: store.load_file(conversation, file_id), settings.takes_images)
-    if settings.system_prompt:
-        turns.insert(0, {"role": "system", "content": settings.system_prompt})
     answer = _Answer(message, parts=[message.content], saved_length=len(message.content))
     stops: tuple[str, ...] = ()
-    try:
+    history: list[Message] = []
+    try:  # from here on, whatever fails is kept with the answer: it never stays "being written"
+        history = Tree(store.messages(conversation)).path_to(message.id)[:-1]  # the model sees its branch alone
+        turns = history_turns(history, lambda file_id: store.load_file(conversation, file_id), settings.takes_images)
+        if settings.system_prompt:
+            turns.insert(0, {"role": "system", "content": settings.system_prompt})
         backend = discovery.with_server_facts(settings.backend)
         count = discovery.token_counter(backend) if backend.context_length else None
         turns = fit_to_context(turns, backend.context_length, settings.parameters.max_new_tokens, count)

@@ -11,12 +11,15 @@ never by the answer:
 - the open block is rendered again only when what came can change how it looks (a markup character, or the
   first characters of a line), and once it is longer than SMALL_BLOCK characters (a long list, table or
   paragraph), only when it has grown by 1/GROWTH since; meanwhile the new text is added, escaped, at its end
-  (for plain words in a paragraph, a list or a table, exactly what a render would show).
+  (for plain words in a paragraph, a list or a table, exactly what a render would show);
+- an open block longer than LARGEST_OPEN characters (one list or table of a whole answer) is not rendered again
+  at all: what follows is added as plain text until the answer ends, so that no one flush costs more than
+  rendering LARGEST_OPEN characters.
 
 The renderer and its rules are a finished answer's (chatbot.rendering). Where the result differs from the
 finished answer's rendering, which replaces it at the end: a link reference definition links the blocks after
 it, not those committed before; a long fence is several code blocks; text added to a long open block stays
-plain until that block is rendered again.
+plain until that block is rendered again (or, past LARGEST_OPEN, until the end).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from chatbot.rendering import render_markdown, top_level_blocks
 FENCE_LINES = 40
 SMALL_BLOCK = 128
 GROWTH = 4
+LARGEST_OPEN = 20_000
 TAIL = '<span class="live-tail">{}</span>'  # where plain text is added to the open block
 LINE_START = 12  # the first characters of a line, which can make it a new block
 _MARKUP = re.compile(r"[\n*_`~\[\]()<>&\\|]")  # what can change how the text before it renders
@@ -79,7 +83,7 @@ class LiveMarkdown:
         self._line_length = len(text) - text.rfind("\n") - 1 if "\n" in text else self._line_length + len(text)
         open_length = len(self.fence) + len(self.text)
         grown = (self.length - self.rendered_at) * GROWTH >= open_length
-        if not self._markup_due or (open_length > SMALL_BLOCK and not grown):
+        if not self._markup_due or (open_length > SMALL_BLOCK and not grown) or open_length > LARGEST_OPEN:
             return Update(tail=text)
         done = self._commit()
         self.rendered_at, self._markup_due = self.length, False

@@ -4,15 +4,17 @@ indexed) and works without JavaScript; whoever opens it can start their own copy
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from markupsafe import Markup
 
 from chatbot import transfer
 from chatbot.branches import Tree
-from chatbot.conversations import Conversation, Store
-from chatbot.pages import chat_page, limited, own_conversation, refused_new_chat, store
+from chatbot.conversations import Conversation, Message, Store
+from chatbot.pages import chat_page, limited, own_conversation, problem_page, refused_new_chat, store
 from chatbot.security import owner_id
 
 bp = Blueprint("shares", __name__)
@@ -27,13 +29,15 @@ def utc_time(seconds: float) -> str:
 LIFETIMES = {"never": None, "1": 86400, "7": 7 * 86400, "30": 30 * 86400}  # the form's choices, in days
 
 
-def share(store: Store, conversation: Conversation, lifetime: float | None) -> str:
-    """Snapshot the branch the conversation shows now (not its other versions); the new link's id."""
+def share(store: Store, conversation: Conversation, branch: list[Message], lifetime: float | None) -> str:
+    """Snapshot `branch`, the one the conversation shows now (not its other versions): as JSON, for copies, and
+    as the page shows it, rendered once here rather than at every view; the new link's id."""
     token = secrets.token_urlsafe(24)
     expires_at = time.time() + lifetime if lifetime else None
-    branch = Tree(store.messages(conversation)).chosen(conversation.leaf_id)
     snapshot = transfer.as_json(conversation, Tree(branch))
-    store.save_record(KIND, token, {"owner": conversation.owner, "snapshot": snapshot, "expires_at": expires_at})
+    page = render_template("chat/_messages.html", messages=branch, readonly=True)
+    record = {"owner": conversation.owner, "snapshot": snapshot, "page": page, "expires_at": expires_at}
+    store.save_record(KIND, token, record)
     conversation.settings["shares"] = [*conversation.settings.get("shares", []), [token, expires_at]]
     store.update_conversation(conversation)
     return token
@@ -60,8 +64,11 @@ def shared(store: Store, token: str) -> dict | None:
 @bp.post("/c/<conversation_id>/shares")
 def make_link(conversation_id: str):
     conversation = own_conversation(conversation_id)
+    branch = [m for m in Tree(store().messages(conversation)).chosen(conversation.leaf_id) if m.status != "streaming"]
+    if not branch:
+        return chat_page(conversation, "There is nothing to share yet: send a message first.", status=400)
     lifetime = LIFETIMES.get(request.form.get("expires", "never"), None)
-    link = url_for("shares.view", token=share(store(), conversation, lifetime), _external=True)
+    link = url_for("shares.view", token=share(store(), conversation, branch, lifetime), _external=True)
     return chat_page(conversation, f"Anyone with this link can read the chat as it is now: {link}", status=201)
 
 
@@ -77,10 +84,10 @@ def view(token: str):
     found = shared(store(), token)
     if found is None:
         abort(404)
-    title, _, messages, chosen = transfer.read_export(
-        found["snapshot"].encode(), current_app.config["MAX_MESSAGE_CHARS"]
+    title = json.loads(found["snapshot"])["title"]
+    page = render_template(
+        "shared.html", title=title, messages_page=Markup(found.get("page") or older(found)), token=token
     )
-    page = render_template("shared.html", title=title, messages=Tree(messages).chosen(chosen), token=token)
     return page, 200, {"X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "no-referrer"}
 
 
@@ -93,5 +100,19 @@ def copy(token: str):
     if refused := limited("conversations"):
         return refused_new_chat(refused)
     data = found["snapshot"].encode()
-    conversation = transfer.import_json(store(), owner_id(), data, current_app.config["MAX_MESSAGE_CHARS"])
+    try:
+        conversation = transfer.import_json(store(), owner_id(), data, current_app.config["MAX_MESSAGE_CHARS"])
+    except transfer.ImportProblem as problem:  # a snapshot larger than this chat now takes, say
+        return problem_page("This shared chat cannot be copied", str(problem), 400)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id))
+
+
+def older(found: dict) -> str:
+    """The page of a share made before shares kept it: from its snapshot (nothing, if it no longer reads)."""
+    try:
+        _, _, messages, chosen = transfer.read_export(
+            found["snapshot"].encode(), current_app.config["MAX_MESSAGE_CHARS"]
+        )
+    except transfer.ImportProblem:
+        return ""
+    return render_template("chat/_messages.html", messages=Tree(messages).chosen(chosen), readonly=True)

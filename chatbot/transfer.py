@@ -4,6 +4,7 @@ conversation, and copy a branch into a new conversation."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +20,21 @@ FORMAT = "chatbot-conversation"
 VERSION = 2  # 2: every branch, each message naming the one it follows; 1 (one line of messages) is still read
 ROLES = ("user", "assistant")
 STATUSES = ("done", "stopped", "error")
+META = {  # what an export's message may say of itself, and of which type; nothing else is kept
+    "model": str,
+    "provider": str,
+    "finish_reason": str,
+    "reasoning": str,
+    "tokens": int,
+    "prompt_tokens": int,
+    "tokens_estimated": bool,
+    "seconds": float,
+    "first_token_seconds": float,
+    "tokens_per_second": float,
+    "reasoning_seconds": float,
+}
+MAX_MESSAGES = 5000  # in one import
+MAX_CHARS_TIMES = 50  # the text of one import: at most this many times MAX_MESSAGE_CHARS (each answer is rendered)
 KINDS = ("image", "text", "pdf")  # of an attached file, as a message lists it
 MAX_LISTED = 20  # attached files' names kept per message of an import
 
@@ -104,6 +120,15 @@ def read_export(data: bytes, max_chars: int) -> tuple[str, dict, list[Message], 
     items = document.get("messages") or []
     if not isinstance(items, list) or not items:
         raise ImportProblem("The export has no messages.")
+    total = sum(
+        len(item["content"]) for item in items if isinstance(item, dict) and isinstance(item.get("content"), str)
+    )
+    if len(items) > MAX_MESSAGES or total > max_chars * MAX_CHARS_TIMES:
+        raise ImportProblem(
+            f"That export holds {len(items):,} messages and {total:,} characters; this chat imports up to "
+            f"{MAX_MESSAGES:,} messages and {max_chars * MAX_CHARS_TIMES:,} characters. Start a new chat from a "
+            "message of it instead (New chat from here), and export that."
+        )
     messages = [_message(index, item, max_chars) for index, item in enumerate(items, 1)]
     new_ids: dict[str, str] = {}  # the file's ids: the message each follows is one before it in the file
     for index, (item, message) in enumerate(zip(items, messages, strict=True), 1):
@@ -111,9 +136,9 @@ def read_export(data: bytes, max_chars: int) -> tuple[str, dict, list[Message], 
             message.parent_id = messages[index - 2].id if index > 1 else None
             continue
         parent = item.get("parent")
-        if parent is not None and parent not in new_ids:
+        if parent is not None and (not isinstance(parent, str | int) or str(parent) not in new_ids):
             raise ImportProblem(f"Message {index} of the export follows a message that does not come before it.")
-        message.parent_id = new_ids.get(parent) if parent is not None else None
+        message.parent_id = new_ids[str(parent)] if parent is not None else None
         new_ids.setdefault(str(item.get("id")), message.id)
     chosen = new_ids.get(str(document.get("chosen")), messages[-1].id) if document["version"] > 1 else messages[-1].id
     settings = document.get("settings")
@@ -174,6 +199,17 @@ def _new_conversation(
     return conversation
 
 
+def _fits(kind: type | None, value: Any, max_chars: int) -> bool:
+    """Whether an export's meta value is of the type its key takes (numbers finite, text not too long)."""
+    if kind is str:
+        return isinstance(value, str) and len(value) <= max_chars
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int)
+    return kind is float and isinstance(value, int | float) and math.isfinite(value)
+
+
 def _message(index: int, item: Any, max_chars: int) -> Message:
     where = f"Message {index} of the export"
     if not isinstance(item, dict):
@@ -190,7 +226,7 @@ def _message(index: int, item: Any, max_chars: int) -> Message:
         error = {key: str(error.get(key) or "") for key in ("kind", "message", "hint")} | {"retry_after": None}
     meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
     files = meta.get("attachments")
-    meta = {key: value for key, value in meta.items() if isinstance(value, str | int | float) and len(str(key)) < 40}
+    meta = {key: value for key, value in meta.items() if _fits(META.get(key), value, max_chars * 10)}
     if isinstance(files, list):  # their names alone: the files are not in the export, and no id from it is trusted
         meta["attachments"] = [
             {"name": safe_name(str(f.get("name") or "")), "kind": f.get("kind") if f.get("kind") in KINDS else "text"}

@@ -232,3 +232,16 @@ def test_a_share_and_an_import_show_a_files_name_but_never_the_file(client, fake
     )
     page = client.get(imported.location).text
     assert "x&lt;script&gt;" in page and "someone-elses" not in page and '<li class="attachment text">' in page
+
+
+def test_a_copy_of_a_shared_chat_with_files_answers_and_names_them_as_gone(client, fake):
+    chat = open_chat(client)
+    send_form(client, chat, "Look", [("secret.txt", b"not for the link")])
+    made = client.post(f"{chat}/shares", data={"csrf_token": csrf(client.get(chat).text), "expires": "never"})
+    link = re.search(r"(/s/[\w-]+)", made.text).group(1)
+    copy = client.post(f"{link}/copy", data={"csrf_token": csrf(client.get(link).text)}).location
+    fake.reply(tokens=["Fine"])
+    answered = send_form(client, copy, "And now?")
+    assert answered.status_code == 302 and "Fine" in client.get(copy).text
+    prompt = fake.requests[-1].json["inputs"]
+    assert "[Attached file secret.txt: no longer kept]" in prompt and "not for the link" not in prompt

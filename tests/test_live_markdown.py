@@ -7,7 +7,7 @@ import pytest
 from bench.live_markdown import mixed, one_block
 from chatbot import reasoning
 from chatbot.conversations import Message, new_id
-from chatbot.live_markdown import FENCE_LINES, LiveMarkdown, rendered
+from chatbot.live_markdown import FENCE_LINES, LARGEST_OPEN, LiveMarkdown, rendered
 from chatbot.rendering import render_markdown
 from chatbot.socket import answer_fragment
 from tests.servers import shown_answer
@@ -91,6 +91,15 @@ def test_a_long_code_block_is_committed_in_pieces_that_stay_code():
     assert html.count('<pre class="continues"><code class="language-python">') == 2
     assert html.count('<code class="language-python">') == 3 and "```" not in html
     assert "".join(re.sub(r"<[^>]+>", "", part) for part in re.findall(r"<code[^>]*>(.*?)</code>", html, re.S)) == code
+
+
+def test_no_flush_renders_more_than_the_largest_open_block():
+    live, most = LiveMarkdown(), 0
+    for _ in range(25_000):  # one list of 200,000 characters, in pieces of 8
+        before = live.parsed_chars
+        live.feed("- item\n" if live.length % 80 == 0 else "[[[[[[[[")
+        most = max(most, live.parsed_chars - before)
+    assert most <= 3 * LARGEST_OPEN  # the complete lines, the open block, and a committed part at most
 
 
 def test_a_page_and_a_tab_following_it_agree():

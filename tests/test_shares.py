@@ -83,3 +83,36 @@ def test_whoever_opens_a_link_can_start_their_own_copy(make_app, fake):
     assert "Porto by train" in page and "Trip?" in page
     assert bob.get(chat).status_code == 404  # his copy, not ada's chat
     assert "shares" not in ada.get(f"{chat}/export.json").text  # an export carries no links
+
+
+def test_an_empty_chat_is_not_shared_and_a_link_outlives_a_lower_limit(make_app, fake, tmp_path):
+    app = make_app(AUTH="none")
+    owner = app.test_client()
+    chat = open_chat(owner)
+    empty = owner.post(f"{chat}/shares", data={"csrf_token": csrf(owner.get(chat).text), "expires": "never"})
+    assert empty.status_code == 400 and "There is nothing to share yet: send a message first." in empty.text
+    fake.reply(tokens=["A long answer " * 20])
+    owner.post(f"{chat}/messages", data={"csrf_token": csrf(owner.get(chat).text), "message": "Tell me"})
+    link = share_link(owner, chat)
+
+    smaller = make_app(AUTH="none", MAX_MESSAGE_CHARS=10)  # the same store, its admin lowered the limit since
+    visitor = smaller.test_client()
+    page = visitor.get(link)
+    assert page.status_code == 200 and "A long answer" in page.text  # as rendered when the link was made
+    open_chat(visitor)
+    refused = visitor.post(f"{link}/copy", data={"csrf_token": csrf(visitor.get(link).text)})
+    assert refused.status_code == 400 and "This shared chat cannot be copied" in refused.text
+
+
+def test_a_link_made_before_shares_kept_their_page_still_shows(make_app, fake):
+    app = make_app(AUTH="none")
+    owner = app.test_client()
+    chat = open_chat(owner)
+    fake.reply(tokens=["Kept"])
+    owner.post(f"{chat}/messages", data={"csrf_token": csrf(owner.get(chat).text), "message": "Older"})
+    link = share_link(owner, chat)
+    store, token = app.extensions["chat_store"], link.rsplit("/", 1)[1]
+    record = store.load_record(KIND, token)
+    del record["page"]  # as session 4's shares were saved
+    store.save_record(KIND, token, record)
+    assert "Kept" in app.test_client().get(link).text

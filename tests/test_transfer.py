@@ -53,6 +53,31 @@ def test_json_round_trip(client, chat_with_answers):
             json.dumps(
                 {
                     "format": "chatbot-conversation",
+                    "version": 2,
+                    "title": "t",
+                    "messages": [
+                        {"id": "a", "role": "user", "content": "hi"},
+                        {"id": "b", "parent": ["a"], "role": "assistant", "content": "x"},
+                    ],
+                }
+            ).encode(),
+            "Message 2 of the export follows a message that does not come before it.",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": "chatbot-conversation",
+                    "version": 1,
+                    "title": "t",
+                    "messages": [{"role": "user", "content": "x" * 20_000}] * 60,
+                }
+            ).encode(),
+            "That export holds 60 messages and 1,200,000 characters; this chat imports up to",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": "chatbot-conversation",
                     "version": 1,
                     "title": "t",
                     "messages": [{"role": "user", "content": "ok"}, {"role": "system", "content": "x"}],
@@ -100,3 +125,26 @@ def test_exports_belong_to_their_session(app, client, chat_with_answers):
     chat, _ = chat_with_answers
     assert app.test_client().get(f"{chat}/export.json").status_code == 404
     assert client.get(f"{chat}/export.pdf").status_code == 404
+
+
+def test_an_imports_meta_keeps_only_what_it_knows_with_its_type(client):
+    chat = open_chat(client)
+    token = csrf(client.get(chat).text)
+    meta = {"reasoning": "x", "reasoning_seconds": "5", "tokens": float("nan"), "seconds": float("inf"), "html": "<b>"}
+    document = {
+        "format": "chatbot-conversation",
+        "version": 2,
+        "title": "Odd",
+        "messages": [
+            {"id": 1, "role": "user", "content": "hi"},
+            {"id": 2, "parent": 1, "role": "assistant", "content": "hello", "meta": {**meta, "model": "m"}},
+        ],
+    }
+    upload = {"csrf_token": token, "file": (io.BytesIO(json.dumps(document).encode()), "odd.json")}
+    imported = client.post("/import", data=upload, content_type="multipart/form-data").location
+    page = client.get(imported)
+    assert page.status_code == 200 and "hello" in page.text and "<summary>Reasoning</summary>" in page.text
+    exported = json.loads(client.get(f"{imported}/export.json").text)
+    assert exported["messages"][1]["meta"] == {"reasoning": "x", "model": "m"}
+    assert exported["messages"][1]["parent"] == exported["messages"][0]["id"]  # numbers as ids still link
+    assert client.get(f"{imported}/export.md").status_code == 200
