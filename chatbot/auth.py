@@ -22,6 +22,7 @@ PUBLIC = {
     "auth.oidc_start",
     "auth.oidc_callback",
     "shares.view",  # a shared snapshot is for whoever has its link
+    "shares.shared_file",  # and the files its owner included
 }
 SIGN_IN_WINDOW = 900  # sign-in attempts are counted per 15 minutes
 SIGN_INS_PER_ACCOUNT, SIGN_INS_PER_ADDRESS = 10, 50

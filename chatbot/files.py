@@ -56,7 +56,11 @@ def serve(conversation_id: str, file_id: str):
     found = store().load_file(own_conversation(conversation_id), file_id)
     if found is None:
         abort(404)
-    info, data = found
+    return file_response(*found)
+
+
+def file_response(info: dict, data: bytes):  # type: ignore[no-untyped-def]
+    """A stored file as a response that a browser can only show (an image) or save, never run."""
     image = attachments.image_type(data) if info.get("kind") == "image" else None
     mimetype = image or ("text/plain; charset=utf-8" if info.get("kind") == "text" else "application/octet-stream")
     response = send_file(

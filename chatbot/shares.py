@@ -14,6 +14,7 @@ from markupsafe import Markup
 from chatbot import transfer
 from chatbot.branches import Tree
 from chatbot.conversations import Conversation, Message, Store
+from chatbot.files import file_response
 from chatbot.pages import chat_page, limited, own_conversation, problem_page, refused_new_chat, store
 from chatbot.security import owner_id
 
@@ -29,14 +30,21 @@ def utc_time(seconds: float) -> str:
 LIFETIMES = {"never": None, "1": 86400, "7": 7 * 86400, "30": 30 * 86400}  # the form's choices, in days
 
 
-def share(store: Store, conversation: Conversation, branch: list[Message], lifetime: float | None) -> str:
+def share(
+    store: Store, conversation: Conversation, branch: list[Message], lifetime: float | None, with_files: bool = False
+) -> str:
     """Snapshot `branch`, the one the conversation shows now (not its other versions): as JSON, for copies, and
-    as the page shows it, rendered once here rather than at every view; the new link's id."""
+    as the page shows it, rendered once here rather than at every view; its attached files served at the link
+    only `with_files` (while the conversation keeps them). The new link's id."""
     token = secrets.token_urlsafe(24)
     expires_at = time.time() + lifetime if lifetime else None
     snapshot = transfer.as_json(conversation, Tree(branch))
-    page = render_template("chat/_messages.html", messages=branch, readonly=True)
+    files_url = url_for("shares.view", token=token) + "/files/" if with_files else ""
+    page = render_template("chat/_messages.html", messages=branch, readonly=True, files_url=files_url)
     record = {"owner": conversation.owner, "snapshot": snapshot, "page": page, "expires_at": expires_at}
+    if with_files:
+        listed = [f.get("id") for m in branch for f in m.meta.get("attachments", [])]
+        record.update(conversation_id=conversation.id, file_ids=[file_id for file_id in listed if file_id])
     store.save_record(KIND, token, record)
     conversation.settings["shares"] = [*conversation.settings.get("shares", []), [token, expires_at]]
     store.update_conversation(conversation)
@@ -68,7 +76,8 @@ def make_link(conversation_id: str):
     if not branch:
         return chat_page(conversation, "There is nothing to share yet: send a message first.", status=400)
     lifetime = LIFETIMES.get(request.form.get("expires", "never"), None)
-    link = url_for("shares.view", token=share(store(), conversation, branch, lifetime), _external=True)
+    token = share(store(), conversation, branch, lifetime, with_files=bool(request.form.get("with_files")))
+    link = url_for("shares.view", token=token, _external=True)
     return chat_page(conversation, f"Anyone with this link can read the chat as it is now: {link}", status=201)
 
 
@@ -89,6 +98,19 @@ def view(token: str):
         "shared.html", title=title, messages_page=Markup(found.get("page") or older(found)), token=token
     )
     return page, 200, {"X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "no-referrer"}
+
+
+@bp.get("/s/<token>/files/<file_id>")
+def shared_file(token: str, file_id: str):
+    """A file of the snapshot, when its owner included them; nothing else of the conversation."""
+    found = shared(store(), token)
+    if found is None or file_id not in found.get("file_ids", []):
+        abort(404)
+    conversation = Conversation(id=found["conversation_id"], owner=found["owner"])
+    stored = store().load_file(conversation, file_id)
+    if stored is None:
+        abort(404)
+    return file_response(*stored)
 
 
 @bp.post("/s/<token>/copy")

@@ -245,3 +245,25 @@ def test_a_copy_of_a_shared_chat_with_files_answers_and_names_them_as_gone(clien
     assert answered.status_code == 302 and "Fine" in client.get(copy).text
     prompt = fake.requests[-1].json["inputs"]
     assert "[Attached file secret.txt: no longer kept]" in prompt and "not for the link" not in prompt
+
+
+def test_a_share_serves_the_files_of_its_snapshot_only_when_the_owner_includes_them(app, client, fake):
+    chat = open_chat(client)
+    send_form(client, chat, "Look", [("shared.txt", b"for the link")])
+    other_id = uploaded_id(upload(client, chat, "kept.txt", b"never sent, never shared"))
+    token = csrf(client.get(chat).text)
+    made = [
+        client.post(f"{chat}/shares", data={"csrf_token": token, "expires": "never", **extra})
+        for extra in ({}, {"with_files": "on"})
+    ]
+    plain, link = (re.search(r"as it is now: http://localhost(/s/[\w-]+)", each.text).group(1) for each in made)
+
+    stranger = app.test_client()
+    assert "(not included)" in stranger.get(plain).text
+    file_url = re.search(r'href="(/s/[\w-]+/files/[\w-]+)" download>shared.txt<', stranger.get(link).text).group(1)
+    served = stranger.get(file_url)
+    assert served.data == b"for the link" and served.headers["X-Content-Type-Options"] == "nosniff"
+    assert stranger.get(f"{link}/files/{other_id}").status_code == 404  # in the chat, not in the snapshot
+    assert stranger.get(file_url.replace(link, plain)).status_code == 404  # that link was made without files
+    client.post(f"{chat}/delete", data={"csrf_token": token})
+    assert stranger.get(file_url).status_code == 404
