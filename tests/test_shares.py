@@ -17,6 +17,15 @@ def share_link(client, chat, expires="never"):
     return re.search(r"can read the chat as it is now: http://localhost(/s/[\w-]+)", made.text).group(1)
 
 
+def chat_with_an_answer(app, fake, question, answer):
+    """An owner's browser and its chat, once `question` has been answered with `answer`."""
+    owner = app.test_client()
+    chat = open_chat(owner)
+    fake.reply(tokens=[answer])
+    owner.post(f"{chat}/messages", data={"csrf_token": csrf(owner.get(chat).text), "message": question})
+    return owner, chat
+
+
 def test_a_link_shows_the_snapshot_alone_to_anyone(make_app, fake):
     app = make_app(AUTH="none")
     owner = app.test_client()
@@ -39,10 +48,7 @@ def test_a_link_shows_the_snapshot_alone_to_anyone(make_app, fake):
 
 def test_revoked_expired_and_deleted_links_show_nothing(make_app, fake):
     app = make_app(AUTH="none")
-    owner = app.test_client()
-    chat = open_chat(owner)
-    fake.reply(tokens=["Hi"])
-    owner.post(f"{chat}/messages", data={"csrf_token": csrf(owner.get(chat).text), "message": "Hello"})
+    owner, chat = chat_with_an_answer(app, fake, "Hello", "Hi")
     revoked, day, kept = share_link(owner, chat), share_link(owner, chat, "1"), share_link(owner, chat)
     page = owner.get(chat).text
     assert page.count("Share link ") == 3 and " UTC)" in page  # the day's expiry is shown
@@ -106,10 +112,7 @@ def test_an_empty_chat_is_not_shared_and_a_link_outlives_a_lower_limit(make_app,
 
 def test_a_link_made_before_shares_kept_their_page_still_shows(make_app, fake):
     app = make_app(AUTH="none")
-    owner = app.test_client()
-    chat = open_chat(owner)
-    fake.reply(tokens=["Kept"])
-    owner.post(f"{chat}/messages", data={"csrf_token": csrf(owner.get(chat).text), "message": "Older"})
+    owner, chat = chat_with_an_answer(app, fake, "Older", "Kept")
     link = share_link(owner, chat)
     store, token = app.extensions["chat_store"], link.rsplit("/", 1)[1]
     record = store.load_record(KIND, token)
