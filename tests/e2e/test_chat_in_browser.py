@@ -288,6 +288,13 @@ def test_the_chat_works_without_javascript(browser, gunicorn_on_fake, fake):
     expect(page.locator(".branch-position")).to_have_text("1 / 2")
     page.get_by_role("button", name="New chat from here").first.click()
     expect(page.locator(".message .body")).to_have_text(["No scripts here"])
+    page.set_input_files("#file-input", files=[{"name": "notes.md", "mimeType": "text/markdown", "buffer": b"# Milk"}])
+    fake.reply(tokens=["Buy milk."])
+    page.fill("#message-input", "What do my notes say?")
+    page.click("#send-button")  # the form, multipart, carries the file
+    expect(page.locator(".message.assistant.done").last).to_contain_text("Buy milk.")
+    expect(page.locator(".message.user .attachments a")).to_have_text(["notes.md"])
+    assert "Attached file: notes.md\n```\n# Milk\n```" in fake.requests[-1].json["inputs"]
     context.close()
 
 
