@@ -48,7 +48,7 @@ class Event:
     message: Message
     text: str = ""
     user_message: Message | None = None
-    new_branch: bool = False  # "started" beside earlier messages (an edit, a regeneration): the branch is shown anew
+    tree: Tree | None = None  # "started" beside earlier messages (an edit, a regeneration): all of them, to show anew
 
 
 Listener = Callable[[Event], None]
@@ -218,8 +218,10 @@ def run_reply(
         conversation.title = title_from(text)
         store.update_conversation(conversation)
     new_branch = edited is not None or (bool(tree.messages) and after not in tree.by_id)
-    listener(Event("started", answer, user_message=user_message, new_branch=new_branch))
-    return _run(store, conversation, answer, settings, listener, cancel)
+    shown_anew = Tree([*tree.messages, user_message, answer]) if new_branch else None
+    listener(Event("started", answer, user_message=user_message, tree=shown_anew))
+    history = [*(tree.path_to(follows.id) if follows else []), user_message]  # nothing is inserted above it
+    return _run(store, conversation, answer, history, settings, listener, cancel)
 
 
 def run_regeneration(
@@ -238,8 +240,8 @@ def run_regeneration(
     if question is None or question.role != "user":
         return None
     answer = _start(store, conversation, [_new_answer(conversation, settings, question)])
-    listener(Event("started", answer, new_branch=True))
-    return _run(store, conversation, answer, settings, listener, cancel)
+    listener(Event("started", answer, tree=Tree([*tree.messages, answer])))
+    return _run(store, conversation, answer, tree.path_to(question.id), settings, listener, cancel)
 
 
 def run_continuation(
@@ -252,14 +254,15 @@ def run_continuation(
 ) -> Message | None:
     """Go on with the answer `of` (the last one the tab shows), which stopped at the length limit; None when
     there is none to go on with."""
-    answer = answer_to_continue(store, conversation, of)
+    tree = Tree(store.messages(conversation))
+    answer = _to_continue(tree, conversation, of)
     if answer is None:
         return None
     answer.status, answer.html = "streaming", ""
     answer.meta.pop("finish_reason", None)
     _start(store, conversation, [answer])
     listener(Event("resumed", answer))
-    return _run(store, conversation, answer, settings, listener, cancel)
+    return _run(store, conversation, answer, tree.path_to(answer.id)[:-1], settings, listener, cancel)
 
 
 def is_abandoned(message: Message) -> bool:
@@ -287,7 +290,11 @@ def settle_abandoned(store: Store, message: Message) -> bool:
 def answer_to_continue(store: Store, conversation: Conversation, of: str | None = None) -> Message | None:
     """The last answer shown (`of`, else the chosen branch's), if it stopped at the length limit and can be
     continued."""
-    last = _shown_last(Tree(store.messages(conversation)), conversation, of)
+    return _to_continue(Tree(store.messages(conversation)), conversation, of)
+
+
+def _to_continue(tree: Tree, conversation: Conversation, of: str | None) -> Message | None:
+    last = _shown_last(tree, conversation, of)
     if last and last.role == "assistant" and last.status == "done" and last.meta.get("finish_reason") == "length":
         return last
     return None
@@ -297,17 +304,17 @@ def _run(
     store: Store,
     conversation: Conversation,
     message: Message,
+    history: list[Message],
     settings: ReplySettings,
     listener: Listener,
     cancel: threading.Event | None = None,
 ) -> Message:
-    """Write the started answer `message` (empty, or the part of an answer to go on from) to its end."""
+    """Write the started answer `message` (empty, or the part of an answer to go on from) to its end; the model
+    sees `history`, the messages of its branch above it, alone."""
     cancel = cancel or threading.Event()
     answer = _Answer(message, parts=[message.content], saved_length=len(message.content))
     stops: tuple[str, ...] = ()
-    history: list[Message] = []
     try:  # from here on, whatever fails is kept with the answer: it never stays "being written"
-        history = Tree(store.messages(conversation)).path_to(message.id)[:-1]  # the model sees its branch alone
         turns = history_turns(history, lambda file_id: store.load_file(conversation, file_id), settings.takes_images)
         if settings.system_prompt:
             turns.insert(0, {"role": "system", "content": settings.system_prompt})

@@ -159,9 +159,10 @@ class ChatSocket:
             except StoreUnavailable as error:
                 self.notice(str(error))
 
-    def running_answer(self) -> Message | None:
-        """The conversation's answer being written now by any tab, worker or host, on any branch, if any."""
-        answer = running_answer(store().messages(self.conversation))
+    def running_answer(self, messages: list[Message] | None = None) -> Message | None:
+        """The conversation's answer being written now by any tab, worker or host, on any branch, if any (among
+        `messages` when they were just read)."""
+        answer = running_answer(messages if messages is not None else store().messages(self.conversation))
         if answer is not None and settle_abandoned(store(), answer):
             self.on_event(Event("finished", answer))
             return None
@@ -170,11 +171,11 @@ class ChatSocket:
     def follow_running_answer(self) -> None:
         """A reloaded tab, or one on another worker: show the answer so far and keep streaming it (only when
         it is on the branch the tab shows; otherwise the tab hears when it ends)."""
-        answer = self.running_answer()
+        messages = store().messages(self.conversation)
+        answer = self.running_answer(messages)
         if answer is not None:
             self.answering = True
-            tree = Tree(store().messages(self.conversation))
-            if not tree.shows(self.shown_last, answer.id):
+            if not Tree(messages).shows(self.shown_last, answer.id):
                 self.hidden.add(answer.id)
             threading.Thread(target=self.follow, args=(answer,), daemon=True, name="follow").start()
 
@@ -383,7 +384,7 @@ class ChatSocket:
             self.shown_last = event.message.id
             self.hidden.discard(event.message.id)
             self.live = LiveMarkdown()
-            tree = Tree(store().messages(self.conversation)) if event.new_branch else None  # the branch, shown anew
+            tree = event.tree  # an edit or a regeneration: the branch, shown anew
             self.send(
                 render_template(
                     "chat/_started.html",

@@ -188,11 +188,11 @@ class RedisStore:
             latest = pipe.hget(stored, answering) if answering else None
             if latest and json.loads(latest)["status"] == "streaming":
                 return False
-            known = set(pipe.hkeys(stored))
+            known = [pipe.hexists(stored, message.id) for message in messages]  # an answer to go on with
             pipe.multi()
-            for message in messages:
+            for message, stored_already in zip(messages, known, strict=True):
                 pipe.hset(stored, message.id, json.dumps(asdict(message)))
-                if message.id not in known:
+                if not stored_already:
                     pipe.rpush(order, message.id)
             now = time.time()
             pipe.hset(head, mapping={"updated_at": now, "answering": messages[-1].id, "leaf_id": messages[-1].id})
