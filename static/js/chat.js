@@ -103,12 +103,22 @@
     SIGNS.forEach(function (sign) { document.addEventListener(sign, back, true); });
   });
 
-  // Files chosen, dropped or pasted are uploaded at once (the socket carries text only); each comes back as a
-  // chip whose hidden input names the file, and goes with the message.
+  // Files chosen, dropped or pasted are uploaded at once (the socket carries text only). Each takes its place
+  // at once as an "uploading" chip, so the files keep the order they were added in, and the chip becomes the
+  // server's, whose hidden input names the file, and goes with the message.
+  function uploadingChip(name) {
+    var chip = document.createElement("li");
+    chip.className = "attachment uploading";
+    chip.textContent = name + " (uploading…)";
+    document.getElementById("attachments").appendChild(chip);
+    return chip;
+  }
+
   function upload(file) {
     var form = composer();
     var body = new FormData();
     body.append("file", file, file.name);
+    var chip = uploadingChip(file.name);
     var notice = document.getElementById("notice");
     fetch(form.dataset.uploadUrl, {
       method: "POST",
@@ -118,12 +128,24 @@
     }).then(function (response) {
       return response.text().then(function (text) {
         if (!response.ok) { throw new Error(text || "That file could not be attached."); }
-        document.getElementById("attachments").insertAdjacentHTML("beforeend", text);
+        chip.insertAdjacentHTML("afterend", text);
+        chip.remove();
       });
     }).catch(function (error) {
+      chip.remove();
       if (notice) { notice.textContent = error.message; }
     });
   }
+
+  // A message sent while a file is still uploading would go without it: wait for it.
+  document.addEventListener("submit", function (event) {
+    if (event.target === composer() && composer().querySelector(".attachment.uploading")) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      var notice = document.getElementById("notice");
+      if (notice) { notice.textContent = "Wait for the files to finish uploading, then send."; }
+    }
+  }, true);
 
   function uploadAll(files) { Array.prototype.forEach.call(files || [], upload); }
 

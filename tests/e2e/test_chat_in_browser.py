@@ -551,6 +551,27 @@ def test_files_pasted_and_dropped_are_attached_and_one_can_be_removed(page, guni
     expect(chips).to_have_count(0)
 
 
+def test_files_keep_their_order_and_a_message_waits_for_an_upload(page, gunicorn_on_fake, fake):
+    held = []
+    page.route("**/files", lambda route: held.append(route))  # each upload waits until the test lets it through
+    page.goto(gunicorn_on_fake.url + "/")
+    page.evaluate(DISPATCH, ["drop", "first.txt", "one"])
+    page.evaluate(DISPATCH, ["drop", "second.txt", "two"])
+    uploading = page.locator("#attachments .attachment.uploading")
+    expect(uploading).to_have_text(["first.txt (uploading…)", "second.txt (uploading…)"])
+    ask(page, fake, "What is in them?", ["One and two."])
+    expect(page.locator("#notice")).to_contain_text("Wait for the files to finish uploading")
+    expect(page.locator("#message-input")).to_have_value("What is in them?")
+    expect(page.locator(".message.user")).to_have_count(0)
+    held[1].continue_()  # the second one first
+    held[0].continue_()
+    expect(uploading).to_have_count(0)
+    expect(page.locator("#attachments .attachment-name")).to_have_text(["first.txt", "second.txt"])
+    page.keyboard.press("Enter")
+    expect(page.locator(".message.assistant.done")).to_contain_text("One and two.")
+    expect(page.locator(".message.user .attachments a")).to_have_text(["first.txt", "second.txt"])
+
+
 def test_a_refused_file_says_why_and_nothing_is_attached(browser, gunicorn_on_fake):
     context = browser.new_context()
     page = context.new_page()
