@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from chatbot import attachments, limits, picker, reasoning, titles
 from chatbot.branches import Tree
@@ -49,6 +50,7 @@ class Event:
     text: str = ""
     user_message: Message | None = None
     tree: Tree | None = None  # "started" beside earlier messages (an edit, a regeneration): all of them, to show anew
+    so_far: Callable[[], str] | None = None  # text events: the answer's whole content up to and with this event
 
 
 Listener = Callable[[Event], None]
@@ -85,8 +87,9 @@ class _Answer:
     thinking: bool = False  # the newest part is reasoning (between reasoning.START and END in the parts)
     reasoning_started: float | None = None
 
-    def text(self) -> str:
-        return "".join(self.parts)
+    def text(self, parts: int | None = None) -> str:
+        """The content, or its first `parts` parts."""
+        return "".join(self.parts[:parts])
 
 
 def message_problem(text: str, limit: int) -> str | None:
@@ -440,19 +443,20 @@ def _add(
     cancel: threading.Event,
 ) -> None:
     now = time.monotonic()
-    runs: list[list] = []  # [kind, text] with neighbours of one kind joined: one fragment each per batch
+    runs: list[list] = []  # [kind, text, parts up to its end] with neighbours of one kind joined: one fragment each
     for chunk in batch:
         if isinstance(chunk, Text | Reasoning):
             if (said := _mark_reasoning(answer, isinstance(chunk, Reasoning), now)) is not None:
-                runs.append(["reasoned", said])
+                runs.append(["reasoned", said, len(answer.parts)])
             kind = "reasoning" if answer.thinking else "delta"
             text = reasoning.strip_markers(chunk.text)
             answer.parts.append(text)
             answer.tokens += 1
             if runs and runs[-1][0] == kind:
                 runs[-1][1] += text
+                runs[-1][2] = len(answer.parts)
             else:
-                runs.append([kind, text])
+                runs.append([kind, text, len(answer.parts)])
         elif isinstance(chunk, Finish):
             answer.finish_reason = chunk.reason
         elif isinstance(chunk, Usage):
@@ -463,8 +467,8 @@ def _add(
         return
     if answer.first_token is None:
         answer.first_token = now
-    for kind, text in runs:
-        listener(Event(kind, answer.message, text))
+    for kind, text, parts in runs:
+        listener(Event(kind, answer.message, text, so_far=partial(answer.text, parts)))
     if now - answer.last_save >= settings.save_seconds:
         new = "".join(answer.parts[answer.saved_parts :])
         if store.append_to_answer(answer.message, answer.saved_length, new):  # Stop pressed in another tab

@@ -12,6 +12,8 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, abort, current_app, g, render_template, request, session, url_for
@@ -43,6 +45,7 @@ from chatbot.live_markdown import LiveMarkdown, Update
 from chatbot.open_sockets import OpenSockets
 from chatbot.pages import store
 from chatbot.security import owner_id
+from chatbot.services.thinking import TagSplitter
 from chatbot.services.unicode_text import valid_data
 from chatbot.stores.failures import StoreUnavailable
 
@@ -126,11 +129,12 @@ class ChatSocket:
         self.address = address  # the browser's, for the limits per address
         self.account = g.get("account")  # who is signed in on this socket (None: nobody signs in)
         self.session_id = session.get("sid", "")
-        self.send_lock = threading.Lock()
+        self.send_lock = threading.RLock()  # held while a fragment is chosen and sent: fragments go in order
         self.answering = False  # an answer is being sent on this socket (written here, or followed)
         self.cancel = threading.Event()
         self.shown_last = conversation.leaf_id  # the last message of the branch this tab shows
         self.hidden: set[str] = set()  # answers being written whose text this tab does not show (another branch)
+        self.rejoining: set[str] = set()  # answers shown again by a switch: what comes next is all of them
         self.live = LiveMarkdown()  # the answer being sent, as it is shown
 
     def serve(self) -> None:
@@ -174,10 +178,13 @@ class ChatSocket:
         messages = store().messages(self.conversation)
         answer = self.running_answer(messages)
         if answer is not None:
-            self.answering = True
             if not Tree(messages).shows(self.shown_last, answer.id):
                 self.hidden.add(answer.id)
-            threading.Thread(target=self.follow, args=(answer,), daemon=True, name="follow").start()
+            self.start_following(answer)
+
+    def start_following(self, answer: Message) -> None:
+        self.answering = True
+        threading.Thread(target=self.follow, args=(answer,), daemon=True, name="follow").start()
 
     def follow(self, answer: Message) -> None:
         """Send the answer as it grows (only the new part is read each time), until it ends or this socket closes."""
@@ -189,31 +196,57 @@ class ChatSocket:
                 self.notice(str(error))
 
     def follow_to_the_end(self, answer: Message) -> None:
-        """Read only the new part each time, and send it; the finished answer replaces it all."""
-        seen = len(answer.content)
-        router = reasoning.router()
-        said = (text for thinking, text in router.feed(answer.content) if not thinking)
-        self.live = LiveMarkdown("".join(said))  # what the page shows already: where the answer is now
-        alive = answer.id in self.hidden or self.send(render_template("chat/_resumed.html", answer=answer))
+        """Read only the new part each time, and send it; the finished answer replaces it all. Shown again by a
+        switch, the answer is read whole once more."""
+        seen, router = self.catch_up(answer)
+        alive = True
         while alive:
             time.sleep(FOLLOW_SECONDS)
-            new = store().read_message(self.conversation, answer.id, seen)
+            rejoining = answer.id in self.rejoining
+            new = store().read_message(self.conversation, answer.id, 0 if rejoining else seen)
             if new is None:  # deleted meanwhile
                 self.answering = False
                 return
             if new.status == "streaming" and not is_abandoned(new):
-                for thinking, text in router.feed(new.content):
-                    if new.id in self.hidden:
-                        continue
-                    sent = self.send(REASONING.format(new.id, text)) if thinking else self.send_answer(new.id, text)
-                    alive = sent and alive
-                seen += len(new.content)
+                if rejoining:
+                    seen, router = self.catch_up(new)
+                else:
+                    alive = self.send_followed(new.id, router.feed(new.content))
+                    seen += len(new.content)
                 continue
             final = store().read_message(self.conversation, answer.id)
             if final is not None:  # the finished fragment replaces the whole answer
                 settle_abandoned(store(), final)
                 self.on_event(Event("finished", final))
             return
+
+    def catch_up(self, answer: Message) -> tuple[int, TagSplitter]:
+        """Show the answer as saved so far, unless this tab shows another branch; where to read on from, and
+        how to tell its reasoning from its text from there."""
+        router = reasoning.router()
+        said = "".join(text for thinking, text in router.feed(answer.content) if not thinking)
+        with self.send_lock:
+            self.rejoining.discard(answer.id)
+            if answer.id not in self.hidden:
+                self.resume(answer, said)
+        return len(answer.content), router
+
+    def send_followed(self, message_id: str, parts: Iterable[tuple[bool, str]]) -> bool:
+        """Send what was read of a followed answer (its reasoning and its text); False once the socket closed."""
+        parts = list(parts)  # read all the same: the reasoning router keeps its place
+        with self.send_lock:
+            if message_id in self.hidden or message_id in self.rejoining:
+                return True
+            alive = True
+            for thinking, text in parts:
+                sent = self.send(REASONING.format(message_id, text)) if thinking else self.send_answer(message_id, text)
+                alive = sent and alive
+            return alive
+
+    def resume(self, answer: Message, said: str) -> None:
+        """Show the answer whole as it is now (`said`: its text, without the reasoning); what follows adds to it."""
+        self.live = LiveMarkdown(said)
+        self.send(render_template("chat/_resumed.html", answer=answer))
 
     def handle(self, raw: str | bytes) -> None:
         try:
@@ -334,9 +367,15 @@ class ChatSocket:
         store().choose_branch(self.conversation, self.shown_last)
         branch = tree.path_to(self.shown_last)
         running = running_answer(tree.messages)
-        if running is not None:
-            self.hidden.add(running.id)  # the page shows what is saved of it; its end replaces it whole
-        self.send(render_template("chat/_switched.html", messages=branch, tree=tree, busy=running is not None))
+        with self.send_lock:  # an answer being written goes on after the branch is shown, not before
+            if running is not None and tree.shows(self.shown_last, running.id):  # saved part shown; then all, live
+                self.rejoining.add(running.id)
+                self.hidden.discard(running.id)
+            elif running is not None:
+                self.hidden.add(running.id)
+            self.send(render_template("chat/_switched.html", messages=branch, tree=tree, busy=running is not None))
+        if running is not None and not self.answering:  # written by a tab that started it after this one opened
+            self.start_following(running)
 
     def start(self, reply, nothing: str = "") -> None:  # type: ignore[no-untyped-def]
         """Run `reply(settings, cancel)` in its own thread, so that this socket can still hear Stop; when it
@@ -363,9 +402,18 @@ class ChatSocket:
                 self.notice("The chat failed to start the answer. Reload the page to see what was saved, then retry.")
 
     def on_event(self, event: Event) -> None:
-        if event.kind in ("delta", "reasoning", "reasoned", "waiting") and event.message.id in self.hidden:
+        with self.send_lock:  # decided and sent in one go: a switch of branch comes before or after, not between
+            self.send_event(event)
+
+    def send_event(self, event: Event) -> None:
+        answer_id = event.message.id
+        if event.kind in ("delta", "reasoning", "reasoned", "waiting") and answer_id in self.hidden:
             return  # this tab went to another branch while the answer is written: it hears only that it ended
-        if event.kind == "delta":
+        if answer_id in self.rejoining and event.so_far is not None:  # shown again: all of it so far, this included
+            self.rejoining.discard(answer_id)
+            content = event.so_far()
+            self.resume(replace(event.message, content=content), reasoning.split(content)[1])
+        elif event.kind == "delta":
             self.send_answer(event.message.id, event.text)
         elif event.kind == "reasoning":
             self.send(REASONING.format(event.message.id, event.text))
@@ -378,8 +426,7 @@ class ChatSocket:
         elif event.kind == "resumed":
             self.shown_last = event.message.id
             self.hidden.discard(event.message.id)
-            self.live = LiveMarkdown(reasoning.split(event.message.content)[1])
-            self.send(render_template("chat/_resumed.html", answer=event.message))
+            self.resume(event.message, reasoning.split(event.message.content)[1])
         elif event.kind == "started":
             self.shown_last = event.message.id
             self.hidden.discard(event.message.id)
@@ -397,6 +444,8 @@ class ChatSocket:
             )
         else:  # free before the browser hears of it: a message sent at once is taken, not refused as "wait"
             self.answering = False
+            self.hidden.discard(answer_id)
+            self.rejoining.discard(answer_id)
             own_limits = self.account_limits()
             left = limits.left(store(), self.conversation.owner, own_limits) if own_limits else ""
             try:

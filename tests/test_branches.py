@@ -8,7 +8,7 @@ from chatbot import transfer
 from chatbot.branches import Tree
 from chatbot.conversations import Message, new_id
 from chatbot.generation import run_regeneration, run_reply
-from tests.servers import FINISHED, ChatClient, act, read_until
+from tests.servers import ANSWER_TEXT, FINISHED, ChatClient, act, read_until, shown_answer
 from tests.test_generation import Recorder, new_store, settings_for
 from tests.test_pages import csrf, open_chat
 
@@ -166,3 +166,33 @@ def test_switching_over_the_socket_and_an_answer_streaming_in_another_tab(instan
     switching.close()
     page = chat.page()
     assert ">One<" in page and "Go on" not in page  # the branch chosen last is the one shown on reload
+
+
+def test_a_tab_open_before_an_answer_started_elsewhere_follows_it_once_it_switches(instances, fake):
+    chat = ChatClient(instances[0].url)
+    fake.reply(tokens=["One"])
+    chat.exchange("Count")
+    fake.reply(tokens=["Two"])
+    chat.post_form("/regenerate")
+    page = chat.page()
+    first = re.search(r'name="message_id" value="([\w-]+)" aria-label="Previous version"', page).group(1)
+    opened_before = chat.via(instances[1].url).connect()  # it has nothing to follow yet
+    writing = chat.connect()
+    tale = [f" word{i}" for i in range(40)]
+    fake.reply(tokens=tale, delay=0.1)
+    act(writing, "send", message="Go on", after=re.findall(r'name="after" value="([\w-]+)"', page)[0])
+    read_until(writing, [], "word3")
+
+    act(opened_before, "switch", message_id=first)
+    switched = read_until(opened_before, [], 'id="messages"')
+    assert ">One<" in switched[-1] and 'id="stop-button"' in switched[-1]  # one answer at a time, on any branch
+    second = re.search(r'name="message_id" value="([\w-]+)" aria-label="Next version"', switched[-1])[1]
+    act(opened_before, "switch", message_id=second)
+    back = read_until(opened_before, [], FINISHED)
+    live = [frame for frame in back[:-1] if ANSWER_TEXT.search(frame)]
+    assert len(live) > 3  # it streams on, not only shown when it ends
+    said = re.sub(r"<[^>]+>", "", shown_answer(back[:-1])).strip()
+    assert "word5 " in said and "".join(tale).strip().startswith(said)  # nothing lost or said twice
+    assert "word39" in back[-1] and FINISHED.search(back[-1]).group(2) == "done"
+    writing.close()
+    opened_before.close()

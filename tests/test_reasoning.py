@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from chatbot import transfer
+from chatbot import reasoning, transfer
 from chatbot.branches import Tree
 from chatbot.generation import ReplySettings, answer_to_continue, run_reply
 from chatbot.services.inference import Backend, Parameters
@@ -37,6 +37,22 @@ def test_reasoning_in_each_form_is_kept_apart_from_the_answer(store, fake, field
     kinds = [kind for kind, _ in recorder.events]
     assert kinds.index("reasoning") < kinds.index("reasoned") < kinds.index("delta")
     assert "".join(text for kind, text in recorder.events if kind == "reasoning") == "The user asks 2+2."
+
+
+def test_each_text_event_tells_the_whole_answer_so_far_for_a_tab_that_shows_it_again(store, fake):
+    fake.reply(reasoning=["The user", " asks 2+2."], tokens=["It is", " 4", "."], delay=0.05)
+    seen = []  # (reasoning, text) as the events told them, and as each event's content so far holds them
+    told = {"reasoning": "", "delta": ""}
+
+    def listen(event):
+        if event.kind in told:
+            told[event.kind] += event.text
+        if event.so_far is not None:
+            seen.append(((told["reasoning"], told["delta"]), reasoning.split(event.so_far())))
+
+    run_reply(store, store.create_conversation("alice"), "2+2?", chat_settings(fake), listen)
+    assert len(seen) >= 4 and all(from_events == so_far for from_events, so_far in seen)
+    assert seen[-1][1] == ("The user asks 2+2.", "It is 4.")
 
 
 def test_the_task_payloads_inline_thinking_too(store, fake):

@@ -223,6 +223,25 @@ def test_switching_in_the_tab_that_is_writing_the_answer(page, gunicorn_on_fake,
     expect(page.locator(".message .body").last).to_contain_text("word29")
 
 
+def test_switching_back_to_a_streaming_answer_shows_it_live_in_every_tab(page, gunicorn_on_fake, fake):
+    two_versions_then_a_tale(page, gunicorn_on_fake.url, fake, words=100)
+    other = page.context.new_page()  # it follows the answer that the first tab writes
+    other.goto(page.url)
+    for tab in (page, other):
+        tab.locator(".message.assistant").first.get_by_label("Previous version").click()
+        expect(tab.locator(".message .body")).to_have_text(["Count", "One"])
+        tab.locator(".message.assistant").first.get_by_label("Next version").click()
+        expect(tab.locator(".message.assistant.streaming")).to_have_count(1)
+    tale = " ".join(f"word{i}" for i in range(100))
+    for tab in (page, other):
+        streaming = tab.locator(".message.assistant.streaming .body")
+        expect(streaming).to_contain_text("word50", timeout=8_000)  # live, not only when it ends
+        assert tale.startswith(streaming.inner_text().strip())  # nothing lost or said twice
+    for tab in (page, other):
+        expect(tab.locator(".message.assistant.done .body").last).to_have_text(tale, timeout=15_000)
+    other.close()
+
+
 def test_export_and_import_round_trip(page, gunicorn_on_fake, fake, tmp_path):
     page.goto(gunicorn_on_fake.url + "/")
     ask(page, fake, "Remember this", ["Kept **safe**"])
