@@ -140,14 +140,21 @@ def test_an_export_whose_messages_follow_nothing_before_them_imports_nothing(sto
     assert store.list_conversations("alice") == []
 
 
-def test_switching_over_the_socket_and_an_answer_streaming_in_another_tab(instances, fake):
+def two_answers_to_count(instances, fake):
+    """A chat whose answer to "Count" has two versions, "One" then "Two" (shown); its client, page and the id of
+    the first version."""
     chat = ChatClient(instances[0].url)
     fake.reply(tokens=["One"])
     chat.exchange("Count")
     fake.reply(tokens=["Two"])
     chat.post_form("/regenerate")
     page = chat.page()
-    question = re.search(r'name="message_id" value="([\w-]+)" aria-label="Previous version"', page).group(1)
+    first = re.search(r'name="message_id" value="([\w-]+)" aria-label="Previous version"', page).group(1)
+    return chat, page, first
+
+
+def test_switching_over_the_socket_and_an_answer_streaming_in_another_tab(instances, fake):
+    chat, page, question = two_answers_to_count(instances, fake)
 
     writing = chat.connect()
     fake.reply(tokens=[f" word{i}" for i in range(20)], delay=0.1)
@@ -169,13 +176,7 @@ def test_switching_over_the_socket_and_an_answer_streaming_in_another_tab(instan
 
 
 def test_a_tab_open_before_an_answer_started_elsewhere_follows_it_once_it_switches(instances, fake):
-    chat = ChatClient(instances[0].url)
-    fake.reply(tokens=["One"])
-    chat.exchange("Count")
-    fake.reply(tokens=["Two"])
-    chat.post_form("/regenerate")
-    page = chat.page()
-    first = re.search(r'name="message_id" value="([\w-]+)" aria-label="Previous version"', page).group(1)
+    chat, page, first = two_answers_to_count(instances, fake)
     opened_before = chat.via(instances[1].url).connect()  # it has nothing to follow yet
     writing = chat.connect()
     tale = [f" word{i}" for i in range(40)]
