@@ -92,9 +92,9 @@ class _Answer:
         return "".join(self.parts[:parts])
 
 
-def message_problem(text: str, limit: int) -> str | None:
-    """Why a message cannot be sent, in words for the user; None when it can."""
-    if not text:
+def message_problem(text: str, limit: int, with_files: bool = False) -> str | None:
+    """Why a message (`with_files`: files go with it) cannot be sent, in words for the user; None when it can."""
+    if not text and not with_files:
         return "Type a message first."
     if len(text) > limit:
         return f"Your message has {len(text):,} characters; the limit is {limit:,}. Shorten it and send again."
@@ -218,7 +218,7 @@ def run_reply(
         user_message.meta["attachments"] = edited.meta["attachments"]
     answer = _start(store, conversation, [user_message, _new_answer(conversation, settings, user_message)])
     if conversation.title == "New chat":
-        conversation.title = title_from(text)
+        conversation.title = title_from(_in_words(user_message))
         store.update_conversation(conversation)
     new_branch = edited is not None or (bool(tree.messages) and after not in tree.by_id)
     shown_anew = Tree([*tree.messages, user_message, answer]) if new_branch else None
@@ -364,8 +364,14 @@ def _run(
         message.status, message.error = "error", _unsaved(error)
     listener(Event("finished", message))
     if message.status == "done" and settings.titles and len(history) == 1 and history[0].role == "user":
-        _retitle(store, conversation, history[0].content, message, settings, listener)
+        _retitle(store, conversation, _in_words(history[0]), message, settings, listener)
     return message
+
+
+def _in_words(message: Message) -> str:
+    """What a message says: its text, or the names of its files when it has none (a file sent alone)."""
+    names = ", ".join(str(file.get("name", "")) for file in message.meta.get("attachments", []))
+    return message.content or names
 
 
 def _retitle(

@@ -285,7 +285,8 @@ def post_message(conversation_id: str):
     """The chat without JavaScript: the form posts, the page comes back with the whole answer."""
     conversation = own_conversation(conversation_id)
     text = request.form.get("message", "").strip()
-    problem = message_problem(text, current_app.config["MAX_MESSAGE_CHARS"])
+    with_files = any(request.form.getlist("attachment")) or any(f.filename for f in request.files.getlist("files"))
+    problem = message_problem(text, current_app.config["MAX_MESSAGE_CHARS"], with_files)
     if problem:
         return chat_page(conversation, problem, draft=text, status=400)
     pick_model(store(), conversation, request.form.get("model"), visible_config())

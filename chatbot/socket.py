@@ -322,7 +322,7 @@ class ChatSocket:
     def send_message(self, text: str, after: str = "", replacing: str = "", file_ids: list[str] | None = None) -> None:
         """Send a new message after `after` with the files uploaded for it (`file_ids`, this conversation's only),
         or the edited text of an earlier one (beside it, as a new branch)."""
-        problem = message_problem(text, self.app.config["MAX_MESSAGE_CHARS"])
+        problem = message_problem(text, self.app.config["MAX_MESSAGE_CHARS"], with_files=bool(file_ids))
         if problem:
             self.notice(problem)
         elif replacing and not can_edit(store(), self.conversation, replacing):

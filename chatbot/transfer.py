@@ -53,7 +53,10 @@ def as_markdown(conversation: Conversation, tree: Tree) -> str:
             heading = f"> _{reasoning.thought_for(message.meta.get('reasoning_seconds'))}:_"
             quoted = "\n".join(f"> {line}" for line in str(message.meta["reasoning"]).splitlines())
             parts.append(f"{heading}\n>\n{quoted}\n")
-        parts.append(f"{message.content}\n")
+        if files := message.meta.get("attachments"):
+            parts.append("_Attached: " + ", ".join(str(file.get("name", "")) for file in files) + "_\n")
+        if message.content:
+            parts.append(f"{message.content}\n")
         if message.status == "stopped":
             parts.append("_(stopped: the answer above is partial)_\n")
         if message.error:

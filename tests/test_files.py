@@ -203,6 +203,19 @@ def test_a_file_uploaded_by_the_script_is_sent_by_its_id_and_only_from_its_own_c
     )
 
 
+def test_a_file_sent_without_a_message_goes_alone_and_names_the_chat(client, fake):
+    chat = open_chat(client)
+    assert "Type a message first." in send_form(client, chat, " ").text
+    assert send_form(client, chat, "", [("notes.md", b"# Notes\nbuy milk")]).status_code == 302
+    assert (
+        "<start_of_turn>user\nAttached file: notes.md\n```\n# Notes\nbuy milk\n```<end_of_turn>"
+        in (fake.requests[-1].json["inputs"])
+    )
+    page = client.get(chat).text
+    assert "<title>notes.md · Chat</title>" in page and ">notes.md</a>" in page
+    assert "**You:**\n\n_Attached: notes.md_\n\n**" in client.get(f"{chat}/export.md").text
+
+
 def test_more_files_than_a_message_takes_are_refused(client):
     chat = open_chat(client)
     files = [(f"{n}.txt", b"x") for n in range(5)]

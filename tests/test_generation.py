@@ -147,6 +147,7 @@ def test_message_problems():
     assert message_problem("", 10) == "Type a message first."
     assert "limit is 10" in message_problem("x" * 11, 10)
     assert message_problem("fine", 10) is None
+    assert message_problem("", 10, with_files=True) is None  # a file sent alone
 
 
 def test_an_answer_cut_at_the_length_limit_is_continued_in_place(tmp_path, fake):

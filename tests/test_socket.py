@@ -424,13 +424,17 @@ def test_an_image_sent_on_the_socket_reaches_a_model_that_takes_images_and_is_re
         fake.reply(tokens=["Red", "."])
         act(ws, "send", message="What colour?", attachment=[file_id], model="Seeing")
         frames = read_until(ws, [], FINISHED)
-        ws.close()
         sent = fake.requests[-1].json
         assert sent["model"] == "google/gemma-3-27b-it"
         assert sent["messages"][-1]["content"][0] == {"type": "text", "text": "What colour?"}
         assert sent["messages"][-1]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
         assert f'<img src="/c/{chat.conversation_id}/files/{file_id}" alt="red.png"' in frames[0]
         assert "Red." in frames[-1]
+        fake.reply(tokens=["A red square."])
+        act(ws, "send", message="", attachment=file_id)  # an image sent alone
+        read_until(ws, [], FINISHED)
+        ws.close()
+        assert [part["type"] for part in fake.requests[-1].json["messages"][-1]["content"]] == ["image_url"]
         stranger = ChatClient(server.url)
         assert stranger.http.get(chat.page_url + f"/files/{file_id}", timeout=30).status_code == 404
         assert chat.http.get(chat.page_url + f"/files/{file_id}", timeout=30).content == png()

@@ -9,6 +9,10 @@
     return !send || send.disabled;
   }
 
+  function sendable() {  // text, or a file sent alone
+    return input().value.trim() || composer().querySelector(".attachment");
+  }
+
   var messages = null;
   var following = true;
 
@@ -24,7 +28,7 @@
   document.addEventListener("keydown", function (event) {
     if (event.target === input() && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
-      if (!busy() && input().value.trim()) { composer().requestSubmit(); }
+      if (!busy() && sendable()) { composer().requestSubmit(); }
     } else if (event.key === "Escape") {
       var stop = document.getElementById("stop-button");
       if (stop) { stop.click(); }

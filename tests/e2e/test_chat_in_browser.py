@@ -591,6 +591,19 @@ def test_files_keep_their_order_and_a_message_waits_for_an_upload(page, gunicorn
     expect(page.locator(".message.user .attachments a")).to_have_text(["first.txt", "second.txt"])
 
 
+def test_a_file_is_sent_alone_with_enter(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    page.focus("#message-input")
+    page.keyboard.press("Enter")  # nothing to send yet
+    page.evaluate(DISPATCH, ["drop", "notes.md", "buy milk"])
+    expect(page.locator("#attachments .attachment-name")).to_have_text("notes.md")
+    fake.reply(tokens=["Buy milk."])
+    page.keyboard.press("Enter")
+    expect(page.locator(".message.assistant.done .body")).to_have_text("Buy milk.")
+    expect(page.locator(".message.user")).to_have_count(1)
+    expect(page.locator(".message.user .attachments a")).to_have_text("notes.md")
+
+
 def test_a_refused_file_says_why_and_nothing_is_attached(browser, gunicorn_on_fake):
     context = browser.new_context()
     page = context.new_page()

@@ -73,9 +73,10 @@ class ChatCompletions(Protocol):
 
 
 def _message(turn: Turn) -> dict[str, Any]:
-    """A turn as a chat message: its text alone, or with images as content parts (text first, then each image)."""
+    """A turn as a chat message: its text alone, or with images as content parts (its text first, when it has
+    any, then each image)."""
     if not turn.get("images"):
         return {"role": turn["role"], "content": turn["content"]}
-    parts: list[dict[str, Any]] = [{"type": "text", "text": turn["content"]}]
+    parts: list[dict[str, Any]] = [{"type": "text", "text": turn["content"]}] if turn["content"] else []
     parts += [{"type": "image_url", "image_url": {"url": url}} for url in turn["images"]]
     return {"role": turn["role"], "content": parts}
