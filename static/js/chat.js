@@ -48,6 +48,9 @@
     }
     addCopyButtons(document);  // before following: the buttons make the answer taller
     follow();
+    var heading = document.getElementById("conversation-title");
+    var suffix = document.title.lastIndexOf(" · ");  // the tab's title follows the chat's (its first message, ...)
+    if (heading && suffix >= 0) { document.title = heading.textContent + document.title.slice(suffix); }
   });
 
   function copy(text, button) {

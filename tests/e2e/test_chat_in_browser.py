@@ -602,6 +602,7 @@ def test_a_file_is_sent_alone_with_enter(page, gunicorn_on_fake, fake):
     expect(page.locator(".message.assistant.done .body")).to_have_text("Buy milk.")
     expect(page.locator(".message.user")).to_have_count(1)
     expect(page.locator(".message.user .attachments a")).to_have_text("notes.md")
+    expect(page).to_have_title("notes.md · Chat")
 
 
 def test_a_refused_file_says_why_and_nothing_is_attached(browser, gunicorn_on_fake):
@@ -630,6 +631,7 @@ def test_the_model_titles_the_chat_after_its_first_answer(page, tmp_path, fake):
         expect(page.locator(".message.assistant.done")).to_contain_text("Take the train to Porto")
         expect(page.locator("#conversation-title")).to_have_text("Train trip to Porto")  # swapped in, no reload
         expect(page.locator("#current-title-link")).to_have_text("Train trip to Porto")
+        expect(page).to_have_title("Train trip to Porto · Chat")
         page.reload()
         expect(page.locator("#conversation-title")).to_have_text("Train trip to Porto")
         page.goto("about:blank")
