@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
-from chatbot import accounts, limits, live_markdown, picker, reasoning, transfer
+from chatbot import accounts, attachments, limits, live_markdown, picker, reasoning, transfer
 from chatbot.attachments import AttachmentProblem
 from chatbot.branches import Tree
 from chatbot.conversations import Conversation, Store
@@ -53,7 +53,10 @@ def own_conversation(conversation_id: str) -> Conversation:
     return conversation
 
 
-def chat_page(conversation: Conversation, notice: str = "", draft: str = "", status: int = 200):
+def chat_page(
+    conversation: Conversation, notice: str = "", draft: str = "", status: int = 200, files: list[dict] | tuple = ()
+):
+    """The chat page; `draft` in the box and `files` (as stored) attached to it, when a message was refused."""
     query = request.args.get("q", "").strip()
     listed = store().search_conversations(conversation.owner, query) if query else None
     config = visible_config()
@@ -71,6 +74,7 @@ def chat_page(conversation: Conversation, notice: str = "", draft: str = "", sta
         settings=settings_for_conversation(conversation, config),
         notice=notice,
         draft=draft,
+        chosen_files=[attachments.listed(info) for info in files],
         left=limits.left(store(), conversation.owner, own_limits) if (own_limits := account_limits()) else "",
     ), status
 
@@ -211,15 +215,17 @@ def edit_message(conversation_id: str, message_id: str):
     )
 
 
-def answered(conversation: Conversation, reply, draft: str = ""):  # type: ignore[no-untyped-def]
+def answered(  # type: ignore[no-untyped-def]
+    conversation: Conversation, reply, draft: str = "", files: list[dict] | tuple = ()
+):
     """Run `reply(settings)` (one of generation's run_*) to the answer's end, then show the page at the answer;
-    refused or busy, the page keeps `draft` in the box."""
+    refused or busy, the page keeps `draft` in the box and the `files` (stored) attached to it."""
     if refused := limited("answers"):
-        return chat_page(conversation, refused, draft=draft, status=429)
+        return chat_page(conversation, refused, draft=draft, status=429, files=files)
     try:
         reply(settings_for_conversation(conversation, visible_config()))
     except AnswerRunning:
-        return chat_page(conversation, WAIT, draft=draft, status=409)
+        return chat_page(conversation, WAIT, draft=draft, status=409, files=files)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
 
 
@@ -299,6 +305,7 @@ def post_message(conversation_id: str):
         conversation,
         lambda settings: run_reply(store(), conversation, text, settings, ignore, after=after, files=files),
         text,
+        files,
     )
 
 

@@ -216,6 +216,17 @@ def test_a_file_sent_without_a_message_goes_alone_and_names_the_chat(client, fak
     assert "**You:**\n\n_Attached: notes.md_\n\n**" in client.get(f"{chat}/export.md").text
 
 
+def test_a_refused_form_post_keeps_its_files_attached_for_the_next_try(tmp_path, fake):
+    settings = {"SECRET_KEY": "t", "CHAT_STORE_URL": f"sqlite:///{tmp_path}/c.db", "MESSAGES_PER_MINUTE": 1}
+    client = create_app({**settings, "API_URL": fake.task_url(), "HF_API_TOKEN": TOKEN}).test_client()
+    chat = open_chat(client)
+    assert send_form(client, chat, "First").status_code == 302
+    refused = send_form(client, chat, "Read it", [("notes.md", b"buy milk")])
+    assert refused.status_code == 429 and ">Read it</textarea>" in refused.text
+    file_id = uploaded_id(refused)  # its chip is in the box, and goes with the next try
+    assert ">notes.md<" in refused.text and client.get(f"{chat}/files/{file_id}").data == b"buy milk"
+
+
 def test_more_files_than_a_message_takes_are_refused(client):
     chat = open_chat(client)
     files = [(f"{n}.txt", b"x") for n in range(5)]
