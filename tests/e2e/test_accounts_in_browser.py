@@ -32,17 +32,21 @@ def person(browser):
 
 
 def sign_up(page, url, name):
-    page.goto(url + "/sign-up")
-    page.fill("#username", name)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
+    fill_in_and_submit(page, url + "/sign-up", name)
 
 
 def sign_in(page, url, name):
-    page.goto(url + "/sign-in")
+    fill_in_and_submit(page, url + "/sign-in", name)
+
+
+def fill_in_and_submit(page, form_url, name):
+    """Fill in the form with `name` and the password, submit it, and wait for the page it leads to (with its
+    script: a key pressed before it runs would not send)."""
+    page.goto(form_url)
     page.fill("#username", name)
     page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
 
 
 def send(page, fake, text, tokens):
