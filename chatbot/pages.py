@@ -30,6 +30,7 @@ TITLE_LIMIT = 200
 
 
 bp.add_app_template_global(reasoning.thought_for, "thought_for")
+bp.add_app_template_global(reasoning.label, "reasoning_label")
 
 
 @bp.app_template_global("split_reasoning")

@@ -39,6 +39,15 @@ def thought_for(seconds: float | None) -> str:
     return "Thought for a moment" if seconds < 1 else f"Thought for {round(seconds)} s"
 
 
+def label(message: Message) -> str:
+    """The reasoning's label on an answer being written: "Thinking…" until its reasoning has ended, then how long
+    it took (when the store says)."""
+    content = message.content
+    if START not in content or content.rfind(START) > content.rfind(END):
+        return "Thinking…"
+    return thought_for(message.meta.get("reasoning_seconds"))
+
+
 def settle(message: Message) -> None:
     """Take the reasoning out of an answer that has ended (kept with what an earlier part had thought)."""
     reasoning, answer = split(message.content)

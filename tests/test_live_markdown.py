@@ -143,3 +143,4 @@ def test_the_page_shows_the_answer_being_written_as_markdown_and_its_reasoning_a
     done, open_html = rendered("The **answer**:\n\n```sh\necho hi\n")
     assert f'id="done-{answer.id}">{done}</div><div class="markdown" id="open-{answer.id}">{open_html}</div>' in page
     assert "<strong>answer</strong>" in done and '<code class="language-sh">' in open_html
+    assert f'<summary id="reasoning-summary-{answer.id}">Reasoning</summary>' in page  # it has ended: not "Thinking…"

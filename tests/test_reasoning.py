@@ -6,6 +6,7 @@ import pytest
 
 from chatbot import reasoning, transfer
 from chatbot.branches import Tree
+from chatbot.conversations import Message
 from chatbot.generation import ReplySettings, answer_to_continue, run_reply
 from chatbot.services.inference import Backend, Parameters
 from tests.fakes.hf_server import TOKEN
@@ -53,6 +54,16 @@ def test_each_text_event_tells_the_whole_answer_so_far_for_a_tab_that_shows_it_a
     run_reply(store, store.create_conversation("alice"), "2+2?", chat_settings(fake), listen)
     assert len(seen) >= 4 and all(from_events == so_far for from_events, so_far in seen)
     assert seen[-1][1] == ("The user asks 2+2.", "It is 4.")
+
+
+def test_an_answer_being_written_says_thinking_until_its_reasoning_ends_then_how_long():
+    def label(content, **meta):
+        return reasoning.label(Message("a", "c", "assistant", content, status="streaming", meta=meta))
+
+    assert label("") == label(f"{reasoning.START}Hmm") == "Thinking…"
+    assert label(f"{reasoning.START}Hmm{reasoning.END}It is", reasoning_seconds=4.2) == "Thought for 4 s"
+    assert label(f"{reasoning.START}Hmm{reasoning.END}It is") == "Reasoning"  # a store that keeps no time yet
+    assert label(f"{reasoning.START}a{reasoning.END}b{reasoning.START}c", reasoning_seconds=1) == "Thinking…"
 
 
 def test_the_task_payloads_inline_thinking_too(store, fake):
