@@ -80,6 +80,9 @@ class Store(Protocol):
     def load_file(self, conversation: Conversation, file_id: str) -> tuple[dict, bytes] | None:
         """A file of this conversation (info, bytes); None for a file of any other conversation, or none."""
 
+    def files_size(self, owner: str) -> int:
+        """The bytes of the files kept in all of the owner's conversations."""
+
     def start_answer(self, conversation: Conversation, messages: list[Message]) -> bool:
         """Atomically, across workers and hosts: unless an answer of the conversation is being written, save
         `messages` (new ones appended; one already stored, an answer to go on with, saved again) and make the

@@ -9,7 +9,7 @@ import io
 from flask import Blueprint, abort, current_app, render_template, request, send_file
 
 from chatbot import attachments
-from chatbot.pages import limited, own_conversation, store
+from chatbot.pages import keeping_problem, limited, own_conversation, store
 
 bp = Blueprint("files", __name__)
 FILE_CSP = "default-src 'none'; sandbox"  # opened on its own, a file can run nothing and load nothing
@@ -21,7 +21,8 @@ bp.add_app_template_filter(attachments.megabytes, "file_size")
 def uploads(field: str) -> list[attachments.Attachment]:
     """The files of the request's `field`, each checked and counted against the files an hour this visitor and
     address may attach (never more than one past the limit is read, so that the limit can be told without reading
-    a hundred); AttachmentProblem for the first that cannot be attached."""
+    a hundred), and all of them against what the visitor's chats may keep; AttachmentProblem for the first that
+    cannot be attached."""
     limits = attachments.Limits.from_config(current_app.config)
     given = [upload for upload in request.files.getlist(field) if upload.filename]
     checked = []
@@ -29,6 +30,8 @@ def uploads(field: str) -> list[attachments.Attachment]:
         if refused := limited("files"):
             raise attachments.AttachmentProblem(refused)
         checked.append(attachments.check(upload.filename or "", upload.read(limits.max_bytes + 1), limits))
+    if too_much := keeping_problem(sum(len(file.data) for file in checked), "attach it again"):
+        raise attachments.AttachmentProblem(too_much)
     return checked
 
 

@@ -85,6 +85,22 @@ def visible_config() -> dict:
     return picker.for_account(current_app.config, g.get("account"))
 
 
+def keeping_problem(adding: int, then: str) -> str | None:
+    """Why `adding` more bytes of files cannot be kept for this visitor (FILES_KEPT_MB in all their chats), in
+    words that end with what to do `then`."""
+    limit = current_app.config["FILES_KEPT_MB"]
+    if not limit or not adding:
+        return None
+    kept = store().files_size(owner_id())
+    if kept + adding <= limit * 1024 * 1024:
+        return None
+    return (
+        f"Your chats keep {attachments.megabytes(kept)} of attached files, and with {attachments.megabytes(adding)}"
+        f" more they would pass the {limit:g} MB this chat keeps for each person. Delete chats whose files you no"
+        f" longer need, then {then}."
+    )
+
+
 def limited(kind: str) -> str | None:
     """Count one use of `kind` ("answers", "conversations") by this visitor and address; why not, if not."""
     return limits.refusal(store(), current_app.config, kind, owner_id(), request.remote_addr, account_limits())
@@ -195,6 +211,9 @@ def fork(conversation_id: str):
         abort(404)
     if refused := limited("conversations"):
         return chat_page(conversation, refused, status=429)
+    files = sum(int(file.get("size") or 0) for message in branch for file in message.meta.get("attachments", []))
+    if too_much := keeping_problem(files, "start the new chat again"):
+        return chat_page(conversation, too_much, status=400)
     copy = transfer.copy_branch(store(), conversation, branch)
     return redirect(url_for("pages.conversation", conversation_id=copy.id, _anchor="end"))
 

@@ -10,7 +10,7 @@ from chatbot.conversations import Message, new_id
 from chatbot.generation import run_regeneration, run_reply
 from tests.servers import ANSWER_TEXT, FINISHED, ChatClient, act, read_until, shown_answer
 from tests.test_generation import Recorder, new_store, settings_for
-from tests.test_pages import csrf, open_chat
+from tests.test_pages import csrf, first_message_id, open_chat
 
 VERSIONS = re.compile(r'class="branch-position">(\d+) / (\d+)<')
 
@@ -104,7 +104,7 @@ def test_without_javascript_versions_can_be_switched_copied_and_exported(client,
     page = client.get(imported).text
     assert ">One<" in page and VERSIONS.findall(page) == [("1", "2")]  # every branch, the same one shown
 
-    question = re.search(r'form="fork-form" class="secondary" name="message_id" value="([\w-]+)"', page).group(1)
+    question = first_message_id(page)
     copy = client.post(f"{imported}/fork", data={"csrf_token": token, "message_id": question}).location
     page = client.get(copy.split("#")[0]).text
     assert "Count" in page and ">One<" not in page and "branch-position" not in page  # up to the question only

@@ -9,7 +9,7 @@ import pytest
 from chatbot import create_app
 from tests.fakes.hf_server import TOKEN
 from tests.samples import pdf, png, text_page
-from tests.test_pages import csrf, open_chat
+from tests.test_pages import csrf, first_message_id, open_chat
 
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>'
 
@@ -132,7 +132,7 @@ def test_a_new_chat_from_here_takes_the_files_with_it_and_an_edit_keeps_them(cli
     chat = open_chat(client)
     send_form(client, chat, "Read it", [("data.csv", b"a,b\n1,2\n")])
     page = client.get(chat).text
-    question = re.search(r'form="fork-form" class="secondary" name="message_id" value="([\w-]+)"', page).group(1)
+    question = first_message_id(page)
     copy = client.post(f"{chat}/fork", data={"csrf_token": csrf(page), "message_id": question}).location
     copy = copy.split("#")[0]
     file_url = re.search(r'href="(/c/[\w-]+/files/[\w-]+)" download>data.csv<', client.get(copy).text).group(1)
@@ -225,6 +225,31 @@ def test_a_refused_form_post_keeps_its_files_attached_for_the_next_try(tmp_path,
     assert refused.status_code == 429 and ">Read it</textarea>" in refused.text
     file_id = uploaded_id(refused)  # its chip is in the box, and goes with the next try
     assert ">notes.md<" in refused.text and client.get(f"{chat}/files/{file_id}").data == b"buy milk"
+
+
+def test_the_files_one_person_keeps_in_all_their_chats_are_limited(tmp_path, fake):
+    settings = {"SECRET_KEY": "t", "CHAT_STORE_URL": f"sqlite:///{tmp_path}/c.db", "FILES_KEPT_MB": 0.01}
+    app = create_app({**settings, "API_URL": fake.task_url(), "HF_API_TOKEN": TOKEN})
+    client = app.test_client()
+    chat = open_chat(client)
+    file_id = uploaded_id(upload(client, chat, "a.txt", b"a" * 6000))
+    assert send_form(client, chat, "Read it", attachment=file_id).status_code == 302
+    other = client.post("/c", data={"csrf_token": csrf(client.get(chat).text)}).location
+    too_much = (
+        "Your chats keep 6 KB of attached files, and with 6 KB more they would pass the 0.01 MB this chat keeps"
+        " for each person. Delete chats whose files you no longer need, then {}."
+    )
+    refused = upload(client, other, "b.txt", b"b" * 6000)
+    assert (refused.status_code, refused.text) == (400, too_much.format("attach it again"))
+    refused = send_form(client, other, "Read this", [("b.txt", b"b" * 6000)])  # without JavaScript
+    assert refused.status_code == 400 and too_much.format("attach it again") in refused.text
+    page = client.get(chat).text
+    forked = client.post(f"{chat}/fork", data={"csrf_token": csrf(page), "message_id": first_message_id(page)})
+    assert forked.status_code == 400 and too_much.format("start the new chat again") in forked.text
+    with client.session_transaction() as session:
+        assert len(app.extensions["chat_store"].list_conversations(session["owner"])) == 2  # no copy was made
+    client.post(f"{chat}/delete", data={"csrf_token": csrf(client.get(chat).text)})
+    assert upload(client, other, "b.txt", b"b" * 6000).status_code == 200  # room again
 
 
 def test_more_files_than_a_message_takes_are_refused(client):

@@ -22,6 +22,11 @@ def csrf(page_html):
     return re.search(r'name="csrf_token" value="([^"]+)"', page_html).group(1)
 
 
+def first_message_id(page_html):
+    """The id of the first message the page shows (its "New chat from here" button names it)."""
+    return re.search(r'form="fork-form" class="secondary" name="message_id" value="([\w-]+)"', page_html).group(1)
+
+
 def test_the_first_visit_opens_a_conversation_and_the_next_returns_to_it(client):
     first = open_chat(client)
     assert first.startswith("/c/")

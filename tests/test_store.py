@@ -425,12 +425,22 @@ def test_files_are_deleted_with_their_conversation(chat_store):
     assert chat_store.load_file(kept, "f2") == ({"name": "b.txt"}, b"b")
 
 
+def test_the_files_an_owner_keeps_are_counted_over_all_their_conversations(chat_store):
+    first, second = chat_store.create_conversation("alice"), chat_store.create_conversation("alice")
+    chat_store.save_file(first, "f1", {"name": "a.txt"}, b"a" * 1000)
+    chat_store.save_file(second, "f2", {"name": "b.txt"}, b"b" * 24)
+    chat_store.save_file(chat_store.create_conversation("bob"), "f3", {"name": "c.txt"}, b"c" * 7)
+    assert (chat_store.files_size("alice"), chat_store.files_size("bob"), chat_store.files_size("eve")) == (1024, 7, 0)
+    chat_store.delete_conversation(first)
+    assert chat_store.files_size("alice") == 24
+
+
 def test_files_expire_with_their_idle_conversation(make_store):
     store = make_store(idle_seconds=1)
     idle = store.create_conversation("alice")
     store.save_file(idle, "f1", {"name": "a.txt"}, b"a")
     time.sleep(1.3)
     store.forget_idle()
-    assert store.load_file(idle, "f1") is None
+    assert store.load_file(idle, "f1") is None and store.files_size("alice") == 0
     if isinstance(store, RedisStore):  # nothing of it is left behind in Redis either
         assert not list(store.db.scan_iter(store.prefix + "*" + idle.id + "*"))

@@ -3,7 +3,8 @@
 Keys (under a prefix): `conv:{id}` a hash of the conversation, `owner:{owner}` a sorted set of its
 conversation ids by last activity, `order:{id}` the list of a conversation's message ids, `msgs:{id}`
 a hash of its messages as JSON by id, `files:{id}` a hash of its attached files by id (JSON: the file's info
-and its bytes in base64, as the client decodes answers to text), `parts:{message id}` a sorted set of the parts
+and its bytes in base64, as the client decodes answers to text), `sizes:{id}` their sizes in bytes by id (read
+for what an owner keeps in all, without reading the files), `parts:{message id}` a sorted set of the parts
 of an answer being written, by the character each begins at. A message is appended or rewritten alone, never the whole
 history, and an answer grows by parts, so saving it costs the same however long it is. Every write
 gives the conversation's keys the idle time to live again, so a conversation expires `idle_seconds`
@@ -73,7 +74,7 @@ class RedisStore:
         return self.prefix + ":".join(parts)
 
     def _keys(self, conversation_id: str) -> list[str]:
-        return [self._key(kind, conversation_id) for kind in ("conv", "order", "msgs", "files")]
+        return [self._key(kind, conversation_id) for kind in ("conv", "order", "msgs", "files", "sizes")]
 
     def _touch(self, pipe: redis.client.Pipeline, conversation_id: str, owner: str | None) -> None:
         """Start the idle time again for a conversation (and its owner's list)."""
@@ -141,6 +142,7 @@ class RedisStore:
         stored = {"info": info, "data": base64.b64encode(data).decode("ascii")}
         pipe = self.db.pipeline()
         pipe.hset(self._key("files", conversation.id), file_id, json.dumps(stored))
+        pipe.hset(self._key("sizes", conversation.id), file_id, len(data))
         self._touch(pipe, conversation.id, conversation.owner)
         pipe.execute()
 
@@ -150,6 +152,12 @@ class RedisStore:
             return None
         stored = json.loads(raw)
         return stored["info"], base64.b64decode(stored["data"])
+
+    def files_size(self, owner: str) -> int:
+        pipe = self.db.pipeline()
+        for conversation_id in self.db.zrange(self._key("owner", owner), 0, -1):
+            pipe.hvals(self._key("sizes", conversation_id))
+        return sum(int(size) for sizes in pipe.execute() for size in sizes)
 
     def add_message(self, message: Message) -> Message:
         now = time.time()

@@ -245,6 +245,14 @@ class SQLiteStore:
         )
         return (json.loads(rows[0][0]), bytes(rows[0][1])) if rows else None
 
+    def files_size(self, owner: str) -> int:
+        rows = self._query(
+            "SELECT COALESCE(SUM(LENGTH(files.data)), 0) FROM files JOIN conversations"
+            " ON conversations.id = files.conversation_id WHERE conversations.owner = ?",
+            (owner,),
+        )
+        return int(rows[0][0])
+
     def add_message(self, message: Message) -> Message:
         with self._transaction() as db:
             db.execute("BEGIN IMMEDIATE")
