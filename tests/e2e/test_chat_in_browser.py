@@ -76,7 +76,7 @@ def test_markdown_renders_while_it_streams_here_and_in_a_tab_that_follows(page, 
 
     for tab in (page, follower):
         done = tab.locator(".message.assistant.done .body.markdown")
-        expect(done).to_contain_text("Done.")
+        expect(done).to_contain_text("Done.", timeout=15_000)  # half the answer (4.5 s at 0.1 s a token) is to come
         expect(done.locator("pre")).to_have_count(1)  # the whole answer's rendering: one code block
         expect(done.locator("pre code")).to_contain_text("x0 = 0\nx1 = 1")
         assert done.locator("li").count() == 2 and done.locator("table").count() == 1
