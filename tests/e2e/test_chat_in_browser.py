@@ -337,7 +337,7 @@ def test_screenshots_light_dark_and_phone(browser, gunicorn_on_fake, fake):
         ]
         thought = ["A function and a table: a short greeting in Python, then how it is typed."]
         page.set_input_files("#file-input", files=[{"name": "languages.csv", "mimeType": "text/csv", "buffer": b"a\n"}])
-        expect(page.locator("#attachments .attachment")).to_contain_text("languages.csv")
+        expect(page.locator("#attachments .attachment-name")).to_have_text("languages.csv")  # uploaded
         fake.reply(tokens=answer, reasoning=thought)
         page.fill("#message-input", "Show me a function and a table")
         page.keyboard.press("Enter")
@@ -525,7 +525,7 @@ def test_an_image_picked_with_the_file_input_shows_as_a_thumbnail_and_reaches_th
         page.goto(app.url + "/")
         page.set_input_files("#file-input", files=[{"name": "red.png", "mimeType": "image/png", "buffer": png()}])
         chip = page.locator("#attachments .attachment")
-        expect(chip).to_contain_text("red.png")
+        expect(chip.locator(".attachment-name")).to_have_text("red.png")  # uploaded
         expect(page.locator("#file-input")).to_have_value("")  # uploaded: the form does not carry it again
         ask(page, fake, "What colour is this?", ["Red", "."])
         expect(page.locator(".message.assistant.done")).to_contain_text("Red.")
@@ -557,7 +557,7 @@ def test_files_pasted_and_dropped_are_attached_and_one_can_be_removed(page, guni
     page.evaluate(DISPATCH, ["drop", "rows.csv", "a,b\n1,2\n"])
     page.evaluate(DISPATCH, ["drop", "<img src=x onerror=window.hacked=1>.txt", "nothing"])
     chips = page.locator("#attachments .attachment")
-    expect(chips).to_have_count(3)
+    expect(chips.locator(".attachment-name")).to_have_count(3)  # uploaded
     chips.filter(has_text="onerror").locator(".remove-attachment").click()
     expect(chips).to_have_count(2)
     ask(page, fake, "What is in them?", ["Milk", " and numbers."])
