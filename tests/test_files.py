@@ -223,7 +223,8 @@ def test_a_refused_form_post_keeps_its_files_attached_for_the_next_try(tmp_path,
     assert send_form(client, chat, "First").status_code == 302
     refused = send_form(client, chat, "Read it", [("notes.md", b"buy milk")])
     assert refused.status_code == 429 and ">Read it</textarea>" in refused.text
-    file_id = uploaded_id(refused)  # its chip is in the box, and goes with the next try
+    file_id = uploaded_id(refused)  # its chip is in the box, and goes with the next try unless its box is unticked
+    assert f'<input type="checkbox" name="attachment" value="{file_id}" checked' in refused.text
     assert ">notes.md<" in refused.text and client.get(f"{chat}/files/{file_id}").data == b"buy milk"
 
 

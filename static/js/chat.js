@@ -1,6 +1,7 @@
 // The chat page's few behaviours: keys, clearing the sent message, following the answer, attaching files.
 (function () {
   "use strict";
+  document.documentElement.classList.add("scripted");  // the page's CSS shows what needs the script only now
 
   function composer() { return document.getElementById("composer"); }
   function input() { return document.getElementById("message-input"); }
