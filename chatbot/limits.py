@@ -29,7 +29,8 @@ def _answers_this_minute(store: Store, owner: str, adding: int = 0) -> int:
 
 @dataclass(frozen=True)
 class Limit:
-    things: str  # what is counted, in words
+    thing: str  # what is counted, in words: one of them
+    things: str  # and several
     window_seconds: int
     window_words: str
     per_session: str  # the settings that hold the limits
@@ -39,6 +40,7 @@ class Limit:
 
 LIMITS = {
     "answers": Limit(
+        "answer",
         "answers",
         60,
         "this minute",
@@ -47,6 +49,7 @@ LIMITS = {
         "your message is still in the box",
     ),
     "conversations": Limit(
+        "new chat",
         "new chats",
         3600,
         "this hour",
@@ -55,6 +58,7 @@ LIMITS = {
         "meanwhile, carry on in one of your chats",
     ),
     "files": Limit(
+        "attached file",
         "attached files",
         3600,
         "this hour",
@@ -95,7 +99,8 @@ def refusal(
         if allowed and store.add_to_count(f"{kind}:{key}", 1, limit.window_seconds) > allowed:
             ends, at = _window_end(limit.window_seconds)
             return (
-                f"{who} asked for {allowed} {limit.things} {limit.window_words}, the most this chat allows. "
+                f"{who} asked for {allowed} {limit.thing if allowed == 1 else limit.things} {limit.window_words},"
+                " the most this chat allows. "
                 f"Try again in {max(1, round(ends - time.time()))} s (at {at}); {limit.again}."
             )
     if kind == "answers":

@@ -91,7 +91,7 @@ def test_accounts_across_browsers_and_instances(browser, two_instances_with_acco
     answers = bob_phone.locator(".message.assistant.done")
     for turn in range(3):  # a minute may have begun since bob's first message: then the second one is refused
         send(bob_phone, fake, "And back?", ["Later"])
-        refused = bob_phone.locator("#notice", has_text="Your account has asked for 1 answers this minute")
+        refused = bob_phone.locator("#notice", has_text="Your account has asked for 1 answer this minute")
         expect(refused.or_(answers.nth(turn + 1))).to_be_visible()
         if refused.is_visible():
             break
