@@ -317,6 +317,25 @@ def test_the_chat_works_without_javascript(browser, gunicorn_on_fake, fake):
     context.close()
 
 
+def test_without_javascript_a_refused_message_keeps_its_file_in_a_box_to_untick(browser, tmp_path, fake):
+    environment = app_environment(tmp_path, API_URL=fake.task_url(), HF_API_TOKEN=TOKEN, MESSAGES_PER_MINUTE="1")
+    with GunicornApp(environment) as app:
+        context = browser.new_context(java_script_enabled=False)
+        page = context.new_page()
+        page.goto(app.url + "/")
+        fake.reply(tokens=["Hello."])
+        page.fill("#message-input", "Hi")
+        page.click("#send-button")
+        expect(page.locator(".message.assistant.done")).to_contain_text("Hello.")
+        page.set_input_files("#file-input", files=[{"name": "notes.md", "mimeType": "text/markdown", "buffer": b"x"}])
+        page.fill("#message-input", "What do my notes say?")
+        page.click("#send-button")  # past the limit of one a minute
+        expect(page.locator("#notice")).to_contain_text("asked for 1 answer this minute")
+        expect(page.get_by_role("checkbox", name="notes.md")).to_be_checked()  # sent with the next try unless unticked
+        expect(page.locator("#attachments .remove-attachment")).to_be_hidden()  # it needs the script
+        context.close()
+
+
 SHOTS = ROOT / "test-artifacts"
 
 
@@ -558,6 +577,7 @@ def test_files_pasted_and_dropped_are_attached_and_one_can_be_removed(page, guni
     page.evaluate(DISPATCH, ["drop", "<img src=x onerror=window.hacked=1>.txt", "nothing"])
     chips = page.locator("#attachments .attachment")
     expect(chips.locator(".attachment-name")).to_have_count(3)  # uploaded
+    expect(chips.locator(".keep-attachment").first).to_be_hidden()  # with the script, Remove instead
     chips.filter(has_text="onerror").locator(".remove-attachment").click()
     expect(chips).to_have_count(2)
     ask(page, fake, "What is in them?", ["Milk", " and numbers."])
