@@ -114,10 +114,18 @@
   // Files chosen, dropped or pasted are uploaded at once (the socket carries text only). Each takes its place
   // at once as an "uploading" chip, so the files keep the order they were added in, and the chip becomes the
   // server's, whose hidden input names the file, and goes with the message.
-  function uploadingChip(name) {
+  function uploadingChip(name, upload) {
     var chip = document.createElement("li");
     chip.className = "attachment uploading";
-    chip.textContent = name + " (uploading…)";
+    var label = document.createElement("span");
+    label.textContent = name + " (uploading…)";
+    var cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "remove-attachment secondary";  // it takes the chip away, as Remove does
+    cancel.textContent = "Cancel";
+    cancel.setAttribute("aria-label", "Cancel " + name);
+    cancel.addEventListener("click", function () { upload.abort(); });
+    chip.append(label, " ", cancel);
     document.getElementById("attachments").appendChild(chip);
     return chip;
   }
@@ -126,12 +134,14 @@
     var form = composer();
     var body = new FormData();
     body.append("file", file, file.name);
-    var chip = uploadingChip(file.name);
+    var sending = new AbortController();
+    var chip = uploadingChip(file.name, sending);
     var notice = document.getElementById("notice");
     fetch(form.dataset.uploadUrl, {
       method: "POST",
       body: body,
       credentials: "same-origin",
+      signal: sending.signal,
       headers: { "X-CSRF-Token": form.querySelector("[name=csrf_token]").value }
     }).then(function (response) {
       return response.text().then(function (text) {
@@ -141,7 +151,7 @@
       });
     }).catch(function (error) {
       chip.remove();
-      if (notice) { notice.textContent = error.message; }
+      if (notice && error.name !== "AbortError") { notice.textContent = error.message; }  // not when cancelled
     });
   }
 

@@ -590,14 +590,14 @@ def test_files_pasted_and_dropped_are_attached_and_one_can_be_removed(page, guni
     expect(chips).to_have_count(0)
 
 
-def test_files_keep_their_order_and_a_message_waits_for_an_upload(page, gunicorn_on_fake, fake):
+def test_files_keep_their_order_a_message_waits_for_an_upload_and_one_can_be_cancelled(page, gunicorn_on_fake, fake):
     held = []
     page.route("**/files", lambda route: held.append(route))  # each upload waits until the test lets it through
     page.goto(gunicorn_on_fake.url + "/")
     page.evaluate(DISPATCH, ["drop", "first.txt", "one"])
     page.evaluate(DISPATCH, ["drop", "second.txt", "two"])
     uploading = page.locator("#attachments .attachment.uploading")
-    expect(uploading).to_have_text(["first.txt (uploading…)", "second.txt (uploading…)"])
+    expect(uploading.locator("span")).to_have_text(["first.txt (uploading…)", "second.txt (uploading…)"])
     ask(page, fake, "What is in them?", ["One and two."])
     expect(page.locator("#notice")).to_contain_text("Wait for the files to finish uploading")
     expect(page.locator("#message-input")).to_have_value("What is in them?")
@@ -606,9 +606,16 @@ def test_files_keep_their_order_and_a_message_waits_for_an_upload(page, gunicorn
     held[0].continue_()
     expect(uploading).to_have_count(0)
     expect(page.locator("#attachments .attachment-name")).to_have_text(["first.txt", "second.txt"])
+
+    page.evaluate(DISPATCH, ["drop", "third.txt", "three"])  # and one cancelled while it uploads
+    page.get_by_role("button", name="Cancel third.txt").click()
+    expect(uploading).to_have_count(0)
+    held[2].continue_()  # too late: it was let go
+    page.focus("#message-input")
     page.keyboard.press("Enter")
     expect(page.locator(".message.assistant.done")).to_contain_text("One and two.")
     expect(page.locator(".message.user .attachments a")).to_have_text(["first.txt", "second.txt"])
+    expect(page.locator("#notice")).not_to_contain_text("abort")
 
 
 def test_a_file_is_sent_alone_with_enter(page, gunicorn_on_fake, fake):
