@@ -112,8 +112,10 @@
   });
 
   // Files chosen, dropped or pasted are uploaded at once (the socket carries text only). Each takes its place
-  // at once as an "uploading" chip, so the files keep the order they were added in, and the chip becomes the
-  // server's, whose hidden input names the file, and goes with the message.
+  // at once as an "uploading" chip (with Cancel), so the files keep the order they were added in; then the chip
+  // becomes the server's, whose ticked box names the file, which goes with the message.
+  var UNREACHABLE = "The file could not be uploaded: the chat could not be reached. Check the connection, then " +
+    "attach it again.";
   function uploadingChip(name, upload) {
     var chip = document.createElement("li");
     chip.className = "attachment uploading";
@@ -151,7 +153,9 @@
       });
     }).catch(function (error) {
       chip.remove();
-      if (notice && error.name !== "AbortError") { notice.textContent = error.message; }  // not when cancelled
+      if (notice && error.name !== "AbortError") {  // nothing to say when cancelled
+        notice.textContent = error instanceof TypeError ? UNREACHABLE : error.message;  // fetch's own: the network
+      }
     });
   }
 
