@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chatbot.conversations import new_id
+from chatbot.conversations import Message, new_id
 from chatbot.services.prompts import estimate_tokens
 
 IMAGE_TYPES = (  # (magic bytes at the start, the type they mean); WebP also needs "WEBP" at byte 8
@@ -82,6 +82,11 @@ class Attachment:
 def listed(info: Mapping[str, Any]) -> dict[str, Any]:
     """What a message lists of one of its files: never its text, which stays with the file."""
     return {key: info[key] for key in LISTED if key in info}
+
+
+def names(message: Message) -> str:
+    """The names of the files a message lists, on one line ("" when it has none)."""
+    return ", ".join(str(file.get("name", "")) for file in message.meta.get("attachments", []))
 
 
 def check(name: str, data: bytes, limits: Limits) -> Attachment:

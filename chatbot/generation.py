@@ -370,8 +370,7 @@ def _run(
 
 def _in_words(message: Message) -> str:
     """What a message says: its text, or the names of its files when it has none (a file sent alone)."""
-    names = ", ".join(str(file.get("name", "")) for file in message.meta.get("attachments", []))
-    return message.content or names
+    return message.content or attachments.names(message)
 
 
 def _retitle(

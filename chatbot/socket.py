@@ -243,9 +243,10 @@ class ChatSocket:
                 alive = sent and alive
             return alive
 
-    def resume(self, answer: Message, said: str) -> None:
-        """Show the answer whole as it is now (`said`: its text, without the reasoning); what follows adds to it."""
-        self.live = LiveMarkdown(said)
+    def resume(self, answer: Message, said: str | None = None) -> None:
+        """Show the answer whole as it is now (`said`: its text without the reasoning, when known already); what
+        follows adds to it."""
+        self.live = LiveMarkdown(reasoning.split(answer.content)[1] if said is None else said)
         self.send(render_template("chat/_resumed.html", answer=answer))
 
     def handle(self, raw: str | bytes) -> None:
@@ -411,8 +412,7 @@ class ChatSocket:
             return  # this tab went to another branch while the answer is written: it hears only that it ended
         if answer_id in self.rejoining and event.so_far is not None:  # shown again: all of it so far, this included
             self.rejoining.discard(answer_id)
-            content = event.so_far()
-            self.resume(replace(event.message, content=content), reasoning.split(content)[1])
+            self.resume(replace(event.message, content=event.so_far()))
         elif event.kind == "delta":
             self.send_answer(event.message.id, event.text)
         elif event.kind == "reasoning":
@@ -426,7 +426,7 @@ class ChatSocket:
         elif event.kind == "resumed":
             self.shown_last = event.message.id
             self.hidden.discard(event.message.id)
-            self.resume(event.message, reasoning.split(event.message.content)[1])
+            self.resume(event.message)
         elif event.kind == "started":
             self.shown_last = event.message.id
             self.hidden.discard(event.message.id)

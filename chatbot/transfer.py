@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from chatbot import reasoning
+from chatbot import attachments, reasoning
 from chatbot.attachments import safe_name
 from chatbot.branches import Tree
 from chatbot.conversations import Conversation, Message, Store, new_id
@@ -53,8 +53,8 @@ def as_markdown(conversation: Conversation, tree: Tree) -> str:
             heading = f"> _{reasoning.thought_for(message.meta.get('reasoning_seconds'))}:_"
             quoted = "\n".join(f"> {line}" for line in str(message.meta["reasoning"]).splitlines())
             parts.append(f"{heading}\n>\n{quoted}\n")
-        if files := message.meta.get("attachments"):
-            parts.append("_Attached: " + ", ".join(str(file.get("name", "")) for file in files) + "_\n")
+        if files := attachments.names(message):
+            parts.append(f"_Attached: {files}_\n")
         if message.content:
             parts.append(f"{message.content}\n")
         if message.status == "stopped":
