@@ -11,6 +11,7 @@ regeneration starts a branch beside what was there (chatbot/branches.py), and th
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import math
 import threading
@@ -27,7 +28,7 @@ from chatbot.rendering import render_markdown
 from chatbot.services import catalogue, discovery, inference
 from chatbot.services.errors import InferenceError
 from chatbot.services.prompts import estimate_tokens, fit_to_context, strip_stops
-from chatbot.services.protocols import Chunk, Finish, Provider, Reasoning, Text, Usage
+from chatbot.services.protocols import PROTOCOLS, Chunk, Finish, Provider, Reasoning, Text, Usage
 from chatbot.stores.failures import StoreUnavailable
 from config import ModelSpec, parse_parameters
 
@@ -68,6 +69,7 @@ class ReplySettings:
     local_model_status: str | None = None  # the built-in model's status file: failures are told from it
     titles: bool = False  # after the first answer, the model writes the chat's title (chatbot/titles.py)
     takes_images: bool = False  # attached images are shown to the model (OpenAI content parts)
+    tokens_per_day: int = 0  # the owner's account may use this many tokens a day (0: no limit)
 
 
 @dataclass
@@ -317,6 +319,7 @@ def _run(
     cancel = cancel or threading.Event()
     answer = _Answer(message, parts=[message.content], saved_length=len(message.content))
     stops: tuple[str, ...] = ()
+    reservation = limits.Reservation(conversation.owner, 0, settings.parameters.max_new_tokens)
     try:  # from here on, whatever fails is kept with the answer: it never stays "being written"
         turns = history_turns(history, lambda file_id: store.load_file(conversation, file_id), settings.takes_images)
         if settings.system_prompt:
@@ -324,7 +327,10 @@ def _run(
         backend = discovery.with_server_facts(settings.backend)
         count = discovery.token_counter(backend) if backend.context_length else None
         turns = fit_to_context(turns, backend.context_length, settings.parameters.max_new_tokens, count)
-        request = inference.build_request(backend, settings.parameters, turns, message.content)
+        counted = turns if PROTOCOLS[backend.api].counts_prompt else []
+        reservation = _reserve(store, conversation.owner, settings, counted)
+        parameters = dataclasses.replace(settings.parameters, max_new_tokens=reservation.max_new_tokens)
+        request = inference.build_request(backend, parameters, turns, message.content)
         stops = request.stop
         _stream(request, backend, answer, store, settings, listener, cancel)
         if answer.finish_reason:
@@ -356,9 +362,8 @@ def _run(
         ).as_dict()
     try:
         _finish(answer, stops, store)
-        limits.count_tokens(
-            store, conversation.owner, (message.meta.get("tokens") or 0) + (message.meta.get("prompt_tokens") or 0)
-        )
+        used = (message.meta.get("tokens") or 0) + (message.meta.get("prompt_tokens") or 0)
+        limits.settle_tokens(store, reservation, used)
     except StoreUnavailable as error:  # the tab is still told the whole answer, and why it is not kept
         log.error("answer %s could not be saved: %s", message.id, error.__cause__ or error)
         message.status, message.error = "error", _unsaved(error)
@@ -366,6 +371,17 @@ def _run(
     if message.status == "done" and settings.titles and len(history) == 1 and history[0].role == "user":
         _retitle(store, conversation, _in_words(history[0]), message, settings, listener)
     return message
+
+
+def _reserve(store: Store, owner: str, settings: ReplySettings, turns: list[dict]) -> limits.Reservation:
+    """Set aside the answer's tokens (and the prompt's `turns`, where the server counts them) in its owner's count
+    of today; an InferenceError in words when too few are left (answers started at once on other hosts may have
+    taken them since the message was let through)."""
+    prompt = sum(estimate_tokens(turn["content"]) for turn in turns if isinstance(turn["content"], str))
+    try:
+        return limits.reserve_tokens(store, owner, settings.tokens_per_day, prompt, settings.parameters.max_new_tokens)
+    except limits.TokensUsedUp as used_up:
+        raise InferenceError("limit", f"{used_up}.", "Your message is kept: press Regenerate then.") from None
 
 
 def _in_words(message: Message) -> str:
@@ -586,9 +602,14 @@ def pick_model(store: Store, conversation: Conversation, name: str | None, confi
         store.update_conversation(conversation)
 
 
-def settings_for_conversation(conversation: Conversation, config: dict) -> ReplySettings:
-    """The model's settings, with what the user set for this conversation on top."""
-    return settings_from_config(config, conversation.settings.get("model"), conversation.settings)
+def settings_for_conversation(
+    conversation: Conversation, config: dict, account_limits: dict | None = None
+) -> ReplySettings:
+    """The model's settings, with what the user set for this conversation on top, and the limits the admin set
+    for accounts (`account_limits`, when the owner is an account)."""
+    settings = settings_from_config(config, conversation.settings.get("model"), conversation.settings)
+    settings.tokens_per_day = (account_limits or {}).get("tokens_per_day") or 0
+    return settings
 
 
 def save_conversation_settings(store: Store, conversation: Conversation, form: dict[str, str], config: dict) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chatbot.conversations import Store
 
@@ -116,17 +116,59 @@ def _window_end(window_seconds: int) -> tuple[float, str]:
 def _tokens_refusal(store: Store, owner: str, allowed: int) -> str | None:
     if not allowed or _tokens_today(store, owner) < allowed:
         return None
+    return f"{_used_up(allowed)}; your message is still in the box."
+
+
+def _used_up(allowed: int, left: int = 0, prompt: int = 0) -> str:
+    """The words for an account whose tokens of today are used up, or too few (`left`) for a prompt of `prompt`."""
     ends, at = _window_end(DAY)
     hours, minutes = divmod(round((ends - time.time()) / 60), 60)
-    return (
-        f"Your account has used its {allowed:,} tokens for today, the most this chat allows. More from {at} "
-        f"(in {hours} h {minutes} min); your message is still in the box."
-    )
+    when = f"{at} (in {hours} h {minutes} min)"
+    if left:
+        return (
+            f"Your account has {left:,} of its {allowed:,} tokens for today left, and this chat's history needs about"
+            f" {prompt:,}: start a new chat, or wait until {when}"
+        )
+    return f"Your account has used its {allowed:,} tokens for today, the most this chat allows. More from {when}"
 
 
-def count_tokens(store: Store, owner: str, tokens: int) -> None:
-    """Add an answer's tokens (the prompt's too, where the server counts them) to what its owner used today."""
-    _tokens_today(store, owner, tokens)
+class TokensUsedUp(Exception):
+    """An answer cannot start: its account has not enough tokens left today (the words say so)."""
+
+
+@dataclass
+class Reservation:
+    """Tokens set aside in an owner's count of today for one answer, until it ends."""
+
+    owner: str
+    tokens: int
+    max_new_tokens: int  # as many new tokens as were set aside: at most what the answer asked for
+    day: int = field(default_factory=lambda: int(time.time() // DAY))
+
+
+def reserve_tokens(store: Store, owner: str, allowed: int, prompt: int, max_new_tokens: int) -> Reservation:
+    """Set aside an answer's tokens (about `prompt` for the prompt and up to `max_new_tokens`) in the owner's count
+    of today before it is asked for, in one step of the store, so that answers started at once on any host cannot
+    pass `allowed` (0: no limit) together. With less left, fewer new tokens are set aside (the answer stops at
+    that length, and can be continued tomorrow); TokensUsedUp when not even one is left."""
+    wanted = prompt + max_new_tokens
+    total = _tokens_today(store, owner, wanted)
+    over = total - allowed if allowed else 0
+    if over >= max_new_tokens:
+        _tokens_today(store, owner, -wanted)
+        left = max(0, wanted - over)
+        raise TokensUsedUp(_used_up(allowed, left, prompt))
+    if over > 0:
+        _tokens_today(store, owner, -over)
+        return Reservation(owner, wanted - over, max_new_tokens - over)
+    return Reservation(owner, wanted, max_new_tokens)
+
+
+def settle_tokens(store: Store, reservation: Reservation, used: int) -> None:
+    """Count what an answer used (the prompt's tokens too, where the server counts them) in place of what was
+    set aside for it; past midnight (UTC) what was set aside stands for yesterday's."""
+    if int(time.time() // DAY) == reservation.day:
+        _tokens_today(store, reservation.owner, used - reservation.tokens)
 
 
 def usage_today(store: Store, owner: str) -> tuple[int, int]:

@@ -243,7 +243,7 @@ def answered(  # type: ignore[no-untyped-def]
     if refused := limited("answers"):
         return chat_page(conversation, refused, draft=draft, status=429, files=files)
     try:
-        reply(settings_for_conversation(conversation, visible_config()))
+        reply(settings_for_conversation(conversation, visible_config(), account_limits()))
     except AnswerRunning:
         return chat_page(conversation, WAIT, draft=draft, status=409, files=files)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))

@@ -29,6 +29,7 @@ from chatbot.generation import (
     WAIT,
     AnswerRunning,
     Event,
+    ReplySettings,
     can_edit,
     files_to_send,
     is_abandoned,
@@ -340,8 +341,12 @@ class ChatSocket:
                 )
             )
 
+    def reply_settings(self) -> ReplySettings:
+        """The settings an answer of this conversation is written with, for this socket's account."""
+        return settings_for_conversation(self.conversation, self.visible_config(), self.account_limits())
+
     def files_to_send(self, file_ids: list[str], text: str) -> list[dict]:
-        settings = settings_for_conversation(self.conversation, self.visible_config())
+        settings = self.reply_settings()
         limit = self.app.config["MAX_ATTACHMENTS"]
         return files_to_send(store(), self.conversation, file_ids, text, settings, limit)
 
@@ -388,7 +393,7 @@ class ChatSocket:
     def run(self, reply, cancel: threading.Event, nothing: str) -> None:  # type: ignore[no-untyped-def]
         with self.app.app_context():
             try:
-                if reply(settings_for_conversation(self.conversation, self.visible_config()), cancel) is None:
+                if reply(self.reply_settings(), cancel) is None:
                     self.answering = False
                     self.notice(nothing)
             except AnswerRunning:  # another tab, worker or host started one first

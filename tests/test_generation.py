@@ -12,7 +12,7 @@ from tests.fakes.hf_server import TOKEN
 
 def settings_for(url, token=TOKEN, **fields):
     backend = Backend(api="text-generation", url=url, model_id="google/gemma-7b-it", token=token, read_timeout=5)
-    return ReplySettings(backend=backend, parameters=Parameters(), **fields)
+    return ReplySettings(backend=backend, **{"parameters": Parameters(), **fields})
 
 
 class Recorder:
@@ -95,7 +95,8 @@ def test_tokens_are_coalesced_to_one_fragment_per_interval(tmp_path, fake):
     fake.reply(tokens=[f" t{i}" for i in range(300)], delay=0.002)
     recorder = Recorder()
     started = time.monotonic()
-    answer = run_reply(store, conversation, "Count", settings_for(fake.task_url()), recorder)
+    settings = settings_for(fake.task_url(), parameters=Parameters(max_new_tokens=400))  # all 300 tokens come
+    answer = run_reply(store, conversation, "Count", settings, recorder)
     elapsed = time.monotonic() - started
     deltas = [at for at, kind, _ in recorder.events if kind == "delta"]
     assert answer.meta["tokens"] == 301  # the server's count, the end token included

@@ -1,13 +1,19 @@
 """What one browser session and one network address may ask for: answers a minute, new chats and files an hour. Counted
 in the store, so the limits hold across workers; past one, the chat says until when and keeps the message."""
 
+import dataclasses
 import io
 import re
+import threading
 
 import pytest
 
 from chatbot import create_app
-from chatbot.limits import address_key
+from chatbot.generation import ReplySettings, run_reply
+from chatbot.limits import address_key, usage_today
+from chatbot.services.inference import Backend, Parameters
+from chatbot.services.prompts import estimate_tokens
+from chatbot.stores.sqlite import SQLiteStore
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.servers import ChatClient, GunicornApp, act, read_until
@@ -119,3 +125,52 @@ def test_attached_files_an_hour_per_session_and_per_address(limited_app):
 )
 def test_an_address_is_counted_by_whom_it_stands_for(address, counted_as):
     assert address_key(address) == counted_as
+
+
+def test_answers_written_at_once_never_pass_the_tokens_of_a_day_together(tmp_path, fake):
+    """Each answer sets aside its prompt and max new tokens before it is asked for: eight at once under a limit of
+    1,000 are cut or refused, never let through together (they used 8,080 when the limit was only read)."""
+    store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
+    backend = Backend(api="chat", url=fake.url + "/v1", model_id="m", token=TOKEN)
+    settings = ReplySettings(backend=backend, parameters=Parameters(max_new_tokens=250), tokens_per_day=1000)
+    for _ in range(8):
+        fake.reply(tokens=["word "] * 250, delay=0.002)
+    answers = []
+
+    def answer() -> None:
+        conversation = store.create_conversation("alice")
+        answers.append(run_reply(store, conversation, "Write 250 words.", settings, lambda event: None))
+
+    threads = [threading.Thread(target=answer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert usage_today(store, "alice")[1] <= 1000
+    asked = sum(request.json["max_tokens"] for request in fake.requests)
+    assert asked <= 1000 - 10 * len(fake.requests)  # each prompt is set aside too
+    refused = [a for a in answers if a.status == "error"]
+    assert len(refused) == 8 - len(fake.requests) >= 4
+    assert all(a.error["message"].startswith("Your account has used its 1,000 tokens for today") for a in refused)
+
+
+def test_an_answer_is_cut_to_the_tokens_left_today_and_counted_as_the_server_counts(tmp_path, fake):
+    store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
+    backend = Backend(api="chat", url=fake.url + "/v1", model_id="m", token=TOKEN)
+    settings = ReplySettings(backend=backend, parameters=Parameters(max_new_tokens=250), tokens_per_day=300)
+    unlimited = dataclasses.replace(settings, tokens_per_day=0)
+    fake.reply(tokens=["word "] * 5)
+    run_reply(store, store.create_conversation("bob"), "Write 5 words.", unlimited, lambda event: None)
+    assert usage_today(store, "bob")[1] == 15  # counted without a limit too, as the server counted
+
+    fake.reply(tokens=["word "] * 250)
+    first = run_reply(store, store.create_conversation("alice"), "Write 250 words.", settings, lambda event: None)
+    assert fake.requests[-1].json["max_tokens"] == 250 and first.meta["tokens"] == 250
+    assert usage_today(store, "alice")[1] == 260  # the server's count: 10 for the prompt, 250 for the answer
+
+    fake.reply(tokens=["word "] * 250)
+    second = run_reply(store, store.create_conversation("alice"), "More.", settings, lambda event: None)
+    assert fake.requests[-1].json["max_tokens"] == 300 - 260 - estimate_tokens("More.")
+    assert second.status == "done" and second.meta["finish_reason"] == "length"
+    assert usage_today(store, "alice")[1] == 260 + 10 + second.meta["tokens"] <= 300 + 10

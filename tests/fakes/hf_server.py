@@ -25,6 +25,14 @@ from typing import Any
 TOKEN = "hf_fake_token_for_tests_0123456789"
 
 
+def _max_new_tokens(body: Any) -> int | None:
+    """The most tokens a request lets the answer have: `max_tokens` (OpenAI) or the task's `max_new_tokens`."""
+    if not isinstance(body, dict):
+        return None
+    cap = body.get("max_tokens", (body.get("parameters") or {}).get("max_new_tokens"))
+    return cap if isinstance(cap, int) else None
+
+
 @dataclass
 class Reply:
     """What the fake sends for one request."""
@@ -186,6 +194,8 @@ class FakeHuggingFace:
                     return self._send_error(reply.status, reply.body, reply.headers)
                 if reply.page is not None:
                     return self._send_error(200, reply.page, {"Content-Type": "text/html"})
+                if (cap := _max_new_tokens(body)) is not None and len(reply.tokens) > cap:  # as servers do
+                    reply = dataclasses.replace(reply, tokens=reply.tokens[:cap], finish_reason="length")
                 dialect = DIALECTS[reply.dialect]
                 if self.path.endswith("/chat/completions"):
                     return self._stream(reply, self._openai_events(reply, body, dialect, chat=True), dialect)
@@ -218,14 +228,19 @@ class FakeHuggingFace:
                     }
                     for i, text in enumerate(reply.tokens)
                 ]
-                if reply.special_end:
+                if reply.special_end and reply.finish_reason == "length" and events:  # no end token: the last says
+                    events[-1].update(
+                        generated_text="".join(reply.tokens),
+                        details={"finish_reason": "length", "generated_tokens": len(events), "seed": None},
+                    )
+                elif reply.special_end:
                     events.append(
                         {
                             "index": len(events) + 1,
                             "token": {"id": 1, "text": "<end_of_turn>", "logprob": 0.0, "special": True},
                             "generated_text": "".join(reply.tokens),
                             "details": {
-                                "finish_reason": "length" if reply.finish_reason == "length" else "eos_token",
+                                "finish_reason": "eos_token",
                                 "generated_tokens": len(events) + 1,
                                 "seed": None,
                             },

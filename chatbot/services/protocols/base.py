@@ -88,6 +88,7 @@ class Protocol:
     name: ClassVar[str]
     takes_prompt: ClassVar[bool] = False  # the app writes the prompt in the model's chat format
     openai_compatible: ClassVar[bool] = True  # it has `/v1/models`: a catalogue to pick from
+    counts_prompt: ClassVar[bool] = True  # the server says how many tokens the prompt took (usage.prompt_tokens)
 
     def model_id(self, given: str) -> str:
         """The model id as this protocol's servers know it."""

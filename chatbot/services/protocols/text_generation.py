@@ -23,6 +23,7 @@ class TextGeneration(Protocol):
     name = "text-generation"
     takes_prompt = True
     openai_compatible = False
+    counts_prompt = False  # details count the answer's tokens alone
 
     def model_id(self, given: str) -> str:
         return prompts.hub_model_id(given)  # the notes' short ids are not Hub repositories
