@@ -65,7 +65,8 @@ def serve(conversation_id: str, file_id: str):
 def file_response(info: dict, data: bytes):  # type: ignore[no-untyped-def]
     """A stored file as a response that a browser can only show (an image) or save, never run."""
     image = attachments.image_type(data) if info.get("kind") == "image" else None
-    mimetype = image or ("text/plain; charset=utf-8" if info.get("kind") == "text" else "application/octet-stream")
+    # Flask gives a text type its charset (utf-8) by itself: naming it here too would say it twice.
+    mimetype = image or ("text/plain" if info.get("kind") == "text" else "application/octet-stream")
     response = send_file(
         io.BytesIO(data),
         mimetype=mimetype,

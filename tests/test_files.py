@@ -71,6 +71,12 @@ def test_an_svg_with_script_is_served_only_as_a_text_download(client):
     assert served.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
 
 
+def test_a_text_file_is_served_as_utf8_text_with_its_charset_said_once(client):
+    chat = open_chat(client)
+    served = client.get(f"{chat}/files/{uploaded_id(upload(client, chat, 'notes.txt', 'café'.encode()))}")
+    assert served.headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
 def test_another_session_gets_404_for_my_file_even_through_its_own_chat(app, client):
     chat = open_chat(client)
     file_id = uploaded_id(upload(client, chat, "notes.txt", b"my secret notes"))
