@@ -1,11 +1,11 @@
 """Server-sent events, in two small layers as the SSE specification (WHATWG HTML, 9.2) reads a stream.
 
 `LineDecoder` turns bytes, as they arrive, into lines: UTF-8 decoded across chunk boundaries (an emoji split
-between two reads stays whole), lines ended by `\\r\\n`, `\\n` or `\\r`, and a line longer than `max_length`
-refused with ValueError instead of being buffered without end. `EventDecoder` turns lines into events: `data:`
-lines joined with `\\n`, `event:`, `id:` and `retry:` fields, comments (`:keep-alive`) skipped, one space after
-the colon removed (`data:{...}` from TGI and `data: {...}` from llama.cpp read alike), an event dispatched at
-each blank line.
+between two reads stays whole) with one leading byte order mark skipped, lines ended by `\\r\\n`, `\\n` or
+`\\r` however the reads cut them, and a line longer than `max_length` refused with ValueError instead of being
+buffered without end. `EventDecoder` turns lines into events: `data:` lines joined with `\\n`, `event:`, `id:`
+and `retry:` (ASCII digits only) fields, comments (`:keep-alive`) skipped, one space after the colon removed
+(`data:{...}` from TGI and `data: {...}` from llama.cpp read alike), an event dispatched at each blank line.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class LineDecoder:
 
     def __init__(self, max_length: int = MAX_LINE) -> None:
         self.max_length = max_length
-        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")  # skips one leading BOM
         self._pending: list[str] = []  # the unfinished line, in the pieces it came in
         self._pending_length = 0
         self._after_cr = False  # the last piece ended with \r: a \n that follows belongs to it
@@ -47,6 +47,8 @@ class LineDecoder:
         return lines
 
     def _split(self, text: str) -> list[str]:
+        if not text:  # an empty read (or part of a character) says nothing, not even that a \r was not followed
+            return []
         if self._after_cr and text.startswith("\n"):
             text = text[1:]
         self._after_cr = text.endswith("\r")
@@ -84,7 +86,7 @@ class EventDecoder:
             self._event = value
         elif name == "id" and "\0" not in value:
             self._id = value
-        elif name == "retry" and value.isdigit():
+        elif name == "retry" and value.isascii() and value.isdigit():
             self._retry = int(value)
         return None
 
