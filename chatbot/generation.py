@@ -536,6 +536,7 @@ def _finish(answer: _Answer, stops: tuple[str, ...], store: Store) -> None:
         seconds=round(seconds, 2),
         first_token_seconds=round(answer.first_token - answer.started, 3) if answer.first_token else None,
         tokens_per_second=round(speed, 1) if speed else None,
+        tokens_per_second_estimated=not usage.tokens_per_second and not usage.completion_tokens,  # from our count
         prompt_tokens=usage.prompt_tokens,  # counted by the server, when it says: what the prompt cost
     )
     store.update_message(message)

@@ -31,6 +31,7 @@ META = {  # what an export's message may say of itself, and of which type; nothi
     "seconds": float,
     "first_token_seconds": float,
     "tokens_per_second": float,
+    "tokens_per_second_estimated": bool,
     "reasoning_seconds": float,
 }
 MAX_MESSAGES = 5000  # in one import

@@ -1,5 +1,7 @@
 """Every kind of backend, by configuration alone, against fakes that write each server's wire format."""
 
+import re
+
 import pytest
 from flask import render_template
 
@@ -142,6 +144,19 @@ def test_tokens_a_server_does_not_count_are_marked_estimated(app, fake, store):
     assert answer.meta["tokens"] == 3 and answer.meta["tokens_estimated"]
     with app.test_request_context():
         assert "estimated: the server did not count them" in render_template("chat/_message.html", message=answer)
+
+
+def test_a_speed_worked_out_from_an_estimated_count_is_marked_estimated_too(app, fake, store):
+    backend = Backend(api="chat", url=fake.url + "/v1", model_id="llama3.2", token=TOKEN)
+    settings = ReplySettings(backend=backend, parameters=Parameters())
+    shown = {}
+    for dialect in ("ollama", "vllm"):  # Ollama counts nothing, so the app counts the pieces; vLLM counts them
+        fake.reply(tokens=["Hi", " you", "!"], dialect=dialect, delay=0.02)
+        answer = run_reply(store, store.create_conversation("alice"), "Hello", settings, lambda event: None)
+        with app.test_request_context():
+            shown[dialect] = render_template("chat/_message.html", message=answer)
+    assert re.search(r">~</span>[\d.]+ tokens/s", shown["ollama"])
+    assert "~" not in shown["vllm"] and re.search(r" · [\d.]+ tokens/s", shown["vllm"])
 
 
 CREDITS = (
