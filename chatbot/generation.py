@@ -324,15 +324,20 @@ def _run(
         turns = history_turns(history, lambda file_id: store.load_file(conversation, file_id), settings.takes_images)
         if settings.system_prompt:
             turns.insert(0, {"role": "system", "content": settings.system_prompt})
-        backend = discovery.with_server_facts(settings.backend)
-        count = discovery.token_counter(backend) if backend.context_length else None
-        turns = fit_to_context(turns, backend.context_length, settings.parameters.max_new_tokens, count)
-        counted = turns if PROTOCOLS[backend.api].counts_prompt else []
+        backend, fitted = _fitted_turns(settings, turns)
+        counted = fitted if PROTOCOLS[backend.api].counts_prompt else []
         reservation = _reserve(store, conversation.owner, settings, counted)
         parameters = dataclasses.replace(settings.parameters, max_new_tokens=reservation.max_new_tokens)
-        request = inference.build_request(backend, parameters, turns, message.content)
+        request = inference.build_request(backend, parameters, fitted, message.content)
         stops = request.stop
-        _stream(request, backend, answer, store, settings, listener, cancel)
+        try:
+            _stream(request, backend, answer, store, settings, listener, cancel)
+        except InferenceError as error:  # a server that names its context window only when a prompt passes it
+            if answer.tokens or not discovery.learn_context_length(backend, error):
+                raise
+            backend, fitted = _fitted_turns(settings, turns)
+            request = inference.build_request(backend, parameters, fitted, message.content)
+            _stream(request, backend, answer, store, settings, listener, cancel)
         if answer.finish_reason:
             message.meta["finish_reason"] = answer.finish_reason
         thought, said = reasoning.split(answer.text())
@@ -382,6 +387,14 @@ def _reserve(store: Store, owner: str, settings: ReplySettings, turns: list[dict
         return limits.reserve_tokens(store, owner, settings.tokens_per_day, prompt, settings.parameters.max_new_tokens)
     except limits.TokensUsedUp as used_up:
         raise InferenceError("limit", f"{used_up}.", "Your message is kept: press Regenerate then.") from None
+
+
+def _fitted_turns(settings: ReplySettings, turns: list[dict]) -> tuple[inference.Backend, list[dict]]:
+    """The backend with what its server says of itself, and `turns` with the oldest dropped to fit its context
+    window when it is known."""
+    backend = discovery.with_server_facts(settings.backend)
+    count = discovery.token_counter(backend) if backend.context_length else None
+    return backend, fit_to_context(turns, backend.context_length, settings.parameters.max_new_tokens, count)
 
 
 def _in_words(message: Message) -> str:

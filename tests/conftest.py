@@ -65,7 +65,7 @@ def fake(fake_hf, tmp_path, monkeypatch):
     fake_hf.require_token = True
     fake_hf.unauthorized_body = fake_hf.info = fake_hf.props = None
     fake_hf.hub = {}
-    fake_hf.catalogue = None
+    fake_hf.catalogue = fake_hf.context_window = None
     inference.COOLDOWNS.clear()
     discovery.forget()
     catalogue.forget()

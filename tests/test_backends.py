@@ -117,6 +117,23 @@ def test_local_servers_errors(fake, status, body, kind):
     assert error.value.kind == kind
 
 
+@pytest.mark.parametrize(
+    ("status", "message", "window"),
+    [
+        (400, "request (13392 tokens) exceeds the available context size (8192 tokens), try increasing it", 8192),
+        (422, "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000", 4096),
+        (400, "Requested tokens (5000) exceed context window of 2048", 2048),
+        (400, "This model's maximum context length is 32768 tokens. However, your request has 40000 input", 32768),
+    ],
+)
+def test_the_context_window_a_server_names_in_its_refusal_is_read(fake, status, message, window):
+    fake.reply(status=status, body={"error": {"message": message}})
+    with pytest.raises(InferenceError) as error:
+        answer(Backend(api="chat", url=fake.url + "/v1", model_id="local", token=TOKEN))
+    assert error.value.kind == "too_long" and error.value.context_length == window
+    assert f"at most {window:,} tokens" in error.value.hint
+
+
 def test_an_error_event_inside_a_chat_stream(fake):
     fake.reply(tokens=["Par"], error_event={"error": {"message": "out of memory", "type": "server_error"}})
     with pytest.raises(InferenceError) as error:

@@ -3,6 +3,8 @@
 import threading
 import time
 
+import pytest
+
 from chatbot.generation import ReplySettings, message_problem, run_reply
 from chatbot.local_model.server import free_port
 from chatbot.services.inference import Backend, Parameters
@@ -204,3 +206,56 @@ def test_an_image_in_the_history_is_shown_only_to_a_model_that_takes_images():
         "role": "user",
         "content": "[Attached image red.png: not shown to this model, which does not take images]\n\nWhat is it?",
     }
+
+
+def chat_settings(fake):
+    """A chat server that reports no context window (llama-cpp-python's has no /props and no context_length)."""
+    return ReplySettings(
+        backend=Backend(api="chat", url=fake.url + "/v1", model_id="local", token=TOKEN), parameters=Parameters()
+    )
+
+
+def long_chat(tmp_path, fake, exchanges=4):
+    """A conversation of `exchanges` long questions (300 tokens each, as the fake counts) and short answers."""
+    store, conversation = new_store(tmp_path)
+    for number in range(exchanges):
+        run_reply(store, conversation, f"Question {number}: " + "word " * 240, chat_settings(fake), Recorder())
+    fake.requests.clear()
+    return store, conversation
+
+
+@pytest.mark.parametrize("words", ["llama-cpp-python", "vllm"])
+def test_a_server_that_names_its_window_in_its_refusal_gets_the_oldest_turns_dropped_and_is_asked_again(
+    tmp_path, fake, words
+):
+    store, conversation = long_chat(tmp_path, fake)
+    fake.context_window, fake.window_words = 1000, words
+    answer = run_reply(store, conversation, "And the last one?", chat_settings(fake), Recorder())
+    assert answer.status == "done" and answer.content == "Hello there!"
+    refused, trimmed = fake.requests
+    assert len(trimmed.json["messages"]) < len(refused.json["messages"])
+    assert trimmed.json["messages"][-1]["content"] == "And the last one?"
+    assert not any(message["content"].startswith("Question 0") for message in trimmed.json["messages"])
+    fake.requests.clear()
+    assert run_reply(store, conversation, "One more?", chat_settings(fake), Recorder()).status == "done"
+    assert len(fake.requests) == 1  # the window is remembered for that model: trimmed before it is asked
+
+
+def test_a_message_longer_than_the_window_the_server_names_is_asked_again_once_then_told_to_be_shorter(tmp_path, fake):
+    store, conversation = new_store(tmp_path)
+    fake.context_window = 1000
+    answer = run_reply(store, conversation, "word " * 1000, chat_settings(fake), Recorder())
+    assert len(fake.requests) == 2
+    assert answer.status == "error" and answer.error["kind"] == "too_long"
+    assert "maximum context length is 1000 tokens" in answer.error["message"]
+    assert "1,000 tokens" in answer.error["hint"] and "shorten your message" in answer.error["hint"]
+
+
+def test_a_server_that_does_not_say_its_window_gets_the_chat_to_name_the_setting(tmp_path, fake):
+    store, conversation = long_chat(tmp_path, fake)
+    fake.context_window, fake.window_words = 1000, "unnumbered"
+    answer = run_reply(store, conversation, "And the last one?", chat_settings(fake), Recorder())
+    assert len(fake.requests) == 1
+    assert answer.error["kind"] == "too_long" and "The prompt is too long" in answer.error["message"]
+    assert "context_length for local in MODELS" in answer.error["hint"]
+    assert "CONTEXT_LENGTH in .env" in answer.error["hint"]

@@ -238,6 +238,15 @@ def test_a_truncated_stream_is_an_error_after_the_text_so_far(fake):
     assert error.value.kind == "truncated"
 
 
+def test_a_stream_closed_without_an_answer_names_the_context_setting_when_the_window_is_unknown(fake):
+    fake.reply(tokens=[], special_end=False)  # a server that takes a prompt longer than its context, then ends
+    error = failure(task_backend(fake))
+    assert error.kind == "truncated" and "without an answer" in error.message
+    assert "context_length for google/gemma-7b-it in MODELS" in error.hint
+    fake.reply(tokens=[], special_end=False)
+    assert "context_length" not in failure(task_backend(fake, context_length=8192)).hint  # known: trimmed to it
+
+
 def test_an_error_inside_a_200_stream(fake):
     fake.reply(
         tokens=["Half"],

@@ -3,7 +3,9 @@
 Asked once per server (TGI `GET /info`, llama.cpp `GET /props`) and once per
 Hub model (its `tokenizer_config.json`, kept on disk so it works offline
 afterwards). Every question is optional: when nothing answers, the built-in
-chat formats and no trimming are used.
+chat formats and no trimming are used. A server that says nothing of its
+context window may name it when it refuses a prompt too long for it: that
+window is remembered for the model (`learn_context_length`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from chatbot.services import prompts
+from chatbot.services.errors import InferenceError
 from chatbot.services.inference import Backend
 from chatbot.services.protocols import PROTOCOLS
 
@@ -28,6 +31,7 @@ ASK_TIMEOUT = 3.0
 COUNTS_KEPT = 4096  # token counts of texts, per process
 _known: dict[str, dict[str, Any]] = {}
 _counts: dict[tuple[str, str, str], int] = {}
+_windows: dict[tuple[str, str], int] = {}  # (server, model) -> the context window it named when it refused a prompt
 _lock = threading.Lock()
 
 
@@ -36,6 +40,7 @@ def forget() -> None:
     with _lock:
         _known.clear()
         _counts.clear()
+        _windows.clear()
 
 
 def with_server_facts(backend: Backend) -> Backend:
@@ -44,8 +49,20 @@ def with_server_facts(backend: Backend) -> Backend:
     template = backend.template or facts.get("template")
     if template is None and PROTOCOLS[backend.api].takes_prompt and "/" in backend.model_id:
         template = _remembered("hub:" + backend.model_id, lambda: _ask_hub(backend)).get("template")
-    context_length = backend.context_length or facts.get("context_length")
+    known = [backend.context_length or facts.get("context_length"), _windows.get((backend.url, backend.model_id))]
+    context_length = min((length for length in known if length), default=None)
     return dataclasses.replace(backend, template=template, context_length=context_length)
+
+
+def learn_context_length(backend: Backend, error: InferenceError) -> bool:
+    """Remember the context window a server named when it refused a prompt too long for `backend` (as completed
+    by with_server_facts); True when it is smaller than the one the prompt was trimmed to, so trimming again helps."""
+    window = error.context_length if error.kind == "too_long" else None
+    if not window or (backend.context_length and window >= backend.context_length):
+        return False
+    with _lock:
+        _windows[(backend.url, backend.model_id)] = window
+    return True
 
 
 def _remembered(key: str, ask) -> dict[str, Any]:  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -16,6 +17,16 @@ TOKEN_HINT = (
 )
 CREDITS_WORDS = ("NOT_ENOUGH_BALANCE", "exceeded your monthly included credits", "insufficient credits")
 TOO_LONG_WORDS = ("must be <=", "exceed_context_size", "context size", "context length", "context window", "too long")
+WINDOW_SAID = re.compile(  # how servers name the window in that refusal, when they do
+    r"maximum context length is (\d+)"  # llama-cpp-python's server, vLLM (and OpenAI's words)
+    r"|exceed context window of (\d+)"  # llama-cpp-python's own, when a server passes it on
+    r"|available context size \((\d+) tokens\)"  # llama.cpp
+    r"|tokens \+ `max_new_tokens` must be <= (\d+)"  # TGI
+)
+CONTEXT_LENGTH_HINT = (
+    "set its context window, so that the chat drops the oldest turns to fit: context_length for {model} in MODELS,"
+    " or CONTEXT_LENGTH in .env when it is MODEL_ID"
+)
 
 
 class InferenceError(Exception):
@@ -30,6 +41,7 @@ class InferenceError(Exception):
         url: str = "",
         status: int | None = None,
         retry_after: float | None = None,
+        context_length: int | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -38,6 +50,7 @@ class InferenceError(Exception):
         self.url = url
         self.status = status
         self.retry_after = retry_after
+        self.context_length = context_length  # a too long prompt: the context window the server said it has
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "message": self.message, "hint": self.hint, "retry_after": self.retry_after}
@@ -64,13 +77,10 @@ class InferenceError(Exception):
         )
 
     @classmethod
-    def truncated(cls, url: str, detail: str) -> InferenceError:
-        return cls(
-            "truncated",
-            f"The answer from {public_url(url)} was cut off: {detail}.",
-            "Send your message again; what arrived is kept above.",
-            url=url,
-        )
+    def truncated(
+        cls, url: str, detail: str, hint: str = "Send your message again; what arrived is kept above."
+    ) -> InferenceError:
+        return cls("truncated", f"The answer from {public_url(url)} was cut off: {detail}.", hint, url=url)
 
     @classmethod
     def malformed(cls, url: str, text: str) -> InferenceError:
@@ -191,8 +201,10 @@ def error_from_response(
     model = backend.model_id
     retry_after = _retry_after(headers, body)
 
-    def error(kind: str, message: str, hint: str) -> InferenceError:
-        return InferenceError(kind, message, hint, url=url, status=status, retry_after=retry_after)
+    def error(kind: str, message: str, hint: str, window: int | None = None) -> InferenceError:
+        return InferenceError(
+            kind, message, hint, url=url, status=status, retry_after=retry_after, context_length=window
+        )
 
     if status == 402 or any(words in detail for words in CREDITS_WORDS):
         return error(
@@ -240,10 +252,12 @@ def error_from_response(
         wait = f"about {retry_after:g} s" if retry_after else "a little while"
         return error("loading", f"The model {model} is loading ({wait}).", "Wait until it has loaded, then send again.")
     if status in (400, 413, 422) and any(word in detail.lower() for word in TOO_LONG_WORDS):
+        window = window_said(error_message(body))
         return error(
             "too_long",
             f"The conversation is too long for the model ({detail}).",
-            "Start a new chat, or lower MAX_NEW_TOKENS in .env.",
+            _too_long_hint(window, backend),
+            window,
         )
     if 400 <= status < 500:
         return error(
@@ -256,3 +270,22 @@ def error_from_response(
         f"The server at {host} failed ({status}: {detail}).",
         "Try again in a moment; if it keeps failing, check the server's status or log.",
     )
+
+
+def window_said(message: str) -> int | None:
+    """The context window a server names in its refusal of a prompt too long for it."""
+    found = WINDOW_SAID.search(message)
+    return int(next(number for number in found.groups() if number)) if found else None
+
+
+def _too_long_hint(window: int | None, backend: Backend) -> str:
+    """What to do about a prompt too long for the model: shorter when the window is known (the chat has trimmed the
+    conversation to it already), else tell the chat the window."""
+    if window:
+        return (
+            f"The model reads at most {window:,} tokens, its answer included: shorten your message or its attached"
+            " files, lower Max new tokens in Settings, or start a new chat."
+        )
+    if backend.context_length:
+        return "Start a new chat, or lower MAX_NEW_TOKENS in .env."
+    return f"Start a new chat; or {CONTEXT_LENGTH_HINT.format(model=backend.model_id)}."

@@ -21,7 +21,7 @@ import urllib3
 
 from chatbot.services import prompts, redaction, sse, thinking, unicode_text
 from chatbot.services.backend import Backend, Parameters, Request
-from chatbot.services.errors import InferenceError, error_from_response, error_message
+from chatbot.services.errors import CONTEXT_LENGTH_HINT, InferenceError, error_from_response, error_message
 from chatbot.services.prompts import Turn
 from chatbot.services.protocols import PROTOCOLS, Chunk, Finish, Provider, Reasoning, Text
 from config import ModelSpec
@@ -187,10 +187,15 @@ def _answer(response: requests.Response, backend: Backend, url: str, cancel: thr
     if cancel is not None and cancel.is_set():
         return
     if not finished and _streams_a_finish(response):
-        detail = "the server closed the stream before the answer ended"
-        if not text_seen:
-            detail = "the server closed the stream without an answer (a prompt longer than its context does this)"
-        raise InferenceError.truncated(url, detail)
+        if text_seen:
+            raise InferenceError.truncated(url, "the server closed the stream before the answer ended")
+        detail = "the server closed the stream without an answer (a prompt longer than its context does this)"
+        if backend.context_length:  # the prompt was trimmed to it
+            raise InferenceError.truncated(url, detail)
+        hint = (
+            f"Send your message again; if it fails the same way, {CONTEXT_LENGTH_HINT.format(model=backend.model_id)}."
+        )
+        raise InferenceError.truncated(url, detail, hint)
 
 
 def _read_failure(error: Exception, url: str, backend: Backend) -> InferenceError:

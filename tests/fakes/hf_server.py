@@ -108,6 +108,56 @@ ROUTER_MODELS = [
 ]
 
 
+def llama_cpp_python_refusal(window: int, prompt: int, max_tokens: int) -> dict | None:
+    """llama-cpp-python's server (llama_cpp/server/errors.py): only a prompt that fills the window is refused (a
+    shorter one gets fewer new tokens), with its chat words."""
+    if prompt < window:
+        return None
+    message = (
+        f"This model's maximum context length is {window} tokens. However, you requested {prompt + max_tokens} tokens"
+        f" ({prompt} in the messages, {max_tokens} in the completion). Please reduce the length of the messages or"
+        " completion."
+    )
+    return {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    }
+
+
+def vllm_refusal(window: int, prompt: int, max_tokens: int) -> dict | None:
+    """vLLM's OpenAI server: a prompt that fills the window, or one that leaves no room for max_tokens."""
+    if prompt >= window:
+        message = (
+            f"This model's maximum context length is {window} tokens. However, your request has {prompt} input tokens."
+            " Please reduce the length of the input messages."
+        )
+    elif prompt + max_tokens > window:
+        message = (
+            f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This model's maximum context length"
+            f" is {window} tokens and your request has {prompt} input tokens ({max_tokens} > {window} - {prompt})."
+            f" (parameter=max_tokens, value={max_tokens})"
+        )
+    else:
+        return None
+    return {"error": {"message": message, "type": "BadRequestError", "param": None, "code": 400}}
+
+
+def unnumbered_refusal(window: int, prompt: int, max_tokens: int) -> dict | None:
+    """A server that says the prompt is too long but not by how much."""
+    return {"error": {"message": "The prompt is too long for this model."}} if prompt + max_tokens > window else None
+
+
+CONTEXT_REFUSALS = {
+    "llama-cpp-python": llama_cpp_python_refusal,
+    "vllm": vllm_refusal,
+    "unnumbered": unnumbered_refusal,
+}
+
+
 @dataclass
 class Received:
     path: str
@@ -128,6 +178,8 @@ class FakeHuggingFace:
         self.props: dict | None = None  # llama.cpp's GET /props, when set
         self.hub: dict[str, dict] = {}  # Hub files by path, e.g. /org/model/resolve/main/tokenizer_config.json
         self.catalogue: list[dict] | None = None  # GET /v1/models: the router's shape (ROUTER_MODELS) when set
+        self.context_window: int | None = None  # when set, a longer chat or completions prompt gets a 400 ...
+        self.window_words = "llama-cpp-python"  # ... as this server words it: a key of CONTEXT_REFUSALS
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -152,6 +204,15 @@ class FakeHuggingFace:
             return self.replies.get_nowait()
         except queue.Empty:
             return Reply()
+
+    def context_refusal(self, path: str, body: Any) -> dict | None:
+        """The 400 a server with `context_window` sends for a prompt too long for it, in its own words; None
+        when it fits. Tokens are counted as a quarter of the characters and four a message."""
+        if self.context_window is None or not path.endswith("completions") or not isinstance(body, dict):
+            return None
+        messages = body.get("messages") or [{"content": body.get("prompt") or ""}]
+        prompt = sum(len(json.dumps(message.get("content"))) // 4 + 4 for message in messages)
+        return CONTEXT_REFUSALS[self.window_words](self.context_window, prompt, body.get("max_tokens") or 16)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -181,6 +242,8 @@ class FakeHuggingFace:
                     fake.lookups.append(Received(self.path, dict(self.headers), body))
                     return self._send_error(404, "Not Found")
                 fake.requests.append(Received(self.path, dict(self.headers), body))
+                if (refusal := fake.context_refusal(self.path, body)) is not None:
+                    return self._send_error(400, refusal)
                 reply = fake._next()
                 if fake.require_token and reply.status == 200:
                     auth = self.headers.get("Authorization")
