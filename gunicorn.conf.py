@@ -37,7 +37,11 @@ def on_starting(server):
     except ConfigError as error:
         print(f"Cannot start the chat: {error}", file=sys.stderr)
         sys.exit(4)
-    from chatbot.picker import not_live
+    if os.fork() == 0:  # the catalogue is asked in a process of its own: a slow one never holds start-up
+        try:
+            from chatbot.picker import not_live
 
-    for line in not_live(config):  # the chat starts all the same: the catalogue may be wrong, or come back
-        print(f"Warning: {line}", file=sys.stderr)
+            for line in not_live(config):  # the chat starts all the same: the catalogue may be wrong, or come back
+                print(f"Warning: {line}", file=sys.stderr, flush=True)
+        finally:
+            os._exit(0)

@@ -62,6 +62,7 @@ def chat_page(
     listed = store().search_conversations(conversation.owner, query) if query else None
     config = visible_config()
     tree = Tree(store().messages(conversation))
+    choices = picker.choices(config)
     return render_template(
         "chat/page.html",
         conversation=conversation,
@@ -70,7 +71,8 @@ def chat_page(
         messages=tree.chosen(conversation.leaf_id),
         tree=tree,
         busy=running_answer(tree.messages) is not None,
-        choices=picker.choices(config),
+        choices=choices,
+        listed=picker.matching(choices),
         chosen=picker.choice(config, conversation.settings.get("model")),
         settings=settings_for_conversation(conversation, config),
         notice=notice,
@@ -144,6 +146,15 @@ def new_conversation():
 @bp.get("/c/<conversation_id>")
 def conversation(conversation_id: str):
     return chat_page(own_conversation(conversation_id))
+
+
+@bp.get("/models")
+def model_options():
+    """The picker's options whose name holds what is typed in it (the page's script asks as the user types)."""
+    return render_template(
+        "chat/_model_options.html",
+        listed=picker.matching(picker.choices(visible_config()), request.args.get("model", "")),
+    )
 
 
 @bp.post("/c/<conversation_id>/rename")

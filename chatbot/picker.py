@@ -2,7 +2,8 @@
 
 A configured model keeps its name and settings; a catalogue model is picked by its id and talks to the server
 of the configured model whose catalogue lists it, with that model's settings. The catalogue also gives the
-context length (which drives trimming) and tells when a configured model is not live.
+context length (which drives trimming) and tells when a configured model is not live. A page lists the first
+LISTED choices; typing in the picker searches them all (`matching`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from chatbot.services import catalogue
 from chatbot.services.protocols import PROTOCOLS
 from chatbot.services.protocols.chat_completions import HF_ROUTER_URL
 from config import ModelSpec
+
+LISTED = 100  # choices a page's picker lists at once
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,9 @@ def _server(spec: ModelSpec) -> str | None:
     return spec.url or HF_ROUTER_URL
 
 
-def _catalogue(spec: ModelSpec, config: dict) -> list[catalogue.CatalogueModel]:
+def _catalogue(spec: ModelSpec, config: dict, wait: float = catalogue.FIRST_WAIT) -> list[catalogue.CatalogueModel]:
     server = _server(spec)
-    return catalogue.models(server, config.get("HF_API_TOKEN")) if server else []
+    return catalogue.models(server, config.get("HF_API_TOKEN"), wait) if server else []
 
 
 def for_account(config: dict, account) -> dict:  # type: ignore[no-untyped-def]
@@ -54,6 +57,12 @@ def choices(config: dict) -> list[Choice]:
                 picked[model.id] = _listed(spec, model)
     allowed = config.get("ALLOWED_MODELS")
     return [choice for name, choice in picked.items() if not allowed or name in allowed]
+
+
+def matching(choices: list[Choice], typed: str = "") -> list[Choice]:
+    """The first LISTED choices whose name holds `typed` (in any case)."""
+    typed = typed.strip().lower()
+    return [choice for choice in choices if typed in choice.name.lower()][:LISTED]
 
 
 def choice(config: dict, name: str | None) -> Choice:
@@ -100,10 +109,10 @@ def _listed(server_spec: ModelSpec, model: catalogue.CatalogueModel) -> Choice:
 
 def not_live(config: dict) -> list[str]:
     """For each configured model that its server's catalogue lists as not live (or not at all): one line that
-    says so and names live models like it."""
+    says so and names live models like it. A catalogue not known yet is waited for (as long as it may take)."""
     lines = []
     for spec in config["MODELS"]:
-        listed = _catalogue(spec, config)
+        listed = _catalogue(spec, config, wait=catalogue.ASK_SECONDS)
         if not listed:
             continue  # no catalogue (offline, or a server without one): nothing to judge by
         model = catalogue.find(listed, spec.id)

@@ -66,6 +66,7 @@ def fake(fake_hf, tmp_path, monkeypatch):
     fake_hf.unauthorized_body = fake_hf.info = fake_hf.props = None
     fake_hf.hub = {}
     fake_hf.catalogue = fake_hf.context_window = None
+    fake_hf.catalogue_drip = 0.0
     inference.COOLDOWNS.clear()
     discovery.forget()
     catalogue.forget()

@@ -1,6 +1,10 @@
 """The live catalogue (GET /v1/models) against the fake router: the picker, context lengths, models not live."""
 
 import re
+import time
+
+import pytest
+import requests
 
 from chatbot import create_app, picker
 from chatbot.generation import ReplySettings, run_reply
@@ -24,6 +28,14 @@ NOT_SUPPORTED = {
 
 def router_config(fake, **settings):
     return load_config({"API_URL": fake.url + "/v1", "HF_API_TOKEN": TOKEN, **settings})
+
+
+def router_app(tmp_path, fake, **settings):
+    """The app on the fake's OpenAI-compatible API, whose catalogue the picker offers."""
+    store = f"sqlite:///{tmp_path}/c.db"
+    return create_app(
+        {"TESTING": True, "SECRET_KEY": "t", "CHAT_STORE_URL": store, "API_URL": fake.url + "/v1", **settings}
+    )
 
 
 def test_the_routers_catalogue_is_read_as_documented(fake):
@@ -105,17 +117,7 @@ def test_doctor_says_the_model_is_not_live(tmp_path, fake):
 
 def test_a_catalogue_model_picked_on_the_page_is_the_one_asked(tmp_path, fake):
     fake.catalogue = ROUTER_MODELS
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "t",
-            "CHAT_STORE_URL": f"sqlite:///{tmp_path}/c.db",
-            "API_URL": fake.url + "/v1",
-            "HF_API_TOKEN": TOKEN,
-            "MODEL_ID": "meta-llama/Llama-3.1-8B-Instruct",
-        }
-    )
-    client = app.test_client()
+    client = router_app(tmp_path, fake, HF_API_TOKEN=TOKEN, MODEL_ID="meta-llama/Llama-3.1-8B-Instruct").test_client()
     chat = open_chat(client)
     page = client.get(chat).text
     assert re.search(r'<option value="openai/gpt-oss-20b">context 131,072 tokens · cerebras · \$0.25', page)
@@ -124,12 +126,95 @@ def test_a_catalogue_model_picked_on_the_page_is_the_one_asked(tmp_path, fake):
     assert 'value="openai/gpt-oss-20b" autocomplete="off"' in client.get(chat).text
 
 
-def test_start_up_warns_of_a_model_that_is_not_live(tmp_path, fake_hf):
-    fake_hf.catalogue = ROUTER_MODELS
-    environment = app_environment(
+def router_environment(tmp_path, fake_hf):
+    return app_environment(
         tmp_path, API_URL=fake_hf.url + "/v1", INFERENCE_API="", HF_API_TOKEN=TOKEN, CHAT_HUB_CACHE=str(tmp_path)
     )
-    with GunicornApp(environment, log=tmp_path / "gunicorn.log"):
-        pass
-    fake_hf.catalogue = None
-    assert "Warning: The model google/gemma-7b-it is not served at" in (tmp_path / "gunicorn.log").read_text()
+
+
+def test_start_up_warns_of_a_model_that_is_not_live(tmp_path, fake_hf):
+    fake_hf.catalogue = ROUTER_MODELS
+    log = tmp_path / "gunicorn.log"
+    try:
+        with GunicornApp(router_environment(tmp_path, fake_hf), log=log):
+            deadline = time.monotonic() + 10  # the catalogue is asked beside start-up, not before it
+            while "Warning: The model" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        fake_hf.catalogue = None
+    assert "Warning: The model google/gemma-7b-it is not served at" in log.read_text()
+
+
+@pytest.mark.timeout(60)
+def test_a_catalogue_that_drips_holds_neither_start_up_nor_a_page(tmp_path, fake_hf):
+    fake_hf.catalogue, fake_hf.catalogue_drip = ROUTER_MODELS, 2.0  # a byte every 2 s: 40 minutes for it all
+    started = time.monotonic()
+    try:
+        with GunicornApp(router_environment(tmp_path, fake_hf)) as app:
+            up = time.monotonic() - started
+            page = requests.get(app.url + "/", timeout=30)
+            asked = time.monotonic() - started - up
+    finally:
+        fake_hf.catalogue, fake_hf.catalogue_drip = None, 0.0
+    assert page.status_code == 200 and "Message google/gemma-7b-it" in page.text
+    assert up < 8 and asked < catalogue.FIRST_WAIT + 4
+
+
+@pytest.mark.timeout(30)
+def test_a_catalogue_that_drips_holds_a_page_a_moment_at_most_and_is_given_up_in_time(fake, monkeypatch):
+    fake.catalogue, fake.catalogue_drip = ROUTER_MODELS, 0.5
+    monkeypatch.setattr(catalogue, "ASK_SECONDS", 1.0)
+    started = time.monotonic()
+    assert catalogue.models(fake.url + "/v1") == []  # a page: it waits FIRST_WAIT for a first answer, no more
+    assert catalogue.models(fake.url + "/v1") == []  # the next one does not wait again
+    assert time.monotonic() - started < catalogue.FIRST_WAIT + 0.5
+    assert catalogue.models(fake.url + "/v1", wait=10) == []  # the doctor waits for the end of the ask ...
+    assert time.monotonic() - started < 1.0 + 0.5 + 1  # ... cut off after ASK_SECONDS and a byte more
+
+
+UNREADABLE = [
+    {"id": "w", "architecture": "text"},
+    {"id": "v", "architecture": {"input_modalities": 5}},
+    {"id": 7},
+    "a model",
+    {"id": "x" * 100_000},
+    {"id": "p", "providers": [{"provider": ["novita"], "status": "live"}]},
+    {"id": "q", "providers": "novita"},
+]
+
+
+def test_entries_that_cannot_be_read_are_left_out_and_counted_in_the_log(fake, caplog):
+    fake.catalogue = [*UNREADABLE[:3], *ROUTER_MODELS, *UNREADABLE[3:]]
+    listed = catalogue.models(fake.url + "/v1")
+    assert [model.id for model in listed] == [model["id"] for model in ROUTER_MODELS]
+    assert f"The model catalogue of {fake.url}/v1: 7 entries could not be read and are left out" in caplog.text
+
+
+def test_a_page_answers_when_the_catalogue_has_entries_it_cannot_read(tmp_path, fake):
+    fake.catalogue = [*UNREADABLE, *ROUTER_MODELS]
+    client = router_app(tmp_path, fake).test_client()
+    page = client.get(open_chat(client))
+    assert page.status_code == 200 and '<option value="openai/gpt-oss-20b">' in page.text
+
+
+def test_a_catalogue_past_its_size_is_not_read_and_one_past_its_count_is_cut(fake, caplog):
+    fake.catalogue = [{"id": f"org/model-{number}", "name": "m" * 100_000} for number in range(50)]  # 5 MB
+    assert catalogue.models(fake.url + "/v1") == []
+    catalogue.forget()
+    fake.catalogue = [{"id": f"org/model-{number}"} for number in range(100_000)]
+    listed = catalogue.models(fake.url + "/v1")
+    assert len(listed) == catalogue.MAX_MODELS and listed[-1].id == f"org/model-{catalogue.MAX_MODELS - 1}"
+    assert f"{100_000 - catalogue.MAX_MODELS} entries past the first {catalogue.MAX_MODELS} are left out" in caplog.text
+
+
+def test_a_page_lists_a_bounded_number_of_models_and_typing_in_the_picker_searches_them_all(tmp_path, fake):
+    fake.catalogue = [{"id": f"org/model-{number}"} for number in range(5000)]
+    client = router_app(tmp_path, fake).test_client()
+    chat = open_chat(client)
+    page = client.get(chat).text
+    listed = re.search(r'<datalist id="model-options">(.*?)</datalist>', page, re.S).group(1)
+    assert listed.count("<option ") == picker.LISTED and "Type to search 1001 models" in page
+    found = client.get("/models", query_string={"model": "MODEL-99"}).text  # past the first hundred, in any case
+    assert re.findall(r'<option value="([^"]+)">', found) == ["org/model-99", *(f"org/model-99{d}" for d in range(10))]
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(page), "message": "hi", "model": "org/model-999"})
+    assert fake.requests[-1].json["model"] == "org/model-999"

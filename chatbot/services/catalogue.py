@@ -3,13 +3,17 @@
 The router answers without a token with each model's providers (`provider`, `status` live or error,
 `context_length`, `pricing` per million tokens, `supports_tools`) and `architecture.input_modalities`; a local
 server (llama.cpp, vLLM, Ollama, TGI, text-generation-webui) answers at least `{"data": [{"id": ...}]}`.
-Asked at most once per CATALOGUE_SECONDS per server, kept on disk so the picker works offline afterwards.
+It is data from another server, read within bounds: at most MAX_BYTES in ASK_SECONDS, MAX_MODELS models, names of
+MAX_NAME characters; an entry that cannot be read is left out (and counted in the log). It is asked in the
+background, at most once per CATALOGUE_SECONDS per server, and kept on disk so the picker works offline
+afterwards; whoever needs it meanwhile gets what is known (or waits a moment for a server's first answer).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -19,13 +23,24 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 from chatbot.services.backend import Backend
 from chatbot.services.errors import InferenceError
 from chatbot.services.protocols import PROTOCOLS
 
+log = logging.getLogger(__name__)
+
 CATALOGUE_SECONDS = 600.0  # how long a catalogue is taken as it is before it is asked again
-ASK_TIMEOUT = 3.0
+ASK_TIMEOUT = 3.0  # seconds to connect, and between two reads
+ASK_SECONDS = 10.0  # to read the whole answer: a server that drips it is cut off
+FIRST_WAIT = 1.0  # a page waits this long after a server is first asked, then goes on without its catalogue
+READ_SIZE = 65536
+MAX_BYTES = 4 * 1024 * 1024  # of an answer (the router's lists a few hundred models in well under 1 MB)
+MAX_MODELS = 1000
+MAX_NAME = 200  # characters of a model's id or a provider's name
+MAX_OFFERS = 50  # providers of one model
+SHOWN_PROVIDERS = 5  # named in a model's description
 SUGGESTIONS = 5
 
 
@@ -63,7 +78,8 @@ class CatalogueModel:
             parts.append(f"context {self.context_length:,} tokens")
         providers = [offer.provider for offer in self.offers if offer.live]
         if providers:
-            parts.append(", ".join(providers))
+            more = len(providers) - SHOWN_PROVIDERS
+            parts.append(", ".join(providers[:SHOWN_PROVIDERS]) + (f" and {more} more" if more > 0 else ""))
         prices = [offer for offer in self.offers if offer.live and offer.price_in is not None]
         if prices:
             cheapest = min(prices, key=lambda offer: (offer.price_in or 0) + (offer.price_out or 0))
@@ -73,39 +89,75 @@ class CatalogueModel:
         return " · ".join(part for part in parts if part)
 
 
-def parse(body: Any) -> list[CatalogueModel]:
-    """The models of a `/models` answer; ValueError when it is not one."""
+def parse(body: Any, source: str = "the server") -> list[CatalogueModel]:
+    """The models of a `/models` answer (at most MAX_MODELS), leaving out the entries that cannot be read and
+    saying how many in the log; ValueError when it is not a model list at all."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise ValueError("not a model list")
-    models = []
+    models, unreadable, beyond = [], 0, 0
     for item in body["data"]:
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+        if len(models) == MAX_MODELS:
+            beyond += 1
             continue
-        providers = item.get("providers")
-        offers = tuple(_offer(p) for p in providers if isinstance(p, dict)) if isinstance(providers, list) else ()
-        modalities = (item.get("architecture") or {}).get("input_modalities") or ["text"]
-        models.append(CatalogueModel(item["id"], offers, tuple(modalities), listed_only=providers is None))
+        try:
+            models.append(_model(item))
+        except ValueError:
+            unreadable += 1
+    if unreadable:
+        log.warning("The model catalogue of %s: %d entries could not be read and are left out", source, unreadable)
+    if beyond:
+        log.warning("The model catalogue of %s: %d entries past the first %d are left out", source, beyond, MAX_MODELS)
     return models
 
 
-def _offer(provider: dict[str, Any]) -> Offer:
+def _model(item: Any) -> CatalogueModel:
+    """One entry of the list; ValueError when it is not as documented."""
+    if not isinstance(item, dict) or not _is_name(item.get("id")):
+        raise ValueError("no id, or not a name")
+    providers = item.get("providers")
+    if providers is not None and not (isinstance(providers, list) and len(providers) <= MAX_OFFERS):
+        raise ValueError("providers is not a short list")
+    architecture = item.get("architecture") or {}
+    modalities = (architecture.get("input_modalities") or ["text"]) if isinstance(architecture, dict) else None
+    if not isinstance(modalities, list) or not all(isinstance(modality, str) for modality in modalities):
+        raise ValueError("input_modalities is not a list of names")
+    offers = tuple(_offer(provider) for provider in providers or ())
+    return CatalogueModel(item["id"], offers, tuple(modalities), listed_only=providers is None)
+
+
+def _offer(provider: Any) -> Offer:
+    if not isinstance(provider, dict) or not _is_name(provider.get("provider", "?")):
+        raise ValueError("a provider without a name")
     pricing = provider.get("pricing") if isinstance(provider.get("pricing"), dict) else {}
     return Offer(
-        provider=str(provider.get("provider") or "?"),
+        provider=provider.get("provider", "?"),
         live=provider.get("status") == "live",
-        context_length=provider.get("context_length") if isinstance(provider.get("context_length"), int) else None,
-        price_in=pricing.get("input") if isinstance(pricing.get("input"), int | float) else None,
-        price_out=pricing.get("output") if isinstance(pricing.get("output"), int | float) else None,
+        context_length=_number(provider.get("context_length"), int),
+        price_in=_number(pricing.get("input"), int | float),
+        price_out=_number(pricing.get("output"), int | float),
     )
 
 
-_known: dict[str, tuple[float, list[CatalogueModel]]] = {}
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME
+
+
+def _number(value: Any, kind: Any) -> Any:
+    """`value` when it is a number of that kind (a boolean is none), else None."""
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
+_known: dict[str, tuple[float, list[CatalogueModel]]] = {}  # base URL -> (when it was asked, its models)
+_asking: dict[str, tuple[float, threading.Event]] = {}  # base URL -> (when its ask began, set when it is over)
 _lock = threading.Lock()
+NEVER = float("-inf")
 
 
 def forget() -> None:
+    """Ask every server again (an ask under way is not kept)."""
     with _lock:
         _known.clear()
+        _asking.clear()
 
 
 def cache_folder() -> Path:
@@ -117,35 +169,85 @@ def base_of(url: str) -> str:
     return url.rstrip("/").removesuffix("/chat/completions").removesuffix("/completions")
 
 
-def models(url: str, token: str | None = None) -> list[CatalogueModel]:
-    """The catalogue of the server at `url` (its OpenAI-compatible base, ".../v1"); empty when it has none
-    and none was kept from before."""
+def models(url: str, token: str | None = None, wait: float = FIRST_WAIT) -> list[CatalogueModel]:
+    """The catalogue of the server at `url` (its OpenAI-compatible base, ".../v1") as known now: when it is stale
+    it is asked again in the background. Known from nowhere (not even the disk), the answer is waited for until
+    `wait` seconds after the ask began; empty when it has not come by then."""
     base_url = base_of(url)
     with _lock:
         known = _known.get(base_url)
-    if known and time.monotonic() - known[0] < CATALOGUE_SECONDS:
-        return known[1]
-    found = _ask(base_url, token)
+    if known is None and (kept := _kept(base_url)):
+        with _lock:
+            known = _known.setdefault(base_url, (NEVER, kept))  # used while the server is asked again
     with _lock:
-        _known[base_url] = (time.monotonic(), found)
-    return found
+        asking = _asking.get(base_url)
+        if asking is None and (known is None or time.monotonic() - known[0] >= CATALOGUE_SECONDS):
+            asking = _asking[base_url] = (time.monotonic(), threading.Event())
+            threading.Thread(target=_ask, args=(base_url, token, asking), daemon=True, name="catalogue").start()
+    if known is None and asking is not None:
+        asking[1].wait(max(0.0, asking[0] + wait - time.monotonic()))
+        with _lock:
+            known = _known.get(base_url)
+    return known[1] if known else []
 
 
-def _ask(base_url: str, token: str | None) -> list[CatalogueModel]:
-    kept = cache_folder() / (hashlib.sha256(base_url.encode()).hexdigest()[:16] + ".json")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def _ask(base_url: str, token: str | None, asking: tuple[float, threading.Event]) -> None:
+    """Ask the server for its catalogue and keep it (on disk too); on failure keep what was known."""
+    found = None
     try:
-        response = requests.get(base_url.rstrip("/") + "/models", headers=headers, timeout=ASK_TIMEOUT)
-        body = response.json() if response.ok else None
-        found = parse(body)
-    except (requests.RequestException, ValueError):
-        try:
-            return parse(json.loads(kept.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            return []
+        answer = _read(base_url, token)
+        found = parse(json.loads(answer), base_url)
+        _keep(base_url, answer)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as error:
+        log.info("The model catalogue of %s could not be read: %s", base_url, error)
+    finally:
+        with _lock:
+            if _asking.get(base_url) is asking:  # not forgotten meanwhile
+                del _asking[base_url]
+                before = _known.get(base_url)
+                _known[base_url] = (time.monotonic(), found if found is not None else before[1] if before else [])
+        asking[1].set()
+
+
+def _read(base_url: str, token: str | None) -> bytes:
+    """The bytes of `GET {base_url}/models`, uncompressed, within MAX_BYTES and ASK_SECONDS; ValueError when not."""
+    deadline = time.monotonic() + ASK_SECONDS
+    headers = {"Accept-Encoding": "identity", **({"Authorization": f"Bearer {token}"} if token else {})}
+    with requests.get(base_url.rstrip("/") + "/models", headers=headers, timeout=ASK_TIMEOUT, stream=True) as response:
+        if not response.ok:
+            raise ValueError(f"HTTP {response.status_code}")
+        answer = bytearray()
+        while chunk := response.raw.read1(READ_SIZE, decode_content=False):
+            answer += chunk
+            if len(answer) > MAX_BYTES:
+                raise ValueError(f"the answer is larger than {MAX_BYTES:,} bytes")
+            if time.monotonic() > deadline:
+                raise ValueError(f"the answer was not whole after {ASK_SECONDS:g} s")
+    return bytes(answer)
+
+
+def _kept_file(base_url: str) -> Path:
+    return cache_folder() / (hashlib.sha256(base_url.encode()).hexdigest()[:16] + ".json")
+
+
+def _keep(base_url: str, answer: bytes) -> None:
+    """Keep the answer on disk, whole or not at all (workers and hosts may write it at once)."""
+    kept = _kept_file(base_url)
     kept.parent.mkdir(parents=True, exist_ok=True)
-    kept.write_text(json.dumps(body), encoding="utf-8")
-    return found
+    partial = kept.with_suffix(f".{os.getpid()}.{threading.get_ident()}.part")
+    partial.write_bytes(answer)
+    os.replace(partial, kept)
+
+
+def _kept(base_url: str) -> list[CatalogueModel]:
+    """The catalogue kept on disk from an earlier answer; empty when there is none."""
+    kept = _kept_file(base_url)
+    try:
+        if kept.stat().st_size > MAX_BYTES:
+            return []
+        return parse(json.loads(kept.read_bytes()), f"{base_url} (kept on disk)")
+    except (OSError, ValueError):
+        return []
 
 
 def find(catalogue: list[CatalogueModel], model_id: str) -> CatalogueModel | None:

@@ -473,6 +473,7 @@ def test_the_picker_searches_the_catalogue_and_the_picked_model_answers(page, tm
         offered = page.locator("#model-options option").evaluate_all("options => options.map(o => o.value)")
         assert "openai/gpt-oss-20b" in offered and "google/gemma-2-9b-it" not in offered  # live ones only
         picker.fill("openai/gpt-oss-20b")
+        expect(page.locator("#model-options option")).to_have_count(1)  # the list, searched on the server as typed
         ask(page, fake, "Hello", ["Hi", "!"])
         expect(page.locator(".message.assistant.done .stats")).to_contain_text("via novita")
         assert fake.requests[-1].json["model"] == "openai/gpt-oss-20b"

@@ -178,6 +178,7 @@ class FakeHuggingFace:
         self.props: dict | None = None  # llama.cpp's GET /props, when set
         self.hub: dict[str, dict] = {}  # Hub files by path, e.g. /org/model/resolve/main/tokenizer_config.json
         self.catalogue: list[dict] | None = None  # GET /v1/models: the router's shape (ROUTER_MODELS) when set
+        self.catalogue_drip = 0.0  # when set, GET /v1/models sends its answer a byte at a time, this many s apart
         self.context_window: int | None = None  # when set, a longer chat or completions prompt gets a 400 ...
         self.window_words = "llama-cpp-python"  # ... as this server words it: a key of CONTEXT_REFUSALS
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -229,7 +230,23 @@ class FakeHuggingFace:
                 document = {"/info": fake.info, "/props": fake.props, "/v1/models": models, **fake.hub}.get(self.path)
                 if document is None:
                     return self._send_error(404, "Not Found")
+                if self.path == "/v1/models" and fake.catalogue_drip:
+                    return self._drip(json.dumps(document).encode(), fake.catalogue_drip)
                 self._send_error(200, document)
+
+            def _drip(self, data: bytes, pause: float) -> None:
+                """A server that sends its answer one byte at a time, until the client hangs up."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    for index in range(len(data)):
+                        self.wfile.write(data[index : index + 1])
+                        self.wfile.flush()
+                        time.sleep(pause)
+                except OSError:  # the client gave up on it
+                    self.close_connection = True
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
