@@ -120,6 +120,8 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "READ_TIMEOUT": (_number(0.1, 3600), 120.0),
     "SECRET_KEY": (_text, None),
     "CHAT_STORE_URL": (_store_url, None),
+    # "accept": start on a Redis that keeps nothing on disk (tests, a chat you can lose); else start-up stops.
+    "REDIS_KEEPS_NOTHING": (_choice("accept"), None),
     "MAX_MESSAGE_CHARS": (_whole(1, 1_000_000), 20_000),
     # Files attached to a message (chatbot/attachments.py): size of each, how many, text of each, pages of a PDF.
     "ATTACHMENT_MAX_MB": (_number(0.01, 100), 5.0),

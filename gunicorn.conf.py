@@ -26,14 +26,17 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
 
 
 def on_starting(server):
-    """Check the configuration once, in the master: a bad value stops start-up with one line."""
+    """Check the configuration and the store once, in the master: a bad value stops start-up with one line."""
     import sys
 
+    from chatbot.stores import check_it_keeps_data
     from config import ConfigError, load_config
 
     os.environ["CHAT_BIND"] = ",".join(server.cfg.bind)  # for the workers' Host check (ALLOWED_HOSTS)
     try:
         config = load_config()
+        accept_nothing = config["REDIS_KEEPS_NOTHING"] == "accept"
+        check_it_keeps_data(config["CHAT_STORE_URL"], accept_nothing, lambda line: print(line, file=sys.stderr))
     except ConfigError as error:
         print(f"Cannot start the chat: {error}", file=sys.stderr)
         sys.exit(4)

@@ -103,9 +103,10 @@ UNLIMITED = {
 
 def app_environment(folder: str, backend: StreamingBackend, **settings: str) -> dict[str, str]:
     """The app's environment for a benchmark: this backend, a SQLite store in `folder`, no limits per session or
-    address, and `settings` on top."""
+    address, and `settings` on top. A Redis store may keep nothing on disk (a benchmark's data is thrown away)."""
     return {
         **UNLIMITED,
+        "REDIS_KEEPS_NOTHING": "accept",
         "MODEL_TITLES": "false",  # one request per answer: what is measured
         "SECRET_KEY": "bench",
         "CHAT_STORE_URL": f"sqlite:///{folder}/bench.sqlite3",

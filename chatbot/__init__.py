@@ -43,9 +43,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         hops = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore
 
-    from chatbot.stores import open_store
+    from chatbot.stores import check_it_keeps_data, open_store
 
     idle_seconds = app.config["SESSION_IDLE_DAYS"] * 86400
+    accept_nothing = app.config["REDIS_KEEPS_NOTHING"] == "accept"
+    check_it_keeps_data(app.config.get("CHAT_STORE_URL"), accept_nothing, app.logger.warning)
     app.extensions["chat_store"] = open_store(app.config.get("CHAT_STORE_URL"), app.instance_path, idle_seconds)
 
     from chatbot import admin, auth, cli, files, health, oidc, pages, shares, socket

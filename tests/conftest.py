@@ -112,9 +112,11 @@ def store(app):
 
 def app_environment(tmp_path, **extra: str) -> dict[str, str]:
     """The environment for the app under gunicorn: a fresh store, no .env surprises, and no limits on use (one
-    server takes every test's messages from 127.0.0.1; test_limits.py sets them)."""
+    server takes every test's messages from 127.0.0.1; test_limits.py sets them). The test Redis keeps nothing on
+    disk (make redis), which the chat refuses unless told."""
     return {
         **UNLIMITED,
+        "REDIS_KEEPS_NOTHING": "accept",
         "MODEL_TITLES": "false",
         "SECRET_KEY": "gunicorn-test-secret",
         "CHAT_STORE_URL": f"sqlite:///{tmp_path}/chat.sqlite3",

@@ -3,8 +3,11 @@ while an answer is written. Each is told in plain words, /readyz says so, and no
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,10 +15,12 @@ import pytest
 import redis
 import requests
 
+from chatbot import create_app
 from chatbot.local_model.server import free_port
+from config import ConfigError
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
-from tests.servers import FINISHED, ChatClient, GunicornApp, act, read_until
+from tests.servers import FINISHED, ROOT, ChatClient, GunicornApp, act, read_until
 
 NOTICE = 'id="notice"'
 
@@ -42,15 +47,15 @@ def fill(disk: Path) -> None:
             pass
 
 
-@pytest.fixture
-def own_redis():
-    """A Redis of this test's own on a free port (the shared one must not be filled or killed)."""
+@contextlib.contextmanager
+def running_redis(*options: str):
+    """A Redis of this test's own on a free port, started with `options` (the shared one must not be filled,
+    killed or reconfigured)."""
     port = free_port()
     server = shutil.which("redis-server")
     assert server, "redis-server is not installed: `make test` installs it"
     process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
+        [server, "--port", str(port), "--bind", "127.0.0.1", *options], stdout=subprocess.DEVNULL
     )
     client = redis.Redis(port=port)
     deadline = time.monotonic() + 10
@@ -61,10 +66,19 @@ def own_redis():
         except redis.ConnectionError:
             assert time.monotonic() < deadline, "the test's Redis did not start"
             time.sleep(0.05)
-    yield port, process, client
-    client.close()
-    process.kill()
-    process.wait()
+    try:
+        yield port, process, client
+    finally:
+        client.close()
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def own_redis():
+    """A Redis that keeps nothing on disk, as the test Redis."""
+    with running_redis("--save", "", "--appendonly", "no") as running:
+        yield running
 
 
 def chat_on(tmp_path, fake, **settings: str) -> GunicornApp:
@@ -140,3 +154,35 @@ def test_redis_dying_while_an_answer_is_written_is_told_with_what_arrived(tmp_pa
         page = chat.http.get(chat.page_url, timeout=20)
         assert page.status_code == 503 and "does not answer" in page.text
         assert requests.get(server.url + "/readyz", timeout=10).json()["store"].startswith("The chat's store")
+
+
+def test_a_redis_that_keeps_nothing_on_disk_stops_start_up_with_one_line(tmp_path):
+    """The test Redis keeps nothing (appendonly no, save ""): a restart would empty every account and chat."""
+    url = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', '13')}"
+    with pytest.raises(ConfigError, match=r"keeps nothing on disk.*appendonly yes.*REDIS_KEEPS_NOTHING=accept"):
+        create_app({"SECRET_KEY": "t", "CHAT_STORE_URL": url})
+    assert create_app({"SECRET_KEY": "t", "CHAT_STORE_URL": url, "REDIS_KEEPS_NOTHING": "accept"})
+    environment = {**app_environment(tmp_path), "CHAT_STORE_URL": url, "REDIS_KEEPS_NOTHING": ""}
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", "127.0.0.1:0", "wsgi:app"]
+    started = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 4
+    [line] = [line for line in started.stderr.splitlines() if "Cannot start the chat" in line][:1]
+    assert f"Redis at 127.0.0.1:6379/{url.rsplit('/', 1)[1]} keeps nothing on disk" in line
+    assert "appendonly yes" in line
+
+
+@pytest.mark.parametrize("keeping", [("--appendonly", "yes"), ("--save", "3600 1", "--appendonly", "no")])
+def test_a_redis_that_keeps_its_data_starts_the_chat(tmp_path, keeping):
+    with running_redis("--dir", str(tmp_path), *keeping) as (port, _, _client):
+        assert create_app({"SECRET_KEY": "t", "CHAT_STORE_URL": f"redis://127.0.0.1:{port}/0"})
+
+
+def test_a_redis_that_refuses_config_is_said_unchecked_and_the_chat_starts(tmp_path, caplog):
+    """Managed Redis (ElastiCache, Memorystore) refuses CONFIG: the chat cannot tell, says so and starts."""
+    with running_redis("--save", "", "--appendonly", "no", "--rename-command", "CONFIG", '""') as (port, _, client):
+        with pytest.raises(redis.ResponseError):
+            client.config_get("appendonly")
+        app = create_app({"SECRET_KEY": "t", "CHAT_STORE_URL": f"redis://127.0.0.1:{port}/0"})
+    assert app
+    assert f"Could not check whether Redis at 127.0.0.1:{port}/0 keeps its data on disk" in caplog.text
+    assert "appendonly yes" in caplog.text

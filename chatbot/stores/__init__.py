@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from chatbot.conversations import Store
+from chatbot.stores.failures import StoreUnavailable
+from config import ConfigError
 
 
 def open_store(url: str | None, instance_path: str, idle_seconds: float = 30 * 86400) -> Store:
@@ -16,8 +19,41 @@ def open_store(url: str | None, instance_path: str, idle_seconds: float = 30 * 8
         from chatbot.stores.sqlite import SQLiteStore
 
         return SQLiteStore(url.removeprefix("sqlite:///"), idle_seconds)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if is_redis(url):
         from chatbot.stores.redis import RedisStore
 
         return RedisStore(url, idle_seconds=idle_seconds)
     raise ValueError(f"CHAT_STORE_URL={url!r}: this store is not supported yet")
+
+
+def is_redis(url: str | None) -> bool:
+    return bool(url) and url.startswith(("redis://", "rediss://", "unix://"))
+
+
+def check_it_keeps_data(url: str | None, accept_nothing: bool, warn: Callable[[str], None]) -> None:
+    """Refuse (ConfigError) a Redis store that keeps nothing on disk, unless accepted: its restart would empty
+    every account, so the next stranger to sign up would find no admin. Where it will not say, or does not
+    answer, warn and go on. A SQLite store is a file: nothing to ask."""
+    if not is_redis(url):
+        return
+    from chatbot.stores.redis import RedisStore
+
+    store = RedisStore(url)
+    fix = "set `appendonly yes` in its redis.conf (or CONFIG SET appendonly yes, then CONFIG REWRITE)"
+    try:
+        kept = store.keeps_data()
+    except StoreUnavailable as error:
+        warn(f"Could not check whether the chat's store keeps its data on disk: {error}")
+        return
+    finally:
+        store.db.close()
+    if kept is None:
+        warn(
+            f"Could not check whether Redis at {store.address} keeps its data on disk (it refuses CONFIG, as managed "
+            f"Redis does): make sure it does ({fix}), or a restart of Redis loses every account and chat."
+        )
+    elif not kept and not accept_nothing:
+        raise ConfigError(
+            f"Redis at {store.address} keeps nothing on disk (appendonly no, no save), so a restart of Redis would "
+            f"lose every account and chat: {fix}, or set REDIS_KEEPS_NOTHING=accept for a chat you can lose."
+        )

@@ -83,6 +83,15 @@ class RedisStore:
         if owner:
             pipe.expire(self._key("owner", owner), self.idle_seconds)
 
+    def keeps_data(self) -> bool | None:
+        """Whether Redis keeps its data on disk (an append-only file, or snapshots), so a restart loses none or
+        little of it; None when it will not say (it refuses CONFIG, as managed Redis does)."""
+        try:
+            kept = {**self.db.config_get("appendonly"), **self.db.config_get("save")}
+        except redis.ResponseError:
+            return None
+        return kept.get("appendonly") == "yes" or bool(kept.get("save", "").strip())
+
     def ping(self) -> None:
         self.db.set(self._key("ping"), 1, ex=60)  # a write: a full Redis (maxmemory, MISCONF) answers PING
 
