@@ -144,6 +144,9 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "OIDC_NAME": (_text, "your sign-in provider"),  # as the sign-in button says: "Sign in with Hugging Face"
     "OIDC_ALLOWED_EMAILS": (_lowercase_list, ()),
     "OIDC_ALLOWED_DOMAINS": (_lowercase_list, ()),
+    # Who is an admin: usernames (AUTH=local, AUTH=header) or e-mail addresses (AUTH=oidc), when they sign in.
+    # None: the first account on a chat only this machine reaches; reachable from elsewhere, with the setup code.
+    "ADMINS": (_lowercase_list, ()),
     "AUTH_HEADER": (_text, "X-Forwarded-User"),
     "TRUSTED_PROXY_ADDRESSES": (_origins, ("127.0.0.1", "::1")),  # AUTH_HEADER is believed only from these
     "TOKENS_PER_DAY": (_whole(0, 1_000_000_000), 100_000),  # per account; the admin page can change it
@@ -242,9 +245,10 @@ def bound_to_loopback(binds: tuple[str, ...]) -> bool:
 
 
 def _who_may_chat(config: dict[str, Any]) -> bool:
-    """Set AUTH when it is not set, or stop: never open to others by accident. Whether the chat is open to
-    anyone who can reach it from another machine (the page then says so)."""
+    """Set AUTH when it is not set, or stop: never open to others by accident; REACHABLE: whether other machines
+    reach the chat. Whether it is open to anyone who can reach it from another machine (the page then says so)."""
     reachable = config["PROXY_COUNT"] > 0 or not bound_to_loopback(config["CHAT_BIND"])
+    config["REACHABLE"] = reachable
     if config["AUTH"] is None and reachable:
         where = "behind a proxy" if config["PROXY_COUNT"] else f"on {', '.join(config['CHAT_BIND'])}"
         raise ConfigError(

@@ -64,4 +64,5 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(socket.bp)
     app.register_blueprint(health.bp)
     cli.init_app(app)
+    auth.announce_setup_code_at_start(app)
     return app

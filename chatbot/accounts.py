@@ -7,6 +7,7 @@ so ending a session, every session, or disabling the account takes effect at onc
 
 from __future__ import annotations
 
+import hmac
 import re
 import secrets
 import time
@@ -77,18 +78,56 @@ def everyone(store: Store) -> list[Account]:
     return sorted((Account(**data) for data in store.records(KIND)), key=lambda account: account.created_at)
 
 
-def create(store: Store, username: str, password: str | None, status: str = "pending") -> Account:
-    """Make an account (with no password: signed in by a trusted proxy). The first one is an active admin.
-    SignUpProblem when the name or password will not do, or the name is taken."""
+def create(
+    store: Store, username: str, password: str | None, status: str = "pending", admin: bool = False, first: bool = False
+) -> Account:
+    """Make an account (with no password: signed in by a provider or a trusted proxy); an admin is active at once.
+    `first`: the first admin there is becomes this one (one wins, however many at once). SignUpProblem when the
+    name or password will not do, or the name is taken."""
     username = normalized(username)
     check_new(store, username, password, taken=False)
     account = Account(username, generate_password_hash(password) if password else "", status=status)
+    if admin:
+        make_admin(account)
     if not store.create_record(KIND, username, asdict(account)):
         raise SignUpProblem("That username is taken: choose another.")
-    if store.create_record("site", "first-account", {"username": username}):  # one wins, however many at once
-        account.admin, account.status = True, "active"
+    if (admin or first) and store.create_record("site", "first-account", {"username": username}) and first:
+        make_admin(account)
         save(store, account)
     return account
+
+
+def no_admin_yet(store: Store) -> bool:
+    """Whether no admin was ever made in this store (an emptied store has none)."""
+    return store.load_record("site", "first-account") is None
+
+
+def make_admin(account: Account) -> None:
+    """The account is an active admin (save it to make it so)."""
+    account.admin, account.status = True, "active"
+
+
+def setup_code(store: Store) -> tuple[str, bool]:
+    """The one-time code with which an admin signs up on a chat reachable from elsewhere, and whether it was made
+    now (then whoever runs the chat must be shown it)."""
+    kept = store.load_record("site", "setup-code")
+    if kept:
+        return kept["code"], False
+    code = "-".join(secrets.token_hex(2).upper() for _ in range(3))
+    if store.create_record("site", "setup-code", {"code": code}):
+        return code, True
+    return setup_code(store)  # made meanwhile by another worker
+
+
+def use_setup_code(store: Store, given: str) -> bool:
+    """Whether `given` is the setup code and this is its one use (of any number at once)."""
+    kept = store.load_record("site", "setup-code")
+    if not kept or not hmac.compare_digest(given.strip().upper().encode(), kept["code"].encode()):
+        return False
+    if not store.create_record("setup-code-used", kept["code"], {}):
+        return False
+    store.delete_record("site", "setup-code")
+    return True
 
 
 def check_new(store: Store, username: str, password: str | None, taken: bool = True) -> None:

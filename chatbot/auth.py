@@ -5,11 +5,12 @@ before any page or socket sees it (`g.account`)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, abort, current_app, g, redirect, render_template, request, session, url_for
 
 from chatbot import accounts, oidc
 from chatbot.limits import address_key
 from chatbot.pages import store
+from chatbot.stores.failures import StoreUnavailable
 
 bp = Blueprint("auth", __name__)
 PUBLIC = {
@@ -65,13 +66,78 @@ def proxy_account() -> accounts.Account | None:
     name = request.headers.get(current_app.config["AUTH_HEADER"], "").strip().lower()
     if not name or direct not in current_app.config["TRUSTED_PROXY_ADDRESSES"]:
         return None
+    account = named_account(name)
+    return account if account and account.status == "active" else None
+
+
+def named_account(name: str) -> accounts.Account | None:
+    """The account a proxy or a provider signed in, made on its first visit; None for a name it cannot take."""
     account = accounts.load(store(), name)
     if account is None:
+        admin = name in current_app.config["ADMINS"]
         try:
-            account = accounts.create(store(), name, None, status="active")
+            account = accounts.create(store(), name, None, status="active", admin=admin, first=admin_by_arrival())
         except accounts.SignUpProblem:
             account = accounts.load(store(), name)  # made meanwhile by another request, or a name it cannot take
-    return account if account and account.status == "active" else None
+    return named_admin(account)
+
+
+def admin_by_arrival() -> bool:
+    """Whether the first account becomes the admin by arriving first: only without ADMINS, on a chat that this
+    machine alone reaches (from elsewhere, the admin signs up with the setup code)."""
+    return not current_app.config["ADMINS"] and not current_app.config["REACHABLE"]
+
+
+def named_admin(account: accounts.Account | None) -> accounts.Account | None:
+    """An account that ADMINS names is an active admin when it signs in (one an admin disabled stays out)."""
+    if account and account.username in current_app.config["ADMINS"] and account.status != "disabled":
+        if not account.admin or account.status != "active":
+            accounts.make_admin(account)
+            accounts.save(store(), account)
+    return account
+
+
+def admins_to_come() -> bool:
+    """Whether an admin may still sign up with the setup code: AUTH=local on a chat reachable from elsewhere,
+    with a name in ADMINS that has no account yet, or without ADMINS no admin yet."""
+    config = current_app.config
+    if config["AUTH"] != "local" or not config["REACHABLE"]:
+        return False
+    if config["ADMINS"]:
+        return any(accounts.load(store(), name) is None for name in config["ADMINS"])
+    return accounts.no_admin_yet(store())
+
+
+def announce_setup_code_at_start(app: Flask) -> None:
+    """The setup code in the log at start while an admin may sign up with it; a store that does not answer now
+    is left for the sign-up page, which prints the code when it makes one."""
+    with app.app_context():
+        try:
+            if admins_to_come():
+                announce_setup_code()
+        except StoreUnavailable as error:
+            app.logger.warning("Could not read the accounts at start: %s", error)
+
+
+def needs_setup_code(username: str) -> bool:
+    """Whether signing up this name makes an admin on a chat reachable from elsewhere: a name in ADMINS or,
+    without ADMINS, anyone while there is no admin."""
+    config = current_app.config
+    if not config["REACHABLE"]:
+        return False
+    return username in config["ADMINS"] if config["ADMINS"] else accounts.no_admin_yet(store())
+
+
+def announce_setup_code(made_only: bool = False) -> None:
+    """Print the setup code in the log for whoever runs the chat (as Jupyter prints its token): at start while
+    an admin may sign up with it, and whenever a new one is made."""
+    code, made = accounts.setup_code(store())
+    if made or not made_only:
+        current_app.logger.warning(
+            "An admin has yet to sign up. Sign up at /sign-up with the setup code %s (it works once), or run "
+            "`flask --app wsgi create-admin NAME` on this server.",
+            code,
+        )
 
 
 @bp.app_context_processor
@@ -117,7 +183,7 @@ def sign_in():
     if too_many("sign-in", username, SIGN_INS_PER_ACCOUNT, SIGN_INS_PER_ADDRESS):
         problem = "Too many sign-in attempts: wait 15 minutes, then try again."
         return render_template("auth/sign_in.html", problem=problem, username=username), 429
-    account = accounts.check_password(store(), username, request.form.get("password", ""))
+    account = named_admin(accounts.check_password(store(), username, request.form.get("password", "")))
     if account is not None and account.status == "pending":
         problem = "Your account waits for an admin's approval: try again once they have let you in."
         return render_template("auth/sign_in.html", problem=problem, username=username), 403
@@ -141,12 +207,7 @@ def oidc_callback():
     email, problem = oidc.verified_email()
     if email is None:
         return oidc.sign_in_page(problem, 403)
-    account = accounts.load(store(), email)
-    if account is None:
-        try:
-            account = accounts.create(store(), email, None, status="active")
-        except accounts.SignUpProblem:  # made meanwhile, or an address that is not a username
-            account = accounts.load(store(), email)
+    account = named_account(email)
     if account is None or account.status != "active":
         return oidc.sign_in_page("This account is disabled: ask the chat's admin.", 403)
     return begin_session(account) or oidc.sign_in_page("This account is disabled: ask the chat's admin.", 403)
@@ -154,14 +215,17 @@ def oidc_callback():
 
 @bp.route("/sign-up", methods=["GET", "POST"])
 def sign_up():
-    """A new account: the first is the admin; later ones wait for approval, or need an invitation."""
+    """A new account: the admin (the first here, or with the setup code); later ones wait for approval, or need
+    an invitation."""
     if current_app.config["AUTH"] != "local":
         abort(404)
-    first = not accounts.everyone(store())
+    first = admin_by_arrival() and accounts.no_admin_yet(store())
+    setup = admins_to_come()
     invitation_only = accounts.site_settings(store(), current_app.config)["signups"] == "invitation" and not first
     if request.method == "GET" or invitation_only:
         status = 403 if invitation_only and request.method == "POST" else 200
-        return render_template("auth/sign_up.html", first=first, invitation_only=invitation_only), status
+        page = render_template("auth/sign_up.html", first=first, setup=setup, invitation_only=invitation_only)
+        return page, status
     return made_account(request.form, status="pending", token="")
 
 
@@ -176,21 +240,35 @@ def join(token: str):
 
 
 def made_account(form, status: str, token: str):  # type: ignore[no-untyped-def]
-    """Make the account (an invitation is used up only by an account made with it)."""
+    """Make the account (an invitation is used up only by an account made with it; the setup code by the admin's
+    account on a chat reachable from elsewhere, which an invitation, made by an admin, stands in for)."""
     username, password = accounts.normalized(form.get("username", "")), form.get("password", "")
+    page = {"username": username, "token": token, "setup": not token and admins_to_come()}
     if too_many("sign-up", username, SIGN_INS_PER_ACCOUNT, SIGN_UPS_PER_ADDRESS):
         problem = "Too many sign-ups from your network address: wait 15 minutes, then try again."
-        return render_template("auth/sign_up.html", problem=problem, username=username, token=token), 429
+        return render_template("auth/sign_up.html", problem=problem, **page), 429
     try:
         accounts.check_new(store(), username, password)
+        coded = not token and needs_setup_code(username)
+        if coded and not accounts.use_setup_code(store(), form.get("setup_code", "")):
+            announce_setup_code(made_only=True)
+            return render_template("auth/sign_up.html", problem=setup_code_problem(username), **page), 403
         if token and not accounts.use_invitation(store(), token):
             abort(404)
-        account = accounts.create(store(), username, password, status=status)
+        admin = coded or username in current_app.config["ADMINS"]
+        account = accounts.create(store(), username, password, status, admin=admin, first=admin_by_arrival())
     except accounts.SignUpProblem as problem:
-        return render_template("auth/sign_up.html", problem=str(problem), username=username, token=token), 400
+        return render_template("auth/sign_up.html", problem=str(problem), **page), 400
     if account.status == "active":
         return begin_session(account) or redirect(url_for("auth.sign_in"))
     return render_template("auth/sign_up.html", waiting=True), 202
+
+
+def setup_code_problem(username: str) -> str:
+    where = "the setup code printed in the chat's log (whoever runs the chat has it)"
+    if current_app.config["ADMINS"]:
+        return f"{username} is one of this chat's admins (ADMINS): signing up as {username} takes {where}."
+    return f"This chat has no admin yet: its admin signs up first, with {where}. Then sign up again."
 
 
 @bp.post("/sign-out")

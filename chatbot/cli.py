@@ -1,4 +1,4 @@
-"""flask commands: `serve` (what `make run` runs) and `local-model`."""
+"""flask commands: `serve` (what `make run` runs), `local-model`, `doctor` and `create-admin`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
+from chatbot import accounts
 from chatbot.doctor import diagnose
 from chatbot.local_model.server import MODEL_NAME, RECOMMENDED, LocalModelServer
 from chatbot.local_model.supervisor import Supervisor
@@ -104,7 +105,36 @@ def doctor_command() -> None:
         sys.exit(1)
 
 
+@click.command("create-admin")
+@with_appcontext
+@click.argument("name")
+def create_admin_command(name: str) -> None:
+    """Make NAME an admin: a username, or with AUTH=oidc an e-mail address. A new account under AUTH=local gets
+    the password typed here (asked twice, hidden, as createsuperuser and htpasswd do: it is never shown or
+    logged); an existing account keeps its own."""
+    store, mode = current_app.extensions["chat_store"], current_app.config["AUTH"]
+    if mode == "none":
+        raise click.ClickException("AUTH=none has no accounts: set AUTH=local, oidc or header first.")
+    name = accounts.normalized(name)
+    account = accounts.load(store, name)
+    if account is not None:
+        accounts.make_admin(account)
+        accounts.save(store, account)
+        click.echo(f"{name} is an admin now (its password is unchanged).")
+        return
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=True) if mode == "local" else None
+    try:
+        accounts.create(store, name, password, admin=True)
+    except accounts.SignUpProblem as problem:
+        raise click.ClickException(str(problem)) from None
+    if password:
+        click.echo(f"{name} is an admin: sign in as {name} with the password you typed.")
+    else:
+        click.echo(f"{name} is an admin: they sign in as usual.")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(doctor_command)
     app.cli.add_command(serve_command)
     app.cli.add_command(local_model_command)
+    app.cli.add_command(create_admin_command)

@@ -2,12 +2,14 @@
 end everywhere at once, chats that follow the account, the admin page, and limits per account."""
 
 import json
+import os
 import re
 import subprocess
 import sys
 import time
 
 import pytest
+import redis
 import requests
 import websocket
 
@@ -22,11 +24,11 @@ from tests.test_pages import csrf
 PASSWORD = "correct horse battery"
 
 
-def sign_up(client, username, password=PASSWORD, path="/sign-up"):
+def sign_up(client, username, password=PASSWORD, path="/sign-up", **fields):
     """Post the sign-up form as a browser would (a page with a form first, for the session's CSRF token)."""
     client.get(path)
     token = csrf(client.get("/sign-in").text)
-    return client.post(path, data={"csrf_token": token, "username": username, "password": password})
+    return client.post(path, data={"csrf_token": token, "username": username, "password": password, **fields})
 
 
 def sign_in(client, username, password=PASSWORD):
@@ -318,3 +320,84 @@ def test_a_csrf_token_in_any_characters_is_refused_not_a_crash(make_app):
     client = make_app().test_client()
     client.get("/sign-in")
     assert client.post("/sign-in", data={"csrf_token": "é", "username": "a", "password": "b"}).status_code == 400
+
+
+@pytest.fixture
+def on_redis(make_app):
+    """Makes the app with accounts on the test's own Redis database (it keeps nothing on disk, like Debian's
+    default Redis), reachable from elsewhere; and a function that empties that Redis, as its restart does."""
+    url = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_ACCOUNTS_DB', '11')}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    reachable = {"CHAT_STORE_URL": url, "REDIS_KEEPS_NOTHING": "accept", "CHAT_BIND": ("0.0.0.0:8000",)}
+    yield lambda **settings: make_app(**reachable, **settings), client.flushdb
+    client.flushdb()
+    client.close()
+
+
+def setup_code(log: str) -> str:
+    """The last setup code the chat printed in its log."""
+    return re.findall(r"the setup code (\S+) ", log)[-1]
+
+
+def test_after_the_store_loses_its_data_a_stranger_does_not_become_the_admin(on_redis, caplog):
+    """The issue's attack: ada signs up, Redis restarts empty, mallory signs up and was the admin."""
+    make, empty_the_store = on_redis
+    app = make()
+    ada, mallory = app.test_client(), app.test_client()
+    refused = sign_up(ada, "ada")  # reachable from elsewhere: the first account needs the code from the log
+    assert refused.status_code == 403 and "setup code" in refused.text
+    assert sign_up(ada, "ada", setup_code=setup_code(caplog.text)).status_code == 302
+    assert ada.get("/admin/").status_code == 200
+    used = setup_code(caplog.text)
+    empty_the_store()
+    for code in ("", used, "0000-0000-0000"):
+        refused = sign_up(mallory, "mallory", setup_code=code)
+        assert refused.status_code == 403
+        assert "has no admin yet" in refused.text and "setup code printed in the chat's log" in refused.text
+    assert mallory.get("/admin/").status_code != 200
+    assert setup_code(caplog.text) != used  # a new one, printed for whoever runs the chat
+
+
+def test_the_admins_are_the_names_in_admins_and_nobody_else_by_arriving_first(on_redis, caplog):
+    make, empty_the_store = on_redis
+    app = make(ADMINS=("ada",))
+    mallory, ada = app.test_client(), app.test_client()
+    assert sign_up(mallory, "mallory").status_code == 202  # the first to arrive waits for an admin
+    assert sign_up(mallory, "ada").status_code == 403  # ada's name needs the setup code
+    assert sign_up(ada, "ada", setup_code=setup_code(caplog.text)).status_code == 302
+    assert ada.get("/admin/").status_code == 200
+    empty_the_store()
+    assert sign_up(mallory, "mallory").status_code == 202
+    assert sign_in(mallory, "mallory").status_code != 302 and mallory.get("/admin/").status_code != 200
+
+
+def test_a_name_in_admins_is_an_admin_when_it_signs_in(make_app):
+    app = make_app()
+    sign_up(app.test_client(), "ada")
+    bob = app.test_client()
+    sign_up(bob, "bob")  # waits for approval
+    app = make_app(ADMINS=("bob",))  # the same store, now naming bob
+    bob = app.test_client()
+    assert sign_in(bob, "bob").status_code == 302
+    assert bob.get("/admin/").status_code == 200
+
+
+def test_the_setup_code_is_printed_at_start_only_while_an_admin_may_sign_up_with_it(on_redis, caplog):
+    make, _ = on_redis
+    make()
+    code = setup_code(caplog.text)
+    assert "Sign up at /sign-up with the setup code" in caplog.text and "create-admin" in caplog.text
+    caplog.clear()
+    make()  # another worker, or a restart: the same code
+    assert setup_code(caplog.text) == code
+    sign_up(make().test_client(), "ada", setup_code=code)
+    caplog.clear()
+    make()
+    assert "setup code" not in caplog.text
+
+
+def test_on_this_machine_alone_the_first_account_is_the_admin_as_before(make_app, caplog):
+    app = make_app()
+    assert sign_up(app.test_client(), "ada").status_code == 302
+    assert "setup code" not in caplog.text

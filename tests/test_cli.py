@@ -13,6 +13,7 @@ import requests
 from chatbot.local_model.server import free_port
 from tests.conftest import app_environment
 from tests.servers import FINISHED, ROOT, ChatClient
+from tests.test_accounts import sign_in, sign_up
 
 
 def wait_for(url, process, seconds=120):
@@ -85,3 +86,30 @@ def test_serve_starts_the_local_model_restarts_it_and_ctrl_c_stops_both(tmp_path
             raise AssertionError(f"{url} still answers after Ctrl-C")
         except requests.ConnectionError:
             pass
+
+
+def test_create_admin_makes_an_admin_from_the_servers_shell(make_app):
+    app = make_app(CHAT_BIND=("0.0.0.0:8000",))  # reachable: nobody becomes the admin by signing up first
+    runner = app.test_cli_runner()
+    made = runner.invoke(args=["create-admin", "Ada"], input="correct horse battery\ncorrect horse battery\n")
+    assert made.exit_code == 0, made.output
+    assert "ada is an admin: sign in as ada with the password you typed" in made.output
+    assert "correct horse battery" not in made.output  # asked for hidden, never shown
+    client = app.test_client()
+    assert sign_in(client, "ada").status_code == 302 and client.get("/admin/").status_code == 200
+
+    short = runner.invoke(args=["create-admin", "bob"], input="short\nshort\n")
+    assert short.exit_code == 1 and "A password has 10 to 1024 characters" in short.output
+    sign_up(app.test_client(), "bob")  # waits for approval
+    promoted = runner.invoke(args=["create-admin", "bob"])
+    assert promoted.exit_code == 0 and "bob is an admin now (its password is unchanged)" in promoted.output
+    bob = app.test_client()
+    assert sign_in(bob, "bob").status_code == 302 and bob.get("/admin/").status_code == 200
+
+
+def test_create_admin_names_whom_a_proxy_signs_in_and_says_when_there_are_no_accounts(make_app):
+    app = make_app(AUTH="header")
+    made = app.test_cli_runner().invoke(args=["create-admin", "ops@example.org"])
+    assert made.exit_code == 0 and "ops@example.org is an admin: they sign in as usual" in made.output
+    open_chat = make_app(AUTH="none").test_cli_runner().invoke(args=["create-admin", "ada"])
+    assert open_chat.exit_code == 1 and "AUTH=none has no accounts" in open_chat.output
