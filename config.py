@@ -144,6 +144,8 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "OIDC_NAME": (_text, "your sign-in provider"),  # as the sign-in button says: "Sign in with Hugging Face"
     "OIDC_ALLOWED_EMAILS": (_lowercase_list, ()),
     "OIDC_ALLOWED_DOMAINS": (_lowercase_list, ()),
+    # true: an address the provider does not say is verified counts (only for providers that verify every one)
+    "OIDC_TRUST_UNVERIFIED_EMAIL": (_boolean, False),
     # Who is an admin: usernames (AUTH=local, AUTH=header) or e-mail addresses (AUTH=oidc), when they sign in.
     # None: the first account on a chat only this machine reaches; reachable from elsewhere, with the setup code.
     "ADMINS": (_lowercase_list, ()),

@@ -1,7 +1,8 @@
 """AUTH=oidc: sign in with any OpenID Connect provider (Hugging Face, Google, Keycloak, Authelia, GitHub through
 a broker) by its issuer URL, client id and secret. Authlib does the protocol: the authorization code flow with
 PKCE (S256), the state and nonce checked, the ID token's signature checked against the provider's keys (JWKS).
-Who may enter: OIDC_ALLOWED_EMAILS and OIDC_ALLOWED_DOMAINS, on a verified e-mail address."""
+Who may enter: OIDC_ALLOWED_EMAILS and OIDC_ALLOWED_DOMAINS, on an e-mail address the provider says is verified
+(`email_verified` true, from the ID token or else from the UserInfo endpoint)."""
 
 from __future__ import annotations
 
@@ -57,8 +58,10 @@ def verified_email() -> tuple[str | None, str]:
         current_app.logger.warning("an OpenID Connect sign-in failed: %s", type(error).__name__)
         return None, f"The sign-in with {current_app.config['OIDC_NAME']} did not succeed ({type(error).__name__})."
     claims = token.get("userinfo") or {}
+    if not claims.get("email"):
+        claims = _claims_from_userinfo(token, claims.get("sub"))
     email = str(claims.get("email") or "").strip().lower()
-    if not email or claims.get("email_verified") is False:
+    if not email or not _verified(claims.get("email_verified")):
         return None, f"{current_app.config['OIDC_NAME']} did not give a verified e-mail address."
     domain = email.rsplit("@", 1)[-1]
     if (
@@ -67,6 +70,24 @@ def verified_email() -> tuple[str | None, str]:
     ):
         return None, f"{email} may not use this chat: ask its admin to allow your address or your domain."
     return email, ""
+
+
+def _claims_from_userinfo(token: dict, subject: str | None) -> dict:
+    """The person's claims from the UserInfo endpoint, where a provider may give them alone (OIDC Core 5.4);
+    none when they are about another person than the ID token names (5.3.4), or the endpoint fails."""
+    try:
+        claims = _client().userinfo(token=token)
+    except (OAuthError, requests.RequestException, ValueError, KeyError) as error:
+        current_app.logger.warning("the OpenID Connect UserInfo endpoint failed: %s", type(error).__name__)
+        return {}
+    return claims if subject and claims.get("sub") == subject else {}
+
+
+def _verified(said: object) -> bool:
+    """Only a boolean true verifies an address; OIDC_TRUST_UNVERIFIED_EMAIL (for providers that verify every
+    address) takes any answer but a no."""
+    trusted = current_app.config["OIDC_TRUST_UNVERIFIED_EMAIL"] and str(said).lower() != "false"
+    return said is True or trusted
 
 
 def sign_in_page(problem: str = "", status: int = 200):  # type: ignore[no-untyped-def]

@@ -72,6 +72,9 @@ def test_sign_in_with_the_provider_makes_the_account_and_the_first_is_the_admin(
         ({"sub": "3", "email": "mallory@evil.example", "email_verified": True}, "may not use this chat"),
         ({"sub": "4", "email": "bob@example.org", "email_verified": False}, "did not give a verified e-mail"),
         ({"sub": "5"}, "did not give a verified e-mail"),
+        ({"sub": "6", "email": "bob@example.org"}, "did not give a verified e-mail"),  # no email_verified claim
+        ({"sub": "7", "email": "bob@example.org", "email_verified": "false"}, "did not give a verified e-mail"),
+        ({"sub": "8", "email": "bob@example.org", "email_verified": "true"}, "did not give a verified e-mail"),
     ],
 )
 def test_only_allowed_verified_addresses_enter(app, provider, person, said):
@@ -122,3 +125,30 @@ def test_a_provider_that_does_not_answer_is_said_so(tmp_path, fake):
     assert answer.status_code == 503
     assert "Example ID does not answer (ConnectionError), so nobody can sign in right now" in answer.text
     assert f"check OIDC_ISSUER ({closed})" in answer.text
+
+
+def test_a_provider_known_to_verify_every_address_can_be_trusted_to(app, provider):
+    """OIDC_TRUST_UNVERIFIED_EMAIL: for providers that verify every address and send no email_verified claim."""
+    app.config["OIDC_TRUST_UNVERIFIED_EMAIL"] = True
+    provider.next_person = {"sub": "6", "email": "bob@example.org"}
+    assert sign_in(app.test_client()).status_code == 302
+    provider.next_person = {"sub": "7", "email": "carol@example.org", "email_verified": False}  # said: not verified
+    assert sign_in(app.test_client()).status_code == 403
+
+
+def test_a_provider_that_gives_the_address_from_userinfo_alone_signs_people_in(app, provider):
+    """OIDC Core 5.4: with the code flow the claims may come from the UserInfo endpoint only."""
+    provider.claims_in_userinfo_only = True
+    client = app.test_client()
+    assert sign_in(client).status_code == 302
+    assert provider.userinfo_asked == 1
+    assert "Signed in as <strong>ada@example.org</strong>" in client.get("/", follow_redirects=True).text
+
+
+def test_userinfo_about_someone_else_signs_nobody_in(app, provider):
+    """OIDC Core 5.3.4: the UserInfo answer's sub must be the ID token's, or it may be about another person."""
+    provider.claims_in_userinfo_only, provider.forge = True, "userinfo"
+    client = app.test_client()
+    refused = sign_in(client)
+    assert refused.status_code == 403 and "did not give a verified e-mail" in refused.text
+    assert client.get("/").location == "/sign-in"

@@ -2,9 +2,11 @@
 
 It speaks what a provider's docs promise: a discovery document, an authorization endpoint that signs in
 `next_person` at once and sends the browser back with a code, a token endpoint that checks the client's secret,
-the redirect URI and the PKCE verifier against the challenge (S256), ID tokens signed with RS256, and the
-public key at the JWKS endpoint. `forge` makes it misbehave as an attacker's would: a token signed with another
-key, the wrong nonce, the wrong audience.
+the redirect URI and the PKCE verifier against the challenge (S256), ID tokens signed with RS256, the public key
+at the JWKS endpoint, and a UserInfo endpoint for the access token. `claims_in_userinfo_only` gives the person's
+claims from UserInfo alone, as OIDC Core 5.4 allows (the ID token then names only `sub`). `forge` makes it
+misbehave as an attacker's would: a token signed with another key, the wrong nonce, the wrong audience, or a
+UserInfo answer about someone else ("userinfo").
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ class OpenIDProvider:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "key-1"})
         self.other_key = RSAKey.generate_key(2048, parameters={"kid": "key-1"})  # the same kid: a forger's
         self.next_person: dict[str, Any] = {"sub": "1", "email": "ada@example.org", "email_verified": True}
-        self.forge: str | None = None  # "signature", "nonce" or "audience"
+        self.forge: str | None = None  # "signature", "nonce", "audience" or "userinfo"
+        self.claims_in_userinfo_only = False
+        self.userinfo_asked = 0
+        self._access: dict[str, dict[str, Any]] = {}  # access token -> the person it was given for
         self.authorizations: list[dict[str, str]] = []  # the query of each authorization request
         self._codes: dict[str, dict[str, Any]] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -51,6 +56,7 @@ class OpenIDProvider:
             "authorization_endpoint": self.issuer + "/authorize",
             "token_endpoint": self.issuer + "/token",
             "jwks_uri": self.issuer + "/jwks",
+            "userinfo_endpoint": self.issuer + "/userinfo",
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
@@ -81,22 +87,35 @@ class OpenIDProvider:
         ):
             return 400, {"error": "invalid_grant", "error_description": "PKCE verification failed"}
         now = int(time.time())
+        person = granted["person"]
+        if self.claims_in_userinfo_only:
+            person = {"sub": person.get("sub", "")}
         claims = {
             "iss": self.issuer,
             "aud": "someone-else" if self.forge == "audience" else CLIENT_ID,
             "iat": now,
             "exp": now + 300,
             "nonce": "not-the-nonce" if self.forge == "nonce" else granted["query"].get("nonce"),
-            **granted["person"],
+            **person,
         }
         key = self.other_key if self.forge == "signature" else self.key
         id_token = jwt.encode({"alg": "RS256", "kid": "key-1"}, claims, key)
+        access_token = secrets.token_urlsafe(16)
+        self._access[access_token] = granted["person"]
         return 200, {
-            "access_token": secrets.token_urlsafe(16),
+            "access_token": access_token,
             "token_type": "Bearer",
             "expires_in": 300,
             "id_token": id_token,
         }
+
+    def userinfo(self, authorization: str) -> tuple[int, dict[str, Any]]:
+        """The claims about the person the access token was given for (OIDC Core 5.3)."""
+        self.userinfo_asked += 1
+        person = self._access.get(authorization.removeprefix("Bearer "))
+        if person is None:
+            return 401, {"error": "invalid_token"}
+        return 200, {**person, "sub": "someone-else"} if self.forge == "userinfo" else person
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         provider = self
@@ -111,6 +130,8 @@ class OpenIDProvider:
                     self._json(200, provider.discovery())
                 elif parts.path == "/jwks":
                     self._json(200, {"keys": [provider.key.as_dict(private=False)]})
+                elif parts.path == "/userinfo":
+                    self._json(*provider.userinfo(self.headers.get("Authorization", "")))
                 elif parts.path == "/authorize":
                     query = {key: values[0] for key, values in parse_qs(parts.query).items()}
                     self.send_response(302)
