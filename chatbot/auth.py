@@ -5,6 +5,8 @@ before any page or socket sees it (`g.account`)."""
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Flask, abort, current_app, g, redirect, render_template, request, session, url_for
 
 from chatbot import accounts, oidc
@@ -26,7 +28,10 @@ PUBLIC = {
     "shares.shared_file",  # and the files its owner included
 }
 SIGN_IN_WINDOW = 900  # sign-in attempts are counted per 15 minutes
-SIGN_INS_PER_ACCOUNT, SIGN_INS_PER_ADDRESS = 10, 50
+SIGN_INS_PER_ACCOUNT, SIGN_INS_PER_ADDRESS = 10, 50  # per account from one address; per address in all
+# Wrong passwords for one account from anywhere in the window, after which each try at it waits: an attacker
+# with many addresses is slowed, and the owner, from any address of theirs, still gets in.
+FAILURES_BEFORE_SLOWER, SLOWER_SECONDS = 10, 1.0
 SIGN_UPS_PER_ADDRESS = 10
 WRONG = "That username and password do not match an account that may sign in."
 
@@ -162,13 +167,24 @@ def begin_session(account: accounts.Account):  # type: ignore[no-untyped-def]
 
 
 def too_many(kind: str, username: str, per_account: int, per_address: int) -> bool:
-    """Count one sign-in (or sign-up) try for the name, however it is written, and for the address."""
-    name = username if not accounts.username_problem(username) else "(not a username)"
+    """Count one sign-in (or sign-up) try for the name, however it is written, from this address, and one for
+    the address: a try at an account from elsewhere is never refused for these."""
+    address = address_key(request.remote_addr)
     counts = (
-        (f"{kind}:account:{name}", per_account),
-        (f"{kind}:address:{address_key(request.remote_addr)}", per_address),
+        (f"{kind}:account:{counted_name(username)}:from:{address}", per_account),
+        (f"{kind}:address:{address}", per_address),
     )
     return any(store().add_to_count(key, 1, SIGN_IN_WINDOW) > allowed for key, allowed in counts)
+
+
+def counted_name(username: str) -> str:
+    """The name a try is counted under: a name that is no username is nobody's account."""
+    return username if not accounts.username_problem(username) else "(not a username)"
+
+
+def failures_of(username: str, adding: int = 0) -> int:
+    """Wrong passwords for this account from anywhere in the window (adding 0: only read)."""
+    return store().add_to_count(f"sign-in:failures:{counted_name(username)}", adding, SIGN_IN_WINDOW)
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
@@ -181,9 +197,13 @@ def sign_in():
         return render_template("auth/sign_in.html")
     username = accounts.normalized(request.form.get("username", ""))
     if too_many("sign-in", username, SIGN_INS_PER_ACCOUNT, SIGN_INS_PER_ADDRESS):
-        problem = "Too many sign-in attempts: wait 15 minutes, then try again."
+        problem = "Too many sign-in attempts from your network address: wait 15 minutes, then try again."
         return render_template("auth/sign_in.html", problem=problem, username=username), 429
+    if failures_of(username) >= FAILURES_BEFORE_SLOWER:
+        time.sleep(SLOWER_SECONDS)  # someone is guessing this account's password: slow every try, refuse none
     account = named_admin(accounts.check_password(store(), username, request.form.get("password", "")))
+    if account is None:
+        failures_of(username, 1)
     if account is not None and account.status == "pending":
         problem = "Your account waits for an admin's approval: try again once they have let you in."
         return render_template("auth/sign_in.html", problem=problem, username=username), 403

@@ -13,7 +13,7 @@ import redis
 import requests
 import websocket
 
-from chatbot import accounts
+from chatbot import accounts, auth
 from config import ConfigError, load_config
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
@@ -401,3 +401,23 @@ def test_on_this_machine_alone_the_first_account_is_the_admin_as_before(make_app
     app = make_app()
     assert sign_up(app.test_client(), "ada").status_code == 302
     assert "setup code" not in caplog.text
+
+
+def test_wrong_passwords_from_anywhere_never_lock_the_owner_out(make_app):
+    """The issue's lockout: ten wrong passwords for victim from anywhere made victim's own fail for 15 minutes."""
+    app = make_app()
+    sign_up(app.test_client(), "victim")
+    attacker = app.test_client()
+    attacker.environ_base["REMOTE_ADDR"] = "203.0.113.66"
+    for _ in range(10):
+        assert sign_in(attacker, "victim", "a wrong guess").status_code == 401
+    assert sign_in(attacker, "victim").status_code == 429  # this address has had its tries at this account
+    victim = app.test_client()
+    victim.environ_base["REMOTE_ADDR"] = "198.51.100.5"  # a fresh address
+    started = time.monotonic()
+    assert sign_in(victim, "victim").status_code == 302
+    slowed = time.monotonic() - started
+    assert slowed >= auth.SLOWER_SECONDS  # the account under attack: each try waits, none is refused
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "198.51.100.6"
+    assert sign_in(other, "victim", "another guess").status_code == 401
