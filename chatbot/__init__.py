@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import load_config
 
@@ -40,8 +39,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update({key: value for key, value in limits.items() if key not in (overrides or {})})
 
     if app.config["PROXY_COUNT"]:  # behind nginx: trust its X-Forwarded-For/Proto/Host, that many hops
-        hops = app.config["PROXY_COUNT"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore
+        app.wsgi_app = security.FromTrustedProxies(
+            app.wsgi_app, app.config["PROXY_COUNT"], app.config["TRUSTED_PROXY_ADDRESSES"]
+        )  # type: ignore
 
     from chatbot.stores import check_it_keeps_data, open_store
 

@@ -1,13 +1,15 @@
-"""The browser session's owner id, CSRF tokens for forms, and security headers."""
+"""The browser session's owner id, CSRF tokens for forms, security headers, and what a proxy is believed."""
 
 from __future__ import annotations
 
 import hmac
 import os
 import secrets
+from typing import Any
 
 from flask import Flask, abort, g, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import bound_to_loopback
 
@@ -82,6 +84,19 @@ def secret_key(instance_path: str) -> str:
             os.unlink(temporary)
     with open(path) as file:
         return file.read().strip()
+
+
+class FromTrustedProxies:
+    """ProxyFix for requests from TRUSTED_PROXY_ADDRESSES alone: a client that reaches gunicorn directly cannot
+    name its own address (and dodge every limit per address), scheme or host."""
+
+    def __init__(self, app: Any, hops: int, trusted: tuple[str, ...]) -> None:
+        self.direct, self.trusted = app, trusted
+        self.through_proxy = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        believed = environ.get("REMOTE_ADDR") in self.trusted
+        return (self.through_proxy if believed else self.direct)(environ, start_response)
 
 
 class SessionInterface(SecureCookieSessionInterface):

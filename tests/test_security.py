@@ -22,6 +22,7 @@ from chatbot.services.inference import Backend, Parameters
 from config import ConfigError, load_config
 from tests.fakes.hf_server import TOKEN
 from tests.servers import FINISHED, ChatClient, act, read_until
+from tests.test_pages import csrf
 
 
 def test_a_body_over_the_limit_gets_413_before_it_is_read(gunicorn_on_fake):
@@ -93,6 +94,36 @@ def test_behind_a_proxy_the_public_name_must_be_given():
     )
     with pytest.raises(ConfigError, match="without scheme or port"):
         load_config({"ALLOWED_HOSTS": "https://chat.example.com"})
+
+
+def test_forwarded_addresses_are_believed_only_from_the_trusted_proxy(make_app):
+    """With PROXY_COUNT, a client that reaches gunicorn directly named any address it liked in X-Forwarded-For,
+    and dodged every limit per address."""
+    app = make_app(PROXY_COUNT=1, ALLOWED_HOSTS=("chat.example.org",), TRUSTED_PROXY_ADDRESSES=("10.0.0.2",))
+
+    def sign_ups(peer: str) -> list[int]:
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = peer
+        token = csrf(client.get("/sign-up", headers={"Host": "chat.example.org"}).text)
+        return [
+            client.post(
+                "/sign-up",
+                data={"csrf_token": token, "username": f"someone{n}", "password": "correct horse battery"},
+                headers={"Host": "chat.example.org", "X-Forwarded-For": f"203.0.113.{n}"},
+            ).status_code
+            for n in range(11)
+        ]
+
+    assert 429 not in sign_ups("10.0.0.2")  # the proxy: each forwarded address has its own ten tries
+    assert sign_ups("198.51.100.1")[-1] == 429  # a client of its own: counted as what it is
+
+
+def test_a_host_name_the_chat_does_not_serve_gets_400_with_accounts_too(make_app, caplog):
+    client = make_app().test_client()
+    for method in (client.get, client.post):
+        answer = method("/", headers={"Host": "evil.example"})
+        assert answer.status_code == 400
+    assert "Traceback" not in caplog.text and "Exception on" not in caplog.text
 
 
 def test_credentials_in_api_url_never_reach_a_message(tmp_path):
