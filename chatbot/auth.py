@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, Flask, abort, current_app, g, redirect, render_template, request, session, url_for
+from werkzeug.exceptions import SecurityError
 
 from chatbot import accounts, oidc
 from chatbot.limits import address_key
@@ -40,6 +41,8 @@ WRONG = "That username and password do not match an account that may sign in."
 def who_is_chatting():
     """Set g.account (None when nobody signs in); send a visitor who must sign in to the sign-in page."""
     g.account = None
+    if isinstance(request.routing_exception, SecurityError):  # a Host name the chat does not serve: 400 follows
+        return None
     mode = current_app.config["AUTH"]
     if mode == "header":
         g.account = proxy_account()
