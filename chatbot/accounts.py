@@ -47,6 +47,10 @@ class SignUpProblem(ValueError):
     """Why an account cannot be made, in words for the person."""
 
 
+class NameTaken(SignUpProblem):
+    """The name is someone's account."""
+
+
 def normalized(username: str) -> str:
     """A username as it is kept: no spaces around it, lowercase."""
     return username.strip().lower()
@@ -90,7 +94,7 @@ def create(
     if admin:
         make_admin(account)
     if not store.create_record(KIND, username, asdict(account)):
-        raise SignUpProblem("That username is taken: choose another.")
+        raise NameTaken("That username is taken: choose another.")
     if (admin or first) and store.create_record("site", "first-account", {"username": username}) and first:
         make_admin(account)
         save(store, account)
@@ -136,7 +140,24 @@ def check_new(store: Store, username: str, password: str | None, taken: bool = T
     if problem:
         raise SignUpProblem(problem)
     if taken and load(store, username) is not None:
-        raise SignUpProblem("That username is taken: choose another.")
+        raise NameTaken("That username is taken: choose another.")
+
+
+def asked_for_taken_name(store: Store, username: str, password: str) -> None:
+    """Someone asked for a new account with a name that is taken: take as long as making it would (its hash),
+    and keep a notice for the name's owner, shown at their next sign-in."""
+    generate_password_hash(password)
+    store.save_record("asked-for-name", username, {"at": time.time()})
+
+
+def notice_for_owner(store: Store, username: str) -> str:
+    """What the owner is told once about new accounts asked for with their name; empty when nothing was."""
+    asked = store.load_record("asked-for-name", username)
+    if not asked:
+        return ""
+    store.delete_record("asked-for-name", username)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(asked["at"]))
+    return f"Someone asked for a new account named {username} ({when}, the latest time): yours is unchanged."
 
 
 def set_password(account: Account, password: str) -> None:

@@ -34,7 +34,10 @@ SIGN_INS_PER_ACCOUNT, SIGN_INS_PER_ADDRESS = 10, 50  # per account from one addr
 # with many addresses is slowed, and the owner, from any address of theirs, still gets in.
 FAILURES_BEFORE_SLOWER, SLOWER_SECONDS = 10, 1.0
 SIGN_UPS_PER_ADDRESS = 10
-WRONG = "That username and password do not match an account that may sign in."
+WRONG = (
+    "That username and password do not match an account that may sign in (a new account can once an admin has "
+    "let it in)."
+)
 
 
 @bp.before_app_request
@@ -166,6 +169,8 @@ def begin_session(account: accounts.Account):  # type: ignore[no-untyped-def]
     session["account"] = account.username
     session["sid"] = session_id
     session.permanent = True
+    if notice := accounts.notice_for_owner(store(), account.username):
+        session["notice"] = notice  # shown once, on the next chat page
     return redirect(url_for("pages.index"))
 
 
@@ -207,9 +212,6 @@ def sign_in():
     account = named_admin(accounts.check_password(store(), username, request.form.get("password", "")))
     if account is None:
         failures_of(username, 1)
-    if account is not None and account.status == "pending":
-        problem = "Your account waits for an admin's approval: try again once they have let you in."
-        return render_template("auth/sign_in.html", problem=problem, username=username), 403
     if account is None or account.status != "active" or (started := begin_session(account)) is None:
         return render_template("auth/sign_in.html", problem=WRONG, username=username), 401
     return started
@@ -280,6 +282,11 @@ def made_account(form, status: str, token: str):  # type: ignore[no-untyped-def]
             abort(404)
         admin = coded or username in current_app.config["ADMINS"]
         account = accounts.create(store(), username, password, status, admin=admin, first=admin_by_arrival())
+    except accounts.NameTaken as problem:
+        if token:  # an invited person may hear it: the link is their admin's, for one account
+            return render_template("auth/sign_up.html", problem=str(problem), **page), 400
+        accounts.asked_for_taken_name(store(), username, password)
+        return render_template("auth/sign_up.html", waiting=True), 202  # as a new account: names are not listed
     except accounts.SignUpProblem as problem:
         return render_template("auth/sign_up.html", problem=str(problem), **page), 400
     if account.status == "active":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, session, url_for
 
 from chatbot import accounts, attachments, limits, live_markdown, picker, reasoning, transfer
 from chatbot.attachments import AttachmentProblem
@@ -75,7 +75,7 @@ def chat_page(
         listed=picker.matching(choices),
         chosen=picker.choice(config, conversation.settings.get("model")),
         settings=settings_for_conversation(conversation, config),
-        notice=notice,
+        notice=notice or (session.pop("notice") if "notice" in session else ""),  # one left for it at sign-in
         draft=draft,
         chosen_files=[attachments.listed(info) for info in files],
         left=limits.left(store(), conversation.owner, own_limits) if (own_limits := account_limits()) else "",

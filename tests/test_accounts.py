@@ -74,13 +74,13 @@ def test_the_first_account_is_the_admin_and_later_ones_wait_for_approval(make_ap
 
     waiting = sign_up(later, "bob")
     assert waiting.status_code == 202 and "waits for an admin's approval" in waiting.text
-    refused = sign_in(later, "bob")
-    assert refused.status_code == 403 and "waits for an admin&#39;s approval" in refused.text
+    refused = sign_in(later, "bob")  # read as a wrong password: a waiting account is no sign of a taken name
+    assert refused.status_code == 401 and "once an admin has let it in" in refused.text
     assert later.get("/admin/").status_code == 302  # not signed in: to the sign-in page
     assert post(admin, "/admin/accounts/bob", action="approve").status_code == 200
     assert sign_in(later, "bob").status_code == 302
     assert later.get("/admin/").status_code == 403  # signed in, not an admin
-    assert sign_up(app.test_client(), "ada").text.count("That username is taken") == 1
+    assert "That username is taken" not in sign_up(app.test_client(), "ada").text  # names are not listed
 
 
 def test_wrong_names_and_passwords_look_the_same_and_attempts_are_limited(make_app):
@@ -421,3 +421,28 @@ def test_wrong_passwords_from_anywhere_never_lock_the_owner_out(make_app):
     other = app.test_client()
     other.environ_base["REMOTE_ADDR"] = "198.51.100.6"
     assert sign_in(other, "victim", "another guess").status_code == 401
+
+
+def test_sign_up_does_not_tell_which_names_are_taken_and_the_owner_is_told(make_app):
+    """Names could be listed: "That username is taken". Now a taken name is answered as a new account is (it
+    waits for an admin), and the name's owner is told at their next sign-in."""
+    app = make_app()
+    sign_up(app.test_client(), "ada")
+    sign_up(app.test_client(), "bob")
+    prober = app.test_client()
+    taken, new = sign_up(prober, "bob", "the probers password"), sign_up(prober, "carol", "the probers password")
+    assert taken.status_code == new.status_code == 202 and taken.text == new.text
+    wrong = sign_in(prober, "nobody", "the probers password")
+    for name in ("bob", "carol"):  # a waiting account and a taken name read alike at sign-in too
+        refused = sign_in(prober, name, "the probers password")
+        assert refused.status_code == 401 and refused.text.replace(name, "nobody") == wrong.text
+    assert "once an admin has let it in" in wrong.text
+    assert accounts.check_password(app.extensions["chat_store"], "bob", PASSWORD)  # bob's account is untouched
+    admin = app.test_client()
+    sign_in(admin, "ada")
+    post(admin, "/admin/accounts/bob", action="approve")
+    owner = app.test_client()
+    sign_in(owner, "bob")
+    told = owner.get("/", follow_redirects=True).text
+    assert "Someone asked for a new account named bob" in told and "yours is unchanged" in told
+    assert "Someone asked" not in owner.get("/", follow_redirects=True).text  # told once
