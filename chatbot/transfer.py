@@ -124,9 +124,7 @@ def read_export(data: bytes, max_chars: int) -> tuple[str, dict, list[Message], 
     items = document.get("messages") or []
     if not isinstance(items, list) or not items:
         raise ImportProblem("The export has no messages.")
-    total = sum(
-        len(item["content"]) for item in items if isinstance(item, dict) and isinstance(item.get("content"), str)
-    )
+    total = sum(_text_length(item) for item in items if isinstance(item, dict))
     if len(items) > MAX_MESSAGES or total > max_chars * MAX_CHARS_TIMES:
         raise ImportProblem(
             f"That export holds {len(items):,} messages and {total:,} characters; this chat imports up to "
@@ -203,6 +201,16 @@ def _new_conversation(
     return conversation
 
 
+def _text_length(item: dict) -> int:
+    """The characters an export's message brings: its text, its error's words and the text in its meta (reasoning)."""
+    texts = [item.get("content"), *_values(item.get("error")), *_values(item.get("meta"))]
+    return sum(len(text) for text in texts if isinstance(text, str))
+
+
+def _values(field: Any) -> list:
+    return list(field.values()) if isinstance(field, dict) else []
+
+
 def _fits(kind: type | None, value: Any, max_chars: int) -> bool:
     """Whether an export's meta value is of the type its key takes (numbers finite, text not too long)."""
     if kind is str:
@@ -227,7 +235,9 @@ def _message(index: int, item: Any, max_chars: int) -> Message:
         raise ImportProblem(f"{where} has the status {status!r}; it takes {', '.join(STATUSES)}.")
     error = item.get("error") if isinstance(item.get("error"), dict) else None
     if error is not None:
-        error = {key: str(error.get(key) or "") for key in ("kind", "message", "hint")} | {"retry_after": None}
+        words = {key: error.get(key) for key in ("kind", "message", "hint")}
+        error = {key: value if _fits(str, value, max_chars) else "" for key, value in words.items()}
+        error["retry_after"] = None
     meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
     files = meta.get("attachments")
     meta = {key: value for key, value in meta.items() if _fits(META.get(key), value, max_chars * 10)}

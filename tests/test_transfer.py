@@ -145,3 +145,17 @@ def test_an_import_too_large_to_render_is_refused_before_anything_is_rendered():
     document["messages"] = [{"role": "assistant", "content": "[" * 1000}] * 60  # markdown-it's slowest text
     with pytest.raises(transfer.ImportProblem, match="That export holds 60 messages and 60,000 characters; this chat"):
         transfer.read_export(json.dumps(document).encode(), max_chars=1000)  # 50,000 characters at most
+
+
+@pytest.mark.parametrize(
+    "heavy",
+    [
+        {"meta": {"reasoning": "r" * 30_000}},  # 2 x 30,000 characters of reasoning, little text
+        {"status": "error", "error": {"message": "e" * 30_000}},  # or of an error's words
+    ],
+)
+def test_an_imports_size_counts_its_reasoning_and_errors_not_only_its_text(heavy):
+    document = {"format": "chatbot-conversation", "version": 1, "title": "t"}
+    document["messages"] = [{"role": "assistant", "content": "short", **heavy}] * 2
+    with pytest.raises(transfer.ImportProblem, match="That export holds 2 messages and 60,010 characters; this chat"):
+        transfer.read_export(json.dumps(document).encode(), max_chars=1000)  # 50,000 characters at most
