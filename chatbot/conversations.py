@@ -65,6 +65,10 @@ class Store(Protocol):
     def update_conversation(self, conversation: Conversation) -> None:
         """Save a conversation's title and settings (not its chosen leaf: choose_branch does)."""
 
+    def replace_title(self, conversation: Conversation, expected: str, title: str) -> bool:
+        """Atomically: set the conversation's title to `title` (and nothing else) if it is still `expected`;
+        whether it did (not when it was renamed meanwhile, or is gone)."""
+
     def delete_conversation(self, conversation: Conversation) -> None:
         """Delete a conversation and all its messages."""
 

@@ -219,9 +219,9 @@ def run_reply(
     elif edited and edited.meta.get("attachments"):
         user_message.meta["attachments"] = edited.meta["attachments"]
     answer = _start(store, conversation, [user_message, _new_answer(conversation, settings, user_message)])
-    if conversation.title == "New chat":
-        conversation.title = title_from(_in_words(user_message))
-        store.update_conversation(conversation)
+    first_title = title_from(_in_words(user_message))  # saved alone, and only over "New chat": nothing is undone
+    if conversation.title == "New chat" and store.replace_title(conversation, "New chat", first_title):
+        conversation.title = first_title
     new_branch = edited is not None or (bool(tree.messages) and after not in tree.by_id)
     shown_anew = Tree([*tree.messages, user_message, answer]) if new_branch else None
     listener(Event("started", answer, user_message=user_message, tree=shown_anew))
@@ -411,14 +411,15 @@ def _retitle(
     listener: Listener,
 ) -> None:
     """After the chat's first answer (to `question`), the model's title in place of the question's, unless the
-    chat was renamed meanwhile."""
+    chat was renamed before or while the model wrote it (only the title is saved: nothing else changed meanwhile
+    is undone)."""
+    first = title_from(question)
     current = store.get_conversation(conversation.owner, conversation.id)
-    if current is None or current.title != title_from(question):
+    if current is None or current.title != first:
         return
     title = titles.model_title(settings.backend, settings.parameters, question, answer.content)
-    if title:
-        current.title = conversation.title = title
-        store.update_conversation(current)
+    if title and store.replace_title(conversation, first, title):
+        conversation.title = title
         listener(Event("titled", answer, title))
 
 

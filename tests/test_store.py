@@ -116,6 +116,21 @@ def test_title_and_settings_are_saved(chat_store):
     assert stored.title == "Trip to Paris" and stored.settings == {"model": "Mistral"}
 
 
+def test_a_title_is_replaced_only_while_it_is_still_the_one_expected(chat_store):
+    conversation = chat_store.create_conversation("alice", "Owls?")
+    conversation.settings["system_prompt"] = "Be brief."
+    chat_store.update_conversation(conversation)
+    stale = chat_store.get_conversation("alice", conversation.id)
+    stale.settings = {}  # a copy read before the settings were saved, say
+    assert chat_store.replace_title(stale, "Owls?", "Owl facts") is True
+    assert chat_store.replace_title(stale, "Owls?", "Night birds") is False  # renamed meanwhile
+    stored = chat_store.get_conversation("alice", conversation.id)
+    assert stored.title == "Owl facts" and stored.settings == {"system_prompt": "Be brief."}
+    chat_store.delete_conversation(conversation)
+    assert chat_store.replace_title(stale, "Owl facts", "Back?") is False
+    assert chat_store.get_conversation("alice", conversation.id) is None  # nothing made again
+
+
 def test_everything_survives_a_restart(sqlite_path):
     store = open_store(f"sqlite:///{sqlite_path}", "/unused")
     conversation = store.create_conversation("alice")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from chatbot import create_app
+from chatbot import create_app, titles
 from chatbot.generation import settings_from_config
 from chatbot.local_model.server import RECOMMENDED
 from chatbot.titles import tidy
@@ -69,6 +69,50 @@ def test_titles_off_for_a_model_and_for_the_built_in_model(titled_app, fake):
     assert RECOMMENDED["MODEL_TITLES"] == "false"  # what `make run` sets for the built-in model
     built_in = load_config({"API_URL": fake.task_url(), **RECOMMENDED})
     assert settings_from_config(built_in).titles is False
+
+
+def while_the_model_titles(monkeypatch, meanwhile):
+    """Run `meanwhile()` while the model is asked for the title (the seconds that request takes)."""
+    asked = titles.model_title
+
+    def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+        meanwhile()
+        return asked(*args, **kwargs)
+
+    monkeypatch.setattr(titles, "model_title", slow)
+
+
+def test_what_is_saved_while_the_model_titles_is_kept(titled_app, fake, monkeypatch):
+    client = titled_app().test_client()
+    chat = open_chat(client)
+
+    def meanwhile():  # the user saves settings and makes a share link in another tab
+        form = {"csrf_token": csrf(client.get(chat).text), "system_prompt": "Be brief.", "max_new_tokens": "20"}
+        assert client.post(f"{chat}/settings", data=form).status_code == 302
+        assert client.post(f"{chat}/shares", data={"csrf_token": form["csrf_token"]}).status_code == 201
+
+    while_the_model_titles(monkeypatch, meanwhile)
+    fake.reply(tokens=["Hoot"])
+    fake.reply(tokens=["Owl", " facts"])
+    ask(client, chat, "Owls?")
+    page = client.get(chat).text
+    assert title_of(client, chat) == "Owl facts"
+    assert ">Be brief.</textarea>" in page and "· 20 tokens ·" in page
+    assert "Share link 1" in page
+
+
+def test_a_rename_while_the_model_titles_is_kept(titled_app, fake, monkeypatch):
+    client = titled_app().test_client()
+    chat = open_chat(client)
+
+    def meanwhile():
+        client.post(f"{chat}/rename", data={"csrf_token": csrf(client.get(chat).text), "title": "Mine"})
+
+    while_the_model_titles(monkeypatch, meanwhile)
+    fake.reply(tokens=["Hoot"])
+    fake.reply(tokens=["Owl", " facts"])
+    ask(client, chat, "Owls?")
+    assert title_of(client, chat) == "Mine"
 
 
 @pytest.mark.parametrize(

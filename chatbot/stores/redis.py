@@ -141,6 +141,19 @@ class RedisStore:
         self._touch(pipe, conversation.id, conversation.owner)
         pipe.execute()
 
+    def replace_title(self, conversation: Conversation, expected: str, title: str) -> bool:
+        head = self._key("conv", conversation.id)
+
+        def attempt(pipe: redis.client.Pipeline) -> bool:  # run again if the conversation changed meanwhile
+            if pipe.hget(head, "title") != expected:  # renamed, or gone (None)
+                return False
+            pipe.multi()
+            pipe.hset(head, "title", title)
+            self._touch(pipe, conversation.id, conversation.owner)
+            return True
+
+        return self.db.transaction(attempt, head, value_from_callable=True)
+
     def delete_conversation(self, conversation: Conversation) -> None:
         pipe = self.db.pipeline()
         pipe.delete(*self._keys(conversation.id))

@@ -230,6 +230,13 @@ class SQLiteStore:
             (conversation.title, json.dumps(conversation.settings), conversation.id),
         )
 
+    def replace_title(self, conversation: Conversation, expected: str, title: str) -> bool:
+        with self._connection() as db:
+            cursor = db.execute(
+                "UPDATE conversations SET title = ? WHERE id = ? AND title = ?", (title, conversation.id, expected)
+            )
+            return cursor.rowcount == 1
+
     def save_file(self, conversation: Conversation, file_id: str, info: dict, data: bytes) -> None:
         with self._transaction() as db:
             db.execute("BEGIN IMMEDIATE")
