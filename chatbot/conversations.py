@@ -102,7 +102,8 @@ class Store(Protocol):
     def append_to_answer(self, message: Message, start: int, text: str) -> bool:
         """Add `text`, which begins at character `start` of the content, to an answer being written, and
         set its meta "saved_at" to now. Costs the same however long the answer already is. Returns whether
-        someone asked the answer to stop (one trip to the store for both)."""
+        the answer should stop (one trip to the store for both): someone asked it to, or its conversation is gone
+        (deleted or expired; nothing of it is saved then, here or by update_message)."""
 
     def read_message(self, conversation: Conversation, message_id: str, start: int = 0) -> Message | None:
         """One message of the conversation; with `start`, its content only from that character on (what a

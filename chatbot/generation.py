@@ -506,7 +506,7 @@ def _add(
         listener(Event(kind, answer.message, text, so_far=partial(answer.text, parts)))
     if now - answer.last_save >= settings.save_seconds:
         new = "".join(answer.parts[answer.saved_parts :])
-        if store.append_to_answer(answer.message, answer.saved_length, new):  # Stop pressed in another tab
+        if store.append_to_answer(answer.message, answer.saved_length, new):  # Stop pressed elsewhere, or chat deleted
             cancel.set()
         answer.saved_parts, answer.saved_length = len(answer.parts), answer.saved_length + len(new)
         answer.last_save = now

@@ -309,6 +309,29 @@ def test_an_answer_grows_by_parts_and_a_follower_reads_only_the_new_part(chat_st
     assert chat_store.read_message(conversation, answer.id, 17).content == "there was a fox."
 
 
+def test_an_answer_whose_conversation_is_deleted_while_it_is_written_is_told_to_stop_and_not_kept(chat_store):
+    conversation = chat_store.create_conversation("alice")
+    question = message(conversation)
+    answer = message(conversation, "assistant", "", status="streaming", parent_id=question.id)
+    assert chat_store.start_answer(conversation, [question, answer])
+    assert chat_store.append_to_answer(answer, 0, "Half") is False
+    chat_store.delete_conversation(conversation)
+    assert chat_store.append_to_answer(answer, 4, " more") is True  # nobody will read the rest: stop
+    answer.content, answer.status = "Half more", "stopped"
+    chat_store.update_message(answer)
+    assert chat_store.read_message(conversation, answer.id) is None
+    assert leftovers(chat_store) == []
+
+
+def leftovers(store) -> list:
+    """What a store still holds of any conversation or message."""
+    if isinstance(store, RedisStore):
+        return sorted(store.db.scan_iter(store.prefix + "*"))
+    with store._connection() as db:
+        tables = ("conversations", "messages", "answer_parts", "files")
+        return [(table, n) for table in tables if (n := db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])]
+
+
 def test_saving_a_part_costs_the_same_however_long_the_answer(chat_store):
     """Appending to an answer 20,000 parts long takes no longer than to one 10 parts long (timed in turns, so that
     a busy moment of the machine slows both alike)."""

@@ -23,6 +23,17 @@ import redis
 from chatbot.conversations import Conversation, Message, new_id
 from chatbot.stores.failures import translating
 
+APPEND_TO_ANSWER = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return redis.call('EXISTS', KEYS[4])
+"""  # KEYS: conv, msgs, parts, stop; ARGV: message id, message, start, part, idle seconds. 1: stop
+UPDATE_MESSAGE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+return redis.call('DEL', KEYS[3])
+"""  # KEYS: conv, msgs, parts; ARGV: message id, message. Never a message of a conversation gone
 STOP_SECONDS = 3600  # a stop request outlives any answer
 MAX_CONNECTIONS = 64  # per process; every call holds one only for its round trip
 
@@ -69,6 +80,8 @@ class RedisStore:
         self.address = where.get("path") or f"{where.get('host')}:{where.get('port')}/{where.get('db', 0)}"
         self.prefix = prefix
         self.idle_seconds = int(idle_seconds)
+        self._append_to_answer = self.db.register_script(APPEND_TO_ANSWER)
+        self._update_message = self.db.register_script(UPDATE_MESSAGE)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -155,10 +168,15 @@ class RedisStore:
         return self.db.transaction(attempt, head, value_from_callable=True)
 
     def delete_conversation(self, conversation: Conversation) -> None:
-        pipe = self.db.pipeline()
-        pipe.delete(*self._keys(conversation.id))
-        pipe.zrem(self._key("owner", conversation.owner), conversation.id)
-        pipe.execute()
+        head = self._key("conv", conversation.id)
+
+        def attempt(pipe: redis.client.Pipeline) -> None:  # run again if an answer started meanwhile
+            answering = pipe.hget(head, "answering")  # the parts of an answer being written go too
+            pipe.multi()
+            pipe.delete(*self._keys(conversation.id), *([self._parts(answering)] if answering else []))
+            pipe.zrem(self._key("owner", conversation.owner), conversation.id)
+
+        self.db.transaction(attempt, head)
 
     def save_file(self, conversation: Conversation, file_id: str, info: dict, data: bytes) -> None:
         stored = {"info": info, "data": base64.b64encode(data).decode("ascii")}
@@ -196,19 +214,19 @@ class RedisStore:
         return message
 
     def update_message(self, message: Message) -> None:
-        pipe = self.db.pipeline()  # MULTI: a reader sees the parts or the whole content, never neither
-        pipe.hset(self._key("msgs", message.conversation_id), message.id, json.dumps(asdict(message)))
-        pipe.delete(self._key("parts", message.id))
-        pipe.execute()
+        """In one step: a reader sees the parts or the whole content, never neither."""
+        keys = [self._key(kind, message.conversation_id) for kind in ("conv", "msgs")] + [self._parts(message.id)]
+        self._update_message(keys, [message.id, json.dumps(asdict(message))])
 
     def append_to_answer(self, message: Message, start: int, text: str) -> bool:
         message.meta["saved_at"] = time.time()
-        pipe = self.db.pipeline()
-        pipe.zadd(self._key("parts", message.id), {f"{start}:{text}": start})
-        pipe.expire(self._key("parts", message.id), self.idle_seconds)
-        pipe.hset(self._key("msgs", message.conversation_id), message.id, json.dumps(asdict(message)))
-        pipe.exists(self._key("stop", message.id))
-        return bool(pipe.execute()[-1])
+        conversation_id = message.conversation_id
+        keys = [self._key("conv", conversation_id), self._key("msgs", conversation_id), self._parts(message.id)]
+        part = [message.id, json.dumps(asdict(message)), start, f"{start}:{text}", self.idle_seconds]
+        return bool(self._append_to_answer([*keys, self._key("stop", message.id)], part))
+
+    def _parts(self, message_id: str) -> str:
+        return self._key("parts", message_id)
 
     def start_answer(self, conversation: Conversation, messages: list[Message]) -> bool:
         order, stored, head = (self._key(kind, conversation.id) for kind in ("order", "msgs", "conv"))
@@ -241,7 +259,7 @@ class RedisStore:
     def read_message(self, conversation: Conversation, message_id: str, start: int = 0) -> Message | None:
         pipe = self.db.pipeline()  # MULTI: the message and its parts as of one moment
         pipe.hget(self._key("msgs", conversation.id), message_id)
-        parts_key = self._key("parts", message_id)
+        parts_key = self._parts(message_id)
         pipe.zrevrangebyscore(parts_key, start, "-inf", start=0, num=1)  # the part `start` falls in
         pipe.zrangebyscore(parts_key, f"({start}", "+inf")
         raw, before, after = pipe.execute()

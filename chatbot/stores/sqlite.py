@@ -303,10 +303,13 @@ class SQLiteStore:
     def append_to_answer(self, message: Message, start: int, text: str) -> bool:
         message.meta["saved_at"] = time.time()
         with self._connection() as db:
-            db.execute(
-                "INSERT INTO answer_parts (message_id, start, text, saved_at) VALUES (?, ?, ?, ?)",
-                (message.id, start, text, message.meta["saved_at"]),
+            saved = db.execute(  # not once its conversation is deleted (with its messages)
+                "INSERT INTO answer_parts (message_id, start, text, saved_at) SELECT ?, ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?)",
+                (message.id, start, text, message.meta["saved_at"], message.id),
             )
+            if saved.rowcount == 0:
+                return True
             return db.execute("SELECT 1 FROM stop_requests WHERE message_id = ?", (message.id,)).fetchone() is not None
 
     def read_message(self, conversation: Conversation, message_id: str, start: int = 0) -> Message | None:
