@@ -128,7 +128,9 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "MAX_ATTACHMENTS": (_whole(0, 20), 4),  # 0: nothing can be attached
     "ATTACHMENT_MAX_CHARS": (_whole(100, 10_000_000), 100_000),
     "ATTACHMENT_MAX_PAGES": (_whole(1, 10_000), 50),
-    "FILES_KEPT_MB": (_number(0, 1_000_000), 200.0),  # what one person's chats keep of files in all; 0: no limit
+    "FILES_KEPT_MB": (_number(0, 1_000_000), 200.0),  # what one person's chats keep of files and shared snapshots
+    "SHARE_LINKS_PER_CHAT": (_whole(0, 100_000), 10),  # share links a chat may have at once; 0: no limit
+    "SHARE_LINKS_PER_PERSON": (_whole(0, 1_000_000), 100),  # in all of one person's chats
     "ALLOWED_ORIGINS": (_origins, ()),
     "ALLOWED_HOSTS": (_hosts, ()),  # the names the chat answers to besides the loopback ones
     "CHAT_BIND": (_origins, ()),  # where gunicorn listens: set by gunicorn.conf.py for the workers

@@ -84,8 +84,26 @@ class Store(Protocol):
     def load_file(self, conversation: Conversation, file_id: str) -> tuple[dict, bytes] | None:
         """A file of this conversation (info, bytes); None for a file of any other conversation, or none."""
 
-    def files_size(self, owner: str) -> int:
-        """The bytes of the files kept in all of the owner's conversations."""
+    def kept_size(self, owner: str) -> int:
+        """The bytes of the files and the share snapshots kept in all of the owner's conversations."""
+
+    def save_share(
+        self, conversation: Conversation, token: str, link: dict[str, Any], snapshot: dict[str, Any] | None = None
+    ) -> bool:
+        """Keep a share link of the conversation, showing the snapshot named `link["snapshot"]`: `snapshot`, kept
+        under that name unless it is already, or (`snapshot` None) one kept for an earlier link. One copy serves
+        every link of a snapshot; both are deleted and expire with the conversation. False, and nothing saved,
+        when the conversation is gone or (`snapshot` None) no such snapshot is kept."""
+
+    def load_share(self, conversation_id: str, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """A share link of that conversation and the snapshot it shows; None when there is none (revoked, or
+        gone with its conversation)."""
+
+    def share_links(self, owner: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(conversation id, token, link) of every share link of the owner's conversations, in no order."""
+
+    def delete_share_link(self, conversation: Conversation, token: str) -> None:
+        """Revoke a share link of the conversation; its snapshot goes with the last link that shows it."""
 
     def start_answer(self, conversation: Conversation, messages: list[Message]) -> bool:
         """Atomically, across workers and hosts: unless an answer of the conversation is being written, save

@@ -88,18 +88,18 @@ def visible_config() -> dict:
 
 
 def keeping_problem(adding: int, then: str) -> str | None:
-    """Why `adding` more bytes of files cannot be kept for this visitor (FILES_KEPT_MB in all their chats), in
-    words that end with what to do `then`."""
+    """Why `adding` more bytes of files or share snapshots cannot be kept for this visitor (FILES_KEPT_MB in all
+    their chats), in words that end with what to do `then`."""
     limit = current_app.config["FILES_KEPT_MB"]
     if not limit or not adding:
         return None
-    kept = store().files_size(owner_id())
+    kept = store().kept_size(owner_id())
     if kept + adding <= limit * 1024 * 1024:
         return None
     return (
-        f"Your chats keep {attachments.megabytes(kept)} of attached files, and with {attachments.megabytes(adding)}"
-        f" more they would pass the {limit:g} MB this chat keeps for each person. Delete chats whose files you no"
-        f" longer need, then {then}."
+        f"Your chats keep {attachments.megabytes(kept)} of attached files and shared snapshots, and with"
+        f" {attachments.megabytes(adding)} more they would pass the {limit:g} MB this chat keeps for each person."
+        f" Delete chats, or revoke share links, that you no longer need, then {then}."
     )
 
 

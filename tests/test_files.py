@@ -243,8 +243,8 @@ def test_the_files_one_person_keeps_in_all_their_chats_are_limited(tmp_path, fak
     assert send_form(client, chat, "Read it", attachment=file_id).status_code == 302
     other = client.post("/c", data={"csrf_token": csrf(client.get(chat).text)}).location
     too_much = (
-        "Your chats keep 6 KB of attached files, and with 6 KB more they would pass the 0.01 MB this chat keeps"
-        " for each person. Delete chats whose files you no longer need, then {}."
+        "Your chats keep 6 KB of attached files and shared snapshots, and with 6 KB more they would pass the 0.01 MB"
+        " this chat keeps for each person. Delete chats, or revoke share links, that you no longer need, then {}."
     )
     refused = upload(client, other, "b.txt", b"b" * 6000)
     assert (refused.status_code, refused.text) == (400, too_much.format("attach it again"))
@@ -271,7 +271,7 @@ def test_a_share_and_an_import_show_a_files_name_but_never_the_file(client, fake
     send_form(client, chat, "Look", [("secret.txt", b"not for the link")])
     token = csrf(client.get(chat).text)
     made = client.post(f"{chat}/shares", data={"csrf_token": token, "expires": "never"})
-    link = re.search(r"(/s/[\w-]+)", made.text).group(1)
+    link = re.search(r"(/s/[\w.-]+)", made.text).group(1)
     shared = client.get(link).text
     assert "secret.txt" in shared and "(not included)" in shared
     assert "/files/" not in shared and "not for the link" not in shared
@@ -294,7 +294,7 @@ def test_a_copy_of_a_shared_chat_with_files_answers_and_names_them_as_gone(clien
     chat = open_chat(client)
     send_form(client, chat, "Look", [("secret.txt", b"not for the link")])
     made = client.post(f"{chat}/shares", data={"csrf_token": csrf(client.get(chat).text), "expires": "never"})
-    link = re.search(r"(/s/[\w-]+)", made.text).group(1)
+    link = re.search(r"(/s/[\w.-]+)", made.text).group(1)
     copy = client.post(f"{link}/copy", data={"csrf_token": csrf(client.get(link).text)}).location
     fake.reply(tokens=["Fine"])
     answered = send_form(client, copy, "And now?")
@@ -312,11 +312,11 @@ def test_a_share_serves_the_files_of_its_snapshot_only_when_the_owner_includes_t
         client.post(f"{chat}/shares", data={"csrf_token": token, "expires": "never", **extra})
         for extra in ({}, {"with_files": "on"})
     ]
-    plain, link = (re.search(r"as it is now: http://localhost(/s/[\w-]+)", each.text).group(1) for each in made)
+    plain, link = (re.search(r"as it is now: http://localhost(/s/[\w.-]+)", each.text).group(1) for each in made)
 
     stranger = app.test_client()
     assert "(not included)" in stranger.get(plain).text
-    file_url = re.search(r'href="(/s/[\w-]+/files/[\w-]+)" download>shared.txt<', stranger.get(link).text).group(1)
+    file_url = re.search(r'href="(/s/[\w.-]+/files/[\w-]+)" download>shared.txt<', stranger.get(link).text).group(1)
     served = stranger.get(file_url)
     assert served.data == b"for the link" and served.headers["X-Content-Type-Options"] == "nosniff"
     assert stranger.get(f"{link}/files/{other_id}").status_code == 404  # in the chat, not in the snapshot

@@ -3,7 +3,10 @@ the shared page shows the snapshot alone, is not indexed, works without JavaScri
 
 import re
 import time
+from types import SimpleNamespace
 
+from chatbot import shares, transfer
+from chatbot.branches import Tree
 from chatbot.shares import KIND
 from tests.test_accounts import post, sign_in, sign_up
 from tests.test_pages import csrf, open_chat
@@ -14,7 +17,7 @@ HOSTILE = '<img src=x onerror="window.hacked=1"> **bold**'
 def share_link(client, chat, expires="never"):
     made = client.post(f"{chat}/shares", data={"csrf_token": csrf(client.get(chat).text), "expires": expires})
     assert made.status_code == 201
-    return re.search(r"can read the chat as it is now: http://localhost(/s/[\w-]+)", made.text).group(1)
+    return re.search(r"can read the chat as it is now: http://localhost(/s/[\w.-]+)", made.text).group(1)
 
 
 def chat_with_an_answer(app, fake, question, answer):
@@ -46,7 +49,7 @@ def test_a_link_shows_the_snapshot_alone_to_anyone(make_app, fake):
         assert absent not in page.text
 
 
-def test_revoked_expired_and_deleted_links_show_nothing(make_app, fake):
+def test_revoked_expired_and_deleted_links_show_nothing(make_app, fake, monkeypatch):
     app = make_app(AUTH="none")
     owner, chat = chat_with_an_answer(app, fake, "Hello", "Hi")
     revoked, day, kept = share_link(owner, chat), share_link(owner, chat, "1"), share_link(owner, chat)
@@ -55,11 +58,11 @@ def test_revoked_expired_and_deleted_links_show_nothing(make_app, fake):
     token = revoked.rsplit("/", 1)[1]
     owner.post(f"{chat}/shares/{token}/revoke", data={"csrf_token": csrf(page)})
     assert app.test_client().get(revoked).status_code == 404
-    store = app.extensions["chat_store"]
-    record = store.load_record(KIND, day.rsplit("/", 1)[1])
-    store.save_record(KIND, day.rsplit("/", 1)[1], {**record, "expires_at": time.time() - 1})
+    now = time.time
+    monkeypatch.setattr(shares, "time", SimpleNamespace(**{**vars(time), "time": lambda: now() + 86401}))  # a day later
     assert app.test_client().get(day).status_code == 404
     assert app.test_client().get(kept).status_code == 200
+    assert owner.get(chat).text.count("Share link ") == 1  # and the page no longer lists it
     stranger = app.test_client()
     open_chat(stranger)
     kept_token = kept.rsplit("/", 1)[1]
@@ -110,12 +113,78 @@ def test_an_empty_chat_is_not_shared_and_a_link_outlives_a_lower_limit(make_app,
     assert refused.status_code == 400 and "This shared chat cannot be copied" in refused.text
 
 
-def test_a_link_made_before_shares_kept_their_page_still_shows(make_app, fake):
+def owner_of(client):
+    with client.session_transaction() as session:
+        return session["owner"]
+
+
+def test_links_made_before_links_were_kept_with_their_chat_still_show_and_are_revoked(make_app, fake):
     app = make_app(AUTH="none")
     owner, chat = chat_with_an_answer(app, fake, "Older", "Kept")
+    store = app.extensions["chat_store"]
+    conversation = store.get_conversation(owner_of(owner), chat.rsplit("/", 1)[1])
+    snapshot = transfer.as_json(conversation, Tree(store.messages(conversation)))
+    store.save_record(KIND, "older", {"owner": conversation.owner, "snapshot": snapshot, "expires_at": None})
+    conversation.settings["shares"] = [["older", None]]  # as sessions before this one kept their links
+    store.update_conversation(conversation)
+    assert "Kept" in app.test_client().get("/s/older").text
+    page = owner.get(chat).text
+    assert page.count("Share link ") == 1
+    owner.post(f"{chat}/shares/older/revoke", data={"csrf_token": csrf(page)})
+    assert app.test_client().get("/s/older").status_code == 404 and store.load_record(KIND, "older") is None
+
+
+def make_link(client, chat):
+    return client.post(f"{chat}/shares", data={"csrf_token": csrf(client.get(chat).text), "expires": "never"})
+
+
+def test_links_of_one_snapshot_keep_it_once_and_links_are_limited_per_chat_and_per_person(make_app, fake):
+    app = make_app(AUTH="none", SHARE_LINKS_PER_CHAT=3, SHARE_LINKS_PER_PERSON=4)
+    owner, chat = chat_with_an_answer(app, fake, "Hello", "Hi " * 1000)
+    store, who = app.extensions["chat_store"], owner_of(owner)
+    first = share_link(owner, chat)
+    kept = store.kept_size(who)
+    assert kept > 6000  # the snapshot: its JSON and its page
+    links = [first, share_link(owner, chat, "7"), share_link(owner, chat)]
+    assert store.kept_size(who) == kept  # the same snapshot, kept once
+    refused = make_link(owner, chat)
+    assert refused.status_code == 400
+    assert "This chat has 3 share links, as many as a chat may have. Revoke one you no longer need" in refused.text
+    other = owner.post("/c", data={"csrf_token": csrf(owner.get(chat).text)}).location
+    fake.reply(tokens=["Fine"])
+    owner.post(f"{other}/messages", data={"csrf_token": csrf(owner.get(other).text), "message": "Else"})
+    share_link(owner, other)
+    refused = make_link(owner, other)
+    assert (
+        refused.status_code == 400 and "Your chats have 4 share links, as many as this chat keeps for" in refused.text
+    )
+    for link in links:
+        owner.post(f"{chat}/shares/{link.rsplit('/', 1)[1]}/revoke", data={"csrf_token": csrf(owner.get(chat).text)})
+    assert store.kept_size(who) < kept  # the last link of that snapshot took it away
+    assert make_link(owner, other).status_code == 201
+
+
+def test_a_snapshot_counts_in_what_its_owner_may_keep(make_app, fake):
+    app = make_app(AUTH="none", FILES_KEPT_MB=0.01)
+    owner, chat = chat_with_an_answer(app, fake, "Tell me", "A long answer " * 800)
+    refused = make_link(owner, chat)
+    assert refused.status_code == 400
+    assert re.search(
+        r"Your chats keep 0 bytes of attached files and shared snapshots, and with \d+ KB more", refused.text
+    )
+    assert "Delete chats, or revoke share links, that you no longer need, then make the link again." in refused.text
+    assert "Share link 1" not in owner.get(chat).text
+    small, small_chat = chat_with_an_answer(app, fake, "Hi", "Hello")
+    assert make_link(small, small_chat).status_code == 201
+
+
+def test_a_link_goes_with_its_chat_when_the_chat_expires(make_app, fake):
+    app = make_app(AUTH="none")
+    owner, chat = chat_with_an_answer(app, fake, "Hello", "Hi")
     link = share_link(owner, chat)
-    store, token = app.extensions["chat_store"], link.rsplit("/", 1)[1]
-    record = store.load_record(KIND, token)
-    del record["page"]  # as session 4's shares were saved
-    store.save_record(KIND, token, record)
-    assert "Kept" in app.test_client().get(link).text
+    store = app.extensions["chat_store"]
+    with store._connection() as db:
+        db.execute("UPDATE conversations SET updated_at = 0")  # left alone for longer than SESSION_IDLE_DAYS
+    store.forget_idle()
+    assert app.test_client().get(link).status_code == 404
+    assert store.kept_size(owner_of(owner)) == 0

@@ -1,5 +1,6 @@
 """The store suite: every store must pass it, the SQLite file and the real Redis alike."""
 
+import json
 import subprocess
 import sys
 import threading
@@ -328,7 +329,7 @@ def leftovers(store) -> list:
     if isinstance(store, RedisStore):
         return sorted(store.db.scan_iter(store.prefix + "*"))
     with store._connection() as db:
-        tables = ("conversations", "messages", "answer_parts", "files")
+        tables = ("conversations", "messages", "answer_parts", "files", "snapshots", "share_links")
         return [(table, n) for table in tables if (n := db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])]
 
 
@@ -468,9 +469,9 @@ def test_the_files_an_owner_keeps_are_counted_over_all_their_conversations(chat_
     chat_store.save_file(first, "f1", {"name": "a.txt"}, b"a" * 1000)
     chat_store.save_file(second, "f2", {"name": "b.txt"}, b"b" * 24)
     chat_store.save_file(chat_store.create_conversation("bob"), "f3", {"name": "c.txt"}, b"c" * 7)
-    assert (chat_store.files_size("alice"), chat_store.files_size("bob"), chat_store.files_size("eve")) == (1024, 7, 0)
+    assert (chat_store.kept_size("alice"), chat_store.kept_size("bob"), chat_store.kept_size("eve")) == (1024, 7, 0)
     chat_store.delete_conversation(first)
-    assert chat_store.files_size("alice") == 24
+    assert chat_store.kept_size("alice") == 24
 
 
 def test_files_expire_with_their_idle_conversation(make_store):
@@ -479,6 +480,55 @@ def test_files_expire_with_their_idle_conversation(make_store):
     store.save_file(idle, "f1", {"name": "a.txt"}, b"a")
     time.sleep(1.3)
     store.forget_idle()
-    assert store.load_file(idle, "f1") is None and store.files_size("alice") == 0
+    assert store.load_file(idle, "f1") is None and store.kept_size("alice") == 0
     if isinstance(store, RedisStore):  # nothing of it is left behind in Redis either
         assert not list(store.db.scan_iter(store.prefix + "*" + idle.id + "*"))
+
+
+SNAPSHOT = {"title": "Owls", "snapshot": "{}" + " " * 1000, "page": "<p>Hoot</p>"}
+
+
+def link(snapshot="k1", expires_at=None):
+    return {"snapshot": snapshot, "expires_at": expires_at, "made_at": time.time()}
+
+
+def test_a_snapshot_is_kept_once_for_every_link_that_shows_it_and_counted_with_the_files(chat_store):
+    conversation = chat_store.create_conversation("alice")
+    assert chat_store.save_share(conversation, "a", link()) is False  # no snapshot k1 kept yet: none made
+    assert chat_store.share_links("alice") == []
+    assert chat_store.save_share(conversation, "a", link(), SNAPSHOT) is True
+    size = len(json.dumps(SNAPSHOT).encode())
+    assert chat_store.kept_size("alice") == size
+    for token in ("b", "c", "d"):
+        assert chat_store.save_share(conversation, token, link()) is True  # the same snapshot, kept once
+    assert chat_store.save_share(conversation, "e", link("k2"), SNAPSHOT) is True  # another snapshot
+    assert chat_store.kept_size("alice") == 2 * size and chat_store.kept_size("bob") == 0
+    found = chat_store.load_share(conversation.id, "c")
+    assert found is not None and found[0]["snapshot"] == "k1" and found[1] == SNAPSHOT
+    assert sorted(token for _, token, _ in chat_store.share_links("alice")) == ["a", "b", "c", "d", "e"]
+    assert {conversation_id for conversation_id, _, _ in chat_store.share_links("alice")} == {conversation.id}
+    assert chat_store.share_links("bob") == [] and chat_store.load_share("elsewhere", "c") is None
+    for token in ("a", "b", "c"):
+        chat_store.delete_share_link(conversation, token)
+    assert chat_store.load_share(conversation.id, "a") is None and chat_store.kept_size("alice") == 2 * size
+    chat_store.delete_share_link(conversation, "d")  # the last link of k1: its snapshot goes with it
+    assert chat_store.load_share(conversation.id, "d") is None and chat_store.kept_size("alice") == size
+
+
+def test_share_links_and_their_snapshots_go_with_their_conversation(chat_store):
+    conversation = chat_store.create_conversation("alice")
+    assert chat_store.save_share(conversation, "a", link(), SNAPSHOT)
+    chat_store.delete_conversation(conversation)
+    assert chat_store.load_share(conversation.id, "a") is None and chat_store.share_links("alice") == []
+    assert chat_store.save_share(conversation, "b", link(), SNAPSHOT) is False  # nothing kept for a chat gone
+    assert chat_store.kept_size("alice") == 0 and leftovers(chat_store) == []
+
+
+def test_share_links_and_their_snapshots_expire_with_their_idle_conversation(make_store):
+    store = make_store(idle_seconds=1)
+    idle = store.create_conversation("alice")
+    assert store.save_share(idle, "a", link(), SNAPSHOT)
+    time.sleep(1.3)
+    store.forget_idle()
+    assert store.load_share(idle.id, "a") is None and store.share_links("alice") == []
+    assert store.kept_size("alice") == 0 and leftovers(store) == []

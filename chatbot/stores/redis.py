@@ -4,7 +4,9 @@ Keys (under a prefix): `conv:{id}` a hash of the conversation, `owner:{owner}` a
 conversation ids by last activity, `order:{id}` the list of a conversation's message ids, `msgs:{id}`
 a hash of its messages as JSON by id, `files:{id}` a hash of its attached files by id (JSON: the file's info
 and its bytes in base64, as the client decodes answers to text), `sizes:{id}` their sizes in bytes by id (read
-for what an owner keeps in all, without reading the files), `parts:{message id}` a sorted set of the parts
+for what an owner keeps in all, without reading the files; a share snapshot's as `share:{key}`), `links:{id}`
+a hash of its share links by token, `snapshots:{id}` a hash of the snapshots they show by key (one for all the
+links that show it), `parts:{message id}` a sorted set of the parts
 of an answer being written, by the character each begins at. A message is appended or rewritten alone, never the whole
 history, and an answer grows by parts, so saving it costs the same however long it is. Every write
 gives the conversation's keys the idle time to live again, so a conversation expires `idle_seconds`
@@ -87,7 +89,8 @@ class RedisStore:
         return self.prefix + ":".join(parts)
 
     def _keys(self, conversation_id: str) -> list[str]:
-        return [self._key(kind, conversation_id) for kind in ("conv", "order", "msgs", "files", "sizes")]
+        kinds = ("conv", "order", "msgs", "files", "sizes", "links", "snapshots")
+        return [self._key(kind, conversation_id) for kind in kinds]
 
     def _touch(self, pipe: redis.client.Pipeline, conversation_id: str, owner: str | None) -> None:
         """Start the idle time again for a conversation (and its owner's list)."""
@@ -193,11 +196,62 @@ class RedisStore:
         stored = json.loads(raw)
         return stored["info"], base64.b64decode(stored["data"])
 
-    def files_size(self, owner: str) -> int:
+    def kept_size(self, owner: str) -> int:
         pipe = self.db.pipeline()
         for conversation_id in self.db.zrange(self._key("owner", owner), 0, -1):
             pipe.hvals(self._key("sizes", conversation_id))
         return sum(int(size) for sizes in pipe.execute() for size in sizes)
+
+    def save_share(self, conversation: Conversation, token: str, link: dict, snapshot: dict | None = None) -> bool:
+        head, links, snapshots = (self._key(kind, conversation.id) for kind in ("conv", "links", "snapshots"))
+        key = link["snapshot"]
+
+        def attempt(pipe: redis.client.Pipeline) -> bool:  # run again if the chat or its snapshots changed meanwhile
+            kept = pipe.hexists(snapshots, key)
+            if not pipe.exists(head) or (snapshot is None and not kept):
+                return False
+            pipe.multi()
+            if not kept:
+                saved = json.dumps(snapshot)
+                pipe.hset(snapshots, key, saved)
+                pipe.hset(self._key("sizes", conversation.id), f"share:{key}", len(saved.encode()))
+            pipe.hset(links, token, json.dumps(link))
+            self._touch(pipe, conversation.id, conversation.owner)
+            return True
+
+        return self.db.transaction(attempt, head, snapshots, value_from_callable=True)
+
+    def load_share(self, conversation_id: str, token: str) -> tuple[dict, dict] | None:
+        raw = self.db.hget(self._key("links", conversation_id), token)
+        link = json.loads(raw) if raw else None
+        snapshot = self.db.hget(self._key("snapshots", conversation_id), link["snapshot"]) if link else None
+        return (link, json.loads(snapshot)) if link and snapshot else None
+
+    def share_links(self, owner: str) -> list[tuple[str, str, dict]]:
+        ids = self.db.zrange(self._key("owner", owner), 0, -1)
+        pipe = self.db.pipeline()
+        for conversation_id in ids:
+            pipe.hgetall(self._key("links", conversation_id))
+        found = zip(ids, pipe.execute(), strict=True)
+        return [
+            (conversation_id, token, json.loads(raw))
+            for conversation_id, links in found
+            for token, raw in links.items()
+        ]
+
+    def delete_share_link(self, conversation: Conversation, token: str) -> None:
+        links, snapshots = self._key("links", conversation.id), self._key("snapshots", conversation.id)
+
+        def attempt(pipe: redis.client.Pipeline) -> None:  # run again if a link was made or revoked meanwhile
+            shown = {each: json.loads(raw)["snapshot"] for each, raw in pipe.hgetall(links).items()}
+            key = shown.pop(token, None)
+            pipe.multi()
+            pipe.hdel(links, token)
+            if key is not None and key not in shown.values():  # the last link that shows it
+                pipe.hdel(snapshots, key)
+                pipe.hdel(self._key("sizes", conversation.id), f"share:{key}")
+
+        self.db.transaction(attempt, links)
 
     def add_message(self, message: Message) -> Message:
         now = time.time()

@@ -66,6 +66,20 @@ CREATE TABLE IF NOT EXISTS files (
     data BLOB NOT NULL,
     PRIMARY KEY (conversation_id, id)
 );
+CREATE TABLE IF NOT EXISTS snapshots (
+    conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, key)
+);
+CREATE TABLE IF NOT EXISTS share_links (
+    token TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    snapshot TEXT NOT NULL,
+    data TEXT NOT NULL,
+    FOREIGN KEY (conversation_id, snapshot) REFERENCES snapshots (conversation_id, key) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS share_links_by_snapshot ON share_links (conversation_id, snapshot);
 """
 POOL_SIZE = 16  # connections per process; SQLite writes one at a time anyway
 MIN_FREE_BYTES = 16 * 1024 * 1024  # less free disk than this, and the chat is not ready: answers would not be saved
@@ -252,13 +266,64 @@ class SQLiteStore:
         )
         return (json.loads(rows[0][0]), bytes(rows[0][1])) if rows else None
 
-    def files_size(self, owner: str) -> int:
+    def kept_size(self, owner: str) -> int:
         rows = self._query(
-            "SELECT COALESCE(SUM(LENGTH(files.data)), 0) FROM files JOIN conversations"
-            " ON conversations.id = files.conversation_id WHERE conversations.owner = ?",
-            (owner,),
+            "SELECT (SELECT COALESCE(SUM(LENGTH(files.data)), 0) FROM files JOIN conversations"
+            " ON conversations.id = files.conversation_id WHERE conversations.owner = ?)"
+            " + (SELECT COALESCE(SUM(LENGTH(CAST(snapshots.data AS BLOB))), 0) FROM snapshots JOIN conversations"
+            " ON conversations.id = snapshots.conversation_id WHERE conversations.owner = ?)",
+            (owner, owner),
         )
         return int(rows[0][0])
+
+    def save_share(self, conversation: Conversation, token: str, link: dict, snapshot: dict | None = None) -> bool:
+        with self._transaction() as db:
+            db.execute("BEGIN IMMEDIATE")
+            if snapshot is not None:
+                db.execute(
+                    "INSERT OR IGNORE INTO snapshots (conversation_id, key, data) SELECT ?, ?, ? "
+                    "WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?)",
+                    (conversation.id, link["snapshot"], json.dumps(snapshot), conversation.id),
+                )
+            made = db.execute(
+                "INSERT INTO share_links (token, conversation_id, snapshot, data) SELECT ?, ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM snapshots WHERE conversation_id = ? AND key = ?)",
+                (token, conversation.id, link["snapshot"], json.dumps(link), conversation.id, link["snapshot"]),
+            )
+            if made.rowcount:
+                db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (time.time(), conversation.id))
+            return made.rowcount == 1
+
+    def load_share(self, conversation_id: str, token: str) -> tuple[dict, dict] | None:
+        rows = self._query(
+            "SELECT share_links.data, snapshots.data FROM share_links JOIN snapshots ON snapshots.conversation_id ="
+            " share_links.conversation_id AND snapshots.key = share_links.snapshot"
+            " WHERE share_links.token = ? AND share_links.conversation_id = ?",
+            (token, conversation_id),
+        )
+        return (json.loads(rows[0][0]), json.loads(rows[0][1])) if rows else None
+
+    def share_links(self, owner: str) -> list[tuple[str, str, dict]]:
+        rows = self._query(
+            "SELECT share_links.conversation_id, token, data FROM share_links JOIN conversations"
+            " ON conversations.id = share_links.conversation_id WHERE conversations.owner = ?",
+            (owner,),
+        )
+        return [(conversation_id, token, json.loads(data)) for conversation_id, token, data in rows]
+
+    def delete_share_link(self, conversation: Conversation, token: str) -> None:
+        with self._transaction() as db:
+            db.execute("BEGIN IMMEDIATE")
+            found = db.execute(
+                "DELETE FROM share_links WHERE token = ? AND conversation_id = ? RETURNING snapshot",
+                (token, conversation.id),
+            ).fetchone()
+            if found:  # the snapshot goes with the last link that shows it
+                db.execute(
+                    "DELETE FROM snapshots WHERE conversation_id = ? AND key = ? AND NOT EXISTS"
+                    " (SELECT 1 FROM share_links WHERE conversation_id = ? AND snapshot = ?)",
+                    (conversation.id, found[0], conversation.id, found[0]),
+                )
 
     def add_message(self, message: Message) -> Message:
         with self._transaction() as db:
