@@ -8,6 +8,7 @@ The origin and the owner are checked before the socket is accepted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -68,7 +69,7 @@ EXPIRED = (
 OPEN_SOCKETS = OpenSockets()  # this worker's
 # Close codes htmx does not reconnect on (chat.js does, after IDLE_CLOSE).
 IDLE_CLOSE, REFUSED_CLOSE, SIGNED_OUT_CLOSE = 4000, 4001, 4003
-ACCOUNT_CHECK_SECONDS = 2.0  # how often an open socket looks whether its account's session has ended
+ACCOUNT_CHECK_SECONDS = 1.0  # how often an open socket looks whether its account's session has ended
 SIGNED_OUT = "You were signed out (here, everywhere, or by an admin), so this chat closed. Reload the page."
 IDLE = (
     "This tab was left alone for {} minutes, so its connection was closed to make room for others. "
@@ -137,20 +138,30 @@ class ChatSocket:
         self.hidden: set[str] = set()  # answers being written whose text this tab does not show (another branch)
         self.rejoining: set[str] = set()  # answers shown again by a switch: what comes next is all of them
         self.live = LiveMarkdown()  # the answer being sent, as it is shown
+        self.ended = threading.Event()  # set once this socket serves no more (the browser went, or it was closed)
 
     def serve(self) -> None:
-        """Read actions until the browser goes, or until the socket has been idle (no action, no answer) too long."""
+        """Read actions until the browser goes, until the socket has been idle (no action, no answer) too long,
+        or until its account's session ends: looked at before each action, and every ACCOUNT_CHECK_SECONDS
+        whatever the socket is doing."""
+        if self.account:
+            threading.Thread(target=self.watch_account, daemon=True, name="account").start()
+        try:
+            self.read_actions()
+        finally:
+            self.ended.set()
+
+    def read_actions(self) -> None:
         self.follow_running_answer()
         idle_minutes = self.app.config["SOCKET_IDLE_MINUTES"]
         quiet_since = time.monotonic()
         while True:
+            # With an account, waking up often lets this loop end soon after the watch closed the socket.
             raw = self.ws.receive(timeout=ACCOUNT_CHECK_SECONDS if self.account else idle_minutes * 60)
+            if raw is not None and self.account and not self.still_signed_in():
+                self.close_signed_out()
+                return
             if raw is None:
-                if self.account and not self.still_signed_in():
-                    self.cancel.set()
-                    self.notice(SIGNED_OUT)
-                    self.ws.close(SIGNED_OUT_CLOSE, "signed out")
-                    return
                 if self.answering:
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since >= idle_minutes * 60:
@@ -287,6 +298,25 @@ class ChatSocket:
             self.continue_answer(str(data.get("after") or ""))
         else:
             self.notice(f"Unknown action {action!r}. Reload the page and try again.")
+
+    def watch_account(self) -> None:
+        """Close the socket once its account's session has ended (signed out, here or everywhere, a password reset,
+        disabled), within ACCOUNT_CHECK_SECONDS, however busy or talkative it is."""
+        while not self.ended.wait(ACCOUNT_CHECK_SECONDS):
+            if not self.still_signed_in():
+                self.close_signed_out()
+                return
+
+    def close_signed_out(self) -> None:
+        """Stop this socket's answer, say why, and close it (once, whoever sees it first)."""
+        with self.send_lock:
+            if self.ended.is_set():
+                return
+            self.ended.set()
+            self.cancel.set()
+            self.notice(SIGNED_OUT)
+            with contextlib.suppress(ConnectionClosed):
+                self.ws.close(SIGNED_OUT_CLOSE, "signed out")
 
     def still_signed_in(self) -> bool:
         """Whether this socket's account is still active and its session has not ended (any worker may end it)."""

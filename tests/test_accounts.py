@@ -1,11 +1,13 @@
 """Sign-in: never open by accident, accounts (AUTH=local), a trusted proxy's user (AUTH=header), sessions that
 end everywhere at once, chats that follow the account, the admin page, and limits per account."""
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -17,7 +19,7 @@ from chatbot import accounts, auth
 from config import ConfigError, load_config
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
-from tests.servers import ROOT, ChatClient, GunicornApp, read_until
+from tests.servers import FINISHED, ROOT, ChatClient, GunicornApp, act, read_until
 from tests.test_open_sockets import closed_with
 from tests.test_pages import csrf
 
@@ -212,36 +214,128 @@ def test_header_sign_in_is_believed_only_from_the_trusted_proxy(make_app):
     assert through_proxy.get("/", headers={"Host": "chat.example.org"}).status_code == 401  # the proxy named none
 
 
+def admin_and_bob(server: GunicornApp) -> requests.Session:
+    """Sign up the admin (ada) and bob on a running server, and approve bob; ada's browser session."""
+    admin = requests.Session()
+    for session, name in ((admin, "ada"), (requests.Session(), "bob")):
+        form = session.get(server.url + "/sign-up").text
+        session.post(server.url + "/sign-up", data={"csrf_token": csrf(form), "username": name, "password": PASSWORD})
+    as_admin(admin, server, "bob", "approve")
+    return admin
+
+
+def as_admin(admin: requests.Session, server: GunicornApp, username: str, action: str) -> str:
+    """Do one of the admin page's actions on an account; the page it answers with."""
+    page = admin.get(server.url + "/admin/").text
+    data = {"csrf_token": csrf(page), "action": action}
+    return admin.post(server.url + f"/admin/accounts/{username}", data=data, timeout=10).text
+
+
+def signed_in_browser(server: GunicornApp, username: str, password: str = PASSWORD) -> requests.Session:
+    """A new browser session signed in as `username`."""
+    browser = requests.Session()
+    form = browser.get(server.url + "/sign-in").text
+    browser.post(server.url + "/sign-in", data={"csrf_token": csrf(form), "username": username, "password": password})
+    return browser
+
+
 def test_a_disabled_accounts_open_socket_is_closed(tmp_path, fake):
     environment = app_environment(tmp_path, API_URL=fake.task_url(), HF_API_TOKEN=TOKEN, AUTH="local")
     with GunicornApp(environment) as server:
-        admin, user = requests.Session(), requests.Session()
-        for session, name in ((admin, "ada"), (user, "bob")):
-            form = session.get(server.url + "/sign-up").text
-            session.post(
-                server.url + "/sign-up", data={"csrf_token": csrf(form), "username": name, "password": PASSWORD}
-            )
-        admin_page = admin.get(server.url + "/admin/").text
-        admin.post(server.url + "/admin/accounts/bob", data={"csrf_token": csrf(admin_page), "action": "approve"})
-        form = user.get(server.url + "/sign-in").text
-        user.post(server.url + "/sign-in", data={"csrf_token": csrf(form), "username": "bob", "password": PASSWORD})
+        admin = admin_and_bob(server)
+        user = signed_in_browser(server, "bob")
         chat = ChatClient(server.url, http=user)
         ws = chat.connect()
         fake.reply(tokens=["Hi"])
         assert "Hi" in chat.exchange("Hello", ws)[-1]
-        as_admin = ChatClient(server.url, http=admin)  # another account, even the admin, cannot follow bob's chat
-        as_admin.socket_url = chat.socket_url
+        admins_chat = ChatClient(server.url, http=admin)  # another account, even the admin, cannot follow bob's chat
+        admins_chat.socket_url = chat.socket_url
         with pytest.raises(websocket.WebSocketBadStatusException, match="404"):
-            as_admin.connect()
+            admins_chat.connect()
         started = time.monotonic()
-        admin_page = admin.get(server.url + "/admin/").text
-        admin.post(server.url + "/admin/accounts/bob", data={"csrf_token": csrf(admin_page), "action": "disable"})
+        as_admin(admin, server, "bob", "disable")
         notice = read_until(ws, [], "You were signed out", seconds=10)[-1]
         assert "by an admin" in notice and closed_with(ws) == 4003
         assert time.monotonic() - started < 5
         # a new connection: the session's pooled one may be the one gunicorn closes after its 2 s keep-alive
         page = requests.get(chat.page_url, cookies=user.cookies, allow_redirects=False, timeout=10)
         assert page.headers["Location"] == "/sign-in"
+
+
+class TalkingSocket:
+    """A chat socket whose every frame is read as it comes (in a thread), noting when the server closed it."""
+
+    def __init__(self, ws: websocket.WebSocket) -> None:
+        self.ws = ws
+        self.frames: list[str] = []
+        self.closed_at: float | None = None
+        self.close_code: int | None = None
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            opcode, frame = self.ws.recv_data_frame(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                self.close_code, self.closed_at = int.from_bytes(frame.data[:2], "big"), time.monotonic()
+                self.ws.shutdown()
+                return
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                self.frames.append(frame.data.decode())
+
+    def answers(self) -> int:
+        return sum(1 for frame in self.frames if FINISHED.search(frame))
+
+    def say(self, text: str) -> None:
+        """Send a message, unless the server has closed the socket already."""
+        if self.closed_at is None:
+            with contextlib.suppress(websocket.WebSocketConnectionClosedException, BrokenPipeError):
+                act(self.ws, "send", message=text)
+
+
+@pytest.mark.parametrize("worker_class", ["gthread", "gevent"])
+def test_a_socket_that_keeps_talking_is_closed_within_2_s_of_each_way_a_session_ends(tmp_path, fake, worker_class):
+    """Disabled, its password reset, signed out everywhere, signed out: each closes the socket of a tab that sends
+    a message every half second (so it is never quiet), within 2 s, and the model is asked nothing more."""
+    environment = app_environment(
+        tmp_path, API_URL=fake.task_url(), HF_API_TOKEN=TOKEN, AUTH="local", WORKER_CLASS=worker_class
+    )
+    with GunicornApp(environment) as server:
+        admin = admin_and_bob(server)
+        password = PASSWORD
+
+        def sign_out(path: str) -> None:
+            page = user.get(chat.page_url).text
+            user.post(server.url + path, data={"csrf_token": csrf(page)}, timeout=10)
+
+        for ending in ("disable", "reset-password", "sign-out-everywhere", "sign-out"):
+            user = signed_in_browser(server, "bob", password)
+            chat = ChatClient(server.url, http=user)
+            tab = TalkingSocket(chat.connect())
+            for said in range(1, 4):  # answered while signed in
+                tab.say(f"Message {said}")
+                deadline = time.monotonic() + 10
+                while tab.answers() < said and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert tab.answers() == said, tab.frames[-3:]
+                time.sleep(0.5)
+            asked = len(fake.requests)
+            started = time.monotonic()
+            if ending.startswith("sign-out"):  # in bob's browser, the tab's own session
+                sign_out("/" + ending)
+            elif ending == "reset-password":
+                password = re.search(r"new password is (\S+) ", as_admin(admin, server, "bob", ending)).group(1)
+            else:
+                as_admin(admin, server, "bob", ending)
+            while tab.closed_at is None and time.monotonic() - started < 5:
+                tab.say("Still here")
+                time.sleep(0.5)
+            assert tab.close_code == 4003, (ending, tab.frames[-3:])
+            assert tab.closed_at - started < 2, (ending, tab.closed_at - started)
+            assert any("You were signed out" in frame for frame in tab.frames), ending
+            time.sleep(1)  # nothing asked of the model after the account's session ended, nor while it closed
+            assert len(fake.requests) == asked, (ending, len(fake.requests) - asked)
+            if ending == "disable":
+                as_admin(admin, server, "bob", "enable")
 
 
 def test_an_account_picks_only_the_models_the_admin_allows(make_app, fake):
