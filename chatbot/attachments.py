@@ -1,24 +1,32 @@
 """Files attached to a message: an upload checked and turned into what is stored, and what it puts in the prompt.
 
 The kind is decided by the bytes, never by the name: an image is PNG, JPEG, GIF or WebP by its magic bytes (SVG
-never is: it is text, shown and served as text); a PDF starts with `%PDF-` and becomes its text (pypdf, under hard
-limits on pages, characters, time and how far any stream may expand); anything else must be UTF-8 text (code,
-Markdown, CSV, JSON, plain text). The name is made safe: no folders, no control characters, not too long.
+never is: it is text, shown and served as text); a PDF starts with `%PDF-` and becomes its text (pypdf, in a
+process of its own, under hard limits on pages, characters, time, memory and how far any stream may expand);
+anything else must be UTF-8 text (code, Markdown, CSV, JSON, plain text). The name is made safe: no folders, no
+control characters, not too long.
 """
 
 from __future__ import annotations
 
 import base64
-import io
+import json
+import logging
+import math
 import re
-import time
+import signal
+import subprocess
+import sys
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from chatbot.conversations import Message, new_id
 from chatbot.services.prompts import estimate_tokens
+
+log = logging.getLogger(__name__)
 
 IMAGE_TYPES = (  # (magic bytes at the start, the type they mean); WebP also needs "WEBP" at byte 8
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -29,23 +37,10 @@ IMAGE_TYPES = (  # (magic bytes at the start, the type they mean); WebP also nee
 )
 NAME_LENGTH = 120
 LISTED = ("id", "name", "kind", "mime", "size")  # what a message keeps of each of its files (never the text)
-PDF_SECONDS = 10.0  # reading one PDF's text takes at most about this long (checked between pages)
+PDF_SECONDS = 10.0  # reading one PDF's text may take this long; then the process reading it is killed
 PDF_STREAM_BYTES = 8 * 1024 * 1024  # no stream of a PDF may expand to more than this (pypdf's default is 75 MB)
-# pypdf's own limits (pypdf.Configuration), tighter than its defaults, for files from anyone: what a stream may
-# expand to, how much decoding work it may take, how far a broken stream is recovered byte by byte; and never the
-# external jbig2dec program.
-PDF_LIMITS: dict[str, Any] = {
-    "zlib_maximum_output_length": PDF_STREAM_BYTES,
-    "lzw_maximum_output_length": PDF_STREAM_BYTES,
-    "run_length_maximum_output_length": PDF_STREAM_BYTES,
-    "brotli_maximum_output_length": PDF_STREAM_BYTES,
-    "jbig2_maximum_output_length": PDF_STREAM_BYTES,
-    "array_based_stream_maximum_output_length": PDF_STREAM_BYTES,
-    "image_maximum_buffer_size": PDF_STREAM_BYTES,
-    "stream_decoding_work_maximum_length": 4 * PDF_STREAM_BYTES,
-    "zlib_maximum_recovery_input_length": 256 * 1024,
-    "jbig2dec_binary": None,
-}
+PDF_MEMORY_BYTES = 512 * 1024 * 1024  # the address space of the process that reads a PDF
+PDF_READER = Path(__file__).with_name("pdf_reader.py")  # that process: run by its path, it starts without Flask
 
 
 class AttachmentProblem(ValueError):
@@ -60,6 +55,7 @@ class Limits:
     max_chars: int
     max_pages: int
     pdf_seconds: float = PDF_SECONDS
+    pdf_memory_bytes: int = PDF_MEMORY_BYTES
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Limits:
@@ -161,58 +157,71 @@ def _within(name: str, text: str, limits: Limits) -> str:
 
 
 def pdf_text(name: str, data: bytes, limits: Limits) -> tuple[str, int]:
-    """The text of a PDF and its number of pages, read under PDF_LIMITS, `limits` and a time budget; a file that
-    breaks any of them (a decompression bomb, say) is refused, not read further."""
-    import pypdf  # here: only a PDF needs it
-
-    unreadable = AttachmentProblem(
-        f"{name} could not be read as a PDF (it may be damaged). Attach another copy, or paste its text."
+    """The text of a PDF and its number of pages, read in a process of its own (chatbot/pdf_reader.py) under
+    pypdf's limits, `limits`, a CPU and a memory limit, and killed at the deadline: a file that breaks any of them
+    (a decompression bomb, forms that draw forms) is refused, and this worker's thread or greenlet only waits."""
+    arguments = {
+        "max_pages": limits.max_pages,
+        "max_chars": limits.max_chars,
+        "stream_bytes": PDF_STREAM_BYTES,
+        "cpu_seconds": math.ceil(limits.pdf_seconds),
+        "memory_bytes": limits.pdf_memory_bytes,
+    }
+    command = [sys.executable, "-I", str(PDF_READER), json.dumps(arguments)]
+    too_slow = AttachmentProblem(
+        f"Reading {name} took longer than {limits.pdf_seconds:g} s, so it was stopped. "
+        "Attach fewer pages, or paste the text you need."
     )
-    started = time.monotonic()
-    pieces: list[str] = []
-    chars = 0
     try:
-        with pypdf.apply_configuration(**PDF_LIMITS):
-            reader = pypdf.PdfReader(io.BytesIO(data))
-            if reader.is_encrypted and not reader.decrypt(""):
-                raise AttachmentProblem(f"{name} is protected by a password. Attach a copy saved without one.")
-            pages = len(reader.pages)
-            if pages > limits.max_pages:
-                raise AttachmentProblem(
-                    f"{name} has {pages:,} pages; the limit is {limits.max_pages:,}. "
-                    "Attach only the pages you need (print them to a new PDF)."
-                )
-            for page in reader.pages:
-                if time.monotonic() - started > limits.pdf_seconds:
-                    raise AttachmentProblem(
-                        f"Reading {name} took longer than {limits.pdf_seconds:g} s, so it was stopped. "
-                        "Attach fewer pages, or paste the text you need."
-                    )
-                piece = page.extract_text() or ""
-                chars += len(piece)
-                if chars > limits.max_chars:
-                    raise AttachmentProblem(
-                        f"{name} has more than {limits.max_chars:,} characters of text; the limit is "
-                        f"{limits.max_chars:,} a file. Attach only the pages you need."
-                    )
-                pieces.append(piece)
-                reader.resolved_objects = {}  # what the page expanded to is let go: memory stays one page's
-    except AttachmentProblem:
-        raise
-    except pypdf.errors.LimitReachedError:
-        raise AttachmentProblem(
-            f"{name} was not read: a part of it expands far beyond what a PDF's text needs (more than "
-            f"{megabytes(PDF_STREAM_BYTES)}), as a malicious file's would. Attach another copy, or paste its text."
-        ) from None
-    except Exception:  # a damaged or hostile file may break pypdf anywhere: it is refused, never a 500
-        raise unreadable from None
-    text = "\n\n".join(piece.strip() for piece in pieces if piece.strip())
-    if not text:
+        done = subprocess.run(command, input=data, capture_output=True, timeout=limits.pdf_seconds, check=False)
+    except subprocess.TimeoutExpired:  # killed (subprocess.run does it) and waited for
+        raise too_slow from None
+    if done.returncode in (-signal.SIGXCPU, -signal.SIGKILL):  # its CPU limit
+        raise too_slow
+    try:
+        read = json.loads(done.stdout)
+    except ValueError:
+        log.warning("the PDF reader failed (exit %s): %s", done.returncode, done.stderr[-300:].decode(errors="replace"))
+        read = {"refused": "damaged"}
+    if "refused" in read:
+        raise pdf_refusal(name, read, limits)
+    if not read["text"]:
         raise AttachmentProblem(
             f"{name} has no text to read (a scan is pictures of pages). Attach the pages as images to a model "
             "that takes images, or paste the text."
         )
-    return text, pages
+    return read["text"], read["pages"]
+
+
+def pdf_refusal(name: str, read: Mapping[str, Any], limits: Limits) -> AttachmentProblem:
+    """Why a PDF was not read (chatbot/pdf_reader.py says which limit it broke), in words for the user."""
+    why = read["refused"]
+    if why == "encrypted":
+        return AttachmentProblem(f"{name} is protected by a password. Attach a copy saved without one.")
+    if why == "pages":
+        return AttachmentProblem(
+            f"{name} has {read['pages']:,} pages; the limit is {limits.max_pages:,}. "
+            "Attach only the pages you need (print them to a new PDF)."
+        )
+    if why == "chars":
+        return AttachmentProblem(
+            f"{name} has more than {limits.max_chars:,} characters of text; the limit is {limits.max_chars:,} a "
+            "file. Attach only the pages you need."
+        )
+    if why == "expands":
+        return AttachmentProblem(
+            f"{name} was not read: a part of it expands far beyond what a PDF's text needs (more than "
+            f"{megabytes(PDF_STREAM_BYTES)}), as a malicious file's would. Attach another copy, or paste its text."
+        )
+    if why == "memory":
+        return AttachmentProblem(
+            f"{name} was not read: reading it needs more memory than a PDF's text should (more than "
+            f"{megabytes(limits.pdf_memory_bytes)}), as a malicious file's would. Attach another copy, or paste its "
+            "text."
+        )
+    return AttachmentProblem(
+        f"{name} could not be read as a PDF (it may be damaged). Attach another copy, or paste its text."
+    )
 
 
 def megabytes(size: int) -> str:

@@ -1,4 +1,5 @@
-"""Real files made for tests: a PNG a browser can show, PDFs written by hand (with text, or a decompression bomb)."""
+"""Real files made for tests: a PNG a browser can show, PDFs written by hand (with text, a decompression bomb, or
+forms that draw forms)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,19 @@ def pdf(*pages: bytes, filters: str = "") -> bytes:
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * index} 0 R "
             f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode()
         )
-        extra = f" /Filter {filters}" if filters else ""
-        objects.append(f"<< /Length {len(content)}{extra} >>\nstream\n".encode() + content + b"\nendstream")
+        objects.append(stream(content, filters))
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    return laid_out(objects)
+
+
+def stream(content: bytes, filters: str = "", entries: str = "") -> bytes:
+    """A stream object's body: its dictionary (with `entries`) and `content`, encoded with `filters`."""
+    extra = f" /Filter {filters}" if filters else ""
+    return f"<< /Length {len(content)}{extra}{entries} >>\nstream\n".encode() + content + b"\nendstream"
+
+
+def laid_out(objects: list[bytes]) -> bytes:
+    """A PDF of `objects` (numbered from 1, the first the catalogue): cross-reference table and trailer added."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, 1):
@@ -59,3 +70,25 @@ def flate_bomb(megabytes: int) -> bytes:
     packer = zlib.compressobj(9)
     zeros = bytes(1024 * 1024)
     return b"".join(packer.compress(zeros) for _ in range(megabytes)) + packer.flush()
+
+
+def nested_forms(draws: int = 70, shows: int = 100_000) -> bytes:
+    """A PDF of about 2 KB whose one page draws a form `draws` times, which draws another form `draws` times, which
+    shows an empty string `shows` times: a reader that follows it all does draws * draws * shows text operations."""
+    form = " /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << {} >>"
+    return laid_out(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            b"/Resources << /XObject << /Outer 5 0 R >> >> >>",
+            stream(b"/Outer Do " * draws),
+            stream(zlib.compress(b"/Inner Do " * draws, 9), "/FlateDecode", form.format("/XObject << /Inner 6 0 R >>")),
+            stream(
+                zlib.compress(b"BT /F1 12 Tf " + b"() Tj " * shows + b"ET", 9),
+                "/FlateDecode",
+                form.format("/Font << /F1 7 0 R >>"),
+            ),
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        ]
+    )

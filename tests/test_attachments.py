@@ -2,11 +2,13 @@
 
 import time
 import tracemalloc
+import zlib
+from dataclasses import replace
 
 import pytest
 
 from chatbot.attachments import AttachmentProblem, Limits, as_prompt, check, data_url, listed, megabytes, safe_name
-from tests.samples import flate_bomb, pdf, png, text_page
+from tests.samples import flate_bomb, nested_forms, pdf, png, text_page
 
 LIMITS = Limits(max_bytes=2 * 1024 * 1024, max_chars=10_000, max_pages=5)
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>'
@@ -167,6 +169,29 @@ def test_a_pdf_of_many_pages_that_each_expand_a_lot_is_stopped_by_time_in_little
 
     seconds, peak = measured(attach)
     assert seconds < 3 and peak < 64, (seconds, peak)
+
+
+def test_a_pdf_whose_forms_draw_forms_is_stopped_at_its_deadline():
+    """2 KB whose one page draws a form 70 times, which draws another 70 times, which shows 100,000 empty strings:
+    hours of pypdf's time (a CPU pinned), stopped at the deadline all the same."""
+    forms = nested_forms()
+    assert len(forms) < 3000
+    limits = Limits(max_bytes=LIMITS.max_bytes, max_chars=10_000, max_pages=5, pdf_seconds=1)
+    started = time.monotonic()
+    with pytest.raises(AttachmentProblem, match=r"Reading forms.pdf took longer than 1 s, so it was stopped"):
+        check("forms.pdf", forms, limits)
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_pdf_whose_text_needs_more_memory_than_its_reader_may_have_is_refused_in_words():
+    """Seven million characters in one string, from a file of 8 KB: read with the usual memory, refused with less."""
+    content = b"BT /F1 12 Tf (" + b"a" * 7_000_000 + b") Tj ET"
+    long_text = pdf(zlib.compress(content, 9), filters="/FlateDecode")
+    assert len(long_text) < 10_000
+    limits = Limits(max_bytes=LIMITS.max_bytes, max_chars=10_000_000, max_pages=5)
+    assert check("long.pdf", long_text, limits).info["text"] == "a" * 7_000_000
+    with pytest.raises(AttachmentProblem, match=r"long.pdf was not read: reading it needs more memory than .* 96.0 MB"):
+        check("long.pdf", long_text, replace(limits, pdf_memory_bytes=96 * 1024 * 1024))
 
 
 def test_a_files_text_goes_to_the_model_with_its_name_in_a_fence_it_cannot_close():

@@ -3,12 +3,19 @@
 import io
 import json
 import re
+import threading
+import time
+from pathlib import Path
 
 import pytest
+import requests
 
 from chatbot import create_app
+from chatbot.attachments import PDF_SECONDS
+from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
-from tests.samples import pdf, png, text_page
+from tests.samples import nested_forms, pdf, png, text_page
+from tests.servers import ChatClient, GunicornApp
 from tests.test_pages import csrf, first_message_id, open_chat
 
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>'
@@ -323,3 +330,35 @@ def test_a_share_serves_the_files_of_its_snapshot_only_when_the_owner_includes_t
     assert stranger.get(file_url.replace(link, plain)).status_code == 404  # that link was made without files
     client.post(f"{chat}/delete", data={"csrf_token": token})
     assert stranger.get(file_url).status_code == 404
+
+
+def test_a_pdf_that_would_pin_a_cpu_is_refused_at_its_deadline_while_its_gevent_worker_answers_others(tmp_path, fake):
+    """Read on the worker's own greenlet, forms that draw forms held one gevent worker for a minute (/healthz
+    too) until gunicorn killed it with all its chats; read in a process of its own, killed at the deadline."""
+    environment = app_environment(tmp_path, API_URL=fake.task_url(), HF_API_TOKEN=TOKEN, WORKER_CLASS="gevent")
+    with GunicornApp(environment, workers=1) as server:
+        chat = ChatClient(server.url)
+        token = csrf(chat.page())
+        answer: list[requests.Response] = []
+
+        def attach() -> None:
+            upload = {"file": ("forms.pdf", nested_forms(), "application/pdf")}
+            url = chat.page_url + "/files"
+            answer.append(chat.http.post(url, files=upload, headers={"X-CSRF-Token": token}, timeout=60))
+
+        started = time.monotonic()
+        uploading = threading.Thread(target=attach)
+        uploading.start()
+        slowest = 0.0
+        while uploading.is_alive():
+            asked = time.monotonic()
+            assert requests.get(server.url + "/healthz", timeout=5).ok
+            slowest = max(slowest, time.monotonic() - asked)
+            time.sleep(0.2)
+        uploading.join()
+        assert slowest < 0.5, slowest
+        assert time.monotonic() - started < PDF_SECONDS + 2
+        assert answer[0].status_code == 400
+        assert f"Reading forms.pdf took longer than {PDF_SECONDS:g} s, so it was stopped" in answer[0].text
+        worker = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()[0]
+        assert Path(f"/proc/{worker}/task/{worker}/children").read_text() == ""  # the reader was killed
