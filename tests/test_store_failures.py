@@ -38,11 +38,10 @@ def small_disk(tmp_path):
 
 def fill(disk: Path) -> None:
     """Take every free byte of `disk`."""
-    with open(disk / "filler", "wb") as filler:
+    with open(disk / "filler", "wb", buffering=0) as filler:  # unbuffered: closing it has nothing left to write
         try:
             while True:
                 filler.write(b"\0" * 65536)
-                filler.flush()
         except OSError:
             pass
 
