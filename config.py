@@ -123,7 +123,7 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     # "accept": start on a Redis that keeps nothing on disk (tests, a chat you can lose); else start-up stops.
     "REDIS_KEEPS_NOTHING": (_choice("accept"), None),
     "MAX_MESSAGE_CHARS": (_whole(1, 1_000_000), 20_000),
-    # Files attached to a message (chatbot/attachments.py): size of each, how many, text of each, pages of a PDF.
+    # Files attached to a message (chatbot/chat/attachments.py): size of each, how many, text of each, pages of a PDF.
     "ATTACHMENT_MAX_MB": (_number(0.01, 100), 5.0),
     "MAX_ATTACHMENTS": (_whole(0, 20), 4),  # 0: nothing can be attached
     "ATTACHMENT_MAX_CHARS": (_whole(100, 10_000_000), 100_000),
@@ -155,12 +155,12 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "TRUSTED_PROXY_ADDRESSES": (_origins, ("127.0.0.1", "::1")),  # AUTH_HEADER is believed only from these
     "TOKENS_PER_DAY": (_whole(0, 1_000_000_000), 100_000),  # per account; the admin page can change it
     "SESSION_IDLE_DAYS": (_number(0.001, 3650), 30.0),
-    # Open chat sockets (chatbot/open_sockets.py), in each worker; SOCKETS_PER_WORKER is set by gunicorn.conf.py.
+    # Open chat sockets (chatbot/web/open_sockets.py), in each worker; SOCKETS_PER_WORKER is set by gunicorn.conf.py.
     "SOCKETS_PER_WORKER": (_whole(1, 1_000_000), None),
     "SOCKETS_PER_SESSION": (_whole(0, 1_000_000), 8),
     "SOCKETS_PER_ADDRESS": (_whole(0, 1_000_000), 24),
     "SOCKET_IDLE_MINUTES": (_number(0.01, 1440), 10.0),
-    # What one browser session, and one network address, may ask for (chatbot/limits.py); 0: no limit.
+    # What one browser session, and one network address, may ask for (chatbot/chat/limits.py); 0: no limit.
     "MESSAGES_PER_MINUTE": (_whole(0, 100_000), 20),
     "MESSAGES_PER_MINUTE_PER_ADDRESS": (_whole(0, 100_000), 60),
     "CONVERSATIONS_PER_HOUR": (_whole(0, 1_000_000), 60),

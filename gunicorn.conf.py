@@ -42,7 +42,7 @@ def on_starting(server):
         sys.exit(4)
     if os.fork() == 0:  # the catalogue is asked in a process of its own: a slow one never holds start-up
         try:
-            from chatbot.picker import not_live
+            from chatbot.chat.picker import not_live
 
             for line in not_live(config):  # the chat starts all the same: the catalogue may be wrong, or come back
                 print(f"Warning: {line}", file=sys.stderr, flush=True)

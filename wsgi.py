@@ -8,7 +8,7 @@ from config import ConfigError
 
 load_dotenv()
 
-from chatbot import create_app  # noqa: E402  (after .env is read)
+from chatbot.web import create_app  # noqa: E402  (after .env is read)
 
 try:
     app = create_app()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chatbot.live_markdown import LiveMarkdown  # noqa: E402
+from chatbot.chat.live_markdown import LiveMarkdown  # noqa: E402
 
 SECTIONS = [
     "## Step {n}: what to do\n\n",

@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chatbot import create_app  # noqa: E402
-from chatbot.conversations import Message, new_id  # noqa: E402
-from chatbot.rendering import render_markdown  # noqa: E402
+from chatbot.chat.rendering import render_markdown  # noqa: E402
+from chatbot.stores.conversations import Message, new_id  # noqa: E402
+from chatbot.web import create_app  # noqa: E402
 
 ANSWER = "Here is a list:\n\n- one\n- two\n\n```python\nprint('hello')\n```\n\nAnd a **bold** ending."
 

@@ -9,9 +9,9 @@ import pytest
 import redis
 
 from bench.backend import UNLIMITED
-from chatbot import create_app
 from chatbot.local_model.server import RECOMMENDED, LocalModelServer
 from chatbot.services import catalogue, discovery, inference
+from chatbot.web import create_app
 from tests.fakes.hf_server import TOKEN, FakeHuggingFace
 from tests.servers import GunicornApp
 

@@ -15,7 +15,8 @@ import redis
 import requests
 import websocket
 
-from chatbot import accounts, auth
+from chatbot.chat import accounts
+from chatbot.web import auth
 from config import ConfigError, load_config
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN

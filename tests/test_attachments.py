@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from chatbot.attachments import AttachmentProblem, Limits, as_prompt, check, data_url, listed, megabytes, safe_name
+from chatbot.chat.attachments import AttachmentProblem, Limits, as_prompt, check, data_url, listed, megabytes, safe_name
 from tests.samples import flate_bomb, nested_forms, pdf, png, text_page
 
 LIMITS = Limits(max_bytes=2 * 1024 * 1024, max_chars=10_000, max_pages=5)

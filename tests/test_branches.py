@@ -4,10 +4,10 @@ import io
 import json
 import re
 
-from chatbot import transfer
-from chatbot.branches import Tree
-from chatbot.conversations import Message, new_id
-from chatbot.generation import run_regeneration, run_reply
+from chatbot.chat import transfer
+from chatbot.chat.branches import Tree
+from chatbot.chat.generation import run_regeneration, run_reply
+from chatbot.stores.conversations import Message, new_id
 from tests.servers import ANSWER_TEXT, FINISHED, ChatClient, act, read_until, shown_answer
 from tests.test_generation import Recorder, new_store, settings_for
 from tests.test_pages import csrf, first_message_id, open_chat

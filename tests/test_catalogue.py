@@ -6,10 +6,11 @@ import time
 import pytest
 import requests
 
-from chatbot import create_app, picker
-from chatbot.generation import ReplySettings, run_reply
+from chatbot.chat import picker
+from chatbot.chat.generation import ReplySettings, run_reply
 from chatbot.services import catalogue
 from chatbot.services.inference import Backend, Parameters
+from chatbot.web import create_app
 from config import load_config
 from tests.conftest import app_environment
 from tests.fakes.hf_server import ROUTER_MODELS, TOKEN

@@ -7,8 +7,8 @@ import pytest
 import requests
 import websocket
 
-from chatbot import create_app
 from chatbot.local_model.server import free_port
+from chatbot.web import create_app
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.servers import FINISHED, ROOT, ChatClient, GunicornApp

@@ -5,9 +5,9 @@ import signal
 
 import pytest
 
-from chatbot import create_app
-from chatbot.doctor import ask_built_in_model
+from chatbot.chat.doctor import ask_built_in_model
 from chatbot.local_model.server import LocalModelServer, free_port
+from chatbot.web import create_app
 
 LOADING = {"error": "Model google/gemma-7b-it is currently loading", "estimated_time": 20.0}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from chatbot import create_app
-from chatbot.attachments import PDF_SECONDS
+from chatbot.chat.attachments import PDF_SECONDS
+from chatbot.web import create_app
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.samples import nested_forms, pdf, png, text_page

@@ -8,12 +8,12 @@ import threading
 
 import pytest
 
-from chatbot import create_app
-from chatbot.generation import ReplySettings, run_reply
-from chatbot.limits import address_key, usage_today
+from chatbot.chat.generation import ReplySettings, run_reply
+from chatbot.chat.limits import address_key, usage_today
 from chatbot.services.inference import Backend, Parameters
 from chatbot.services.prompts import estimate_tokens
 from chatbot.stores.sqlite import SQLiteStore
+from chatbot.web import create_app
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.servers import ChatClient, GunicornApp, act, read_until

@@ -5,11 +5,11 @@ import re
 import pytest
 
 from bench.live_markdown import mixed, one_block
-from chatbot import reasoning
-from chatbot.conversations import Message, new_id
-from chatbot.live_markdown import FENCE_LINES, LARGEST_OPEN, LiveMarkdown, rendered
-from chatbot.rendering import render_markdown
-from chatbot.socket import answer_fragment
+from chatbot.chat import reasoning
+from chatbot.chat.live_markdown import FENCE_LINES, LARGEST_OPEN, LiveMarkdown, rendered
+from chatbot.chat.rendering import render_markdown
+from chatbot.stores.conversations import Message, new_id
+from chatbot.web.socket import answer_fragment
 from tests.servers import shown_answer
 from tests.test_pages import open_chat
 

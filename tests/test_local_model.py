@@ -3,13 +3,13 @@
 import re
 import subprocess
 
-from chatbot.conversations import Message, new_id
-from chatbot.generation import ReplySettings, run_reply
+from chatbot.chat.generation import ReplySettings, run_reply
 from chatbot.local_model.server import CONTEXT_TOKENS, SYSTEM_PROMPT, server_binary
 from chatbot.services import discovery
 from chatbot.services.inference import Backend, Parameters, build_request, stream_chunks, stream_reply
 from chatbot.services.prompts import fit_to_context
 from chatbot.services.protocols import Text, Usage
+from chatbot.stores.conversations import Message, new_id
 from chatbot.stores.sqlite import SQLiteStore
 from tests.servers import FINISHED, ChatClient
 from tests.test_socket import streamed_text

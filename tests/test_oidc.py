@@ -6,8 +6,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from chatbot import create_app
 from chatbot.local_model.server import free_port
+from chatbot.web import create_app
 from config import ConfigError, load_config
 from tests.fakes.hf_server import TOKEN
 from tests.fakes.oidc_provider import CLIENT_ID, CLIENT_SECRET, OpenIDProvider

@@ -103,7 +103,7 @@ def test_security_headers_and_no_token_in_the_page(client):
 
 
 def test_the_model_picked_in_the_chat_is_used_and_remembered(tmp_path, fake):
-    from chatbot import create_app
+    from chatbot.web import create_app
 
     models = [
         {"name": "Gemma", "id": "google/gemma-7b-it", "url": fake.task_url()},

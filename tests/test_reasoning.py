@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from chatbot import reasoning, transfer
-from chatbot.branches import Tree
-from chatbot.conversations import Message
-from chatbot.generation import ReplySettings, answer_to_continue, run_reply
+from chatbot.chat import reasoning, transfer
+from chatbot.chat.branches import Tree
+from chatbot.chat.generation import ReplySettings, answer_to_continue, run_reply
 from chatbot.services.inference import Backend, Parameters
+from chatbot.stores.conversations import Message
 from tests.fakes.hf_server import TOKEN
 from tests.servers import FINISHED, ChatClient, act, read_until
 from tests.test_pages import csrf, open_chat

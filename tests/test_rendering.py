@@ -1,4 +1,4 @@
-from chatbot.rendering import render_markdown
+from chatbot.chat.rendering import render_markdown
 
 
 def test_markdown_basics():

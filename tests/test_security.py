@@ -11,14 +11,15 @@ from email.utils import parsedate_to_datetime
 import pytest
 import requests
 
-from chatbot import create_app, transfer
-from chatbot.branches import Tree
-from chatbot.generation import ReplySettings, run_reply
+from chatbot.chat import transfer
+from chatbot.chat.branches import Tree
+from chatbot.chat.generation import ReplySettings, run_reply
 from chatbot.local_model.server import free_port
-from chatbot.security import trusted_hosts
 from chatbot.services import discovery
 from chatbot.services.errors import InferenceError
 from chatbot.services.inference import Backend, Parameters
+from chatbot.web import create_app
+from chatbot.web.security import trusted_hosts
 from config import ConfigError, load_config
 from tests.fakes.hf_server import TOKEN
 from tests.servers import FINISHED, ChatClient, act, read_until

@@ -5,9 +5,9 @@ import re
 import time
 from types import SimpleNamespace
 
-from chatbot import shares, transfer
-from chatbot.branches import Tree
-from chatbot.shares import KIND
+from chatbot.chat import sharing, transfer
+from chatbot.chat.branches import Tree
+from chatbot.chat.sharing import KIND
 from tests.test_accounts import post, sign_in, sign_up
 from tests.test_pages import csrf, open_chat
 
@@ -59,7 +59,9 @@ def test_revoked_expired_and_deleted_links_show_nothing(make_app, fake, monkeypa
     owner.post(f"{chat}/shares/{token}/revoke", data={"csrf_token": csrf(page)})
     assert app.test_client().get(revoked).status_code == 404
     now = time.time
-    monkeypatch.setattr(shares, "time", SimpleNamespace(**{**vars(time), "time": lambda: now() + 86401}))  # a day later
+    monkeypatch.setattr(
+        sharing, "time", SimpleNamespace(**{**vars(time), "time": lambda: now() + 86401})
+    )  # a day later
     assert app.test_client().get(day).status_code == 404
     assert app.test_client().get(kept).status_code == 200
     assert owner.get(chat).text.count("Share link ") == 1  # and the page no longer lists it

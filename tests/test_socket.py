@@ -364,7 +364,7 @@ def test_an_answer_whose_writer_went_away_is_marked_interrupted(tmp_path, fake_h
     environment = app_environment(tmp_path, API_URL=fake_hf.task_url(), HF_API_TOKEN=TOKEN)
     with GunicornApp(environment, workers=1) as server:
         chat = ChatClient(server.url)
-    from chatbot.conversations import Message, new_id
+    from chatbot.stores.conversations import Message, new_id
     from chatbot.stores.sqlite import SQLiteStore
 
     store = SQLiteStore(str(tmp_path / "chat.sqlite3"))

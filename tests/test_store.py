@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from chatbot.conversations import Message, new_id
 from chatbot.stores import open_store
+from chatbot.stores.conversations import Message, new_id
 from chatbot.stores.redis import RedisStore
 from chatbot.stores.sqlite import SQLiteStore
 from tests.servers import ROOT

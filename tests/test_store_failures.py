@@ -15,8 +15,8 @@ import pytest
 import redis
 import requests
 
-from chatbot import create_app
 from chatbot.local_model.server import free_port
+from chatbot.web import create_app
 from config import ConfigError
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN

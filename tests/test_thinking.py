@@ -1,9 +1,9 @@
 """Inline <think> tags, split off however the stream cuts them, and the markers of a stored answer."""
 
-from chatbot import reasoning
-from chatbot.conversations import Message
+from chatbot.chat import reasoning
 from chatbot.services.protocols import Finish, Reasoning, Text
 from chatbot.services.thinking import TagSplitter, split_inline
+from chatbot.stores.conversations import Message
 
 
 def test_tags_cut_between_pieces_are_found():

@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from chatbot import create_app, titles
-from chatbot.generation import settings_from_config
+from chatbot.chat import titles
+from chatbot.chat.generation import settings_from_config
+from chatbot.chat.titles import tidy
 from chatbot.local_model.server import RECOMMENDED
-from chatbot.titles import tidy
+from chatbot.web import create_app
 from config import load_config
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN

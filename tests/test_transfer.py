@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from chatbot import transfer
+from chatbot.chat import transfer
 from tests.test_pages import csrf, open_chat
 
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
-
-if TYPE_CHECKING:
-    from chatbot.services.backend import Backend
 
 TOKEN_HINT = (
     "Put your token in .env as HF_API_TOKEN=hf_... (create one with read access at "
@@ -186,19 +183,26 @@ def _retry_after(headers: Mapping[str, str], body: Any) -> float | None:
 
 
 def error_from_response(
-    status: int, headers: Mapping[str, str], text: str, backend: Backend, url: str
+    status: int,
+    headers: Mapping[str, str],
+    text: str,
+    url: str,
+    model_id: str,
+    token: str | None = None,
+    context_length: int | None = None,
 ) -> InferenceError:
-    """The InferenceError for a non-200 answer from `url`."""
+    """The InferenceError for a non-200 answer from `url`, asked for `model_id` with `token` (never shown) and the
+    context length the chat knew (None: unknown)."""
     try:
         body: Any = json.loads(text)
     except ValueError:
         body = text
     detail = _snippet(error_message(body) or f"HTTP {status}")
-    if backend.token:
-        detail = detail.replace(backend.token, "hf_***")
+    if token:
+        detail = detail.replace(token, "hf_***")
     code = body.get("error", {}).get("code") if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
     host = urlsplit(public_url(url)).netloc
-    model = backend.model_id
+    model = model_id
     retry_after = _retry_after(headers, body)
 
     def error(kind: str, message: str, hint: str, window: int | None = None) -> InferenceError:
@@ -214,7 +218,7 @@ def error_from_response(
             "model: remove HF_API_TOKEN from .env for the built-in one, or set API_URL to your own server.",
         )
     if status == 401:
-        if not backend.token:
+        if not token:
             return error("auth", f"No Hugging Face token is set, so {host} refused the request ({detail}).", TOKEN_HINT)
         return error(
             "auth",
@@ -256,7 +260,7 @@ def error_from_response(
         return error(
             "too_long",
             f"The conversation is too long for the model ({detail}).",
-            _too_long_hint(window, backend),
+            _too_long_hint(window, model_id, context_length),
             window,
         )
     if 400 <= status < 500:
@@ -278,7 +282,7 @@ def window_said(message: str) -> int | None:
     return int(next(number for number in found.groups() if number)) if found else None
 
 
-def _too_long_hint(window: int | None, backend: Backend) -> str:
+def _too_long_hint(window: int | None, model_id: str, context_length: int | None) -> str:
     """What to do about a prompt too long for the model: shorter when the window is known (the chat has trimmed the
     conversation to it already), else tell the chat the window."""
     if window:
@@ -286,6 +290,6 @@ def _too_long_hint(window: int | None, backend: Backend) -> str:
             f"The model reads at most {window:,} tokens, its answer included: shorten your message or its attached"
             " files, lower Max new tokens in Settings, or start a new chat."
         )
-    if backend.context_length:
+    if context_length:
         return "Start a new chat, or lower MAX_NEW_TOKENS in .env."
-    return f"Start a new chat; or {CONTEXT_LENGTH_HINT.format(model=backend.model_id)}."
+    return f"Start a new chat; or {CONTEXT_LENGTH_HINT.format(model=model_id)}."

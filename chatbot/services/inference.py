@@ -126,7 +126,15 @@ def _stream_chunks(request: Request, backend: Backend, cancel: threading.Event |
         raise InferenceError.unreachable(request.url, error) from None
     with response:
         if response.status_code != 200:
-            error = error_from_response(response.status_code, response.headers, response.text, backend, request.url)
+            error = error_from_response(
+                response.status_code,
+                response.headers,
+                response.text,
+                request.url,
+                backend.model_id,
+                backend.token,
+                backend.context_length,
+            )
             if error.kind == "rate_limit":
                 COOLDOWNS.hold(request.url, error.retry_after or RATE_LIMIT_PAUSE)
             raise error

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from chatbot.conversations import Store
+from chatbot.stores.conversations import Store
 from chatbot.stores.failures import StoreUnavailable
 from config import ConfigError
 

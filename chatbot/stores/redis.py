@@ -22,7 +22,7 @@ from dataclasses import asdict
 
 import redis
 
-from chatbot.conversations import Conversation, Message, new_id
+from chatbot.stores.conversations import Conversation, Message, new_id
 from chatbot.stores.failures import translating
 
 APPEND_TO_ANSWER = """

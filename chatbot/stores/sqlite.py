@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from chatbot.conversations import Conversation, Message, new_id
+from chatbot.stores.conversations import Conversation, Message, new_id
 from chatbot.stores.failures import StoreUnavailable, translating
 
 SCHEMA = """

@@ -41,7 +41,7 @@ _MARKDOWN.add_render_rule("link_open", _link_open)
 
 def render_markdown(text: str, env: dict | None = None) -> Markup:
     """Safe HTML for an answer: HTML tags in `text` are escaped, unsafe links dropped. `env` keeps the link
-    reference definitions seen, for a text rendered in parts (chatbot/live_markdown.py)."""
+    reference definitions seen, for a text rendered in parts (chatbot/chat/live_markdown.py)."""
     return Markup(_MARKDOWN.render(text, env))
 
 

@@ -1,6 +1,6 @@
 """A PDF's text, read in a process of its own, so that a hostile file costs only what that process may spend.
 
-chatbot/attachments.py runs it as `python -I chatbot/pdf_reader.py '<limits as JSON>'` with the PDF's bytes on
+chatbot/chat/attachments.py runs it as `python -I chatbot/chat/pdf_reader.py '<limits as JSON>'` with the PDF's bytes on
 stdin; it writes one JSON object on stdout: {"text": ..., "pages": n}, or {"refused": why} with why one of
 "encrypted", "pages" (with "pages": n), "chars", "expands", "memory" or "damaged". Before it reads a byte it limits
 itself: CPU seconds (RLIMIT_CPU: the kernel then stops it), address space (RLIMIT_AS) and no core file; its parent

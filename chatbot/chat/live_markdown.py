@@ -16,7 +16,7 @@ never by the answer:
   at all: what follows is added as plain text until the answer ends, so that no one flush costs more than
   rendering LARGEST_OPEN characters.
 
-The renderer and its rules are a finished answer's (chatbot.rendering). Where the result differs from the
+The renderer and its rules are a finished answer's (chatbot.chat.rendering). Where the result differs from the
 finished answer's rendering, which replaces it at the end: a link reference definition links the blocks after
 it, not those committed before; a long fence is several code blocks; text added to a long open block stays
 plain until that block is rendered again (or, past LARGEST_OPEN, until the end).
@@ -31,7 +31,7 @@ from itertools import accumulate
 from markdown_it.token import Token
 from markupsafe import Markup
 
-from chatbot.rendering import render_markdown, top_level_blocks
+from chatbot.chat.rendering import render_markdown, top_level_blocks
 
 FENCE_LINES = 40
 SMALL_BLOCK = 128

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from chatbot.conversations import Store
+from chatbot.stores.conversations import Store
 
 KIND = "account"
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._@+-]{0,63}")
@@ -225,7 +225,7 @@ def use_invitation(store: Store, token: str) -> bool:
 
 
 def site_settings(store: Store, config: dict) -> dict:
-    """What the admin set for accounts (chatbot/admin.py): how they get in, their limits; the configuration's
+    """What the admin set for accounts (chatbot/web/admin.py): how they get in, their limits; the configuration's
     values until then."""
     defaults = {
         "signups": SIGNUPS[0],

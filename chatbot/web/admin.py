@@ -7,8 +7,8 @@ import secrets
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 
-from chatbot import accounts, limits, picker
-from chatbot.pages import store
+from chatbot.chat import accounts, limits, picker
+from chatbot.web.common import store
 from config import SETTINGS
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

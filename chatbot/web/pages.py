@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 
-from chatbot import accounts, attachments, limits, live_markdown, picker, reasoning, transfer
-from chatbot.attachments import AttachmentProblem
-from chatbot.branches import Tree
-from chatbot.conversations import Conversation, Store
-from chatbot.generation import (
+from chatbot.chat import picker, sharing, transfer
+from chatbot.chat.attachments import AttachmentProblem
+from chatbot.chat.branches import Tree
+from chatbot.chat.generation import (
     WAIT,
     AnswerRunning,
     can_edit,
@@ -18,111 +17,25 @@ from chatbot.generation import (
     run_continuation,
     run_regeneration,
     run_reply,
-    running_answer,
     save_conversation_settings,
     settings_for_conversation,
 )
-from chatbot.security import owner_id
-from chatbot.stores.failures import StoreUnavailable
+from chatbot.stores.conversations import Conversation
+from chatbot.web.common import (
+    account_limits,
+    chat_page,
+    keeping_problem,
+    limited,
+    own_conversation,
+    refused_new_chat,
+    store,
+    uploads,
+    visible_config,
+)
+from chatbot.web.security import owner_id
 
 bp = Blueprint("pages", __name__)
 TITLE_LIMIT = 200
-
-
-bp.add_app_template_global(reasoning.thought_for, "thought_for")
-bp.add_app_template_global(reasoning.label, "reasoning_label")
-
-
-@bp.app_template_global("split_reasoning")
-def split_reasoning(content: str) -> tuple[str, str]:
-    """(reasoning, answer) of an answer being written, for the page."""
-    return reasoning.split(content)
-
-
-bp.add_app_template_global(live_markdown.rendered, "live_markdown")
-
-
-def store() -> Store:
-    return current_app.extensions["chat_store"]
-
-
-def own_conversation(conversation_id: str) -> Conversation:
-    """The session's conversation, or 404: someone else's id reveals nothing."""
-    conversation = store().get_conversation(owner_id(), conversation_id)
-    if conversation is None:
-        abort(404)
-    return conversation
-
-
-def chat_page(
-    conversation: Conversation, notice: str = "", draft: str = "", status: int = 200, files: list[dict] | tuple = ()
-):
-    """The chat page; `draft` in the box and `files` (as stored) attached to it, when a message was refused."""
-    query = request.args.get("q", "").strip()
-    listed = store().search_conversations(conversation.owner, query) if query else None
-    config = visible_config()
-    tree = Tree(store().messages(conversation))
-    choices = picker.choices(config)
-    return render_template(
-        "chat/page.html",
-        conversation=conversation,
-        conversations=listed if listed is not None else store().list_conversations(conversation.owner),
-        query=query,
-        messages=tree.chosen(conversation.leaf_id),
-        tree=tree,
-        busy=running_answer(tree.messages) is not None,
-        choices=choices,
-        listed=picker.matching(choices),
-        chosen=picker.choice(config, conversation.settings.get("model")),
-        settings=settings_for_conversation(conversation, config),
-        notice=notice or (session.pop("notice") if "notice" in session else ""),  # one left for it at sign-in
-        draft=draft,
-        chosen_files=[attachments.listed(info) for info in files],
-        left=limits.left(store(), conversation.owner, own_limits) if (own_limits := account_limits()) else "",
-    ), status
-
-
-def visible_config() -> dict:
-    """The configuration as the signed-in account sees it (only the models it may pick)."""
-    return picker.for_account(current_app.config, g.get("account"))
-
-
-def keeping_problem(adding: int, then: str) -> str | None:
-    """Why `adding` more bytes of files or share snapshots cannot be kept for this visitor (FILES_KEPT_MB in all
-    their chats), in words that end with what to do `then`."""
-    limit = current_app.config["FILES_KEPT_MB"]
-    if not limit or not adding:
-        return None
-    kept = store().kept_size(owner_id())
-    if kept + adding <= limit * 1024 * 1024:
-        return None
-    return (
-        f"Your chats keep {attachments.megabytes(kept)} of attached files and shared snapshots, and with"
-        f" {attachments.megabytes(adding)} more they would pass the {limit:g} MB this chat keeps for each person."
-        f" Delete chats, or revoke share links, that you no longer need, then {then}."
-    )
-
-
-def limited(kind: str) -> str | None:
-    """Count one use of `kind` ("answers", "conversations") by this visitor and address; why not, if not."""
-    return limits.refusal(store(), current_app.config, kind, owner_id(), request.remote_addr, account_limits())
-
-
-def account_limits() -> dict | None:
-    """The limits the admin set for accounts, when someone is signed in."""
-    return accounts.site_settings(store(), current_app.config) if g.get("account") is not None else None
-
-
-def problem_page(heading: str, reason: str, status: int):
-    return render_template("problem.html", heading=heading, reason=reason, sending=request.method == "POST"), status
-
-
-def refused_new_chat(reason: str):
-    """The newest chat with the reason no new one was made (a page of its own when there is none)."""
-    current = store().list_conversations(owner_id())
-    if current:
-        return chat_page(current[0], reason, status=429)
-    return problem_page("No new chat for now", reason, 429)
 
 
 @bp.get("/")
@@ -179,10 +92,8 @@ def save_settings(conversation_id: str):
 
 @bp.post("/c/<conversation_id>/delete")
 def delete(conversation_id: str):
-    from chatbot.shares import unshare  # the links go with it; shares reads pages' helpers
-
     conversation = own_conversation(conversation_id)
-    unshare(store(), conversation)
+    sharing.unshare(store(), conversation)
     store().delete_conversation(conversation)
     return redirect(url_for("pages.index"))
 
@@ -289,30 +200,6 @@ def import_conversation():
     return redirect(url_for("pages.conversation", conversation_id=conversation.id))
 
 
-@bp.app_errorhandler(404)
-def not_found(_error):  # type: ignore[no-untyped-def]
-    """Someone else's id, a deleted chat and an expired one look the same: nothing is revealed."""
-    days = current_app.config["SESSION_IDLE_DAYS"]
-    return render_template("not_found.html", days=days), 404
-
-
-@bp.app_errorhandler(StoreUnavailable)
-def store_unavailable(error: StoreUnavailable):  # type: ignore[no-untyped-def]
-    current_app.logger.error("the store failed: %s", error.__cause__ or error)
-    page, status = problem_page("The chat cannot read or save conversations right now", str(error), 503)
-    return page, status, {"Retry-After": "10"}
-
-
-@bp.app_errorhandler(413)
-def too_large(_error):  # type: ignore[no-untyped-def]
-    limit = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
-    return (
-        f"That upload is larger than {limit} MB. Go back and choose a smaller file.",
-        413,
-        {"Content-Type": "text/plain; charset=utf-8"},
-    )
-
-
 def ignore(_event) -> None:  # type: ignore[no-untyped-def]
     """A page answers when the reply is whole: it needs no events."""
 
@@ -343,8 +230,6 @@ def post_message(conversation_id: str):
 def attached(conversation: Conversation, text: str) -> list[dict]:
     """The files sent with the form's message: its uploads, and those the page's script uploaded before (named
     by id); AttachmentProblem says why they cannot go."""
-    from chatbot.files import uploads  # files reads pages' helpers
-
     settings = settings_for_conversation(conversation, visible_config())
     limit = current_app.config["MAX_ATTACHMENTS"]
     ids = request.form.getlist("attachment")

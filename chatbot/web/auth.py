@@ -1,5 +1,5 @@
 """Blueprint "auth": who is chatting. AUTH=local: sign-up, sign-in and sign-out with accounts in the store;
-AUTH=oidc: an OpenID Connect provider signs people in (chatbot/oidc.py); AUTH=header: the user a trusted proxy
+AUTH=oidc: an OpenID Connect provider signs people in (chatbot/web/oidc.py); AUTH=header: the user a trusted proxy
 names in AUTH_HEADER; AUTH=none: nobody signs in (a browser's session owns its chats). Every request is checked
 before any page or socket sees it (`g.account`)."""
 
@@ -10,10 +10,11 @@ import time
 from flask import Blueprint, Flask, abort, current_app, g, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import SecurityError
 
-from chatbot import accounts, oidc
-from chatbot.limits import address_key
-from chatbot.pages import store
+from chatbot.chat import accounts
+from chatbot.chat.limits import address_key
 from chatbot.stores.failures import StoreUnavailable
+from chatbot.web import oidc
+from chatbot.web.common import store
 
 bp = Blueprint("auth", __name__)
 PUBLIC = {

@@ -5,7 +5,7 @@ arguments, so a socket, a form post or a test can run them alike; they report
 to a listener with `Event`s and never raise for a failed answer: the failure is
 stored with the message and reported. One answer at a time per conversation:
 starting one while another is written raises AnswerRunning. Nothing is thrown away: an edit or a
-regeneration starts a branch beside what was there (chatbot/branches.py), and the model sees that branch alone.
+regeneration starts a branch beside what was there (chatbot/chat/branches.py), and the model sees that branch alone.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
-from chatbot import attachments, limits, picker, reasoning, titles
-from chatbot.branches import Tree
-from chatbot.conversations import Conversation, Message, Store, new_id, title_from
+from chatbot.chat import attachments, limits, picker, reasoning, titles
+from chatbot.chat.branches import Tree
+from chatbot.chat.rendering import render_markdown
 from chatbot.local_model.status import explain as explain_local_model_failure
-from chatbot.rendering import render_markdown
 from chatbot.services import catalogue, discovery, inference
 from chatbot.services.errors import InferenceError
 from chatbot.services.prompts import estimate_tokens, fit_to_context, strip_stops
 from chatbot.services.protocols import PROTOCOLS, Chunk, Finish, Provider, Reasoning, Text, Usage
+from chatbot.stores.conversations import Conversation, Message, Store, new_id
 from chatbot.stores.failures import StoreUnavailable
 from config import ModelSpec, parse_parameters
 
@@ -67,7 +67,7 @@ class ReplySettings:
     flush_seconds: float = FLUSH_SECONDS
     save_seconds: float = SAVE_SECONDS
     local_model_status: str | None = None  # the built-in model's status file: failures are told from it
-    titles: bool = False  # after the first answer, the model writes the chat's title (chatbot/titles.py)
+    titles: bool = False  # after the first answer, the model writes the chat's title (chatbot/chat/titles.py)
     takes_images: bool = False  # attached images are shown to the model (OpenAI content parts)
     tokens_per_day: int = 0  # the owner's account may use this many tokens a day (0: no limit)
 
@@ -219,7 +219,7 @@ def run_reply(
     elif edited and edited.meta.get("attachments"):
         user_message.meta["attachments"] = edited.meta["attachments"]
     answer = _start(store, conversation, [user_message, _new_answer(conversation, settings, user_message)])
-    first_title = title_from(_in_words(user_message))  # saved alone, and only over "New chat": nothing is undone
+    first_title = titles.title_from(_in_words(user_message))  # saved alone, and only over "New chat": nothing is undone
     if conversation.title == "New chat" and store.replace_title(conversation, "New chat", first_title):
         conversation.title = first_title
     new_branch = edited is not None or (bool(tree.messages) and after not in tree.by_id)
@@ -413,7 +413,7 @@ def _retitle(
     """After the chat's first answer (to `question`), the model's title in place of the question's, unless the
     chat was renamed before or while the model wrote it (only the title is saved: nothing else changed meanwhile
     is undone)."""
-    first = title_from(question)
+    first = titles.title_from(question)
     current = store.get_conversation(conversation.owner, conversation.id)
     if current is None or current.title != first:
         return

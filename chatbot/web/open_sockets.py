@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from chatbot.limits import address_key
+from chatbot.chat.limits import address_key
 
 
 class OpenSockets:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chatbot.conversations import Message
+from chatbot.stores.conversations import Message
 
 
 @dataclass(frozen=True)

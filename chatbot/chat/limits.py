@@ -8,7 +8,8 @@ import ipaddress
 import time
 from dataclasses import dataclass, field
 
-from chatbot.conversations import Store
+from chatbot.chat.attachments import megabytes
+from chatbot.stores.conversations import Store
 
 DAY = 86400
 
@@ -186,3 +187,18 @@ def left(store: Store, owner: str, account_limits: dict) -> str:
         used = _tokens_today(store, owner)
         parts.append(f"{max(0, per_day - used):,} of {per_day:,} tokens left today")
     return " · ".join(parts)
+
+
+def keeping_problem(store: Store, owner: str, limit_mb: float, adding: int, then: str) -> str | None:
+    """Why `adding` more bytes of files or share snapshots cannot be kept for `owner` (`limit_mb` in all their
+    chats, FILES_KEPT_MB; 0: no limit), in words that end with what to do `then`; None when they can."""
+    if not limit_mb or not adding:
+        return None
+    kept = store.kept_size(owner)
+    if kept + adding <= limit_mb * 1024 * 1024:
+        return None
+    return (
+        f"Your chats keep {megabytes(kept)} of attached files and shared snapshots, and with"
+        f" {megabytes(adding)} more they would pass the {limit_mb:g} MB this chat keeps for each person."
+        f" Delete chats, or revoke share links, that you no longer need, then {then}."
+    )

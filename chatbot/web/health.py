@@ -8,11 +8,11 @@ import time
 import requests
 from flask import Blueprint, current_app
 
-from chatbot.generation import settings_from_config
+from chatbot.chat.generation import settings_from_config
 from chatbot.local_model.status import ModelStatus
-from chatbot.pages import store
 from chatbot.services.errors import public_url
 from chatbot.stores.failures import StoreUnavailable
+from chatbot.web.common import store
 
 bp = Blueprint("health", __name__)
 

@@ -21,12 +21,10 @@ from flask import Blueprint, Flask, abort, current_app, g, render_template, requ
 from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 
-from chatbot import accounts, limits, picker, reasoning
-from chatbot.attachments import AttachmentProblem
-from chatbot.branches import Tree
-from chatbot.conversations import Conversation, Message
-from chatbot.extensions import sock
-from chatbot.generation import (
+from chatbot.chat import accounts, limits, picker, reasoning
+from chatbot.chat.attachments import AttachmentProblem
+from chatbot.chat.branches import Tree
+from chatbot.chat.generation import (
     WAIT,
     AnswerRunning,
     Event,
@@ -43,18 +41,20 @@ from chatbot.generation import (
     settings_for_conversation,
     settle_abandoned,
 )
-from chatbot.live_markdown import LiveMarkdown, Update
-from chatbot.open_sockets import OpenSockets
-from chatbot.pages import store
-from chatbot.security import owner_id
+from chatbot.chat.live_markdown import LiveMarkdown, Update
 from chatbot.services.thinking import TagSplitter
 from chatbot.services.unicode_text import valid_data
+from chatbot.stores.conversations import Conversation, Message
 from chatbot.stores.failures import StoreUnavailable
+from chatbot.web.common import store
+from chatbot.web.extensions import sock
+from chatbot.web.open_sockets import OpenSockets
+from chatbot.web.security import owner_id
 
 bp = Blueprint("chat", __name__)
 log = logging.getLogger(__name__)
 
-# The answer's text, as markdown rendered while it streams (chatbot/live_markdown.py): the complete blocks are
+# The answer's text, as markdown rendered while it streams (chatbot/chat/live_markdown.py): the complete blocks are
 # appended, the open block is replaced, or plain text added at its end.
 DONE = Markup('<div hx-swap-oob="beforeend:#done-{}">{}</div>')
 OPEN = Markup('<div id="open-{}" hx-swap-oob="innerHTML">{}</div>')

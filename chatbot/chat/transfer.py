@@ -9,12 +9,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from chatbot import attachments, reasoning
-from chatbot.attachments import safe_name
-from chatbot.branches import Tree
-from chatbot.conversations import Conversation, Message, Store, new_id
-from chatbot.rendering import render_markdown
+from chatbot.chat import attachments, reasoning
+from chatbot.chat.attachments import safe_name
+from chatbot.chat.branches import Tree
+from chatbot.chat.rendering import render_markdown
 from chatbot.services.unicode_text import valid_data
+from chatbot.stores.conversations import Conversation, Message, Store, new_id
 
 FORMAT = "chatbot-conversation"
 VERSION = 2  # 2: every branch, each message naming the one it follows; 1 (one line of messages) is still read

@@ -8,8 +8,8 @@ alone (what the model sees of the history, what is searched) and `meta["reasonin
 
 from __future__ import annotations
 
-from chatbot.conversations import Message
 from chatbot.services.thinking import TagSplitter
+from chatbot.stores.conversations import Message
 
 START, END = "\ue000", "\ue001"
 

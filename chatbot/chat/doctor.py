@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatbot import picker
+from chatbot.chat import picker
 from chatbot.local_model.server import (
     MODEL_NAME,
     SYSTEM_PROMPT,

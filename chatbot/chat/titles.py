@@ -18,6 +18,7 @@ ASK = (
     "Write a title of at most six words for the conversation below. Answer with the title alone: no quotes, "
     "no punctuation at the end.\n\nUser: {question}\n\nAssistant: {answer}"
 )
+TITLE_LENGTH = 60  # characters of a title made from the first message
 SHOWN = 1500  # characters of the question and of the answer the model reads for it
 TITLE_TOKENS = 24
 
@@ -44,3 +45,9 @@ def tidy(said: str) -> str:
     line = re.sub(r"^\W*title\s*:\s*", "", line.strip(), flags=re.IGNORECASE)
     line = line.strip(" \t\"'`*#_“”‘’.")
     return " ".join(line.split())[:80]
+
+
+def title_from(text: str) -> str:
+    """A conversation's title: the start of its first message, on one line."""
+    words = " ".join(text.split())
+    return words if len(words) <= TITLE_LENGTH else words[: TITLE_LENGTH - 1].rstrip() + "…"

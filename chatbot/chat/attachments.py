@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chatbot.conversations import Message, new_id
 from chatbot.services.prompts import estimate_tokens
+from chatbot.stores.conversations import Message, new_id
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def _within(name: str, text: str, limits: Limits) -> str:
 
 
 def pdf_text(name: str, data: bytes, limits: Limits) -> tuple[str, int]:
-    """The text of a PDF and its number of pages, read in a process of its own (chatbot/pdf_reader.py) under
+    """The text of a PDF and its number of pages, read in a process of its own (chatbot/chat/pdf_reader.py) under
     pypdf's limits, `limits`, a CPU and a memory limit, and killed at the deadline: a file that breaks any of them
     (a decompression bomb, forms that draw forms) is refused, and this worker's thread or greenlet only waits."""
     arguments = {
@@ -194,7 +194,7 @@ def pdf_text(name: str, data: bytes, limits: Limits) -> tuple[str, int]:
 
 
 def pdf_refusal(name: str, read: Mapping[str, Any], limits: Limits) -> AttachmentProblem:
-    """Why a PDF was not read (chatbot/pdf_reader.py says which limit it broke), in words for the user."""
+    """Why a PDF was not read (chatbot/chat/pdf_reader.py says which limit it broke), in words for the user."""
     why = read["refused"]
     if why == "encrypted":
         return AttachmentProblem(f"{name} is protected by a password. Attach a copy saved without one.")

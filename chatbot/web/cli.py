@@ -12,8 +12,8 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from chatbot import accounts
-from chatbot.doctor import diagnose
+from chatbot.chat import accounts
+from chatbot.chat.doctor import diagnose
 from chatbot.local_model.server import MODEL_NAME, RECOMMENDED, LocalModelServer
 from chatbot.local_model.supervisor import Supervisor
 

@@ -7,18 +7,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-TITLE_LENGTH = 60
-
 
 def new_id() -> str:
     """An unguessable id for a conversation or a message."""
     return secrets.token_urlsafe(16)
-
-
-def title_from(text: str) -> str:
-    """A conversation's title: the start of its first message, on one line."""
-    words = " ".join(text.split())
-    return words if len(words) <= TITLE_LENGTH else words[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
 @dataclass
@@ -29,7 +21,7 @@ class Conversation:
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     settings: dict[str, Any] = field(default_factory=dict)  # the model picked for it, and more to come
-    leaf_id: str = ""  # the last message of the branch shown (chatbot/branches.py); "" for the newest message
+    leaf_id: str = ""  # the last message of the branch shown (chatbot/chat/branches.py); "" for the newest message
 
 
 @dataclass

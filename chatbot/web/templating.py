@@ -1,0 +1,15 @@
+"""The template globals and filters every page uses: reasoning, live markdown, file sizes."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from chatbot.chat import attachments, live_markdown, reasoning
+
+
+def init_app(app: Flask) -> None:
+    app.add_template_global(reasoning.thought_for, "thought_for")
+    app.add_template_global(reasoning.label, "reasoning_label")
+    app.add_template_global(reasoning.split, "split_reasoning")  # (reasoning, answer) of an answer being written
+    app.add_template_global(live_markdown.rendered, "live_markdown")
+    app.add_template_filter(attachments.megabytes, "file_size")
