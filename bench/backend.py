@@ -15,6 +15,7 @@ import socket
 import time
 
 from chatbot.local_model.server import free_port
+from tests.servers import UNLIMITED
 
 
 def _event(index: int, text: str, special: bool = False) -> bytes:
@@ -83,22 +84,6 @@ class StreamingBackend:
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
         self.process.join(5)
-
-
-# Every benchmark client is 127.0.0.1 standing for many browsers: no limits per session or address.
-UNLIMITED = {
-    setting: "0"
-    for setting in (
-        "MESSAGES_PER_MINUTE",
-        "MESSAGES_PER_MINUTE_PER_ADDRESS",
-        "CONVERSATIONS_PER_HOUR",
-        "CONVERSATIONS_PER_HOUR_PER_ADDRESS",
-        "FILES_PER_HOUR",
-        "FILES_PER_HOUR_PER_ADDRESS",
-        "SOCKETS_PER_SESSION",
-        "SOCKETS_PER_ADDRESS",
-    )
-}
 
 
 def app_environment(folder: str, backend: StreamingBackend, **settings: str) -> dict[str, str]:

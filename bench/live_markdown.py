@@ -10,8 +10,6 @@ machine do not count; the cost per token must not grow with the answer (ratio ne
 from __future__ import annotations
 
 import argparse
-import itertools
-import re
 import sys
 import time
 from pathlib import Path
@@ -19,43 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from chatbot.chat.live_markdown import LiveMarkdown  # noqa: E402
-
-SECTIONS = [
-    "## Step {n}: what to do\n\n",
-    "This is **important** and *worth* reading: the `config` file holds {n} settings, see [the docs](https://example.org/{n}).\n\n",
-    "- first, open the file\n- then change **one** setting\n- and save it, with `:w` in vim\n\n",
-    "1. install\n2. configure the *server*\n3. run it\n\n",
-    "| name | value | note |\n|---|---|---|\n| port | {n} | the *default* |\n| host | 127.0.0.1 | local only |\n\n",
-    "```python\ndef step_{n}(value):\n    # a comment\n    total = 0\n    for item in range(value):\n"
-    "        total += item * {n}\n\n    return total\n```\n\n",
-    "> A quote, with a ~~struck~~ word and a long enough line to wrap.\n\n",
-]
-
-
-def tokens(text: str) -> list[str]:
-    """Token-sized pieces, about as a model writes them: a word or part of one, with the space before it."""
-    return re.findall(r"\s*[^\s]{1,4}|\s+", text)
-
-
-def mixed(count: int) -> list[str]:
-    """`count` tokens of mixed markdown."""
-    pieces: list[str] = []
-    for n, section in zip(itertools.count(), itertools.cycle(SECTIONS)):
-        pieces += tokens(section.format(n=n))
-        if len(pieces) >= count:
-            return pieces[:count]
-    raise AssertionError
-
-
-def one_block(count: int, code: bool) -> list[str]:
-    """`count` tokens of one open block: a code fence that does not end, or a paragraph with no line break."""
-    line = "    result = compute(value, {n})  # step {n}\n" if code else "a *word* or **two**, number {n}; "
-    pieces = tokens("```python\n") if code else []
-    for n in itertools.count():
-        pieces += tokens(line.format(n=n))
-        if len(pieces) >= count:
-            return pieces[:count]
-    raise AssertionError
+from tests.samples import mixed, one_block  # noqa: E402
 
 
 def cost(pieces: list[str], per_flush: int) -> dict:

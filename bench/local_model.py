@@ -21,11 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.backend import UNLIMITED  # noqa: E402
 from bench.stats import percentile  # noqa: E402
 from chatbot.local_model.server import SYSTEM_PROMPT, LocalModelServer  # noqa: E402
 from chatbot.services.inference import Backend, Parameters, build_request, stream_reply  # noqa: E402
-from tests.servers import ANSWER_TEXT, FINISHED, ChatClient, GunicornApp  # noqa: E402
+from tests.servers import ANSWER_TEXT, FINISHED, UNLIMITED, ChatClient, GunicornApp  # noqa: E402
 
 QUESTION = "Write a long story about a dragon who learns to fly."
 TOKENS = re.compile(r'<p class="stats">(\d+) tokens?')

@@ -8,12 +8,11 @@ import socket
 import pytest
 import redis
 
-from bench.backend import UNLIMITED
 from chatbot.local_model.server import RECOMMENDED, LocalModelServer
 from chatbot.services import catalogue, discovery, inference
 from chatbot.web import create_app
 from tests.fakes.hf_server import TOKEN, FakeHuggingFace
-from tests.servers import GunicornApp
+from tests.servers import UNLIMITED, GunicornApp
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 _real_getaddrinfo = socket.getaddrinfo

@@ -34,6 +34,22 @@ _SHOWN = re.compile(
 _TAIL = '<span class="live-tail">'
 
 
+# A test or benchmark client is 127.0.0.1 standing for many browsers: no limits per session or address.
+UNLIMITED = {
+    setting: "0"
+    for setting in (
+        "MESSAGES_PER_MINUTE",
+        "MESSAGES_PER_MINUTE_PER_ADDRESS",
+        "CONVERSATIONS_PER_HOUR",
+        "CONVERSATIONS_PER_HOUR_PER_ADDRESS",
+        "FILES_PER_HOUR",
+        "FILES_PER_HOUR_PER_ADDRESS",
+        "SOCKETS_PER_SESSION",
+        "SOCKETS_PER_ADDRESS",
+    )
+}
+
+
 def shown_answer(frames: list[str]) -> str:
     """The answer's HTML as a tab shows it after `frames` (a page or the resumed answer may come first): the
     complete blocks appended, then the open block as last replaced, with the text added to it since."""

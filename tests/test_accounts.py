@@ -20,29 +20,8 @@ from chatbot.web import auth
 from config import ConfigError, load_config
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
+from tests.helpers import PASSWORD, closed_with, csrf, post, sign_in, sign_up
 from tests.servers import FINISHED, ROOT, ChatClient, GunicornApp, act, read_until
-from tests.test_open_sockets import closed_with
-from tests.test_pages import csrf
-
-PASSWORD = "correct horse battery"
-
-
-def sign_up(client, username, password=PASSWORD, path="/sign-up", **fields):
-    """Post the sign-up form as a browser would (a page with a form first, for the session's CSRF token)."""
-    client.get(path)
-    token = csrf(client.get("/sign-in").text)
-    return client.post(path, data={"csrf_token": token, "username": username, "password": password, **fields})
-
-
-def sign_in(client, username, password=PASSWORD):
-    token = csrf(client.get("/sign-in").text)
-    return client.post("/sign-in", data={"csrf_token": token, "username": username, "password": password})
-
-
-def post(client, path, **fields):
-    """Post a form with the session's CSRF token, as a page of the chat holds it."""
-    page = client.get("/", follow_redirects=True).text
-    return client.post(path, data={"csrf_token": csrf(page), **fields})
 
 
 def test_the_chat_will_not_start_open_on_a_public_address(tmp_path):

@@ -74,3 +74,15 @@ def test_no_module_imports_itself_round_a_circle():
 def test_a_circle_is_found_where_there_is_one():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert circles(graph) == [["a", "b", "c"]]
+
+
+def test_the_tests_never_import_the_benchmarks():
+    """bench/ builds on the tests' harness (tests/servers.py); the tests run the benchmarks as programs only."""
+    graph = import_graph()
+    assert [
+        (module, imported)
+        for module in graph
+        if module.startswith("tests")
+        for imported in graph[module]
+        if imported.startswith("bench")
+    ] == []

@@ -14,8 +14,8 @@ from chatbot.web import create_app
 from config import load_config
 from tests.conftest import app_environment
 from tests.fakes.hf_server import ROUTER_MODELS, TOKEN
+from tests.helpers import csrf, open_chat
 from tests.servers import GunicornApp
-from tests.test_pages import csrf, open_chat
 
 NOT_SUPPORTED = {
     "error": {

@@ -12,8 +12,8 @@ import requests
 
 from chatbot.local_model.server import free_port
 from tests.conftest import app_environment
+from tests.helpers import sign_in, sign_up
 from tests.servers import FINISHED, ROOT, ChatClient
-from tests.test_accounts import sign_in, sign_up
 
 
 def wait_for(url, process, seconds=120):

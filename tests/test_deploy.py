@@ -11,8 +11,8 @@ from chatbot.local_model.server import free_port
 from chatbot.web import create_app
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
+from tests.helpers import streamed_text
 from tests.servers import FINISHED, ROOT, ChatClient, GunicornApp
-from tests.test_socket import streamed_text
 
 NGINX = "/usr/sbin/nginx"
 

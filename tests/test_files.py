@@ -14,9 +14,9 @@ from chatbot.chat.attachments import PDF_SECONDS
 from chatbot.web import create_app
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
+from tests.helpers import csrf, first_message_id, open_chat
 from tests.samples import nested_forms, pdf, png, text_page
 from tests.servers import ChatClient, GunicornApp
-from tests.test_pages import csrf, first_message_id, open_chat
 
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>'
 

@@ -10,27 +10,7 @@ from chatbot.local_model.server import free_port
 from chatbot.services.inference import Backend, Parameters
 from chatbot.stores.sqlite import SQLiteStore
 from tests.fakes.hf_server import TOKEN
-
-
-def settings_for(url, token=TOKEN, **fields):
-    backend = Backend(api="text-generation", url=url, model_id="google/gemma-7b-it", token=token, read_timeout=5)
-    return ReplySettings(backend=backend, **{"parameters": Parameters(), **fields})
-
-
-class Recorder:
-    def __init__(self):
-        self.events = []
-
-    def __call__(self, event):
-        self.events.append((time.monotonic(), event.kind, event.text))
-
-    def kinds(self):
-        return [kind for _, kind, _ in self.events]
-
-
-def new_store(tmp_path):
-    store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
-    return store, store.create_conversation("alice")
+from tests.helpers import Recorder, new_store, settings_for
 
 
 def test_a_reply_is_streamed_saved_and_rendered(tmp_path, fake):

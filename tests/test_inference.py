@@ -18,17 +18,9 @@ from chatbot.services.inference import (
 from chatbot.services.protocols import Text
 from config import load_config
 from tests.fakes.hf_server import TOKEN
+from tests.helpers import NOTES_PARAMETERS
 
 HELLO = [{"role": "user", "content": "Hello"}]
-# The parameters of the user's notes, as a Gemma request sends them.
-NOTES_PARAMETERS = {
-    "max_new_tokens": 250,
-    "temperature": 0.7,
-    "top_p": 0.9,
-    "do_sample": True,
-    "return_full_text": False,
-    "stop": ["<end_of_turn>"],
-}
 
 
 def task_backend(fake, token=TOKEN, **fields):

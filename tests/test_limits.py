@@ -16,8 +16,8 @@ from chatbot.stores.sqlite import SQLiteStore
 from chatbot.web import create_app
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
+from tests.helpers import csrf, open_chat
 from tests.servers import ChatClient, GunicornApp, act, read_until
-from tests.test_pages import csrf, open_chat
 
 REFUSED_IN = re.compile(r"Try again in (\d+) s \(at \d\d:\d\d:\d\d UTC\)")
 

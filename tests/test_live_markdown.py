@@ -4,14 +4,14 @@ import re
 
 import pytest
 
-from bench.live_markdown import mixed, one_block
 from chatbot.chat import reasoning
 from chatbot.chat.live_markdown import FENCE_LINES, LARGEST_OPEN, LiveMarkdown, rendered
 from chatbot.chat.rendering import render_markdown
 from chatbot.stores.conversations import Message, new_id
 from chatbot.web.socket import answer_fragment
+from tests.helpers import open_chat
+from tests.samples import mixed, one_block
 from tests.servers import shown_answer
-from tests.test_pages import open_chat
 
 LIVE_TAIL = re.compile(r'<span class="live-tail">[^<]*</span>')
 

@@ -11,8 +11,8 @@ from chatbot.services.prompts import fit_to_context
 from chatbot.services.protocols import Text, Usage
 from chatbot.stores.conversations import Message, new_id
 from chatbot.stores.sqlite import SQLiteStore
+from tests.helpers import streamed_text
 from tests.servers import FINISHED, ChatClient
-from tests.test_socket import streamed_text
 
 QUESTION = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "What is the capital of France?"}]
 GREEDY = Parameters(max_new_tokens=60, do_sample=False)

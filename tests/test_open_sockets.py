@@ -9,6 +9,7 @@ import websocket
 
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
+from tests.helpers import closed_with
 from tests.servers import FINISHED, ChatClient, GunicornApp, read_until
 
 
@@ -27,14 +28,6 @@ def refused_with(ws: websocket.WebSocket) -> tuple[str, int]:
     """The notice a refused socket gets, and the code it is closed with."""
     notice = ws.recv()
     return notice, closed_with(ws)
-
-
-def closed_with(ws: websocket.WebSocket) -> int:
-    """The code of the close frame the server sends next (the socket is shut then)."""
-    opcode, frame = ws.recv_data_frame(control_frame=True)
-    ws.shutdown()
-    assert opcode == websocket.ABNF.OPCODE_CLOSE
-    return int.from_bytes(frame.data[:2], "big")
 
 
 def test_idle_sockets_leave_the_reserve_for_pages_and_health_checks(small_server):

@@ -5,26 +5,12 @@ import json
 import re
 
 from tests.fakes.hf_server import TOKEN
-
-
-def open_chat(client):
-    response = client.get("/")
-    assert response.status_code == 302
-    return response.location
+from tests.helpers import csrf, open_chat
 
 
 def picked(page_html):
     """The model the picker shows as chosen."""
     return re.search(r'id="model-input" name="model" list="model-options" value="([^"]*)"', page_html).group(1)
-
-
-def csrf(page_html):
-    return re.search(r'name="csrf_token" value="([^"]+)"', page_html).group(1)
-
-
-def first_message_id(page_html):
-    """The id of the first message the page shows (its "New chat from here" button names it)."""
-    return re.search(r'form="fork-form" class="secondary" name="message_id" value="([\w-]+)"', page_html).group(1)
 
 
 def test_the_first_visit_opens_a_conversation_and_the_next_returns_to_it(client):

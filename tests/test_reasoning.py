@@ -10,8 +10,8 @@ from chatbot.chat.generation import ReplySettings, answer_to_continue, run_reply
 from chatbot.services.inference import Backend, Parameters
 from chatbot.stores.conversations import Message
 from tests.fakes.hf_server import TOKEN
+from tests.helpers import csrf, open_chat
 from tests.servers import FINISHED, ChatClient, act, read_until
-from tests.test_pages import csrf, open_chat
 
 
 class Recorder:

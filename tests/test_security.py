@@ -22,8 +22,8 @@ from chatbot.web import create_app
 from chatbot.web.security import trusted_hosts
 from config import ConfigError, load_config
 from tests.fakes.hf_server import TOKEN
+from tests.helpers import csrf
 from tests.servers import FINISHED, ChatClient, act, read_until
-from tests.test_pages import csrf
 
 
 def test_a_body_over_the_limit_gets_413_before_it_is_read(gunicorn_on_fake):

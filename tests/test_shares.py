@@ -8,8 +8,7 @@ from types import SimpleNamespace
 from chatbot.chat import sharing, transfer
 from chatbot.chat.branches import Tree
 from chatbot.chat.sharing import KIND
-from tests.test_accounts import post, sign_in, sign_up
-from tests.test_pages import csrf, open_chat
+from tests.helpers import csrf, open_chat, post, sign_in, sign_up
 
 HOSTILE = '<img src=x onerror="window.hacked=1"> **bold**'
 

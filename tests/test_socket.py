@@ -11,14 +11,9 @@ import websocket
 from chatbot.local_model.server import free_port
 from tests.conftest import app_environment
 from tests.fakes.hf_server import ROUTER_MODELS, TOKEN
+from tests.helpers import NOTES_PARAMETERS, streamed_text
 from tests.samples import png
 from tests.servers import FINISHED, ChatClient, GunicornApp, act, read_until, shown_answer
-from tests.test_inference import NOTES_PARAMETERS
-
-
-def streamed_text(frames):
-    """The text of the answer as a tab shows it after `frames`, markup left out."""
-    return html.unescape(re.sub(r"<[^>]+>", "", shown_answer(frames))).strip()
 
 
 def test_a_whole_exchange(instances, fake):

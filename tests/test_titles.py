@@ -13,8 +13,8 @@ from chatbot.web import create_app
 from config import load_config
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
+from tests.helpers import csrf, open_chat
 from tests.servers import ChatClient, GunicornApp, read_until
-from tests.test_pages import csrf, open_chat
 
 
 @pytest.fixture

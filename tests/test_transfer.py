@@ -6,7 +6,7 @@ import json
 import pytest
 
 from chatbot.chat import transfer
-from tests.test_pages import csrf, open_chat
+from tests.helpers import csrf, open_chat
 
 
 @pytest.fixture

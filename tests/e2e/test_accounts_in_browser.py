@@ -9,9 +9,8 @@ from playwright.sync_api import expect
 
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
+from tests.helpers import PASSWORD
 from tests.servers import GunicornApp
-
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
