@@ -13,7 +13,7 @@ run: $(VENV)/.run-installed
 test: $(VENV)/.dev-installed $(CHROMIUM) $(NGINX) redis
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports --no-cache
 	$(PYTHON) -m pytest
 
 lint: $(VENV)/.dev-installed
