@@ -446,15 +446,39 @@ def test_the_admins_are_the_names_in_admins_and_nobody_else_by_arriving_first(on
     assert sign_in(mallory, "mallory").status_code != 302 and mallory.get("/admin/").status_code != 200
 
 
-def test_a_name_in_admins_is_an_admin_when_it_signs_in(make_app):
+def test_a_name_in_admins_is_an_admin_when_it_signs_in_once_its_account_is_active(make_app):
+    """A name signed up before it was put in ADMINS may be anyone's: while it waits for approval it is not made
+    admin (a red-team pass took the admin page so); approved, or given to its owner by create-admin, it is."""
+    app = make_app()
+    ada = app.test_client()
+    sign_up(ada, "ada")
+    sign_up(app.test_client(), "bob", "a squatters password")  # waits for approval
+    app = make_app(ADMINS=("bob",))  # the same store, now naming bob
+    squatter = app.test_client()
+    assert sign_in(squatter, "bob", "a squatters password").status_code == 401
+    assert squatter.get("/admin/").status_code != 200
+    ada = app.test_client()
+    sign_in(ada, "ada")
+    post(ada, "/admin/accounts/bob", action="approve")
+    bob = app.test_client()
+    assert sign_in(bob, "bob", "a squatters password").status_code == 302
+    assert bob.get("/admin/").status_code == 200
+
+
+def test_signing_in_to_an_account_that_waits_counts_as_a_wrong_password(make_app):
+    """Otherwise the slower tries after ten failures told a taken name (someone else's, waiting or not: the
+    prober's own password fails) from a new one (the prober's own, which waits for approval)."""
     app = make_app()
     sign_up(app.test_client(), "ada")
-    bob = app.test_client()
-    sign_up(bob, "bob")  # waits for approval
-    app = make_app(ADMINS=("bob",))  # the same store, now naming bob
-    bob = app.test_client()
-    assert sign_in(bob, "bob").status_code == 302
-    assert bob.get("/admin/").status_code == 200
+    prober = app.test_client()
+    sign_up(prober, "newname", "the probers password")  # a new name: it waits for approval
+    for _ in range(10):
+        assert sign_in(prober, "newname", "the probers password").status_code == 401
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+    started = time.monotonic()
+    assert sign_in(elsewhere, "newname", "the probers password").status_code == 401
+    assert time.monotonic() - started >= auth.SLOWER_SECONDS  # slowed as a taken name's tries are
 
 
 def test_the_setup_code_is_printed_at_start_only_while_an_admin_may_sign_up_with_it(on_redis, caplog):

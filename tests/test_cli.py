@@ -12,7 +12,7 @@ import requests
 
 from chatbot.local_model.server import free_port
 from tests.conftest import app_environment
-from tests.helpers import sign_in, sign_up
+from tests.helpers import post, sign_in, sign_up
 from tests.servers import FINISHED, ROOT, ChatClient
 
 
@@ -100,11 +100,16 @@ def test_create_admin_makes_an_admin_from_the_servers_shell(make_app):
 
     short = runner.invoke(args=["create-admin", "bob"], input="short\nshort\n")
     assert short.exit_code == 1 and "A password has 10 to 1024 characters" in short.output
-    sign_up(app.test_client(), "bob")  # waits for approval
-    promoted = runner.invoke(args=["create-admin", "bob"])
-    assert promoted.exit_code == 0 and "bob is an admin now (its password is unchanged)" in promoted.output
+    sign_up(app.test_client(), "bob", "a squatters password")  # waits for approval: anyone may have made it
+    promoted = runner.invoke(args=["create-admin", "bob"], input="bobs own password\nbobs own password\n")
+    assert promoted.exit_code == 0 and "the old one no longer works" in promoted.output
+    assert sign_in(app.test_client(), "bob", "a squatters password").status_code == 401
     bob = app.test_client()
-    assert sign_in(bob, "bob").status_code == 302 and bob.get("/admin/").status_code == 200
+    assert sign_in(bob, "bob", "bobs own password").status_code == 302 and bob.get("/admin/").status_code == 200
+    sign_up(app.test_client(), "carol")
+    post(client, "/admin/accounts/carol", action="approve")  # active: its owner is known, and keeps the password
+    promoted = runner.invoke(args=["create-admin", "carol"])
+    assert promoted.exit_code == 0 and "carol is an admin now (its password is unchanged)" in promoted.output
 
 
 def test_create_admin_names_whom_a_proxy_signs_in_and_says_when_there_are_no_accounts(make_app):

@@ -101,9 +101,10 @@ def admin_by_arrival() -> bool:
 
 
 def named_admin(account: accounts.Account | None) -> accounts.Account | None:
-    """An account that ADMINS names is an active admin when it signs in (one an admin disabled stays out)."""
-    if account and account.username in current_app.config["ADMINS"] and account.status != "disabled":
-        if not account.admin or account.status != "active":
+    """An active account that ADMINS names is an admin when it signs in. One still waiting for approval is not:
+    anyone may have signed up that name before it was put in ADMINS (`flask create-admin` gives it to its owner)."""
+    if account and account.username in current_app.config["ADMINS"] and account.status == "active":
+        if not account.admin:
             accounts.make_admin(account)
             accounts.save(store(), account)
     return account
@@ -211,7 +212,7 @@ def sign_in():
     if failures_of(username) >= FAILURES_BEFORE_SLOWER:
         time.sleep(SLOWER_SECONDS)  # someone is guessing this account's password: slow every try, refuse none
     account = named_admin(accounts.check_password(store(), username, request.form.get("password", "")))
-    if account is None:
+    if account is None or account.status != "active":  # a waiting account counts as a wrong password: it reads as one
         failures_of(username, 1)
     if account is None or account.status != "active" or (started := begin_session(account)) is None:
         return render_template("auth/sign_in.html", problem=WRONG, username=username), 401

@@ -111,18 +111,27 @@ def doctor_command() -> None:
 def create_admin_command(name: str) -> None:
     """Make NAME an admin: a username, or with AUTH=oidc an e-mail address. A new account under AUTH=local gets
     the password typed here (asked twice, hidden, as createsuperuser and htpasswd do: it is never shown or
-    logged); an existing account keeps its own."""
+    logged), and so does one still waiting for approval: anyone may have signed that name up, so whoever did
+    cannot sign in with their password any more. An active account keeps its own."""
     store, mode = current_app.extensions["chat_store"], current_app.config["AUTH"]
     if mode == "none":
         raise click.ClickException("AUTH=none has no accounts: set AUTH=local, oidc or header first.")
     name = accounts.normalized(name)
     account = accounts.load(store, name)
-    if account is not None:
+    if account is not None and (account.status == "active" or mode != "local"):
         accounts.make_admin(account)
         accounts.save(store, account)
         click.echo(f"{name} is an admin now (its password is unchanged).")
         return
     password = click.prompt("Password", hide_input=True, confirmation_prompt=True) if mode == "local" else None
+    if account is not None and password:  # waiting for approval: the name goes to whoever runs this command
+        if problem := accounts.password_problem(password):
+            raise click.ClickException(problem)
+        accounts.set_password(account, password)
+        accounts.make_admin(account)
+        accounts.save(store, account)
+        click.echo(f"{name} is an admin: sign in as {name} with the password you typed (the old one no longer works).")
+        return
     try:
         accounts.create(store, name, password, admin=True)
     except accounts.SignUpProblem as problem:
