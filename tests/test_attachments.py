@@ -1,5 +1,6 @@
 """Checking an attached file: the kind from its bytes, a safe name, every limit said in words, hostile files refused."""
 
+import threading
 import time
 import tracemalloc
 import zlib
@@ -7,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from chatbot.chat import attachments
 from chatbot.chat.attachments import AttachmentProblem, Limits, as_prompt, check, data_url, listed, megabytes, safe_name
 from tests.samples import flate_bomb, nested_forms, pdf, png, text_page
 
@@ -181,6 +183,20 @@ def test_a_pdf_whose_forms_draw_forms_is_stopped_at_its_deadline():
     with pytest.raises(AttachmentProblem, match=r"Reading forms.pdf took longer than 1 s, so it was stopped"):
         check("forms.pdf", forms, limits)
     assert time.monotonic() - started < 1.5
+
+
+def test_pdfs_are_read_a_few_at_once_in_a_worker_and_one_more_waits_then_is_refused_in_words(monkeypatch):
+    """Each reader may take a CPU and 512 MB: a person uploading many at once does not start as many processes."""
+    readers = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(attachments, "PDF_READERS", readers)
+    limits = Limits(max_bytes=LIMITS.max_bytes, max_chars=10_000, max_pages=5, pdf_seconds=0.5)
+    readers.acquire()  # another upload's reader
+    started = time.monotonic()
+    with pytest.raises(AttachmentProblem, match=r"The chat is reading other PDFs: attach a.pdf again in a few seconds"):
+        check("a.pdf", pdf(text_page("Hello")), limits)
+    assert 0.5 <= time.monotonic() - started < 1.5
+    readers.release()
+    assert check("a.pdf", pdf(text_page("Hello")), limits).info["name"] == "a.pdf"
 
 
 def test_a_pdf_whose_text_needs_more_memory_than_its_reader_may_have_is_refused_in_words():

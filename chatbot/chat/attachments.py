@@ -10,6 +10,7 @@ control characters, not too long.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import math
@@ -17,6 +18,8 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +43,7 @@ LISTED = ("id", "name", "kind", "mime", "size")  # what a message keeps of each 
 PDF_SECONDS = 10.0  # reading one PDF's text may take this long; then the process reading it is killed
 PDF_STREAM_BYTES = 8 * 1024 * 1024  # no stream of a PDF may expand to more than this (pypdf's default is 75 MB)
 PDF_MEMORY_BYTES = 512 * 1024 * 1024  # the address space of the process that reads a PDF
+PDF_READERS = threading.BoundedSemaphore(2)  # readers at once in a worker: each may take a CPU and 512 MB
 PDF_READER = Path(__file__).with_name("pdf_reader.py")  # that process: run by its path, it starts without Flask
 
 
@@ -172,16 +176,25 @@ def pdf_text(name: str, data: bytes, limits: Limits) -> tuple[str, int]:
         f"Reading {name} took longer than {limits.pdf_seconds:g} s, so it was stopped. "
         "Attach fewer pages, or paste the text you need."
     )
+    if not PDF_READERS.acquire(timeout=limits.pdf_seconds):
+        raise AttachmentProblem(f"The chat is reading other PDFs: attach {name} again in a few seconds.")
     try:
-        done = subprocess.run(command, input=data, capture_output=True, timeout=limits.pdf_seconds, check=False)
+        with tempfile.TemporaryFile() as stderr:  # a file, bounded by the reader's RLIMIT_FSIZE, not memory
+            done = subprocess.run(
+                command, input=data, stdout=subprocess.PIPE, stderr=stderr, timeout=limits.pdf_seconds, check=False
+            )
+            stderr.seek(max(0, stderr.seek(0, io.SEEK_END) - 300))
+            said = stderr.read().decode(errors="replace")
     except subprocess.TimeoutExpired:  # killed (subprocess.run does it) and waited for
         raise too_slow from None
+    finally:
+        PDF_READERS.release()
     if done.returncode in (-signal.SIGXCPU, -signal.SIGKILL):  # its CPU limit
         raise too_slow
     try:
         read = json.loads(done.stdout)
     except ValueError:
-        log.warning("the PDF reader failed (exit %s): %s", done.returncode, done.stderr[-300:].decode(errors="replace"))
+        log.warning("the PDF reader failed (exit %s): %s", done.returncode, said)
         read = {"refused": "damaged"}
     if "refused" in read:
         raise pdf_refusal(name, read, limits)

@@ -19,6 +19,8 @@ from typing import Any
 import pypdf
 import pypdf.filters  # imported by pypdf only when a stream is decoded: here, before the memory limit
 
+STDERR_BYTES = 1 << 20  # what the reader may write to its stderr file: a flood of warnings stops it
+
 
 def pypdf_limits(stream_bytes: int) -> dict[str, Any]:
     """pypdf's own limits (pypdf.Configuration), tighter than its defaults, for files from anyone: what a stream
@@ -44,6 +46,7 @@ def limit_this_process(cpu_seconds: int, memory_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (STDERR_BYTES, STDERR_BYTES))  # its warnings: a file of that size
 
 
 def read(data: bytes, max_pages: int, max_chars: int, stream_bytes: int) -> dict[str, Any]:
