@@ -6,7 +6,7 @@ import time
 
 import websocket
 
-from chatbot.chat.generation import ReplySettings
+from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services.inference import Backend, Parameters
 from chatbot.stores.sqlite import SQLiteStore
 from tests.fakes.hf_server import TOKEN

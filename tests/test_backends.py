@@ -5,7 +5,8 @@ import re
 import pytest
 from flask import render_template
 
-from chatbot.chat.generation import ReplySettings, run_reply
+from chatbot.chat.replies import run_reply
+from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services.errors import InferenceError
 from chatbot.services.inference import Backend, Parameters, build_request, stream_reply
 from chatbot.stores.sqlite import SQLiteStore

@@ -6,7 +6,7 @@ import re
 
 from chatbot.chat import transfer
 from chatbot.chat.branches import Tree
-from chatbot.chat.generation import run_regeneration, run_reply
+from chatbot.chat.replies import run_regeneration, run_reply
 from chatbot.stores.conversations import Message, new_id
 from tests.helpers import Recorder, csrf, first_message_id, new_store, open_chat, settings_for
 from tests.servers import ANSWER_TEXT, FINISHED, ChatClient, act, read_until, shown_answer

@@ -7,7 +7,8 @@ import pytest
 import requests
 
 from chatbot.chat import picker
-from chatbot.chat.generation import ReplySettings, run_reply
+from chatbot.chat.replies import run_reply
+from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services import catalogue
 from chatbot.services.inference import Backend, Parameters
 from chatbot.web import create_app

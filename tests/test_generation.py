@@ -5,7 +5,9 @@ import time
 
 import pytest
 
-from chatbot.chat.generation import ReplySettings, message_problem, run_reply
+from chatbot.chat.message_checks import message_problem
+from chatbot.chat.replies import run_reply
+from chatbot.chat.reply_settings import ReplySettings
 from chatbot.local_model.server import free_port
 from chatbot.services.inference import Backend, Parameters
 from chatbot.stores.sqlite import SQLiteStore
@@ -134,7 +136,7 @@ def test_message_problems():
 
 
 def test_an_answer_cut_at_the_length_limit_is_continued_in_place(tmp_path, fake):
-    from chatbot.chat.generation import answer_to_continue, run_continuation
+    from chatbot.chat.replies import answer_to_continue, run_continuation
 
     store, conversation = new_store(tmp_path)
     fake.reply(tokens=["The list:", " one,", " two,"], finish_reason="length")
@@ -165,7 +167,7 @@ def test_a_chat_api_is_asked_in_words_to_continue(fake):
 
 
 def test_an_image_in_the_history_is_shown_only_to_a_model_that_takes_images():
-    from chatbot.chat.generation import history_turns
+    from chatbot.chat.answer_writer import history_turns
     from chatbot.services.prompts import alternate
     from chatbot.stores.conversations import Message
     from tests.samples import png

@@ -8,8 +8,9 @@ import threading
 
 import pytest
 
-from chatbot.chat.generation import ReplySettings, run_reply
 from chatbot.chat.limits import address_key, usage_today
+from chatbot.chat.replies import run_reply
+from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services.inference import Backend, Parameters
 from chatbot.services.prompts import estimate_tokens
 from chatbot.stores.sqlite import SQLiteStore

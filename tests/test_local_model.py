@@ -3,7 +3,8 @@
 import re
 import subprocess
 
-from chatbot.chat.generation import ReplySettings, run_reply
+from chatbot.chat.replies import run_reply
+from chatbot.chat.reply_settings import ReplySettings
 from chatbot.local_model.server import CONTEXT_TOKENS, SYSTEM_PROMPT, server_binary
 from chatbot.services import discovery
 from chatbot.services.inference import Backend, Parameters, build_request, stream_chunks, stream_reply

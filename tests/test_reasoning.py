@@ -6,7 +6,8 @@ import pytest
 
 from chatbot.chat import reasoning, transfer
 from chatbot.chat.branches import Tree
-from chatbot.chat.generation import ReplySettings, answer_to_continue, run_reply
+from chatbot.chat.replies import answer_to_continue, run_reply
+from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services.inference import Backend, Parameters
 from chatbot.stores.conversations import Message
 from tests.fakes.hf_server import TOKEN

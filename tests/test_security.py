@@ -13,7 +13,8 @@ import requests
 
 from chatbot.chat import transfer
 from chatbot.chat.branches import Tree
-from chatbot.chat.generation import ReplySettings, run_reply
+from chatbot.chat.replies import run_reply
+from chatbot.chat.reply_settings import ReplySettings
 from chatbot.local_model.server import free_port
 from chatbot.services import discovery
 from chatbot.services.errors import InferenceError

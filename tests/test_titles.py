@@ -6,7 +6,7 @@ import json
 import pytest
 
 from chatbot.chat import titles
-from chatbot.chat.generation import settings_from_config
+from chatbot.chat.reply_settings import settings_from_config
 from chatbot.chat.titles import tidy
 from chatbot.local_model.server import RECOMMENDED
 from chatbot.web import create_app

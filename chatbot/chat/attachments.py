@@ -89,6 +89,11 @@ def names(message: Message) -> str:
     return ", ".join(str(file.get("name", "")) for file in message.meta.get("attachments", []))
 
 
+def in_words(message: Message) -> str:
+    """What a message says: its text, or the names of its files when it has none (a file sent alone)."""
+    return message.content or names(message)
+
+
 def check(name: str, data: bytes, limits: Limits) -> Attachment:
     """The upload `name`, `data` checked and made ready to store; AttachmentProblem says why not."""
     name = safe_name(name)

@@ -9,7 +9,8 @@ from flask import abort, current_app, g, render_template, request, send_file, se
 
 from chatbot.chat import accounts, attachments, limits, picker
 from chatbot.chat.branches import Tree
-from chatbot.chat.generation import running_answer, settings_for_conversation
+from chatbot.chat.reply_settings import settings_for_conversation
+from chatbot.chat.running import running_answer
 from chatbot.stores.conversations import Conversation, Store
 from chatbot.web.security import owner_id
 

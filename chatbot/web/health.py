@@ -8,7 +8,7 @@ import time
 import requests
 from flask import Blueprint, current_app
 
-from chatbot.chat.generation import settings_from_config
+from chatbot.chat.reply_settings import settings_from_config
 from chatbot.local_model.status import ModelStatus
 from chatbot.services.errors import public_url
 from chatbot.stores.failures import StoreUnavailable

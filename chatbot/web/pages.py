@@ -7,19 +7,10 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 from chatbot.chat import picker, sharing, transfer
 from chatbot.chat.attachments import AttachmentProblem
 from chatbot.chat.branches import Tree
-from chatbot.chat.generation import (
-    WAIT,
-    AnswerRunning,
-    can_edit,
-    files_to_send,
-    message_problem,
-    pick_model,
-    run_continuation,
-    run_regeneration,
-    run_reply,
-    save_conversation_settings,
-    settings_for_conversation,
-)
+from chatbot.chat.message_checks import can_edit, files_to_send, message_problem
+from chatbot.chat.replies import run_continuation, run_regeneration, run_reply
+from chatbot.chat.reply_settings import pick_model, save_conversation_settings, settings_for_conversation
+from chatbot.chat.running import WAIT, AnswerRunning
 from chatbot.stores.conversations import Conversation
 from chatbot.web.common import (
     account_limits,

@@ -24,24 +24,12 @@ from simple_websocket import ConnectionClosed
 from chatbot.chat import accounts, limits, picker, reasoning
 from chatbot.chat.attachments import AttachmentProblem
 from chatbot.chat.branches import Tree
-from chatbot.chat.generation import (
-    WAIT,
-    AnswerRunning,
-    Event,
-    ReplySettings,
-    can_edit,
-    files_to_send,
-    is_abandoned,
-    message_problem,
-    pick_model,
-    run_continuation,
-    run_regeneration,
-    run_reply,
-    running_answer,
-    settings_for_conversation,
-    settle_abandoned,
-)
+from chatbot.chat.events import Event
 from chatbot.chat.live_markdown import LiveMarkdown, Update
+from chatbot.chat.message_checks import can_edit, files_to_send, message_problem
+from chatbot.chat.replies import run_continuation, run_regeneration, run_reply
+from chatbot.chat.reply_settings import ReplySettings, pick_model, settings_for_conversation
+from chatbot.chat.running import WAIT, AnswerRunning, is_abandoned, running_answer, settle_abandoned
 from chatbot.services.thinking import TagSplitter
 from chatbot.services.unicode_text import valid_data
 from chatbot.stores.conversations import Conversation, Message

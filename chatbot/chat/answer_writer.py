@@ -1,0 +1,302 @@
+"""An answer written to its end: the request built from its branch, streamed (retried while the model loads),
+coalesced, saved as it grows, reported to a listener as `Event`s, and finished with its timings; a failure is
+kept with the answer, never raised."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+from chatbot.chat import attachments, limits, reasoning, titles
+from chatbot.chat.coalescing import coalesced
+from chatbot.chat.events import Event, Kind, Listener
+from chatbot.chat.rendering import render_markdown
+from chatbot.chat.reply_settings import ReplySettings
+from chatbot.local_model.status import explain as explain_local_model_failure
+from chatbot.services import catalogue, discovery, inference
+from chatbot.services.errors import InferenceError
+from chatbot.services.prompts import estimate_tokens, fit_to_context, strip_stops
+from chatbot.services.protocols import PROTOCOLS, Chunk, Finish, Provider, Reasoning, Text, Usage
+from chatbot.stores.conversations import Conversation, Message, Store
+from chatbot.stores.failures import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def history_turns(
+    messages: list[Message], load: Callable[[str], tuple[dict, bytes] | None] | None = None, images: bool = False
+) -> list[dict]:
+    """The turns the model sees: every message with text, failed answers' parts included; with `load` (a file's
+    id -> (info, bytes) or None), the text of its attached files and, when the model takes `images`, its images."""
+    turns = []
+    for m in messages:
+        if load and (files := m.meta.get("attachments")):
+            stored = [(f, load(f["id"]) if f.get("id") else None) for f in files]  # an import's have names alone
+            turns.append(attachments.turn(m.role, m.content, stored, images))
+        elif m.content.strip():
+            turns.append({"role": m.role, "content": m.content})
+    return turns
+
+
+@dataclass
+class GrowingAnswer:
+    """The answer as it grows: its parts (how many are in the store), its timings, and when it was last saved."""
+
+    message: Message
+    parts: list[str] = field(default_factory=list)
+    saved_parts: int = 1  # the first part, the content it started with, is in the store already
+    saved_length: int = 0  # characters of the answer in the store
+    tokens: int = 0
+    started: float = field(default_factory=time.monotonic)
+    first_token: float | None = None
+    last_save: float = field(default_factory=time.monotonic)
+    finish_reason: str | None = None
+    usage: Usage | None = None  # what the server counted, when it says
+    thinking: bool = False  # the newest part is reasoning (between reasoning.START and END in the parts)
+    reasoning_started: float | None = None
+
+    def text(self, parts: int | None = None) -> str:
+        """The content, or its first `parts` parts."""
+        return "".join(self.parts[:parts])
+
+    def mark_reasoning(self, thinking: bool, now: float) -> str | None:
+        """Open or close the reasoning in the parts when the stream goes from answer to thinking or back; when the
+        thinking ends, what to say of it."""
+        if thinking == self.thinking:
+            return None
+        self.parts.append(reasoning.START if thinking else reasoning.END)
+        self.thinking = thinking
+        if thinking:
+            self.reasoning_started = self.reasoning_started or now
+            return None
+        seconds = self.thought_for(now)
+        self.message.meta["reasoning_seconds"] = seconds
+        return reasoning.thought_for(seconds)
+
+    def thought_for(self, now: float) -> float:
+        return round(now - (self.reasoning_started or now), 1)
+
+
+class AnswerWriter:
+    """Writes the started answers of one conversation with one store, settings, listener and Stop signal."""
+
+    def __init__(
+        self,
+        store: Store,
+        conversation: Conversation,
+        settings: ReplySettings,
+        listener: Listener,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.store = store
+        self.conversation = conversation
+        self.settings = settings
+        self.listener = listener
+        self.cancel = cancel or threading.Event()
+
+    def write(self, message: Message, history: list[Message]) -> Message:
+        """Write the started answer `message` (empty, or the part of an answer to go on from) to its end; the model
+        sees `history`, the messages of its branch above it, alone."""
+        settings, store, owner = self.settings, self.store, self.conversation.owner
+        answer = GrowingAnswer(message, parts=[message.content], saved_length=len(message.content))
+        stops: tuple[str, ...] = ()
+        reservation = limits.Reservation(owner, 0, settings.parameters.max_new_tokens)
+        try:  # from here on, whatever fails is kept with the answer: it never stays "being written"
+            turns = history_turns(history, partial(store.load_file, self.conversation), settings.takes_images)
+            if settings.system_prompt:
+                turns.insert(0, {"role": "system", "content": settings.system_prompt})
+            backend, fitted = self._fitted_turns(turns)
+            reservation = self._reserve(fitted if PROTOCOLS[backend.api].counts_prompt else [])
+            parameters = dataclasses.replace(settings.parameters, max_new_tokens=reservation.max_new_tokens)
+            request = inference.build_request(backend, parameters, fitted, message.content)
+            stops = request.stop
+            try:
+                self._stream(request, backend, answer)
+            except InferenceError as error:  # a server that names its context window only when a prompt passes it
+                if answer.tokens or not discovery.learn_context_length(backend, error):
+                    raise
+                backend, fitted = self._fitted_turns(turns)
+                request = inference.build_request(backend, parameters, fitted, message.content)
+                self._stream(request, backend, answer)
+            self._settle_status(answer, stops, request.url)
+        except InferenceError as error:
+            error = catalogue.with_alternatives(error, settings.backend)
+            if settings.local_model_status:
+                error = explain_local_model_failure(error, settings.local_model_status)
+            message.status, message.error = "error", error.as_dict()
+        except StoreUnavailable as error:
+            log.error("answer %s could not be saved: %s", message.id, error.__cause__ or error)
+            message.status, message.error = "error", _unsaved(error)
+        except Exception:  # a bug must not lose the answer so far
+            log.exception("answer %s failed", message.id)
+            message.status = "error"
+            message.error = InferenceError(
+                "internal",
+                "The chat failed while answering.",
+                "Send again; if it keeps failing, the server log says why.",
+            ).as_dict()
+        try:
+            self._finish(answer, stops)
+            used = (message.meta.get("tokens") or 0) + (message.meta.get("prompt_tokens") or 0)
+            limits.settle_tokens(store, reservation, used)
+        except StoreUnavailable as error:  # the tab is still told the whole answer, and why it is not kept
+            log.error("answer %s could not be saved: %s", message.id, error.__cause__ or error)
+            message.status, message.error = "error", _unsaved(error)
+        self.listener(Event(Kind.FINISHED, message))
+        if message.status == "done" and settings.titles and len(history) == 1 and history[0].role == "user":
+            self._retitle(attachments.in_words(history[0]), message)
+        return message
+
+    def _settle_status(self, answer: GrowingAnswer, stops: tuple[str, ...], url: str) -> None:
+        """Done, stopped, or an InferenceError saying why nothing was answered."""
+        message = answer.message
+        if answer.finish_reason:
+            message.meta["finish_reason"] = answer.finish_reason
+        thought, said = reasoning.split(answer.text())
+        if self.cancel.is_set():
+            message.status = "stopped"
+        elif strip_stops(said, stops).strip():
+            message.status = "done"
+        elif thought.strip() and answer.finish_reason == "length":
+            message.status = "done"  # all of max_new_tokens went to thinking: Continue goes on from there
+        elif thought.strip():
+            raise InferenceError.thought_only(url)
+        else:
+            raise InferenceError.empty(url)
+
+    def _reserve(self, turns: list[dict]) -> limits.Reservation:
+        """Set aside the answer's tokens (and the prompt's `turns`, where the server counts them) in its owner's
+        count of today; an InferenceError in words when too few are left (answers started at once on other hosts
+        may have taken them since the message was let through)."""
+        prompt = sum(estimate_tokens(turn["content"]) for turn in turns if isinstance(turn["content"], str))
+        settings = self.settings
+        try:
+            return limits.reserve_tokens(
+                self.store, self.conversation.owner, settings.tokens_per_day, prompt, settings.parameters.max_new_tokens
+            )
+        except limits.TokensUsedUp as used_up:
+            raise InferenceError("limit", f"{used_up}.", "Your message is kept: press Regenerate then.") from None
+
+    def _fitted_turns(self, turns: list[dict]) -> tuple[inference.Backend, list[dict]]:
+        """The backend with what its server says of itself, and `turns` with the oldest dropped to fit its context
+        window when it is known."""
+        backend = discovery.with_server_facts(self.settings.backend)
+        count = discovery.token_counter(backend) if backend.context_length else None
+        return backend, fit_to_context(turns, backend.context_length, self.settings.parameters.max_new_tokens, count)
+
+    def _retitle(self, question: str, answer: Message) -> None:
+        """After the chat's first answer (to `question`), the model's title in place of the question's, unless the
+        chat was renamed before or while the model wrote it (only the title is saved: nothing else changed
+        meanwhile is undone)."""
+        conversation = self.conversation
+        first = titles.title_from(question)
+        current = self.store.get_conversation(conversation.owner, conversation.id)
+        if current is None or current.title != first:
+            return
+        title = titles.model_title(self.settings.backend, self.settings.parameters, question, answer.content)
+        if title and self.store.replace_title(conversation, first, title):
+            conversation.title = title
+            self.listener(Event(Kind.TITLED, answer, title))
+
+    def _stream(self, request: inference.Request, backend: inference.Backend, answer: GrowingAnswer) -> None:
+        """Stream the answer; while the model is loading, count down and try again, up to the limit."""
+        waited, most = 0.0, self.settings.max_loading_wait
+        while True:
+            try:
+                chunks = inference.stream_chunks(request, backend, self.cancel)
+                for batch in coalesced(chunks, self.settings.flush_seconds, self.cancel):
+                    self._add(answer, batch)
+                return
+            except InferenceError as error:
+                if error.kind != "loading" or answer.tokens or waited >= most:
+                    raise
+                pause = min(max(error.retry_after or 10.0, 1.0), most - waited)
+                if not self._count_down(pause, answer.message):
+                    return
+                waited += pause
+
+    def _count_down(self, seconds: float, message: Message) -> bool:
+        """Show "Model is loading, about N s" each second; False if the user stopped the wait (in any tab)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.listener(Event(Kind.WAITING, message, f"Model is loading, about {math.ceil(left)} s"))
+            message.meta["saved_at"] = time.time()  # still alive, for tabs that follow this answer
+            self.store.update_message(message)
+            if self.store.stop_requested(message.id):
+                self.cancel.set()
+            if self.cancel.wait(min(1.0, left)):
+                return False
+        self.listener(Event(Kind.WAITING, message, "Trying again…"))
+        return True
+
+    def _add(self, answer: GrowingAnswer, batch: list[Chunk]) -> None:
+        """Add one coalesced batch: told as one event per run of text or reasoning, saved when a save is due."""
+        now = time.monotonic()
+        runs: list[list] = []  # [kind, text, parts up to its end] with neighbours of one kind joined: one event each
+        for chunk in batch:
+            if isinstance(chunk, Text | Reasoning):
+                if (said := answer.mark_reasoning(isinstance(chunk, Reasoning), now)) is not None:
+                    runs.append([Kind.REASONED, said, len(answer.parts)])
+                kind = Kind.REASONING if answer.thinking else Kind.DELTA
+                text = reasoning.strip_markers(chunk.text)
+                answer.parts.append(text)
+                answer.tokens += 1
+                if runs and runs[-1][0] == kind:
+                    runs[-1][1] += text
+                    runs[-1][2] = len(answer.parts)
+                else:
+                    runs.append([kind, text, len(answer.parts)])
+            elif isinstance(chunk, Finish):
+                answer.finish_reason = chunk.reason
+            elif isinstance(chunk, Usage):
+                answer.usage = chunk
+            elif isinstance(chunk, Provider):
+                answer.message.meta["provider"] = chunk.name
+        if not runs:
+            return
+        if answer.first_token is None:
+            answer.first_token = now
+        for kind, text, parts in runs:
+            self.listener(Event(kind, answer.message, text, so_far=partial(answer.text, parts)))
+        if now - answer.last_save >= self.settings.save_seconds:
+            new = "".join(answer.parts[answer.saved_parts :])
+            if self.store.append_to_answer(answer.message, answer.saved_length, new):  # Stop elsewhere, or deleted
+                self.cancel.set()
+            answer.saved_parts, answer.saved_length = len(answer.parts), answer.saved_length + len(new)
+            answer.last_save = now
+
+    def _finish(self, answer: GrowingAnswer, stops: tuple[str, ...]) -> None:
+        """The answer's content settled (reasoning apart, stop sequences off), rendered, timed, and saved."""
+        message = answer.message
+        if answer.thinking:  # it ended while thinking
+            message.meta["reasoning_seconds"] = answer.thought_for(time.monotonic())
+        message.content = answer.text()
+        reasoning.settle(message)
+        message.content = strip_stops(message.content, stops).strip()
+        message.html = str(render_markdown(message.content)) if message.content else ""
+        seconds = time.monotonic() - answer.started
+        generating = time.monotonic() - answer.first_token if answer.first_token else 0.0
+        usage = answer.usage or Usage()
+        tokens = usage.completion_tokens or answer.tokens  # counted by the server, else the pieces that came
+        speed = usage.tokens_per_second or (tokens / generating if generating > 0 and tokens > 1 else None)
+        message.meta.update(
+            tokens=tokens,
+            tokens_estimated=not usage.completion_tokens,
+            seconds=round(seconds, 2),
+            first_token_seconds=round(answer.first_token - answer.started, 3) if answer.first_token else None,
+            tokens_per_second=round(speed, 1) if speed else None,
+            tokens_per_second_estimated=not usage.tokens_per_second and not usage.completion_tokens,  # from our count
+            prompt_tokens=usage.prompt_tokens,  # counted by the server, when it says: what the prompt cost
+        )
+        self.store.update_message(message)
+
+
+def _unsaved(error: StoreUnavailable) -> dict:
+    hint = "What arrived is shown above, but it could not be saved: after a reload it may be missing or cut short."
+    return InferenceError("store", str(error), hint).as_dict()

@@ -1,0 +1,86 @@
+"""The settings an answer is written with: the model's, with what the user set for the conversation on top, and
+the limits of the owner's account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chatbot.chat import picker
+from chatbot.services import inference
+from chatbot.stores.conversations import Conversation, Store
+from config import ModelSpec, parse_parameters
+
+FLUSH_SECONDS = 0.04  # at most one fragment per 40 ms per answer
+SAVE_SECONDS = 0.25  # a partial answer is saved (and Stop from other tabs looked for) this often
+
+
+@dataclass
+class ReplySettings:
+    backend: inference.Backend
+    parameters: inference.Parameters
+    system_prompt: str = ""
+    max_loading_wait: float = 300.0  # seconds to keep retrying a model that is loading
+    model_name: str = ""
+    flush_seconds: float = FLUSH_SECONDS
+    save_seconds: float = SAVE_SECONDS
+    local_model_status: str | None = None  # the built-in model's status file: failures are told from it
+    titles: bool = False  # after the first answer, the model writes the chat's title (chatbot/chat/titles.py)
+    takes_images: bool = False  # attached images are shown to the model (OpenAI content parts)
+    tokens_per_day: int = 0  # the owner's account may use this many tokens a day (0: no limit)
+
+
+def model_spec(config: dict, name: str | None) -> ModelSpec:
+    """The model with that name (configured, or from a server's catalogue); the first configured one when the
+    name is unknown or empty."""
+    return picker.choice(config, name).spec
+
+
+def pick_model(store: Store, conversation: Conversation, name: str | None, config: dict) -> None:
+    """Remember the model the user picked for this conversation (only one the picker offers)."""
+    if name and picker.choice(config, name).name == name and conversation.settings.get("model") != name:
+        conversation.settings["model"] = name
+        store.update_conversation(conversation)
+
+
+def settings_for_conversation(
+    conversation: Conversation, config: dict, account_limits: dict | None = None
+) -> ReplySettings:
+    """The model's settings, with what the user set for this conversation on top, and the limits the admin set
+    for accounts (`account_limits`, when the owner is an account)."""
+    settings = settings_from_config(config, conversation.settings.get("model"), conversation.settings)
+    settings.tokens_per_day = (account_limits or {}).get("tokens_per_day") or 0
+    return settings
+
+
+def save_conversation_settings(store: Store, conversation: Conversation, form: dict[str, str], config: dict) -> None:
+    """Check and keep a conversation's settings (system prompt, parameters); ValueError says what is wrong."""
+    spec = model_spec(config, conversation.settings.get("model"))
+    fields = ("max_new_tokens", "temperature", "top_p", "reasoning_effort")
+    given = {key: form[key] for key in fields if form.get(key, "").strip()}
+    given["do_sample"] = "true" if form.get("do_sample") else "false"
+    parameters = parse_parameters(given, spec.parameters)
+    system_prompt = form.get("system_prompt", "").strip()
+    if len(system_prompt) > config["MAX_MESSAGE_CHARS"]:  # it goes with every request: no larger than a message
+        raise ValueError(
+            f"the system prompt has {len(system_prompt):,} characters; the limit is {config['MAX_MESSAGE_CHARS']:,}"
+        )
+    conversation.settings["parameters"] = {k: v for k, v in parameters.items() if v != spec.parameters.get(k)}
+    conversation.settings["system_prompt"] = system_prompt
+    store.update_conversation(conversation)
+
+
+def settings_from_config(config: dict, model_name: str | None = None, chosen: dict | None = None) -> ReplySettings:
+    """Reply settings for one of the configured models (a plain mapping, no Flask needed)."""
+    spec = model_spec(config, model_name)
+    chosen = chosen or {}
+    system_prompt = chosen["system_prompt"] if chosen.get("system_prompt") is not None else spec.system_prompt
+    return ReplySettings(
+        backend=inference.backend_for(spec, config),
+        parameters=inference.Parameters(**{**spec.parameters, **chosen.get("parameters", {})}),
+        system_prompt=system_prompt,
+        max_loading_wait=config["MAX_LOADING_WAIT"],
+        model_name=spec.name,
+        local_model_status=config.get("LOCAL_MODEL_STATUS"),
+        titles=config["MODEL_TITLES"] if spec.titles is None else spec.titles,
+        takes_images=bool(spec.images) and spec.api == "chat",
+    )
