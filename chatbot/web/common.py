@@ -8,6 +8,7 @@ import io
 from flask import abort, current_app, g, render_template, request, send_file, session
 
 from chatbot.chat import accounts, attachments, limits, picker
+from chatbot.chat.actions import Visitor
 from chatbot.chat.branches import Tree
 from chatbot.chat.reply_settings import settings_for_conversation
 from chatbot.chat.running import running_answer
@@ -60,6 +61,11 @@ def chat_page(
 def visible_config() -> dict:
     """The configuration as the signed-in account sees it (only the models it may pick)."""
     return picker.for_account(current_app.config, g.get("account"))
+
+
+def visitor() -> Visitor:
+    """Who this request comes from, as the chat's actions see them."""
+    return Visitor(visible_config(), account_limits(), request.remote_addr)
 
 
 def keeping_problem(adding: int, then: str) -> str | None:

@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 
-from chatbot.chat import picker, sharing, transfer
-from chatbot.chat.attachments import AttachmentProblem
+from chatbot.chat import actions, picker, sharing, transfer
+from chatbot.chat.actions import Refusal, Refused
 from chatbot.chat.branches import Tree
-from chatbot.chat.message_checks import can_edit, files_to_send, message_problem
-from chatbot.chat.replies import run_continuation, run_regeneration, run_reply
-from chatbot.chat.reply_settings import pick_model, save_conversation_settings, settings_for_conversation
-from chatbot.chat.running import WAIT, AnswerRunning
+from chatbot.chat.events import Event
+from chatbot.chat.reply_settings import save_conversation_settings
 from chatbot.stores.conversations import Conversation
 from chatbot.web.common import (
-    account_limits,
     chat_page,
-    keeping_problem,
     limited,
     own_conversation,
     refused_new_chat,
     store,
     uploads,
     visible_config,
+    visitor,
 )
 from chatbot.web.security import owner_id
 
 bp = Blueprint("pages", __name__)
 TITLE_LIMIT = 200
+REFUSAL_STATUS = {Refusal.INVALID: 400, Refusal.GONE: 404, Refusal.CONFLICT: 409, Refusal.LIMITED: 429}
 
 
 @bp.get("/")
@@ -92,26 +93,28 @@ def delete(conversation_id: str):
 @bp.post("/c/<conversation_id>/regenerate")
 def regenerate(conversation_id: str):
     """Answer the last question shown again, as a new branch (without JavaScript; the socket does the same)."""
-    conversation, shown = own_conversation(conversation_id), request.form.get("after")
-    return answered(conversation, lambda settings: run_regeneration(store(), conversation, settings, ignore, of=shown))
+    conversation = own_conversation(conversation_id)
+    after = request.form.get("after")
+    return answered(conversation, lambda: actions.regenerate(store(), conversation, visitor(), after))
 
 
 @bp.post("/c/<conversation_id>/continue")
 def continue_answer(conversation_id: str):
     """Go on with an answer that stopped at the length limit (without JavaScript)."""
-    conversation, shown = own_conversation(conversation_id), request.form.get("after")
-    return answered(conversation, lambda settings: run_continuation(store(), conversation, settings, ignore, of=shown))
+    conversation = own_conversation(conversation_id)
+    after = request.form.get("after")
+    return answered(conversation, lambda: actions.continue_answer(store(), conversation, visitor(), after))
 
 
 @bp.post("/c/<conversation_id>/branch")
 def switch_branch(conversation_id: str):
     """Show another version of a message, and the branch that goes on from it (without JavaScript)."""
     conversation = own_conversation(conversation_id)
-    tree = Tree(store().messages(conversation))
     message_id = request.form.get("message_id", "")
-    if message_id not in tree.by_id:
-        abort(404)
-    store().choose_branch(conversation, tree.newest_leaf(message_id))
+    try:
+        actions.switch_branch(store(), conversation, message_id)
+    except Refused as refused:
+        return refused_page(conversation, refused)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor=f"msg-{message_id}"))
 
 
@@ -119,15 +122,10 @@ def switch_branch(conversation_id: str):
 def fork(conversation_id: str):
     """A new chat holding a copy of the branch up to a message, with the same model and settings."""
     conversation = own_conversation(conversation_id)
-    branch = Tree(store().messages(conversation)).path_to(request.form.get("message_id", ""))
-    if not branch:
-        abort(404)
-    if refused := limited("conversations"):
-        return chat_page(conversation, refused, status=429)
-    files = sum(int(file.get("size") or 0) for message in branch for file in message.meta.get("attachments", []))
-    if too_much := keeping_problem(files, "start the new chat again"):
-        return chat_page(conversation, too_much, status=400)
-    copy = transfer.copy_branch(store(), conversation, branch)
+    try:
+        copy = actions.new_chat_from_here(store(), conversation, visitor(), request.form.get("message_id", ""))
+    except Refused as refused:
+        return refused_page(conversation, refused)
     return redirect(url_for("pages.conversation", conversation_id=copy.id, _anchor="end"))
 
 
@@ -136,30 +134,24 @@ def edit_message(conversation_id: str, message_id: str):
     """Send the edited text of an earlier message, beside it as a new branch (the original stays)."""
     conversation = own_conversation(conversation_id)
     text = request.form.get("message", "").strip()
-    problem = message_problem(text, current_app.config["MAX_MESSAGE_CHARS"])
-    if problem:
-        return chat_page(conversation, problem, status=400)
-    if not can_edit(store(), conversation, message_id):
-        abort(404)
-    return answered(
-        conversation,
-        lambda settings: run_reply(store(), conversation, text, settings, ignore, replacing=message_id),
-        text,
-    )
+    return answered(conversation, lambda: actions.edit(store(), conversation, visitor(), message_id, text), text)
 
 
-def answered(  # type: ignore[no-untyped-def]
-    conversation: Conversation, reply, draft: str = "", files: list[dict] | tuple = ()
-):
-    """Run `reply(settings)` (one of generation's run_*) to the answer's end, then show the page at the answer;
-    refused or busy, the page keeps `draft` in the box and the `files` (stored) attached to it."""
-    if refused := limited("answers"):
-        return chat_page(conversation, refused, draft=draft, status=429, files=files)
+def answered(conversation: Conversation, action: Callable[[], actions.Reply], draft: str = ""):
+    """Do the `action` and write its answer to the end, then show the page at the answer; refused, the page keeps
+    `draft` in the box and the files (stored) attached to it."""
     try:
-        reply(settings_for_conversation(conversation, visible_config(), account_limits()))
-    except AnswerRunning:
-        return chat_page(conversation, WAIT, draft=draft, status=409, files=files)
+        action().write(ignore)
+    except Refused as refused:
+        return refused_page(conversation, refused, draft)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
+
+
+def refused_page(conversation: Conversation, refused: Refused, draft: str = ""):
+    """The chat page that says why (the not-found page when what the form names is not there)."""
+    if refused.kind is Refusal.GONE:
+        abort(404)
+    return chat_page(conversation, str(refused), draft=draft, status=REFUSAL_STATUS[refused.kind], files=refused.files)
 
 
 @bp.get("/c/<conversation_id>/export.<kind>")
@@ -191,7 +183,7 @@ def import_conversation():
     return redirect(url_for("pages.conversation", conversation_id=conversation.id))
 
 
-def ignore(_event) -> None:  # type: ignore[no-untyped-def]
+def ignore(_event: Event) -> None:
     """A page answers when the reply is whole: it needs no events."""
 
 
@@ -200,28 +192,18 @@ def post_message(conversation_id: str):
     """The chat without JavaScript: the form posts, the page comes back with the whole answer."""
     conversation = own_conversation(conversation_id)
     text = request.form.get("message", "").strip()
-    with_files = any(request.form.getlist("attachment")) or any(f.filename for f in request.files.getlist("files"))
-    problem = message_problem(text, current_app.config["MAX_MESSAGE_CHARS"], with_files)
-    if problem:
-        return chat_page(conversation, problem, draft=text, status=400)
-    pick_model(store(), conversation, request.form.get("model"), visible_config())
-    try:
-        files = attached(conversation, text)
-    except AttachmentProblem as refused:
-        return chat_page(conversation, str(refused), draft=text, status=400)
-    after = request.form.get("after")
+    uploading = any(f.filename for f in request.files.getlist("files"))
     return answered(
         conversation,
-        lambda settings: run_reply(store(), conversation, text, settings, ignore, after=after, files=files),
+        lambda: actions.send(
+            store(),
+            conversation,
+            visitor(),
+            text,
+            after=request.form.get("after"),
+            model=request.form.get("model"),
+            file_ids=[file_id for file_id in request.form.getlist("attachment") if file_id],
+            uploads=partial(uploads, "files") if uploading else None,
+        ),
         text,
-        files,
     )
-
-
-def attached(conversation: Conversation, text: str) -> list[dict]:
-    """The files sent with the form's message: its uploads, and those the page's script uploaded before (named
-    by id); AttachmentProblem says why they cannot go."""
-    settings = settings_for_conversation(conversation, visible_config())
-    limit = current_app.config["MAX_ATTACHMENTS"]
-    ids = request.form.getlist("attachment")
-    return files_to_send(store(), conversation, ids, text, settings, limit, uploads("files"))

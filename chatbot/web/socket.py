@@ -21,15 +21,12 @@ from flask import Blueprint, Flask, abort, current_app, g, render_template, requ
 from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 
-from chatbot.chat import accounts, limits, picker, reasoning
-from chatbot.chat.attachments import AttachmentProblem
+from chatbot.chat import accounts, actions, limits, picker, reasoning
+from chatbot.chat.actions import Refused, Visitor
 from chatbot.chat.branches import Tree
-from chatbot.chat.events import Event
+from chatbot.chat.events import Event, Kind
 from chatbot.chat.live_markdown import LiveMarkdown, Update
-from chatbot.chat.message_checks import can_edit, files_to_send, message_problem
-from chatbot.chat.replies import run_continuation, run_regeneration, run_reply
-from chatbot.chat.reply_settings import ReplySettings, pick_model, settings_for_conversation
-from chatbot.chat.running import WAIT, AnswerRunning, is_abandoned, running_answer, settle_abandoned
+from chatbot.chat.running import WAIT, is_abandoned, running_answer, settle_abandoned
 from chatbot.services.thinking import TagSplitter
 from chatbot.services.unicode_text import valid_data
 from chatbot.stores.conversations import Conversation, Message
@@ -64,7 +61,6 @@ IDLE = (
     "It connects again as soon as you come back to it."
 )
 ANSWERING = ("send", "edit", "regenerate", "continue")  # the actions that ask the backend for an answer
-GONE = "That message is not in this chat (it may have expired with it). Reload the page."
 WAITING = Markup('<p id="wait-{}" class="waiting" hx-swap-oob="true">{}</p>')
 
 
@@ -106,19 +102,28 @@ def conversation_socket(ws, conversation_id: str) -> None:  # type: ignore[no-un
             ws.send(render_template("chat/_notice.html", text=refused, oob=True))
             ws.close(REFUSED_CLOSE, "too many open")
             return
-        ChatSocket(ws, app, g.conversation, request.remote_addr).serve()
+        account, session_id = g.get("account"), session.get("sid", "")
+        ChatSocket(ws, app, g.conversation, request.remote_addr, account, session_id).serve()
 
 
 class ChatSocket:
     """One open socket: reads actions, runs a reply in its own thread, sends fragments."""
 
-    def __init__(self, ws, app: Flask, conversation: Conversation, address: str | None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(  # type: ignore[no-untyped-def]
+        self,
+        ws,
+        app: Flask,
+        conversation: Conversation,
+        address: str | None,
+        account: accounts.Account | None = None,
+        session_id: str = "",
+    ) -> None:
         self.ws = ws
         self.app = app
         self.conversation = conversation
         self.address = address  # the browser's, for the limits per address
-        self.account = g.get("account")  # who is signed in on this socket (None: nobody signs in)
-        self.session_id = session.get("sid", "")
+        self.account = account  # who is signed in on this socket (None: nobody signs in)
+        self.session_id = session_id  # the session it was opened in (ended by a sign-out)
         self.send_lock = threading.RLock()  # held while a fragment is chosen and sent: fragments go in order
         self.answering = False  # an answer is being sent on this socket (written here, or followed)
         self.cancel = threading.Event()
@@ -264,28 +269,30 @@ class ChatSocket:
             self.switch_branch(str(data.get("message_id") or ""))
         elif action == "stop":
             self.cancel.set()
-            running = self.running_answer()
-            if running is not None:  # written by another tab, worker or host
-                store().request_stop(running.id)
-        elif self.answering or self.running_answer() is not None:
-            self.notice(WAIT)
-        elif action in ANSWERING and (refused := self.refusal()):
-            self.notice(refused)
-        elif action == "send":
-            pick_model(store(), self.conversation, data.get("model"), self.visible_config())
-            self.send_message(
-                str(data.get("message") or "").strip(),
-                after=str(data.get("after") or ""),
-                file_ids=named_files(data.get("attachment")),
-            )
-        elif action == "edit":
-            self.send_message(str(data.get("message") or "").strip(), replacing=str(data.get("message_id") or ""))
-        elif action == "regenerate":
-            self.regenerate(str(data.get("after") or ""))
-        elif action == "continue":
-            self.continue_answer(str(data.get("after") or ""))
-        else:
+            if (settled := actions.stop(store(), self.conversation)) is not None:  # its writer had gone away
+                self.on_event(Event(Kind.FINISHED, settled))
+        elif action not in ANSWERING:
             self.notice(f"Unknown action {action!r}. Reload the page and try again.")
+        elif self.answering:  # written or followed here
+            self.notice(WAIT)
+        else:
+            try:
+                self.start(self.ask(action, data))
+            except Refused as refused:
+                self.notice(str(refused))
+
+    def ask(self, action: str, data: dict) -> actions.Reply:
+        """The answer that `action` (one of ANSWERING) asks for; Refused says why not."""
+        visitor = Visitor(self.visible_config(), self.account_limits(), self.address)
+        text, after = str(data.get("message") or "").strip(), str(data.get("after") or "")
+        if action == "send":
+            model, files = str(data.get("model") or ""), named_files(data.get("attachment"))
+            return actions.send(store(), self.conversation, visitor, text, after, model, files)
+        if action == "edit":
+            return actions.edit(store(), self.conversation, visitor, str(data.get("message_id") or ""), text)
+        if action == "regenerate":
+            return actions.regenerate(store(), self.conversation, visitor, after)
+        return actions.continue_answer(store(), self.conversation, visitor, after)
 
     def watch_account(self) -> None:
         """Close the socket once its account's session has ended (signed out, here or everywhere, a password reset,
@@ -318,11 +325,6 @@ class ChatSocket:
         self.account = current  # what the admin changed since (the models it may pick) holds from now on
         return self.app.config["AUTH"] == "header" or self.session_id in current.sessions
 
-    def refusal(self) -> str | None:
-        """Count an answer asked for by this session and address; why not, past a limit."""
-        owner, config = self.conversation.owner, self.app.config
-        return limits.refusal(store(), config, "answers", owner, self.address, self.account_limits())
-
     def visible_config(self) -> dict:
         """The configuration as this socket's account sees it (only the models it may pick)."""
         return picker.for_account(self.app.config, self.account)
@@ -339,56 +341,14 @@ class ChatSocket:
             self.conversation = current
         return current is not None
 
-    def send_message(self, text: str, after: str = "", replacing: str = "", file_ids: list[str] | None = None) -> None:
-        """Send a new message after `after` with the files uploaded for it (`file_ids`, this conversation's only),
-        or the edited text of an earlier one (beside it, as a new branch)."""
-        problem = message_problem(text, self.app.config["MAX_MESSAGE_CHARS"], with_files=bool(file_ids))
-        if problem:
-            self.notice(problem)
-        elif replacing and not can_edit(store(), self.conversation, replacing):
-            self.notice("That message can no longer be edited. Reload the page.")
-        else:
-            try:
-                files = self.files_to_send(file_ids, text) if file_ids else []
-            except AttachmentProblem as refused:
-                self.notice(str(refused))
-                return
-            self.start(
-                lambda settings, cancel: run_reply(
-                    store(), self.conversation, text, settings, self.on_event, cancel, after, replacing or None, files
-                )
-            )
-
-    def reply_settings(self) -> ReplySettings:
-        """The settings an answer of this conversation is written with, for this socket's account."""
-        return settings_for_conversation(self.conversation, self.visible_config(), self.account_limits())
-
-    def files_to_send(self, file_ids: list[str], text: str) -> list[dict]:
-        settings = self.reply_settings()
-        limit = self.app.config["MAX_ATTACHMENTS"]
-        return files_to_send(store(), self.conversation, file_ids, text, settings, limit)
-
-    def regenerate(self, of: str) -> None:
-        self.start(
-            lambda settings, cancel: run_regeneration(store(), self.conversation, settings, self.on_event, cancel, of),
-            nothing="There is no question to answer again yet.",
-        )
-
-    def continue_answer(self, of: str) -> None:
-        self.start(
-            lambda settings, cancel: run_continuation(store(), self.conversation, settings, self.on_event, cancel, of),
-            nothing="There is no answer cut off at the length limit to continue.",
-        )
-
     def switch_branch(self, message_id: str) -> None:
         """Show the branch through `message_id` (one of a message's alternatives) here and on reload; an answer
         being written on the branch left keeps being written, and this tab hears when it ends."""
-        tree = Tree(store().messages(self.conversation))
-        if message_id not in tree.by_id:
-            self.notice(GONE)
+        try:
+            tree, self.shown_last = actions.switch_branch(store(), self.conversation, message_id)
+        except Refused as refused:
+            self.notice(str(refused))
             return
-        self.shown_last = tree.newest_leaf(message_id)
-        store().choose_branch(self.conversation, self.shown_last)
         branch = tree.path_to(self.shown_last)
         running = running_answer(tree.messages)
         with self.send_lock:  # an answer being written goes on after the branch is shown, not before
@@ -401,22 +361,19 @@ class ChatSocket:
         if running is not None and not self.answering:  # written by a tab that started it after this one opened
             self.start_following(running)
 
-    def start(self, reply, nothing: str = "") -> None:  # type: ignore[no-untyped-def]
-        """Run `reply(settings, cancel)` in its own thread, so that this socket can still hear Stop; when it
-        answers None (nothing to answer), say `nothing`."""
+    def start(self, reply: actions.Reply) -> None:
+        """Write the answer in its own thread, so that this socket can still hear Stop."""
         self.cancel = threading.Event()
         self.answering = True
-        threading.Thread(target=self.run, args=(reply, self.cancel, nothing), daemon=True, name="reply").start()
+        threading.Thread(target=self.run, args=(reply, self.cancel), daemon=True, name="reply").start()
 
-    def run(self, reply, cancel: threading.Event, nothing: str) -> None:  # type: ignore[no-untyped-def]
+    def run(self, reply: actions.Reply, cancel: threading.Event) -> None:
         with self.app.app_context():
             try:
-                if reply(self.reply_settings(), cancel) is None:
-                    self.answering = False
-                    self.notice(nothing)
-            except AnswerRunning:  # another tab, worker or host started one first
+                reply.write(self.on_event, cancel)
+            except Refused as refused:  # another tab, worker or host started one first; or nothing to answer
                 self.answering = False
-                self.notice(WAIT)
+                self.notice(str(refused))
             except StoreUnavailable as error:  # nothing was saved, so nothing was sent: the message stays in the box
                 self.answering = False
                 self.notice(str(error))

@@ -1,0 +1,217 @@
+"""The chat's actions, one path each for the socket and the form posts: send, edit, regenerate, continue, stop,
+switch branch and new chat from here.
+
+Each takes plain arguments (the store, the conversation, the `Visitor` who acts) and checks, then picks the model,
+works out the reply's settings once, and hands back a `Reply` that the caller runs (the socket in a thread of its
+own, so that it still hears Stop; a form post to the end). What cannot be done raises `Refused`, with words for the
+person and a `Refusal` kind that the web side turns into its own response.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from chatbot.chat import attachments, limits, transfer
+from chatbot.chat.branches import Tree
+from chatbot.chat.events import Listener
+from chatbot.chat.message_checks import can_edit, files_to_send, message_problem
+from chatbot.chat.replies import run_continuation, run_regeneration, run_reply
+from chatbot.chat.reply_settings import ReplySettings, pick_model, settings_for_conversation
+from chatbot.chat.running import WAIT, AnswerRunning, running_answer, settle_abandoned
+from chatbot.stores.conversations import Conversation, Message, Store
+
+GONE = "That message is not in this chat (it may have expired with it). Reload the page."
+NOT_EDITABLE = "That message can no longer be edited. Reload the page."
+NO_QUESTION = "There is no question to answer again yet."
+NOTHING_TO_CONTINUE = "There is no answer cut off at the length limit to continue."
+
+
+class Refusal(enum.StrEnum):
+    """Why an action was refused: what was sent (INVALID), what it names is not there (GONE), the chat is not in a
+    state for it (CONFLICT), or a limit was reached (LIMITED)."""
+
+    INVALID = "invalid"
+    GONE = "gone"
+    CONFLICT = "conflict"
+    LIMITED = "limited"
+
+
+class Refused(Exception):
+    """An action that is not done, in words for the person; `files` (as stored) stay attached to their draft."""
+
+    def __init__(self, words: str, kind: Refusal, files: list[dict] | None = None) -> None:
+        super().__init__(words)
+        self.kind = kind
+        self.files = files or []
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """Who acts, and what they may do: the configuration as their account sees it (only the models it may pick),
+    the limits the admin set for accounts (None: nobody signs in), and their network address."""
+
+    config: dict
+    account_limits: dict | None = None
+    address: str | None = None
+
+
+Uploads = Callable[[], list[attachments.Attachment]]  # files sent with a form: read, checked and counted when called
+
+
+@dataclass
+class Reply:
+    """An answer let through, its settings worked out: `write` runs it to its end in the caller's thread."""
+
+    writes: Callable[[Listener, threading.Event | None], Message | None]  # one of chat/replies.py's run_*
+    nothing: str = ""  # said when there turns out to be nothing to answer
+    files: list[dict] = field(default_factory=list)  # attached to the message, as stored
+
+    def write(self, listener: Listener, cancel: threading.Event | None = None) -> Message:
+        """The stored answer, whatever happened to it; Refused when another answer started first, or when there
+        is nothing to answer."""
+        try:
+            answer = self.writes(listener, cancel)
+        except AnswerRunning:  # another tab, worker or host started one first
+            raise Refused(WAIT, Refusal.CONFLICT, self.files) from None
+        if answer is None:
+            raise Refused(self.nothing, Refusal.CONFLICT)
+        return answer
+
+
+def send(
+    store: Store,
+    conversation: Conversation,
+    visitor: Visitor,
+    text: str,
+    after: str | None = None,
+    model: str | None = None,
+    file_ids: list[str] | None = None,
+    uploads: Uploads | None = None,
+) -> Reply:
+    """A new message after `after` (the last message the tab shows) with the model the user picked, this
+    conversation's files named by `file_ids`, and the files a form `uploads`."""
+    file_ids = file_ids or []
+    _check_text(text, visitor, with_files=bool(file_ids) or uploads is not None)
+    _check_idle(store, conversation)
+    pick_model(store, conversation, model, visitor.config)
+    settings = _settings(conversation, visitor)
+    files = _files(store, conversation, visitor, settings, text, file_ids, uploads)
+    _count_answer(store, conversation, visitor, files)
+    return Reply(
+        lambda listener, cancel: run_reply(store, conversation, text, settings, listener, cancel, after, None, files),
+        files=files,
+    )
+
+
+def edit(store: Store, conversation: Conversation, visitor: Visitor, message_id: str, text: str) -> Reply:
+    """The edited text of the user's message `message_id`, sent beside it as a new branch (the original stays)."""
+    _check_text(text, visitor)
+    if not can_edit(store, conversation, message_id):
+        raise Refused(NOT_EDITABLE, Refusal.GONE)
+    _check_idle(store, conversation)
+    settings = _settings(conversation, visitor)
+    _count_answer(store, conversation, visitor)
+    return Reply(
+        lambda listener, cancel: run_reply(store, conversation, text, settings, listener, cancel, replacing=message_id)
+    )
+
+
+def regenerate(store: Store, conversation: Conversation, visitor: Visitor, of: str | None = None) -> Reply:
+    """Another answer to the question of the answer `of` (the last one the tab shows), beside it."""
+    _check_idle(store, conversation)
+    settings = _settings(conversation, visitor)
+    _count_answer(store, conversation, visitor)
+    return Reply(
+        lambda listener, cancel: run_regeneration(store, conversation, settings, listener, cancel, of), NO_QUESTION
+    )
+
+
+def continue_answer(store: Store, conversation: Conversation, visitor: Visitor, of: str | None = None) -> Reply:
+    """More of the answer `of` (the last one the tab shows), which stopped at the length limit."""
+    _check_idle(store, conversation)
+    settings = _settings(conversation, visitor)
+    _count_answer(store, conversation, visitor)
+    return Reply(
+        lambda listener, cancel: run_continuation(store, conversation, settings, listener, cancel, of),
+        NOTHING_TO_CONTINUE,
+    )
+
+
+def stop(store: Store, conversation: Conversation) -> Message | None:
+    """Ask the answer being written, by any tab, worker or host, to stop. Returns an answer whose writer had gone
+    away, settled here (interrupted, with what arrived kept), for the caller to show as ended."""
+    running = running_answer(store.messages(conversation))
+    if running is None:
+        return None
+    if settle_abandoned(store, running):
+        return running
+    store.request_stop(running.id)
+    return None
+
+
+def switch_branch(store: Store, conversation: Conversation, message_id: str) -> tuple[Tree, str]:
+    """Show the branch through `message_id` (one of a message's alternatives) from now on, on every device: the
+    conversation's messages and the last one of that branch."""
+    tree = Tree(store.messages(conversation))
+    if message_id not in tree.by_id:
+        raise Refused(GONE, Refusal.GONE)
+    leaf = tree.newest_leaf(message_id)
+    store.choose_branch(conversation, leaf)
+    return tree, leaf
+
+
+def new_chat_from_here(store: Store, conversation: Conversation, visitor: Visitor, message_id: str) -> Conversation:
+    """A new chat holding a copy of the branch up to `message_id`, with the same model and settings."""
+    branch = Tree(store.messages(conversation)).path_to(message_id)
+    if not branch:
+        raise Refused(GONE, Refusal.GONE)
+    owner, config = conversation.owner, visitor.config
+    if refused := limits.refusal(store, config, "conversations", owner, visitor.address, visitor.account_limits):
+        raise Refused(refused, Refusal.LIMITED)
+    files = sum(int(file.get("size") or 0) for message in branch for file in message.meta.get("attachments", []))
+    if too_much := limits.keeping_problem(store, owner, config["FILES_KEPT_MB"], files, "start the new chat again"):
+        raise Refused(too_much, Refusal.INVALID)
+    return transfer.copy_branch(store, conversation, branch)
+
+
+def _check_text(text: str, visitor: Visitor, with_files: bool = False) -> None:
+    if problem := message_problem(text, visitor.config["MAX_MESSAGE_CHARS"], with_files):
+        raise Refused(problem, Refusal.INVALID)
+
+
+def _check_idle(store: Store, conversation: Conversation) -> None:
+    """Refused while an answer is written (one whose writer went away is settled, and does not count)."""
+    running = running_answer(store.messages(conversation))
+    if running is not None and not settle_abandoned(store, running):
+        raise Refused(WAIT, Refusal.CONFLICT)
+
+
+def _settings(conversation: Conversation, visitor: Visitor) -> ReplySettings:
+    return settings_for_conversation(conversation, visitor.config, visitor.account_limits)
+
+
+def _files(
+    store: Store,
+    conversation: Conversation,
+    visitor: Visitor,
+    settings: ReplySettings,
+    text: str,
+    file_ids: list[str],
+    uploads: Uploads | None,
+) -> list[dict]:
+    limit = visitor.config["MAX_ATTACHMENTS"]
+    try:
+        new = uploads() if uploads is not None else []
+        return files_to_send(store, conversation, file_ids, text, settings, limit, new)
+    except attachments.AttachmentProblem as problem:
+        raise Refused(str(problem), Refusal.INVALID) from None
+
+
+def _count_answer(store: Store, conversation: Conversation, visitor: Visitor, files: list[dict] | None = None) -> None:
+    """Count an answer asked for by this visitor and address; Refused past a limit (`files` stay with the draft)."""
+    owner, address = conversation.owner, visitor.address
+    if refused := limits.refusal(store, visitor.config, "answers", owner, address, visitor.account_limits):
+        raise Refused(refused, Refusal.LIMITED, files)

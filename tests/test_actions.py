@@ -1,0 +1,190 @@
+"""Each chat action has one path (chatbot/chat/actions.py): done over the socket or by the form posts without
+JavaScript, it stores the same; refused, it says the same words."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+import pytest
+from simple_websocket import ConnectionClosed
+
+from chatbot.chat import attachments
+from chatbot.services import inference
+from chatbot.stores.conversations import Conversation
+from chatbot.web import create_app
+from chatbot.web.socket import ChatSocket
+from tests.fakes.hf_server import TOKEN
+from tests.fakes.websocket import FakeWebSocket
+from tests.helpers import csrf, open_chat
+from tests.servers import FINISHED
+
+SAID = re.compile(r'<div id="notice" class="notice" role="status" hx-swap-oob="true">(?P<words>[^<]+)</div>')
+
+
+class SocketTab:
+    """A chat socket of the app in this process, on a fake WebSocket: no gunicorn."""
+
+    def __init__(self, app, conversation: Conversation) -> None:
+        self.ws = FakeWebSocket()
+        self.socket = ChatSocket(self.ws, app, conversation, "127.0.0.1")
+        self.thread = threading.Thread(target=self.serve, args=(app,), daemon=True)
+        self.thread.start()
+
+    def serve(self, app) -> None:
+        with app.app_context(), pytest.raises(ConnectionClosed):
+            self.socket.serve()
+
+    def act(self, action: str, **fields: str) -> str:
+        """Do `action`; the fragment that ends it: a finished answer, a notice that says why not, or (a switch)
+        the branch shown."""
+        before = len(self.ws.sent)
+        self.ws.inbox.put(json.dumps({"action": action, **fields}))
+        ended = re.compile('id="notice"' if action == "switch" else f"{FINISHED.pattern}|{SAID.pattern}")
+        return self.ws.wait_for(ended, after=before)
+
+    def close(self) -> None:
+        self.ws.inbox.put(None)
+        self.thread.join(5)
+
+
+class FormTab:
+    """The same chat without JavaScript: every action is a form post."""
+
+    def __init__(self, client, chat: str) -> None:
+        self.client, self.chat = client, chat
+        self.token = csrf(client.get(chat).text)
+
+    def act(self, action: str, **fields: str) -> str:
+        paths = {"send": "/messages", "regenerate": "/regenerate", "continue": "/continue", "switch": "/branch"}
+        path = f"/messages/{fields['message_id']}/edit" if action == "edit" else paths[action]
+        response = self.client.post(self.chat + path, data={"csrf_token": self.token, **fields})
+        return response.text if response.status_code != 302 else ""
+
+    def close(self) -> None:
+        pass
+
+
+def stored(store, conversation: Conversation) -> tuple[list[tuple], int | None]:
+    """The conversation as kept: each message (role, text, status, the one it follows), and the branch shown."""
+    messages = store.messages(conversation)
+    at = {message.id: number for number, message in enumerate(messages)}
+    current = store.get_conversation(conversation.owner, conversation.id)
+    return [(m.role, m.content, m.status, at.get(m.parent_id)) for m in messages], at.get(current.leaf_id)
+
+
+def every_action(tab, store, conversation: Conversation, fake) -> list[tuple[list[tuple], int | None]]:
+    """Send, regenerate, edit, continue and switch in `tab`; what is stored after each."""
+    after = []
+    fake.reply(tokens=["One"])
+    tab.act("send", message="Count")
+    after.append(stored(store, conversation))
+    fake.reply(tokens=["Two"])
+    tab.act("regenerate")
+    after.append(stored(store, conversation))
+    question = store.messages(conversation)[0].id
+    fake.reply(tokens=["Three,", " four,"], finish_reason="length")
+    tab.act("edit", message_id=question, message="Count again")
+    after.append(stored(store, conversation))
+    fake.reply(tokens=[" five."])
+    tab.act("continue")
+    after.append(stored(store, conversation))
+    tab.act("switch", message_id=question)
+    after.append(stored(store, conversation))
+    tab.close()
+    return after
+
+
+def test_every_action_stores_the_same_over_the_socket_and_without_javascript(app, client, store, fake):
+    by_form = open_chat(client)
+    form_chat = store.get_conversation(owner_of(client), by_form.rsplit("/", 1)[1])
+    socket_chat = store.create_conversation(form_chat.owner)
+    over_the_form = every_action(FormTab(client, by_form), store, form_chat, fake)
+    over_the_socket = every_action(SocketTab(app, socket_chat), store, socket_chat, fake)
+    assert over_the_socket == over_the_form
+    messages, shown = over_the_form[-1]
+    assert messages == [
+        ("user", "Count", "done", None),
+        ("assistant", "One", "done", 0),
+        ("assistant", "Two", "done", 0),
+        ("user", "Count again", "done", None),
+        ("assistant", "Three, four, five.", "done", 3),
+    ]
+    assert shown == 2  # the first question's branch, with its newest answer
+
+
+@pytest.mark.parametrize(
+    ("action", "fields", "words"),
+    [
+        ("send", {"message": "x" * 20_001}, "Your message has 20,001 characters; the limit is 20,000."),
+        ("send", {"message": ""}, "Type a message first."),
+        ("regenerate", {}, "There is no question to answer again yet."),
+        ("continue", {}, "There is no answer cut off at the length limit to continue."),
+    ],
+)
+def test_a_refused_action_says_the_same_over_the_socket_and_without_javascript(
+    app, client, store, fake, action, fields, words
+):
+    by_form = open_chat(client)
+    form_chat = store.get_conversation(owner_of(client), by_form.rsplit("/", 1)[1])
+    socket_chat = store.create_conversation(form_chat.owner)
+    tab = SocketTab(app, socket_chat)
+    try:
+        said = SAID.search(tab.act(action, **fields))
+    finally:
+        tab.close()
+    assert said is not None and words in said["words"]
+    assert words in FormTab(client, by_form).act(action, **fields)
+    assert stored(store, form_chat) == stored(store, socket_chat) == ([], None)
+
+
+@pytest.fixture
+def two_models(tmp_path, fake):
+    """The app with two models to pick from (the first one is the chat's own)."""
+    models = [
+        {"name": "Gemma", "id": "google/gemma-7b-it", "url": fake.task_url()},
+        {"name": "Router chat", "id": "meta-llama/Llama-3.1-8B-Instruct", "api": "chat", "url": fake.url + "/v1"},
+    ]
+    base = {"TESTING": True, "SECRET_KEY": "t", "CHAT_STORE_URL": f"sqlite:///{tmp_path}/c.db", "HF_API_TOKEN": TOKEN}
+    return create_app({**base, "MODELS": json.dumps(models), "MAX_LOADING_WAIT": 0.0})
+
+
+def test_a_refused_message_leaves_the_model_as_it_was_on_both_transports(two_models, fake):
+    client, store = two_models.test_client(), two_models.extensions["chat_store"]
+    by_form = open_chat(client)
+    form_chat = store.get_conversation(owner_of(client), by_form.rsplit("/", 1)[1])
+    socket_chat = store.create_conversation(form_chat.owner)
+    FormTab(client, by_form).act("send", message="", model="Router chat")
+    tab = SocketTab(two_models, socket_chat)
+    try:
+        tab.act("send", message="", model="Router chat")
+    finally:
+        tab.close()
+    for chat in (form_chat, socket_chat):
+        assert "model" not in store.get_conversation(chat.owner, chat.id).settings
+
+
+def test_a_message_with_a_file_works_out_its_settings_once_on_both_transports(app, client, store, fake, monkeypatch):
+    by_form = open_chat(client)
+    form_chat = store.get_conversation(owner_of(client), by_form.rsplit("/", 1)[1])
+    socket_chat = store.create_conversation(form_chat.owner)
+    notes = attachments.check("notes.txt", b"Paris is the capital.", attachments.Limits.from_config(app.config))
+    for chat in (form_chat, socket_chat):
+        store.save_file(chat, notes.info["id"], notes.info, notes.data)
+    form = FormTab(client, by_form)  # the page is read before counting: it shows the settings
+    backends_for, real = [], inference.backend_for  # asked once each time the settings are worked out
+    monkeypatch.setattr(inference, "backend_for", lambda *given: backends_for.append(given) or real(*given))
+    tab = SocketTab(app, socket_chat)
+    try:
+        assert FINISHED.search(tab.act("send", message="Capital?", attachment=notes.info["id"]))
+    finally:
+        tab.close()
+    form.act("send", message="Capital?", attachment=notes.info["id"])
+    assert len(backends_for) == 2  # one per message
+    assert stored(store, form_chat) == stored(store, socket_chat)
+
+
+def owner_of(client) -> str:
+    with client.session_transaction() as session:
+        return session["owner"]
