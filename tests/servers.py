@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The fragment that ends an answer (a page or a refreshed list has such articles too, but not swapped out of band).
 FINISHED = re.compile(r'<article id="msg-([\w-]+)" class="message assistant (done|error|stopped)" hx-swap-oob="true"')
 
-# A fragment with more of the answer's text (chatbot/web/socket.py: the open block replaced, or text added to it).
+# A fragment with more of the answer's text (templates/chat/_live.html: the open block replaced, or text added to it).
 ANSWER_TEXT = re.compile(r'<div id="open-[\w-]+" hx-swap-oob="innerHTML">|hx-swap-oob="beforeend:#open-')
 _SHOWN = re.compile(
     r'<div class="markdown" id="done-[\w-]+">(?P<page_done>.*?)</div><div class="markdown" id="open-[\w-]+">'

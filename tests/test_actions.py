@@ -4,49 +4,17 @@ JavaScript, it stores the same; refused, it says the same words."""
 from __future__ import annotations
 
 import json
-import re
-import threading
 
 import pytest
-from simple_websocket import ConnectionClosed
 
 from chatbot.chat import attachments
 from chatbot.services import inference
 from chatbot.stores.conversations import Conversation
 from chatbot.web import create_app
-from chatbot.web.socket import ChatSocket
 from tests.fakes.hf_server import TOKEN
-from tests.fakes.websocket import FakeWebSocket
+from tests.fakes.websocket import SAID, SocketTab
 from tests.helpers import csrf, open_chat
 from tests.servers import FINISHED
-
-SAID = re.compile(r'<div id="notice" class="notice" role="status" hx-swap-oob="true">(?P<words>[^<]+)</div>')
-
-
-class SocketTab:
-    """A chat socket of the app in this process, on a fake WebSocket: no gunicorn."""
-
-    def __init__(self, app, conversation: Conversation) -> None:
-        self.ws = FakeWebSocket()
-        self.socket = ChatSocket(self.ws, app, conversation, "127.0.0.1")
-        self.thread = threading.Thread(target=self.serve, args=(app,), daemon=True)
-        self.thread.start()
-
-    def serve(self, app) -> None:
-        with app.app_context(), pytest.raises(ConnectionClosed):
-            self.socket.serve()
-
-    def act(self, action: str, **fields: str) -> str:
-        """Do `action`; the fragment that ends it: a finished answer, a notice that says why not, or (a switch)
-        the branch shown."""
-        before = len(self.ws.sent)
-        self.ws.inbox.put(json.dumps({"action": action, **fields}))
-        ended = re.compile('id="notice"' if action == "switch" else f"{FINISHED.pattern}|{SAID.pattern}")
-        return self.ws.wait_for(ended, after=before)
-
-    def close(self) -> None:
-        self.ws.inbox.put(None)
-        self.thread.join(5)
 
 
 class FormTab:

@@ -8,7 +8,7 @@ from chatbot.chat import reasoning
 from chatbot.chat.live_markdown import FENCE_LINES, LARGEST_OPEN, LiveMarkdown, rendered
 from chatbot.chat.rendering import render_markdown
 from chatbot.stores.conversations import Message, new_id
-from chatbot.web.socket import answer_fragment
+from chatbot.web.socket.fragments import Fragments
 from tests.helpers import open_chat
 from tests.samples import mixed, one_block
 from tests.servers import shown_answer
@@ -39,16 +39,21 @@ def streamed(text, per_flush, live=None):
     return [live.feed("".join(pieces[i : i + per_flush])) for i in range(0, len(pieces), per_flush)]
 
 
-def shown(updates, page=("", "")):
+@pytest.fixture
+def fragments(app):
+    return Fragments(app)
+
+
+def shown(updates, fragments, page=("", "")):
     """The answer's HTML as a tab shows it after these updates (from a page showing `page`)."""
     start = f'<div class="markdown" id="done-m">{page[0]}</div><div class="markdown" id="open-m">{page[1]}</div>'
-    return shown_answer([start, *(answer_fragment("m", update) for update in updates)])
+    return shown_answer([start, *(fragments.text("m", update) for update in updates)])
 
 
 @pytest.mark.parametrize("per_flush", [1, 2, 3, 7])
 @pytest.mark.parametrize("document", DOCUMENTS)
-def test_what_streams_ends_as_the_whole_answer_renders(document, per_flush):
-    assert LIVE_TAIL.sub("", shown(streamed(document, per_flush))) == render_markdown(document)
+def test_what_streams_ends_as_the_whole_answer_renders(document, per_flush, fragments):
+    assert LIVE_TAIL.sub("", shown(streamed(document, per_flush), fragments)) == render_markdown(document)
 
 
 def test_complete_blocks_are_sent_once_and_the_open_one_again():
@@ -68,11 +73,11 @@ def test_an_unclosed_fence_shows_as_code():
     assert '<span class="live-tail"></span></code></pre>' in update.open  # later text lands in the code
 
 
-def test_raw_html_is_escaped_in_every_part():
+def test_raw_html_is_escaped_in_every_part(fragments):
     text = "<script>alert(1)</script> and <b>bold</b>\n\n" + "plain words " * 40 + "<script>x</script>"
-    fragments = [answer_fragment("m", update) for update in streamed(text, 1)]
-    assert not any("<script" in fragment or "<b>" in fragment for fragment in fragments)
-    assert any("&lt;" in fragment and ".live-tail" in fragment for fragment in fragments)  # added as text too
+    sent = [fragments.text("m", update) for update in streamed(text, 1)]
+    assert not any("<script" in fragment or "<b>" in fragment for fragment in sent)
+    assert any("&lt;" in fragment and ".live-tail" in fragment for fragment in sent)  # added as text too
 
 
 def test_text_that_changes_nothing_is_added_as_text_and_a_long_block_is_rendered_less_often():
@@ -84,10 +89,10 @@ def test_text_that_changes_nothing_is_added_as_text_and_a_long_block_is_rendered
     assert live.feed(" **more**" * 40).open is not None
 
 
-def test_a_long_code_block_is_committed_in_pieces_that_stay_code():
+def test_a_long_code_block_is_committed_in_pieces_that_stay_code(fragments):
     code = "".join(f"line_{n} = {n}\n" for n in range(3 * FENCE_LINES))
     updates = streamed("```python\n" + code, 1)
-    html = shown(updates)
+    html = shown(updates, fragments)
     assert html.count('<pre class="continues"><code class="language-python">') == 2
     assert html.count('<code class="language-python">') == 3 and "```" not in html
     assert "".join(re.sub(r"<[^>]+>", "", part) for part in re.findall(r"<code[^>]*>(.*?)</code>", html, re.S)) == code
@@ -102,17 +107,17 @@ def test_no_flush_renders_more_than_the_largest_open_block():
     assert most <= 3 * LARGEST_OPEN  # the complete lines, the open block, and a committed part at most
 
 
-def test_a_page_and_a_tab_following_it_agree():
+def test_a_page_and_a_tab_following_it_agree(fragments):
     whole = DOCUMENTS[0] + DOCUMENTS[1]
     half = len(whole) // 2
     page = rendered(whole[:half])
     follower = LiveMarkdown(whole[:half])  # what a following tab starts from: what the page shows
-    assert LIVE_TAIL.sub("", shown(streamed(whole[half:], 3, follower), page)) == render_markdown(whole)
+    assert LIVE_TAIL.sub("", shown(streamed(whole[half:], 3, follower), fragments, page)) == render_markdown(whole)
 
 
-def test_a_reference_defined_later_does_not_link_what_was_committed_before():
+def test_a_reference_defined_later_does_not_link_what_was_committed_before(fragments):
     text = "See [ref].\n\nMore.\n\n[ref]: https://example.org\n\nAnd [ref] again.\n"
-    html = LIVE_TAIL.sub("", shown(streamed(text, 2)))
+    html = LIVE_TAIL.sub("", shown(streamed(text, 2), fragments))
     assert html.startswith("<p>See [ref].</p>") and 'href="https://example.org"' in html
     assert render_markdown(text).startswith('<p>See <a href="https://example.org"')  # the finished answer links it
 

@@ -50,9 +50,9 @@ def coalesced(tokens: Iterator[Chunk], flush_seconds: float, cancel: threading.E
             if item is _END or isinstance(item, BaseException):
                 if batch:
                     yield batch
-                if item is _END:
-                    return
-                raise item
+                if isinstance(item, BaseException):
+                    raise item
+                return
             batch.append(item)
         if batch:
             yield batch

@@ -1,0 +1,63 @@
+"""Every fragment the chat socket sends, rendered from templates (no HTML and no DOM id is written in Python): those
+sent while an answer streams from the macros of chat/_live.html, fetched once; the others from their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, render_template
+from markupsafe import Markup
+
+from chatbot.chat.branches import Tree
+from chatbot.chat.live_markdown import Update
+from chatbot.stores.conversations import Conversation, Message
+
+
+class Fragments:
+    """The fragments of one app."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.live: Any = app.jinja_env.get_template("chat/_live.html").module  # its macros, compiled once
+
+    def text(self, message_id: str, update: Update) -> str:
+        """One update of the answer's text ("" when it changes nothing shown)."""
+        if update.open is None:
+            return self.live.tail(message_id, update.tail) if update.tail else ""
+        done = self.live.done(message_id, update.done) if update.done else Markup()
+        return done + self.live.open(message_id, update.open)
+
+    def reasoning(self, message_id: str, text: str) -> str:
+        return self.live.reasoning(message_id, text)
+
+    def reasoned(self, message_id: str, text: str) -> str:
+        """How long the model thought, in words."""
+        return self.live.reasoned(message_id, text)
+
+    def waiting(self, message_id: str, text: str) -> str:
+        """How long the wait for a loading model may still take, in words."""
+        return self.live.waiting(message_id, text)
+
+    def notice(self, text: str) -> str:
+        with self.app.app_context():
+            return render_template("chat/_notice.html", text=text, oob=True)
+
+    def started(self, user: Message | None, answer: Message, tree: Tree | None, conversation: Conversation) -> str:
+        """A new answer (after its question, or the whole branch shown anew for an edit or a regeneration)."""
+        messages = tree.path_to(answer.id) if tree else None
+        return render_template(
+            "chat/_started.html", user=user, answer=answer, messages=messages, tree=tree, conversation=conversation
+        )
+
+    def resumed(self, answer: Message) -> str:
+        """The answer whole as it is now, to go on from."""
+        return render_template("chat/_resumed.html", answer=answer)
+
+    def finished(self, answer: Message, shown: bool, last: Message, tree: Tree, left: str) -> str:
+        return render_template("chat/_finished.html", answer=answer, shown=shown, last=last, tree=tree, left=left)
+
+    def titled(self, conversation: Conversation) -> str:
+        return render_template("chat/_titled.html", conversation=conversation)
+
+    def switched(self, branch: list[Message], tree: Tree, busy: bool) -> str:
+        return render_template("chat/_switched.html", messages=branch, tree=tree, busy=busy)

@@ -1,0 +1,154 @@
+"""What one tab shows, and the fragments that keep it so. The read loop, the thread that writes an answer and the
+one that follows an answer written elsewhere all change it, so they do it under its lock: fragments go out in
+order, and a switch of branch comes before or after an event, never between."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Protocol
+
+from simple_websocket import ConnectionClosed
+
+from chatbot.chat import reasoning
+from chatbot.chat.branches import Tree
+from chatbot.chat.events import Event, Kind
+from chatbot.chat.live_markdown import LiveMarkdown
+from chatbot.stores.conversations import Conversation, Message
+from chatbot.stores.failures import StoreUnavailable
+from chatbot.web.common import store
+from chatbot.web.socket.fragments import Fragments
+
+
+class Sends(Protocol):
+    """Where fragments go: the socket (simple_websocket's server side, or a fake in tests)."""
+
+    def send(self, data: str) -> None: ...
+
+
+TEXT_EVENTS = {Kind.DELTA, Kind.REASONING, Kind.REASONED, Kind.WAITING}  # not shown while the tab shows another branch
+
+
+class TabView:
+    """The tab's branch (`shown_last`), the answers being written whose text it does not show (`hidden`: another
+    branch) or shows again whole (`rejoining`: a switch back), and the answer's text as shown (`live`)."""
+
+    def __init__(self, ws: Sends, fragments: Fragments, conversation: Conversation, left: Callable[[], str]) -> None:
+        self.ws = ws
+        self.fragments = fragments
+        self.conversation = conversation  # read again before each action
+        self.left = left  # what the owner's account has left today, in words ("" without accounts)
+        self.lock = threading.RLock()  # held while a fragment is chosen and sent
+        self.answering = False  # an answer is being sent on this socket (written here, or followed)
+        self.shown_last = conversation.leaf_id  # the last message of the branch this tab shows
+        self.hidden: set[str] = set()
+        self.rejoining: set[str] = set()
+        self.live = LiveMarkdown()  # the answer being sent, as it is shown
+        self.shows: dict[Kind, Callable[[Event], object]] = {
+            Kind.STARTED: self.started,
+            Kind.RESUMED: self.resumed,
+            Kind.WAITING: lambda event: self.send(fragments.waiting(event.message.id, event.text)),
+            Kind.REASONING: lambda event: self.send(fragments.reasoning(event.message.id, event.text)),
+            Kind.REASONED: lambda event: self.send(fragments.reasoned(event.message.id, event.text)),
+            Kind.DELTA: lambda event: self.send_text(event.message.id, event.text),
+            Kind.FINISHED: self.finished,
+            Kind.TITLED: lambda event: self.send(fragments.titled(self.conversation)),
+        }
+
+    def on_event(self, event: Event) -> None:
+        """Show what happened to an answer (a listener of chat/answer_writer.py, and of the follower)."""
+        with self.lock:
+            answer_id = event.message.id
+            if event.kind in TEXT_EVENTS and answer_id in self.hidden:
+                return  # this tab went to another branch while the answer is written: it hears only that it ended
+            if answer_id in self.rejoining and event.so_far is not None:  # shown again: all so far, this included
+                self.rejoining.discard(answer_id)
+                self.resume(replace(event.message, content=event.so_far()))
+            else:
+                self.shows[event.kind](event)
+
+    def started(self, event: Event) -> None:
+        self.shown_last = event.message.id
+        self.hidden.discard(event.message.id)
+        self.live = LiveMarkdown()
+        self.send(self.fragments.started(event.user_message, event.message, event.tree, self.conversation))
+
+    def resumed(self, event: Event) -> None:
+        self.shown_last = event.message.id
+        self.hidden.discard(event.message.id)
+        self.resume(event.message)
+
+    def finished(self, event: Event) -> None:
+        """Free before the browser hears of it: a message sent at once is taken, not refused as "wait"."""
+        answer = event.message
+        self.answering = False
+        self.hidden.discard(answer.id)
+        self.rejoining.discard(answer.id)
+        left = self.left()
+        try:
+            tree = Tree(store().messages(self.conversation))
+        except StoreUnavailable:  # the answer as it ended is shown all the same, and why it is not kept
+            tree = Tree([answer])
+        shown = tree.shows(self.shown_last, answer.id)  # not when this tab went to another branch
+        last = answer if shown else tree.chosen(self.shown_last)[-1]
+        self.send(self.fragments.finished(answer, shown, last, tree, left))
+
+    def switch(self, tree: Tree, leaf: str, running: Message | None) -> None:
+        """Show the branch that ends at `leaf`; an answer being written (`running`) goes on after it is shown,
+        whole if it is on that branch, else unseen until it ends."""
+        with self.lock:
+            self.shown_last = leaf
+            if running is not None and tree.shows(leaf, running.id):  # saved part shown; then all, live
+                self.rejoining.add(running.id)
+                self.hidden.discard(running.id)
+            elif running is not None:
+                self.hidden.add(running.id)
+            self.send(self.fragments.switched(tree.path_to(leaf), tree, busy=running is not None))
+
+    def caught_up(self, answer: Message, said: str) -> None:
+        """Show a followed answer as saved so far (`said`: its text without the reasoning), unless this tab shows
+        another branch."""
+        with self.lock:
+            self.rejoining.discard(answer.id)
+            if answer.id not in self.hidden:
+                self.resume(answer, said)
+
+    def send_followed(self, message_id: str, parts: Iterable[tuple[bool, str]]) -> bool:
+        """Send what was read of a followed answer (its reasoning and its text); False once the socket closed."""
+        parts = list(parts)  # read all the same: the reasoning router keeps its place
+        with self.lock:
+            if message_id in self.hidden or message_id in self.rejoining:
+                return True
+            alive = True
+            for thinking, text in parts:
+                sent = (
+                    self.send(self.fragments.reasoning(message_id, text))
+                    if thinking
+                    else self.send_text(message_id, text)
+                )
+                alive = sent and alive
+            return alive
+
+    def resume(self, answer: Message, said: str | None = None) -> None:
+        """Show the answer whole as it is now (`said`: its text without the reasoning, when known already); what
+        follows adds to it."""
+        self.live = LiveMarkdown(reasoning.split(answer.content)[1] if said is None else said)
+        self.send(self.fragments.resumed(answer))
+
+    def send_text(self, message_id: str, text: str) -> bool:
+        """Send more of the answer's text, as markdown: one message for the text of one flush."""
+        fragment = self.fragments.text(message_id, self.live.feed(text))
+        return self.send(fragment) if fragment else True
+
+    def notice(self, text: str) -> None:
+        self.send(self.fragments.notice(text))
+
+    def send(self, html: str) -> bool:
+        """Send a fragment; False when the socket has closed (fine: the answer is saved all the same)."""
+        with self.lock:
+            try:
+                self.ws.send(html)
+                return True
+            except (ConnectionClosed, OSError):
+                return False
