@@ -14,6 +14,7 @@ test: $(VENV)/.dev-installed $(CHROMIUM) $(NGINX) redis
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(PYTHON) -m mypy
 	$(PYTHON) -m pytest
 
 lint: $(VENV)/.dev-installed

@@ -213,7 +213,7 @@ def invite(store: Store) -> str:
 
 def invitation_valid(store: Store, token: str) -> bool:
     invitation = store.load_record("invitation", token)
-    return bool(invitation) and invitation["expires_at"] > time.time()
+    return invitation is not None and invitation["expires_at"] > time.time()
 
 
 def use_invitation(store: Store, token: str) -> bool:

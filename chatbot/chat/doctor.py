@@ -93,6 +93,7 @@ def ask_built_in_model(server: LocalModelServer) -> Finding:
         text = "".join(inference.stream_reply(request, backend))
     except InferenceError as error:
         time.sleep(0.5)  # a crashed server has exited by now
+        assert server.process is not None  # started by the caller
         if server.process.poll() is None:
             return Finding(False, f"The built-in model failed to answer: {error.message}", error.hint)
         return Finding(

@@ -107,11 +107,12 @@ class LiveMarkdown:
         done, prefix, fence = Markup(), len(self.fence), self.fence
         cut = prefix  # where in `lines` what is not rendered for good starts
         if len(blocks) >= 2:
-            cut, fence = starts[blocks[-1].map[0]], ""
+            cut, fence = starts[_lines(blocks[-1])[0]], ""
             done += self._render(lines[:cut])
         last = blocks[-1] if blocks else None
         if last is not None and last.type == "fence" and _open_fence_lines(last, lines, starts) >= FENCE_LINES:
-            first, final = last.map[0], last.map[1] - 1  # the opening line; the last complete one stays open
+            first, end = _lines(last)
+            final = end - 1  # the opening line, and the last complete one, which stays open
             fence = lines[starts[first] : starts[first + 1]]
             piece = self._render(fence + lines[starts[first + 1] : starts[final]] + last.markup + "\n")
             done += Markup(str(piece).replace("<pre>", '<pre class="continues">', 1))  # the open block goes on with it
@@ -134,18 +135,24 @@ class LiveMarkdown:
             if code.endswith("\n") and not text.endswith("\n"):
                 code = code[:-1]  # the highlighter ended the line being written
             return Markup(code + TAIL.format("") + _END_OF_CODE)
-        end = _END_OF_BLOCKS.search(html).start()
+        closing = _END_OF_BLOCKS.search(html)  # the closing tags at the end, if any
+        end = closing.start() if closing else len(html)
         space = " " if text[-1:].isspace() else ""  # the renderer trims the space that the next word follows
         return Markup(html[:end] + TAIL.format(space) + html[end:])
 
 
 def _open_fence_lines(fence: Token, lines: str, starts: list[int]) -> int:
     """How many lines of code a fence that runs to the end of `lines` holds; 0 when it is closed."""
-    first, end = fence.map or (0, 0)
+    first, end = _lines(fence)
     closing = _CLOSING_FENCE.fullmatch(lines[starts[end - 1] : starts[end] - 1])
     if end - first >= 2 and closing and closing[1][0] == fence.markup[0] and len(closing[1]) >= len(fence.markup):
         return 0
     return end - first - 1
+
+
+def _lines(block: Token) -> tuple[int, int]:
+    """The first line of a block and the line after its last (top_level_blocks gives only blocks that have them)."""
+    return (block.map[0], block.map[1]) if block.map else (0, 0)
 
 
 def rendered(text: str) -> tuple[Markup, Markup]:

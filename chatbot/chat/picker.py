@@ -40,7 +40,7 @@ def _catalogue(spec: ModelSpec, config: dict, wait: float = catalogue.FIRST_WAIT
     return catalogue.models(server, config.get("HF_API_TOKEN"), wait) if server else []
 
 
-def for_account(config: dict, account) -> dict:  # type: ignore[no-untyped-def]
+def for_account(config: dict, account) -> dict:
     """The configuration as one account sees it: only the models the admin lets it pick, when they say."""
     if account is None or not account.models:
         return config

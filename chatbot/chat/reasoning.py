@@ -21,7 +21,8 @@ def strip_markers(text: str) -> str:
 
 def split(content: str) -> tuple[str, str]:
     """(reasoning, answer) of a content being written."""
-    reasoning, answer = [], []
+    reasoning: list[str] = []
+    answer: list[str] = []
     for inside, text in router().feed(content):
         (reasoning if inside else answer).append(text)
     return "".join(reasoning), "".join(answer)

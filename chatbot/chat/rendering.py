@@ -29,7 +29,7 @@ _MARKDOWN = (
 )
 
 
-def _link_open(renderer, tokens, index, options, env):  # type: ignore[no-untyped-def]
+def _link_open(renderer, tokens, index, options, env):
     """Links from a model open in a new tab and pass no referrer or trust."""
     tokens[index].attrSet("target", "_blank")
     tokens[index].attrSet("rel", "nofollow noopener noreferrer")

@@ -13,6 +13,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
+from typing import Any
 
 from chatbot.chat import limits, transfer
 from chatbot.chat.branches import Tree
@@ -54,7 +55,7 @@ def share(
         return token
     files_url = FILES_AT if with_files else ""
     page = render(branch, files_url)
-    kept = {"title": conversation.title, "snapshot": snapshot, "page": page}
+    kept: dict[str, Any] = {"title": conversation.title, "snapshot": snapshot, "page": page}
     if with_files:
         listed = [f.get("id") for m in branch for f in m.meta.get("attachments", [])]
         kept["file_ids"] = [file_id for file_id in listed if file_id]

@@ -238,7 +238,8 @@ def _message(index: int, item: Any, max_chars: int) -> Message:
         words = {key: error.get(key) for key in ("kind", "message", "hint")}
         error = {key: value if _fits(str, value, max_chars) else "" for key, value in words.items()}
         error["retry_after"] = None
-    meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
+    meta = item.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
     files = meta.get("attachments")
     meta = {key: value for key, value in meta.items() if _fits(META.get(key), value, max_chars * 10)}
     if isinstance(files, list):  # their names alone: the files are not in the export, and no id from it is trusted

@@ -24,8 +24,8 @@ from pathlib import Path
 SOURCE = "llama-cpp-python==0.3.36"
 SOURCE_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 VENDORED = "vendor/llama.cpp/"
-OFF = ("GGML_NATIVE", "GGML_AVX512", "GGML_AVX512_VBMI", "GGML_AVX512_VNNI", "GGML_AVX512_BF16", "GGML_AVX_VNNI")
-OFF += ("GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16")
+OFF: tuple[str, ...] = ("GGML_NATIVE", "GGML_AVX512", "GGML_AVX512_VBMI", "GGML_AVX512_VNNI", "GGML_AVX512_BF16")
+OFF += ("GGML_AVX_VNNI", "GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16")
 AVX2 = ("GGML_SSE42", "GGML_AVX", "GGML_AVX2", "GGML_FMA", "GGML_F16C", "GGML_BMI2")
 AVX2_NEEDS = {"sse4_2", "avx", "avx2", "fma", "f16c", "bmi2"}  # /proc/cpuinfo's names for them
 SERVER_ONLY = {

@@ -76,6 +76,7 @@ class Supervisor:
 
     def _watch(self) -> None:
         while not self._stopping.is_set():
+            assert self.server.process is not None  # started before it is watched
             code = self.server.process.wait()
             if self._stopping.is_set():
                 return

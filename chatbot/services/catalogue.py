@@ -94,7 +94,8 @@ def parse(body: Any, source: str = "the server") -> list[CatalogueModel]:
     saying how many in the log; ValueError when it is not a model list at all."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise ValueError("not a model list")
-    models, unreadable, beyond = [], 0, 0
+    models: list[CatalogueModel] = []
+    unreadable = beyond = 0
     for item in body["data"]:
         if len(models) == MAX_MODELS:
             beyond += 1
@@ -128,7 +129,8 @@ def _model(item: Any) -> CatalogueModel:
 def _offer(provider: Any) -> Offer:
     if not isinstance(provider, dict) or not _is_name(provider.get("provider", "?")):
         raise ValueError("a provider without a name")
-    pricing = provider.get("pricing") if isinstance(provider.get("pricing"), dict) else {}
+    pricing = provider.get("pricing")
+    pricing = pricing if isinstance(pricing, dict) else {}
     return Offer(
         provider=provider.get("provider", "?"),
         live=provider.get("status") == "live",

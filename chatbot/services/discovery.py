@@ -65,7 +65,7 @@ def learn_context_length(backend: Backend, error: InferenceError) -> bool:
     return True
 
 
-def _remembered(key: str, ask) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _remembered(key: str, ask) -> dict[str, Any]:
     with _lock:
         facts = _known.get(key)
     if facts is None:

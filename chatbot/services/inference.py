@@ -122,8 +122,8 @@ def _stream_chunks(request: Request, backend: Backend, cancel: threading.Event |
         raise InferenceError.timeout(request.url, backend.connect_timeout, "CONNECT_TIMEOUT") from None
     except requests.Timeout:
         raise InferenceError.timeout(request.url, backend.read_timeout, "READ_TIMEOUT") from None
-    except requests.RequestException as error:
-        raise InferenceError.unreachable(request.url, error) from None
+    except requests.RequestException as failure:
+        raise InferenceError.unreachable(request.url, failure) from None
     with response:
         if response.status_code != 200:
             error = error_from_response(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from chatbot.services.protocols.base import Chunk, held_back
 
@@ -19,8 +20,8 @@ def valid_text(text: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
-def valid_data(value: object) -> object:
-    """A decoded JSON document with every string in it made valid."""
+def valid_data(value: Any) -> Any:
+    """A decoded JSON document (as json.loads gives it) with every string in it made valid."""
     if isinstance(value, str):
         return valid_text(value)
     if isinstance(value, list):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TypeGuard
 
 from chatbot.stores.conversations import Store
 from chatbot.stores.failures import StoreUnavailable
@@ -26,8 +27,8 @@ def open_store(url: str | None, instance_path: str, idle_seconds: float = 30 * 8
     raise ValueError(f"CHAT_STORE_URL={url!r}: this store is not supported yet")
 
 
-def is_redis(url: str | None) -> bool:
-    return bool(url) and url.startswith(("redis://", "rediss://", "unix://"))
+def is_redis(url: str | None) -> TypeGuard[str]:
+    return url is not None and url.startswith(("redis://", "rediss://", "unix://"))
 
 
 def check_it_keeps_data(url: str | None, accept_nothing: bool, warn: Callable[[str], None]) -> None:

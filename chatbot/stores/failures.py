@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+StoreClass = TypeVar("StoreClass", bound=type)
+Explain = Callable[[Any, BaseException], str]
 
 
 class StoreUnavailable(Exception):
     """The conversations cannot be read or saved now; str() is the whole message for the user."""
 
 
-def translating(errors: tuple[type[BaseException], ...], explain: Callable[[Any, BaseException], str]):  # type: ignore[no-untyped-def]
+def translating(errors: tuple[type[BaseException], ...], explain: Explain) -> Callable[[StoreClass], StoreClass]:
     """A class decorator: the store's public methods raise StoreUnavailable(explain(store, error)) for `errors`."""
 
-    def decorate(cls: type) -> type:
+    def decorate(cls: StoreClass) -> StoreClass:
         for name, method in list(vars(cls).items()):
             if callable(method) and not name.startswith("_"):
                 setattr(cls, name, _translated(method, errors, explain))
@@ -28,9 +31,11 @@ def translating(errors: tuple[type[BaseException], ...], explain: Callable[[Any,
     return decorate
 
 
-def _translated(method, errors, explain):  # type: ignore[no-untyped-def]
+def _translated(
+    method: Callable[..., Any], errors: tuple[type[BaseException], ...], explain: Explain
+) -> Callable[..., Any]:
     @functools.wraps(method)
-    def call(store, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def call(store: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(store, *args, **kwargs)
         except errors as error:

@@ -11,6 +11,9 @@ of an answer being written, by the character each begins at. A message is append
 history, and an answer grows by parts, so saving it costs the same however long it is. Every write
 gives the conversation's keys the idle time to live again, so a conversation expires `idle_seconds`
 after its last activity.
+
+The client decodes every answer to str (decode_responses), which redis-py's types cannot tell from bytes: `cast`
+says so where a reply is read.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import cast
 
 import redis
 
@@ -92,6 +97,15 @@ class RedisStore:
         kinds = ("conv", "order", "msgs", "files", "sizes", "links", "snapshots")
         return [self._key(kind, conversation_id) for kind in kinds]
 
+    def _conversation_ids(self, owner: str) -> list[str]:
+        return cast(list[str], self.db.zrange(self._key("owner", owner), 0, -1))
+
+    def _atomically(self, attempt: Callable[[redis.client.Pipeline], bool], *watched: str) -> bool:
+        """Run `attempt` in a transaction that watches the keys `watched`, again if any changed meanwhile; what it
+        returned the time it went through."""
+        # redis-py's types want a callable that returns None, though value_from_callable returns what it returns
+        return bool(self.db.transaction(attempt, *watched, value_from_callable=True))  # type: ignore[arg-type]
+
     def _touch(self, pipe: redis.client.Pipeline, conversation_id: str, owner: str | None) -> None:
         """Start the idle time again for a conversation (and its owner's list)."""
         for key in self._keys(conversation_id):
@@ -106,7 +120,7 @@ class RedisStore:
             kept = {**self.db.config_get("appendonly"), **self.db.config_get("save")}
         except redis.ResponseError:
             return None
-        return kept.get("appendonly") == "yes" or bool(kept.get("save", "").strip())
+        return kept.get("appendonly") == "yes" or bool((kept.get("save") or "").strip())
 
     def ping(self) -> None:
         self.db.set(self._key("ping"), 1, ex=60)  # a write: a full Redis (maxmemory, MISCONF) answers PING
@@ -121,19 +135,19 @@ class RedisStore:
         return conversation
 
     def _save(self, pipe: redis.client.Pipeline, conversation: Conversation) -> None:
-        fields = asdict(conversation)
-        fields["settings"] = json.dumps(fields["settings"])
-        del fields["leaf_id"]  # written by start_answer and choose_branch alone: a rename never moves it
-        pipe.hset(self._key("conv", conversation.id), mapping=fields)
+        """Save the conversation's fields but its leaf, which start_answer and choose_branch alone write: a rename
+        never moves it."""
+        fields = asdict(conversation) | {"settings": json.dumps(conversation.settings)}
+        pipe.hset(self._key("conv", conversation.id), mapping={k: v for k, v in fields.items() if k != "leaf_id"})
 
     def get_conversation(self, owner: str, conversation_id: str) -> Conversation | None:
-        fields = self.db.hgetall(self._key("conv", conversation_id))
+        fields = cast(dict[str, str], self.db.hgetall(self._key("conv", conversation_id)))
         if fields.get("owner") != owner:  # none, someone else's, or what a write raced with its deletion left
             return None
         return _conversation(fields)
 
     def list_conversations(self, owner: str) -> list[Conversation]:
-        ids = self.db.zrevrange(self._key("owner", owner), 0, -1)
+        ids = cast(list[str], self.db.zrevrange(self._key("owner", owner), 0, -1))
         pipe = self.db.pipeline()
         for conversation_id in ids:
             pipe.hgetall(self._key("conv", conversation_id))
@@ -168,13 +182,13 @@ class RedisStore:
             self._touch(pipe, conversation.id, conversation.owner)
             return True
 
-        return self.db.transaction(attempt, head, value_from_callable=True)
+        return self._atomically(attempt, head)
 
     def delete_conversation(self, conversation: Conversation) -> None:
         head = self._key("conv", conversation.id)
 
         def attempt(pipe: redis.client.Pipeline) -> None:  # run again if an answer started meanwhile
-            answering = pipe.hget(head, "answering")  # the parts of an answer being written go too
+            answering = cast(str | None, pipe.hget(head, "answering"))  # the parts of an answer being written go too
             pipe.multi()
             pipe.delete(*self._keys(conversation.id), *([self._parts(answering)] if answering else []))
             pipe.zrem(self._key("owner", conversation.owner), conversation.id)
@@ -198,7 +212,7 @@ class RedisStore:
 
     def kept_size(self, owner: str) -> int:
         pipe = self.db.pipeline()
-        for conversation_id in self.db.zrange(self._key("owner", owner), 0, -1):
+        for conversation_id in self._conversation_ids(owner):
             pipe.hvals(self._key("sizes", conversation_id))
         return sum(int(size) for sizes in pipe.execute() for size in sizes)
 
@@ -219,7 +233,7 @@ class RedisStore:
             self._touch(pipe, conversation.id, conversation.owner)
             return True
 
-        return self.db.transaction(attempt, head, snapshots, value_from_callable=True)
+        return self._atomically(attempt, head, snapshots)
 
     def load_share(self, conversation_id: str, token: str) -> tuple[dict, dict] | None:
         raw = self.db.hget(self._key("links", conversation_id), token)
@@ -228,7 +242,7 @@ class RedisStore:
         return (link, json.loads(snapshot)) if link and snapshot else None
 
     def share_links(self, owner: str) -> list[tuple[str, str, dict]]:
-        ids = self.db.zrange(self._key("owner", owner), 0, -1)
+        ids = self._conversation_ids(owner)
         pipe = self.db.pipeline()
         for conversation_id in ids:
             pipe.hgetall(self._key("links", conversation_id))
@@ -256,7 +270,7 @@ class RedisStore:
     def add_message(self, message: Message) -> Message:
         now = time.time()
         conversation_id = message.conversation_id
-        owner = self.db.hget(self._key("conv", conversation_id), "owner")
+        owner = cast(str | None, self.db.hget(self._key("conv", conversation_id), "owner"))
         pipe = self.db.pipeline()
         pipe.hset(self._key("msgs", conversation_id), message.id, json.dumps(asdict(message)))
         pipe.rpush(self._key("order", conversation_id), message.id)
@@ -276,7 +290,7 @@ class RedisStore:
         message.meta["saved_at"] = time.time()
         conversation_id = message.conversation_id
         keys = [self._key("conv", conversation_id), self._key("msgs", conversation_id), self._parts(message.id)]
-        part = [message.id, json.dumps(asdict(message)), start, f"{start}:{text}", self.idle_seconds]
+        part: list[str | int] = [message.id, json.dumps(asdict(message)), start, f"{start}:{text}", self.idle_seconds]
         return bool(self._append_to_answer([*keys, self._key("stop", message.id)], part))
 
     def _parts(self, message_id: str) -> str:
@@ -286,7 +300,8 @@ class RedisStore:
         order, stored, head = (self._key(kind, conversation.id) for kind in ("order", "msgs", "conv"))
 
         def attempt(pipe: redis.client.Pipeline) -> bool:  # run again if another writer changed any of the keys
-            answering = pipe.hget(head, "answering")  # the newest answer started: the only one that may be written
+            # the newest answer started: the only one that may be written
+            answering = cast(str | None, pipe.hget(head, "answering"))
             latest = pipe.hget(stored, answering) if answering else None
             if latest and json.loads(latest)["status"] == "streaming":
                 return False
@@ -302,7 +317,7 @@ class RedisStore:
             self._touch(pipe, conversation.id, conversation.owner)
             return True
 
-        return self.db.transaction(attempt, order, stored, head, value_from_callable=True)
+        return self._atomically(attempt, order, stored, head)
 
     def choose_branch(self, conversation: Conversation, leaf_id: str) -> None:
         pipe = self.db.pipeline()
@@ -336,7 +351,7 @@ class RedisStore:
 
     def move_conversations(self, from_owner: str, to_owner: str) -> None:
         source, target = self._key("owner", from_owner), self._key("owner", to_owner)
-        moving = self.db.zrange(source, 0, -1, withscores=True)
+        moving = cast(list[tuple[str, float]], self.db.zrange(source, 0, -1, withscores=True))
         if not moving:
             return
         pipe = self.db.pipeline()
@@ -373,7 +388,7 @@ class RedisStore:
         ids = self.db.lrange(self._key("order", conversation.id), 0, -1)
         if not ids:
             return []
-        raws = self.db.hmget(self._key("msgs", conversation.id), ids)
+        raws = cast(list[str | None], self.db.hmget(self._key("msgs", conversation.id), ids))
         found, previous = [], None
         for raw in filter(None, raws):
             fields = json.loads(raw)

@@ -155,9 +155,9 @@ class SQLiteStore:
             db = self._idle.get_nowait()
         except queue.Empty:
             with self._opening:
-                db = self._open() if self._opened < POOL_SIZE else None
-                self._opened += db is not None
-            db = db or self._idle.get(timeout=30)
+                opened = self._open() if self._opened < POOL_SIZE else None
+                self._opened += opened is not None
+            db = opened or self._idle.get(timeout=30)
         try:
             yield db
         finally:
@@ -471,8 +471,8 @@ def _row(message: Message) -> tuple:
 
 
 def _conversation(row: tuple) -> Conversation:
-    *fields, settings, leaf_id = row
-    return Conversation(*fields, settings=json.loads(settings), leaf_id=leaf_id)
+    id_, owner, title, created_at, updated_at, settings, leaf_id = row
+    return Conversation(id_, owner, title, created_at, updated_at, json.loads(settings), leaf_id)
 
 
 def _message(row: tuple) -> Message:

@@ -39,9 +39,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update({key: value for key, value in limits.items() if key not in (overrides or {})})
 
     if app.config["PROXY_COUNT"]:  # behind nginx: trust its X-Forwarded-For/Proto/Host, that many hops
-        app.wsgi_app = security.FromTrustedProxies(
+        app.wsgi_app = security.FromTrustedProxies(  # type: ignore[method-assign]  # how Flask adds WSGI middleware
             app.wsgi_app, app.config["PROXY_COUNT"], app.config["TRUSTED_PROXY_ADDRESSES"]
-        )  # type: ignore
+        )
 
     from chatbot.stores import check_it_keeps_data, open_store
 

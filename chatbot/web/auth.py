@@ -63,7 +63,7 @@ def who_is_chatting():
 
 
 @bp.app_errorhandler(401)
-def not_signed_in(_error):  # type: ignore[no-untyped-def]
+def not_signed_in(_error):
     if current_app.config["AUTH"] == "header":
         reason = "This chat is for people its sign-in proxy lets in, and this request did not come through it."
     else:
@@ -158,7 +158,7 @@ def account_in_templates() -> dict:
     return {"account": g.get("account"), "auth": current_app.config["AUTH"]}
 
 
-def begin_session(account: accounts.Account):  # type: ignore[no-untyped-def]
+def begin_session(account: accounts.Account):
     """Sign the browser in: its chats made before move to the account; the cookie gets a new session. None when
     an admin changed the account meanwhile (disabled it, or reset its password)."""
     session_id = accounts.start_session(store(), account)
@@ -266,7 +266,7 @@ def join(token: str):
     return made_account(request.form, status="active", token=token)
 
 
-def made_account(form, status: str, token: str):  # type: ignore[no-untyped-def]
+def made_account(form, status: str, token: str):
     """Make the account (an invitation is used up only by an account made with it; the setup code by the admin's
     account on a chat reachable from elsewhere, which an invitation, made by an admin, stands in for)."""
     username, password = accounts.normalized(form.get("username", "")), form.get("password", "")

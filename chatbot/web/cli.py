@@ -33,7 +33,7 @@ def supervised_local_model(folder: Path, port: int | None = None) -> Supervisor:
 def _stop_on_signals() -> None:
     """Ctrl-C or a service manager's stop ends the chat and the model together."""
 
-    def stop(_signum, _frame):  # type: ignore[no-untyped-def]
+    def stop(_signum, _frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)

@@ -112,7 +112,7 @@ def uploads(field: str) -> list[attachments.Attachment]:
     return checked
 
 
-def file_response(info: dict, data: bytes):  # type: ignore[no-untyped-def]
+def file_response(info: dict, data: bytes):
     """A stored file as a response that a browser can only show (an image) or save, never run."""
     image = attachments.image_type(data) if info.get("kind") == "image" else None
     # Flask gives a text type its charset (utf-8) by itself: naming it here too would say it twice.

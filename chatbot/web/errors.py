@@ -14,19 +14,19 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(413, too_large)
 
 
-def not_found(_error):  # type: ignore[no-untyped-def]
+def not_found(_error):
     """Someone else's id, a deleted chat and an expired one look the same: nothing is revealed."""
     days = current_app.config["SESSION_IDLE_DAYS"]
     return render_template("not_found.html", days=days), 404
 
 
-def store_unavailable(error: StoreUnavailable):  # type: ignore[no-untyped-def]
+def store_unavailable(error: StoreUnavailable):
     current_app.logger.error("the store failed: %s", error.__cause__ or error)
     page, status = problem_page("The chat cannot read or save conversations right now", str(error), 503)
     return page, status, {"Retry-After": "10"}
 
 
-def too_large(_error):  # type: ignore[no-untyped-def]
+def too_large(_error):
     limit = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
     return (
         f"That upload is larger than {limit} MB. Go back and choose a smaller file.",

@@ -30,11 +30,11 @@ def init_app(app: Flask) -> None:
     app.extensions["oidc"] = oauth
 
 
-def _client():  # type: ignore[no-untyped-def]
+def _client():
     return getattr(current_app.extensions["oidc"], PROVIDER)
 
 
-def start_sign_in():  # type: ignore[no-untyped-def]
+def start_sign_in():
     """Off to the provider; it comes back to the callback with a code. A provider that does not answer is said
     so on the sign-in page."""
     try:
@@ -90,5 +90,5 @@ def _verified(said: object) -> bool:
     return said is True or trusted
 
 
-def sign_in_page(problem: str = "", status: int = 200):  # type: ignore[no-untyped-def]
+def sign_in_page(problem: str = "", status: int = 200):
     return render_template("auth/sign_in.html", problem=problem), status

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-from typing import Any
+from typing import Any, Literal, overload
 
 from flask import Flask, abort, g, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
@@ -31,9 +31,13 @@ def trusted_hosts(config: dict) -> list[str] | None:
     return LOOPBACK_HOSTS if bound_to_loopback(config["CHAT_BIND"]) else None
 
 
+@overload
+def owner_id(create: Literal[True] = True) -> str: ...
+@overload
+def owner_id(create: Literal[False]) -> str | None: ...
 def owner_id(create: bool = True) -> str | None:
     """Whom the store keeps this visitor's conversations under: the signed-in account, or else the random id of
-    this browser session."""
+    this browser session (made now unless `create` is False: then None when there is none yet)."""
     if g.get("account") is not None:
         return g.account.owner
     if "owner" not in session and create:
@@ -60,7 +64,7 @@ def _check_csrf() -> None:
         abort(400, description="The form expired. Reload the page and try again.")
 
 
-def _security_headers(response):  # type: ignore[no-untyped-def]
+def _security_headers(response):
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")

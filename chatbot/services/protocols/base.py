@@ -62,7 +62,7 @@ def held_back(
     """The stream with its text (answer and reasoning apart) passed through `feed`, which returns what to send now
     and what to hold back for the next piece (a tag, a secret or a character cut in two); what is held goes out,
     through `finish`, before any other chunk and at the end."""
-    held: dict[type, str] = {Text: "", Reasoning: ""}
+    held: dict[type[Text | Reasoning], str] = {Text: "", Reasoning: ""}
 
     def flush() -> Iterator[Chunk]:
         for kind, text in held.items():
@@ -71,11 +71,11 @@ def held_back(
                 yield kind(finish(text))
 
     for chunk in chunks:
-        kind = type(chunk)
-        if kind not in held:
+        if not isinstance(chunk, Text | Reasoning):
             yield from flush()
             yield chunk
             continue
+        kind = type(chunk)
         text, held[kind] = feed(held[kind] + chunk.text)
         if text:
             yield kind(text)

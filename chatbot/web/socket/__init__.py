@@ -34,7 +34,8 @@ def check_origin_and_owner() -> None:
         log.warning("refused a chat socket from origin %r", origin)
         abort(403)
     owner = owner_id(create=False)
-    conversation = store().get_conversation(owner, request.view_args["conversation_id"]) if owner else None
+    # view_args, None before routing, are the route's by the time its before_request runs
+    conversation = store().get_conversation(owner, request.view_args["conversation_id"]) if owner else None  # type: ignore[index]
     if conversation is None:
         abort(404)
     g.conversation = conversation
@@ -57,8 +58,8 @@ def socket_path_in_templates() -> dict:
 
 
 @sock.route("/c/<conversation_id>/socket", bp=bp)
-def conversation_socket(ws, conversation_id: str) -> None:  # type: ignore[no-untyped-def]
-    app = current_app._get_current_object()
+def conversation_socket(ws, conversation_id: str) -> None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the app behind the proxy, for threads
     with OPEN_SOCKETS.held(app.config, g.conversation.owner, request.remote_addr) as refused:
         if refused:
             ws.send(render_template("chat/_notice.html", text=refused, oob=True))
