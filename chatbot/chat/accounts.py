@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from chatbot.stores.conversations import Store
+from chatbot.stores.conversations import Records
 
 KIND = "account"
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._@+-]{0,63}")
@@ -69,21 +69,26 @@ def password_problem(password: str) -> str | None:
     return None
 
 
-def load(store: Store, username: str) -> Account | None:
+def load(store: Records, username: str) -> Account | None:
     data = store.load_record(KIND, username)
     return Account(**data) if data else None
 
 
-def save(store: Store, account: Account) -> None:
+def save(store: Records, account: Account) -> None:
     store.save_record(KIND, account.username, asdict(account))
 
 
-def everyone(store: Store) -> list[Account]:
+def everyone(store: Records) -> list[Account]:
     return sorted((Account(**data) for data in store.records(KIND)), key=lambda account: account.created_at)
 
 
 def create(
-    store: Store, username: str, password: str | None, status: str = "pending", admin: bool = False, first: bool = False
+    store: Records,
+    username: str,
+    password: str | None,
+    status: str = "pending",
+    admin: bool = False,
+    first: bool = False,
 ) -> Account:
     """Make an account (with no password: signed in by a provider or a trusted proxy); an admin is active at once.
     `first`: the first admin there is becomes this one (one wins, however many at once). SignUpProblem when the
@@ -101,7 +106,7 @@ def create(
     return account
 
 
-def no_admin_yet(store: Store) -> bool:
+def no_admin_yet(store: Records) -> bool:
     """Whether no admin was ever made in this store (an emptied store has none)."""
     return store.load_record("site", "first-account") is None
 
@@ -111,7 +116,7 @@ def make_admin(account: Account) -> None:
     account.admin, account.status = True, "active"
 
 
-def setup_code(store: Store) -> tuple[str, bool]:
+def setup_code(store: Records) -> tuple[str, bool]:
     """The one-time code with which an admin signs up on a chat reachable from elsewhere, and whether it was made
     now (then whoever runs the chat must be shown it)."""
     kept = store.load_record("site", "setup-code")
@@ -123,7 +128,7 @@ def setup_code(store: Store) -> tuple[str, bool]:
     return setup_code(store)  # made meanwhile by another worker
 
 
-def use_setup_code(store: Store, given: str) -> bool:
+def use_setup_code(store: Records, given: str) -> bool:
     """Whether `given` is the setup code and this is its one use (of any number at once)."""
     kept = store.load_record("site", "setup-code")
     if not kept or not hmac.compare_digest(given.strip().upper().encode(), kept["code"].encode()):
@@ -134,7 +139,7 @@ def use_setup_code(store: Store, given: str) -> bool:
     return True
 
 
-def check_new(store: Store, username: str, password: str | None, taken: bool = True) -> None:
+def check_new(store: Records, username: str, password: str | None, taken: bool = True) -> None:
     """SignUpProblem when the name or password will not do (or, with `taken`, the name is someone's)."""
     problem = username_problem(username) or (password_problem(password) if password is not None else None)
     if problem:
@@ -143,14 +148,14 @@ def check_new(store: Store, username: str, password: str | None, taken: bool = T
         raise NameTaken("That username is taken: choose another.")
 
 
-def asked_for_taken_name(store: Store, username: str, password: str) -> None:
+def asked_for_taken_name(store: Records, username: str, password: str) -> None:
     """Someone asked for a new account with a name that is taken: take as long as making it would (its hash),
     and keep a notice for the name's owner, shown at their next sign-in."""
     generate_password_hash(password)
     store.save_record("asked-for-name", username, {"at": time.time()})
 
 
-def notice_for_owner(store: Store, username: str) -> str:
+def notice_for_owner(store: Records, username: str) -> str:
     """What the owner is told once about new accounts asked for with their name; empty when nothing was."""
     asked = store.load_record("asked-for-name", username)
     if not asked:
@@ -165,7 +170,7 @@ def set_password(account: Account, password: str) -> None:
     account.password_hash, account.sessions = generate_password_hash(password), {}
 
 
-def check_password(store: Store, username: str, password: str) -> Account | None:
+def check_password(store: Records, username: str, password: str) -> Account | None:
     """The account, when the password is its own; None otherwise (an unknown name takes as long)."""
     account = load(store, normalized(username))
     if account is None or not account.password_hash:
@@ -174,7 +179,7 @@ def check_password(store: Store, username: str, password: str) -> Account | None
     return account if check_password_hash(account.password_hash, password) else None
 
 
-def start_session(store: Store, account: Account) -> str | None:
+def start_session(store: Records, account: Account) -> str | None:
     """A new session id for the account (kept in its record and in the browser's cookie). Written into the
     record as it is now, so an admin's change made while the password was checked is kept; None when that
     change disabled the account or replaced its password."""
@@ -189,7 +194,7 @@ def start_session(store: Store, account: Account) -> str | None:
     return session_id
 
 
-def signed_in(store: Store, username: str, session_id: str) -> Account | None:
+def signed_in(store: Records, username: str, session_id: str) -> Account | None:
     """The account whose session this is, while it is active and the session has not ended."""
     account = load(store, username)
     if account is None or account.status != "active" or session_id not in account.sessions:
@@ -197,26 +202,26 @@ def signed_in(store: Store, username: str, session_id: str) -> Account | None:
     return account
 
 
-def end_sessions(store: Store, account: Account, only: str | None = None) -> None:
+def end_sessions(store: Records, account: Account, only: str | None = None) -> None:
     """End one session of the account, or (only=None) all of them."""
     current = load(store, account.username) or account
     current.sessions = {} if only is None else {k: v for k, v in current.sessions.items() if k != only}
     save(store, current)
 
 
-def invite(store: Store) -> str:
+def invite(store: Records) -> str:
     """A new invitation's token: whoever opens its link within a week may make an active account, once."""
     token = secrets.token_urlsafe(24)
     store.save_record("invitation", token, {"token": token, "expires_at": time.time() + INVITATION_SECONDS})
     return token
 
 
-def invitation_valid(store: Store, token: str) -> bool:
+def invitation_valid(store: Records, token: str) -> bool:
     invitation = store.load_record("invitation", token)
     return invitation is not None and invitation["expires_at"] > time.time()
 
 
-def use_invitation(store: Store, token: str) -> bool:
+def use_invitation(store: Records, token: str) -> bool:
     """Whether the invitation is good and this is its one use (of any number at once)."""
     if not invitation_valid(store, token) or not store.create_record("invitation-used", token, {}):
         return False
@@ -224,7 +229,7 @@ def use_invitation(store: Store, token: str) -> bool:
     return True
 
 
-def site_settings(store: Store, config: dict) -> dict:
+def site_settings(store: Records, config: dict) -> dict:
     """What the admin set for accounts (chatbot/web/admin.py): how they get in, their limits; the configuration's
     values until then."""
     defaults = {
@@ -235,5 +240,5 @@ def site_settings(store: Store, config: dict) -> dict:
     return {**defaults, **(store.load_record("site", "settings") or {})}
 
 
-def save_site_settings(store: Store, settings: dict) -> None:
+def save_site_settings(store: Records, settings: dict) -> None:
     store.save_record("site", "settings", settings)

@@ -9,21 +9,21 @@ import time
 from dataclasses import dataclass, field
 
 from chatbot.chat.attachments import megabytes
-from chatbot.stores.conversations import Store
+from chatbot.stores.conversations import Counters, Files
 
 DAY = 86400
 
 
-def _tokens_today(store: Store, owner: str, adding: int = 0) -> int:
+def _tokens_today(store: Counters, owner: str, adding: int = 0) -> int:
     """Add to the owner's tokens of today (UTC) and return them (adding 0: only read)."""
     return store.add_to_count(f"usage:tokens:{owner}", adding, DAY)
 
 
-def _answers_today(store: Store, owner: str, adding: int = 0) -> int:
+def _answers_today(store: Counters, owner: str, adding: int = 0) -> int:
     return store.add_to_count(f"usage:messages:{owner}", adding, DAY)
 
 
-def _answers_this_minute(store: Store, owner: str, adding: int = 0) -> int:
+def _answers_this_minute(store: Counters, owner: str, adding: int = 0) -> int:
     """The owner's counter of answers that refusal() adds to, this minute."""
     return store.add_to_count(f"answers:session:{owner}", adding, LIMITS["answers"].window_seconds)
 
@@ -82,7 +82,7 @@ def address_key(address: str | None) -> str:
 
 
 def refusal(
-    store: Store, config: dict, kind: str, owner: str, address: str | None, account_limits: dict | None = None
+    store: Counters, config: dict, kind: str, owner: str, address: str | None, account_limits: dict | None = None
 ) -> str | None:
     """Count one use of `kind` ("answers", "conversations" or "files") by this owner (a browser session, or an
     account on every device) and address; the words to refuse it with when either has reached its limit, with
@@ -114,7 +114,7 @@ def _window_end(window_seconds: int) -> tuple[float, str]:
     return ends, time.strftime("%H:%M UTC" if window_seconds >= 3600 else "%H:%M:%S UTC", time.gmtime(ends))
 
 
-def _tokens_refusal(store: Store, owner: str, allowed: int) -> str | None:
+def _tokens_refusal(store: Counters, owner: str, allowed: int) -> str | None:
     if not allowed or _tokens_today(store, owner) < allowed:
         return None
     return f"{_used_up(allowed)}; your message is still in the box."
@@ -147,7 +147,7 @@ class Reservation:
     day: int = field(default_factory=lambda: int(time.time() // DAY))
 
 
-def reserve_tokens(store: Store, owner: str, allowed: int, prompt: int, max_new_tokens: int) -> Reservation:
+def reserve_tokens(store: Counters, owner: str, allowed: int, prompt: int, max_new_tokens: int) -> Reservation:
     """Set aside an answer's tokens (about `prompt` for the prompt and up to `max_new_tokens`) in the owner's count
     of today before it is asked for, in one step of the store, so that answers started at once on any host cannot
     pass `allowed` (0: no limit) together. With less left, fewer new tokens are set aside (the answer stops at
@@ -165,19 +165,19 @@ def reserve_tokens(store: Store, owner: str, allowed: int, prompt: int, max_new_
     return Reservation(owner, wanted, max_new_tokens)
 
 
-def settle_tokens(store: Store, reservation: Reservation, used: int) -> None:
+def settle_tokens(store: Counters, reservation: Reservation, used: int) -> None:
     """Count what an answer used (the prompt's tokens too, where the server counts them) in place of what was
     set aside for it; past midnight (UTC) what was set aside stands for yesterday's."""
     if int(time.time() // DAY) == reservation.day:
         _tokens_today(store, reservation.owner, used - reservation.tokens)
 
 
-def usage_today(store: Store, owner: str) -> tuple[int, int]:
+def usage_today(store: Counters, owner: str) -> tuple[int, int]:
     """(answers, tokens) the owner asked for today (UTC)."""
     return _answers_today(store, owner), _tokens_today(store, owner)
 
 
-def left(store: Store, owner: str, account_limits: dict) -> str:
+def left(store: Counters, owner: str, account_limits: dict) -> str:
     """How much of an account's limits is left, for the page: shown before it is reached."""
     parts = []
     if per_minute := account_limits["messages_per_minute"]:
@@ -189,7 +189,7 @@ def left(store: Store, owner: str, account_limits: dict) -> str:
     return " · ".join(parts)
 
 
-def keeping_problem(store: Store, owner: str, limit_mb: float, adding: int, then: str) -> str | None:
+def keeping_problem(store: Files, owner: str, limit_mb: float, adding: int, then: str) -> str | None:
     """Why `adding` more bytes of files or share snapshots cannot be kept for `owner` (`limit_mb` in all their
     chats, FILES_KEPT_MB; 0: no limit), in words that end with what to do `then`; None when they can."""
     if not limit_mb or not adding:

@@ -1,4 +1,5 @@
-"""Conversations and messages, and the interface every store implements."""
+"""Conversations and messages, and the interface every store implements: one protocol per role, `Store` all of
+them."""
 
 from __future__ import annotations
 
@@ -38,15 +39,8 @@ class Message:
     parent_id: str | None = None  # the message it follows (None: a first message); its alternatives share it
 
 
-class Store(Protocol):
-    """Where conversations live. Every read of a conversation names its owner. Any method raises
-    StoreUnavailable (chatbot.stores.failures), saying why in words, when the store cannot read or save."""
-
-    def ping(self) -> None:
-        """Raise StoreUnavailable unless the store answers and can save."""
-
-    def forget_idle(self) -> None:
-        """Delete conversations idle longer than the store's idle time (Redis expires them by itself)."""
+class Conversations(Protocol):
+    """Conversations and their messages. Every read of a conversation names its owner."""
 
     def create_conversation(self, owner: str, title: str = "New chat") -> Conversation: ...
 
@@ -67,35 +61,10 @@ class Store(Protocol):
     def search_conversations(self, owner: str, text: str) -> list[Conversation]:
         """The owner's conversations whose title or messages contain `text`, newest first."""
 
+    def move_conversations(self, from_owner: str, to_owner: str) -> None:
+        """Give every conversation of `from_owner` to `to_owner` (a browser's chats, on signing in)."""
+
     def add_message(self, message: Message) -> Message: ...
-
-    def save_file(self, conversation: Conversation, file_id: str, info: dict, data: bytes) -> None:
-        """Keep a file attached in the conversation (its info and bytes); it is deleted with the conversation, and
-        expires with it."""
-
-    def load_file(self, conversation: Conversation, file_id: str) -> tuple[dict, bytes] | None:
-        """A file of this conversation (info, bytes); None for a file of any other conversation, or none."""
-
-    def kept_size(self, owner: str) -> int:
-        """The bytes of the files and the share snapshots kept in all of the owner's conversations."""
-
-    def save_share(
-        self, conversation: Conversation, token: str, link: dict[str, Any], snapshot: dict[str, Any] | None = None
-    ) -> bool:
-        """Keep a share link of the conversation, showing the snapshot named `link["snapshot"]`: `snapshot`, kept
-        under that name unless it is already, or (`snapshot` None) one kept for an earlier link. One copy serves
-        every link of a snapshot; both are deleted and expire with the conversation. False, and nothing saved,
-        when the conversation is gone or (`snapshot` None) no such snapshot is kept."""
-
-    def load_share(self, conversation_id: str, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """A share link of that conversation and the snapshot it shows; None when there is none (revoked, or
-        gone with its conversation)."""
-
-    def share_links(self, owner: str) -> list[tuple[str, str, dict[str, Any]]]:
-        """(conversation id, token, link) of every share link of the owner's conversations, in no order."""
-
-    def delete_share_link(self, conversation: Conversation, token: str) -> None:
-        """Revoke a share link of the conversation; its snapshot goes with the last link that shows it."""
 
     def start_answer(self, conversation: Conversation, messages: list[Message]) -> bool:
         """Atomically, across workers and hosts: unless an answer of the conversation is being written, save
@@ -123,19 +92,51 @@ class Store(Protocol):
         """All the conversation's messages, every branch, in the order they were saved (a parent before its
         children), answers being written with all their parts so far."""
 
-    def add_to_count(self, key: str, amount: int, window_seconds: int) -> int:
-        """Add `amount` to the counter `key` for the current window (windows of `window_seconds` counted from
-        the epoch, the same on every worker and host) and return its total so far; counters are forgotten
-        once their window has passed."""
 
-    def move_conversations(self, from_owner: str, to_owner: str) -> None:
-        """Give every conversation of `from_owner` to `to_owner` (a browser's chats, on signing in)."""
+class Files(Protocol):
+    """The files attached in conversations, kept with them."""
+
+    def save_file(self, conversation: Conversation, file_id: str, info: dict, data: bytes) -> None:
+        """Keep a file attached in the conversation (its info and bytes); it is deleted with the conversation, and
+        expires with it."""
+
+    def load_file(self, conversation: Conversation, file_id: str) -> tuple[dict, bytes] | None:
+        """A file of this conversation (info, bytes); None for a file of any other conversation, or none."""
+
+    def kept_size(self, owner: str) -> int:
+        """The bytes of the files and the share snapshots kept in all of the owner's conversations."""
+
+
+class Shares(Protocol):
+    """Share links of conversations and the snapshots they show, kept with their conversation."""
+
+    def save_share(
+        self, conversation: Conversation, token: str, link: dict[str, Any], snapshot: dict[str, Any] | None = None
+    ) -> bool:
+        """Keep a share link of the conversation, showing the snapshot named `link["snapshot"]`: `snapshot`, kept
+        under that name unless it is already, or (`snapshot` None) one kept for an earlier link. One copy serves
+        every link of a snapshot; both are deleted and expire with the conversation. False, and nothing saved,
+        when the conversation is gone or (`snapshot` None) no such snapshot is kept."""
+
+    def load_share(self, conversation_id: str, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """A share link of that conversation and the snapshot it shows; None when there is none (revoked, or
+        gone with its conversation)."""
+
+    def share_links(self, owner: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(conversation id, token, link) of every share link of the owner's conversations, in no order."""
+
+    def delete_share_link(self, conversation: Conversation, token: str) -> None:
+        """Revoke a share link of the conversation; its snapshot goes with the last link that shows it."""
+
+
+class Records(Protocol):
+    """Records by kind and key (accounts, invitations, the site's settings), which never expire."""
 
     def create_record(self, kind: str, key: str, data: dict[str, Any]) -> bool:
-        """Save a record (an account, an invitation) unless one of that kind and key exists; whether it did."""
+        """Save a record unless one of that kind and key exists; whether it did."""
 
     def save_record(self, kind: str, key: str, data: dict[str, Any]) -> None:
-        """Save a record whole, made or replaced. Records do not expire."""
+        """Save a record whole, made or replaced."""
 
     def load_record(self, kind: str, key: str) -> dict[str, Any] | None: ...
 
@@ -144,8 +145,33 @@ class Store(Protocol):
 
     def delete_record(self, kind: str, key: str) -> None: ...
 
+
+class Counters(Protocol):
+    """Counters per time window, the same on every worker and host (the limits)."""
+
+    def add_to_count(self, key: str, amount: int, window_seconds: int) -> int:
+        """Add `amount` to the counter `key` for the current window (windows of `window_seconds` counted from
+        the epoch, the same on every worker and host) and return its total so far; counters are forgotten
+        once their window has passed."""
+
+
+class StopSignals(Protocol):
+    """Stop pressed for an answer, heard by whichever worker or host writes it."""
+
     def request_stop(self, message_id: str) -> None:
         """Ask the answer being written to stop, from any tab, worker or host."""
 
     def stop_requested(self, message_id: str) -> bool:
         """Whether someone pressed Stop for this answer."""
+
+
+class Store(Conversations, Files, Shares, Records, Counters, StopSignals, Protocol):
+    """Where the chat keeps everything: each role above, and the store's own upkeep. Any method raises
+    StoreUnavailable (chatbot.stores.failures), saying why in words, when the store cannot read or save.
+    `open_store` returns every store as a Store, so mypy checks each against all of it."""
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers and can save."""
+
+    def forget_idle(self) -> None:
+        """Delete conversations idle longer than the store's idle time (Redis expires them by itself)."""
