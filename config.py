@@ -79,8 +79,8 @@ def _url(raw: str) -> str:
 
 def _store_url(raw: str) -> str:
     value = raw.strip()
-    if not value.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
-        raise ValueError("sqlite:////absolute/path.db or redis://host:6379/0")
+    if not value.startswith(("sqlite:///", "redis://", "rediss://", "unix://")) and value != "memory://":
+        raise ValueError("sqlite:////absolute/path.db, redis://host:6379/0, or memory:// (kept in one process)")
     return value
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from chatbot.stores import open_store
 from chatbot.stores.conversations import Message, new_id
+from chatbot.stores.memory import MemoryStore
 from chatbot.stores.redis import RedisStore
 from chatbot.stores.sqlite import SQLiteStore
 from tests.servers import ROOT
@@ -22,15 +23,18 @@ def sqlite_path(tmp_path):
     return str(tmp_path / "chat.sqlite3")
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "memory"])
 def make_store(request, sqlite_path):
-    """Makes each store in turn: the embedded SQLite file and the real Redis on 127.0.0.1:6379."""
+    """Makes each store in turn: the embedded SQLite file, the real Redis on 127.0.0.1:6379, and the memory of this
+    process."""
     made = []
     prefix = f"test:{new_id()}:"  # one per test: the stores a test makes share it, as workers would
 
     def make(idle_seconds=30 * 86400):
         if request.param == "sqlite":
             store = SQLiteStore(sqlite_path, idle_seconds)
+        elif request.param == "memory":  # one process: the workers a test plays are its threads, on one store
+            store = made[0] if made else MemoryStore(idle_seconds)
         else:
             store = RedisStore(REDIS_URL, prefix=prefix, idle_seconds=idle_seconds)
         made.append(store)
@@ -94,6 +98,26 @@ def test_messages_keep_their_order_and_fields(chat_store):
     assert stored[1].meta == {"model": "m", "tokens": 1}
 
 
+def test_what_a_caller_changes_after_saving_is_not_kept_until_it_saves_again(chat_store):
+    conversation = chat_store.create_conversation("alice")
+    conversation.settings["model"] = "Mistral"
+    chat_store.update_conversation(conversation)
+    question = chat_store.add_message(message(conversation, content="Kept", meta={"model": "m"}))
+    conversation.settings["model"] = "changed, not saved"
+    question.meta["model"] = "changed, not saved"
+    assert chat_store.get_conversation("alice", conversation.id).settings == {"model": "Mistral"}
+    assert chat_store.messages(conversation)[0].meta == {"model": "m"}
+
+
+def test_an_answer_saved_whole_while_it_is_written_replaces_its_parts(chat_store):
+    conversation = chat_store.create_conversation("alice")
+    answer = chat_store.add_message(message(conversation, "assistant", "", status="streaming"))
+    chat_store.append_to_answer(answer, 0, "Once upon a time, long ago")
+    answer.content = "Once upon a time"  # still being written, saved whole: this content is kept, not the parts
+    chat_store.update_message(answer)
+    assert chat_store.read_message(conversation, answer.id).content == "Once upon a time"
+
+
 def test_an_error_is_stored_with_its_message(chat_store):
     conversation = chat_store.create_conversation("alice")
     answer = chat_store.add_message(
@@ -145,6 +169,14 @@ def test_everything_survives_a_restart(sqlite_path):
 def test_default_store_is_a_file_in_the_instance_folder(tmp_path):
     store = open_store(None, str(tmp_path / "instance"))
     assert store.path == str(tmp_path / "instance" / "chat.sqlite3")
+
+
+def test_the_memory_url_opens_a_store_that_keeps_nothing_past_its_process():
+    store = open_store("memory://", "/unused", idle_seconds=60)
+    assert isinstance(store, MemoryStore) and store.idle_seconds == 60
+    kept = store.create_conversation("alice")
+    assert store.get_conversation("alice", kept.id) == kept
+    assert open_store("memory://", "/unused").get_conversation("alice", kept.id) is None  # as after a restart
 
 
 def test_two_writers_append_without_losing_a_message(chat_store):
@@ -328,6 +360,8 @@ def leftovers(store) -> list:
     """What a store still holds of any conversation or message."""
     if isinstance(store, RedisStore):
         return sorted(store.db.scan_iter(store.prefix + "*"))
+    if isinstance(store, MemoryStore):
+        return list(store._kept)
     with store._connection() as db:
         tables = ("conversations", "messages", "answer_parts", "files", "snapshots", "share_links")
         return [(table, n) for table in tables if (n := db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])]

@@ -161,13 +161,29 @@ def test_a_redis_that_keeps_nothing_on_disk_stops_start_up_with_one_line(tmp_pat
     with pytest.raises(ConfigError, match=r"keeps nothing on disk.*appendonly yes.*REDIS_KEEPS_NOTHING=accept"):
         create_app({"SECRET_KEY": "t", "CHAT_STORE_URL": url})
     assert create_app({"SECRET_KEY": "t", "CHAT_STORE_URL": url, "REDIS_KEEPS_NOTHING": "accept"})
-    environment = {**app_environment(tmp_path), "CHAT_STORE_URL": url, "REDIS_KEEPS_NOTHING": ""}
+    line = refused_start({**app_environment(tmp_path), "CHAT_STORE_URL": url, "REDIS_KEEPS_NOTHING": ""})
+    assert f"Redis at 127.0.0.1:6379/{url.rsplit('/', 1)[1]} keeps nothing on disk" in line
+    assert "appendonly yes" in line
+
+
+def refused_start(environment: dict[str, str]) -> str:
+    """gunicorn with `environment` stops at once (exit code 4): the line that says why."""
     command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", "127.0.0.1:0", "wsgi:app"]
     started = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
     assert started.returncode == 4
     [line] = [line for line in started.stderr.splitlines() if "Cannot start the chat" in line][:1]
-    assert f"Redis at 127.0.0.1:6379/{url.rsplit('/', 1)[1]} keeps nothing on disk" in line
-    assert "appendonly yes" in line
+    return line
+
+
+def test_the_memory_store_stops_start_up_with_one_line_unless_the_chat_runs_one_worker(tmp_path):
+    """Each worker would keep chats of its own, and a page served by another would not find them."""
+    environment = {**app_environment(tmp_path), "CHAT_STORE_URL": "memory://"}
+    line = refused_start({**environment, "WEB_CONCURRENCY": "2"})
+    assert "CHAT_STORE_URL=memory:// keeps the chats in one process, and gunicorn starts 2 workers" in line
+    assert "WEB_CONCURRENCY=1" in line
+    with GunicornApp(environment, workers=1) as server:
+        chat = ChatClient(server.url)
+        assert chat.http.get(chat.page_url, timeout=10).status_code == 200  # the chat it made is there
 
 
 @pytest.mark.parametrize("keeping", [("--appendonly", "yes"), ("--save", "3600 1", "--appendonly", "no")])

@@ -10,6 +10,8 @@ from chatbot.stores.conversations import Store
 from chatbot.stores.failures import StoreUnavailable
 from config import ConfigError
 
+MEMORY = "memory://"  # this process's memory: tests and throwaway chats
+
 
 def open_store(url: str | None, instance_path: str, idle_seconds: float = 30 * 86400) -> Store:
     """The store for `url`; with none, a SQLite file in the instance folder. Conversations idle for
@@ -24,11 +26,25 @@ def open_store(url: str | None, instance_path: str, idle_seconds: float = 30 * 8
         from chatbot.stores.redis import RedisStore
 
         return RedisStore(url, idle_seconds=idle_seconds)
+    if url == MEMORY:
+        from chatbot.stores.memory import MemoryStore
+
+        return MemoryStore(idle_seconds)
     raise ValueError(f"CHAT_STORE_URL={url!r}: this store is not supported yet")
 
 
 def is_redis(url: str | None) -> TypeGuard[str]:
     return url is not None and url.startswith(("redis://", "rediss://", "unix://"))
+
+
+def check_one_process(url: str | None, workers: int) -> None:
+    """Refuse (ConfigError) the memory store for more than one worker: each would keep chats of its own, and a
+    page served by another worker would not find them."""
+    if url == MEMORY and workers > 1:
+        raise ConfigError(
+            f"CHAT_STORE_URL={MEMORY} keeps the chats in one process, and gunicorn starts {workers} workers: set "
+            "WEB_CONCURRENCY=1, or leave CHAT_STORE_URL empty to keep them in a SQLite file."
+        )
 
 
 def check_it_keeps_data(url: str | None, accept_nothing: bool, warn: Callable[[str], None]) -> None:
