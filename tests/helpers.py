@@ -8,7 +8,7 @@ import websocket
 
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services.inference import Backend, Parameters
-from chatbot.stores.sqlite import SQLiteStore
+from chatbot.stores.memory import MemoryStore
 from tests.fakes.hf_server import TOKEN
 from tests.servers import shown_answer
 
@@ -65,8 +65,9 @@ class Recorder:
         return [kind for _, kind, _ in self.events]
 
 
-def new_store(tmp_path):
-    store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
+def new_store():
+    """A store for a test that is not about the store, and a conversation of alice's in it."""
+    store = MemoryStore()
     return store, store.create_conversation("alice")
 
 

@@ -9,7 +9,7 @@ from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services.errors import InferenceError
 from chatbot.services.inference import Backend, Parameters, build_request, stream_reply
-from chatbot.stores.sqlite import SQLiteStore
+from chatbot.stores.memory import MemoryStore
 from tests.fakes.hf_server import DIALECTS, TOKEN
 
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -51,10 +51,10 @@ def test_tgi_with_the_task_payload(fake, route):
     assert fake.requests[-1].json["inputs"] == "User: Hello\nAssistant:"
 
 
-def test_tgi_info_trims_the_oldest_turns_to_fit(tmp_path, fake):
+def test_tgi_info_trims_the_oldest_turns_to_fit(fake):
     fake.require_token = False
     fake.info = {"model_id": "tiiuae/falcon-7b-instruct", "max_input_tokens": 300, "max_total_tokens": 400}
-    store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
+    store = MemoryStore()
     conversation = store.create_conversation("alice")
     backend = Backend(api="text-generation", url=fake.url + "/generate_stream", model_id="tiiuae/falcon-7b-instruct")
     settings = ReplySettings(backend=backend, parameters=Parameters(max_new_tokens=100), system_prompt="Be brief.")

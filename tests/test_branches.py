@@ -41,8 +41,8 @@ def test_a_message_naming_itself_as_parent_does_not_loop():
     assert Tree([looped]).path_to(looped.id) == [looped]
 
 
-def test_regenerate_and_edit_keep_every_version_and_the_model_sees_its_branch_alone(tmp_path, fake):
-    store, conversation = new_store(tmp_path)
+def test_regenerate_and_edit_keep_every_version_and_the_model_sees_its_branch_alone(fake):
+    store, conversation = new_store()
     settings = settings_for(fake.task_url())
     fake.reply(tokens=["Paris"])
     first = run_reply(store, conversation, "Capital of France?", settings, Recorder())

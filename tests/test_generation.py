@@ -10,13 +10,12 @@ from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.local_model.server import free_port
 from chatbot.services.inference import Backend, Parameters
-from chatbot.stores.sqlite import SQLiteStore
 from tests.fakes.hf_server import TOKEN
 from tests.helpers import Recorder, new_store, settings_for
 
 
-def test_a_reply_is_streamed_saved_and_rendered(tmp_path, fake):
-    store, conversation = new_store(tmp_path)
+def test_a_reply_is_streamed_saved_and_rendered(fake):
+    store, conversation = new_store()
     fake.reply(tokens=["**Paris**", " is", " the", " capital."])
     recorder = Recorder()
     answer = run_reply(store, conversation, "Capital of France?", settings_for(fake.task_url()), recorder)
@@ -35,8 +34,8 @@ def test_a_reply_is_streamed_saved_and_rendered(tmp_path, fake):
     assert store.get_conversation("alice", conversation.id).title == "Capital of France?"
 
 
-def test_history_and_system_prompt_reach_the_model(tmp_path, fake):
-    store, conversation = new_store(tmp_path)
+def test_history_and_system_prompt_reach_the_model(fake):
+    store, conversation = new_store()
     settings = settings_for(fake.task_url(), system_prompt="Be brief.")
     fake.reply(tokens=["Hi"])
     run_reply(store, conversation, "Hello", settings, Recorder())
@@ -48,8 +47,8 @@ def test_history_and_system_prompt_reach_the_model(tmp_path, fake):
     )
 
 
-def test_the_users_message_is_saved_even_when_the_backend_is_down(tmp_path):
-    store, conversation = new_store(tmp_path)
+def test_the_users_message_is_saved_even_when_the_backend_is_down():
+    store, conversation = new_store()
     answer = run_reply(
         store, conversation, "Are you there?", settings_for(f"http://127.0.0.1:{free_port()}/x"), Recorder()
     )
@@ -59,23 +58,23 @@ def test_the_users_message_is_saved_even_when_the_backend_is_down(tmp_path):
     assert messages[1].error["message"].startswith("Could not reach http://127.0.0.1:")
 
 
-def test_a_partial_answer_is_kept_and_marked(tmp_path, fake):
-    store, conversation = new_store(tmp_path)
+def test_a_partial_answer_is_kept_and_marked(fake):
+    store, conversation = new_store()
     fake.reply(tokens=["Once", " upon", " a", " time"], cut_after=2)
     answer = run_reply(store, conversation, "Tell a story", settings_for(fake.task_url()), Recorder())
     assert answer.status == "error" and answer.error["kind"] == "truncated"
     assert store.messages(conversation)[1].content == "Once upon"
 
 
-def test_an_empty_answer_is_an_error(tmp_path, fake):
-    store, conversation = new_store(tmp_path)
+def test_an_empty_answer_is_an_error(fake):
+    store, conversation = new_store()
     fake.reply(tokens=[])
     answer = run_reply(store, conversation, "Hi", settings_for(fake.task_url()), Recorder())
     assert answer.error["kind"] == "empty"
 
 
-def test_tokens_are_coalesced_to_one_fragment_per_interval(tmp_path, fake):
-    store, conversation = new_store(tmp_path)
+def test_tokens_are_coalesced_to_one_fragment_per_interval(fake):
+    store, conversation = new_store()
     fake.reply(tokens=[f" t{i}" for i in range(300)], delay=0.002)
     recorder = Recorder()
     started = time.monotonic()
@@ -89,8 +88,8 @@ def test_tokens_are_coalesced_to_one_fragment_per_interval(tmp_path, fake):
     assert all(b - a >= 0.035 for a, b in zip(steady, steady[1:], strict=False))
 
 
-def test_a_token_is_not_held_back_when_the_backend_stalls(tmp_path, fake):
-    store, conversation = new_store(tmp_path)
+def test_a_token_is_not_held_back_when_the_backend_stalls(fake):
+    store, conversation = new_store()
     fake.reply(tokens=["quick", " slow"], delay=1.0)
     recorder = Recorder()
     started = time.monotonic()
@@ -99,8 +98,8 @@ def test_a_token_is_not_held_back_when_the_backend_stalls(tmp_path, fake):
     assert first_delta - started < 0.5
 
 
-def test_the_partial_answer_is_saved_while_it_streams(tmp_path, fake):
-    store, conversation = new_store(tmp_path)
+def test_the_partial_answer_is_saved_while_it_streams(fake):
+    store, conversation = new_store()
     fake.reply(tokens=["a", "b", "c", "d"], delay=0.3)
     seen = []
     thread = threading.Thread(
@@ -108,13 +107,13 @@ def test_the_partial_answer_is_saved_while_it_streams(tmp_path, fake):
     )
     thread.start()
     time.sleep(0.8)
-    seen = SQLiteStore(store.path).messages(conversation)[-1]
+    seen = store.messages(conversation)[-1]
     thread.join()
     assert seen.status == "streaming" and seen.content.startswith("a")
 
 
-def test_stop_keeps_the_partial_answer(tmp_path, fake):
-    store, conversation = new_store(tmp_path)
+def test_stop_keeps_the_partial_answer(fake):
+    store, conversation = new_store()
     fake.reply(tokens=["one", " two", " three", " four"], delay=0.3)
     cancel = threading.Event()
 
@@ -135,10 +134,10 @@ def test_message_problems():
     assert message_problem("", 10, with_files=True) is None  # a file sent alone
 
 
-def test_an_answer_cut_at_the_length_limit_is_continued_in_place(tmp_path, fake):
+def test_an_answer_cut_at_the_length_limit_is_continued_in_place(fake):
     from chatbot.chat.replies import answer_to_continue, run_continuation
 
-    store, conversation = new_store(tmp_path)
+    store, conversation = new_store()
     fake.reply(tokens=["The list:", " one,", " two,"], finish_reason="length")
     first = run_reply(store, conversation, "Count to four", settings_for(fake.task_url()), Recorder())
     assert first.meta["finish_reason"] == "length" and answer_to_continue(store, conversation).id == first.id
@@ -197,9 +196,9 @@ def chat_settings(fake):
     )
 
 
-def long_chat(tmp_path, fake, exchanges=4):
+def long_chat(fake, exchanges=4):
     """A conversation of `exchanges` long questions (300 tokens each, as the fake counts) and short answers."""
-    store, conversation = new_store(tmp_path)
+    store, conversation = new_store()
     for number in range(exchanges):
         run_reply(store, conversation, f"Question {number}: " + "word " * 240, chat_settings(fake), Recorder())
     fake.requests.clear()
@@ -207,10 +206,8 @@ def long_chat(tmp_path, fake, exchanges=4):
 
 
 @pytest.mark.parametrize("words", ["llama-cpp-python", "vllm"])
-def test_a_server_that_names_its_window_in_its_refusal_gets_the_oldest_turns_dropped_and_is_asked_again(
-    tmp_path, fake, words
-):
-    store, conversation = long_chat(tmp_path, fake)
+def test_a_server_that_names_its_window_in_its_refusal_gets_the_oldest_turns_dropped_and_is_asked_again(fake, words):
+    store, conversation = long_chat(fake)
     fake.context_window, fake.window_words = 1000, words
     answer = run_reply(store, conversation, "And the last one?", chat_settings(fake), Recorder())
     assert answer.status == "done" and answer.content == "Hello there!"
@@ -223,8 +220,8 @@ def test_a_server_that_names_its_window_in_its_refusal_gets_the_oldest_turns_dro
     assert len(fake.requests) == 1  # the window is remembered for that model: trimmed before it is asked
 
 
-def test_a_message_longer_than_the_window_the_server_names_is_asked_again_once_then_told_to_be_shorter(tmp_path, fake):
-    store, conversation = new_store(tmp_path)
+def test_a_message_longer_than_the_window_the_server_names_is_asked_again_once_then_told_to_be_shorter(fake):
+    store, conversation = new_store()
     fake.context_window = 1000
     answer = run_reply(store, conversation, "word " * 1000, chat_settings(fake), Recorder())
     assert len(fake.requests) == 2
@@ -233,8 +230,8 @@ def test_a_message_longer_than_the_window_the_server_names_is_asked_again_once_t
     assert "1,000 tokens" in answer.error["hint"] and "shorten your message" in answer.error["hint"]
 
 
-def test_a_server_that_does_not_say_its_window_gets_the_chat_to_name_the_setting(tmp_path, fake):
-    store, conversation = long_chat(tmp_path, fake)
+def test_a_server_that_does_not_say_its_window_gets_the_chat_to_name_the_setting(fake):
+    store, conversation = long_chat(fake)
     fake.context_window, fake.window_words = 1000, "unnumbered"
     answer = run_reply(store, conversation, "And the last one?", chat_settings(fake), Recorder())
     assert len(fake.requests) == 1

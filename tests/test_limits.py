@@ -13,7 +13,7 @@ from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services.inference import Backend, Parameters
 from chatbot.services.prompts import estimate_tokens
-from chatbot.stores.sqlite import SQLiteStore
+from chatbot.stores.memory import MemoryStore
 from chatbot.web import create_app
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
@@ -128,10 +128,10 @@ def test_an_address_is_counted_by_whom_it_stands_for(address, counted_as):
     assert address_key(address) == counted_as
 
 
-def test_answers_written_at_once_never_pass_the_tokens_of_a_day_together(tmp_path, fake):
+def test_answers_written_at_once_never_pass_the_tokens_of_a_day_together(fake):
     """Each answer sets aside its prompt and max new tokens before it is asked for: eight at once under a limit of
     1,000 are cut or refused, never let through together (they used 8,080 when the limit was only read)."""
-    store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
+    store = MemoryStore()
     backend = Backend(api="chat", url=fake.url + "/v1", model_id="m", token=TOKEN)
     settings = ReplySettings(backend=backend, parameters=Parameters(max_new_tokens=250), tokens_per_day=1000)
     for _ in range(8):
@@ -157,8 +157,8 @@ def test_answers_written_at_once_never_pass_the_tokens_of_a_day_together(tmp_pat
     assert all(a.error["kind"] == "limit" and a.error["message"].startswith("Your account has ") for a in refused)
 
 
-def test_an_answer_is_cut_to_the_tokens_left_today_and_counted_as_the_server_counts(tmp_path, fake):
-    store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
+def test_an_answer_is_cut_to_the_tokens_left_today_and_counted_as_the_server_counts(fake):
+    store = MemoryStore()
     backend = Backend(api="chat", url=fake.url + "/v1", model_id="m", token=TOKEN)
     settings = ReplySettings(backend=backend, parameters=Parameters(max_new_tokens=250), tokens_per_day=300)
     unlimited = dataclasses.replace(settings, tokens_per_day=0)
