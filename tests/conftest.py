@@ -73,12 +73,18 @@ def fake(fake_hf, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def app(tmp_path, fake):
+def store_url(tmp_path):
+    """Where `app` keeps its chats: a SQLite file; a test module whose point is not the store may say memory://."""
+    return f"sqlite:///{tmp_path}/chat.sqlite3"
+
+
+@pytest.fixture
+def app(store_url, fake):
     return create_app(
         {
             "TESTING": True,
             "SECRET_KEY": "test",
-            "CHAT_STORE_URL": f"sqlite:///{tmp_path}/chat.sqlite3",
+            "CHAT_STORE_URL": store_url,
             "API_URL": fake.task_url(),
             "HF_API_TOKEN": TOKEN,
             "READ_TIMEOUT": 5.0,

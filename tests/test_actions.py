@@ -17,6 +17,11 @@ from tests.helpers import csrf, open_chat
 from tests.servers import FINISHED
 
 
+@pytest.fixture
+def store_url():
+    return "memory://"  # the same store behind both transports: what they saved is compared, not how
+
+
 class FormTab:
     """The same chat without JavaScript: every action is a form post."""
 
@@ -108,13 +113,13 @@ def test_a_refused_action_says_the_same_over_the_socket_and_without_javascript(
 
 
 @pytest.fixture
-def two_models(tmp_path, fake):
+def two_models(fake):
     """The app with two models to pick from (the first one is the chat's own)."""
     models = [
         {"name": "Gemma", "id": "google/gemma-7b-it", "url": fake.task_url()},
         {"name": "Router chat", "id": "meta-llama/Llama-3.1-8B-Instruct", "api": "chat", "url": fake.url + "/v1"},
     ]
-    base = {"TESTING": True, "SECRET_KEY": "t", "CHAT_STORE_URL": f"sqlite:///{tmp_path}/c.db", "HF_API_TOKEN": TOKEN}
+    base = {"TESTING": True, "SECRET_KEY": "t", "CHAT_STORE_URL": "memory://", "HF_API_TOKEN": TOKEN}
     return create_app({**base, "MODELS": json.dumps(models), "MAX_LOADING_WAIT": 0.0})
 
 

@@ -1,5 +1,5 @@
-"""The chat socket in this process, on a fake WebSocket and a SQLite store in tmp_path (no gunicorn): what a tab is
-sent while an answer is written here, stopped, followed from another tab, or left for another branch."""
+"""The chat socket in this process, on a fake WebSocket and the in-memory store (no gunicorn): what a tab is sent
+while an answer is written here, stopped, followed from another tab, or left for another branch."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ from tests.servers import ANSWER_TEXT, FINISHED, shown_answer
 
 LIVE_TAIL = re.compile(r'<span class="live-tail">([^<]*)</span>')
 TARGET = re.compile(r'(?:id="|#)((?:done|open|reasoning|reasoning-summary|wait)-m)\b')
+
+
+@pytest.fixture
+def store_url():
+    return "memory://"
 
 
 @pytest.fixture
