@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from chatbot.local_model.server import RECOMMENDED, LocalModelServer
-from chatbot.services import catalogue, discovery, inference
+from chatbot.services import remembered
 from chatbot.web import create_app
 from tests.fakes.hf_server import TOKEN, FakeHuggingFace
 from tests.servers import UNLIMITED, GunicornApp
@@ -66,9 +66,7 @@ def fake(fake_hf, tmp_path, monkeypatch):
     fake_hf.hub = {}
     fake_hf.catalogue = fake_hf.context_window = None
     fake_hf.catalogue_drip = 0.0
-    inference.COOLDOWNS.clear()
-    discovery.forget()
-    catalogue.forget()
+    remembered.forget_all()
     return fake_hf
 
 

@@ -9,7 +9,7 @@ import requests
 from chatbot.chat import picker
 from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
-from chatbot.services import catalogue
+from chatbot.services import catalogue, remembered
 from chatbot.services.inference import Backend, Parameters
 from chatbot.web import create_app
 from config import load_config
@@ -62,7 +62,7 @@ def test_the_catalogue_is_asked_once_and_kept_for_when_the_server_has_none(fake)
     catalogue.models(fake.url + "/v1")
     catalogue.models(fake.url + "/v1")
     assert [lookup.path for lookup in fake.lookups].count("/v1/models") == 1
-    catalogue.forget()
+    remembered.forget_all()
     fake.catalogue = None  # the server answers 404 now, as when offline
     assert len(catalogue.models(fake.url + "/v1")) == len(ROUTER_MODELS)
 
@@ -202,7 +202,7 @@ def test_a_page_answers_when_the_catalogue_has_entries_it_cannot_read(tmp_path, 
 def test_a_catalogue_past_its_size_is_not_read_and_one_past_its_count_is_cut(fake, caplog):
     fake.catalogue = [{"id": f"org/model-{number}", "name": "m" * 100_000} for number in range(50)]  # 5 MB
     assert catalogue.models(fake.url + "/v1") == []
-    catalogue.forget()
+    remembered.forget_all()
     fake.catalogue = [{"id": f"org/model-{number}"} for number in range(100_000)]
     listed = catalogue.models(fake.url + "/v1")
     assert len(listed) == catalogue.MAX_MODELS and listed[-1].id == f"org/model-{catalogue.MAX_MODELS - 1}"

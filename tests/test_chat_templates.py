@@ -5,6 +5,7 @@ import json
 import pytest
 from jinja2.exceptions import SecurityError
 
+from chatbot.services import remembered
 from chatbot.services.inference import Backend, Parameters, build_request
 from chatbot.services.prompts import ChatTemplate, chat_template_from, read_chat_template
 from tests.fakes.hf_server import TOKEN
@@ -97,7 +98,7 @@ def test_the_template_comes_from_the_hub_and_is_kept_for_offline_use(fake):
     assert "Authorization" not in hub_request.headers  # a local server's key never goes to the Hub (issue 13)
 
     fake.hub = {}  # offline now, and a new process
-    discovery.forget()
+    remembered.forget_all()
     request = build_request(discovery.with_server_facts(backend), Parameters(), TURNS[:1])
     assert request.payload["inputs"] == "<s>[INST] Hello [/INST]"
 

@@ -6,7 +6,7 @@ import subprocess
 from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.local_model.server import CONTEXT_TOKENS, SYSTEM_PROMPT, server_binary
-from chatbot.services import discovery
+from chatbot.services import discovery, remembered
 from chatbot.services.inference import Backend, Parameters, build_request, stream_chunks, stream_reply
 from chatbot.services.prompts import fit_to_context
 from chatbot.services.protocols import Text, Usage
@@ -30,7 +30,7 @@ def test_the_inference_layer_streams_from_the_local_server(local_model):
 
 def test_completions_in_the_models_own_template_from_the_server(local_model):
     """The completions API gets the prompt in ChatML, rendered from the template the server reads from the GGUF."""
-    discovery.forget()
+    remembered.forget_all()
     backend = discovery.with_server_facts(
         Backend(api="completions", url=local_model.url, model_id=local_model.model_id)
     )
@@ -99,7 +99,7 @@ def test_the_server_counts_the_tokens_and_its_own_speed(local_model):
 def test_trimming_counts_with_the_servers_tokenizer_and_keeps_more_than_the_estimate(local_model):
     """Three turns of ~2,000 tokens each: the 3-characters-a-token estimate says they do not fit, /tokenize says
     they do."""
-    discovery.forget()
+    remembered.forget_all()
     backend = Backend(api="chat", url=local_model.url, model_id=local_model.model_id)
     count = discovery.token_counter(backend)
     assert 4 <= count("The weather was mild.") <= 7  # its own tokenizer, not 3 characters a token

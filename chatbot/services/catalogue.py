@@ -28,6 +28,7 @@ import urllib3
 from chatbot.services.backend import Backend
 from chatbot.services.errors import InferenceError
 from chatbot.services.protocols import PROTOCOLS
+from chatbot.services.remembered import Remembered
 
 log = logging.getLogger(__name__)
 
@@ -149,17 +150,10 @@ def _number(value: Any, kind: Any) -> Any:
     return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
 
-_known: dict[str, tuple[float, list[CatalogueModel]]] = {}  # base URL -> (when it was asked, its models)
-_asking: dict[str, tuple[float, threading.Event]] = {}  # base URL -> (when its ask began, set when it is over)
 _lock = threading.Lock()
+_known: Remembered[str, tuple[float, list[CatalogueModel]]] = Remembered(_lock)  # base URL -> (asked when, models)
+_asking: Remembered[str, tuple[float, threading.Event]] = Remembered(_lock)  # base URL -> (began when, set when over)
 NEVER = float("-inf")
-
-
-def forget() -> None:
-    """Ask every server again (an ask under way is not kept)."""
-    with _lock:
-        _known.clear()
-        _asking.clear()
 
 
 def cache_folder() -> Path:

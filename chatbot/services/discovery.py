@@ -26,21 +26,14 @@ from chatbot.services import prompts
 from chatbot.services.errors import InferenceError
 from chatbot.services.inference import Backend
 from chatbot.services.protocols import PROTOCOLS
+from chatbot.services.remembered import Remembered
 
 ASK_TIMEOUT = 3.0
 COUNTS_KEPT = 4096  # token counts of texts, per process
-_known: dict[str, dict[str, Any]] = {}
-_counts: dict[tuple[str, str, str], int] = {}
-_windows: dict[tuple[str, str], int] = {}  # (server, model) -> the context window it named when it refused a prompt
 _lock = threading.Lock()
-
-
-def forget() -> None:
-    """Ask every server and the Hub again (after a change, and between tests)."""
-    with _lock:
-        _known.clear()
-        _counts.clear()
-        _windows.clear()
+_known: Remembered[str, dict[str, Any]] = Remembered(_lock)
+_counts: Remembered[tuple[str, str, str], int] = Remembered(_lock)
+_windows: Remembered[tuple[str, str], int] = Remembered(_lock)  # (server, model) -> the window named in a refusal
 
 
 def with_server_facts(backend: Backend) -> Backend:

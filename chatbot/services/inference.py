@@ -24,6 +24,7 @@ from chatbot.services.backend import Backend, Parameters, Request
 from chatbot.services.errors import CONTEXT_LENGTH_HINT, InferenceError, error_from_response, error_message
 from chatbot.services.prompts import Turn
 from chatbot.services.protocols import PROTOCOLS, Chunk, Finish, Provider, Reasoning, Text
+from chatbot.services.remembered import Remembered
 from config import ModelSpec
 
 READ_SIZE = 65536
@@ -65,27 +66,7 @@ def build_request(backend: Backend, parameters: Parameters, turns: list[Turn], c
     return PROTOCOLS[backend.api].request(backend, parameters, turns, continuing)
 
 
-class Cooldowns:
-    """When each server said to come back (429): no request goes to it before then."""
-
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def left(self, url: str) -> float:
-        with self._lock:
-            return max(0.0, self._until.get(url, 0.0) - time.monotonic())
-
-    def hold(self, url: str, seconds: float) -> None:
-        with self._lock:
-            self._until[url] = time.monotonic() + seconds
-
-    def clear(self) -> None:
-        with self._lock:
-            self._until.clear()
-
-
-COOLDOWNS = Cooldowns()
+_come_back: Remembered[str, float] = Remembered()  # when each server said to come back (429): nothing before
 RATE_LIMIT_PAUSE = 60.0  # seconds to wait after a 429 that gives no Retry-After
 
 
@@ -107,7 +88,7 @@ def stream_chunks(request: Request, backend: Backend, cancel: threading.Event | 
 
 
 def _stream_chunks(request: Request, backend: Backend, cancel: threading.Event | None) -> Iterator[Chunk]:
-    wait = COOLDOWNS.left(request.url)
+    wait = max(0.0, _come_back.get(request.url, 0.0) - time.monotonic())
     if wait:
         raise InferenceError.cooling_down(request.url, wait)
     try:
@@ -136,7 +117,7 @@ def _stream_chunks(request: Request, backend: Backend, cancel: threading.Event |
                 backend.context_length,
             )
             if error.kind == "rate_limit":
-                COOLDOWNS.hold(request.url, error.retry_after or RATE_LIMIT_PAUSE)
+                _come_back[request.url] = time.monotonic() + (error.retry_after or RATE_LIMIT_PAUSE)
             raise error
         if provider := response.headers.get("x-inference-provider"):
             yield Provider(provider)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import requests
@@ -11,6 +10,7 @@ from flask import Blueprint, current_app
 from chatbot.chat.reply_settings import settings_from_config
 from chatbot.local_model.status import ModelStatus
 from chatbot.services.errors import public_url
+from chatbot.services.remembered import Remembered
 from chatbot.stores.failures import StoreUnavailable
 from chatbot.web.common import store
 
@@ -18,13 +18,12 @@ bp = Blueprint("health", __name__)
 
 
 PROBE_SECONDS = 5.0  # a backend's answer is taken as it is this long: /readyz never floods the model's server
-_probes: dict[str, tuple[float, str]] = {}
-_probes_lock = threading.Lock()
+_probes: Remembered[str, tuple[float, str]] = Remembered()  # backend URL -> (when it was asked, what was wrong)
 
 
 def _backend_problem(url: str, timeout: float) -> str:
     """Why the backend's server does not answer HTTP at all ("" when it does), asked at most every 5 s."""
-    with _probes_lock:
+    with _probes.lock:
         known = _probes.get(url)
     if known and time.monotonic() - known[0] < PROBE_SECONDS:
         return known[1]
@@ -33,7 +32,7 @@ def _backend_problem(url: str, timeout: float) -> str:
         problem = ""
     except requests.RequestException as error:
         problem = f"{public_url(url)} does not answer: {type(error).__name__}"
-    with _probes_lock:
+    with _probes.lock:
         _probes[url] = (time.monotonic(), problem)
     return problem
 
