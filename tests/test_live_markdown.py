@@ -8,6 +8,7 @@ from chatbot.chat import reasoning
 from chatbot.chat.live_markdown import FENCE_LINES, LARGEST_OPEN, LiveMarkdown, rendered
 from chatbot.chat.rendering import render_markdown
 from chatbot.stores.conversations import Message, new_id
+from chatbot.web import create_app
 from chatbot.web.socket.fragments import Fragments
 from tests.helpers import open_chat
 from tests.samples import mixed, one_block
@@ -39,9 +40,10 @@ def streamed(text, per_flush, live=None):
     return [live.feed("".join(pieces[i : i + per_flush])) for i in range(0, len(pieces), per_flush)]
 
 
-@pytest.fixture
-def fragments(app):
-    return Fragments(app)
+@pytest.fixture(scope="module")
+def fragments():
+    """The socket's fragments, of one app for the whole module (each app compiles its routes again)."""
+    return Fragments(create_app({"TESTING": True, "SECRET_KEY": "test", "CHAT_STORE_URL": "memory://"}))
 
 
 def shown(updates, fragments, page=("", "")):
