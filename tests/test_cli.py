@@ -22,7 +22,7 @@ def wait_for(url, process, seconds=120):
         assert process.poll() is None, "the serve command exited early"
         try:
             return requests.get(url, timeout=1)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a busy machine's slow start
             time.sleep(0.2)
     raise AssertionError(f"{url} did not answer")
 
