@@ -29,12 +29,13 @@ def on_starting(server):
     """Check the configuration and the store once, in the master: a bad value stops start-up with one line."""
     import sys
 
+    from chatbot.services.models import load_settings
     from chatbot.stores import check_it_keeps_data, check_one_process
-    from config import ConfigError, load_config
+    from config import ConfigError
 
     os.environ["CHAT_BIND"] = ",".join(server.cfg.bind)  # for the workers' Host check (ALLOWED_HOSTS)
     try:
-        config = load_config()
+        config = load_settings()
         check_one_process(config["CHAT_STORE_URL"], server.cfg.workers)
         accept_nothing = config["REDIS_KEEPS_NOTHING"] == "accept"
         check_it_keeps_data(config["CHAT_STORE_URL"], accept_nothing, lambda line: print(line, file=sys.stderr))

@@ -86,3 +86,8 @@ def test_the_tests_never_import_the_benchmarks():
         for imported in graph[module]
         if imported.startswith("bench")
     ] == []
+
+
+def test_the_settings_import_nothing_of_the_chat():
+    """config.py is the bottom layer: what the settings mean as models lives in chatbot/services/models.py."""
+    assert import_graph()["config"] == set()

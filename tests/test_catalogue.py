@@ -11,8 +11,8 @@ from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services import catalogue, remembered
 from chatbot.services.inference import Backend, Parameters
+from chatbot.services.models import load_settings
 from chatbot.web import create_app
-from config import load_config
 from tests.conftest import app_environment
 from tests.fakes.hf_server import ROUTER_MODELS, TOKEN
 from tests.helpers import csrf, open_chat
@@ -29,7 +29,7 @@ NOT_SUPPORTED = {
 
 
 def router_config(fake, **settings):
-    return load_config({"API_URL": fake.url + "/v1", "HF_API_TOKEN": TOKEN, **settings})
+    return load_settings({"API_URL": fake.url + "/v1", "HF_API_TOKEN": TOKEN, **settings})
 
 
 def router_app(tmp_path, fake, **settings):

@@ -3,12 +3,13 @@ import sys
 
 import pytest
 
-from config import ConfigError, load_config
+from chatbot.services.models import load_settings
+from config import ConfigError
 from tests.servers import ROOT
 
 
 def test_defaults_are_the_users_notes():
-    config = load_config({})
+    config = load_settings({})
     assert config["MODEL_ID"] == "google/gemma-7b-it"
     assert config["INFERENCE_API"] is None  # chosen from the URL: the router's chat API with none
     assert config["MODELS"][0].api == "chat"
@@ -22,7 +23,7 @@ def test_defaults_are_the_users_notes():
 
 
 def test_values_are_read_and_typed():
-    config = load_config(
+    config = load_settings(
         {
             "HF_TOKEN": "hf_abc",
             "MAX_NEW_TOKENS": "500",
@@ -43,7 +44,7 @@ def test_values_are_read_and_typed():
 
 
 def test_hf_api_token_wins_over_hf_token():
-    assert load_config({"HF_API_TOKEN": "hf_one", "HF_TOKEN": "hf_two"})["HF_API_TOKEN"] == "hf_one"
+    assert load_settings({"HF_API_TOKEN": "hf_one", "HF_TOKEN": "hf_two"})["HF_API_TOKEN"] == "hf_one"
 
 
 @pytest.mark.parametrize(
@@ -63,7 +64,7 @@ def test_hf_api_token_wins_over_hf_token():
 )
 def test_a_bad_value_names_the_variable_and_what_it_takes(variable, value, expected):
     with pytest.raises(ConfigError) as error:
-        load_config({variable: value})
+        load_settings({variable: value})
     assert str(error.value) == expected
 
 
@@ -84,7 +85,7 @@ def test_gunicorn_stops_with_one_line_on_a_bad_value(tmp_path):
 
 
 def test_a_model_list_in_json():
-    config = load_config(
+    config = load_settings(
         {
             "MODELS": '[{"id": "google/gemma-7b-it", "name": "Gemma", "context_length": 8192},'
             ' {"id": "llama3.2", "api": "chat", "url": "http://127.0.0.1:11434/v1",'
@@ -114,12 +115,12 @@ def test_a_model_list_in_json():
 def test_a_model_list_in_a_toml_file(tmp_path):
     path = tmp_path / "models.toml"
     path.write_text('[[models]]\nname = "Mistral"\nid = "mistralai/mistral-7b-instruct"\nchat_format = "mistral"\n')
-    (spec,) = load_config({"MODELS": str(path)})["MODELS"]
+    (spec,) = load_settings({"MODELS": str(path)})["MODELS"]
     assert (spec.name, spec.id, spec.chat_format) == ("Mistral", "mistralai/mistral-7b-instruct", "mistral")
 
 
 def test_model_id_alone_still_works():
-    (spec,) = load_config({"MODEL_ID": "tiiuae/falcon-7b-instruct", "CONTEXT_LENGTH": "2048"})["MODELS"]
+    (spec,) = load_settings({"MODEL_ID": "tiiuae/falcon-7b-instruct", "CONTEXT_LENGTH": "2048"})["MODELS"]
     assert (spec.id, spec.name, spec.context_length) == ("tiiuae/falcon-7b-instruct", "tiiuae/falcon-7b-instruct", 2048)
 
 
@@ -160,13 +161,13 @@ def test_model_id_alone_still_works():
 )
 def test_a_bad_model_list_stops_start_up_with_one_line(models, expected):
     with pytest.raises(ConfigError) as error:
-        load_config({"MODELS": models})
+        load_settings({"MODELS": models})
     assert str(error.value) == expected
 
 
 def test_malformed_json_names_where(tmp_path):
     with pytest.raises(ConfigError) as error:
-        load_config({"MODELS": '[{"id": "a",}]'})
+        load_settings({"MODELS": '[{"id": "a",}]'})
     assert str(error.value).startswith("MODELS is not valid JSON or TOML: ")
 
 
@@ -185,5 +186,5 @@ def test_malformed_json_names_where(tmp_path):
 )
 def test_the_protocol_follows_the_url_unless_inference_api_says(url, api):
     environ = {"API_URL": url} if url else {}
-    assert load_config(environ)["MODELS"][0].api == api
-    assert load_config({**environ, "INFERENCE_API": "text-generation"})["MODELS"][0].api == "text-generation"
+    assert load_settings(environ)["MODELS"][0].api == api
+    assert load_settings({**environ, "INFERENCE_API": "text-generation"})["MODELS"][0].api == "text-generation"

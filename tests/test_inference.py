@@ -15,8 +15,8 @@ from chatbot.services.inference import (
     stream_chunks,
     stream_reply,
 )
+from chatbot.services.models import load_settings
 from chatbot.services.protocols import Text
-from config import load_config
 from tests.fakes.hf_server import TOKEN
 from tests.helpers import NOTES_PARAMETERS
 
@@ -87,14 +87,14 @@ def test_chat_payload(fake):
 
 def test_the_url_switch_is_configuration_alone():
     task = {"MODEL_ID": "mistralai/mistral-7b-instruct", "INFERENCE_API": "text-generation"}
-    hf = backend_from_config(load_config(task))
+    hf = backend_from_config(load_settings(task))
     assert hf.url == "https://router.huggingface.co/hf-inference/models/mistralai/Mistral-7B-Instruct-v0.2"
-    router_chat = backend_from_config(load_config({"HF_API_TOKEN": "hf_x"}))  # a token and nothing else
+    router_chat = backend_from_config(load_settings({"HF_API_TOKEN": "hf_x"}))  # a token and nothing else
     assert router_chat.api == "chat" and router_chat.url == "https://router.huggingface.co/v1"
-    local = backend_from_config(load_config({"API_URL": "http://127.0.0.1:8080/v1"}))
+    local = backend_from_config(load_settings({"API_URL": "http://127.0.0.1:8080/v1"}))
     assert local.url == "http://127.0.0.1:8080/v1"
     assert build_request(local, Parameters(), HELLO).url == "http://127.0.0.1:8080/v1/chat/completions"
-    tgi = backend_from_config(load_config({"API_URL": "http://127.0.0.1:3000/generate_stream"}))
+    tgi = backend_from_config(load_settings({"API_URL": "http://127.0.0.1:3000/generate_stream"}))
     assert build_request(tgi, Parameters(), HELLO).url == "http://127.0.0.1:3000/generate_stream"
 
 

@@ -9,8 +9,8 @@ from chatbot.chat import titles
 from chatbot.chat.reply_settings import settings_from_config
 from chatbot.chat.titles import tidy
 from chatbot.local_model.server import RECOMMENDED
+from chatbot.services.models import load_settings
 from chatbot.web import create_app
-from config import load_config
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.helpers import csrf, open_chat
@@ -68,7 +68,7 @@ def test_titles_off_for_a_model_and_for_the_built_in_model(titled_app, fake):
     ask(client, chat, "Owls?")
     assert len(fake.requests) == 1 and title_of(client, chat) == "Owls?"
     assert RECOMMENDED["MODEL_TITLES"] == "false"  # what `make run` sets for the built-in model
-    built_in = load_config({"API_URL": fake.task_url(), **RECOMMENDED})
+    built_in = load_settings({"API_URL": fake.task_url(), **RECOMMENDED})
     assert settings_from_config(built_in).titles is False
 
 

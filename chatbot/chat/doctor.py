@@ -20,7 +20,7 @@ from chatbot.local_model.server import (
 from chatbot.local_model.status import ModelStatus
 from chatbot.services import catalogue, discovery, inference
 from chatbot.services.errors import InferenceError
-from config import ModelSpec
+from chatbot.services.models import ModelSpec
 
 PROBE = [{"role": "user", "content": "Say hello."}]
 WARNINGS = {"loading"}  # the chat waits for these by itself

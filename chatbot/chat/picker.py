@@ -12,9 +12,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from chatbot.services import catalogue
+from chatbot.services.models import ModelSpec
 from chatbot.services.protocols import PROTOCOLS
 from chatbot.services.protocols.chat_completions import HF_ROUTER_URL
-from config import ModelSpec
 
 LISTED = 100  # choices a page's picker lists at once
 

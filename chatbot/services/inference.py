@@ -22,10 +22,10 @@ import urllib3
 from chatbot.services import prompts, redaction, sse, thinking, unicode_text
 from chatbot.services.backend import Backend, Parameters, Request
 from chatbot.services.errors import CONTEXT_LENGTH_HINT, InferenceError, error_from_response, error_message
+from chatbot.services.models import ModelSpec
 from chatbot.services.prompts import Turn
 from chatbot.services.protocols import PROTOCOLS, Chunk, Finish, Provider, Reasoning, Text
 from chatbot.services.remembered import Remembered
-from config import ModelSpec
 
 READ_SIZE = 65536
 

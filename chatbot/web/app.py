@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from config import load_config
+from chatbot.services.models import load_settings
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -22,7 +22,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     )
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
-    app.config.update(load_config(overrides=overrides))
+    app.config.update(load_settings(overrides=overrides))
     from chatbot.web import security
 
     if not app.config.get("SECRET_KEY"):
