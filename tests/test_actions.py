@@ -161,3 +161,79 @@ def test_a_message_with_a_file_works_out_its_settings_once_on_both_transports(ap
 def owner_of(client) -> str:
     with client.session_transaction() as session:
         return session["owner"]
+
+
+@pytest.mark.parametrize("action", ["send", "regenerate"])
+def test_an_unknown_model_name_is_refused_with_the_closest_names_and_the_message_kept(two_models, fake, action):
+    client, store = two_models.test_client(), two_models.extensions["chat_store"]
+    by_form = open_chat(client)
+    form_chat = store.get_conversation(owner_of(client), by_form.rsplit("/", 1)[1])
+    socket_chat = store.create_conversation(form_chat.owner)
+    if action == "regenerate":  # a question to answer again, by the chat's own model
+        for chat in (form_chat, socket_chat):
+            fake.reply(tokens=["Hi"])
+            tab = SocketTab(two_models, chat)
+            tab.act("send", message="Hello")
+            tab.close()
+    before = [stored(store, chat) for chat in (form_chat, socket_chat)]
+    asked = len(fake.requests)
+    page = FormTab(client, by_form).act(action, message="What is markdown?", model="Router chatt")
+    tab = SocketTab(two_models, socket_chat)
+    try:
+        said = SAID.search(tab.act(action, message="What is markdown?", model="Router chatt"))
+    finally:
+        tab.close()
+    words = "There is no model named Router chatt to pick, so nothing was sent. Did you mean Router chat?"
+    assert said is not None and said["words"] == words
+    assert words in page
+    if action == "send":
+        assert ">What is markdown?</textarea>" in page  # the message stays in the box
+    assert len(fake.requests) == asked  # nothing went to any model
+    assert [stored(store, chat) for chat in (form_chat, socket_chat)] == before
+    for chat in (form_chat, socket_chat):
+        assert "model" not in store.get_conversation(chat.owner, chat.id).settings
+
+
+def test_a_model_the_account_may_not_use_is_refused_in_words(make_app, fake):
+    from chatbot.chat import actions, picker
+    from chatbot.chat.actions import Refused, Visitor
+
+    models = [
+        {"name": "Gemma", "id": "google/gemma-7b-it", "url": fake.task_url()},
+        {"name": "Router chat", "id": "meta-llama/Llama-3.1-8B-Instruct", "api": "chat", "url": fake.url + "/v1"},
+    ]
+    app = make_app(MODELS=json.dumps(models))
+    store = app.extensions["chat_store"]
+    conversation = store.create_conversation("someone")
+    allowed_gemma = {**app.config, "ALLOWED_MODELS": ("Gemma",)}
+    with pytest.raises(Refused) as refused:
+        actions.send(store, conversation, Visitor(allowed_gemma), "Hello", model="Router chat")
+    assert str(refused.value) == (
+        "Your account may not use the model Router chat (the admin chose which it may): pick Gemma."
+    )
+    assert picker.refusal(allowed_gemma, "Gemma") is None
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("transport", ["socket", "form"])
+def test_regenerate_and_edit_answer_with_the_model_picked_now_and_each_answer_names_its_model(
+    two_models, fake, transport
+):
+    client, store = two_models.test_client(), two_models.extensions["chat_store"]
+    by_form = open_chat(client)
+    chat = store.get_conversation(owner_of(client), by_form.rsplit("/", 1)[1])
+    tab = FormTab(client, by_form) if transport == "form" else SocketTab(two_models, chat)
+    try:
+        fake.reply(tokens=["From Gemma"])
+        tab.act("send", message="Hello", model="Gemma")
+        fake.reply(tokens=["From the router"])
+        tab.act("regenerate", model="Router chat")
+        assert fake.requests[-1].json["model"] == "meta-llama/Llama-3.1-8B-Instruct"
+        question = store.messages(chat)[0].id
+        fake.reply(tokens=["Gemma again"])
+        tab.act("edit", message_id=question, message="Hello again", model="Gemma")
+        assert "model" not in fake.requests[-1].json  # the text-generation task API names no model
+    finally:
+        tab.close()
+    answers = [(m.content, m.meta["model"]) for m in store.messages(chat) if m.role == "assistant"]
+    assert answers == [("From Gemma", "Gemma"), ("From the router", "Router chat"), ("Gemma again", "Gemma")]

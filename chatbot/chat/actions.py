@@ -1,5 +1,5 @@
 """The chat's actions, one path each for the socket and the form posts: send, edit, regenerate, continue, stop,
-switch branch and new chat from here.
+pick a model, switch branch and new chat from here.
 
 Each takes plain arguments (the store, the conversation, the `Visitor` who acts) and checks, then picks the model,
 works out the reply's settings once, and hands back a `Reply` that the caller runs (the socket in a thread of its
@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chatbot.chat import attachments, limits, transfer
+from chatbot.chat import attachments, limits, picker, transfer
 from chatbot.chat.branches import Tree
 from chatbot.chat.events import Listener
 from chatbot.chat.message_checks import can_edit, files_to_send, message_problem
@@ -96,7 +96,7 @@ def send(
     file_ids = file_ids or []
     _check_text(text, visitor, with_files=bool(file_ids) or uploads is not None)
     _check_idle(store, conversation)
-    pick_model(store, conversation, model, visitor.config)
+    pick(store, conversation, visitor, model)
     settings = _settings(conversation, visitor)
     files = _files(store, conversation, visitor, settings, text, file_ids, uploads)
     _count_answer(store, conversation, visitor, files)
@@ -106,12 +106,16 @@ def send(
     )
 
 
-def edit(store: Store, conversation: Conversation, visitor: Visitor, message_id: str, text: str) -> Reply:
-    """The edited text of the user's message `message_id`, sent beside it as a new branch (the original stays)."""
+def edit(
+    store: Store, conversation: Conversation, visitor: Visitor, message_id: str, text: str, model: str | None = None
+) -> Reply:
+    """The edited text of the user's message `message_id`, sent beside it as a new branch (the original stays),
+    answered by the model picked now."""
     _check_text(text, visitor)
     if not can_edit(store, conversation, message_id):
         raise Refused(NOT_EDITABLE, Refusal.GONE)
     _check_idle(store, conversation)
+    pick(store, conversation, visitor, model)
     settings = _settings(conversation, visitor)
     _count_answer(store, conversation, visitor)
     return Reply(
@@ -119,9 +123,13 @@ def edit(store: Store, conversation: Conversation, visitor: Visitor, message_id:
     )
 
 
-def regenerate(store: Store, conversation: Conversation, visitor: Visitor, of: str | None = None) -> Reply:
-    """Another answer to the question of the answer `of` (the last one the tab shows), beside it."""
+def regenerate(
+    store: Store, conversation: Conversation, visitor: Visitor, of: str | None = None, model: str | None = None
+) -> Reply:
+    """Another answer to the question of the answer `of` (the last one the tab shows), beside it, by the model
+    picked now (so that models can be compared on the same question)."""
     _check_idle(store, conversation)
+    pick(store, conversation, visitor, model)
     settings = _settings(conversation, visitor)
     _count_answer(store, conversation, visitor)
     return Reply(
@@ -138,6 +146,16 @@ def continue_answer(store: Store, conversation: Conversation, visitor: Visitor, 
         lambda listener, cancel: run_continuation(store, conversation, settings, listener, cancel, of),
         NOTHING_TO_CONTINUE,
     )
+
+
+def pick(store: Store, conversation: Conversation, visitor: Visitor, model: str | None) -> None:
+    """Answer with the model named `model` from now on (nothing: the one picked before); Refused, with the closest
+    names, when it is not one the visitor may pick, before anything is sent."""
+    if not model:
+        return
+    if refused := picker.refusal(visitor.config, model):
+        raise Refused(refused, Refusal.INVALID)
+    pick_model(store, conversation, model)
 
 
 def stop(store: Store, conversation: Conversation) -> Message | None:

@@ -9,6 +9,7 @@ LISTED choices; typing in the picker searches them all (`matching`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
 
 from chatbot.services import catalogue
@@ -17,6 +18,7 @@ from chatbot.services.protocols import PROTOCOLS
 from chatbot.services.protocols.chat_completions import HF_ROUTER_URL
 
 LISTED = 100  # choices a page's picker lists at once
+OFFERED = 3  # names offered instead of one that cannot be picked
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,34 @@ def choices(config: dict) -> list[Choice]:
                 picked[model.id] = _listed(spec, model)
     allowed = config.get("ALLOWED_MODELS")
     return [choice for name, choice in picked.items() if not allowed or name in allowed]
+
+
+def refusal(config: dict, name: str) -> str | None:
+    """Why the model `name` cannot be picked, in words with the closest names that can (None: it can). Nothing
+    else is picked in its place: a name typed wrong is said, never guessed."""
+    offered = choices(config)
+    if any(choice.name == name for choice in offered):
+        return None
+    names = [choice.name for choice in offered]
+    everyone = {**config, "ALLOWED_MODELS": ()}
+    if config.get("ALLOWED_MODELS") and any(choice.name == name for choice in choices(everyone)):
+        return f"Your account may not use the model {name} (the admin chose which it may): pick {_one_of(names)}."
+    return f"There is no model named {name} to pick, so nothing was sent. {_closest(names, name)}"
+
+
+def _closest(names: list[str], typed: str) -> str:
+    """The names most like what was typed (those that hold it first), or the first ones when none is like it."""
+    lowered = {name.lower(): name for name in names}
+    holding = [name for name in names if typed.lower() in name.lower()]
+    alike = difflib.get_close_matches(typed.lower(), lowered, OFFERED, cutoff=0.4)
+    close = list(dict.fromkeys([*holding, *(lowered[name] for name in alike)]))[:OFFERED]
+    if close:
+        return f"Did you mean {_one_of(close)}?"
+    return f"Pick {_one_of(names[:OFFERED])} (type in the model box to search them all)."
+
+
+def _one_of(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def matching(choices: list[Choice], typed: str = "") -> list[Choice]:

@@ -35,9 +35,9 @@ def model_spec(config: dict, name: str | None) -> ModelSpec:
     return picker.choice(config, name).spec
 
 
-def pick_model(store: Store, conversation: Conversation, name: str | None, config: dict) -> None:
-    """Remember the model the user picked for this conversation (only one the picker offers)."""
-    if name and picker.choice(config, name).name == name and conversation.settings.get("model") != name:
+def pick_model(store: Store, conversation: Conversation, name: str) -> None:
+    """Remember the model the user picked for this conversation (one picker.refusal lets through)."""
+    if conversation.settings.get("model") != name:
         conversation.settings["model"] = name
         store.update_conversation(conversation)
 

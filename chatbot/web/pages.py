@@ -94,8 +94,8 @@ def delete(conversation_id: str):
 def regenerate(conversation_id: str):
     """Answer the last question shown again, as a new branch (without JavaScript; the socket does the same)."""
     conversation = own_conversation(conversation_id)
-    after = request.form.get("after")
-    return answered(conversation, lambda: actions.regenerate(store(), conversation, visitor(), after))
+    after, model = request.form.get("after"), request.form.get("model", "").strip()
+    return answered(conversation, lambda: actions.regenerate(store(), conversation, visitor(), after, model))
 
 
 @bp.post("/c/<conversation_id>/continue")
@@ -133,8 +133,8 @@ def fork(conversation_id: str):
 def edit_message(conversation_id: str, message_id: str):
     """Send the edited text of an earlier message, beside it as a new branch (the original stays)."""
     conversation = own_conversation(conversation_id)
-    text = request.form.get("message", "").strip()
-    return answered(conversation, lambda: actions.edit(store(), conversation, visitor(), message_id, text), text)
+    text, model = request.form.get("message", "").strip(), request.form.get("model", "").strip()
+    return answered(conversation, lambda: actions.edit(store(), conversation, visitor(), message_id, text, model), text)
 
 
 def answered(conversation: Conversation, action: Callable[[], actions.Reply], draft: str = ""):
@@ -201,7 +201,7 @@ def post_message(conversation_id: str):
             visitor(),
             text,
             after=request.form.get("after"),
-            model=request.form.get("model"),
+            model=request.form.get("model", "").strip(),
             file_ids=[file_id for file_id in request.form.getlist("attachment") if file_id],
             uploads=partial(uploads, "files") if uploading else None,
         ),

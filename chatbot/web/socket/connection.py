@@ -141,13 +141,14 @@ class ChatSocket:
         visitor = Visitor(self.visible_config(), self.account_limits(), self.address)
         conversation = self.view.conversation
         text, after = str(data.get("message") or "").strip(), str(data.get("after") or "")
+        model = str(data.get("model") or "").strip()
         if action == "send":
-            model, files = str(data.get("model") or ""), named_files(data.get("attachment"))
+            files = named_files(data.get("attachment"))
             return actions.send(store(), conversation, visitor, text, after, model, files)
         if action == "edit":
-            return actions.edit(store(), conversation, visitor, str(data.get("message_id") or ""), text)
+            return actions.edit(store(), conversation, visitor, str(data.get("message_id") or ""), text, model)
         if action == "regenerate":
-            return actions.regenerate(store(), conversation, visitor, after)
+            return actions.regenerate(store(), conversation, visitor, after, model)
         return actions.continue_answer(store(), conversation, visitor, after)
 
     def stop(self) -> None:
