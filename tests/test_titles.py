@@ -7,7 +7,7 @@ import pytest
 
 from chatbot.chat import titles
 from chatbot.chat.reply_settings import settings_from_config
-from chatbot.chat.titles import tidy
+from chatbot.chat.titles import tidy, title_from
 from chatbot.local_model.server import RECOMMENDED
 from chatbot.services.models import load_settings
 from chatbot.web import create_app
@@ -123,10 +123,26 @@ def test_a_rename_while_the_model_titles_is_kept(titled_app, fake, monkeypatch):
         ("Title: **Owls at night**\nMore words", "Owls at night"),
         ("\n\n  # Budget  travel  \n", "Budget travel"),
         ("", ""),
+        ("Paris is the capital of **France**", "Paris is the capital of France"),
+        ("The `zip` function and *lazy* _iterators_", "The zip function and lazy iterators"),
+        ("[Owls](https://example.org/owls) at ~~noon~~ night", "Owls at noon night"),
     ],
 )
 def test_what_the_model_says_becomes_a_clean_title(said, title):
     assert tidy(said) == title
+
+
+@pytest.mark.parametrize(
+    ("first_message", "title"),
+    [
+        ("Paris is the capital of **France**?", "Paris is the capital of France?"),
+        ("# Plan\n\n- pack **light**\n- book `train`", "Plan pack light book train"),
+        ("Is 2 * 3 = 6 and 4 * 5 = 20?", "Is 2 * 3 = 6 and 4 * 5 = 20?"),
+        ("Explain " + "**very** " * 20 + "briefly", ("Explain " + "very " * 20)[:59] + "…"),
+    ],
+)
+def test_a_title_made_from_the_first_message_is_plain_text(first_message, title):
+    assert title_from(first_message) == title
 
 
 def test_the_open_tab_sees_the_new_title(tmp_path, fake):
