@@ -20,6 +20,7 @@ from chatbot.web import auth
 from config import ConfigError, load_config
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
+from tests.fakes.websocket import SocketTab
 from tests.helpers import PASSWORD, closed_with, csrf, post, sign_in, sign_up
 from tests.servers import FINISHED, ROOT, ChatClient, GunicornApp, act, read_until
 
@@ -334,8 +335,11 @@ def test_an_account_picks_only_the_models_the_admin_allows(make_app, fake):
     chat = bob.get("/").location
     page = bob.get(chat).text
     assert '<p class="model">Router chat' in page and "Gemma" not in page  # one model: no picker at all
+    refused = post(bob, f"{chat}/messages", message="hi", model="Gemma")  # not his to pick: said, nothing sent
+    assert "Your account may not use the model Gemma (the admin chose which it may): pick Router chat." in refused.text
+    assert fake.requests == []
     fake.reply(tokens=["Hello", " bob"])
-    post(bob, f"{chat}/messages", message="hi", model="Gemma")  # not his to pick: the allowed one answers
+    post(bob, f"{chat}/messages", message="hi")
     assert fake.requests[-1].path == "/v1/chat/completions"
     assert "99,988 of 100,000 tokens left today" in bob.get(chat).text  # the server's count: 10 prompt + 2
     admin_chat = admin.get("/").location
@@ -544,3 +548,41 @@ def test_sign_up_does_not_tell_which_names_are_taken_and_the_owner_is_told(make_
     told = owner.get("/", follow_redirects=True).text
     assert "Someone asked for a new account named bob" in told and "yours is unchanged" in told
     assert "Someone asked" not in owner.get("/", follow_redirects=True).text  # told once
+
+
+def test_a_402_tells_each_reader_what_they_can_do_and_only_whoever_runs_the_chat_about_env(make_app, fake):
+    credits = {"error": "You have exceeded your monthly included credits for Inference Providers."}
+    app = make_app()
+    admin, bob = app.test_client(), app.test_client()
+    sign_up(admin, "ada")
+    sign_up(bob, "bob")
+    post(admin, "/admin/accounts/bob", action="approve")
+    sign_in(bob, "bob")
+    store = app.extensions["chat_store"]
+    for reader in (admin, bob):
+        chat = reader.get("/").location
+        fake.reply(status=402, body=credits)
+        post(reader, f"{chat}/messages", message="hi")
+        page = reader.get(chat).text
+        assert "has used up its credits" in page  # what happened: the same for everyone
+        if reader is admin:
+            assert "remove HF_API_TOKEN from .env" in page
+        else:
+            assert ".env" not in page
+            assert "pick another model (a local one costs nothing), or ask the admin to add credits" in page
+    bob_account = accounts.load(store, "bob")
+    conversation = store.list_conversations(bob_account.owner)[0]
+    tab = SocketTab(app, conversation, account=bob_account, session_id=next(iter(bob_account.sessions)))
+    try:
+        fake.reply(status=402, body=credits)
+        finished = tab.act("send", message="again")
+    finally:
+        tab.close()
+    assert "ask the admin to add credits" in finished and ".env" not in finished
+
+
+def test_the_operator_of_a_chat_without_accounts_is_told_about_env(client, fake):
+    chat = client.get("/").location
+    fake.reply(status=402, body={"error": "insufficient credits"})
+    post(client, f"{chat}/messages", message="hi")
+    assert "remove HF_API_TOKEN from .env" in client.get(chat).text

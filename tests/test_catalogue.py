@@ -10,6 +10,7 @@ from chatbot.chat import picker
 from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services import catalogue, remembered
+from chatbot.services.errors import hint_for
 from chatbot.services.inference import Backend, Parameters
 from chatbot.services.models import load_settings
 from chatbot.web import create_app
@@ -105,6 +106,10 @@ def test_the_chat_names_live_models_when_the_router_refuses_one(store, fake):
     assert answer.error["kind"] == "not_found"
     assert "not supported by any provider" in answer.error["message"]
     assert answer.error["hint"].startswith("Live models like it: google/gemma-3-27b-it")
+    assert "set MODEL_ID in .env" in hint_for(answer.error, runs_the_chat=True)
+    for_a_user = hint_for(answer.error, runs_the_chat=False)  # a model not live: what the user can do
+    assert for_a_user.startswith("Live models like it: google/gemma-3-27b-it") and ".env" not in for_a_user
+    assert for_a_user.endswith("Pick one in the model menu.")
 
 
 def test_doctor_says_the_model_is_not_live(tmp_path, fake):

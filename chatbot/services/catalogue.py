@@ -277,7 +277,6 @@ def with_alternatives(error: InferenceError, backend: Backend) -> InferenceError
     alternatives = similar(models(backend.url, backend.token), backend.model_id)
     if not alternatives:
         return error
-    error.hint = (
-        f"Live models like it: {', '.join(alternatives)}. Pick one in the model picker, or set MODEL_ID in .env."
-    )
+    error.hint = f"Live models like it: {', '.join(alternatives)}. Pick one in the model menu, or set MODEL_ID in .env."
+    error.user_hint = f"Live models like it: {', '.join(alternatives)}. Pick one in the model menu."
     return error

@@ -1,4 +1,8 @@
-"""Every way an answer can fail, as one InferenceError with plain words and what to do."""
+"""Every way an answer can fail, as one InferenceError with plain words and what to do.
+
+The hint is written for whoever runs the chat (it may name `.env`); a person who cannot change the chat's
+configuration reads `hint_for`'s words instead: what they can do (send again, pick another model, ask the admin).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,20 @@ WINDOW_SAID = re.compile(  # how servers name the window in that refusal, when t
     r"|available context size \((\d+) tokens\)"  # llama.cpp
     r"|tokens \+ `max_new_tokens` must be <= (\d+)"  # TGI
 )
+RUNNING_THE_CHAT = re.compile(r"\.env\b|`make |\bMODELS\b")  # a hint that only whoever runs the chat can follow
+ASK_THE_ADMIN = "Send again in a moment, or pick another model; if it keeps failing, tell the admin."
+FOR_USERS = {  # what a person who does not run the chat can do, by kind of failure
+    "credits": (
+        "The chat's Hugging Face account has no credits left for this model: pick another model (a local one"
+        " costs nothing), or ask the admin to add credits."
+    ),
+    "auth": "The chat's model server did not accept the chat's key: pick another model, and tell the admin.",
+    "not_found": "This model is not served now: pick another model, or ask the admin to offer one that is.",
+    "bad_request": "The model server refused this model's settings: pick another model, and tell the admin.",
+    "timeout": "The model may be slow or busy: send again, or pick a smaller model.",
+    "too_long": "Start a new chat, or lower Max new tokens in Settings.",
+    "empty": "Send again or rephrase; if it keeps happening, pick another model.",
+}
 CONTEXT_LENGTH_HINT = (
     "set its context window, so that the chat drops the oldest turns to fit: context_length for {model} in MODELS,"
     " or CONTEXT_LENGTH in .env when it is MODEL_ID"
@@ -39,18 +57,21 @@ class InferenceError(Exception):
         status: int | None = None,
         retry_after: float | None = None,
         context_length: int | None = None,
+        user_hint: str = "",
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.hint = hint
+        self.user_hint = user_hint  # for a person who cannot change the configuration, when the hint is not
         self.url = url
         self.status = status
         self.retry_after = retry_after
         self.context_length = context_length  # a too long prompt: the context window the server said it has
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "message": self.message, "hint": self.hint, "retry_after": self.retry_after}
+        kept = {"kind": self.kind, "message": self.message, "hint": self.hint, "retry_after": self.retry_after}
+        return {**kept, "user_hint": self.user_hint} if self.user_hint else kept
 
     @classmethod
     def unreachable(cls, url: str, error: Exception) -> InferenceError:
@@ -117,6 +138,7 @@ class InferenceError(Exception):
             "The model thought it over (above) but wrote no answer.",
             "Send again, or give it more room: raise Max new tokens in Settings (MAX_NEW_TOKENS in .env).",
             url=url,
+            user_hint="Send again, or give it more room: raise Max new tokens in Settings.",
         )
 
     @classmethod
@@ -127,6 +149,16 @@ class InferenceError(Exception):
             "Send again or rephrase; if it keeps happening, check MAX_NEW_TOKENS and the model's chat format.",
             url=url,
         )
+
+
+def hint_for(error: Mapping[str, Any], runs_the_chat: bool) -> str:
+    """What to do about a stored failure (`as_dict`), in words for its reader: the hint as it is for whoever runs
+    the chat (the admin, or the operator of a chat without accounts) and whenever anyone can follow it; else what
+    a person who cannot change the configuration can do."""
+    hint = str(error.get("hint") or "")
+    if runs_the_chat or not RUNNING_THE_CHAT.search(hint):
+        return hint
+    return str(error.get("user_hint") or FOR_USERS.get(str(error.get("kind")), ASK_THE_ADMIN))
 
 
 def public_url(url: str) -> str:

@@ -14,7 +14,7 @@ from chatbot.chat import accounts
 from chatbot.chat.limits import address_key
 from chatbot.stores.failures import StoreUnavailable
 from chatbot.web import oidc
-from chatbot.web.common import store
+from chatbot.web.common import runs_the_chat, store
 
 bp = Blueprint("auth", __name__)
 PUBLIC = {
@@ -155,7 +155,9 @@ def announce_setup_code(made_only: bool = False) -> None:
 
 @bp.app_context_processor
 def account_in_templates() -> dict:
-    return {"account": g.get("account"), "auth": current_app.config["AUTH"]}
+    """Who reads the page (a socket's fragments say it themselves: they are rendered outside the request)."""
+    account, config = g.get("account"), current_app.config
+    return {"account": account, "auth": config["AUTH"], "runs_the_chat": runs_the_chat(account, config)}
 
 
 def begin_session(account: accounts.Account):

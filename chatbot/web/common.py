@@ -63,6 +63,12 @@ def visible_config() -> dict:
     return picker.for_account(current_app.config, g.get("account"))
 
 
+def runs_the_chat(account: accounts.Account | None, config: dict) -> bool:
+    """Whether this reader can change the chat's configuration (and so is told about `.env`): an admin, or the
+    operator of a chat nobody signs in to that is not open to others."""
+    return bool(account and account.admin) or (config["AUTH"] == "none" and not config["OPEN_TO_ANYONE"])
+
+
 def visitor() -> Visitor:
     """Who this request comes from, as the chat's actions see them."""
     return Visitor(visible_config(), account_limits(), request.remote_addr)

@@ -1,10 +1,11 @@
-"""The template globals and filters every page uses: reasoning, live markdown, file sizes."""
+"""The template globals and filters every page uses: reasoning, live markdown, file sizes, failures' hints."""
 
 from __future__ import annotations
 
 from flask import Flask
 
 from chatbot.chat import attachments, live_markdown, reasoning
+from chatbot.services import errors
 
 
 def init_app(app: Flask) -> None:
@@ -13,3 +14,4 @@ def init_app(app: Flask) -> None:
     app.add_template_global(reasoning.split, "split_reasoning")  # (reasoning, answer) of an answer being written
     app.add_template_global(live_markdown.rendered, "live_markdown")
     app.add_template_filter(attachments.megabytes, "file_size")
+    app.add_template_global(errors.hint_for, "error_hint")  # what to do about a failure, for its reader

@@ -20,7 +20,7 @@ from chatbot.chat.running import WAIT, running_answer
 from chatbot.services.unicode_text import valid_data
 from chatbot.stores.conversations import Conversation
 from chatbot.stores.failures import StoreUnavailable
-from chatbot.web.common import store
+from chatbot.web.common import runs_the_chat, store
 from chatbot.web.socket.follower import Follower
 from chatbot.web.socket.fragments import Fragments
 from chatbot.web.socket.view import Sends, TabView
@@ -70,7 +70,8 @@ class ChatSocket:
         self.session_id = session_id  # the session it was opened in (ended by a sign-out)
         self.cancel = threading.Event()  # set by Stop for the answer written here
         self.ended = threading.Event()  # set once this socket serves no more (the browser went, or it was closed)
-        self.view = TabView(ws, Fragments(app), conversation, self.left)
+        fragments = Fragments(app, runs_the_chat(account, app.config))
+        self.view = TabView(ws, fragments, conversation, self.left)
         self.follower = Follower(app, self.view)
 
     def serve(self) -> None:

@@ -14,10 +14,12 @@ from chatbot.stores.conversations import Conversation, Message
 
 
 class Fragments:
-    """The fragments of one app."""
+    """The fragments of one app, for one reader: `runs_the_chat` when they may change its configuration (failures
+    are told to them with `.env`)."""
 
-    def __init__(self, app: Flask) -> None:
+    def __init__(self, app: Flask, runs_the_chat: bool = False) -> None:
         self.app = app
+        self.runs_the_chat = runs_the_chat
         self.live: Any = app.jinja_env.get_template("chat/_live.html").module  # its macros, compiled once
 
     def text(self, message_id: str, update: Update) -> str:
@@ -45,19 +47,23 @@ class Fragments:
     def started(self, user: Message | None, answer: Message, tree: Tree | None, conversation: Conversation) -> str:
         """A new answer (after its question, or the whole branch shown anew for an edit or a regeneration)."""
         messages = tree.path_to(answer.id) if tree else None
-        return render_template(
+        return self.render(
             "chat/_started.html", user=user, answer=answer, messages=messages, tree=tree, conversation=conversation
         )
 
     def resumed(self, answer: Message) -> str:
         """The answer whole as it is now, to go on from."""
-        return render_template("chat/_resumed.html", answer=answer)
+        return self.render("chat/_resumed.html", answer=answer)
 
     def finished(self, answer: Message, shown: bool, last: Message, tree: Tree, left: str) -> str:
-        return render_template("chat/_finished.html", answer=answer, shown=shown, last=last, tree=tree, left=left)
+        return self.render("chat/_finished.html", answer=answer, shown=shown, last=last, tree=tree, left=left)
 
     def titled(self, conversation: Conversation) -> str:
         return render_template("chat/_titled.html", conversation=conversation)
 
     def switched(self, branch: list[Message], tree: Tree, busy: bool) -> str:
-        return render_template("chat/_switched.html", messages=branch, tree=tree, busy=busy)
+        return self.render("chat/_switched.html", messages=branch, tree=tree, busy=busy)
+
+    def render(self, template: str, **context: Any) -> str:
+        """A fragment with messages in it: their failures worded for this reader."""
+        return render_template(template, runs_the_chat=self.runs_the_chat, **context)
