@@ -4,6 +4,7 @@ JavaScript, it stores the same; refused, it says the same words."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -237,3 +238,40 @@ def test_regenerate_and_edit_answer_with_the_model_picked_now_and_each_answer_na
         tab.close()
     answers = [(m.content, m.meta["model"]) for m in store.messages(chat) if m.role == "assistant"]
     assert answers == [("From Gemma", "Gemma"), ("From the router", "Router chat"), ("Gemma again", "Gemma")]
+
+
+def test_a_model_picked_in_the_menu_shows_at_once_in_every_tab_of_the_chat(two_models, fake):
+    client, store = two_models.test_client(), two_models.extensions["chat_store"]
+    chat_url = open_chat(client)
+    chat = store.get_conversation(owner_of(client), chat_url.rsplit("/", 1)[1])
+    picking, other = SocketTab(two_models, chat), SocketTab(two_models, store.get_conversation(chat.owner, chat.id))
+    try:
+        before = other.send("pick", model="Nope")  # sent by the other tab: only it is told
+        assert "There is no model named Nope to pick" in other.ws.wait_for(SAID, after=before)
+        picking.send("pick", model="Router chat")
+        header = re.compile(r'<div id="chat-model" class="model" data-model="Router chat" hx-swap-oob="true">')
+        picking.ws.wait_for(header)
+        other.ws.wait_for(header, seconds=5)  # another tab: within a second or so, without reloading
+    finally:
+        picking.close()
+        other.close()
+    assert store.get_conversation(chat.owner, chat.id).settings["model"] == "Router chat"
+
+
+def test_the_menu_without_javascript_picks_searches_and_refuses_in_words(two_models, fake):
+    client = two_models.test_client()
+    chat_url = open_chat(client)
+    page = client.get(chat_url).text
+    assert '<details class="model-menu" id="model-menu">' in page  # closed until searched
+    searched = client.get(chat_url, query_string={"models": "router"}).text
+    assert '<details class="model-menu" id="model-menu" open>' in searched
+    assert 'value="Router chat"' in searched and 'name="model" value="Gemma"' not in searched
+    token = csrf(page)
+    refused = client.post(f"{chat_url}/model", data={"csrf_token": token, "model": "Gema"})
+    assert refused.status_code == 400 and "There is no model named Gema to pick" in refused.text
+    assert "Did you mean Gemma?" in refused.text
+    assert client.post(f"{chat_url}/model", data={"csrf_token": token, "model": "Router chat"}).status_code == 302
+    page = client.get(chat_url).text
+    assert '<span id="current-model">Router chat</span>' in page
+    assert re.search(r'value="Router chat" class="model-choice" aria-current="true"', page)
+    assert 'placeholder="Message Router chat' in page

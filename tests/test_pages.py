@@ -190,7 +190,9 @@ def test_conversation_settings_change_the_request(client, fake):
     }
     assert client.post(f"{chat}/settings", data=form).status_code == 302
     page = client.get(chat).text
-    assert "64 tokens" in page and "temperature 0.2, top_p 0.5" in page and "system prompt set" in page
+    changed = re.search(r'<span class="changed-settings">([^<]*)</span>', page)
+    assert changed is not None
+    assert set(changed[1].split(" · ")) == {"at most 64 tokens", "temperature 0.2", "top_p 0.5", "own system prompt"}
     fake.reply(tokens=["ok"])
     client.post(f"{chat}/messages", data={"csrf_token": token, "message": "Hi"})
     sent = fake.requests[-1].json
@@ -201,12 +203,13 @@ def test_conversation_settings_change_the_request(client, fake):
     fake.reply(tokens=["ok"])
     client.post(f"{chat}/messages", data={"csrf_token": token, "message": "Again"})
     assert fake.requests[-1].json["parameters"]["do_sample"] is False
+    assert '<span class="changed-settings">at most 64 tokens · greedy</span>' in client.get(chat).text
     assert "temperature" not in fake.requests[-1].json["parameters"]
 
     bad = client.post(f"{chat}/settings", data={"csrf_token": token, "top_p": "3", "do_sample": "on"})
     assert bad.status_code == 400 and "The settings were not saved: top_p=&#39;3&#39;: it takes a number" in bad.text
     other = client.post("/c", data={"csrf_token": token}).location
-    assert "250 tokens" in client.get(other).text  # each conversation has its own
+    assert "changed-settings" not in client.get(other).text  # each has its own: the model's defaults, unsaid
 
 
 def test_a_missing_conversation_says_it_may_have_expired(client):

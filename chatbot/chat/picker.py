@@ -28,6 +28,31 @@ class Choice:
     name: str
     about: str
     spec: ModelSpec
+    listing: catalogue.CatalogueModel | None = None  # as its server's live catalogue lists it, when it does
+    configured: bool = False  # one of MODELS (or MODEL_ID), not found in a catalogue
+
+    @property
+    def maker(self) -> str:
+        return self.listing.maker if self.listing else self.spec.id.rpartition("/")[0]
+
+    def facts(self) -> list[str]:
+        """What the menu says of it: maker, context length, price, providers, and what it can do."""
+        listing = self.listing
+        context = self.spec.context_length
+        said = [
+            f"by {self.maker}" if self.maker else "",
+            f"context {context:,} tokens" if context else "",
+            *([listing.price, listing.providers, *listing.can] if listing else []),
+        ]
+        return [fact for fact in said if fact]
+
+
+@dataclass(frozen=True)
+class Group:
+    """Models of the menu under one heading: the chat's own, or one maker's."""
+
+    heading: str
+    choices: list[Choice]
 
 
 def _server(spec: ModelSpec) -> str | None:
@@ -95,6 +120,19 @@ def matching(choices: list[Choice], typed: str = "") -> list[Choice]:
     return [choice for choice in choices if typed in choice.name.lower()][:LISTED]
 
 
+def menu(choices: list[Choice], typed: str = "") -> list[Group]:
+    """The menu: of the first LISTED choices that hold `typed`, the configured models first, then the live
+    catalogue's grouped by maker."""
+    listed = matching(choices, typed)
+    own = [choice for choice in listed if choice.configured]
+    makers: dict[str, list[Choice]] = {}
+    for choice in listed:
+        if not choice.configured:
+            makers.setdefault(choice.maker or "Other makers", []).append(choice)
+    groups = [Group("This chat's models", own)] if own else []
+    return groups + [Group(maker, makers[maker]) for maker in sorted(makers, key=str.lower)]
+
+
 def choice(config: dict, name: str | None) -> Choice:
     """The model with that name; the first configured one when the name is unknown or empty (the first
     allowed one, for an account that may pick only some). Looked up, not built with every other choice: this
@@ -121,7 +159,7 @@ def _configured(spec: ModelSpec, config: dict) -> Choice:
         spec = dataclasses.replace(spec, context_length=listed.context_length)
     if listed is not None and spec.images is None:
         spec = dataclasses.replace(spec, images="image" in listed.input_modalities)
-    return Choice(spec.name, about, spec)
+    return Choice(spec.name, about, spec, listed if listed and listed.live else None, configured=True)
 
 
 def _listed(server_spec: ModelSpec, model: catalogue.CatalogueModel) -> Choice:
@@ -134,7 +172,7 @@ def _listed(server_spec: ModelSpec, model: catalogue.CatalogueModel) -> Choice:
         chat_format=None,
         images="image" in model.input_modalities,
     )
-    return Choice(model.id, model.describe(), spec)
+    return Choice(model.id, model.describe(), spec, model)
 
 
 def not_live(config: dict) -> list[str]:

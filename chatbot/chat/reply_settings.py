@@ -42,6 +42,31 @@ def pick_model(store: Store, conversation: Conversation, name: str) -> None:
         store.update_conversation(conversation)
 
 
+PARAMETER_WORDS = {  # how the header names a setting that differs from the model's own
+    "max_new_tokens": "at most {} tokens",
+    "temperature": "temperature {}",
+    "top_p": "top_p {}",
+    "reasoning_effort": "reasoning effort {}",
+}
+
+
+def changed_settings(conversation: Conversation, config: dict) -> list[str]:
+    """The conversation's settings that differ from its model's own, in words (none: the model says it all)."""
+    spec = model_spec(config, conversation.settings.get("model"))
+    words = []
+    for key, value in conversation.settings.get("parameters", {}).items():
+        if value == spec.parameters.get(key) or value in (None, ""):
+            continue
+        if key == "do_sample":
+            words.append("sampling" if value else "greedy")
+        elif key in PARAMETER_WORDS:
+            words.append(PARAMETER_WORDS[key].format(value))
+    system_prompt = conversation.settings.get("system_prompt")
+    if system_prompt is not None and system_prompt != spec.system_prompt:
+        words.append("own system prompt" if system_prompt else "no system prompt")
+    return words
+
+
 def settings_for_conversation(
     conversation: Conversation, config: dict, account_limits: dict | None = None
 ) -> ReplySettings:

@@ -1,7 +1,8 @@
 """The live catalogue of models: `GET {base}/models` of the Hugging Face router or any OpenAI-compatible server.
 
 The router answers without a token with each model's providers (`provider`, `status` live or error,
-`context_length`, `pricing` per million tokens, `supports_tools`) and `architecture.input_modalities`; a local
+`context_length`, `pricing` per million tokens, `supports_tools`, and `supports_reasoning` where a provider says
+it), `owned_by` and `architecture.input_modalities`; a local
 server (llama.cpp, vLLM, Ollama, TGI, text-generation-webui) answers at least `{"data": [{"id": ...}]}`.
 It is data from another server, read within bounds: at most MAX_BYTES in ASK_SECONDS, MAX_MODELS models, names of
 MAX_NAME characters; an entry that cannot be read is left out (and counted in the log). It is asked in the
@@ -54,6 +55,8 @@ class Offer:
     context_length: int | None = None
     price_in: float | None = None  # per million tokens
     price_out: float | None = None
+    tools: bool = False  # it says it calls tools
+    thinks: bool = False  # it says the model reasons before it answers
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class CatalogueModel:
     offers: tuple[Offer, ...] = ()
     input_modalities: tuple[str, ...] = ("text",)
     listed_only: bool = field(default=False, compare=False)  # a local server's bare list: no providers to judge
+    owned_by: str = ""
 
     @property
     def live(self) -> bool:
@@ -72,22 +76,42 @@ class CatalogueModel:
         lengths = [offer.context_length for offer in self.offers if offer.live and offer.context_length]
         return max(lengths) if lengths else None
 
+    @property
+    def maker(self) -> str:
+        """Who made it: the catalogue's owner, else the organisation in its id."""
+        return self.owned_by or self.id.rpartition("/")[0]
+
+    @property
+    def providers(self) -> str:
+        providers = [offer.provider for offer in self.offers if offer.live]
+        more = len(providers) - SHOWN_PROVIDERS
+        return ", ".join(providers[:SHOWN_PROVIDERS]) + (f" and {more} more" if more > 0 else "")
+
+    @property
+    def price(self) -> str:
+        """The lowest price of its live offers, in words ("" when none says)."""
+        prices = [offer for offer in self.offers if offer.live and offer.price_in is not None]
+        if not prices:
+            return ""
+        cheapest = min(prices, key=lambda offer: (offer.price_in or 0) + (offer.price_out or 0))
+        return f"${cheapest.price_in:g} / ${cheapest.price_out or 0:g} per M tokens in / out"
+
+    @property
+    def can(self) -> list[str]:
+        """What it can do beyond text, where the catalogue says so: "images", "thinks", "tools"."""
+        live = [offer for offer in self.offers if offer.live]
+        said = {
+            "images": "image" in self.input_modalities,
+            "thinks": any(offer.thinks for offer in live),
+            "tools": any(offer.tools for offer in live),
+        }
+        return [name for name, true in said.items() if true]
+
     def describe(self) -> str:
         """What a user needs to choose it: context, providers, the lowest price."""
-        parts = []
-        if self.context_length:
-            parts.append(f"context {self.context_length:,} tokens")
-        providers = [offer.provider for offer in self.offers if offer.live]
-        if providers:
-            more = len(providers) - SHOWN_PROVIDERS
-            parts.append(", ".join(providers[:SHOWN_PROVIDERS]) + (f" and {more} more" if more > 0 else ""))
-        prices = [offer for offer in self.offers if offer.live and offer.price_in is not None]
-        if prices:
-            cheapest = min(prices, key=lambda offer: (offer.price_in or 0) + (offer.price_out or 0))
-            parts.append(f"${cheapest.price_in:g} / ${cheapest.price_out or 0:g} per M tokens in / out")
-        if "image" in self.input_modalities:
-            parts.append("images")
-        return " · ".join(part for part in parts if part)
+        context = f"context {self.context_length:,} tokens" if self.context_length else ""
+        images = "images" if "image" in self.input_modalities else ""
+        return " · ".join(part for part in (context, self.providers, self.price, images) if part)
 
 
 def parse(body: Any, source: str = "the server") -> list[CatalogueModel]:
@@ -124,7 +148,8 @@ def _model(item: Any) -> CatalogueModel:
     if not isinstance(modalities, list) or not all(isinstance(modality, str) for modality in modalities):
         raise ValueError("input_modalities is not a list of names")
     offers = tuple(_offer(provider) for provider in providers or ())
-    return CatalogueModel(item["id"], offers, tuple(modalities), listed_only=providers is None)
+    owned_by = str(item["owned_by"]) if _is_name(item.get("owned_by")) else ""
+    return CatalogueModel(item["id"], offers, tuple(modalities), listed_only=providers is None, owned_by=owned_by)
 
 
 def _offer(provider: Any) -> Offer:
@@ -138,6 +163,8 @@ def _offer(provider: Any) -> Offer:
         context_length=_number(provider.get("context_length"), int),
         price_in=_number(pricing.get("input"), int | float),
         price_out=_number(pricing.get("output"), int | float),
+        tools=provider.get("supports_tools") is True,
+        thinks=provider.get("supports_reasoning") is True,
     )
 
 

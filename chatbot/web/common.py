@@ -10,7 +10,7 @@ from flask import abort, current_app, g, render_template, request, send_file, se
 from chatbot.chat import accounts, attachments, limits, picker
 from chatbot.chat.actions import Visitor
 from chatbot.chat.branches import Tree
-from chatbot.chat.reply_settings import settings_for_conversation
+from chatbot.chat.reply_settings import changed_settings, settings_for_conversation
 from chatbot.chat.running import running_answer
 from chatbot.stores.conversations import Conversation, Store
 from chatbot.web.security import owner_id
@@ -38,7 +38,6 @@ def chat_page(
     listed = store().search_conversations(conversation.owner, query) if query else None
     config = visible_config()
     tree = Tree(store().messages(conversation))
-    choices = picker.choices(config)
     return render_template(
         "chat/page.html",
         conversation=conversation,
@@ -47,15 +46,27 @@ def chat_page(
         messages=tree.chosen(conversation.leaf_id),
         tree=tree,
         busy=running_answer(tree.messages) is not None,
-        choices=choices,
-        listed=picker.matching(choices),
-        chosen=picker.choice(config, conversation.settings.get("model")),
         settings=settings_for_conversation(conversation, config),
+        **model_menu(conversation, config, request.args.get("models")),
         notice=notice or (session.pop("notice") if "notice" in session else ""),  # one left for it at sign-in
         draft=draft,
         chosen_files=[attachments.listed(info) for info in files],
         left=limits.left(store(), conversation.owner, own_limits) if (own_limits := account_limits()) else "",
     ), status
+
+
+def model_menu(conversation: Conversation, config: dict, typed: str | None = None) -> dict:
+    """What the chat's model menu shows: the model picked, the models (those whose name holds `typed`, when a
+    search was made: the menu is open then) and the settings that differ from the model's own."""
+    choices = picker.choices(config)
+    return {
+        "chosen": picker.choice(config, conversation.settings.get("model")),
+        "choices": choices,
+        "listed": picker.matching(choices),
+        "menu": picker.menu(choices, typed or ""),
+        "menu_query": typed,
+        "changed": changed_settings(conversation, config),
+    }
 
 
 def visible_config() -> dict:

@@ -7,7 +7,7 @@ from functools import partial
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 
-from chatbot.chat import actions, picker, sharing, transfer
+from chatbot.chat import actions, picker, reasoning, sharing, transfer
 from chatbot.chat.actions import Refusal, Refused
 from chatbot.chat.branches import Tree
 from chatbot.chat.events import Event
@@ -16,6 +16,7 @@ from chatbot.stores.conversations import Conversation
 from chatbot.web.common import (
     chat_page,
     limited,
+    model_menu,
     own_conversation,
     refused_new_chat,
     store,
@@ -60,6 +61,36 @@ def model_options():
         "chat/_model_options.html",
         listed=picker.matching(picker.choices(visible_config()), request.args.get("model", "")),
     )
+
+
+@bp.get("/c/<conversation_id>/model-menu")
+def model_menu_list(conversation_id: str):
+    """The menu's models whose name holds what is typed in its search (without JavaScript the search reloads the
+    page, with the menu open)."""
+    conversation = own_conversation(conversation_id)
+    menu = model_menu(conversation, visible_config(), request.args.get("models", ""))
+    return render_template("chat/_model_list.html", conversation=conversation, **menu)
+
+
+@bp.post("/c/<conversation_id>/model")
+def pick_model(conversation_id: str):
+    """Answer with another model from now on (the menu without JavaScript; the socket does the same)."""
+    conversation = own_conversation(conversation_id)
+    try:
+        actions.pick(store(), conversation, visitor(), request.form.get("model", "").strip())
+    except Refused as refused:
+        return refused_page(conversation, refused)
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id))
+
+
+@bp.get("/c/<conversation_id>/messages/<message_id>.md")
+def message_markdown(conversation_id: str, message_id: str):
+    """A message's text as it was written (an answer's markdown, without its reasoning): what Copy copies."""
+    message = store().read_message(own_conversation(conversation_id), message_id)
+    if message is None:
+        abort(404)
+    text = reasoning.split(message.content)[1] if message.role == "assistant" else message.content
+    return Response(text, mimetype="text/markdown")
 
 
 @bp.post("/c/<conversation_id>/rename")

@@ -74,8 +74,11 @@ DIALECTS = {
 }
 
 
-def router_model(model_id: str, *offers: tuple[str, str, int, float, float], images: bool = False) -> dict:
-    """One model as the router's GET /v1/models lists it; each offer is (provider, status, context, in, out)."""
+def router_model(
+    model_id: str, *offers: tuple[str, str, int, float, float], images: bool = False, thinks: bool = False
+) -> dict:
+    """One model as the router's GET /v1/models lists it; each offer is (provider, status, context, in, out);
+    `thinks`: its providers say it reasons."""
     return {
         "id": model_id,
         "object": "model",
@@ -90,6 +93,7 @@ def router_model(model_id: str, *offers: tuple[str, str, int, float, float], ima
                 "pricing": {"input": price_in, "output": price_out},
                 "supports_tools": True,
                 "supports_structured_output": False,
+                **({"supports_reasoning": True} if thinks else {}),
             }
             for provider, status, context, price_in, price_out in offers
         ],
@@ -104,7 +108,7 @@ ROUTER_MODELS = [
     router_model("google/gemma-3-27b-it", ("nebius", "live", 131072, 0.1, 0.3), images=True),
     router_model("google/gemma-2-9b-it", ("featherless-ai", "error", 8192, 0.1, 0.1)),
     router_model("mistralai/Mistral-7B-Instruct-v0.3", ("together", "live", 32768, 0.2, 0.2)),
-    router_model("openai/gpt-oss-20b", ("cerebras", "live", 131072, 0.25, 0.69)),
+    router_model("openai/gpt-oss-20b", ("cerebras", "live", 131072, 0.25, 0.69), thinks=True),
 ]
 
 

@@ -34,6 +34,9 @@ EXPIRED = (
 # Close codes htmx does not reconnect on (chat.js does, after IDLE_CLOSE).
 IDLE_CLOSE, REFUSED_CLOSE, SIGNED_OUT_CLOSE = 4000, 4001, 4003
 ACCOUNT_CHECK_SECONDS = 1.0  # how often an open socket looks whether its account's session has ended
+CHANGES_SECONDS = (
+    ACCOUNT_CHECK_SECONDS  # how often an idle socket looks whether another tab changed the chat (its model, its title)
+)
 SIGNED_OUT = "You were signed out (here, everywhere, or by an admin), so this chat closed. Reload the page."
 IDLE = (
     "This tab was left alone for {} minutes, so its connection was closed to make room for others. "
@@ -90,8 +93,8 @@ class ChatSocket:
         idle_minutes = self.app.config["SOCKET_IDLE_MINUTES"]
         quiet_since = time.monotonic()
         while True:
-            # With an account, waking up often lets this loop end soon after the watch closed the socket.
-            raw = self.ws.receive(timeout=ACCOUNT_CHECK_SECONDS if self.account else idle_minutes * 60)
+            # Waking up often shows another tab's changes, and ends this loop soon after the watch closed the socket.
+            raw = self.ws.receive(timeout=CHANGES_SECONDS)
             if raw is not None and self.account and not self.still_signed_in():
                 self.close_signed_out()
                 return
@@ -102,6 +105,8 @@ class ChatSocket:
                     self.view.notice(IDLE.format(f"{idle_minutes:g}"))
                     self.ws.close(IDLE_CLOSE, "idle")
                     return
+                else:
+                    self.show_changes()
                 continue
             quiet_since = time.monotonic()
             try:
@@ -128,6 +133,9 @@ class ChatSocket:
                 self.switch_branch(str(data.get("message_id") or ""))
             elif action == "stop":
                 self.stop()
+            elif action == "pick":
+                actions.pick(store(), self.view.conversation, self.visitor(), str(data.get("model") or "").strip())
+                self.view.send(self.view.fragments.model(self.view.conversation, self.visible_config()))
             elif action not in ANSWERING:
                 self.view.notice(f"Unknown action {action!r}. Reload the page and try again.")
             elif self.view.answering:  # written or followed here
@@ -139,7 +147,7 @@ class ChatSocket:
 
     def ask(self, action: str, data: dict) -> actions.Reply:
         """The answer that `action` (one of ANSWERING) asks for; Refused says why not."""
-        visitor = Visitor(self.visible_config(), self.account_limits(), self.address)
+        visitor = self.visitor()
         conversation = self.view.conversation
         text, after = str(data.get("message") or "").strip(), str(data.get("after") or "")
         model = str(data.get("model") or "").strip()
@@ -223,6 +231,9 @@ class ChatSocket:
         self.account = current  # what the admin changed since (the models it may pick) holds from now on
         return self.app.config["AUTH"] == "header" or self.session_id in current.sessions
 
+    def visitor(self) -> Visitor:
+        return Visitor(self.visible_config(), self.account_limits(), self.address)
+
     def visible_config(self) -> dict:
         """The configuration as this socket's account sees it (only the models it may pick)."""
         return picker.for_account(self.app.config, self.account)
@@ -237,12 +248,23 @@ class ChatSocket:
         return limits.left(store(), self.view.conversation.owner, own_limits) if own_limits else ""
 
     def refresh_conversation(self) -> bool:
-        """Read the conversation again (another tab may have renamed it or changed its settings);
-        False when it has expired or was deleted meanwhile."""
-        current = store().get_conversation(self.view.conversation.owner, self.view.conversation.id)
-        if current is not None:
-            self.view.conversation = current
-        return current is not None
+        """Read the conversation again (another tab may have renamed it or changed its settings), and show what
+        changed; False when it has expired or was deleted meanwhile."""
+        shown = self.view.conversation
+        current = store().get_conversation(shown.owner, shown.id)
+        if current is None:
+            return False
+        self.view.conversation = current
+        if current.settings != shown.settings:
+            self.view.send(self.view.fragments.model(current, self.visible_config()))
+        if current.title != shown.title:
+            self.view.send(self.view.fragments.titled(current))
+        return True
+
+    def show_changes(self) -> None:
+        """Show what another tab changed meanwhile (the model picked, the settings, the title)."""
+        with contextlib.suppress(StoreUnavailable):  # a blip of the store: shown at the next look
+            self.refresh_conversation()
 
 
 def named_files(value: object) -> list[str]:

@@ -11,6 +11,7 @@ from markupsafe import Markup
 from chatbot.chat.branches import Tree
 from chatbot.chat.live_markdown import Update
 from chatbot.stores.conversations import Conversation, Message
+from chatbot.web.common import model_menu
 
 
 class Fragments:
@@ -57,6 +58,12 @@ class Fragments:
 
     def finished(self, answer: Message, shown: bool, last: Message, tree: Tree, left: str) -> str:
         return self.render("chat/_finished.html", answer=answer, shown=shown, last=last, tree=tree, left=left)
+
+    def model(self, conversation: Conversation, config: dict) -> str:
+        """The header's model menu, with the model picked now (here or in another tab) and its settings."""
+        return render_template(
+            "chat/_model.html", conversation=conversation, oob=True, **model_menu(conversation, config)
+        )
 
     def titled(self, conversation: Conversation) -> str:
         return render_template("chat/_titled.html", conversation=conversation)
