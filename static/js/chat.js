@@ -1,4 +1,5 @@
-// The chat page's few behaviours: keys, clearing the sent message, following the answer, attaching files.
+// The chat page's few behaviours: keys, clearing the sent message, following the answer, the model menu, copying,
+// attaching files.
 (function () {
   "use strict";
   document.documentElement.classList.add("scripted");  // the page's CSS shows what needs the script only now
@@ -26,15 +27,66 @@
     if (following) { document.scrollingElement.scrollTop = document.scrollingElement.scrollHeight; }
   }
 
-  document.addEventListener("keydown", function (event) {
-    if (event.target === input() && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+  function send() {  // what Enter does in the box, and in the model picker beside it
+    if (!busy() && sendable()) { composer().requestSubmit(document.getElementById("send-button")); }
+  }
+
+  function menu() { return document.getElementById("model-menu"); }
+  function menuChoices() { return Array.prototype.slice.call(document.querySelectorAll("#model-list .model-choice")); }
+
+  // The model menu from the keyboard: typing in its search filters the list (htmx asks the server), Enter picks
+  // the first model listed, the arrows walk the list, Escape closes it.
+  function menuKey(event) {
+    var choices = menuChoices();
+    var at = choices.indexOf(event.target);
+    if (event.key === "Escape") {
       event.preventDefault();
-      if (!busy() && sendable()) { composer().requestSubmit(); }
+      menu().open = false;
+      menu().querySelector("summary").focus();
+    } else if (event.target.id === "model-search" && event.key === "Enter") {
+      event.preventDefault();
+      if (choices.length) { choices[0].click(); }
+    } else if (event.key === "ArrowDown" && choices.length) {
+      event.preventDefault();
+      choices[Math.min(at + 1, choices.length - 1)].focus();
+    } else if (event.key === "ArrowUp" && at >= 0) {
+      event.preventDefault();
+      (at === 0 ? document.getElementById("model-search") : choices[at - 1]).focus();
+    }
+  }
+
+  document.addEventListener("keydown", function (event) {
+    var enter = event.key === "Enter" && !event.shiftKey && !event.isComposing;
+    if (enter && (event.target === input() || event.target.id === "model-input")) {
+      event.preventDefault();
+      send();
+    } else if (menu() && menu().open && menu().contains(event.target)) {
+      menuKey(event);
     } else if (event.key === "Escape") {
       var stop = document.getElementById("stop-button");
       if (stop) { stop.click(); }
     }
   });
+
+  document.addEventListener("toggle", function (event) {
+    if (event.target === menu() && menu().open) { document.getElementById("model-search").focus(); }
+  }, true);
+
+  // Every place that names the model follows the header's, which the server sends anew when it is picked (in this
+  // tab or another): the box's placeholder, and the picker unless someone is typing in it.
+  var shownModel = null;
+  function followModel() {
+    var header = document.getElementById("chat-model");
+    if (!header || header.dataset.model === shownModel) { return; }
+    shownModel = header.dataset.model;
+    var box = input();
+    if (box && box.dataset.model !== shownModel) {
+      box.placeholder = box.placeholder.replace(box.dataset.model, shownModel);
+      box.dataset.model = shownModel;
+    }
+    var picker = document.getElementById("model-input");
+    if (picker && document.activeElement !== picker) { picker.value = shownModel; }
+  }
 
   window.addEventListener("scroll", function () { following = nearBottom(); }, { passive: true });
 
@@ -49,21 +101,33 @@
     }
     addCopyButtons(document);  // before following: the buttons make the answer taller
     follow();
+    followModel();
     var heading = document.getElementById("conversation-title");
     var suffix = document.title.lastIndexOf(" · ");  // the tab's title follows the chat's (its first message, ...)
     if (heading && suffix >= 0) { document.title = heading.textContent + document.title.slice(suffix); }
   });
 
-  function copy(text, button) {
+  // `text` gives the text, or (when it must be fetched) a promise of it. A promise goes in a ClipboardItem, so
+  // that the copy still counts as the click's.
+  function copy(text, fallback, button) {
     var done = function () {
       button.textContent = "Copied";
       setTimeout(function () { button.textContent = button.dataset.label; }, 1500);
     };
+    var failed = function () { button.textContent = "Not copied: select the text and copy it"; };
     if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(done);
-    } else {  // plain http on a LAN address: the old way still works
+      var given = text();
+      if (typeof given === "string") {
+        navigator.clipboard.writeText(given).then(done, failed);
+      } else if (window.ClipboardItem) {
+        var blob = given.then(function (words) { return new Blob([words], { type: "text/plain" }); });
+        navigator.clipboard.write([new ClipboardItem({ "text/plain": blob })]).then(done, failed);
+      } else {
+        given.then(function (words) { return navigator.clipboard.writeText(words); }).then(done, failed);
+      }
+    } else {  // plain http on a LAN address: the old way, with the text as shown
       var area = document.createElement("textarea");
-      area.value = text;
+      area.value = fallback();
       document.body.appendChild(area);
       area.select();
       document.execCommand("copy");
@@ -72,15 +136,33 @@
     }
   }
 
-  function copyButton(label, text) {
+  function copyButton(label, text, fallback) {
     var button = document.createElement("button");
     button.type = "button";
     button.className = "copy";
     button.textContent = label;
     button.dataset.label = label;
     button.setAttribute("aria-label", label);
-    button.addEventListener("click", function () { copy(text(), button); });
+    button.addEventListener("click", function () { copy(text, fallback || text, button); });
     return button;
+  }
+
+  function shownText(body) {  // an answer's text as shown, without the buttons in it
+    var copyOf = body.cloneNode(true);
+    copyOf.querySelectorAll("button").forEach(function (button) { button.remove(); });
+    return copyOf.innerText;
+  }
+
+  // The answer's markdown as the model wrote it, from the server (the page shows it rendered).
+  function markdownOf(body) {
+    var chat = document.getElementById("chat");
+    var article = body.closest(".message");
+    if (!chat || !chat.dataset.messages || !article) { return shownText(body); }  // a shared snapshot
+    return fetch(chat.dataset.messages + article.id.replace(/^msg-/, "") + ".md", { credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) { throw new Error("HTTP " + response.status); }
+        return response.text();
+      });
   }
 
   // A copy button on each finished answer and on each of its code blocks.
@@ -90,7 +172,8 @@
       body.querySelectorAll("pre").forEach(function (pre) {
         pre.before(copyButton("Copy code", function () { return pre.innerText; }));
       });
-      body.after(copyButton("Copy answer", function () { return body.innerText; }));
+      var shown = function () { return shownText(body); };
+      body.after(copyButton("Copy answer", function () { return markdownOf(body); }, shown));
     });
   }
 
@@ -208,5 +291,6 @@
   document.addEventListener("DOMContentLoaded", function () {
     messages = document.getElementById("messages");
     if (messages) { follow(); addCopyButtons(document); }
+    followModel();
   });
 })();

@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Protocol
 
 from flask import Flask
@@ -134,16 +135,26 @@ class ChatSocket:
             elif action == "stop":
                 self.stop()
             elif action == "pick":
-                actions.pick(store(), self.view.conversation, self.visitor(), str(data.get("model") or "").strip())
-                self.view.send(self.view.fragments.model(self.view.conversation, self.visible_config()))
+                with self.showing_the_model():
+                    actions.pick(store(), self.view.conversation, self.visitor(), str(data.get("model") or "").strip())
             elif action not in ANSWERING:
                 self.view.notice(f"Unknown action {action!r}. Reload the page and try again.")
             elif self.view.answering:  # written or followed here
                 self.view.notice(WAIT)
             else:
-                self.start(self.ask(action, data))
+                with self.showing_the_model():  # one sent with another model picked
+                    reply = self.ask(action, data)
+                self.start(reply)
         except Refused as refused:
             self.view.notice(str(refused))
+
+    @contextlib.contextmanager
+    def showing_the_model(self) -> Iterator[None]:
+        """Show the header's model anew when the block picked another (other tabs see it within CHANGES_SECONDS)."""
+        before = self.view.conversation.settings.get("model")
+        yield
+        if self.view.conversation.settings.get("model") != before:
+            self.view.send(self.view.fragments.model(self.view.conversation, self.visible_config()))
 
     def ask(self, action: str, data: dict) -> actions.Reply:
         """The answer that `action` (one of ANSWERING) asks for; Refused says why not."""
