@@ -335,7 +335,7 @@ def test_an_account_picks_only_the_models_the_admin_allows(make_app, fake):
     chat = bob.get("/").location
     page = bob.get(chat).text
     assert '<span id="current-model">Router chat</span>' in page and "Gemma" not in page  # his one model alone
-    assert 'id="model-input"' not in page  # one model: no picker in the box
+    assert 'list="model-options"' not in page  # one model: no picker in the box
     refused = post(bob, f"{chat}/messages", message="hi", model="Gemma")  # not his to pick: said, nothing sent
     assert "Your account may not use the model Gemma (the admin chose which it may): pick Router chat." in refused.text
     assert fake.requests == []

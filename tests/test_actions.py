@@ -14,7 +14,7 @@ from chatbot.stores.conversations import Conversation
 from chatbot.web import create_app
 from tests.fakes.hf_server import TOKEN
 from tests.fakes.websocket import SAID, SocketTab
-from tests.helpers import csrf, open_chat
+from tests.helpers import csrf, open_chat, sign_in, sign_up
 from tests.servers import FINISHED
 
 
@@ -275,3 +275,49 @@ def test_the_menu_without_javascript_picks_searches_and_refuses_in_words(two_mod
     assert '<span id="current-model">Router chat</span>' in page
     assert re.search(r'value="Router chat" class="model-choice" aria-current="true"', page)
     assert 'placeholder="Message Router chat' in page
+
+
+def new_chat(client) -> str:
+    return client.post("/c", data={"csrf_token": csrf(client.get("/", follow_redirects=True).text)}).location
+
+
+def test_a_new_chat_starts_with_the_model_and_settings_used_last_in_this_browser_only(two_models, fake):
+    client, store = two_models.test_client(), two_models.extensions["chat_store"]
+    chat_url = open_chat(client)
+    chat = store.get_conversation(owner_of(client), chat_url.rsplit("/", 1)[1])
+    tab = SocketTab(two_models, chat)
+    try:
+        tab.send("pick", model="Router chat")  # over the socket, as the menu does with the script
+        tab.ws.wait_for('data-model="Router chat"')
+    finally:
+        tab.close()
+    token = csrf(client.get(chat_url).text)
+    client.post(f"{chat_url}/settings", data={"csrf_token": token, "temperature": "0.3", "do_sample": "on"})
+    page = client.get(new_chat(client)).text
+    assert '<span id="current-model">Router chat</span>' in page and "temperature 0.3" in page
+    stranger = two_models.test_client()  # another browser, without accounts: its own
+    assert '<span id="current-model">Gemma</span>' in stranger.get("/", follow_redirects=True).text
+
+
+def test_set_as_my_default_wins_over_what_was_used_last_and_follows_the_account(make_app, fake):
+    models = [
+        {"name": "Gemma", "id": "google/gemma-7b-it", "url": fake.task_url()},
+        {"name": "Router chat", "id": "meta-llama/Llama-3.1-8B-Instruct", "api": "chat", "url": fake.url + "/v1"},
+    ]
+    app = make_app(MODELS=json.dumps(models))
+    laptop, phone = app.test_client(), app.test_client()
+    sign_up(laptop, "ada")
+    sign_in(phone, "ada")
+    chat = laptop.get("/").location
+    token = csrf(laptop.get(chat).text)
+    laptop.post(f"{chat}/model", data={"csrf_token": token, "model": "Router chat"})
+    form = {"csrf_token": token, "system_prompt": "Be brief.", "max_new_tokens": "99", "as_default": "on"}
+    assert (
+        "Your new chats start with this model" in laptop.post(f"{chat}/settings", data=form, follow_redirects=True).text
+    )
+    laptop.post(f"{chat}/model", data={"csrf_token": token, "model": "Gemma"})  # used last, not the default
+    page = phone.get(new_chat(phone)).text  # another browser of the same account
+    assert '<span id="current-model">Router chat</span>' in page
+    changed = re.search(r'<span class="changed-settings">([^<]*)</span>', page)[1].split(" · ")
+    assert "at most 99 tokens" in changed and "own system prompt" in changed
+    assert "your default model and settings" in page

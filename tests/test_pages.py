@@ -4,8 +4,10 @@ import io
 import json
 import re
 
+import pytest
+
 from tests.fakes.hf_server import TOKEN
-from tests.helpers import csrf, open_chat
+from tests.helpers import csrf, open_chat, post, sign_in, sign_up
 
 
 def picked(page_html):
@@ -236,3 +238,43 @@ def test_without_javascript_the_form_sends_a_file_with_the_message(client, fake)
     page = client.get(chat).text
     link = re.search(r'<a href="(/c/[\w-]+/files/[\w-]+)" download>rows.csv</a>', page).group(1)
     assert client.get(link).data == b"a\nb\nc\n" and "Three rows." in page
+
+
+def test_an_empty_chat_greets_with_the_model_and_prompts_that_send_without_javascript(client, fake):
+    chat = open_chat(client)
+    page = client.get(chat).text
+    greeting = page[page.index('<section id="greeting"') : page.index("</section>", page.index('id="greeting"'))]
+    assert '<h2 id="greeting-model">google/gemma-7b-it</h2>' in greeting
+    assert '<p class="introduction">by google</p>' in greeting
+    assert "built-in-note" not in greeting  # not the tiny built-in model
+    prompts = re.findall(r'<button type="submit" name="message" value="([^"]+)"', greeting)
+    assert len(prompts) == 4
+    fake.reply(tokens=["Light bends in raindrops."])
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(page), "action": "send", "message": prompts[0]})
+    assert fake.requests[-1].json["inputs"].endswith(f"{prompts[0]}<end_of_turn>\n<start_of_turn>model\n")
+    page = client.get(chat).text
+    assert 'id="greeting"' not in page and "Light bends in raindrops." in page
+
+
+@pytest.mark.parametrize("admin", [True, False], ids=["the operator", "a user"])
+def test_on_the_built_in_model_the_greeting_says_it_is_tiny_and_how_to_get_a_better_one(make_app, fake, admin):
+    from chatbot.local_model.server import MODEL_ALIAS
+
+    built_in = {"API_URL": fake.url + "/v1", "INFERENCE_API": "chat", "MODEL_ID": MODEL_ALIAS}
+    app = make_app(AUTH="none", **built_in) if admin else make_app(**built_in)
+    client = app.test_client()
+    if not admin:
+        sign_up(app.test_client(), "ada")  # the admin
+        sign_up(client, "bob")
+        post_as_admin = app.test_client()
+        sign_in(post_as_admin, "ada")
+        post(post_as_admin, "/admin/accounts/bob", action="approve")
+        sign_in(client, "bob")
+    page = client.get("/", follow_redirects=True).text
+    assert "SmolLM2-135M-Instruct: a tiny model (135 million parameters) running on this machine" in page
+    note = re.search(r'<p class="built-in-note">([^<]*)</p>', page)[1]
+    assert note.startswith("For better answers, pick a model in the menu at the top")
+    if admin:
+        assert "HF_API_TOKEN in .env" in note and "API_URL in .env" in note
+    else:
+        assert note.endswith(", or ask the admin for one.") and ".env" not in note

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chatbot.chat import attachments, limits, picker, transfer
+from chatbot.chat import attachments, defaults, limits, picker, transfer
 from chatbot.chat.branches import Tree
 from chatbot.chat.events import Listener
 from chatbot.chat.message_checks import can_edit, files_to_send, message_problem
@@ -155,7 +155,8 @@ def pick(store: Store, conversation: Conversation, visitor: Visitor, model: str 
         return
     if refused := picker.refusal(visitor.config, model):
         raise Refused(refused, Refusal.INVALID)
-    pick_model(store, conversation, model)
+    if pick_model(store, conversation, model):
+        defaults.used(store, conversation)
 
 
 def stop(store: Store, conversation: Conversation) -> Message | None:

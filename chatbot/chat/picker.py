@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 from dataclasses import dataclass
 
+from chatbot.local_model.server import MODEL_ALIAS, MODEL_NAME
 from chatbot.services import catalogue
 from chatbot.services.models import ModelSpec
 from chatbot.services.protocols import PROTOCOLS
@@ -19,6 +20,12 @@ from chatbot.services.protocols.chat_completions import HF_ROUTER_URL
 
 LISTED = 100  # choices a page's picker lists at once
 OFFERED = 3  # names offered instead of one that cannot be picked
+EXAMPLES = (  # what an empty chat offers to start with: short, and within reach of a tiny model
+    "Explain how a rainbow forms, in three sentences.",
+    "Write a haiku about the sea.",
+    "Give me three ideas for a rainy Sunday.",
+    "Write a Python function that reverses a string.",
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,18 @@ class Choice:
             *([listing.price, listing.providers, *listing.can] if listing else []),
         ]
         return [fact for fact in said if fact]
+
+    @property
+    def built_in(self) -> bool:
+        """Whether it is the tiny model the chat runs by itself when given no other (`make run`)."""
+        return self.spec.id == MODEL_ALIAS
+
+    def introduction(self) -> str:
+        """One line on what it is, for the greeting of an empty chat."""
+        if self.built_in:
+            return f"{MODEL_NAME}: a tiny model (135 million parameters) running on this machine, to try the chat out."
+        named = self.spec.id if self.spec.id != self.name else ""
+        return " · ".join([named, *self.facts()] if named else self.facts())
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,14 @@ def model_spec(config: dict, name: str | None) -> ModelSpec:
     return picker.choice(config, name).spec
 
 
-def pick_model(store: Store, conversation: Conversation, name: str) -> None:
-    """Remember the model the user picked for this conversation (one picker.refusal lets through)."""
-    if conversation.settings.get("model") != name:
-        conversation.settings["model"] = name
-        store.update_conversation(conversation)
+def pick_model(store: Store, conversation: Conversation, name: str) -> bool:
+    """Remember the model the user picked for this conversation (one picker.refusal lets through); whether it
+    is another than before."""
+    if conversation.settings.get("model") == name:
+        return False
+    conversation.settings["model"] = name
+    store.update_conversation(conversation)
+    return True
 
 
 PARAMETER_WORDS = {  # how the header names a setting that differs from the model's own

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
 
-from chatbot.chat import actions, picker, reasoning, sharing, transfer
+from chatbot.chat import actions, defaults, picker, reasoning, sharing, transfer
 from chatbot.chat.actions import Refusal, Refused
 from chatbot.chat.branches import Tree
 from chatbot.chat.events import Event
@@ -46,6 +46,7 @@ def new_conversation():
     if refused := limited("conversations"):
         return refused_new_chat(refused)
     conversation = store().create_conversation(owner_id())
+    defaults.start(store(), conversation, visible_config())
     return redirect(url_for("pages.conversation", conversation_id=conversation.id))
 
 
@@ -110,6 +111,10 @@ def save_settings(conversation_id: str):
         save_conversation_settings(store(), conversation, request.form, visible_config())
     except ValueError as error:
         return chat_page(conversation, f"The settings were not saved: {error}.", status=400)
+    defaults.used(store(), conversation)
+    if request.form.get("as_default"):
+        defaults.set_default(store(), conversation)
+        session["notice"] = "Saved. Your new chats start with this model and these settings."
     return redirect(url_for("pages.conversation", conversation_id=conversation.id))
 
 

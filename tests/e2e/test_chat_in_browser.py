@@ -287,7 +287,8 @@ def test_copy_buttons_and_settings(page, browser, gunicorn_on_fake, fake):
     expect(page.locator("button:has-text('Copied')")).to_be_visible()
     assert clipboard(page) == "x = 1\n"
     page.click("button:has-text('Copy answer')")
-    assert clipboard(page).startswith("Here:")
+    expect(page.locator("button[aria-label='Copy answer']")).to_have_text("Copied")
+    assert clipboard(page) == "Here:\n\n```python\nx = 1\n```"  # the markdown, not the buttons' labels
 
 
 def test_the_chat_works_without_javascript(browser, gunicorn_on_fake, fake):
@@ -469,7 +470,8 @@ def test_the_picker_searches_the_catalogue_and_the_picked_model_answers(page, tm
         page.goto(app.url + "/")
         picker = page.locator("#model-input")
         expect(picker).to_have_value("meta-llama/Llama-3.1-8B-Instruct")
-        expect(page.locator(".chat-header .model")).to_contain_text("context 131,072 tokens · novita, groq")
+        current = page.locator(".model-choice[aria-current=true]")
+        expect(current).to_contain_text("context 131,072 tokens · $0.02 / $0.05 per M tokens in / out · novita, groq")
         offered = page.locator("#model-options option").evaluate_all("options => options.map(o => o.value)")
         assert "openai/gpt-oss-20b" in offered and "google/gemma-2-9b-it" not in offered  # live ones only
         picker.fill("openai/gpt-oss-20b")
@@ -479,7 +481,8 @@ def test_the_picker_searches_the_catalogue_and_the_picked_model_answers(page, tm
         assert fake.requests[-1].json["model"] == "openai/gpt-oss-20b"
         page.reload()
         expect(picker).to_have_value("openai/gpt-oss-20b")
-        expect(page.locator(".chat-header .model")).to_contain_text("openai/gpt-oss-20b (context 131,072 tokens")
+        expect(page.locator("#current-model")).to_have_text("openai/gpt-oss-20b")
+        expect(current).to_contain_text("by openai · context 131,072 tokens")
         page.goto("about:blank")  # before this server stops: a page left open would try to reconnect its socket
 
 

@@ -169,3 +169,18 @@ def test_the_menu_works_without_javascript(browser, two_models, fake):
         "placeholder", "Message mistralai/Mistral-7B-Instruct-v0.3 (Enter sends, Shift+Enter for a new line)"
     )
     context.close()
+
+
+def test_an_empty_chat_greets_and_an_example_prompt_sends_on_click(chat, fake):
+    greeting = chat.locator("#greeting")
+    expect(greeting.locator("h2")).to_have_text("Gemma")
+    expect(greeting.locator(".introduction")).to_have_text("google/gemma-7b-it · by google")
+    prompts = greeting.locator(".examples button")
+    expect(prompts).to_have_count(4)
+    first = prompts.first.inner_text()
+    fake.reply(tokens=["Sunlight", " bends."])
+    prompts.first.click()
+    expect(chat.locator(".message.user .body")).to_have_text([first])
+    expect(chat.locator(".message.assistant.done")).to_contain_text("Sunlight bends.")
+    expect(greeting).to_be_hidden()
+    expect(chat.locator("#message-input")).to_have_value("")
