@@ -1,8 +1,9 @@
 """Blueprint "chat": the WebSocket of one conversation and its message protocol.
 
 The browser (htmx ws-send) sends JSON: {"action": "send", "message": "...", "after": "<the last message the
-tab shows>"}, "edit", "regenerate", "continue", "switch" (to another branch) or "stop". The server sends HTML
-fragments that htmx swaps out of band. The origin and the owner are checked before the socket is accepted.
+tab shows>"}, "edit", "regenerate", "continue", "pick" (a model), "switch" (to another branch) or "stop". The
+server sends HTML fragments that htmx swaps out of band, and the header anew when another tab changed the chat.
+The origin and the owner are checked before the socket is accepted.
 
 connection.py reads the actions and does them (chatbot/chat/actions.py), view.py keeps what the tab shows and
 sends the fragments (fragments.py, from templates), follower.py shows answers written elsewhere.
