@@ -321,3 +321,39 @@ def test_set_as_my_default_wins_over_what_was_used_last_and_follows_the_account(
     changed = re.search(r'<span class="changed-settings">([^<]*)</span>', page)[1].split(" · ")
     assert "at most 99 tokens" in changed and "own system prompt" in changed
     assert "your default model and settings" in page
+
+
+def test_presets_start_new_chats_and_an_admin_shares_one_with_everyone(make_app, fake):
+    models = [
+        {"name": "Gemma", "id": "google/gemma-7b-it", "url": fake.task_url()},
+        {"name": "Router chat", "id": "meta-llama/Llama-3.1-8B-Instruct", "api": "chat", "url": fake.url + "/v1"},
+    ]
+    app = make_app(MODELS=json.dumps(models))
+    ada, bob = app.test_client(), app.test_client()
+    sign_up(ada, "ada")
+    sign_up(bob, "bob")
+    token = csrf(ada.get("/", follow_redirects=True).text)
+    ada.post("/admin/accounts/bob", data={"csrf_token": token, "action": "approve"})
+    sign_in(bob, "bob")
+    chat = ada.get("/").location
+    ada.post(f"{chat}/model", data={"csrf_token": token, "model": "Router chat"})
+    ada.post(f"{chat}/settings", data={"csrf_token": token, "system_prompt": "You are a poet.", "max_new_tokens": "77"})
+    saved = ada.post(
+        f"{chat}/presets", data={"csrf_token": token, "name": "Poet", "share": "on"}, follow_redirects=True
+    )
+    assert "Saved the preset Poet for everyone" in saved.text
+    bobs = bob.get("/").location
+    bob_token = csrf(bob.get(bobs).text)
+    bob.post(f"{bobs}/settings", data={"csrf_token": bob_token, "system_prompt": "Be terse."})
+    bob.post(f"{bobs}/presets", data={"csrf_token": bob_token, "name": "Terse", "share": "on"})  # not his to share
+    page = bob.get(bobs).text
+    assert '<option value="own:Terse">Terse</option><option value="shared:Poet">Poet (everyone\'s)</option>' in page
+    assert "Terse" not in ada.get(chat).text  # his own: nobody else's
+    started = bob.post("/c", data={"csrf_token": bob_token, "preset": "shared:Poet"}).location
+    page = bob.get(started).text
+    assert '<span id="current-model">Router chat</span>' in page and "at most 77 tokens" in page
+    fake.reply(tokens=["Roses"])
+    bob.post(f"{started}/messages", data={"csrf_token": bob_token, "message": "A rhyme?"})
+    assert fake.requests[-1].json["messages"][0] == {"role": "system", "content": "You are a poet."}
+    too_long = bob.post(f"{bobs}/presets", data={"csrf_token": bob_token, "name": "x" * 61})
+    assert too_long.status_code == 400 and "give the preset a name of 1 to 60 characters" in too_long.text

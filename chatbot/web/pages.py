@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, session, url_for
 
-from chatbot.chat import actions, defaults, picker, reasoning, sharing, transfer
+from chatbot.chat import actions, defaults, picker, presets, reasoning, sharing, transfer
 from chatbot.chat.actions import Refusal, Refused
 from chatbot.chat.branches import Tree
 from chatbot.chat.events import Event
@@ -46,7 +46,9 @@ def new_conversation():
     if refused := limited("conversations"):
         return refused_new_chat(refused)
     conversation = store().create_conversation(owner_id())
-    defaults.start(store(), conversation, visible_config())
+    preset = request.form.get("preset")
+    if not preset or not presets.start(store(), conversation, visible_config(), preset):
+        defaults.start(store(), conversation, visible_config())
     return redirect(url_for("pages.conversation", conversation_id=conversation.id))
 
 
@@ -115,6 +117,29 @@ def save_settings(conversation_id: str):
     if request.form.get("as_default"):
         defaults.set_default(store(), conversation)
         session["notice"] = "Saved. Your new chats start with this model and these settings."
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id))
+
+
+@bp.post("/c/<conversation_id>/presets")
+def save_preset(conversation_id: str):
+    """Keep this chat's model and settings as a preset to start new chats from (an admin's, for everyone)."""
+    conversation = own_conversation(conversation_id)
+    account = g.get("account")
+    share = bool(request.form.get("share")) and account is not None and account.admin
+    try:
+        preset = presets.save(store(), conversation, request.form.get("name", ""), share)
+    except ValueError as error:
+        return chat_page(conversation, f"The preset was not saved: {error}.", status=400)
+    session["notice"] = f"Saved the preset {preset.name}{' for everyone' if share else ''}: New chat can start from it."
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id))
+
+
+@bp.post("/c/<conversation_id>/presets/delete")
+def delete_preset(conversation_id: str):
+    conversation = own_conversation(conversation_id)
+    account = g.get("account")
+    admin = account is not None and account.admin
+    presets.delete(store(), conversation.owner, request.form.get("preset", ""), admin)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id))
 
 
