@@ -211,7 +211,7 @@ def test_conversation_settings_change_the_request(client, fake):
     bad = client.post(f"{chat}/settings", data={"csrf_token": token, "top_p": "3", "do_sample": "on"})
     assert bad.status_code == 400 and "The settings were not saved: top_p=&#39;3&#39;: it takes a number" in bad.text
     other = client.post("/c", data={"csrf_token": token}).location
-    assert "changed-settings" not in client.get(other).text  # each has its own: the model's defaults, unsaid
+    assert "at most 64 tokens · greedy" in client.get(other).text  # a new chat starts with the settings used last
 
 
 def test_a_missing_conversation_says_it_may_have_expired(client):

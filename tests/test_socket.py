@@ -423,7 +423,8 @@ def test_an_image_sent_on_the_socket_reaches_a_model_that_takes_images_and_is_re
         assert sent["model"] == "google/gemma-3-27b-it"
         assert sent["messages"][-1]["content"][0] == {"type": "text", "text": "What colour?"}
         assert sent["messages"][-1]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
-        assert f'<img src="/c/{chat.conversation_id}/files/{file_id}" alt="red.png"' in frames[0]
+        started = next(frame for frame in frames if "What colour?" in frame)  # after the header, with the model picked
+        assert f'<img src="/c/{chat.conversation_id}/files/{file_id}" alt="red.png"' in started
         assert "Red." in frames[-1]
         fake.reply(tokens=["A red square."])
         act(ws, "send", message="", attachment=file_id)  # an image sent alone

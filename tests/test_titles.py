@@ -98,7 +98,7 @@ def test_what_is_saved_while_the_model_titles_is_kept(titled_app, fake, monkeypa
     ask(client, chat, "Owls?")
     page = client.get(chat).text
     assert title_of(client, chat) == "Owl facts"
-    assert ">Be brief.</textarea>" in page and "· 20 tokens ·" in page
+    assert ">Be brief.</textarea>" in page and "at most 20 tokens" in page
     assert "Share link 1" in page
 
 

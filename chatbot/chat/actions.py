@@ -9,9 +9,10 @@ person and a `Refusal` kind that the web side turns into its own response.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from chatbot.chat import attachments, defaults, limits, picker, transfer
@@ -96,10 +97,10 @@ def send(
     file_ids = file_ids or []
     _check_text(text, visitor, with_files=bool(file_ids) or uploads is not None)
     _check_idle(store, conversation)
-    pick(store, conversation, visitor, model)
-    settings = _settings(conversation, visitor)
-    files = _files(store, conversation, visitor, settings, text, file_ids, uploads)
-    _count_answer(store, conversation, visitor, files)
+    with _picking(store, conversation, visitor, model):
+        settings = _settings(conversation, visitor)
+        files = _files(store, conversation, visitor, settings, text, file_ids, uploads)
+        _count_answer(store, conversation, visitor, files)
     return Reply(
         lambda listener, cancel: run_reply(store, conversation, text, settings, listener, cancel, after, None, files),
         files=files,
@@ -115,9 +116,9 @@ def edit(
     if not can_edit(store, conversation, message_id):
         raise Refused(NOT_EDITABLE, Refusal.GONE)
     _check_idle(store, conversation)
-    pick(store, conversation, visitor, model)
-    settings = _settings(conversation, visitor)
-    _count_answer(store, conversation, visitor)
+    with _picking(store, conversation, visitor, model):
+        settings = _settings(conversation, visitor)
+        _count_answer(store, conversation, visitor)
     return Reply(
         lambda listener, cancel: run_reply(store, conversation, text, settings, listener, cancel, replacing=message_id)
     )
@@ -129,9 +130,9 @@ def regenerate(
     """Another answer to the question of the answer `of` (the last one the tab shows), beside it, by the model
     picked now (so that models can be compared on the same question)."""
     _check_idle(store, conversation)
-    pick(store, conversation, visitor, model)
-    settings = _settings(conversation, visitor)
-    _count_answer(store, conversation, visitor)
+    with _picking(store, conversation, visitor, model):
+        settings = _settings(conversation, visitor)
+        _count_answer(store, conversation, visitor)
     return Reply(
         lambda listener, cancel: run_regeneration(store, conversation, settings, listener, cancel, of), NO_QUESTION
     )
@@ -194,6 +195,30 @@ def new_chat_from_here(store: Store, conversation: Conversation, visitor: Visito
     if too_much := limits.keeping_problem(store, owner, config["FILES_KEPT_MB"], files, "start the new chat again"):
         raise Refused(too_much, Refusal.INVALID)
     return transfer.copy_branch(store, conversation, branch)
+
+
+@contextlib.contextmanager
+def _picking(store: Store, conversation: Conversation, visitor: Visitor, model: str | None) -> Iterator[None]:
+    """Work out the answer with the model named `model` (nothing: the one picked before), and keep it picked once
+    the block let the answer through; refused, before or in the block, the model picked before stays."""
+    if not model:
+        yield
+        return
+    if refused := picker.refusal(visitor.config, model):
+        raise Refused(refused, Refusal.INVALID)
+    previous = conversation.settings.get("model")
+    conversation.settings["model"] = model
+    try:
+        yield
+    except Refused:
+        if previous is None:
+            del conversation.settings["model"]
+        else:
+            conversation.settings["model"] = previous
+        raise
+    if model != previous:
+        store.update_conversation(conversation)
+        defaults.used(store, conversation)
 
 
 def _check_text(text: str, visitor: Visitor, with_files: bool = False) -> None:
