@@ -31,7 +31,8 @@ def chat(page, two_models, fake):
     """A new chat in this test's page."""
     fake.catalogue = ROUTER_MODELS
     page.goto(two_models.url + "/")
-    page.click("text=New chat")
+    with page.expect_navigation():  # the new chat loaded, its script running, before anything is typed
+        page.click("text=New chat")
     yield page
     page.goto("about:blank")  # before the server stops: a page left open would try to reconnect its socket
 
@@ -84,7 +85,8 @@ def test_enter_in_the_picker_sends_what_is_typed_and_never_regenerates(browser, 
     context = browser.new_context(java_script_enabled=script)
     page = context.new_page()
     page.goto(two_models.url + "/")
-    page.click("text=New chat")
+    with page.expect_navigation():  # the new chat loaded, its script running, before anything is typed
+        page.click("text=New chat")
     fake.reply(tokens=["First answer"])
     page.fill("#message-input", "First")
     page.click("#send-button")
@@ -158,7 +160,8 @@ def test_the_menu_works_without_javascript(browser, two_models, fake):
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
     page.goto(two_models.url + "/")
-    page.click("text=New chat")
+    with page.expect_navigation():  # the new chat loaded, its script running, before anything is typed
+        page.click("text=New chat")
     page.click("#model-menu summary")
     page.fill("#model-search", "mistral")
     page.press("#model-search", "Enter")  # a page load, with the menu open on what was found
