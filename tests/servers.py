@@ -24,13 +24,12 @@ FINISHED = re.compile(r'<article id="msg-([\w-]+)" class="message assistant (don
 # A fragment with more of the answer's text (templates/chat/_live.html: the open block replaced, or text added to it).
 ANSWER_TEXT = re.compile(r'<div id="open-[\w-]+" hx-swap-oob="innerHTML">|hx-swap-oob="beforeend:#open-')
 _SHOWN = re.compile(
-    r'<div class="markdown" id="done-[\w-]+">(?P<page_done>.*?)</div><div class="markdown" id="open-[\w-]+">'
-    r"(?P<page_open>.*?)</div>"
-    r'|<div hx-swap-oob="beforeend:#done-[\w-]+">(?P<done>.*?)</div>'
-    r'|<div id="open-[\w-]+" hx-swap-oob="innerHTML">(?P<open>.*?)</div>'
-    r'|<span hx-swap-oob="beforeend:#open-[\w-]+ .live-tail">(?P<tail>[^<]*)</span>',
-    re.S,
+    r'<div class="markdown" id="done-[\w-]+">(?P<page_done>)'
+    r'|<div hx-swap-oob="beforeend:#done-[\w-]+">(?P<done>)'
+    r'|<div id="open-[\w-]+" hx-swap-oob="innerHTML">(?P<open>)'
+    r'|<span hx-swap-oob="beforeend:#open-[\w-]+ .live-tail">(?P<tail>[^<]*)</span>'
 )
+_DIV = re.compile(r"<div[\s>]|</div>")
 _TAIL = '<span class="live-tail">'
 
 
@@ -54,18 +53,31 @@ def shown_answer(frames: list[str]) -> str:
     """The answer's HTML as a tab shows it after `frames` (a page or the resumed answer may come first): the
     complete blocks appended, then the open block as last replaced, with the text added to it since."""
     done = shown = ""
-    for frame in frames:
+    for frame in map(str, frames):  # a Markup frame would escape the plain ones added to it
         for part in _SHOWN.finditer(frame):
-            if part["page_done"] is not None:
-                done, shown = part["page_done"], part["page_open"]
-            elif part["done"] is not None:
-                done += part["done"]
-            elif part["open"] is not None:
-                shown = part["open"]
-            else:
+            if part["tail"] is not None:
                 tail_end = shown.index("</span>", shown.index(_TAIL))
                 shown = shown[:tail_end] + part["tail"] + shown[tail_end:]
+                continue
+            inside = _inside_the_div(frame, part.end())
+            if part["page_done"] is not None:
+                done = inside
+                shown = _inside_the_div(frame, frame.index(">", frame.index('<div class="markdown" id="open-')) + 1)
+            elif part["done"] is not None:
+                done += inside
+            else:
+                shown = inside
     return done + shown
+
+
+def _inside_the_div(html: str, start: int) -> str:
+    """What a div whose content starts at `start` holds, to its own closing tag (it may hold divs)."""
+    depth = 1
+    for tag in _DIV.finditer(html, start):
+        depth += -1 if tag[0] == "</div>" else 1
+        if depth == 0:
+            return html[start : tag.start()]
+    raise ValueError("a div without its end")
 
 
 def act(ws: websocket.WebSocket, action: str, **fields: object) -> None:

@@ -24,6 +24,8 @@ DOCUMENTS = [
     "| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |\n\nfoo\n| h |\n|-x\n",
     "> a quote\nlazily continued\n\n1. one\n   - nested\n   - items\n2. two\n\n***\n\n    indented code\n\ndone\n",
     "[ref]: https://example.org/ref\n\nA [link](https://example.org) and [ref] and <https://example.org/auto>.\n",
+    "Euler: $e^{i\\pi}+1=0$ and \\(x^2\\), a sum $$a+b$$ in a line.\n\n$$\n\\int_0^1 x\\,dx\n$$\n\n"
+    "\\[\n\\frac{a}{b}\n\\]\n\nIt costs $5 and $10, and $x$ is maths.\n",
     "foo\n#hello is not a heading\n\n~~~\ntilde fence\n~~~\nline\r\nwith CRLF\r\n\r\nend\n",
 ]
 
@@ -73,6 +75,15 @@ def test_an_unclosed_fence_shows_as_code():
     update = live.feed("print(")
     assert '<pre><code class="language-python">' in update.open and "```" not in update.open
     assert '<span class="live-tail"></span></code></pre>' in update.open  # later text lands in the code
+
+
+def test_maths_is_drawn_as_soon_as_its_closing_delimiter_comes():
+    live = LiveMarkdown("A sentence long enough to leave the start of its line behind:")
+    delimiters = [("$", "$"), ("\\(", "\\)"), ("$$", "$$"), ("\\[", "\\]")]
+    for drawn, (opening, closing) in enumerate(delimiters, start=1):
+        live.feed(f" {opening}x+1")
+        update = live.feed(closing)
+        assert update.open is not None and update.open.count("<math") == drawn, (opening, update)
 
 
 def test_raw_html_is_escaped_in_every_part(fragments):

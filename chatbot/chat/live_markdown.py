@@ -39,7 +39,7 @@ GROWTH = 4
 LARGEST_OPEN = 20_000
 TAIL = '<span class="live-tail">{}</span>'  # where plain text is added to the open block
 LINE_START = 12  # the first characters of a line, which can make it a new block
-_MARKUP = re.compile(r"[\n*_`~\[\]()<>&\\|]")  # what can change how the text before it renders
+_MARKUP = re.compile(r"[\n*_`~\[\]()<>&\\|$]")  # what can change how the text before it renders
 _CLOSING_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
 _END_OF_CODE = "</code></pre>\n"
 _END_OF_BLOCKS = re.compile(r"(?:</(?:p|li|ul|ol|h[1-6]|blockquote|t[dhr]|thead|tbody|table)>\s*)*\Z")

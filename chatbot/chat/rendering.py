@@ -1,4 +1,4 @@
-"""Markdown -> safe HTML: raw HTML from the model is shown as text, code is highlighted."""
+"""Markdown -> safe HTML: raw HTML from the model is shown as text, code is highlighted, maths drawn as MathML."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
+
+from chatbot.chat.maths import maths_plugin
 
 _FORMATTER = HtmlFormatter(nowrap=True)
 
@@ -26,6 +28,7 @@ _MARKDOWN = (
     MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False, "highlight": _highlight})
     .enable("table")
     .enable("strikethrough")
+    .use(maths_plugin)
 )
 
 
