@@ -84,6 +84,35 @@ def test_markdown_renders_while_it_streams_here_and_in_a_tab_that_follows(page, 
     follower.close()
 
 
+MATHS = [
+    "Inline $e^{i\\pi}+1=0$ and \\(x^2\\) and $\\text{<b>not bold</b>}$.\n\n",
+    "$$\n\\int_0^1 x\\,dx\n$$\n\n",
+    "\\[\n\\frac{a}{b}\n\\]\n\n",
+    *["and so on " for _ in range(20)],
+]
+
+
+def test_maths_is_drawn_while_it_streams_when_done_and_on_the_share_page(page, browser, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    ask(page, fake, "Some maths", MATHS, delay=0.15)
+    streaming = page.locator(".message.assistant.streaming .body")
+    expect(streaming.locator("math")).to_have_count(4)  # $, \(, $$ and \[, drawn before the answer ends
+    expect(streaming.locator("code.math-source")).to_have_text("$\\text{<b>not bold</b>}$")
+    done = page.locator(".message.assistant.done .body")
+    expect(done.locator("math")).to_have_count(4)
+    for formula in done.locator("math").all():
+        assert formula.bounding_box()["width"] > 5  # the browser draws MathML
+    assert done.locator("b, script").count() == 0 and done.inner_text().count("$") == 2  # those of the source shown
+
+    page.click("text=Rename, export or delete")
+    page.click("text=Make a share link")
+    link = page.locator("#notice").inner_text().rsplit(" ", 1)[1]
+    other = browser.new_context().new_page()
+    other.goto(link)
+    expect(other.locator(".message.assistant .body math")).to_have_count(4)
+    other.context.close()
+
+
 def test_shift_enter_a_loading_countdown_and_escape_to_stop(page, gunicorn_on_fake, fake):
     page.goto(gunicorn_on_fake.url + "/")
     page.fill("#message-input", "line one")
