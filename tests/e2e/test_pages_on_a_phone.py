@@ -123,8 +123,10 @@ def test_no_page_is_wider_than_a_phone_with_every_panel_open(browser, pages, nam
 def test_on_a_phone_the_top_bar_is_one_line_and_the_empty_composer_small(browser, pages, size):
     page = phone(browser, size, pages["cookies"])
     page.goto(pages["chat"])
-    bar = page.locator(".topbar").bounding_box()
-    assert bar["height"] < 60, bar
+    bar, menu, new = (page.locator(selector).bounding_box() for selector in (".sidebar", ".sidebar-switch-label", ".new-chat"))
+    assert bar["height"] < 60 and abs(menu["y"] - new["y"]) < 4, (bar, menu, new)  # one line
+    page.evaluate("scrollTo(0, document.body.scrollHeight)")
+    assert page.locator(".sidebar").bounding_box()["y"] == 0  # the bar stays at the top
     composer = page.locator("#composer")
     empty = composer.bounding_box()["height"]
     assert empty <= 0.15 * size["height"], empty
