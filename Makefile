@@ -10,7 +10,7 @@ NGINX := /usr/sbin/nginx
 run: $(VENV)/.run-installed
 	$(VENV)/bin/flask --app wsgi serve
 
-test: $(VENV)/.dev-installed $(CHROMIUM) $(NGINX) redis
+test: $(VENV)/.dev-installed node_modules/.installed $(CHROMIUM) $(NGINX) redis
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
@@ -40,6 +40,11 @@ $(VENV)/.run-installed: $(VENV)/bin/python requirements.txt requirements-local.t
 
 $(VENV)/.dev-installed: $(VENV)/.run-installed requirements-dev.txt
 	$(PIP) -r requirements-dev.txt
+	touch $@
+
+# The browser tests inject axe-core (npm, package-lock.json) into pages to check their accessibility.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
 # The browser tests drive Debian's Chromium (no browser download).

@@ -100,6 +100,7 @@
       following = true;
     }
     addCopyButtons(document);  // before following: the buttons make the answer taller
+    reachableScrollers(document);
     follow();
     followModel();
     var heading = document.getElementById("conversation-title");
@@ -174,6 +175,14 @@
       });
       var shown = function () { return shownText(body); };
       body.after(copyButton("Copy answer", function () { return markdownOf(body); }, shown));
+    });
+  }
+
+  // A code block, table or formula wider than its box scrolls: it takes the keyboard's focus, so the keys scroll
+  // it too (browsers that do so by themselves need no script).
+  function reachableScrollers(root) {
+    root.querySelectorAll(".markdown pre, .markdown table, .markdown .math").forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth && !box.hasAttribute("tabindex")) { box.tabIndex = 0; }
     });
   }
 
@@ -290,7 +299,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     messages = document.getElementById("messages");
-    if (messages) { follow(); addCopyButtons(document); }
+    if (messages) { follow(); addCopyButtons(document); reachableScrollers(document); }
     followModel();
   });
 })();
