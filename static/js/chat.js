@@ -170,8 +170,14 @@
   function addCopyButtons(root) {
     root.querySelectorAll(".message.assistant .body.markdown:not([data-copy])").forEach(function (body) {
       body.dataset.copy = "1";
-      body.querySelectorAll("pre").forEach(function (pre) {
-        pre.before(copyButton("Copy code", function () { return pre.innerText; }));
+      body.querySelectorAll("pre").forEach(function (pre) {  // a bar on the block: its language, and Copy
+        var head = document.createElement("div");
+        var language = document.createElement("span");
+        var named = /language-(\S+)/.exec((pre.querySelector("code") || pre).className);
+        head.className = "code-head";
+        language.textContent = named ? named[1] : "code";
+        head.append(language, copyButton("Copy code", function () { return pre.innerText; }));
+        pre.before(head);
       });
       var shown = function () { return shownText(body); };
       body.after(copyButton("Copy answer", function () { return markdownOf(body); }, shown));
