@@ -64,7 +64,13 @@
       menuKey(event);
     } else if (event.key === "Escape") {
       var stop = document.getElementById("stop-button");
-      if (stop) { stop.click(); }
+      if (stop) { stop.click(); } else { closePanel(); }
+    } else if (event.key.toLowerCase() === "o" && event.ctrlKey && event.shiftKey) {
+      var newChat = document.querySelector(".sidebar .new-chat");
+      if (newChat) { event.preventDefault(); newChat.form.requestSubmit(); }
+    } else if (event.key === "/" && !event.ctrlKey && !event.metaKey && !typing(event.target) && input()) {
+      event.preventDefault();
+      input().focus();
     }
   });
 
@@ -86,6 +92,23 @@
     }
     var picker = document.getElementById("model-input");
     if (picker && document.activeElement !== picker) { picker.value = shownModel; }
+  }
+
+  function typing(target) { return target.closest && target.closest("input, textarea, select, [contenteditable]"); }
+
+  // Esc closes the panel the focus is in, else the one opened last: Settings, a message's Edit, the chat list.
+  function closePanel() {
+    var focused = document.activeElement && document.activeElement.closest("details[open]");
+    var open = document.querySelectorAll("details[open]:not(.reasoning)");
+    var panel = focused || open[open.length - 1];
+    var list = document.getElementById("sidebar-switch");
+    if (panel) {
+      panel.open = false;
+      panel.querySelector("summary").focus();
+    } else if (list && list.checked) {
+      list.checked = false;
+      list.focus();
+    }
   }
 
   window.addEventListener("scroll", function () { following = nearBottom(); }, { passive: true });

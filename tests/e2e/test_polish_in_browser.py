@@ -16,3 +16,30 @@ def test_a_code_block_shows_its_language_and_copy_in_its_corner_and_a_quote_is_s
     assert abs(bar["y"] + bar["height"] - block["y"]) < 2 and abs(bar["x"] - block["x"]) < 2  # on the block's top
     quote = answer.locator("blockquote")
     assert quote.evaluate("q => parseFloat(getComputedStyle(q).borderLeftWidth)") >= 3
+
+
+def test_keys_a_skip_link_slash_escape_and_a_new_chat_listed_under_the_question_mark(page, gunicorn_on_fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    first_url = page.url
+    skip = page.locator(".skip-link")
+    assert skip.evaluate("a => a === document.querySelector('a[href], button, input, textarea, summary')")  # first
+    skip.focus()
+    assert skip.bounding_box()["y"] >= 0  # shown when it has the focus
+    page.keyboard.press("Enter")
+    page.keyboard.type("hello")
+    expect(page.locator("#message-input")).to_have_value("hello")
+
+    page.click("#settings-panel summary")
+    expect(page.locator("#settings-panel")).to_have_attribute("open", "")
+    page.keyboard.press("Escape")
+    expect(page.locator("#settings-panel")).not_to_have_attribute("open", "")
+
+    page.locator(".shortcuts summary").click()
+    for shortcut in ["/", "Ctrl+Shift+O", "Esc"]:
+        expect(page.locator(".shortcuts dl")).to_contain_text(shortcut)
+    page.keyboard.press("Escape")
+    page.keyboard.press("/")
+    expect(page.locator("#message-input")).to_be_focused()
+    page.keyboard.press("Control+Shift+O")
+    expect(page).not_to_have_url(first_url)
+    expect(page.locator(".message")).to_have_count(0)
