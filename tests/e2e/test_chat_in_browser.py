@@ -382,7 +382,8 @@ def test_screenshots_light_dark_and_phone(browser, gunicorn_on_fake, fake):
         page.goto(gunicorn_on_fake.url + "/")
         answer = [
             "Here is **Python**:\n\n```python\ndef greet(name):\n    return f'Hello, {name}!'\n```\n\n"
-            "| Language | Typed |\n|---|---|\n| Python | gradually |"
+            "| Language | Typed |\n|---|---|\n| Python | gradually |\n\n"
+            "Its greeting counts $n$ letters; the mean of $x_i$ is\n\n$$\\bar{x} = \\frac{1}{n}\\sum_{i=1}^{n} x_i$$"
         ]
         thought = ["A function and a table: a short greeting in Python, then how it is typed."]
         page.set_input_files("#file-input", files=[{"name": "languages.csv", "mimeType": "text/csv", "buffer": b"a\n"}])
