@@ -43,3 +43,28 @@ def test_keys_a_skip_link_slash_escape_and_a_new_chat_listed_under_the_question_
     page.keyboard.press("Control+Shift+O")
     expect(page).not_to_have_url(first_url)
     expect(page.locator(".message")).to_have_count(0)
+
+
+def test_message_actions_show_on_hover_and_focus_and_always_on_a_phone(browser, page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    ask(page, fake, "First", ["One"])
+    expect(page.locator(".message.assistant.done")).to_have_count(1)
+    ask(page, fake, "Second", ["Two"])
+    expect(page.locator(".message.assistant.done")).to_have_count(2)
+    actions = page.locator(".message.assistant").first.locator(".message-actions")
+    opacity = "a => getComputedStyle(a).opacity"
+    page.mouse.move(1, 1)
+    assert actions.evaluate(opacity) == "0"
+    page.locator(".message.assistant").first.hover()
+    assert actions.evaluate(opacity) == "1"
+    page.mouse.move(1, 1)
+    actions.locator("button").first.focus()
+    assert actions.evaluate(opacity) == "1"
+    assert page.locator(".message.assistant").last.locator(".message-actions").evaluate(opacity) == "1"
+
+    phone_browser = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    phone_browser.add_cookies(page.context.cookies())  # the same person
+    phone = phone_browser.new_page()
+    phone.goto(page.url)
+    assert phone.locator(".message.assistant").first.locator(".message-actions").evaluate(opacity) == "1"
+    phone.context.close()
