@@ -76,8 +76,12 @@ def _url(raw: str) -> str:
 
 def _store_url(raw: str) -> str:
     value = raw.strip()
-    if not value.startswith(("sqlite:///", "redis://", "rediss://", "unix://")) and value != "memory://":
-        raise ValueError("sqlite:////absolute/path.db, redis://host:6379/0, or memory:// (kept in one process)")
+    schemes = ("sqlite:///", "postgresql://", "postgres://", "redis://", "rediss://", "unix://")
+    if not value.startswith(schemes) and value != "memory://":
+        raise ValueError(
+            "sqlite:////absolute/path.db, postgresql://user@host/database, redis://host:6379/0, or memory:// (kept "
+            "in one process)"
+        )
     return value
 
 

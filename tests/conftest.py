@@ -11,6 +11,7 @@ import redis
 from chatbot.local_model.server import RECOMMENDED, LocalModelServer
 from chatbot.services import remembered
 from chatbot.web import create_app
+from tests import postgres
 from tests.fakes.hf_server import TOKEN, FakeHuggingFace
 from tests.servers import UNLIMITED, GunicornApp
 
@@ -68,6 +69,14 @@ def fake(fake_hf, tmp_path, monkeypatch):
     fake_hf.catalogue_drip = 0.0
     remembered.forget_all()
     return fake_hf
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    """This checkout's database on the machine's PostgreSQL (TEST_PG_DB), made empty for the run and dropped after;
+    its URL. Tests keep their tables apart in schemas of their own (tests/postgres.py)."""
+    with postgres.new_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ import pytest
 from chatbot.stores import open_store
 from chatbot.stores.conversations import Message, new_id
 from chatbot.stores.memory import MemoryStore
+from chatbot.stores.postgres import PostgresStore
 from chatbot.stores.redis import RedisStore
 from chatbot.stores.sqlite import SQLiteStore
+from tests import postgres
 from tests.servers import ROOT
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -23,16 +25,25 @@ def sqlite_path(tmp_path):
     return str(tmp_path / "chat.sqlite3")
 
 
-@pytest.fixture(params=["sqlite", "redis", "memory"])
+@pytest.fixture
+def postgres_url(postgres_database):
+    """A schema of this test's own in the test database: the stores a test makes share it, as workers would."""
+    with postgres.new_schema(f"test_{new_id().lower().replace('-', '_')}", postgres_database) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "redis", "memory", "postgres"])
 def make_store(request, sqlite_path):
-    """Makes each store in turn: the embedded SQLite file, the real Redis on 127.0.0.1:6379, and the memory of this
-    process."""
+    """Makes each store in turn: the embedded SQLite file, the real Redis on 127.0.0.1:6379, the memory of this
+    process, and the real PostgreSQL on 127.0.0.1:5432."""
     made = []
     prefix = f"test:{new_id()}:"  # one per test: the stores a test makes share it, as workers would
 
     def make(idle_seconds=30 * 86400):
         if request.param == "sqlite":
             store = SQLiteStore(sqlite_path, idle_seconds)
+        elif request.param == "postgres":
+            store = PostgresStore(request.getfixturevalue("postgres_url"), idle_seconds)
         elif request.param == "memory":  # one process: the workers a test plays are its threads, on one store
             store = made[0] if made else MemoryStore(idle_seconds)
         else:
@@ -42,6 +53,8 @@ def make_store(request, sqlite_path):
 
     yield make
     for store in made:
+        if isinstance(store, PostgresStore):
+            store.close()
         if isinstance(store, RedisStore):
             keys = list(store.db.scan_iter(store.prefix + "*"))
             if keys:
@@ -362,8 +375,11 @@ def leftovers(store) -> list:
         return sorted(store.db.scan_iter(store.prefix + "*"))
     if isinstance(store, MemoryStore):
         return list(store._kept)
+    tables = ("conversations", "messages", "answer_parts", "files", "snapshots", "share_links")
+    if isinstance(store, PostgresStore):
+        counted = [(table, store._query(f"SELECT count(*) FROM {table}")[0][0]) for table in tables]
+        return [(table, n) for table, n in counted if n]
     with store._connection() as db:
-        tables = ("conversations", "messages", "answer_parts", "files", "snapshots", "share_links")
         return [(table, n) for table in tables if (n := db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])]
 
 

@@ -11,6 +11,7 @@ from chatbot.stores.failures import StoreUnavailable
 from config import ConfigError
 
 MEMORY = "memory://"  # this process's memory: tests and throwaway chats
+POSTGRES = ("postgresql://", "postgres://")  # a team's database: libpq's URL, as psql takes it
 
 
 def open_store(url: str | None, instance_path: str, idle_seconds: float = 30 * 86400) -> Store:
@@ -26,6 +27,10 @@ def open_store(url: str | None, instance_path: str, idle_seconds: float = 30 * 8
         from chatbot.stores.redis import RedisStore
 
         return RedisStore(url, idle_seconds=idle_seconds)
+    if url.startswith(POSTGRES):
+        from chatbot.stores.postgres import PostgresStore
+
+        return PostgresStore(url, idle_seconds)
     if url == MEMORY:
         from chatbot.stores.memory import MemoryStore
 
