@@ -5,12 +5,12 @@ PIP := $(PYTHON) -m pip install --disable-pip-version-check -q
 CHROMIUM := /usr/bin/chromium
 NGINX := /usr/sbin/nginx
 
-.PHONY: run test lint local-model doctor redis
+.PHONY: run test lint local-model doctor redis postgres
 
 run: $(VENV)/.run-installed
 	$(VENV)/bin/flask --app wsgi serve
 
-test: $(VENV)/.dev-installed node_modules/.installed $(CHROMIUM) $(NGINX) redis
+test: $(VENV)/.dev-installed node_modules/.installed $(CHROMIUM) $(NGINX) redis postgres
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
@@ -62,3 +62,17 @@ redis:
 	@redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || { \
 	  command -v redis-server >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }; \
 	  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no; sleep 1; }
+
+# The PostgreSQL store's tests run against a real PostgreSQL on 127.0.0.1:5432, user postgres without a password
+# (tests/postgres.py; they make a database of their own, TEST_PG_DB, and drop it). When none answers so: Debian's
+# package, its cluster, a trust line for postgres from 127.0.0.1 only, started. Tests that stop a PostgreSQL start
+# their own with the same package's initdb and pg_ctl.
+postgres:
+	@psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1 || { \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }; \
+	  version=$$(ls /usr/lib/postgresql | sort -n | tail -1); \
+	  [ -d /etc/postgresql/$$version/main ] || pg_createcluster $$version main; \
+	  hba=/etc/postgresql/$$version/main/pg_hba.conf; \
+	  grep -q '^host all postgres 127.0.0.1/32 trust' $$hba || sed -i '1i host all postgres 127.0.0.1/32 trust' $$hba; \
+	  pg_ctlcluster $$version main start 2>/dev/null || pg_ctlcluster $$version main reload; \
+	  for _ in $$(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done; }
