@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -151,18 +152,11 @@ def gunicorn_on_fake(tmp_path_factory, fake_hf):
         yield server
 
 
-@pytest.fixture(scope="session")
-def two_instances_on_redis(tmp_path_factory, fake_hf):
-    """Two instances sharing one Redis, as on two hosts: 4 gevent workers, and 4 gthread workers."""
-    url = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', '13')}"  # flushed: one per checkout running tests
-    with redis.Redis.from_url(url) as client:
-        client.flushdb()
+@contextlib.contextmanager
+def two_instances(folder, fake_hf, store_url: str):
+    """Two instances sharing the store at `store_url`, as on two hosts: 4 gevent workers, and 4 gthread workers."""
     environment = app_environment(
-        tmp_path_factory.mktemp("instances"),
-        API_URL=fake_hf.task_url(),
-        HF_API_TOKEN=TOKEN,
-        READ_TIMEOUT="5",
-        CHAT_STORE_URL=url,
+        folder, API_URL=fake_hf.task_url(), HF_API_TOKEN=TOKEN, READ_TIMEOUT="5", CHAT_STORE_URL=store_url
     )
     with (
         GunicornApp({**environment, "WORKER_CLASS": "gevent"}, workers=4) as first,
@@ -171,12 +165,41 @@ def two_instances_on_redis(tmp_path_factory, fake_hf):
         yield first, second
 
 
-@pytest.fixture(params=["one instance: gthread, SQLite", "two instances: gevent and gthread, Redis"])
+@pytest.fixture(scope="session")
+def two_instances_on_redis(tmp_path_factory, fake_hf):
+    """Two instances sharing one Redis, as on two hosts."""
+    url = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', '13')}"  # flushed: one per checkout running tests
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    with two_instances(tmp_path_factory.mktemp("instances"), fake_hf, url) as both:
+        yield both
+
+
+@pytest.fixture(scope="session")
+def two_instances_on_postgres(tmp_path_factory, fake_hf, postgres_database):
+    """Two instances sharing one PostgreSQL database, as on two hosts."""
+    with (
+        postgres.new_schema("instances", postgres_database) as url,
+        two_instances(tmp_path_factory.mktemp("instances"), fake_hf, url) as both,
+    ):
+        yield both
+
+
+@pytest.fixture(
+    params=[
+        "one instance: gthread, SQLite",
+        "two instances: gevent and gthread, Redis",
+        "two instances: gevent and gthread, PostgreSQL",
+    ]
+)
 def instances(request, gunicorn_on_fake):
-    """Where a first tab and a later one open: the same server, or two instances sharing Redis (4 workers each)."""
+    """Where a first tab and a later one open: the same server, or two instances sharing Redis or PostgreSQL (4
+    workers each)."""
     if request.param.startswith("one"):
         return gunicorn_on_fake, gunicorn_on_fake
-    return request.getfixturevalue("two_instances_on_redis")
+    return request.getfixturevalue(
+        "two_instances_on_redis" if "Redis" in request.param else "two_instances_on_postgres"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -130,8 +130,9 @@ def test_nginx_signs_people_in_and_no_one_names_themselves(nginx_in_front, fake)
     assert "Signed in as <strong>bob</strong>" in page and "Only mine" not in page
 
 
-def test_two_instances_share_conversations_through_redis(two_instances_on_redis, fake):
-    first, second = two_instances_on_redis
+@pytest.mark.parametrize("store", ["redis", "postgres"])
+def test_two_instances_share_conversations_through_their_store(request, store, fake):
+    first, second = request.getfixturevalue(f"two_instances_on_{store}")
     chat = ChatClient(first.url)
     fake.reply(tokens=["Started", " on", " one"])
     chat.exchange("Hello from the first")

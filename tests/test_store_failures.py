@@ -1,5 +1,6 @@
-"""A store that fails, for real: a full disk under the SQLite file, a Redis at its maxmemory, a Redis that dies
-while an answer is written. Each is told in plain words, /readyz says so, and nothing the user typed is lost."""
+"""A store that fails, for real: a full disk under the SQLite file, a Redis at its maxmemory, a Redis or a
+PostgreSQL that dies while an answer is written. Each is told in plain words, /readyz says so, and nothing the user
+typed is lost."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import requests
 from chatbot.local_model.server import free_port
 from chatbot.web import create_app
 from config import ConfigError
+from tests import postgres
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.servers import FINISHED, ROOT, ChatClient, GunicornApp, act, read_until
@@ -153,6 +155,36 @@ def test_redis_dying_while_an_answer_is_written_is_told_with_what_arrived(tmp_pa
         page = chat.http.get(chat.page_url, timeout=20)
         assert page.status_code == 503 and "does not answer" in page.text
         assert requests.get(server.url + "/readyz", timeout=10).json()["store"].startswith("The chat's store")
+
+
+def test_postgresql_stopping_while_an_answer_is_written_is_told_with_what_arrived_and_the_chat_works_once_back(
+    tmp_path, fake
+):
+    """A PostgreSQL of the test's own (the machine's is shared), stopped at once mid-answer, then started again."""
+    with postgres.PrivateServer() as server, postgres.new_database("chat", server.url) as url:
+        with chat_on(tmp_path, fake, CHAT_STORE_URL=url) as chat_server:
+            chat = ChatClient(chat_server.url)
+            ws = chat.connect()
+            fake.reply(tokens=[f"word{i} " for i in range(30)], delay=0.1)
+            act(ws, "send", message="Tell me a long story")
+            frames = read_until(ws, [], "word5", seconds=20)
+            server.stop()
+            read_until(ws, frames, FINISHED, seconds=30)
+            ws.close()
+            ended = frames[-1]
+            where = f"PostgreSQL at 127.0.0.1:{server.port}/chat"
+            assert f"The chat&#39;s store ({where}) does not answer" in ended
+            assert "What arrived is shown above, but it could not be saved" in ended
+            assert "word5" in ended  # what arrived stays on the page
+            page = chat.http.get(chat.page_url, timeout=20)
+            assert page.status_code == 503 and "does not answer" in page.text
+            assert requests.get(chat_server.url + "/readyz", timeout=10).json()["store"].startswith("The chat's store")
+
+            server.start()
+            assert requests.get(chat_server.url + "/readyz", timeout=10).status_code == 200
+            assert "word0" in chat.page()  # what was saved before it stopped is kept
+            fake.reply(tokens=["Back", " again"])
+            assert "Back again" in ChatClient(chat_server.url).exchange("Are you back?")[-1]
 
 
 def test_a_redis_that_keeps_nothing_on_disk_stops_start_up_with_one_line(tmp_path):
