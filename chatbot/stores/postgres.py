@@ -5,7 +5,9 @@ The tables are SQLite's (chatbot/stores/postgres_schema.py brings them up to dat
 written grows by rows in `answer_parts`, one INSERT each, so saving it costs the same however long it is; one
 answer at a time holds because starting one locks its conversation's row. Each call takes a connection from a pool
 (psycopg_pool) for its round trips only, checked on the way out of the pool, so after PostgreSQL restarts the next
-call reconnects instead of failing on a connection that died.
+call reconnects instead of failing on a connection that died. A pool waits for a connection it cannot make; so that a
+PostgreSQL that is down is told at once, not after WAIT_SECONDS per call, a call that gets none within a moment asks
+PostgreSQL for a connection of its own (one such probe a second per process).
 
 PostgreSQL's text cannot hold the character NUL (U+0000): in text it keeps, a NUL becomes U+FFFD, as a lone
 surrogate does where text enters; JSON keeps it escaped.
@@ -14,6 +16,7 @@ surrogate does where text enters; JSON keeps it escaped.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +32,8 @@ from chatbot.stores.postgres_schema import NewerDatabase, migrate
 
 MAX_CONNECTIONS = 10  # per process: a call holds one for its round trips; PostgreSQL allows 100 in all by default
 WAIT_SECONDS = 5.0  # for a free connection, or a new one; then the call fails, saying the store does not answer
+MOMENT = 0.5  # waited for a pooled connection before asking whether PostgreSQL answers at all
+PROBE_SECONDS = 1.0  # how long the answer to that question holds, for every call of the process
 STOP_SECONDS = 3600  # a stop request outlives any answer
 CONVERSATION_COLUMNS = "id, owner, title, created_at, updated_at, settings, leaf_id"
 MESSAGE_COLUMNS = "id, conversation_id, role, content, html, status, error, meta, created_at, parent_id"
@@ -93,29 +98,60 @@ class PostgresStore:
             timeout=WAIT_SECONDS,
             kwargs={"autocommit": True, "connect_timeout": int(WAIT_SECONDS)},
             check=psycopg_pool.ConnectionPool.check_connection,
+            reconnect_timeout=WAIT_SECONDS,  # then start again from a short delay: back within seconds of PostgreSQL
             name=f"chat store {self.address}",
             open=True,
         )
+
+        self._probing = threading.Lock()
+        self._probed_at = -PROBE_SECONDS
+        self._refused: str | None = None  # why the last probe failed, None when it connected
 
     def close(self) -> None:
         """Close every connection (the store is not used after)."""
         self.pool.close()
 
     @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        """A connection of the pool for one call; none within a moment, and PostgreSQL refusing one of its own, the
+        call fails now (OperationalError); when PostgreSQL answers, the pool is busy: it waits on for one."""
+        try:
+            db = self.pool.getconn(timeout=MOMENT)
+        except psycopg_pool.PoolTimeout:
+            self._check_it_answers()
+            db = self.pool.getconn(timeout=WAIT_SECONDS - MOMENT)
+        try:
+            yield db
+        finally:
+            self.pool.putconn(db)  # rolled back if a transaction was left open, replaced if broken
+
+    def _check_it_answers(self) -> None:
+        with self._probing:  # the calls waiting meanwhile take its answer
+            if time.monotonic() - self._probed_at >= PROBE_SECONDS:
+                try:
+                    psycopg.connect(self.url, connect_timeout=int(WAIT_SECONDS)).close()
+                    self._refused = None
+                except psycopg.OperationalError as error:
+                    self._refused = str(error)
+                self._probed_at = time.monotonic()
+            if self._refused is not None:
+                raise psycopg.OperationalError(self._refused)
+
+    @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection]:
         """A connection whose statements commit together when the block ends."""
-        with self.pool.connection() as db, db.transaction():
+        with self._connection() as db, db.transaction():
             yield db
 
     def _query(self, sql: str, parameters: tuple | dict = ()) -> list[tuple]:
         """One statement on its own; its rows (none for a statement that returns none)."""
-        with self.pool.connection() as db:
+        with self._connection() as db:
             cursor = db.execute(sql, parameters)
             return cursor.fetchall() if cursor.description else []
 
     def _count(self, sql: str, parameters: tuple = ()) -> int:
         """One statement on its own; how many rows it changed."""
-        with self.pool.connection() as db:
+        with self._connection() as db:
             return db.execute(sql, parameters).rowcount
 
     def ping(self) -> None:
