@@ -169,7 +169,7 @@ def test_postgresql_stopping_while_an_answer_is_written_is_told_with_what_arrive
             act(ws, "send", message="Tell me a long story")
             frames = read_until(ws, [], "word5", seconds=20)
             server.stop()
-            read_until(ws, frames, FINISHED, seconds=30)
+            read_until(ws, frames, FINISHED, seconds=8)  # told at once, not after a wait for connections per call
             ws.close()
             ended = frames[-1]
             where = f"PostgreSQL at 127.0.0.1:{server.port}/chat"
