@@ -9,7 +9,7 @@ import time
 import pytest
 
 from chatbot.stores import open_store
-from chatbot.stores.conversations import Message, new_id
+from chatbot.stores.conversations import Conversation, Message, new_id
 from chatbot.stores.memory import MemoryStore
 from chatbot.stores.postgres import PostgresStore
 from chatbot.stores.redis import RedisStore
@@ -582,3 +582,28 @@ def test_share_links_and_their_snapshots_expire_with_their_idle_conversation(mak
     store.forget_idle()
     assert store.load_share(idle.id, "a") is None and store.share_links("alice") == []
     assert store.kept_size("alice") == 0 and leftovers(store) == []
+
+
+def test_a_conversation_is_restored_as_it_was_and_everything_kept_is_listed(make_store):
+    first, second = make_store(), make_store()  # two workers
+    made = first.create_conversation("alice")
+    old = Conversation("old-one", "bob", "Kept", 1000.5, 2000.25, {"model": "m"}, "b")
+    question = Message("q", old.id, "user", "Hi", created_at=1000.5)
+    answers = [
+        Message(id_, old.id, "assistant", text, html=f"<p>{text}</p>", parent_id="q", created_at=1001.0)
+        for id_, text in (("a", "Hello"), ("b", "Hey"))
+    ]
+    first.restore_conversation(old, [])
+    first.save_file(old, "f1", {"name": "cat.png"}, PNG)
+    first.restore_conversation(old, [question, *answers])  # once more, after its files: its times as they were
+    first.save_record("account", "ada", {"username": "ada", "password_hash": "h"})
+    first.save_record("site", "settings", {"limits": 3})
+    assert second.get_conversation("bob", old.id) == old
+    assert second.messages(old) == [question, *answers]
+    assert [c.id for c in second.list_conversations("bob")] == [old.id]
+    assert sorted(c.id for c in second.every_conversation()) == sorted([made.id, old.id])
+    assert second.files_of(old) == [("f1", {"name": "cat.png"}, PNG)] and second.files_of(made) == []
+    assert sorted(second.every_record()) == [
+        ("account", "ada", {"username": "ada", "password_hash": "h"}),
+        ("site", "settings", {"limits": 3}),
+    ]

@@ -165,7 +165,24 @@ class StopSignals(Protocol):
         """Whether someone pressed Stop for this answer."""
 
 
-class Store(Conversations, Files, Shares, Records, Counters, StopSignals, Protocol):
+class Archive(Protocol):
+    """What a backup reads of everything, and a restore writes back as it was (chatbot/chat/backup.py)."""
+
+    def every_conversation(self) -> list[Conversation]:
+        """Every conversation of every owner, in no order."""
+
+    def files_of(self, conversation: Conversation) -> list[tuple[str, dict, bytes]]:
+        """(id, info, bytes) of every file kept with the conversation, in no order."""
+
+    def every_record(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(kind, key, data) of every record, in no order."""
+
+    def restore_conversation(self, conversation: Conversation, messages: list[Message]) -> None:
+        """Save the conversation as it is, every field (its times and its chosen leaf too), made or replaced, and
+        append `messages` as they are, in their order."""
+
+
+class Store(Conversations, Files, Shares, Records, Counters, StopSignals, Archive, Protocol):
     """Where the chat keeps everything: each role above, and the store's own upkeep. Any method raises
     StoreUnavailable (chatbot.stores.failures), saying why in words, when the store cannot read or save.
     `open_store` returns every store as a Store, so mypy checks each against all of it."""

@@ -194,6 +194,26 @@ class MemoryStore:
         found.content = message.content[start:] + written
         return found
 
+    def every_conversation(self) -> list[Conversation]:
+        with self._lock:
+            return [copy.deepcopy(kept.conversation) for kept in self._kept.values()]
+
+    def files_of(self, conversation: Conversation) -> list[tuple[str, dict, bytes]]:
+        with self._lock:
+            kept = self._kept.get(conversation.id)
+            files = kept.files.items() if kept else []
+            return [(file_id, copy.deepcopy(info), data) for file_id, (info, data) in files]
+
+    def every_record(self) -> list[tuple[str, str, dict[str, Any]]]:
+        with self._lock:
+            return [(kind, key, json.loads(data)) for (kind, key), data in self._records.items()]
+
+    def restore_conversation(self, conversation: Conversation, messages: list[Message]) -> None:
+        with self._lock:
+            kept = self._kept.setdefault(conversation.id, _Kept(conversation))
+            kept.conversation = copy.deepcopy(conversation)
+            kept.messages.update((message.id, copy.deepcopy(message)) for message in messages)
+
     def save_file(self, conversation: Conversation, file_id: str, info: dict, data: bytes) -> None:
         with self._lock:
             if kept := self._kept.get(conversation.id):

@@ -37,10 +37,10 @@ PROBE_SECONDS = 1.0  # how long the answer to that question holds, for every cal
 STOP_SECONDS = 3600  # a stop request outlives any answer
 CONVERSATION_COLUMNS = "id, owner, title, created_at, updated_at, settings, leaf_id"
 MESSAGE_COLUMNS = "id, conversation_id, role, content, html, status, error, meta, created_at, parent_id"
+ADD_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 SAVE_MESSAGE = (  # appended, or (an answer to go on with) saved again in its place
-    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO "
-    "UPDATE SET content = excluded.content, html = excluded.html, status = excluded.status, error = excluded.error, "
-    "meta = excluded.meta"
+    f"{ADD_MESSAGE} ON CONFLICT (id) DO UPDATE SET content = excluded.content, html = excluded.html, "
+    "status = excluded.status, error = excluded.error, meta = excluded.meta"
 )
 WITH_PARTS = (  # a message and, while it is written, its parts from the one character %(start)s falls in, one row
     "SELECT {columns}, parts.first, parts.text, parts.saved_at FROM messages m LEFT JOIN LATERAL ("
@@ -219,7 +219,7 @@ class PostgresStore:
 
     def add_message(self, message: Message) -> Message:
         with self._transaction() as db:
-            db.execute(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 10)})", _row(message))
+            db.execute(ADD_MESSAGE, _row(message))
             db.execute("UPDATE conversations SET updated_at = %s WHERE id = %s", (time.time(), message.conversation_id))
         return message
 
@@ -278,6 +278,28 @@ class PostgresStore:
             {"conversation": conversation.id, "start": 0},
         )
         return [_with_parts(row) for row in rows]
+
+    def every_conversation(self) -> list[Conversation]:
+        return [_conversation(row) for row in self._query(f"SELECT {CONVERSATION_COLUMNS} FROM conversations")]
+
+    def files_of(self, conversation: Conversation) -> list[tuple[str, dict, bytes]]:
+        rows = self._query("SELECT id, info, data FROM files WHERE conversation_id = %s", (conversation.id,))
+        return [(file_id, json.loads(info), bytes(data)) for file_id, info, data in rows]
+
+    def every_record(self) -> list[tuple[str, str, dict[str, Any]]]:
+        return [(kind, key, json.loads(data)) for kind, key, data in self._query("SELECT kind, key, data FROM records")]
+
+    def restore_conversation(self, conversation: Conversation, messages: list[Message]) -> None:
+        c = conversation
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT "
+                "(id) DO UPDATE SET owner = excluded.owner, title = excluded.title, created_at = excluded.created_at, "
+                "updated_at = excluded.updated_at, settings = excluded.settings, leaf_id = excluded.leaf_id",
+                (c.id, c.owner, _text(c.title), c.created_at, c.updated_at, json.dumps(c.settings), c.leaf_id),
+            )
+            with db.cursor() as cursor:
+                cursor.executemany(ADD_MESSAGE, [_row(message) for message in messages])
 
     def save_file(self, conversation: Conversation, file_id: str, info: dict, data: bytes) -> None:
         with self._transaction() as db:

@@ -397,6 +397,37 @@ class RedisStore:
             previous = fields["id"]
         return [self.read_message(conversation, m.id) or m if m.status == "streaming" else m for m in found]
 
+    def every_conversation(self) -> list[Conversation]:
+        heads = list(self.db.scan_iter(self._key("conv", "*"), count=1000))
+        pipe = self.db.pipeline()
+        for head in heads:
+            pipe.hgetall(head)
+        return [_conversation(fields) for fields in pipe.execute() if fields.get("owner")]
+
+    def files_of(self, conversation: Conversation) -> list[tuple[str, dict, bytes]]:
+        kept = cast(dict[str, str], self.db.hgetall(self._key("files", conversation.id)))
+        stored = {file_id: json.loads(raw) for file_id, raw in kept.items()}
+        return [(file_id, each["info"], base64.b64decode(each["data"])) for file_id, each in stored.items()]
+
+    def every_record(self) -> list[tuple[str, str, dict]]:
+        kinds = list(self.db.scan_iter(self._key("records", "*"), count=1000))
+        pipe = self.db.pipeline()
+        for kind in kinds:
+            pipe.hgetall(kind)
+        found = zip([kind.removeprefix(self._key("records", "")) for kind in kinds], pipe.execute(), strict=True)
+        return [(kind, key, json.loads(raw)) for kind, records in found for key, raw in records.items()]
+
+    def restore_conversation(self, conversation: Conversation, messages: list[Message]) -> None:
+        pipe = self.db.pipeline()
+        self._save(pipe, conversation)
+        pipe.hset(self._key("conv", conversation.id), "leaf_id", conversation.leaf_id)
+        pipe.zadd(self._key("owner", conversation.owner), {conversation.id: conversation.updated_at})
+        for message in messages:
+            pipe.hset(self._key("msgs", conversation.id), message.id, json.dumps(asdict(message)))
+            pipe.rpush(self._key("order", conversation.id), message.id)
+        self._touch(pipe, conversation.id, conversation.owner)
+        pipe.execute()
+
     def forget_idle(self) -> None:
         """Nothing to do: Redis expires idle conversations by itself."""
 

@@ -90,6 +90,11 @@ SAVE_MESSAGE = (  # appended, or (an answer to go on with) saved again in its pl
     "content = excluded.content, html = excluded.html, status = excluded.status, error = excluded.error, "
     "meta = excluded.meta"
 )
+RESTORE_CONVERSATION = (  # replaced in place, not deleted and made again: that would delete what is kept with it
+    f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE "
+    "SET owner = excluded.owner, title = excluded.title, created_at = excluded.created_at, "
+    "updated_at = excluded.updated_at, settings = excluded.settings, leaf_id = excluded.leaf_id"
+)
 EACH_FOLLOWS_THE_ONE_BEFORE = (  # messages saved before branches: one line, each after the previous
     "UPDATE messages SET parent_id = (SELECT earlier.id FROM messages earlier WHERE earlier.conversation_id = "
     "messages.conversation_id AND earlier.seq < messages.seq ORDER BY earlier.seq DESC LIMIT 1)"
@@ -424,6 +429,25 @@ class SQLiteStore:
     def stop_requested(self, message_id: str) -> bool:
         return bool(self._query("SELECT 1 FROM stop_requests WHERE message_id = ?", (message_id,)))
 
+    def every_conversation(self) -> list[Conversation]:
+        return [_conversation(row) for row in self._query(f"SELECT {CONVERSATION_COLUMNS} FROM conversations")]
+
+    def files_of(self, conversation: Conversation) -> list[tuple[str, dict, bytes]]:
+        rows = self._query("SELECT id, info, data FROM files WHERE conversation_id = ?", (conversation.id,))
+        return [(file_id, json.loads(info), bytes(data)) for file_id, info, data in rows]
+
+    def every_record(self) -> list[tuple[str, str, dict]]:
+        return [(kind, key, json.loads(data)) for kind, key, data in self._query("SELECT kind, key, data FROM records")]
+
+    def restore_conversation(self, conversation: Conversation, messages: list[Message]) -> None:
+        with self._transaction() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(RESTORE_CONVERSATION, _conversation_row(conversation))
+            db.executemany(
+                f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_row(message) for message in messages],
+            )
+
     def messages(self, conversation: Conversation) -> list[Message]:
         with self._transaction() as db:
             db.execute("BEGIN")
@@ -468,6 +492,11 @@ def _row(message: Message) -> tuple:
         message.created_at,
         message.parent_id,
     )
+
+
+def _conversation_row(conversation: Conversation) -> tuple:
+    c = conversation
+    return (c.id, c.owner, c.title, c.created_at, c.updated_at, json.dumps(c.settings), c.leaf_id)
 
 
 def _conversation(row: tuple) -> Conversation:
