@@ -45,6 +45,13 @@ def settle_abandoned(store: Store, message: Message) -> bool:
     """Keep what arrived of an abandoned answer (whole, as read), mark it interrupted and say so. True when it did."""
     if not is_abandoned(message):
         return False
+    interrupt(message)
+    store.update_message(message)
+    return True
+
+
+def interrupt(message: Message) -> None:
+    """Mark an answer that nothing writes any more interrupted, with what arrived (whole, as read), and say so."""
     message.status = "error"
     message.error = InferenceError(
         "interrupted",
@@ -53,5 +60,3 @@ def settle_abandoned(store: Store, message: Message) -> bool:
     ).as_dict()
     reasoning.settle(message)
     message.html = str(render_markdown(message.content)) if message.content else ""
-    store.update_message(message)
-    return True

@@ -1,4 +1,4 @@
-"""flask commands: `serve` (what `make run` runs), `local-model`, `doctor` and `create-admin`."""
+"""flask commands: `serve` (what `make run` runs), `local-model`, `doctor`, `create-admin`, `backup` and `restore`."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from chatbot.chat import accounts
+from chatbot.chat import accounts, backup
 from chatbot.chat.doctor import diagnose
 from chatbot.local_model.server import MODEL_NAME, RECOMMENDED, LocalModelServer
 from chatbot.local_model.supervisor import Supervisor
+from chatbot.stores.failures import StoreUnavailable
 
 
 def needs_local_model(config: dict) -> bool:
@@ -142,8 +143,39 @@ def create_admin_command(name: str) -> None:
         click.echo(f"{name} is an admin: they sign in as usual.")
 
 
+@click.command("backup")
+@with_appcontext
+@click.argument("file", type=click.Path(dir_okay=False, writable=True))
+def backup_command(file: str) -> None:
+    """Write everything the chat keeps to FILE (gzip'd JSON lines), while it runs: accounts with their password
+    hashes, conversations with all their branches, files, share links, the site's settings and limits."""
+    try:
+        written = backup.back_up(current_app.extensions["chat_store"], file)
+    except (StoreUnavailable, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Backed up to {file}: {_counted(written)}.")
+
+
+@click.command("restore")
+@with_appcontext
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def restore_command(file: str) -> None:
+    """Load FILE, made by `flask backup` with any store, into the store CHAT_STORE_URL names, which must be empty."""
+    try:
+        restored = backup.restore(current_app.extensions["chat_store"], file)
+    except (StoreUnavailable, backup.ArchiveProblem) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Restored from {file}: {_counted(restored)}.")
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{count} {what}" for what, count in sorted(counts.items())) or "nothing"
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(doctor_command)
     app.cli.add_command(serve_command)
     app.cli.add_command(local_model_command)
     app.cli.add_command(create_admin_command)
+    app.cli.add_command(backup_command)
+    app.cli.add_command(restore_command)
