@@ -1,31 +1,34 @@
 """How long the server takes to build a conversation's page, for 10 and for 2,000 messages.
 
-Run: .venv/bin/python bench/page_time.py
+Run: .venv/bin/python bench/page_time.py [--stores sqlite postgres redis memory] (bench/stores.py: where each is)
 Pages are built from stored, already-rendered HTML, so the time should grow
 with the page's size only, never with re-rendering markdown.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stores import KINDS, store_url  # noqa: E402
 from chatbot.chat.rendering import render_markdown  # noqa: E402
 from chatbot.stores.conversations import Message, new_id  # noqa: E402
+from chatbot.stores.postgres import PostgresStore  # noqa: E402
 from chatbot.web import create_app  # noqa: E402
 
 ANSWER = "Here is a list:\n\n- one\n- two\n\n```python\nprint('hello')\n```\n\nAnd a **bold** ending."
 
 
-def page_time(messages: int, runs: int = 20) -> tuple[float, int]:
-    """Median milliseconds to build the page, and its size in bytes."""
-    with tempfile.TemporaryDirectory() as folder:
-        app = create_app({"SECRET_KEY": "bench", "CHAT_STORE_URL": f"sqlite:///{folder}/bench.sqlite3"})
+def page_time(messages: int, kind: str = "sqlite", runs: int = 20) -> tuple[float, int]:
+    """Median milliseconds to build the page on a store of that kind, and its size in bytes."""
+    with store_url(kind) as url:
+        settings = {"SECRET_KEY": "bench", "CHAT_STORE_URL": url, "REDIS_KEEPS_NOTHING": "accept"}
+        app = create_app(settings)
         client = app.test_client()
         url = client.get("/").location
         store = app.extensions["chat_store"]
@@ -48,10 +51,15 @@ def page_time(messages: int, runs: int = 20) -> tuple[float, int]:
             started = time.perf_counter()
             response = client.get(url)
             times.append((time.perf_counter() - started) * 1000)
+        if isinstance(store, PostgresStore):
+            store.close()  # before its database is dropped
         return statistics.median(times), len(response.data)
 
 
 if __name__ == "__main__":
-    for count in (10, 2000):
-        milliseconds, size = page_time(count)
-        print(f"{count:>5} messages: {milliseconds:7.1f} ms median of 20 ({size / 1024:,.0f} KiB)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stores", nargs="+", default=["sqlite"], choices=KINDS)
+    for kind in parser.parse_args().stores:
+        for count in (10, 2000):
+            milliseconds, size = page_time(count, kind)
+            print(f"{kind:>8} {count:>5} messages: {milliseconds:7.1f} ms median of 20 ({size / 1024:,.0f} KiB)")

@@ -65,3 +65,8 @@ def test_the_built_in_model_benchmark_compares_the_app_with_llama_cpp_alone():
 def test_the_live_markdown_benchmark_compares_a_short_and_a_long_answer():
     printed = run("bench/live_markdown.py", "--tokens", "200", "2000")
     assert "µs/token" in printed and "ratio (2,000 / 200 tokens, mixed)" in printed
+
+
+def test_the_answer_parts_benchmark_compares_a_short_and_a_long_answer():
+    printed = run("bench/answer_parts.py", "--stores", "memory")
+    assert "| memory | " in printed and "ratio" in printed
