@@ -1,5 +1,6 @@
-"""Accounts in a real browser, on two instances sharing one Redis: sign up, approve, the same chats on two
-browsers, none for another account, a limit reached and shown, a disabled account's open chat closed."""
+"""Accounts in a real browser, on two instances sharing one Redis or one PostgreSQL: sign up, approve, the same
+chats on two browsers, none for another account, a limit reached and shown, a disabled account's open chat
+closed."""
 
 import os
 
@@ -7,19 +8,33 @@ import pytest
 import redis
 from playwright.sync_api import expect
 
+from chatbot.stores.conversations import new_id
+from tests import postgres
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.helpers import PASSWORD
 from tests.servers import GunicornApp
 
 
-@pytest.fixture
-def two_instances_with_accounts(tmp_path, fake):
+@pytest.fixture(params=["redis", "postgres"])
+def shared_store(request):
+    """The store two instances share: the test's own Redis database, or a schema of its own in the test's
+    PostgreSQL database; its URL."""
+    if request.param == "postgres":
+        database = request.getfixturevalue("postgres_database")
+        with postgres.new_schema(f"accounts_{new_id().lower().replace('-', '_')}", database) as url:
+            yield url
+        return
     url = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_ACCOUNTS_DB', '11')}"
     with redis.Redis.from_url(url) as client:
         client.flushdb()
+    yield url
+
+
+@pytest.fixture
+def two_instances_with_accounts(tmp_path, fake, shared_store):
     environment = app_environment(
-        tmp_path, API_URL=fake.task_url(), HF_API_TOKEN=TOKEN, CHAT_STORE_URL=url, AUTH="local"
+        tmp_path, API_URL=fake.task_url(), HF_API_TOKEN=TOKEN, CHAT_STORE_URL=shared_store, AUTH="local"
     )
     with GunicornApp(environment, workers=2) as first, GunicornApp(environment, workers=2) as second:
         yield first.url, second.url
