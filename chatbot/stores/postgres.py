@@ -4,10 +4,11 @@ worker on every host.
 The tables are SQLite's (chatbot/stores/postgres_schema.py brings them up to date at start-up). An answer being
 written grows by rows in `answer_parts`, one INSERT each, so saving it costs the same however long it is; one
 answer at a time holds because starting one locks its conversation's row. Each call takes a connection from a pool
-(psycopg_pool) for its round trips only, checked on the way out of the pool, so after PostgreSQL restarts the next
-call reconnects instead of failing on a connection that died. A pool waits for a connection it cannot make; so that a
-PostgreSQL that is down is told at once, not after WAIT_SECONDS per call, a call that gets none within a moment asks
-PostgreSQL for a connection of its own (one such probe a second per process).
+(psycopg_pool) for its round trips only, checked on the way out of the pool unless it worked in the last second,
+so after PostgreSQL restarts the next call reconnects instead of failing on a connection that died. A pool waits
+for a connection it cannot make; so that a PostgreSQL that is down is told at once, not after WAIT_SECONDS per
+call, a call that gets none within a moment asks PostgreSQL for a connection of its own (one such probe a second
+per process).
 
 PostgreSQL's text cannot hold the character NUL (U+0000): in text it keeps, a NUL becomes U+FFFD, as a lone
 surrogate does where text enters; JSON keeps it escaped.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -34,6 +36,7 @@ MAX_CONNECTIONS = 10  # per process: a call holds one for its round trips; Postg
 WAIT_SECONDS = 5.0  # for a free connection, or a new one; then the call fails, saying the store does not answer
 MOMENT = 0.5  # waited for a pooled connection before asking whether PostgreSQL answers at all
 PROBE_SECONDS = 1.0  # how long the answer to that question holds, for every call of the process
+JUST_USED = 1.0  # a connection returned to the pool this recently is handed out again unchecked
 STOP_SECONDS = 3600  # a stop request outlives any answer
 CONVERSATION_COLUMNS = "id, owner, title, created_at, updated_at, settings, leaf_id"
 MESSAGE_COLUMNS = "id, conversation_id, role, content, html, status, error, meta, created_at, parent_id"
@@ -99,12 +102,13 @@ class PostgresStore:
             max_size=MAX_CONNECTIONS,
             timeout=WAIT_SECONDS,
             kwargs={"autocommit": True, "connect_timeout": int(WAIT_SECONDS)},
-            check=psycopg_pool.ConnectionPool.check_connection,
+            check=self._check_unless_just_used,
             reconnect_timeout=WAIT_SECONDS,  # then start again from a short delay: back within seconds of PostgreSQL
             name=f"chat store {self.address}",
             open=True,
         )
 
+        self._returned: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
         self._probing = threading.Lock()
         self._probed_at = -PROBE_SECONDS
         self._refused: str | None = None  # why the last probe failed, None when it connected
@@ -125,7 +129,14 @@ class PostgresStore:
         try:
             yield db
         finally:
+            self._returned[db] = time.monotonic()
             self.pool.putconn(db)  # rolled back if a transaction was left open, replaced if broken
+
+    def _check_unless_just_used(self, db: psycopg.Connection) -> None:
+        """The pool's check of a connection it hands out: one that worked less than JUST_USED seconds ago is taken
+        as working (a round trip saved on each call of a busy chat); an older one is asked, and replaced if dead."""
+        if time.monotonic() - self._returned.get(db, -JUST_USED) >= JUST_USED:
+            psycopg_pool.ConnectionPool.check_connection(db)
 
     def _check_it_answers(self) -> None:
         with self._probing:  # the calls waiting meanwhile take its answer
