@@ -188,3 +188,113 @@ def test_the_protocol_follows_the_url_unless_inference_api_says(url, api):
     environ = {"API_URL": url} if url else {}
     assert load_settings(environ)["MODELS"][0].api == api
     assert load_settings({**environ, "INFERENCE_API": "text-generation"})["MODELS"][0].api == "text-generation"
+
+
+def test_no_tool_servers_unless_configured():
+    config = load_settings({})
+    assert config["TOOL_SERVERS"] == ()
+    assert (config["TOOL_ROUNDS"], config["TOOL_TIMEOUT_S"], config["TOOL_RESULT_MAX_CHARS"]) == (8, 60.0, 20_000)
+
+
+def test_tool_servers_come_from_chat_uis_list_and_from_an_mcp_json_file(tmp_path):
+    path = tmp_path / "mcp.json"
+    path.write_text(
+        '{"mcpServers": {"files": {"command": "npx", "args": ["-y", "server-files", "/srv"], "env": {"A": "1"}},'
+        ' "hub": {"url": "https://hf.co/mcp", "headers": {"Authorization": "Bearer x"}, "trust": "auto"},'
+        ' "old": {"type": "sse", "url": "http://127.0.0.1:9/sse"}}}'
+    )
+    listed = '[{"name": "search", "url": "http://127.0.0.1:9000/mcp/", "headers": {"X-Key": "k"}}]'
+    search, files, hub, old = load_settings({"MCP_SERVERS": listed, "MCP_CONFIG": str(path)})["TOOL_SERVERS"]
+    assert (search.name, search.url, search.headers, search.transport, search.trust) == (
+        "search",
+        "http://127.0.0.1:9000/mcp",
+        {"X-Key": "k"},
+        "http",
+        "ask",
+    )
+    assert (files.command, files.args, files.env, files.transport) == (
+        "npx",
+        ("-y", "server-files", "/srv"),
+        {"A": "1"},
+        "stdio",
+    )
+    assert (hub.trust, hub.headers) == ("auto", {"Authorization": "Bearer x"})
+    assert old.transport == "sse"
+    assert "Bearer" not in repr(hub) and "'1'" not in repr(files)  # headers and env never reach a log
+
+
+@pytest.mark.parametrize(
+    ("listed", "expected"),
+    [
+        ("[1,", "MCP_SERVERS is not valid JSON: Expecting value: line 1 column 4 (char 3)."),
+        ('{"name": "a"}', 'MCP_SERVERS is not valid: it takes a JSON list ([{"name": ..., "url": ...}]).'),
+        ('[{"name": "a"}]', 'MCP_SERVERS: server \'a\' is not valid: it takes {"name", "url", "headers"}.'),
+        (
+            '[{"name": "a", "url": "ftp://x"}]',
+            "MCP_SERVERS: server 'a' is not valid: url takes an http:// or https:// URL.",
+        ),
+        (
+            '[{"name": "a", "url": "http://x", "trust": "always"}]',
+            'MCP_SERVERS: server \'a\' is not valid: trust takes "ask" (each call waits for a yes) or "auto".',
+        ),
+        (
+            '[{"name": "a b", "url": "http://x"}]',
+            "MCP_SERVERS: server 'a b' is not valid: a name takes 1 to 32 letters, digits, _ or -.",
+        ),
+        (
+            '[{"name": "a", "url": "http://x", "headers": {"X": 1}}]',
+            "MCP_SERVERS: server 'a' is not valid: headers takes an object of strings.",
+        ),
+        (
+            '[{"name": "a", "url": "http://x", "command": "rm"}]',
+            "MCP_SERVERS: server 'a' has an unknown field 'command'; the fields are url, headers, trust, type.",
+        ),
+        (
+            '[{"name": "a", "url": "http://x"}, {"name": "a", "url": "http://y"}]',
+            "The MCP server name 'a' is given twice: every server needs its own name.",
+        ),
+    ],
+)
+def test_a_bad_tool_server_stops_start_up_with_one_line_naming_it(listed, expected):
+    with pytest.raises(ConfigError) as error:
+        load_settings({"MCP_SERVERS": listed})
+    assert str(error.value) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"servers": {}}', 'MCP_CONFIG=PATH is not valid: it takes {"mcpServers": {"name": {...}}}.'),
+        (
+            '{"mcpServers": {"f": {"args": ["x"]}}}',
+            "MCP_CONFIG: server 'f' is not valid: it takes a url, or a command to start.",
+        ),
+        (
+            '{"mcpServers": {"f": {"command": "x", "args": "y"}}}',
+            "MCP_CONFIG: server 'f' is not valid: args takes a list of strings.",
+        ),
+        (
+            '{"mcpServers": {"f": {"command": "x", "type": "sse"}}}',
+            "MCP_CONFIG: server 'f' is not valid: type 'sse' does not fit a command.",
+        ),
+        (
+            '{"mcpServers": {"f": {"command": "x", "disabled": true}}}',
+            "MCP_CONFIG: server 'f' has an unknown field 'disabled'; the fields are command, args, env, trust, type.",
+        ),
+    ],
+)
+def test_a_bad_mcp_json_file_stops_start_up_with_one_line_naming_it(tmp_path, text, expected):
+    path = tmp_path / "mcp.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_settings({"MCP_CONFIG": str(path)})
+    assert str(error.value) == expected.replace("PATH", repr(str(path)))
+
+
+def test_an_mcp_json_file_that_cannot_be_read_is_named():
+    with pytest.raises(ConfigError) as error:
+        load_settings({"MCP_CONFIG": "/no/such/mcp.json"})
+    assert (
+        str(error.value)
+        == "MCP_CONFIG='/no/such/mcp.json' is not valid: the file cannot be read (No such file or directory)."
+    )
