@@ -14,6 +14,7 @@ from chatbot.services import remembered
 from chatbot.web import create_app
 from tests import postgres
 from tests.fakes.hf_server import TOKEN, FakeHuggingFace
+from tests.fakes.mcp_server import FakeMcpServer
 from tests.servers import UNLIMITED, GunicornApp
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
@@ -215,3 +216,18 @@ def gunicorn_on_local_model(tmp_path_factory, local_model):
     environment = app_environment(tmp_path_factory.mktemp("local"), **local_model.app_environment(), **RECOMMENDED)
     with GunicornApp(environment) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def mcp_http(tmp_path_factory):
+    """The fake MCP server over streamable HTTP on 127.0.0.1 (tests/fakes/mcp_server.py), for the whole run."""
+    fake = FakeMcpServer(tmp_path_factory.mktemp("mcp") / "calls.log")
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def mcp_log(mcp_http):
+    """What the fake MCP server was asked during this test (the log of each earlier test gone)."""
+    mcp_http.log.unlink(missing_ok=True)
+    return mcp_http

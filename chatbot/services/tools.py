@@ -1,0 +1,185 @@
+"""The tools a model is offered for one answer: every tool of the configured MCP servers it may call, under a name
+unique to its server, as the chat completions `tools` list; and one call run: its arguments checked (JSON, then the
+tool's schema), its result bounded, every failure turned into words that go back to the model as the result.
+
+Only servers with `"trust": "auto"` are offered: a server that asks first needs the approval card, not built yet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+import jsonschema.exceptions
+import jsonschema.validators
+
+from chatbot.services import mcp_client
+from chatbot.services.mcp_client import ServerTool, ToolCallStopped, ToolServerError
+from chatbot.services.remembered import Remembered
+from config import ToolServer
+
+log = logging.getLogger(__name__)
+NAME_LENGTH = 64  # what OpenAI-style servers take for a function's name (letters, digits, _ and -)
+LISTING_SECONDS = 60.0  # a server's list of tools is asked again after this long
+FAILED_LISTING_SECONDS = 15.0  # a server that did not answer is not asked again before this
+
+__all__ = ["OfferedTool", "ToolCallStopped", "ToolResult", "Toolbox", "toolbox_for"]
+
+
+@dataclass(frozen=True)
+class OfferedTool:
+    """One tool as the model sees it (`name`), and where it lives."""
+
+    name: str
+    server: ToolServer
+    tool: ServerTool
+
+    def definition(self) -> dict[str, Any]:
+        """The chat completions `tools` entry."""
+        description = self.tool.description or f"The {self.tool.name} tool of {self.server.name}."
+        function = {"name": self.name, "description": description, "parameters": self.tool.input_schema}
+        return {"type": "function", "function": function}
+
+
+@dataclass
+class ToolResult:
+    """One call done: what the model asked (`name`, `arguments` as it sent them), what it is told (`content`),
+    whether it failed, how long it took, and the images the tool returned."""
+
+    call_id: str
+    name: str
+    arguments: str
+    content: str
+    failed: bool = False
+    seconds: float = 0.0
+    images: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class Toolbox:
+    """The tools offered to one answer, and how long a call may take and how much of its result is shown."""
+
+    def __init__(self, tools: list[OfferedTool], timeout: float, max_chars: int) -> None:
+        self.tools = {tool.name: tool for tool in tools}
+        self.timeout = timeout
+        self.max_chars = max_chars
+
+    def __bool__(self) -> bool:
+        return bool(self.tools)
+
+    def definitions(self) -> list[dict[str, Any]]:
+        return [tool.definition() for tool in self.tools.values()]
+
+    def call(self, call_id: str, name: str, arguments: str, cancel: threading.Event | None = None) -> ToolResult:
+        """Run one call the model asked for; whatever fails is said in the result. ToolCallStopped when `cancel`
+        was set while it ran (it is cancelled on its server)."""
+        started = time.monotonic()
+        result = ToolResult(call_id, name, arguments, "")
+        try:
+            offered = self.tools.get(name)
+            if offered is None:
+                raise _Refused(f"There is no tool named {name!r}. The tools are: {', '.join(self.tools) or 'none'}.")
+            checked = _checked_arguments(arguments, offered.tool.input_schema)
+            output = mcp_client.call_tool(offered.server, offered.tool.name, checked, self.timeout, cancel)
+            result.images = output.images
+            result.failed = output.failed
+            result.content = f"The tool failed: {output.text}" if output.failed else output.text
+        except (_Refused, ToolServerError) as failure:
+            result.failed, result.content = True, str(failure)
+        result.content = bounded(result.content, self.max_chars)
+        result.seconds = round(time.monotonic() - started, 3)
+        return result
+
+
+class _Refused(Exception):
+    """A call not sent: its words are the result."""
+
+
+def bounded(text: str, max_chars: int) -> str:
+    """`text`, cut at `max_chars` with a note the model sees."""
+    if len(text) <= max_chars:
+        return text
+    note = f"[The result was cut: it has {len(text):,} characters, only the first {max_chars:,} are shown.]"
+    return f"{text[:max_chars]}\n{note}"
+
+
+def _checked_arguments(text: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The arguments as an object valid against the tool's schema, else _Refused saying what to change."""
+    try:
+        arguments = json.loads(text) if text.strip() else {}
+    except ValueError as error:
+        raise _Refused(f"The arguments are not valid JSON ({error}). Call the tool again with a JSON object.") from None
+    if not isinstance(arguments, dict):
+        raise _Refused("The arguments must be a JSON object of named values. Call the tool again with one.")
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    mismatch = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    if mismatch is not None:
+        where = "".join(f"[{part!r}]" for part in mismatch.absolute_path)
+        at = f" (at arguments{where})" if where else ""
+        raise _Refused(
+            f"The arguments do not fit the tool: {mismatch.message}{at}. Call the tool again with fixed ones."
+        )
+    return arguments
+
+
+_listings: Remembered[str, tuple[float, ToolServer, list[ServerTool] | None]] = Remembered()
+
+
+def toolbox_for(servers: tuple[ToolServer, ...], config: dict[str, Any]) -> Toolbox:
+    """The tools of the `servers` the model may call without asking (trust "auto"); a server that does not answer
+    (logged) offers none until it does."""
+    offered: list[OfferedTool] = []
+    for server in servers:
+        if server.trust != "auto":
+            continue  # each call would wait for the user's yes: the approval card is not built yet
+        for tool in _listing(server, config["CONNECT_TIMEOUT"]):
+            offered.append(OfferedTool(_unique_name(server.name, tool.name, offered), server, tool))
+    return Toolbox(offered, config["TOOL_TIMEOUT_S"], config["TOOL_RESULT_MAX_CHARS"])
+
+
+def _listing(server: ToolServer, timeout: float) -> list[ServerTool]:
+    """The server's tools with a schema that can be checked; asked again each LISTING_SECONDS."""
+    now = time.monotonic()
+    with _listings.lock:
+        asked, listed_for, tools = _listings.get(server.name, (0.0, server, None))
+    fresh = listed_for == server and now - asked < (LISTING_SECONDS if tools is not None else FAILED_LISTING_SECONDS)
+    if fresh and asked:
+        return tools or []
+    try:
+        tools = [tool for tool in mcp_client.list_tools(server, timeout) if _schema_is_valid(server, tool)]
+    except ToolServerError as error:
+        log.warning("the tools of MCP server %s are not offered: %s", server.name, error)
+        tools = None
+    with _listings.lock:
+        _listings[server.name] = (now, server, tools)
+    return tools or []
+
+
+def _schema_is_valid(server: ToolServer, tool: ServerTool) -> bool:
+    try:
+        jsonschema.validators.validator_for(tool.input_schema).check_schema(tool.input_schema)
+    except jsonschema.exceptions.SchemaError as error:
+        log.warning(
+            "tool %s of MCP server %s is not offered: its inputSchema is not valid (%s)",
+            tool.name,
+            server.name,
+            error.message,
+        )
+        return False
+    return True
+
+
+def _unique_name(server: str, tool: str, taken: list[OfferedTool]) -> str:
+    """`server__tool` in the characters function names take, at most NAME_LENGTH long, unique among `taken`."""
+    base = f"{server}__{re.sub(r'[^A-Za-z0-9_-]', '_', tool)}"[:NAME_LENGTH]
+    names = {offered.name for offered in taken}
+    name, number = base, 1
+    while name in names:
+        number += 1
+        name = f"{base[: NAME_LENGTH - len(str(number)) - 1]}_{number}"
+    return name

@@ -1,0 +1,159 @@
+"""A real MCP server, built with the official SDK (PyPI `mcp`), for the tool tests.
+
+`python tests/fakes/mcp_server.py stdio` speaks over stdin and stdout; `python tests/fakes/mcp_server.py http`
+listens on 127.0.0.1 at a port the system picks and prints `port N` on stdout once it listens (streamable HTTP
+at /mcp). Its tools: echo, fail, hang (until cancelled: it writes "started" and "cancelled" to the file named by
+MCP_FAKE_LOG), image (a 1x1 PNG), huge (a long text) and environment (the value of one variable, to show what
+a stdio server is given). An HTTP server answers 401 unless the request carries `MCP_FAKE_HEADER` when set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mcp.server.mcpserver import Image, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+if TYPE_CHECKING:  # run as a script, this file has only its own directory on the path
+    from config import ToolServer
+
+server = MCPServer("fake-tools")
+HERE = Path(__file__).resolve()
+
+
+class FakeMcpServer:
+    """The fake over streamable HTTP in a process of its own, for the tests: `url` once started, its `log`."""
+
+    def __init__(self, log: Path, header: str | None = None) -> None:
+        self.log = log
+        environment = {**os.environ, "MCP_FAKE_LOG": str(log)}
+        if header:
+            environment["MCP_FAKE_HEADER"] = header
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE), "http"], stdout=subprocess.PIPE, text=True, env=environment
+        )
+        assert self.process.stdout is not None
+        self.url = f"http://127.0.0.1:{self.process.stdout.readline().split()[1]}/mcp"
+
+    def logged(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def stdio_server(name: str, log: Path, trust: str = "auto", **env: str) -> ToolServer:
+    """The fake as a stdio server the chat starts, with `env` as its configured environment."""
+    from config import ToolServer
+
+    return ToolServer(
+        name, trust, command=sys.executable, args=(str(HERE),), env={"MCP_FAKE_LOG": str(log), **env}, transport="stdio"
+    )
+
+
+def _log(line: str) -> None:
+    if path := os.environ.get("MCP_FAKE_LOG"):
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(line + "\n")
+
+
+@server.tool()
+def echo(text: str, times: int = 1) -> str:
+    """Say `text` back, `times` times."""
+    _log(f"echo {text}")
+    return " ".join([text] * times)
+
+
+@server.tool()
+def fail(reason: str) -> str:
+    """Always fails, saying `reason`."""
+    raise ToolError(reason)
+
+
+@server.tool()
+async def hang(seconds: float = 3600) -> str:
+    """Waits `seconds` before answering (until cancelled)."""
+    _log("started")
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        _log("cancelled")
+        raise
+    return "woke up"
+
+
+def _png() -> bytes:
+    """A 1x1 red PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0\xff\0\0"))
+        + chunk(b"IEND", b"")
+    )
+
+
+@server.tool()
+def image() -> Image:
+    """A tiny picture."""
+    return Image(data=_png(), format="png")
+
+
+@server.tool()
+def huge(chars: int = 100_000) -> str:
+    """A text of `chars` characters."""
+    return ("0123456789" * (chars // 10 + 1))[:chars]
+
+
+@server.tool()
+def environment(name: str) -> str:
+    """The value of the environment variable `name`, or "unset"."""
+    return os.environ.get(name, "unset")
+
+
+def serve_http() -> None:
+    import uvicorn
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.responses import PlainTextResponse
+
+    app = server.streamable_http_app()
+    wanted = os.environ.get("MCP_FAKE_HEADER")  # "Name: value"
+
+    async def check_header(request, call_next):  # type: ignore[no-untyped-def]
+        if wanted:
+            name, value = wanted.split(":", 1)
+            if request.headers.get(name.strip()) != value.strip():
+                return PlainTextResponse("unauthorized", status_code=401)
+        return await call_next(request)
+
+    app.add_middleware(BaseHTTPMiddleware, dispatch=check_header)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    print(f"port {listener.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    asyncio.run(uvicorn.Server(config).serve(sockets=[listener]))
+
+
+if __name__ == "__main__":
+    logging.disable(logging.INFO)  # the SDK's notes on each session
+    if sys.argv[1:] == ["http"]:
+        serve_http()
+    else:
+        server.run("stdio")

@@ -1,0 +1,112 @@
+"""The tools offered to an answer (chatbot/services/tools.py), on the real fake MCP server over streamable HTTP:
+names unique per server, the `tools` list, arguments checked, results bounded, failures in words."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot.services import mcp_client, remembered, tools
+from chatbot.services.tools import ToolCallStopped
+from config import ToolServer, load_config
+from tests.fakes.mcp_server import FakeMcpServer
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    remembered.forget_all()
+    yield
+    mcp_client.forget_connections()
+
+
+def toolbox(*servers: ToolServer, **settings: str) -> tools.Toolbox:
+    return tools.toolbox_for(servers, load_config(settings))
+
+
+def auto(fake: FakeMcpServer, name: str = "web") -> ToolServer:
+    return ToolServer(name, "auto", url=fake.url)
+
+
+def test_each_servers_tools_are_offered_under_names_unique_to_it(mcp_log):
+    box = toolbox(auto(mcp_log, "web"), auto(mcp_log, "backup"))
+    names = [definition["function"]["name"] for definition in box.definitions()]
+    assert names[:2] == ["web__echo", "web__fail"] and "backup__echo" in names and len(names) == 12
+    (echo,) = [d for d in box.definitions() if d["function"]["name"] == "web__echo"]
+    assert echo["type"] == "function" and echo["function"]["description"] == "Say `text` back, `times` times."
+    assert echo["function"]["parameters"]["required"] == ["text"]
+
+
+def test_a_server_that_asks_first_is_not_offered_until_the_approval_card_exists(mcp_log):
+    assert not toolbox(ToolServer("web", "ask", url=mcp_log.url))
+    assert mcp_log.logged() == []
+
+
+def test_a_server_that_is_down_offers_nothing_and_the_others_still_do(mcp_log):
+    down = ToolServer("down", "auto", url="http://127.0.0.1:9/mcp")
+    assert [name for name in toolbox(down, auto(mcp_log)).tools if name.startswith("down")] == []
+    assert "web__echo" in toolbox(down, auto(mcp_log)).tools
+
+
+def test_a_call_returns_what_the_tool_said_and_how_long_it_took(mcp_log):
+    result = toolbox(auto(mcp_log)).call("call_1", "web__echo", '{"text": "hi", "times": 3}')
+    assert (result.call_id, result.content, result.failed) == ("call_1", "hi hi hi", False)
+    assert 0 < result.seconds < 5
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        ('{"text": "hi"', "The arguments are not valid JSON (Expecting ',' delimiter: line 1 column 14 (char 13))."),
+        ('["hi"]', "The arguments must be a JSON object of named values. Call the tool again with one."),
+        ("{}", "The arguments do not fit the tool: 'text' is a required property."),
+        ('{"text": "a", "times": "two"}', "The arguments do not fit the tool: 'two' is not of type 'integer' (at"),
+    ],
+)
+def test_arguments_that_are_not_json_or_do_not_fit_the_schema_are_answered_in_words_and_not_sent(
+    mcp_log, arguments, said
+):
+    result = toolbox(auto(mcp_log)).call("c", "web__echo", arguments)
+    assert result.failed and result.content.startswith(said)
+    assert mcp_log.logged() == []
+
+
+def test_no_arguments_at_all_are_an_empty_object(mcp_log):
+    result = toolbox(auto(mcp_log)).call("c", "web__image", "")
+    assert (result.content, result.failed, result.images[0][0]) == ("[image: image/png]", False, "image/png")
+
+
+def test_a_tool_name_the_model_made_up_is_answered_with_the_real_ones(mcp_log):
+    result = toolbox(auto(mcp_log)).call("c", "web__search", "{}")
+    assert result.failed and result.content.startswith("There is no tool named 'web__search'. The tools are: web__echo")
+
+
+def test_a_failing_tool_and_a_late_one_are_results_in_words(mcp_log):
+    box = toolbox(auto(mcp_log), TOOL_TIMEOUT_S="0.5")
+    failed = box.call("c", "web__fail", '{"reason": "quota exceeded"}')
+    assert failed.failed and failed.content.startswith("The tool failed: ") and "quota exceeded" in failed.content
+    late = box.call("c", "web__hang", "{}")
+    assert (late.failed, late.content) == (True, "The MCP server web did not run hang within 0.5 s (TOOL_TIMEOUT_S).")
+
+
+def test_a_huge_result_is_cut_with_a_note_the_model_sees(mcp_log):
+    result = toolbox(auto(mcp_log), TOOL_RESULT_MAX_CHARS="1000").call("c", "web__huge", '{"chars": 50000}')
+    assert result.content == "0123456789" * 100 + (
+        "\n[The result was cut: it has 50,000 characters, only the first 1,000 are shown.]"
+    )
+
+
+def test_stop_while_a_call_runs_raises_and_cancels_it(mcp_log):
+    import threading
+
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    with pytest.raises(ToolCallStopped):
+        toolbox(auto(mcp_log)).call("c", "web__hang", "{}", cancel)
+
+
+def test_names_stay_unique_and_short_when_tools_collide():
+    taken: list[tools.OfferedTool] = []
+    server = ToolServer("s", "auto", url="http://127.0.0.1:1/mcp")
+    for tool in ["a.b", "a_b", "x" * 80, "x" * 81]:
+        listed = mcp_client.ServerTool("s", tool, "", {"type": "object"})
+        taken.append(tools.OfferedTool(tools._unique_name("s", tool, taken), server, listed))
+    assert [t.name for t in taken] == ["s__a_b", "s__a_b_2", "s__" + "x" * 61, "s__" + "x" * 59 + "_2"]
