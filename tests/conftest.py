@@ -69,6 +69,7 @@ def fake(fake_hf, tmp_path, monkeypatch):
     fake_hf.hub = {}
     fake_hf.catalogue = fake_hf.context_window = None
     fake_hf.catalogue_drip = 0.0
+    fake_hf.refuses_tools = False
     remembered.forget_all()
     return fake_hf
 

@@ -16,7 +16,7 @@ from chatbot.services.inference import (
     stream_reply,
 )
 from chatbot.services.models import load_settings
-from chatbot.services.protocols import Text
+from chatbot.services.protocols import Finish, Text, ToolCall, ToolCallPiece, ToolCalls
 from tests.fakes.hf_server import TOKEN
 from tests.helpers import NOTES_PARAMETERS
 
@@ -305,3 +305,31 @@ def test_stop_closes_the_connection_at_once_even_while_the_server_stalls(fake):
     rest = list(chunks)  # ends quietly: no "cut off" error for an answer the user stopped
     assert time.monotonic() - started < 2
     assert not [chunk for chunk in rest if isinstance(chunk, Text)]
+
+
+TOOLS = [{"type": "function", "function": {"name": "web__echo", "description": "Echo", "parameters": {}}}]
+
+
+def test_two_tool_calls_streamed_in_pieces_arrive_as_pieces_that_make_them_whole(fake):
+    search = ("call_1", "web__search", '{"query": "weather in Paris", "days": 2}')
+    echo = ("call_2", "web__echo", '{"text": "h\u00e9llo"}')
+    fake.reply(tokens=["Let me check."], tool_calls=[search, echo], tool_piece=3, dialect="vllm")
+    backend = chat_backend(fake)
+    chunks = list(stream_chunks(build_request(backend, Parameters(), HELLO, tools=TOOLS), backend))
+    calls = ToolCalls()
+    for chunk in chunks:
+        if isinstance(chunk, ToolCallPiece):
+            calls.add(chunk)
+    assert calls.calls() == [ToolCall(*search), ToolCall(*echo)]
+    assert [c for c in chunks if isinstance(c, Text | Finish)] == [Text("Let me check."), Finish("tool_calls")]
+    assert len([c for c in chunks if isinstance(c, ToolCallPiece)]) > 10
+    assert fake.requests[-1].json["tools"] == TOOLS
+
+
+def test_a_server_that_refuses_tools_answers_400_saying_so(fake):
+    fake.refuses_tools = True
+    backend = chat_backend(fake)
+    with pytest.raises(InferenceError) as error:
+        list(stream_chunks(build_request(backend, Parameters(), HELLO, tools=TOOLS), backend))
+    assert error.value.status == 400 and "tools param requires --jinja flag" in error.value.message
+    assert "".join(stream_reply(build_request(backend, Parameters(), HELLO), backend)) == "Hello there!"

@@ -1,6 +1,11 @@
 """Each protocol reads its own events into typed chunks: text, the end and why, what the server counted."""
 
-from chatbot.services.protocols import PROTOCOLS, Finish, Reasoning, Text, Usage
+import itertools
+import json
+
+from chatbot.services import sse
+from chatbot.services.backend import Backend, Parameters
+from chatbot.services.protocols import PROTOCOLS, Finish, Reasoning, Text, ToolCall, ToolCallPiece, ToolCalls, Usage
 from config import INFERENCE_APIS
 
 
@@ -53,3 +58,94 @@ def test_reasoning_from_every_field_servers_use():
         assert read("chat", event) == [Reasoning("We")]
     whole = {"choices": [{"message": {"content": "4", "reasoning_content": "2+2"}, "finish_reason": "stop"}]}
     assert read("chat", whole) == [Reasoning("2+2"), Text("4"), Finish("stop")]
+
+
+def tool_call_events(calls: list[tuple[str, str, str]], cuts: list[list[int]]) -> list[dict]:
+    """A streamed turn that calls tools as servers send it: each call's first piece with its id and name and empty
+    arguments, then its arguments in pieces cut at `cuts` (one list of positions per call), the calls' pieces
+    interleaved, and a last chunk with finish_reason "tool_calls"."""
+
+    def chunk(delta: dict, finish: str | None = None) -> dict:
+        return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    events = [chunk({"role": "assistant", "content": None})]
+    pieces: list[list[dict]] = []
+    for index, (call_id, name, arguments) in enumerate(calls):
+        first = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+        bounds = [0, *cuts[index], len(arguments)]
+        rest = [{"index": index, "function": {"arguments": arguments[a:b]}} for a, b in itertools.pairwise(bounds)]
+        pieces.append([first, *rest])
+    while any(pieces):
+        for queue in pieces:
+            if queue:
+                events.append(chunk({"tool_calls": [queue.pop(0)]}))
+    events.append(chunk({}, "tool_calls"))
+    return events
+
+
+def called(events: list[dict]) -> tuple[list[ToolCall], list]:
+    calls, others = ToolCalls(), []
+    for chunk in read("chat", *events):
+        calls.add(chunk) if isinstance(chunk, ToolCallPiece) else others.append(chunk)
+    return calls.calls(), others
+
+
+SEARCH = ("call_a1", "web__search", '{"query": "caf\u00e9 \\"open\\" late", "limit": 3}')
+FETCH = ("call_b2", "web__fetch", '{"url": "https://example.org/a?b=1"}')
+
+
+def test_two_tool_calls_streamed_in_pieces_cut_anywhere_are_put_together():
+    for cut in range(len(SEARCH[2]) + 1):
+        events = tool_call_events([SEARCH, FETCH], [[cut], [cut % len(FETCH[2]), len(FETCH[2]) - 1]])
+        calls, others = called(events)
+        assert calls == [ToolCall(*SEARCH), ToolCall(*FETCH)]
+        assert others == [Finish("tool_calls")]
+
+
+def test_tool_calls_whose_event_stream_is_cut_anywhere_between_reads_are_put_together():
+    stream = "".join(f"data: {json.dumps(event)}\n\n" for event in tool_call_events([SEARCH, FETCH], [[5, 9], [3]]))
+    data = (stream + "data: [DONE]\n\n").encode()
+    for cut in range(1, len(data)):
+        events = [json.loads(e.data) for e in sse.events([data[:cut], data[cut:]]) if e.data != "[DONE]"]
+        assert called(events)[0] == [ToolCall(*SEARCH), ToolCall(*FETCH)]
+
+
+def test_a_whole_answer_with_tool_calls_and_servers_that_leave_out_index_or_send_objects():
+    whole = {
+        "choices": [
+            {
+                "message": {
+                    "role": "assistant",
+                    "content": "Let me look.",
+                    "tool_calls": [
+                        {"id": "x", "type": "function", "function": {"name": "a", "arguments": {"q": 1}}},
+                        {"type": "function", "function": {"name": "b", "arguments": "{}"}},
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ]
+    }
+    calls, others = called([whole])
+    assert calls == [ToolCall("x", "a", '{"q": 1}'), ToolCall("call_1", "b", "{}")]
+    assert others == [Text("Let me look."), Finish("tool_calls")]
+
+
+def test_the_request_offers_tools_and_carries_the_calls_and_their_results_back():
+    backend = Backend(api="chat", url="http://127.0.0.1:1/v1", model_id="m")
+    tools = [{"type": "function", "function": {"name": "web__echo", "description": "", "parameters": {}}}]
+    call = ToolCall("call_1", "web__echo", '{"text": "hi"}')
+    turns = [
+        {"role": "user", "content": "Say hi with the tool"},
+        {"role": "assistant", "content": "", "tool_calls": [call.as_message_part()]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "hi"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "hi again"},
+    ]
+    payload = PROTOCOLS["chat"].request(backend, Parameters(), turns, "", tools).payload
+    assert payload["tools"] == tools
+    assert payload["messages"][1:] == [
+        {"role": "assistant", "content": None, "tool_calls": [call.as_message_part()]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "hi"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "hi again"},
+    ]
+    assert "tools" not in PROTOCOLS["chat"].request(backend, Parameters(), turns[:1], "").payload

@@ -60,10 +60,16 @@ def _file_template(path: str) -> prompts.ChatTemplate | None:
     return prompts.read_chat_template(path)
 
 
-def build_request(backend: Backend, parameters: Parameters, turns: list[Turn], continuing: str = "") -> Request:
+def build_request(
+    backend: Backend,
+    parameters: Parameters,
+    turns: list[Turn],
+    continuing: str = "",
+    tools: list[dict[str, Any]] | None = None,
+) -> Request:
     """The request that asks `backend` to answer the conversation `turns`, or to go on with the
-    answer `continuing` that stopped at the length limit."""
-    return PROTOCOLS[backend.api].request(backend, parameters, turns, continuing)
+    answer `continuing` that stopped at the length limit; offering `tools` when its protocol takes them."""
+    return PROTOCOLS[backend.api].request(backend, parameters, turns, continuing, tools)
 
 
 _come_back: Remembered[str, float] = Remembered()  # when each server said to come back (429): nothing before

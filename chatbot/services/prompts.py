@@ -55,13 +55,14 @@ def hub_model_id(model_id: str) -> str:
 
 
 def alternate(turns: list[Turn]) -> tuple[str, list[Turn]]:
-    """Split off the system text and merge neighbours of one role so roles alternate."""
+    """Split off the system text and merge neighbours of one role so roles alternate (tool calls and their
+    answers stay messages of their own)."""
     system = "\n\n".join(t["content"] for t in turns if t["role"] == "system" and t["content"])
     merged: list[Turn] = []
     for turn in turns:
         if turn["role"] == "system":
             continue
-        if merged and merged[-1]["role"] == turn["role"]:
+        if merged and merged[-1]["role"] == turn["role"] and not _in_a_tool_round(turn, merged[-1]):
             images = [*merged[-1].get("images", []), *turn.get("images", [])]
             merged[-1] = {"role": turn["role"], "content": merged[-1]["content"] + "\n\n" + turn["content"]}
             if images:
@@ -71,6 +72,11 @@ def alternate(turns: list[Turn]) -> tuple[str, list[Turn]]:
     while merged and merged[0]["role"] != "user":
         merged.pop(0)
     return system, merged
+
+
+def _in_a_tool_round(*turns: Turn) -> bool:
+    """A tool's answer, or an assistant's turn that calls tools: each is a message of its own."""
+    return any(turn["role"] == "tool" or turn.get("tool_calls") for turn in turns)
 
 
 def _fold_system(system: str, turns: list[Turn]) -> list[Turn]:

@@ -52,6 +52,10 @@ class Reply:
     dialect: str = "hf-router"  # how chat and completions streams are written: a key of DIALECTS
     reasoning: list[str] = field(default_factory=list)  # the model's thinking, streamed before the tokens
     reasoning_field: str = "reasoning"  # where: "reasoning", "reasoning_content", "reasoning_text", or "think"
+    # chat: tool calls (id, name, arguments) after the tokens, their arguments streamed in pieces of this many
+    # characters, the calls' pieces interleaved by index; the last chunk's finish_reason is then "tool_calls"
+    tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
+    tool_piece: int = 4
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,23 @@ CONTEXT_REFUSALS = {
 }
 
 
+def _tool_call_pieces(calls: list[tuple[str, str, str]], size: int) -> list[dict]:
+    """`delta.tool_calls` entries as servers stream them: a call's first piece has its id, type and name with no
+    arguments, later pieces its index and `size` characters of arguments; the calls' pieces take turns."""
+    queues = []
+    for index, (call_id, name, arguments) in enumerate(calls):
+        first = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+        rest = [
+            {"index": index, "function": {"arguments": arguments[at : at + size]}}
+            for at in range(0, len(arguments), size)
+        ]
+        queues.append([first, *rest])
+    pieces = []
+    while any(queues):
+        pieces += [queue.pop(0) for queue in queues if queue]
+    return pieces
+
+
 @dataclass
 class Received:
     path: str
@@ -185,6 +206,7 @@ class FakeHuggingFace:
         self.catalogue_drip = 0.0  # when set, GET /v1/models sends its answer a byte at a time, this many s apart
         self.context_window: int | None = None  # when set, a longer chat or completions prompt gets a 400 ...
         self.window_words = "llama-cpp-python"  # ... as this server words it: a key of CONTEXT_REFUSALS
+        self.refuses_tools = False  # a request with `tools` gets llama.cpp's 400 (a server started without --jinja)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -265,6 +287,13 @@ class FakeHuggingFace:
                 fake.requests.append(Received(self.path, dict(self.headers), body))
                 if (refusal := fake.context_refusal(self.path, body)) is not None:
                     return self._send_error(400, refusal)
+                if fake.refuses_tools and isinstance(body, dict) and body.get("tools"):
+                    refusal = {
+                        "code": 400,
+                        "message": "tools param requires --jinja flag",
+                        "type": "invalid_request_error",
+                    }
+                    return self._send_error(400, {"error": refusal})
                 reply = fake._next()
                 if fake.require_token and reply.status == 200:
                     auth = self.headers.get("Authorization")
@@ -363,7 +392,10 @@ class FakeHuggingFace:
                         events.append(chunk(""))
                         events[-1]["choices"][0]["delta"] = {"content": "", reply.reasoning_field: text}
                 events += [chunk(text) for text in reply.tokens]
-                events.append(chunk(None, reply.finish_reason))
+                for piece in _tool_call_pieces(reply.tool_calls, reply.tool_piece) if chat else []:
+                    events.append(chunk(None))
+                    events[-1]["choices"][0]["delta"] = {"content": None, "tool_calls": [piece]}
+                events.append(chunk(None, "tool_calls" if reply.tool_calls and chat else reply.finish_reason))
                 if dialect.usage == "last":
                     events[-1]["usage"] = usage
                 elif dialect.usage == "separate":

@@ -1,10 +1,33 @@
 """The wire protocols the chat speaks, one class each; adding one is a file, an entry here and a fake."""
 
-from chatbot.services.protocols.base import Chunk, Finish, Protocol, Provider, Reasoning, Text, Usage
+from chatbot.services.protocols.base import (
+    Chunk,
+    Finish,
+    Protocol,
+    Provider,
+    Reasoning,
+    Text,
+    ToolCall,
+    ToolCallPiece,
+    ToolCalls,
+    Usage,
+)
 from chatbot.services.protocols.chat_completions import ChatCompletions
 from chatbot.services.protocols.completions import Completions
 from chatbot.services.protocols.text_generation import TextGeneration
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (TextGeneration(), ChatCompletions(), Completions())}
 
-__all__ = ["PROTOCOLS", "Chunk", "Finish", "Protocol", "Provider", "Reasoning", "Text", "Usage"]
+__all__ = [
+    "PROTOCOLS",
+    "Chunk",
+    "Finish",
+    "Protocol",
+    "Provider",
+    "Reasoning",
+    "Text",
+    "ToolCall",
+    "ToolCallPiece",
+    "ToolCalls",
+    "Usage",
+]

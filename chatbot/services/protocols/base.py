@@ -53,7 +53,54 @@ class Provider:
     name: str
 
 
-Chunk = Text | Reasoning | Finish | Usage | Provider
+@dataclass(frozen=True)
+class ToolCallPiece:
+    """A piece of a tool call the model makes: the call's `index` in its turn; its `id` and `name` come in its
+    first piece, its `arguments` (JSON text) in pieces cut anywhere."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A whole tool call: its id, the tool's name, and its arguments as the model wrote them (JSON text)."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def as_message_part(self) -> dict[str, Any]:
+        """The call as the assistant message that made it carries it back to the server."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+class ToolCalls:
+    """The calls of one turn, put together from their pieces (several calls by index, in any order)."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def add(self, piece: ToolCallPiece) -> None:
+        call = self._calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+        call["id"] = call["id"] or piece.id or ""
+        call["name"] = call["name"] or piece.name or ""
+        call["arguments"] += piece.arguments
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+    def calls(self) -> list[ToolCall]:
+        """The calls in order; one whose server gave no id gets one (the answer to it must name it)."""
+        return [
+            ToolCall(call["id"] or f"call_{index}", call["name"], call["arguments"])
+            for index, call in sorted(self._calls.items())
+        ]
+
+
+Chunk = Text | Reasoning | Finish | Usage | Provider | ToolCallPiece
 
 
 def held_back(
@@ -89,6 +136,7 @@ class Protocol:
     takes_prompt: ClassVar[bool] = False  # the app writes the prompt in the model's chat format
     openai_compatible: ClassVar[bool] = True  # it has `/v1/models`: a catalogue to pick from
     counts_prompt: ClassVar[bool] = True  # the server says how many tokens the prompt took (usage.prompt_tokens)
+    takes_tools: ClassVar[bool] = False  # the request may offer the model tools, and its stream call them
 
     def model_id(self, given: str) -> str:
         """The model id as this protocol's servers know it."""
@@ -97,8 +145,16 @@ class Protocol:
     def default_url(self, model_id: str) -> str:
         raise NotImplementedError
 
-    def request(self, backend: Backend, parameters: Parameters, turns: list[Turn], continuing: str) -> Request:
-        """Ask for an answer to `turns`, or for the rest of `continuing`, an answer cut at the length limit."""
+    def request(
+        self,
+        backend: Backend,
+        parameters: Parameters,
+        turns: list[Turn],
+        continuing: str,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Request:
+        """Ask for an answer to `turns`, or for the rest of `continuing`, an answer cut at the length limit;
+        offering `tools` (chat completions' `tools` list) where the protocol takes them."""
         raise NotImplementedError
 
     def chunks(self, event: dict[str, Any]) -> Iterator[Chunk]:

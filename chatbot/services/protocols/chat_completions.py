@@ -10,6 +10,7 @@ starts a new message.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from chatbot.services.protocols.base import (
     Protocol,
     Reasoning,
     Text,
+    ToolCallPiece,
     headers,
     openai_url,
     openai_usage,
@@ -37,11 +39,19 @@ CONTINUE_ASK = "Continue exactly where your last answer stopped, without repeati
 
 class ChatCompletions(Protocol):
     name = "chat"
+    takes_tools = True
 
     def default_url(self, model_id: str) -> str:
         return HF_ROUTER_URL
 
-    def request(self, backend: Backend, parameters: Parameters, turns: list[Turn], continuing: str) -> Request:
+    def request(
+        self,
+        backend: Backend,
+        parameters: Parameters,
+        turns: list[Turn],
+        continuing: str,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Request:
         if continuing:
             turns = [*turns, {"role": "assistant", "content": continuing}, {"role": "user", "content": CONTINUE_ASK}]
         system, alternating = prompts.alternate(turns)
@@ -56,6 +66,8 @@ class ChatCompletions(Protocol):
         }
         if parameters.reasoning_effort:  # "none" turns thinking off on llama.cpp and Ollama
             payload["reasoning_effort"] = parameters.reasoning_effort
+        if tools:
+            payload["tools"] = tools
         return Request(url=openai_url(backend.url, "/chat/completions"), payload=payload, headers=headers(backend))
 
     def chunks(self, event: dict[str, Any]) -> Iterator[Chunk]:
@@ -67,14 +79,36 @@ class ChatCompletions(Protocol):
                     break
             if part.get("content"):
                 yield Text(part["content"])
+            yield from _tool_call_pieces(part.get("tool_calls"))
             if choice.get("finish_reason"):
                 yield Finish.said(choice["finish_reason"])
         yield from openai_usage(event)
 
 
+def _tool_call_pieces(calls: Any) -> Iterator[ToolCallPiece]:
+    """`delta.tool_calls` (or a whole message's): a piece of each call, by its index (a server that leaves the
+    index out numbers the calls by their place)."""
+    for place, call in enumerate(calls if isinstance(calls, list) else []):
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function") or {}
+        index = call.get("index")
+        arguments = function.get("arguments")
+        yield ToolCallPiece(
+            index if isinstance(index, int) else place,
+            call.get("id") or None,
+            function.get("name") or None,
+            arguments if isinstance(arguments, str) else json.dumps(arguments) if arguments else "",
+        )
+
+
 def _message(turn: Turn) -> dict[str, Any]:
     """A turn as a chat message: its text alone, or with images as content parts (its text first, when it has
-    any, then each image)."""
+    any, then each image); an assistant's tool calls, and a tool's answer to one, as they came."""
+    if turn["role"] == "tool":
+        return {"role": "tool", "tool_call_id": turn["tool_call_id"], "content": turn["content"]}
+    if turn.get("tool_calls"):
+        return {"role": "assistant", "content": turn["content"] or None, "tool_calls": turn["tool_calls"]}
     if not turn.get("images"):
         return {"role": turn["role"], "content": turn["content"]}
     parts: list[dict[str, Any]] = [{"type": "text", "text": turn["content"]}] if turn["content"] else []

@@ -22,7 +22,14 @@ class Completions(Protocol):
     def default_url(self, model_id: str) -> str:
         raise ValueError("the completions API needs the URL of your server (API_URL or the model's url)")
 
-    def request(self, backend: Backend, parameters: Parameters, turns: list[Turn], continuing: str) -> Request:
+    def request(
+        self,
+        backend: Backend,
+        parameters: Parameters,
+        turns: list[Turn],
+        continuing: str,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Request:
         prompt = backend.prompt(turns)
         text = prompt.text.removeprefix("<bos>").removeprefix("<s>") + continuing  # the server adds the BOS token
         payload = {

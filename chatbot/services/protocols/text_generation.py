@@ -31,7 +31,14 @@ class TextGeneration(Protocol):
     def default_url(self, model_id: str) -> str:
         return HF_TEXT_GENERATION_URL.format(model_id=model_id)
 
-    def request(self, backend: Backend, parameters: Parameters, turns: list[Turn], continuing: str) -> Request:
+    def request(
+        self,
+        backend: Backend,
+        parameters: Parameters,
+        turns: list[Turn],
+        continuing: str,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Request:
         prompt = backend.prompt(turns)
         generation: dict[str, Any] = {
             "max_new_tokens": parameters.max_new_tokens,
