@@ -19,7 +19,9 @@ def fresh():
 
 
 def toolbox(*servers: ToolServer, **settings: str) -> tools.Toolbox:
-    return tools.toolbox_for(servers, load_config(settings))
+    config = load_config(settings)
+    timeout, max_chars, connect = config["TOOL_TIMEOUT_S"], config["TOOL_RESULT_MAX_CHARS"], config["CONNECT_TIMEOUT"]
+    return tools.toolbox_for(servers, timeout, max_chars, connect)
 
 
 def auto(fake: FakeMcpServer, name: str = "web") -> ToolServer:

@@ -13,20 +13,33 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from chatbot.chat import attachments, limits, reasoning, titles
+from chatbot.chat import attachments, limits, reasoning, titles, tool_calls
 from chatbot.chat.coalescing import coalesced
 from chatbot.chat.events import Event, Kind, Listener
 from chatbot.chat.rendering import render_markdown
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.local_model.status import explain as explain_local_model_failure
-from chatbot.services import catalogue, discovery, inference
+from chatbot.services import catalogue, discovery, inference, tools
 from chatbot.services.errors import InferenceError
 from chatbot.services.prompts import estimate_tokens, fit_to_context, strip_stops
-from chatbot.services.protocols import PROTOCOLS, Chunk, Finish, Provider, Reasoning, Text, Usage
+from chatbot.services.protocols import (
+    PROTOCOLS,
+    Chunk,
+    Finish,
+    Provider,
+    Reasoning,
+    Text,
+    ToolCall,
+    ToolCallPiece,
+    ToolCalls,
+    Usage,
+)
 from chatbot.stores.conversations import Conversation, Message, Store
 from chatbot.stores.failures import StoreUnavailable
 
 log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 5.0  # while a tool runs, the answer is marked alive this often (running.STALE_SECONDS is 30)
+STOP_CHECK_SECONDS = 0.25  # and Stop from other tabs, workers and hosts looked for this often
 
 
 def history_turns(
@@ -60,6 +73,8 @@ class GrowingAnswer:
     usage: Usage | None = None  # what the server counted, when it says
     thinking: bool = False  # the newest part is reasoning (between reasoning.START and END in the parts)
     reasoning_started: float | None = None
+    calls: ToolCalls = field(default_factory=ToolCalls)  # the tools the model calls in its current turn
+    earlier_usage: Usage | None = None  # what the server counted for the turns before the current one
 
     def text(self, parts: int | None = None) -> str:
         """The content, or its first `parts` parts."""
@@ -114,16 +129,38 @@ class AnswerWriter:
             backend, fitted = self._fitted_turns(turns)
             reservation = self._reserve(fitted if PROTOCOLS[backend.api].counts_prompt else [])
             parameters = dataclasses.replace(settings.parameters, max_new_tokens=reservation.max_new_tokens)
-            request = inference.build_request(backend, parameters, fitted, message.content)
-            stops = request.stop
-            try:
-                self._stream(request, backend, answer)
-            except InferenceError as error:  # a server that names its context window only when a prompt passes it
-                if answer.tokens or not discovery.learn_context_length(backend, error):
-                    raise
-                backend, fitted = self._fitted_turns(turns)
-                request = inference.build_request(backend, parameters, fitted, message.content)
-                self._stream(request, backend, answer)
+            toolbox = self._toolbox(backend)
+            round_turns: list[dict] = []  # the tool calls made so far and their results, as the model sees them
+            rounds = 0
+            while True:
+                offered = toolbox.definitions() if toolbox and rounds < settings.tool_rounds else None
+                continuing = "" if round_turns else message.content
+                request = inference.build_request(backend, parameters, fitted + round_turns, continuing, offered)
+                stops, answer.calls, start = request.stop, ToolCalls(), len(answer.text())
+                try:
+                    self._stream(request, backend, answer)
+                except InferenceError as error:
+                    if answer.tokens:
+                        raise
+                    if offered and tools.refuses_tools(error):  # then it answers without them, and says why
+                        message.meta["tools_refused"] = tools.remember_refusal(backend, error)
+                        toolbox = None
+                        continue
+                    if not discovery.learn_context_length(backend, error):  # a server that names its window
+                        raise  # only when a prompt passes it
+                    backend, fitted = self._fitted_turns(turns)
+                    continue
+                calls = answer.calls.calls()
+                if not calls or self.cancel.is_set():
+                    break
+                if offered is None:  # past TOOL_ROUNDS (or none offered): its calls are not made
+                    message.meta.setdefault("tool_calls", []).extend(
+                        tool_calls.not_run(call, "Not run: the answer had used all its rounds of tool calls.")
+                        for call in calls
+                    )
+                    break
+                rounds += 1
+                round_turns += self._run_round(answer, toolbox, calls, start)
             self._settle_status(answer, stops, request.url)
         except InferenceError as error:
             error = catalogue.with_alternatives(error, settings.backend)
@@ -152,6 +189,73 @@ class AnswerWriter:
         if message.status == "done" and settings.titles and len(history) == 1 and history[0].role == "user":
             self._retitle(attachments.in_words(history[0]), message)
         return message
+
+    def _toolbox(self, backend: inference.Backend) -> tools.Toolbox | None:
+        """The tools offered to this answer: none for a protocol without tools, or a server that refused them."""
+        settings = self.settings
+        if not settings.tool_servers or not PROTOCOLS[backend.api].takes_tools or tools.refused_before(backend):
+            return None
+        toolbox = tools.toolbox_for(
+            settings.tool_servers, settings.tool_timeout, settings.tool_result_max_chars, settings.connect_timeout
+        )
+        return toolbox or None
+
+    def _run_round(
+        self, answer: GrowingAnswer, toolbox: tools.Toolbox | None, calls: list[ToolCall], start: int
+    ) -> list[dict]:
+        """Run the calls of one turn, one at a time (none after Stop), keep their records with the answer, and
+        return the turns that tell the model what they gave; what the model wrote before them (from character
+        `start`) goes with its calls."""
+        message = answer.message
+        self._save(answer)  # what it wrote before calling: in the store before the call may take a while
+        records = []
+        for call in calls:
+            if self.cancel.is_set():
+                records.append(tool_calls.not_run(call, "Not run: the user pressed Stop."))
+            elif toolbox is None:
+                records.append(tool_calls.not_run(call, "Not run: no tools are offered."))
+            else:
+                records.append(self._run_call(answer, toolbox, call))
+        message.meta.setdefault("tool_calls", []).extend(records)
+        said = reasoning.split(answer.text()[start:])[1]
+        if said.strip() and not said.endswith("\n"):
+            self._add(answer, [Text("\n\n")])  # the next turn's text starts a paragraph of its own
+        answer.earlier_usage, answer.usage = _summed(answer.earlier_usage, answer.usage), None
+        return tool_calls.round_turns(said.strip(), calls, records)
+
+    def _run_call(self, answer: GrowingAnswer, toolbox: tools.Toolbox, call: ToolCall) -> dict:
+        """One call, run in a thread of its own while this one says which tool runs and for how long, keeps the
+        answer alive for other tabs and hosts, and hears Stop from any of them."""
+        message = answer.message
+        outcome: list[tools.ToolResult | BaseException] = []
+
+        def run() -> None:
+            try:
+                outcome.append(toolbox.call(call.id, call.name, call.arguments, self.cancel))
+            except BaseException as error:  # handed over to this thread
+                outcome.append(error)
+
+        worker = threading.Thread(target=run, daemon=True, name="tool-call")
+        started = last_beat = time.monotonic()
+        worker.start()
+        while worker.is_alive():
+            elapsed = time.monotonic() - started
+            self.listener(Event(Kind.WAITING, message, f"Running {call.name}… {math.floor(elapsed)} s"))
+            worker.join(STOP_CHECK_SECONDS)
+            if self.store.stop_requested(message.id):
+                self.cancel.set()
+            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                if self.store.append_to_answer(message, answer.saved_length, ""):  # alive; Stop, or deleted
+                    self.cancel.set()
+                last_beat = time.monotonic()
+        self.listener(Event(Kind.WAITING, message, ""))
+        result = outcome[0]
+        if isinstance(result, tools.ToolCallStopped):
+            record = tool_calls.not_run(call, "Stopped: the user pressed Stop while it ran, and it was cancelled.")
+            return {**record, "seconds": round(time.monotonic() - started, 1)}
+        if isinstance(result, BaseException):
+            raise result
+        return tool_calls.done(result)
 
     def _settle_status(self, answer: GrowingAnswer, stops: tuple[str, ...], url: str) -> None:
         """Done, stopped, or an InferenceError saying why nothing was answered."""
@@ -256,6 +360,8 @@ class AnswerWriter:
                 answer.finish_reason = chunk.reason
             elif isinstance(chunk, Usage):
                 answer.usage = chunk
+            elif isinstance(chunk, ToolCallPiece):
+                answer.calls.add(chunk)
             elif isinstance(chunk, Provider):
                 answer.message.meta["provider"] = chunk.name
         if not runs:
@@ -265,11 +371,15 @@ class AnswerWriter:
         for kind, text, parts in runs:
             self.listener(Event(kind, answer.message, text, so_far=partial(answer.text, parts)))
         if now - answer.last_save >= self.settings.save_seconds:
-            new = "".join(answer.parts[answer.saved_parts :])
-            if self.store.append_to_answer(answer.message, answer.saved_length, new):  # Stop elsewhere, or deleted
-                self.cancel.set()
-            answer.saved_parts, answer.saved_length = len(answer.parts), answer.saved_length + len(new)
-            answer.last_save = now
+            self._save(answer)
+
+    def _save(self, answer: GrowingAnswer) -> None:
+        """Append to the stored answer what it does not have yet."""
+        new = "".join(answer.parts[answer.saved_parts :])
+        if self.store.append_to_answer(answer.message, answer.saved_length, new):  # Stop elsewhere, or deleted
+            self.cancel.set()
+        answer.saved_parts, answer.saved_length = len(answer.parts), answer.saved_length + len(new)
+        answer.last_save = time.monotonic()
 
     def _finish(self, answer: GrowingAnswer, stops: tuple[str, ...]) -> None:
         """The answer's content settled (reasoning apart, stop sequences off), rendered, timed, and saved."""
@@ -282,7 +392,7 @@ class AnswerWriter:
         message.html = str(render_markdown(message.content)) if message.content else ""
         seconds = time.monotonic() - answer.started
         generating = time.monotonic() - answer.first_token if answer.first_token else 0.0
-        usage = answer.usage or Usage()
+        usage = _summed(answer.earlier_usage, answer.usage) or Usage()
         tokens = usage.completion_tokens or answer.tokens  # counted by the server, else the pieces that came
         speed = usage.tokens_per_second or (tokens / generating if generating > 0 and tokens > 1 else None)
         message.meta.update(
@@ -295,6 +405,21 @@ class AnswerWriter:
             prompt_tokens=usage.prompt_tokens,  # counted by the server, when it says: what the prompt cost
         )
         self.store.update_message(message)
+
+
+def _summed(earlier: Usage | None, latest: Usage | None) -> Usage | None:
+    """What the server counted over several turns of one answer (its speed: the latest turn's)."""
+    if earlier is None or latest is None:
+        return latest or earlier
+
+    def add(a: int | None, b: int | None) -> int | None:
+        return None if a is None and b is None else (a or 0) + (b or 0)
+
+    return Usage(
+        add(earlier.prompt_tokens, latest.prompt_tokens),
+        add(earlier.completion_tokens, latest.completion_tokens),
+        latest.tokens_per_second,
+    )
 
 
 def _unsaved(error: StoreUnavailable) -> dict:

@@ -9,6 +9,7 @@ from chatbot.chat import picker
 from chatbot.services import inference
 from chatbot.services.models import ModelSpec, parse_parameters
 from chatbot.stores.conversations import Conversation, Store
+from config import ToolServer
 
 FLUSH_SECONDS = 0.04  # at most one fragment per 40 ms per answer
 SAVE_SECONDS = 0.25  # a partial answer is saved (and Stop from other tabs looked for) this often
@@ -27,6 +28,11 @@ class ReplySettings:
     titles: bool = False  # after the first answer, the model writes the chat's title (chatbot/chat/titles.py)
     takes_images: bool = False  # attached images are shown to the model (OpenAI content parts)
     tokens_per_day: int = 0  # the owner's account may use this many tokens a day (0: no limit)
+    tool_servers: tuple[ToolServer, ...] = ()  # MCP servers whose tools the model may call (chat protocol only)
+    tool_rounds: int = 8  # rounds of tool calls in one answer; then it is asked to answer without them
+    tool_timeout: float = 60.0  # seconds one call may take
+    tool_result_max_chars: int = 20_000  # what the model is shown of one result
+    connect_timeout: float = 10.0  # seconds to reach a tool server
 
 
 def model_spec(config: dict, name: str | None) -> ModelSpec:
@@ -111,4 +117,9 @@ def settings_from_config(config: dict, model_name: str | None = None, chosen: di
         local_model_status=config.get("LOCAL_MODEL_STATUS"),
         titles=config["MODEL_TITLES"] if spec.titles is None else spec.titles,
         takes_images=bool(spec.images) and spec.api == "chat",
+        tool_servers=config["TOOL_SERVERS"],
+        tool_rounds=config["TOOL_ROUNDS"],
+        tool_timeout=config["TOOL_TIMEOUT_S"],
+        tool_result_max_chars=config["TOOL_RESULT_MAX_CHARS"],
+        connect_timeout=config["CONNECT_TIMEOUT"],
     )

@@ -20,6 +20,8 @@ import jsonschema.exceptions
 import jsonschema.validators
 
 from chatbot.services import mcp_client
+from chatbot.services.backend import Backend
+from chatbot.services.errors import InferenceError
 from chatbot.services.mcp_client import ServerTool, ToolCallStopped, ToolServerError
 from chatbot.services.remembered import Remembered
 from config import ToolServer
@@ -29,7 +31,16 @@ NAME_LENGTH = 64  # what OpenAI-style servers take for a function's name (letter
 LISTING_SECONDS = 60.0  # a server's list of tools is asked again after this long
 FAILED_LISTING_SECONDS = 15.0  # a server that did not answer is not asked again before this
 
-__all__ = ["OfferedTool", "ToolCallStopped", "ToolResult", "Toolbox", "toolbox_for"]
+__all__ = [
+    "OfferedTool",
+    "ToolCallStopped",
+    "ToolResult",
+    "Toolbox",
+    "refused_before",
+    "refuses_tools",
+    "remember_refusal",
+    "toolbox_for",
+]
 
 
 @dataclass(frozen=True)
@@ -130,16 +141,17 @@ def _checked_arguments(text: str, schema: dict[str, Any]) -> dict[str, Any]:
 _listings: Remembered[str, tuple[float, ToolServer, list[ServerTool] | None]] = Remembered()
 
 
-def toolbox_for(servers: tuple[ToolServer, ...], config: dict[str, Any]) -> Toolbox:
-    """The tools of the `servers` the model may call without asking (trust "auto"); a server that does not answer
-    (logged) offers none until it does."""
+def toolbox_for(servers: tuple[ToolServer, ...], timeout: float, max_chars: int, connect_timeout: float) -> Toolbox:
+    """The tools of the `servers` the model may call without asking (trust "auto"), each call within `timeout`
+    seconds and its result cut at `max_chars`; a server that does not answer within `connect_timeout` (logged)
+    offers none until it does."""
     offered: list[OfferedTool] = []
     for server in servers:
         if server.trust != "auto":
             continue  # each call would wait for the user's yes: the approval card is not built yet
-        for tool in _listing(server, config["CONNECT_TIMEOUT"]):
+        for tool in _listing(server, connect_timeout):
             offered.append(OfferedTool(_unique_name(server.name, tool.name, offered), server, tool))
-    return Toolbox(offered, config["TOOL_TIMEOUT_S"], config["TOOL_RESULT_MAX_CHARS"])
+    return Toolbox(offered, timeout, max_chars)
 
 
 def _listing(server: ToolServer, timeout: float) -> list[ServerTool]:
@@ -183,3 +195,27 @@ def _unique_name(server: str, tool: str, taken: list[OfferedTool]) -> str:
         number += 1
         name = f"{base[: NAME_LENGTH - len(str(number)) - 1]}_{number}"
     return name
+
+
+_refusals: Remembered[tuple[str, str], str] = Remembered()  # (url, model) -> what its server said of tools
+
+
+def refuses_tools(error: InferenceError) -> bool:
+    """Whether a server refused a request because it offered tools (llama.cpp without --jinja, vLLM without a
+    tool parser, a provider whose model takes none): a 400 that names them."""
+    return error.status == 400 and "tool" in error.message.lower()
+
+
+def remember_refusal(backend: Backend, error: InferenceError) -> str:
+    """Keep that this model's server takes no tools (it is not offered them again by this process), and say so."""
+    with _refusals.lock:
+        _refusals[(backend.url, backend.model_id)] = error.message
+    return (
+        f"This model's server does not take tools ({error.message.rstrip('.')}), so it answered without them. "
+        "For a llama.cpp server, start it with --jinja."
+    )
+
+
+def refused_before(backend: Backend) -> bool:
+    with _refusals.lock:
+        return (backend.url, backend.model_id) in _refusals

@@ -1,10 +1,11 @@
-"""The template globals and filters every page uses: reasoning, live markdown, file sizes, failures' hints."""
+"""The template globals and filters every page uses: reasoning, live markdown, tool calls, file sizes, failures'
+hints."""
 
 from __future__ import annotations
 
 from flask import Flask
 
-from chatbot.chat import attachments, live_markdown, reasoning
+from chatbot.chat import attachments, live_markdown, reasoning, tool_calls
 from chatbot.services import errors
 
 
@@ -13,5 +14,7 @@ def init_app(app: Flask) -> None:
     app.add_template_global(reasoning.label, "reasoning_label")
     app.add_template_global(reasoning.split, "split_reasoning")  # (reasoning, answer) of an answer being written
     app.add_template_global(live_markdown.rendered, "live_markdown")
+    app.add_template_global(tool_calls.summary, "tool_call_summary")  # "name(key: value)", cut short
+    app.add_template_global(tool_calls.pretty, "tool_call_arguments")  # indented JSON
     app.add_template_filter(attachments.megabytes, "file_size")
     app.add_template_global(errors.hint_for, "error_hint")  # what to do about a failure, for its reader

@@ -1,0 +1,161 @@
+"""Answers that call tools: the fake router calls them, the real fake MCP server runs them, the model is told the
+results and answers; rounds are bounded, Stop cancels the call in flight, a server that refuses tools gets an
+answer without them, and each call is kept with the answer and shown folded, as text."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+
+import pytest
+
+from chatbot.chat import tool_calls
+from chatbot.chat.replies import run_reply
+from chatbot.chat.reply_settings import ReplySettings
+from chatbot.services import mcp_client
+from chatbot.services.inference import Backend, Parameters
+from config import ToolServer
+from tests.fakes.hf_server import TOKEN
+from tests.helpers import Recorder, csrf, new_store, open_chat
+
+
+@pytest.fixture(autouse=True)
+def fresh_sessions():
+    yield
+    mcp_client.forget_connections()
+
+
+def settings(fake, mcp, **fields) -> ReplySettings:
+    backend = Backend(api="chat", url=fake.url + "/v1", model_id="meta-llama/Llama-3.1-8B-Instruct", token=TOKEN)
+    servers = (ToolServer("web", "auto", url=mcp.url),)
+    return ReplySettings(backend=backend, parameters=Parameters(), tool_servers=servers, **fields)
+
+
+def answer(fake, mcp, text="Say hi twice with the tool", cancel=None, **fields):
+    store, conversation = new_store()
+    recorder = Recorder()
+    message = run_reply(store, conversation, text, settings(fake, mcp, **fields), recorder, cancel)
+    return message, recorder
+
+
+ECHO = ("call_1", "web__echo", '{"text": "hi", "times": 2}')
+
+
+def test_the_model_calls_a_tool_and_answers_with_its_result(fake, mcp_log):
+    fake.reply(tokens=[], tool_calls=[ECHO])
+    fake.reply(tokens=["The tool", " said hi hi."])
+    message, recorder = answer(fake, mcp_log)
+    assert (message.status, message.content) == ("done", "The tool said hi hi.")
+    (record,) = message.meta["tool_calls"]
+    assert {k: record[k] for k in ("id", "name", "arguments", "result", "status")} == {
+        "id": "call_1",
+        "name": "web__echo",
+        "arguments": '{"text": "hi", "times": 2}',
+        "result": "hi hi",
+        "status": "done",
+    }
+    first, second = (request.json for request in fake.requests)
+    assert "web__echo" in [tool["function"]["name"] for tool in first["tools"]]
+    assert second["messages"][-2:] == [
+        {"role": "assistant", "content": None, "tool_calls": [tool_calls.ToolCall(*ECHO).as_message_part()]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "hi hi"},
+    ]
+    assert all("hi hi" not in m["content"] for m in second["messages"] if m["role"] == "system")
+    assert "Running web__echo… 0 s" in [text for _, kind, text in recorder.events if kind == "waiting"]
+    assert mcp_log.logged() == ["echo hi"]
+
+
+def test_two_calls_in_one_turn_each_get_their_result_in_order(fake, mcp_log):
+    fake.reply(tokens=["Checking."], tool_calls=[ECHO, ("call_2", "web__fail", '{"reason": "no network"}')])
+    fake.reply(tokens=["One worked."])
+    message, _ = answer(fake, mcp_log)
+    assert message.content == "Checking.\n\nOne worked."
+    assert [r["status"] for r in message.meta["tool_calls"]] == ["done", "failed"]
+    messages = fake.requests[-1].json["messages"]
+    assert messages[-3]["content"] == "Checking."
+    assert [m["tool_call_id"] for m in messages[-2:]] == ["call_1", "call_2"]
+    assert "no network" in messages[-1]["content"]
+
+
+def test_bad_arguments_go_back_to_the_model_in_words_and_it_may_try_again(fake, mcp_log):
+    fake.reply(tokens=[], tool_calls=[("call_1", "web__echo", '{"txt": "hi"}')])
+    fake.reply(tokens=[], tool_calls=[("call_2", "web__echo", '{"text": "hi"}')])
+    fake.reply(tokens=["Done."])
+    message, _ = answer(fake, mcp_log)
+    first, second = message.meta["tool_calls"]
+    assert first["status"] == "failed" and first["result"].startswith("The arguments do not fit the tool: ")
+    assert (second["status"], second["result"], message.content) == ("done", "hi", "Done.")
+
+
+def test_after_tool_rounds_the_model_is_asked_to_answer_without_tools(fake, mcp_log):
+    for number in range(3):
+        fake.reply(tokens=[], tool_calls=[(f"call_{number}", "web__echo", '{"text": "again"}')])
+    fake.reply(tokens=["Enough."])
+    message, _ = answer(fake, mcp_log, tool_rounds=2)
+    assert ["tools" in request.json for request in fake.requests] == [True, True, False]
+    assert [r["status"] for r in message.meta["tool_calls"]] == ["done", "done", "not run"]
+    assert mcp_log.logged() == ["echo again", "echo again"]
+
+
+def test_stop_cancels_the_call_in_flight_and_nothing_is_called_after_it(fake, mcp_log):
+    fake.reply(tokens=[], tool_calls=[("call_1", "web__hang", "{}"), ECHO])
+    cancel = threading.Event()
+    threading.Timer(1.0, cancel.set).start()
+    message, _ = answer(fake, mcp_log, cancel=cancel)
+    assert message.status == "stopped"
+    hung, echo = message.meta["tool_calls"]
+    assert hung["status"] == "not run" and hung["result"].startswith("Stopped: the user pressed Stop while it ran")
+    assert echo["status"] == "not run" and len(fake.requests) == 1
+    wait_for(lambda: mcp_log.logged() == ["started", "cancelled"])
+
+
+def test_a_server_that_refuses_tools_gets_the_answer_without_them_and_the_chat_says_why(fake, mcp_log):
+    fake.refuses_tools = True
+    message, _ = answer(fake, mcp_log)
+    assert (message.status, message.content) == ("done", "Hello there!")
+    assert "does not take tools" in message.meta["tools_refused"]
+    assert "tools param requires --jinja flag" in message.meta["tools_refused"]
+    assert ["tools" in request.json for request in fake.requests] == [True, False]
+    answer(fake, mcp_log)  # remembered: not offered again
+    assert "tools" not in fake.requests[-1].json and len(fake.requests) == 3
+
+
+def test_a_server_that_trusts_nothing_yet_offers_no_tools(fake, mcp_log):
+    ask = (ToolServer("web", "ask", url=mcp_log.url),)
+    store, conversation = new_store()
+    message = run_reply(
+        store, conversation, "hi", dataclasses.replace(settings(fake, mcp_log), tool_servers=ask), Recorder()
+    )
+    assert message.status == "done" and "tools" not in fake.requests[-1].json
+
+
+def test_the_summary_of_a_call_is_short_and_its_arguments_pretty():
+    record = {"name": "web__search", "arguments": json.dumps({"query": "x" * 100, "n": 2})}
+    assert tool_calls.summary(record) == 'web__search(query: "' + "x" * 71 + "…)"
+    assert tool_calls.pretty('{"a":1}') == '{\n  "a": 1\n}' and tool_calls.pretty("{oops") == "{oops"
+
+
+def test_a_reloaded_page_shows_each_call_folded_with_its_result_escaped_never_as_html(make_app, fake, mcp_log):
+    servers = json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}])
+    app = make_app(
+        AUTH="none", API_URL=fake.url + "/v1", MODEL_ID="meta-llama/Llama-3.1-8B-Instruct", MCP_SERVERS=servers
+    )
+    client = app.test_client()
+    fake.reply(tokens=[], tool_calls=[("call_1", "web__echo", '{"text": "<img src=x onerror=alert(1)>"}')])
+    fake.reply(tokens=["Shown."])
+    chat = open_chat(client)
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Echo an image tag"})
+    page = client.get(chat).text
+    assert '<details class="tool-call done">' in page
+    assert "Called web__echo(text: &#34;&lt;img src=x onerror=alert(1)&gt;&#34;) · " in page
+    assert "&lt;img src=x onerror=alert(1)&gt;</pre>" in page and "<img src=x" not in page
+
+
+def wait_for(condition, seconds: float = 5.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "it did not happen"
+        time.sleep(0.02)
