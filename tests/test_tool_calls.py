@@ -16,8 +16,11 @@ from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services import mcp_client
 from chatbot.services.inference import Backend, Parameters
 from config import ToolServer
+from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
+from tests.fakes.mcp_server import stdio_server
 from tests.helpers import Recorder, csrf, new_store, open_chat
+from tests.servers import FINISHED, ChatClient, GunicornApp
 
 
 @pytest.fixture(autouse=True)
@@ -159,3 +162,38 @@ def wait_for(condition, seconds: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "it did not happen"
         time.sleep(0.02)
+
+
+@pytest.mark.parametrize("worker_class", ["gthread", "gevent"])
+def test_under_gunicorn_a_chat_calls_tools_over_http_and_stdio_with_either_worker(
+    tmp_path, fake_hf, fake, mcp_log, worker_class
+):
+    """The app as deployed: MCP_SERVERS (streamable HTTP) and MCP_CONFIG (stdio), two calls in one turn, over the
+    socket; the stdio server does not see the chat's token."""
+    config = tmp_path / "mcp.json"
+    local = stdio_server("local", tmp_path / "stdio.log")
+    config.write_text(
+        json.dumps({"mcpServers": {"local": {"command": local.command, "args": list(local.args), "trust": "auto"}}})
+    )
+    environment = app_environment(
+        tmp_path,
+        API_URL=fake_hf.url + "/v1",
+        INFERENCE_API="chat",
+        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
+        HF_API_TOKEN=TOKEN,
+        READ_TIMEOUT="5",
+        WORKER_CLASS=worker_class,
+        MCP_SERVERS=json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}]),
+        MCP_CONFIG=str(config),
+    )
+    calls = [ECHO, ("call_2", "local__environment", '{"name": "HF_API_TOKEN"}')]
+    fake.reply(tokens=[], tool_calls=calls)
+    fake.reply(tokens=["Both ran."])
+    with GunicornApp(environment) as server:
+        frames = ChatClient(server.url).exchange("Use both tools")
+    finished = frames[-1]
+    assert FINISHED.search(finished).group(2) == "done" and "Both ran." in finished
+    assert finished.count('<details class="tool-call done">') == 2
+    assert "Called web__echo(text: &#34;hi&#34;, times: 2)" in finished
+    tool_messages = [m for m in fake.requests[-1].json["messages"] if m["role"] == "tool"]
+    assert [m["content"] for m in tool_messages] == ["hi hi", "unset"]
