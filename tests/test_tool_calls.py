@@ -7,10 +7,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 
 import pytest
 
-from chatbot.chat import tool_calls
+from chatbot.chat import answer_writer, tool_calls
 from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services import mcp_client
@@ -156,8 +157,6 @@ def test_a_reloaded_page_shows_each_call_folded_with_its_result_escaped_never_as
 
 
 def wait_for(condition, seconds: float = 5.0) -> None:
-    import time
-
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "it did not happen"
@@ -197,3 +196,34 @@ def test_under_gunicorn_a_chat_calls_tools_over_http_and_stdio_with_either_worke
     assert "Called web__echo(text: &#34;hi&#34;, times: 2)" in finished
     tool_messages = [m for m in fake.requests[-1].json["messages"] if m["role"] == "tool"]
     assert [m["content"] for m in tool_messages] == ["hi hi", "unset"]
+
+
+def test_a_long_call_keeps_the_answer_alive_and_stop_from_another_tab_cancels_it(fake, mcp_log, store, monkeypatch):
+    """On SQLite: the answer is saved as it is while the tool runs (no tab or host takes it for abandoned), and
+    Stop asked through the store, as another tab, worker or host does, cancels the call."""
+    monkeypatch.setattr(answer_writer, "HEARTBEAT_SECONDS", 0.3)
+    fake.reply(tokens=["Looking."], tool_calls=[("call_1", "web__hang", '{"seconds": 1.5}')])
+    fake.reply(tokens=["Slept."])
+    fake.reply(tokens=[], tool_calls=[("call_2", "web__hang", "{}")])
+    conversation, ages = store.create_conversation("alice"), []
+
+    def listen(event):
+        if event.kind == "waiting" and event.text.startswith("Running"):
+            stored = store.read_message(conversation, event.message.id)
+            ages.append((time.time() - stored.meta["saved_at"], stored.content))
+
+    message = run_reply(store, conversation, "Sleep", settings(fake, mcp_log), listen)
+    assert (message.status, message.content, message.meta["tool_calls"][0]["result"]) == (
+        "done",
+        "Looking.\n\nSlept.",
+        "woke up",
+    )
+    assert max(age for age, _ in ages[-3:]) < 0.6 and ages[-1][1] == "Looking."
+
+    def stop_when_running(event):
+        if event.kind == "waiting" and event.text.startswith("Running"):
+            threading.Timer(0.3, store.request_stop, args=(event.message.id,)).start()
+
+    stopped = run_reply(store, conversation, "Sleep again", settings(fake, mcp_log), stop_when_running)
+    assert stopped.status == "stopped" and stopped.meta["tool_calls"][0]["status"] == "not run"
+    assert len(fake.requests) == 3

@@ -225,7 +225,8 @@ class AnswerWriter:
 
     def _run_call(self, answer: GrowingAnswer, toolbox: tools.Toolbox, call: ToolCall) -> dict:
         """One call, run in a thread of its own while this one says which tool runs and for how long, keeps the
-        answer alive for other tabs and hosts, and hears Stop from any of them."""
+        answer alive for other tabs and hosts (saved whole, as it is so far: no part is added), and hears Stop
+        from any of them."""
         message = answer.message
         outcome: list[tools.ToolResult | BaseException] = []
 
@@ -244,9 +245,9 @@ class AnswerWriter:
             worker.join(STOP_CHECK_SECONDS)
             if self.store.stop_requested(message.id):
                 self.cancel.set()
-            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
-                if self.store.append_to_answer(message, answer.saved_length, ""):  # alive; Stop, or deleted
-                    self.cancel.set()
+            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:  # alive, with the calls made so far
+                message.content, message.meta["saved_at"] = answer.text(answer.saved_parts), time.time()
+                self.store.update_message(message)
                 last_beat = time.monotonic()
         self.listener(Event(Kind.WAITING, message, ""))
         result = outcome[0]
