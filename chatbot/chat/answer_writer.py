@@ -153,7 +153,7 @@ class AnswerWriter:
                 calls = answer.calls.calls()
                 if not calls or self.cancel.is_set():
                     break
-                if offered is None:  # past TOOL_ROUNDS (or none offered): its calls are not made
+                if offered is None or toolbox is None:  # past TOOL_ROUNDS (or none offered): not made
                     message.meta.setdefault("tool_calls", []).extend(
                         tool_calls.not_run(call, "Not run: the answer had used all its rounds of tool calls.")
                         for call in calls
@@ -201,7 +201,7 @@ class AnswerWriter:
         return toolbox or None
 
     def _run_round(
-        self, answer: GrowingAnswer, toolbox: tools.Toolbox | None, calls: list[ToolCall], start: int
+        self, answer: GrowingAnswer, toolbox: tools.Toolbox, calls: list[ToolCall], start: int
     ) -> list[dict]:
         """Run the calls of one turn, one at a time (none after Stop), keep their records with the answer, and
         return the turns that tell the model what they gave; what the model wrote before them (from character
@@ -212,8 +212,6 @@ class AnswerWriter:
         for call in calls:
             if self.cancel.is_set():
                 records.append(tool_calls.not_run(call, "Not run: the user pressed Stop."))
-            elif toolbox is None:
-                records.append(tool_calls.not_run(call, "Not run: no tools are offered."))
             else:
                 records.append(self._run_call(answer, toolbox, call))
         message.meta.setdefault("tool_calls", []).extend(records)

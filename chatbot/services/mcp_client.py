@@ -22,14 +22,13 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-import httpx2
-from mcp import Client, MCPError, StdioServerParameters
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from config import ToolServer
+
+if TYPE_CHECKING:  # the SDK takes half a second to import: only a process that talks to an MCP server pays it
+    import httpx2
+    from mcp import Client
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -218,6 +217,8 @@ def _run(
     process = _process_loop()
 
     async def attempt() -> T:
+        from mcp import MCPError  # imported by the loop's first session already
+
         connection = process.connection(server)
         try:
             client = await connection.client(connect_timeout)
@@ -271,6 +272,11 @@ def _wait(
 @contextlib.asynccontextmanager
 async def _session(server: ToolServer, refused: list[int]) -> AsyncIterator[Client]:
     """An open session with `server` over its transport; the status of each HTTP refusal added to `refused`."""
+    import httpx2
+    from mcp import Client, StdioServerParameters
+    from mcp.client.sse import sse_client
+    from mcp.client.streamable_http import streamable_http_client
+
     if server.transport == "stdio":
         assert server.command is not None
         # its own env over the SDK's few safe variables (PATH, HOME, USER...): never the chat's secrets
