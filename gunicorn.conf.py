@@ -29,7 +29,7 @@ def on_starting(server):
     """Check the configuration and the store once, in the master: a bad value stops start-up with one line."""
     import sys
 
-    from chatbot.services.models import load_settings
+    from chatbot.services.settings import load_settings
     from chatbot.stores import check_it_keeps_data, check_one_process
     from config import ConfigError
 

@@ -12,7 +12,7 @@ from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services import catalogue, remembered
 from chatbot.services.errors import hint_for
 from chatbot.services.inference import Backend, Parameters
-from chatbot.services.models import load_settings
+from chatbot.services.settings import load_settings
 from chatbot.web import create_app
 from tests.conftest import app_environment
 from tests.fakes.hf_server import ROUTER_MODELS, TOKEN

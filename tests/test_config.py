@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from chatbot.services.models import load_settings
+from chatbot.services.settings import load_settings
 from config import ConfigError
 from tests.servers import ROOT
 

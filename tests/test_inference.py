@@ -15,8 +15,8 @@ from chatbot.services.inference import (
     stream_chunks,
     stream_reply,
 )
-from chatbot.services.models import load_settings
 from chatbot.services.protocols import Finish, Text, ToolCall, ToolCallPiece, ToolCalls
+from chatbot.services.settings import load_settings
 from tests.fakes.hf_server import TOKEN
 from tests.helpers import NOTES_PARAMETERS
 

@@ -13,7 +13,7 @@ import pytest
 from chatbot.local_model.server import free_port
 from chatbot.services import mcp_client
 from chatbot.services.mcp_client import ToolCallStopped, ToolServerError
-from config import ToolServer
+from chatbot.services.tool_servers import ToolServer
 from tests.fakes.mcp_server import FakeMcpServer, stdio_server
 from tests.servers import ROOT
 
@@ -145,7 +145,7 @@ GEVENT_WORKER = """
 from gevent import monkey; monkey.patch_all()
 import sys, time, threading, gevent
 from chatbot.services import mcp_client
-from config import ToolServer
+from chatbot.services.tool_servers import ToolServer
 from tests.fakes.mcp_server import stdio_server
 servers = [ToolServer("web", "auto", url=sys.argv[1]), stdio_server("local", __import__("pathlib").Path(sys.argv[2]))]
 ticks = []

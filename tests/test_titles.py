@@ -9,7 +9,7 @@ from chatbot.chat import titles
 from chatbot.chat.reply_settings import settings_from_config
 from chatbot.chat.titles import tidy, title_from
 from chatbot.local_model.server import RECOMMENDED
-from chatbot.services.models import load_settings
+from chatbot.services.settings import load_settings
 from chatbot.web import create_app
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN

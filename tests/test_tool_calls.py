@@ -16,7 +16,7 @@ from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services import mcp_client
 from chatbot.services.inference import Backend, Parameters
-from config import ToolServer
+from chatbot.services.tool_servers import ToolServer
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.fakes.mcp_server import stdio_server

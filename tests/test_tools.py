@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from chatbot.services import mcp_client, remembered, tools
+from chatbot.services.tool_servers import ToolServer
 from chatbot.services.tools import ToolCallStopped
-from config import ToolServer, load_config
+from config import load_config
 from tests.fakes.mcp_server import FakeMcpServer
 
 

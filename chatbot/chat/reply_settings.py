@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from chatbot.chat import picker
 from chatbot.services import inference
 from chatbot.services.models import ModelSpec, parse_parameters
+from chatbot.services.tool_servers import ToolServer
 from chatbot.stores.conversations import Conversation, Store
-from config import ToolServer
 
 FLUSH_SECONDS = 0.04  # at most one fragment per 40 ms per answer
 SAVE_SECONDS = 0.25  # a partial answer is saved (and Stop from other tabs looked for) this often

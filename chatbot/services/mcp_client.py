@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from config import ToolServer
+from chatbot.services.tool_servers import ToolServer
 
 if TYPE_CHECKING:  # the SDK takes half a second to import: only a process that talks to an MCP server pays it
     import httpx2

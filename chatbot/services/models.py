@@ -1,7 +1,8 @@
 """The models a user may pick: `ModelSpec`, read from MODELS (JSON, or a .json/.toml file) or MODEL_ID.
 
-`with_models(config)` turns the MODELS setting into a list of `ModelSpec`s (a bad entry raises `ConfigError`
-in one line, as every other setting does); each field is checked as its environment variable is.
+`with_models(config)` (which `services/settings.py` calls at start) turns the MODELS setting into a list of
+`ModelSpec`s (a bad entry raises `ConfigError` in one line, as every other setting does); each field is checked as
+its environment variable is.
 """
 
 from __future__ import annotations
@@ -9,20 +10,12 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
 from chatbot.services.prompts import FORMATS
-from config import PARAMETERS, SETTINGS, ConfigError, load_config
-
-
-def load_settings(
-    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """Every setting (`config.load_config`), with MODELS read into the models a user may pick."""
-    return with_models(load_config(environ, overrides))
+from config import PARAMETERS, SETTINGS, ConfigError
 
 
 def with_models(config: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from chatbot.services.backend import Backend
 from chatbot.services.errors import InferenceError
 from chatbot.services.mcp_client import ServerTool, ToolCallStopped, ToolServerError
 from chatbot.services.remembered import Remembered
-from config import ToolServer
+from chatbot.services.tool_servers import ToolServer
 
 log = logging.getLogger(__name__)
 NAME_LENGTH = 64  # what OpenAI-style servers take for a function's name (letters, digits, _ and -)

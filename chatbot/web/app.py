@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from chatbot.services.models import load_settings
+from chatbot.services.settings import load_settings
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 

@@ -24,7 +24,7 @@ from mcp.server.mcpserver import Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 if TYPE_CHECKING:  # run as a script, this file has only its own directory on the path
-    from config import ToolServer
+    from chatbot.services.tool_servers import ToolServer
 
 server = MCPServer("fake-tools")
 HERE = Path(__file__).resolve()
@@ -56,7 +56,7 @@ class FakeMcpServer:
 
 def stdio_server(name: str, log: Path, trust: str = "auto", **env: str) -> ToolServer:
     """The fake as a stdio server the chat starts, with `env` as its configured environment."""
-    from config import ToolServer
+    from chatbot.services.tool_servers import ToolServer
 
     return ToolServer(
         name, trust, command=sys.executable, args=(str(HERE),), env={"MCP_FAKE_LOG": str(log), **env}, transport="stdio"
