@@ -4,6 +4,7 @@ token picks up on the way through the app, and the memory an open idle socket co
 Run (each line one result, appended to bench/concurrency.jsonl for bench/plot.py):
   .venv/bin/python bench/concurrency.py --worker-class gevent --streams 100 250 500 1000 --rate 20 --tokens 200
   .venv/bin/python bench/concurrency.py --worker-class gthread --idle 500
+  .venv/bin/python bench/concurrency.py --store postgres --streams 500   (or redis: an empty store of its own)
   .venv/bin/python bench/concurrency.py --worker-class gthread --threads 64 --idle 300   (the defaults: the caps)
 
 The backend (bench/backend.py, its own process) writes each token's send time into its text; the client
@@ -26,7 +27,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import redis
 import requests
 from websockets.asyncio.client import connect
 
@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.backend import StreamingBackend, app_environment  # noqa: E402
 from bench.stats import percentile  # noqa: E402
+from bench.stores import store_url  # noqa: E402
 from tests.servers import ANSWER_TEXT, FINISHED, ChatClient, GunicornApp  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "concurrency.jsonl"
 STAMP = re.compile(r"\d{16}")
-REDIS_URL = "redis://127.0.0.1:6379/12"
 LOG = Path(tempfile.gettempdir()) / "bench-gunicorn.log"
 STALL_SECONDS = 60  # a chat that hears nothing for this long is not held
 
@@ -122,18 +122,14 @@ def make_chats(app_url: str, count: int) -> list[Chat]:
         return list(pool.map(lambda _: Chat(ChatClient(app_url)), range(count)))
 
 
-def settings(options: argparse.Namespace) -> dict[str, str]:
+def settings(options: argparse.Namespace, store: str) -> dict[str, str]:
     """The app's settings for this run: its worker class and store."""
-    chosen = {
+    return {
         "WORKER_CLASS": options.worker_class,
         "GUNICORN_THREADS": str(options.threads),
         "WORKER_CONNECTIONS": str(options.connections),
+        "CHAT_STORE_URL": store,
     }
-    if options.store == "redis":
-        with redis.Redis.from_url(REDIS_URL) as client:
-            client.flushdb()
-        chosen["CHAT_STORE_URL"] = REDIS_URL
-    return chosen
 
 
 def own_cpu_seconds() -> float:
@@ -218,7 +214,7 @@ def response_times(url: str, cookies: dict | None = None, runs: int = 50) -> lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker-class", choices=["gthread", "gevent"], default="gevent")
-    parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite")
+    parser.add_argument("--store", choices=["sqlite", "postgres", "redis"], default="sqlite")
     parser.add_argument("--streams", type=int, nargs="*", default=[100])
     parser.add_argument("--idle", type=int, default=0, help="open this many idle sockets and measure memory instead")
     parser.add_argument("--tokens", type=int, default=200, help="tokens per answer")
@@ -231,9 +227,13 @@ def main() -> None:
     options = parser.parse_args()
     if options.app_core is not None:  # the backend and gunicorn inherit this; gunicorn is moved once it runs
         os.sched_setaffinity(0, os.sched_getaffinity(0) - {options.app_core})
-    with tempfile.TemporaryDirectory() as folder, StreamingBackend(options.tokens, options.rate) as backend:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        store_url(options.store) as store,
+        StreamingBackend(options.tokens, options.rate) as backend,
+    ):
         LOG.unlink(missing_ok=True)
-        with GunicornApp(app_environment(folder, backend, **settings(options)), workers=2, log=LOG) as app:
+        with GunicornApp(app_environment(folder, backend, **settings(options, store)), workers=2, log=LOG) as app:
             setting = {"worker_class": options.worker_class, "store": options.store}
             if options.app_core is not None:
                 for pid in (app.process.pid, *children(app.process.pid)):
