@@ -4,7 +4,6 @@ answer without them, and each call is kept with the answer and shown folded, as 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import time
@@ -123,15 +122,6 @@ def test_a_server_that_refuses_tools_gets_the_answer_without_them_and_the_chat_s
     assert ["tools" in request.json for request in fake.requests] == [True, False]
     answer(fake, mcp_log)  # remembered: not offered again
     assert "tools" not in fake.requests[-1].json and len(fake.requests) == 3
-
-
-def test_a_server_that_trusts_nothing_yet_offers_no_tools(fake, mcp_log):
-    ask = (ToolServer("web", "ask", url=mcp_log.url),)
-    store, conversation = new_store()
-    message = run_reply(
-        store, conversation, "hi", dataclasses.replace(settings(fake, mcp_log), tool_servers=ask), Recorder()
-    )
-    assert message.status == "done" and "tools" not in fake.requests[-1].json
 
 
 def test_the_summary_of_a_call_is_short_and_its_arguments_pretty():

@@ -1,5 +1,5 @@
 """The chat's actions, one path each for the socket and the form posts: send, edit, regenerate, continue, stop,
-pick a model, switch branch and new chat from here.
+answer a tool call's card, pick a model, switch branch and new chat from here.
 
 Each takes plain arguments (the store, the conversation, the `Visitor` who acts) and checks, then picks the model,
 works out the reply's settings once, and hands back a `Reply` that the caller runs (the socket in a thread of its
@@ -15,9 +15,9 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from chatbot.chat import attachments, defaults, limits, picker, transfer
+from chatbot.chat import approvals, attachments, defaults, limits, picker, transfer
 from chatbot.chat.branches import Tree
-from chatbot.chat.events import Listener
+from chatbot.chat.events import Event, Kind, Listener
 from chatbot.chat.message_checks import can_edit, files_to_send, message_problem
 from chatbot.chat.replies import run_continuation, run_regeneration, run_reply
 from chatbot.chat.reply_settings import ReplySettings, pick_model, settings_for_conversation
@@ -28,6 +28,7 @@ GONE = "That message is not in this chat (it may have expired with it). Reload t
 NOT_EDITABLE = "That message can no longer be edited. Reload the page."
 NO_QUESTION = "There is no question to answer again yet."
 NOTHING_TO_CONTINUE = "There is no answer cut off at the length limit to continue."
+ANSWERED = "That tool call was answered already (in another tab, or it waited too long): the chat shows how it went."
 
 
 class Refusal(enum.StrEnum):
@@ -80,6 +81,29 @@ class Reply:
         if answer is None:
             raise Refused(self.nothing, Refusal.CONFLICT)
         return answer
+
+    def write_until_asked(self) -> None:
+        """Write the answer in a thread of its own, and return once it is written (titled too) or waits on a tool
+        call's card (a page without JavaScript shows it; its answer lets the writer go on). Refused as `write`."""
+        paused = threading.Event()
+        failed: list[BaseException] = []
+
+        def listen(event: Event) -> None:
+            if event.kind is Kind.ASKING and event.message.meta.get("approval"):
+                paused.set()
+
+        def run() -> None:
+            try:
+                self.write(listen)
+            except BaseException as error:  # handed over to the waiting thread
+                failed.append(error)
+            finally:
+                paused.set()
+
+        threading.Thread(target=run, daemon=True, name="reply").start()
+        paused.wait()
+        if failed:
+            raise failed[0]
 
 
 def send(
@@ -170,6 +194,16 @@ def stop(store: Store, conversation: Conversation) -> Message | None:
         return running
     store.request_stop(running.id)
     return None
+
+
+def answer_tool_call(store: Store, conversation: Conversation, message_id: str, card_id: str, given: str) -> None:
+    """The owner's answer to a tool call's card (chat/approvals.py): the first one, from any tab or host, counts."""
+    try:
+        approvals.answer(store, conversation, message_id, card_id, given)
+    except ValueError:
+        raise Refused("A tool call's card takes Run once, Always for this tool, or Deny.", Refusal.INVALID) from None
+    except approvals.NotWaiting:
+        raise Refused(ANSWERED, Refusal.CONFLICT) from None
 
 
 def switch_branch(store: Store, conversation: Conversation, message_id: str) -> tuple[Tree, str]:

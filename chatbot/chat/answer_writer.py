@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from chatbot.chat import attachments, limits, reasoning, titles, tool_calls
+from chatbot.chat import approvals, attachments, limits, reasoning, titles, tool_calls
 from chatbot.chat.coalescing import coalesced
 from chatbot.chat.events import Event, Kind, Listener
 from chatbot.chat.rendering import render_markdown
@@ -212,6 +212,8 @@ class AnswerWriter:
         for call in calls:
             if self.cancel.is_set():
                 records.append(tool_calls.not_run(call, "Not run: the user pressed Stop."))
+            elif (refused := self._asked_first(answer, toolbox, call)) is not None:
+                records.append(refused)
             else:
                 records.append(self._run_call(answer, toolbox, call))
         message.meta.setdefault("tool_calls", []).extend(records)
@@ -220,6 +222,27 @@ class AnswerWriter:
             self._add(answer, [Text("\n\n")])  # the next turn's text starts a paragraph of its own
         answer.earlier_usage, answer.usage = _summed(answer.earlier_usage, answer.usage), None
         return tool_calls.round_turns(said.strip(), calls, records)
+
+    def _asked_first(self, answer: GrowingAnswer, toolbox: tools.Toolbox, call: ToolCall) -> dict | None:
+        """None when the call may be made (its server trusts the model, or the user said yes on its card), else
+        its record; the answer stays alive while the card waits."""
+        waiting = approvals.Waiting(
+            self.store,
+            self.conversation.owner,
+            answer.message,
+            self.listener,
+            self.cancel,
+            partial(self._keep_alive, answer),
+            HEARTBEAT_SECONDS,
+            self.settings.tool_approval_minutes,
+        )
+        return approvals.asked_first(waiting, call, toolbox.tools.get(call.name))
+
+    def _keep_alive(self, answer: GrowingAnswer) -> None:
+        """Save the answer whole, as it is so far (no part is added) with its meta: alive for other tabs and hosts."""
+        message = answer.message
+        message.content, message.meta["saved_at"] = answer.text(answer.saved_parts), time.time()
+        self.store.update_message(message)
 
     def _run_call(self, answer: GrowingAnswer, toolbox: tools.Toolbox, call: ToolCall) -> dict:
         """One call, run in a thread of its own while this one says which tool runs and for how long, keeps the

@@ -3,7 +3,7 @@ name(arguments) · 0.4 s" with the arguments and the result inside, as text (nev
 carry a round of calls and their results back to the model.
 
 A record is {"id", "name", "arguments" (the JSON text the model wrote), "result" (what the model was told),
-"status" ("done", "failed" or "not run"), "seconds"}.
+"status" ("done", "failed", "not run" or "denied": its card was declined or left unanswered), "seconds"}.
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ def done(result: ToolResult) -> dict[str, Any]:
 def not_run(call: ToolCall, why: str) -> dict[str, Any]:
     """The record of a call that was not made, and why (what the model is told)."""
     return {"id": call.id, "name": call.name, "arguments": call.arguments, "result": why, "status": "not run"}
+
+
+def denied(call: ToolCall, why: str) -> dict[str, Any]:
+    """The record of a call its user did not allow (chat/approvals.py), and why (what the model is told)."""
+    return {**not_run(call, why), "status": "denied"}
 
 
 def round_turns(text: str, calls: list[ToolCall], records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 unique to its server, as the chat completions `tools` list; and one call run: its arguments checked (JSON, then the
 tool's schema), its result bounded, every failure turned into words that go back to the model as the result.
 
-Only servers with `"trust": "auto"` are offered: a server that asks first needs the approval card, not built yet.
+Every configured server is offered; a call of one with `"trust": "ask"` waits for the user's yes first
+(chatbot/chat/approvals.py).
 """
 
 from __future__ import annotations
@@ -142,13 +143,10 @@ _listings: Remembered[str, tuple[float, ToolServer, list[ServerTool] | None]] = 
 
 
 def toolbox_for(servers: tuple[ToolServer, ...], timeout: float, max_chars: int, connect_timeout: float) -> Toolbox:
-    """The tools of the `servers` the model may call without asking (trust "auto"), each call within `timeout`
-    seconds and its result cut at `max_chars`; a server that does not answer within `connect_timeout` (logged)
-    offers none until it does."""
+    """The tools of the `servers`, each call within `timeout` seconds and its result cut at `max_chars`; a server
+    that does not answer within `connect_timeout` (logged) offers none until it does."""
     offered: list[OfferedTool] = []
     for server in servers:
-        if server.trust != "auto":
-            continue  # each call would wait for the user's yes: the approval card is not built yet
         for tool in _listing(server, connect_timeout):
             offered.append(OfferedTool(_unique_name(server.name, tool.name, offered), server, tool))
     return Toolbox(offered, timeout, max_chars)

@@ -7,7 +7,7 @@ import io
 
 from flask import abort, current_app, g, render_template, request, send_file, session
 
-from chatbot.chat import accounts, attachments, defaults, limits, picker, presets
+from chatbot.chat import accounts, approvals, attachments, defaults, limits, picker, presets
 from chatbot.chat.actions import Visitor
 from chatbot.chat.branches import Tree
 from chatbot.chat.reply_settings import changed_settings, settings_for_conversation
@@ -51,6 +51,7 @@ def chat_page(
         examples=picker.EXAMPLES,  # for an empty chat
         has_default=defaults.has_default(store(), conversation.owner),
         presets=presets.available(store(), conversation.owner),
+        always_allowed=approvals.always_allowed(store(), conversation.owner),
         notice=notice or (session.pop("notice") if "notice" in session else ""),  # one left for it at sign-in
         draft=draft,
         chosen_files=[attachments.listed(info) for info in files],

@@ -7,10 +7,9 @@ from functools import partial
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, session, url_for
 
-from chatbot.chat import actions, defaults, picker, presets, reasoning, sharing, transfer
+from chatbot.chat import actions, approvals, defaults, picker, presets, reasoning, sharing, transfer
 from chatbot.chat.actions import Refusal, Refused
 from chatbot.chat.branches import Tree
-from chatbot.chat.events import Event
 from chatbot.chat.reply_settings import save_conversation_settings
 from chatbot.stores.conversations import Conversation
 from chatbot.web.common import (
@@ -198,11 +197,33 @@ def edit_message(conversation_id: str, message_id: str):
     return answered(conversation, lambda: actions.edit(store(), conversation, visitor(), message_id, text, model), text)
 
 
-def answered(conversation: Conversation, action: Callable[[], actions.Reply], draft: str = ""):
-    """Do the `action` and write its answer to the end, then show the page at the answer; refused, the page keeps
-    `draft` in the box and the files (stored) attached to it."""
+@bp.post("/c/<conversation_id>/messages/<message_id>/approval")
+def answer_tool_call(conversation_id: str, message_id: str):
+    """Run once, Always for this tool, or Deny on a tool call's card (without JavaScript; the socket does the same);
+    the page comes back once the answer has ended or waits on another card."""
+    conversation = own_conversation(conversation_id)
+    card = request.form.get("card", "")
     try:
-        action().write(ignore)
+        actions.answer_tool_call(store(), conversation, message_id, card, request.form.get("decision", ""))
+    except Refused as refused:
+        return refused_page(conversation, refused)
+    approvals.wait_past(store(), conversation, message_id, card)
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
+
+
+@bp.post("/c/<conversation_id>/tools/revoke")
+def revoke_tool(conversation_id: str):
+    """A tool allowed always (on a card) asks first again, in every chat of its owner."""
+    conversation = own_conversation(conversation_id)
+    approvals.revoke(store(), conversation.owner, request.form.get("tool", ""))
+    return redirect(url_for("pages.conversation", conversation_id=conversation.id))
+
+
+def answered(conversation: Conversation, action: Callable[[], actions.Reply], draft: str = ""):
+    """Do the `action` and write its answer, then show the page at the answer once it has ended or waits on a
+    tool call's card; refused, the page keeps `draft` in the box and the files (stored) attached to it."""
+    try:
+        action().write_until_asked()
     except Refused as refused:
         return refused_page(conversation, refused, draft)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id, _anchor="end"))
@@ -242,10 +263,6 @@ def import_conversation():
         conversation = current[0] if current else store().create_conversation(owner_id())
         return chat_page(conversation, f"Nothing was imported: {problem}", status=400)
     return redirect(url_for("pages.conversation", conversation_id=conversation.id))
-
-
-def ignore(_event: Event) -> None:
-    """A page answers when the reply is whole: it needs no events."""
 
 
 @bp.post("/c/<conversation_id>/messages")

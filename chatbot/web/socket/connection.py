@@ -134,6 +134,14 @@ class ChatSocket:
                 self.switch_branch(str(data.get("message_id") or ""))
             elif action == "stop":
                 self.stop()
+            elif action == "approve":
+                actions.answer_tool_call(
+                    store(),
+                    self.view.conversation,
+                    str(data.get("message_id") or ""),
+                    str(data.get("card") or ""),
+                    str(data.get("decision") or ""),
+                )
             elif action == "pick":
                 with self.showing_the_model():
                     actions.pick(store(), self.view.conversation, self.visitor(), str(data.get("model") or "").strip())

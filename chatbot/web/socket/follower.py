@@ -58,6 +58,7 @@ class Follower:
         switch, the answer is read whole once more."""
         conversation = self.view.conversation
         seen, router = self.catch_up(answer)
+        card = answer.meta.get("approval")  # a tool call's card, shown with the answer so far
         alive = True
         while alive:
             time.sleep(FOLLOW_SECONDS)
@@ -68,10 +69,14 @@ class Follower:
                 return
             if new.status == "streaming" and not is_abandoned(new):
                 if rejoining:
-                    seen, router = self.catch_up(new)
+                    seen, router = self.catch_up(new)  # its card too
                 else:
                     alive = self.view.send_followed(new.id, router.feed(new.content))
                     seen += len(new.content)
+                if new.meta.get("approval") != card:  # shown, or answered here or in any tab
+                    card = new.meta.get("approval")
+                    if not rejoining:
+                        self.view.on_event(Event(Kind.ASKING, new))
                 continue
             final = store().read_message(conversation, answer.id)
             if final is not None:  # the finished fragment replaces the whole answer

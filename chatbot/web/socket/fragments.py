@@ -41,6 +41,10 @@ class Fragments:
         """How long the wait for a loading model may still take, in words."""
         return self.live.waiting(message_id, text)
 
+    def asking(self, answer: Message) -> str:
+        """The card of a tool call that waits for the user's yes, or none any more."""
+        return self.render("chat/_approval.html", message=answer, oob=True)
+
     def notice(self, text: str) -> str:
         with self.app.app_context():
             return render_template("chat/_notice.html", text=text, oob=True)

@@ -27,7 +27,13 @@ class Sends(Protocol):
     def send(self, data: str) -> None: ...
 
 
-TEXT_EVENTS = {Kind.DELTA, Kind.REASONING, Kind.REASONED, Kind.WAITING}  # not shown while the tab shows another branch
+TEXT_EVENTS = {
+    Kind.DELTA,
+    Kind.REASONING,
+    Kind.REASONED,
+    Kind.WAITING,
+    Kind.ASKING,
+}  # not shown while the tab shows another branch
 
 
 class TabView:
@@ -49,6 +55,7 @@ class TabView:
             Kind.STARTED: self.started,
             Kind.RESUMED: self.resumed,
             Kind.WAITING: lambda event: self.send(fragments.waiting(event.message.id, event.text)),
+            Kind.ASKING: lambda event: self.send(fragments.asking(event.message)),
             Kind.REASONING: lambda event: self.send(fragments.reasoning(event.message.id, event.text)),
             Kind.REASONED: lambda event: self.send(fragments.reasoned(event.message.id, event.text)),
             Kind.DELTA: lambda event: self.send_text(event.message.id, event.text),

@@ -1,0 +1,161 @@
+"""A tool call of an MCP server with `"trust": "ask"` waits on a card for its owner's yes: Run once, Always for
+this tool (kept per owner, revocable in Settings) or Deny; left unanswered for TOOL_APPROVAL_MINUTES, it is denied.
+
+While it waits, the card is in the answer's meta ("approval": its id, the tool, the arguments, until when), saved
+with the answer, so that every tab, worker and host shows it, a reloaded page too. Its answer is a record of the
+store made once (`Records.create_record`): the first answer wins on every host, and a later one is told the card
+was answered already; the writer takes the card the same way when it times out or Stop is pressed. Only the
+owner's own request answers a card (a form post or the socket's action, on their own chat): nothing a model or a
+tool says can.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chatbot.chat import tool_calls
+from chatbot.chat.events import Event, Kind, Listener
+from chatbot.chat.running import is_abandoned
+from chatbot.services.protocols import ToolCall
+from chatbot.services.tools import OfferedTool
+from chatbot.stores.conversations import Conversation, Message, Records, Store
+
+ANSWERS = "tool call answers"  # records: one per card answered, deleted once the writer has read it
+ALLOWED = "tools always allowed"  # records: one per owner, {"tools": ["server.tool", ...]}
+ONCE, ALWAYS, DENY = "once", "always", "deny"  # what the owner may answer
+TIMED_OUT, STOPPED = "timed out", "stopped"  # what the writer takes a card with
+CHECK_SECONDS = 0.25  # how often a waiting answer looks for the card's answer, and for Stop
+DECLINED = "The user declined this call."
+STOPPED_WHILE_ASKING = "Not run: the user pressed Stop while it waited for a yes."
+
+
+class NotWaiting(Exception):
+    """The card was answered already (in another tab, on another host, or it timed out), or waits no more."""
+
+
+@dataclass
+class Waiting:
+    """What a card's wait needs of the answer's writer: the store, the answer's owner and message, its listener
+    and Stop, how to keep the answer alive (saved whole as it is, meta included) and how often, and how long the
+    card waits."""
+
+    store: Store
+    owner: str
+    message: Message
+    listener: Listener
+    cancel: threading.Event
+    keep_alive: Callable[[], None]
+    heartbeat_seconds: float
+    minutes: float
+
+
+def tool_name(offered: OfferedTool) -> str:
+    """The tool as the card and Settings name it: `server.tool`."""
+    return f"{offered.server.name}.{offered.tool.name}"
+
+
+def asked_first(waiting: Waiting, call: ToolCall, offered: OfferedTool | None) -> dict | None:
+    """None when the call may be made: its server trusts the model, the owner allows the tool always, or the owner
+    said yes on the card. Else the call's record, saying why it was not made (what the model is told)."""
+    if offered is None or offered.server.trust != "ask":
+        return None
+    message, store, tool = waiting.message, waiting.store, tool_name(offered)
+    if tool in always_allowed(store, waiting.owner):
+        return None
+    card_id, until = secrets.token_urlsafe(12), time.time() + waiting.minutes * 60
+    card = {"id": card_id, "tool": tool, "arguments": tool_calls.pretty(call.arguments), "until": until}
+    message.meta["approval"] = card
+    try:
+        answer = _answer(waiting, card_id, until)
+    finally:
+        message.meta.pop("approval", None)
+        waiting.keep_alive()
+        waiting.listener(Event(Kind.ASKING, message))
+    store.delete_record(ANSWERS, _key(message.id, card_id))
+    if answer == ALWAYS:
+        allow_always(store, waiting.owner, tool)
+    if answer in (ONCE, ALWAYS):
+        return None
+    if answer == STOPPED:
+        return tool_calls.not_run(call, STOPPED_WHILE_ASKING)
+    if answer == TIMED_OUT:
+        minutes = f"{waiting.minutes:g} minute{'' if waiting.minutes == 1 else 's'}"
+        return tool_calls.denied(call, f"The user did not answer within {minutes}, so this call was not made.")
+    return tool_calls.denied(call, DECLINED)
+
+
+def _answer(waiting: Waiting, card_id: str, until: float) -> str:
+    """Show the card and wait for its answer, keeping the answer alive; on Stop or at its deadline, the writer
+    takes the card itself (unless the owner's answer came first)."""
+    store, message, cancel = waiting.store, waiting.message, waiting.cancel
+    key = _key(message.id, card_id)
+    waiting.keep_alive()  # the card is in the store before any tab shows it
+    waiting.listener(Event(Kind.ASKING, message))
+    last_beat = time.monotonic()
+    while (answer := _read(store, key)) is None:
+        if store.stop_requested(message.id):
+            cancel.set()
+        if cancel.is_set() or time.time() >= until:
+            store.create_record(ANSWERS, key, {"answer": STOPPED if cancel.is_set() else TIMED_OUT})
+            continue  # whichever answer came first
+        if time.monotonic() - last_beat >= waiting.heartbeat_seconds:
+            waiting.keep_alive()
+            last_beat = time.monotonic()
+        cancel.wait(CHECK_SECONDS)
+    return answer
+
+
+def answer(store: Store, conversation: Conversation, message_id: str, card_id: str, given: str) -> None:
+    """The owner's answer (ONCE, ALWAYS or DENY) to the card `card_id` of the answer `message_id`, taken unless
+    the card was answered already or waits no more (NotWaiting). ValueError for another answer."""
+    if given not in (ONCE, ALWAYS, DENY):
+        raise ValueError(f"a card takes {ONCE}, {ALWAYS} or {DENY}")
+    message = store.read_message(conversation, message_id)
+    card = message.meta.get("approval") if message is not None and message.status == "streaming" else None
+    if card is None or card["id"] != card_id:
+        raise NotWaiting
+    if not store.create_record(ANSWERS, _key(message_id, card_id), {"answer": given}):
+        raise NotWaiting
+
+
+def wait_past(store: Store, conversation: Conversation, message_id: str, card_id: str) -> None:
+    """Wait until the answer `message_id` has ended or waits on a card other than `card_id` (a page without
+    JavaScript then shows how it went on)."""
+    while True:
+        message = store.read_message(conversation, message_id)
+        if message is None or message.status != "streaming" or is_abandoned(message):
+            return
+        card = message.meta.get("approval")
+        if card is not None and card["id"] != card_id:
+            return
+        time.sleep(CHECK_SECONDS)
+
+
+def always_allowed(store: Records, owner: str) -> list[str]:
+    """The tools (`server.tool`) of "ask" servers the owner lets the model call without asking."""
+    return (store.load_record(ALLOWED, owner) or {}).get("tools", [])
+
+
+def allow_always(store: Records, owner: str, tool: str) -> None:
+    tools = always_allowed(store, owner)
+    if tool not in tools:
+        store.save_record(ALLOWED, owner, {"tools": sorted([*tools, tool])})
+
+
+def revoke(store: Records, owner: str, tool: str) -> None:
+    """The tool asks first again."""
+    tools = always_allowed(store, owner)
+    if tool in tools:
+        store.save_record(ALLOWED, owner, {"tools": [kept for kept in tools if kept != tool]})
+
+
+def _read(store: Records, key: str) -> str | None:
+    return (store.load_record(ANSWERS, key) or {}).get("answer")
+
+
+def _key(message_id: str, card_id: str) -> str:
+    return f"{message_id} {card_id}"
