@@ -60,6 +60,11 @@ def test_hf_api_token_wins_over_hf_token():
         ("DO_SAMPLE", "maybe", "DO_SAMPLE='maybe' is not valid: it takes true or false."),
         ("API_URL", "localhost:8080", "API_URL='localhost:8080' is not valid: it takes an http:// or https:// URL."),
         ("TOP_P", "1.5", "TOP_P='1.5' is not valid: it takes a number from 0 to 1."),
+        (
+            "TOOL_APPROVAL_MINUTES",
+            "0",
+            "TOOL_APPROVAL_MINUTES='0' is not valid: it takes a number from 0.001 to 1440.",
+        ),
     ],
 )
 def test_a_bad_value_names_the_variable_and_what_it_takes(variable, value, expected):
@@ -194,6 +199,7 @@ def test_no_tool_servers_unless_configured():
     config = load_settings({})
     assert config["TOOL_SERVERS"] == ()
     assert (config["TOOL_ROUNDS"], config["TOOL_TIMEOUT_S"], config["TOOL_RESULT_MAX_CHARS"]) == (8, 60.0, 20_000)
+    assert config["TOOL_APPROVAL_MINUTES"] == 10.0
 
 
 def test_tool_servers_come_from_chat_uis_list_and_from_an_mcp_json_file(tmp_path):

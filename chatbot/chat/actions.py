@@ -3,8 +3,8 @@ answer a tool call's card, pick a model, switch branch and new chat from here.
 
 Each takes plain arguments (the store, the conversation, the `Visitor` who acts) and checks, then picks the model,
 works out the reply's settings once, and hands back a `Reply` that the caller runs (the socket in a thread of its
-own, so that it still hears Stop; a form post to the end). What cannot be done raises `Refused`, with words for the
-person and a `Refusal` kind that the web side turns into its own response.
+own, so that it still hears Stop; a form post to the end, or to a tool call's card). What cannot be done raises
+`Refused`, with words for the person and a `Refusal` kind that the web side turns into its own response.
 """
 
 from __future__ import annotations
