@@ -1,0 +1,62 @@
+"""A tool call's card in a real browser: it shows in the tab that asked and in one that follows, either answers it
+over the socket, the other's card goes away, and the answer goes on."""
+
+import json
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import app_environment
+from tests.fakes.hf_server import TOKEN
+from tests.servers import GunicornApp
+
+
+@pytest.fixture(scope="module")
+def asking_app(tmp_path_factory, fake_hf, mcp_http):
+    """The app under gunicorn on the fake router, with the fake MCP server at its default trust (ask)."""
+    environment = app_environment(
+        tmp_path_factory.mktemp("approvals"),
+        API_URL=fake_hf.url + "/v1",
+        INFERENCE_API="chat",
+        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
+        HF_API_TOKEN=TOKEN,
+        READ_TIMEOUT="5",
+        MCP_SERVERS=json.dumps([{"name": "web", "url": mcp_http.url}]),
+    )
+    with GunicornApp(environment) as server:
+        yield server
+
+
+def test_the_card_shows_in_both_tabs_and_run_once_in_either_goes_on(page, asking_app, fake, mcp_log):
+    page.goto(asking_app.url + "/")
+    fake.reply(tokens=["Let me echo."], tool_calls=[("call_1", "web__echo", '{"text": "<b>hi</b>", "times": 2}')])
+    fake.reply(tokens=["It said hi twice."])
+    page.fill("#message-input", "Echo hi twice")
+    page.keyboard.press("Enter")
+    card = page.locator(".approval form")
+    expect(card).to_contain_text("The model wants to call web.echo with")
+    expect(card.locator("pre")).to_have_text('{\n  "text": "<b>hi</b>",\n  "times": 2\n}')  # as text, not HTML
+    expect(card.get_by_role("button")).to_have_text(["Run once", "Always for this tool", "Deny"])
+    other = page.context.new_page()  # another tab of the chat: the card as saved
+    other.goto(page.url)
+    posted = []
+    other.on("request", lambda request: posted.append(request.url) if request.method == "POST" else None)
+    other.get_by_role("button", name="Run once").click()
+    for tab in (page, other):
+        expect(tab.locator(".message.assistant.done .body")).to_have_text("Let me echo.\n\nIt said hi twice.")
+        expect(tab.locator(".approval form")).to_have_count(0)
+        expect(tab.locator(".tool-call.done summary")).to_contain_text("Called web__echo")
+    assert mcp_log.logged() == ["echo <b>hi</b>"]
+    assert posted == []  # answered over the socket
+
+
+def test_deny_tells_the_model_and_the_chat_shows_the_call_declined(page, asking_app, fake, mcp_log):
+    page.goto(asking_app.url + "/")
+    fake.reply(tokens=[], tool_calls=[("call_1", "web__echo", '{"text": "no"}')])
+    fake.reply(tokens=["Understood."])
+    page.fill("#message-input", "Echo no")
+    page.keyboard.press("Enter")
+    page.locator(".approval").get_by_role("button", name="Deny").click()
+    expect(page.locator(".message.assistant.done .body")).to_have_text("Understood.")
+    expect(page.locator(".tool-call.denied summary")).to_contain_text("The user declined this call.")
+    assert mcp_log.logged() == []
