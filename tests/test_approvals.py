@@ -6,6 +6,7 @@ owner alone. The fake router calls the tools and the real fake MCP server runs t
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -20,10 +21,11 @@ from chatbot.services import mcp_client
 from chatbot.services.inference import Backend, Parameters
 from chatbot.services.tool_servers import ToolServer
 from chatbot.stores.conversations import Message, new_id
+from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.fakes.websocket import SAID, SocketTab
 from tests.helpers import Recorder, csrf, new_store, open_chat, post, sign_in, sign_up
-from tests.servers import FINISHED
+from tests.servers import FINISHED, ChatClient, GunicornApp, act, read_until
 from tests.test_store import make_store, postgres_url, sqlite_path  # noqa: F401 (the store suite's fixtures)
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -271,3 +273,46 @@ def test_only_the_owner_of_the_chat_answers_its_card_and_always_is_revocable_in_
     assert bob.post(revoke, data={"csrf_token": csrf(bobs), "tool": "web.echo"}).status_code == 404
     assert alice.post(revoke, data={"csrf_token": csrf(page), "tool": "web.echo"}).status_code == 302
     assert "<code>web.echo</code>" not in alice.get(chat).text
+
+
+def test_on_two_instances_sharing_redis_a_card_shown_on_both_is_answered_once(tmp_path, fake, mcp_log):
+    """A tab on one instance asks; a tab of the same session opened on the other shows the card; its socket and a form
+    post on the first answer at once: one answer counts, the other is told, and the answer goes on as it said."""
+    url = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', '13')}"
+    environment = app_environment(
+        tmp_path,
+        API_URL=fake.url + "/v1",
+        INFERENCE_API="chat",
+        MODEL_ID=MODEL,
+        HF_API_TOKEN=TOKEN,
+        READ_TIMEOUT="5",
+        CHAT_STORE_URL=url,
+        MCP_SERVERS=json.dumps([{"name": "web", "url": mcp_log.url}]),
+    )
+    fake.reply(tokens=[], tool_calls=[ECHO])
+    fake.reply(tokens=["Answered once."])
+    with GunicornApp({**environment, "WORKER_CLASS": "gevent"}) as first, GunicornApp(environment) as second:
+        here = ChatClient(first.url)
+        asking, following = here.connect(), None
+        try:
+            act(asking, "send", message="Echo hi")
+            read_until(asking, [], "The model wants to call")
+            following = here.via(second.url).connect()  # a tab opened meanwhile, on the other instance
+            shown = read_until(following, [], "The model wants to call")[-1]
+            message_id, card = re.search(r'/messages/([\w-]+)/approval"', shown).group(1), CARD.search(shown).group(1)
+            act(following, "approve", message_id=message_id, card=card, decision="once")
+            posted = here.post_form(f"/messages/{message_id}/approval", card=card, decision="deny")
+            frames = read_until(following, [], re.compile(f"{FINISHED.pattern}|{SAID.pattern}"))
+            if SAID.search(frames[-1]):  # the form post came first
+                assert posted.status_code == 200 and "Answered once." in posted.text
+                frames = read_until(following, [], FINISHED)
+            else:
+                assert posted.status_code == 409 and "That tool call was answered already" in posted.text
+        finally:
+            asking.close()
+            if following is not None:
+                following.close()
+    (record,) = [m for m in fake.requests[-1].json["messages"] if m["role"] == "tool"]
+    denied = record["content"] == approvals.DECLINED
+    assert mcp_log.logged() == ([] if denied else ["echo hi"]) and FINISHED.search(frames[-1])[2] == "done"
+    assert denied == bool(SAID.search("".join(frames)))
