@@ -251,6 +251,24 @@ def test_without_javascript_the_card_is_a_form_and_the_page_comes_back_with_the_
     assert again.status_code == 409 and "That tool call was answered already" in again.text
 
 
+def test_a_page_left_on_a_card_shows_after_a_reload_that_the_call_was_denied_for_no_answer(make_app, fake, mcp_log):
+    servers = json.dumps([{"name": "web", "url": mcp_log.url}])
+    app = make_app(API_URL=fake.url + "/v1", MODEL_ID=MODEL, MCP_SERVERS=servers, TOOL_APPROVAL_MINUTES=0.01)
+    fake.reply(tokens=[], tool_calls=[ECHO])
+    fake.reply(tokens=["Nobody said yes."])
+    client = app.test_client()
+    sign_up(client, "alice")
+    chat = open_chat(client)
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Echo"})
+    assert "The model wants to call" in client.get(chat).text
+    deadline = time.monotonic() + 10
+    while "Nobody said yes." not in (page := client.get(chat).text):
+        assert time.monotonic() < deadline, "the card was not denied"
+        time.sleep(0.1)
+    assert '<details class="tool-call denied">' in page and "The model wants to call" not in page
+    assert " · The user did not answer within 0.01 minutes, so this call was not made.</summary>" in page
+
+
 def test_only_the_owner_of_the_chat_answers_its_card_and_always_is_revocable_in_settings(ask_app, fake, mcp_log):
     fake.reply(tokens=[], tool_calls=[ECHO])
     fake.reply(tokens=["Done."])

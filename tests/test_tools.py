@@ -38,8 +38,10 @@ def test_each_servers_tools_are_offered_under_names_unique_to_it(mcp_log):
     assert echo["function"]["parameters"]["required"] == ["text"]
 
 
-def test_a_server_that_asks_first_is_not_offered_until_the_approval_card_exists(mcp_log):
-    assert not toolbox(ToolServer("web", "ask", url=mcp_log.url))
+def test_a_server_that_asks_first_is_offered_too_and_keeps_its_trust(mcp_log):
+    """Its calls wait on the approval card (tests/test_approvals.py), which reads the server's trust."""
+    offered = toolbox(ToolServer("web", "ask", url=mcp_log.url)).tools["web__echo"]
+    assert (offered.server.trust, offered.tool.name) == ("ask", "echo")
     assert mcp_log.logged() == []
 
 
