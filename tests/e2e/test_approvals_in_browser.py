@@ -56,6 +56,8 @@ def test_deny_tells_the_model_and_the_chat_shows_the_call_declined(page, asking_
     fake.reply(tokens=["Understood."])
     page.fill("#message-input", "Echo no")
     page.keyboard.press("Enter")
+    expect(page.locator(".approval form")).to_be_visible()
+    expect(page.locator(".message.assistant.streaming .thinking")).to_be_hidden()  # it waits for the user
     page.locator(".approval").get_by_role("button", name="Deny").click()
     expect(page.locator(".message.assistant.done .body")).to_have_text("Understood.")
     expect(page.locator(".tool-call.denied summary")).to_contain_text("The user declined this call.")
