@@ -165,6 +165,18 @@ def test_stop_while_a_card_waits_ends_the_answer_and_the_call_is_never_made(fake
         approvals.answer(store, conversation, message.id, card["id"], approvals.ONCE)
 
 
+def test_a_card_of_a_chat_deleted_meanwhile_stops_waiting(fake, mcp_log, monkeypatch):
+    monkeypatch.setattr(answer_writer, "HEARTBEAT_SECONDS", 0.3)
+    fake.reply(tokens=[], tool_calls=[ECHO])
+    store, conversation = new_store()
+    answering = Answering(store, conversation, settings(fake, mcp_log))
+    waiting_card(store, conversation)
+    store.delete_conversation(conversation)
+    started = time.monotonic()
+    assert answering.end().status == "stopped" and time.monotonic() - started < 2
+    assert len(fake.requests) == 1 and mcp_log.logged() == []
+
+
 def test_a_card_is_answered_once_whoever_answers_first_on_any_worker(make_store):  # noqa: F811
     """Eight answers at once through two stores on one backend, as two hosts: one counts, the others are told."""
     first, second = make_store(), make_store()

@@ -228,7 +228,7 @@ class AnswerWriter:
         its record; the answer stays alive while the card waits."""
         waiting = approvals.Waiting(
             self.store,
-            self.conversation.owner,
+            self.conversation,
             answer.message,
             self.listener,
             self.cancel,

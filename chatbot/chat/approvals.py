@@ -39,12 +39,12 @@ class NotWaiting(Exception):
 
 @dataclass
 class Waiting:
-    """What a card's wait needs of the answer's writer: the store, the answer's owner and message, its listener
-    and Stop, how to keep the answer alive (saved whole as it is, meta included) and how often, and how long the
-    card waits."""
+    """What a card's wait needs of the answer's writer: the store, the answer's conversation and message, its
+    listener and Stop, how to keep the answer alive (saved whole as it is, meta included) and how often, and how
+    long the card waits."""
 
     store: Store
-    owner: str
+    conversation: Conversation
     message: Message
     listener: Listener
     cancel: threading.Event
@@ -64,7 +64,7 @@ def asked_first(waiting: Waiting, call: ToolCall, offered: OfferedTool | None) -
     if offered is None or offered.server.trust != "ask":
         return None
     message, store, tool = waiting.message, waiting.store, tool_name(offered)
-    if tool in always_allowed(store, waiting.owner):
+    if tool in always_allowed(store, waiting.conversation.owner):
         return None
     card_id, until = secrets.token_urlsafe(12), time.time() + waiting.minutes * 60
     card = {"id": card_id, "tool": tool, "arguments": tool_calls.pretty(call.arguments), "until": until}
@@ -77,7 +77,7 @@ def asked_first(waiting: Waiting, call: ToolCall, offered: OfferedTool | None) -
         waiting.listener(Event(Kind.ASKING, message))
     store.delete_record(ANSWERS, _key(message.id, card_id))
     if answer == ALWAYS:
-        allow_always(store, waiting.owner, tool)
+        allow_always(store, waiting.conversation.owner, tool)
     if answer in (ONCE, ALWAYS):
         return None
     if answer == STOPPED:
@@ -89,8 +89,8 @@ def asked_first(waiting: Waiting, call: ToolCall, offered: OfferedTool | None) -
 
 
 def _answer(waiting: Waiting, card_id: str, until: float) -> str:
-    """Show the card and wait for its answer, keeping the answer alive; on Stop or at its deadline, the writer
-    takes the card itself (unless the owner's answer came first)."""
+    """Show the card and wait for its answer, keeping the answer alive; on Stop (or its chat deleted) or at its
+    deadline, the writer takes the card itself (unless the owner's answer came first)."""
     store, message, cancel = waiting.store, waiting.message, waiting.cancel
     key = _key(message.id, card_id)
     waiting.keep_alive()  # the card is in the store before any tab shows it
@@ -103,6 +103,8 @@ def _answer(waiting: Waiting, card_id: str, until: float) -> str:
             store.create_record(ANSWERS, key, {"answer": STOPPED if cancel.is_set() else TIMED_OUT})
             continue  # whichever answer came first
         if time.monotonic() - last_beat >= waiting.heartbeat_seconds:
+            if store.read_message(waiting.conversation, message.id, len(message.content)) is None:  # chat deleted
+                cancel.set()
             waiting.keep_alive()
             last_beat = time.monotonic()
         cancel.wait(CHECK_SECONDS)
