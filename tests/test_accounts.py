@@ -3,7 +3,6 @@ end everywhere at once, chats that follow the account, the admin page, and limit
 
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.fakes.websocket import SocketTab
 from tests.helpers import PASSWORD, closed_with, csrf, post, sign_in, sign_up
-from tests.servers import FINISHED, ROOT, ChatClient, GunicornApp, act, read_until
+from tests.servers import FINISHED, REDIS_ACCOUNTS_URL, ROOT, ChatClient, GunicornApp, act, read_until
 
 
 def test_the_chat_will_not_start_open_on_a_public_address(tmp_path):
@@ -49,9 +48,9 @@ def test_an_open_chat_on_a_public_address_says_so(make_app):
 def test_the_first_account_is_the_admin_and_later_ones_wait_for_approval(make_app):
     app = make_app()
     admin, later = app.test_client(), app.test_client()
-    assert admin.get("/").location == "/sign-in"
-    assert admin.get("/c/anything/export.json").status_code == 302
-    assert "your account will be the admin" in admin.get("/sign-up").text
+    assert admin.get("/").location == "/sign-up"  # no account yet: the first visit signs up
+    assert admin.get("/c/anything/export.json").location == "/sign-up"
+    assert "No account yet: you are the first, and your account will be the admin" in admin.get("/sign-up").text
     assert sign_up(admin, "ada").status_code == 302  # the first: signed in at once
     assert "Signed in as <strong>ada</strong>" in admin.get("/", follow_redirects=True).text
 
@@ -64,6 +63,21 @@ def test_the_first_account_is_the_admin_and_later_ones_wait_for_approval(make_ap
     assert sign_in(later, "bob").status_code == 302
     assert later.get("/admin/").status_code == 403  # signed in, not an admin
     assert "That username is taken" not in sign_up(app.test_client(), "ada").text  # names are not listed
+
+
+def test_a_first_visit_signs_up_until_an_account_exists_then_signs_in(make_app, on_redis):
+    app = make_app()
+    assert app.test_client().get("/").location == "/sign-up"
+    sign_up(app.test_client(), "ada")
+    assert app.test_client().get("/").location == "/sign-in"
+    assert app.test_client().get("/c/anything").location == "/sign-in"
+    reachable, _ = on_redis  # the admin signs up with the setup code
+    assert reachable().test_client().get("/").location == "/sign-up"
+    assert sign_up(reachable().test_client(), "bob").status_code == 403  # no setup code: nothing made
+    named = reachable(ADMINS=("root",))
+    assert named.test_client().get("/").location == "/sign-up"
+    assert sign_up(named.test_client(), "bob").status_code == 202  # waits for root, and is an account
+    assert named.test_client().get("/").location == "/sign-in"
 
 
 def test_wrong_names_and_passwords_look_the_same_and_attempts_are_limited(make_app):
@@ -405,7 +419,7 @@ def test_a_csrf_token_in_any_characters_is_refused_not_a_crash(make_app):
 def on_redis(make_app):
     """Makes the app with accounts on the test's own Redis database (it keeps nothing on disk, like Debian's
     default Redis), reachable from elsewhere; and a function that empties that Redis, as its restart does."""
-    url = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_ACCOUNTS_DB', '11')}"
+    url = REDIS_ACCOUNTS_URL
     client = redis.Redis.from_url(url)
     client.flushdb()
     reachable = {"CHAT_STORE_URL": url, "REDIS_KEEPS_NOTHING": "accept", "CHAT_BIND": ("0.0.0.0:8000",)}

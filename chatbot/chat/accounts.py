@@ -82,6 +82,11 @@ def everyone(store: Records) -> list[Account]:
     return sorted((Account(**data) for data in store.records(KIND)), key=lambda account: account.created_at)
 
 
+def none_yet(store: Records) -> bool:
+    """Whether no account was made yet (nor an admin, in a store emptied since): the first visitor signs up."""
+    return no_admin_yet(store) and not store.records(KIND)
+
+
 def create(
     store: Records,
     username: str,

@@ -58,7 +58,8 @@ def who_is_chatting():
     if mode != "none" and g.account is None and request.endpoint not in PUBLIC:
         if mode == "header" or request.endpoint == "chat.conversation_socket" or request.method != "GET":
             abort(401)
-        return redirect(url_for("auth.sign_in"))
+        first_visit = mode == "local" and accounts.none_yet(store())  # nobody to sign in: the first one signs up
+        return redirect(url_for("auth.sign_up" if first_visit else "auth.sign_in"))
     return None
 
 
