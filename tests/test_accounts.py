@@ -80,6 +80,23 @@ def test_a_first_visit_signs_up_until_an_account_exists_then_signs_in(make_app, 
     assert named.test_client().get("/").location == "/sign-in"
 
 
+def test_a_waiting_account_is_counted_by_the_admin_link_for_admins_only(make_app):
+    app = make_app()
+    admin, bob, cy = app.test_client(), app.test_client(), app.test_client()
+    sign_up(admin, "ada")
+    link = '<a href="/admin/" class="admin-link">Admin</a>'
+    assert link in admin.get("/", follow_redirects=True).text  # nobody waits: no badge
+    sign_up(bob, "bob")
+    sign_up(cy, "cy")
+    page = admin.get("/", follow_redirects=True).text
+    assert '>Admin<span class="badge"><span aria-hidden="true"> (2)</span>' in page  # read "Admin (2)"
+    assert '<span class="visually-hidden">: 2 people wait for approval</span></span></a>' in page  # heard
+    post(admin, "/admin/accounts/bob", action="approve")
+    assert ": 1 person waits for approval" in admin.get("/", follow_redirects=True).text
+    sign_in(bob, "bob")
+    assert "admin-link" not in bob.get("/", follow_redirects=True).text  # not an admin: no link, no count
+
+
 def test_wrong_names_and_passwords_look_the_same_and_attempts_are_limited(make_app):
     app = make_app()
     sign_up(app.test_client(), "ada")

@@ -87,6 +87,11 @@ def none_yet(store: Records) -> bool:
     return no_admin_yet(store) and not store.records(KIND)
 
 
+def waiting(store: Records) -> int:
+    """How many accounts wait for an admin's approval."""
+    return sum(data["status"] == "pending" for data in store.records(KIND))
+
+
 def create(
     store: Records,
     username: str,
