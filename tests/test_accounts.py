@@ -15,6 +15,7 @@ import requests
 import websocket
 
 from chatbot.chat import accounts
+from chatbot.stores.memory import MemoryStore
 from chatbot.web import auth
 from config import ConfigError, load_config
 from tests.conftest import app_environment
@@ -97,6 +98,38 @@ def test_a_waiting_account_is_counted_by_the_admin_link_for_admins_only(make_app
     assert "admin-link" not in bob.get("/", follow_redirects=True).text  # not an admin: no link, no count
 
 
+def test_the_last_active_admin_cannot_be_disabled_or_demoted_even_by_themselves(make_app):
+    app = make_app()
+    admin, other = app.test_client(), app.test_client()
+    sign_up(admin, "ada")
+    sign_up(other, "bob")
+    only = "ada is the only active admin; make another admin first."
+    for action in ("disable", "remove-admin"):
+        refused = post(admin, "/admin/accounts/ada", action=action)
+        assert refused.status_code == 400 and f"Nothing was changed: {only}" in refused.text
+    post(admin, "/admin/accounts/bob", action="make-admin")  # an admin, but still waiting: not active
+    assert post(admin, "/admin/accounts/ada", action="remove-admin").status_code == 400
+    post(admin, "/admin/accounts/bob", action="approve")
+    assert post(admin, "/admin/accounts/ada", action="remove-admin").status_code == 200  # bob is one now
+    assert admin.get("/admin/").status_code == 403
+    sign_in(other, "bob")
+    refused = post(other, "/admin/accounts/bob", action="disable")
+    assert "bob is the only active admin; make another admin first." in refused.text
+    assert other.get("/", follow_redirects=True).status_code == 200  # still signed in: nothing was changed
+
+
+def test_the_last_admin_rule_counts_only_other_active_admins():
+    store = MemoryStore()
+    ada = accounts.create(store, "ada", PASSWORD, admin=True)
+    bob = accounts.create(store, "bob", PASSWORD, admin=True)
+    assert accounts.last_admin_problem(store, ada) is None  # bob is another
+    bob.status = "disabled"
+    accounts.save(store, bob)
+    assert accounts.last_admin_problem(store, ada) == "ada is the only active admin; make another admin first."
+    assert accounts.last_admin_problem(store, bob) is None  # not an active admin: nothing to keep
+    assert accounts.last_admin_problem(store, accounts.create(store, "cy", PASSWORD)) is None
+
+
 def test_wrong_names_and_passwords_look_the_same_and_attempts_are_limited(make_app):
     app = make_app()
     sign_up(app.test_client(), "ada")
@@ -150,7 +183,7 @@ def test_signing_out_everywhere_and_disabling_end_every_session_at_once(make_app
     post(admin, "/admin/accounts/bob", action="disable")
     assert laptop.get("/").location == "/sign-in"
     assert sign_in(laptop, "bob").status_code == 401  # disabled: the same words as a wrong password
-    assert post(admin, "/admin/accounts/ada", action="disable").status_code == 400  # not oneself
+    assert post(admin, "/admin/accounts/ada", action="disable").status_code == 400  # the only active admin
 
 
 def test_the_admin_page_is_for_admins_and_its_forms_need_csrf(make_app):
