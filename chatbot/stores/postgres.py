@@ -1,14 +1,15 @@
 """The store for a team: conversations in the PostgreSQL database it already runs and backs up, shared by every
 worker on every host.
 
-The tables are SQLite's (chatbot/stores/postgres_schema.py brings them up to date at start-up). An answer being
-written grows by rows in `answer_parts`, one INSERT each, so saving it costs the same however long it is; one
-answer at a time holds because starting one locks its conversation's row. Each call takes a connection from a pool
-(psycopg_pool) for its round trips only, checked on the way out of the pool unless it worked in the last second,
-so after PostgreSQL restarts the next call reconnects instead of failing on a connection that died. A pool waits
-for a connection it cannot make; so that a PostgreSQL that is down is told at once, not after WAIT_SECONDS per
-call, a call that gets none within a moment asks PostgreSQL for a connection of its own (one such probe a second
-per process).
+The tables are SQLite's (chatbot/stores/postgres_schema.py brings them up to date at start-up), and so are most
+queries (chatbot/stores/sql.py, their `?` made psycopg's `%s` here); this file keeps what PostgreSQL does its own
+way. An answer being written grows by rows in `answer_parts`, one INSERT each, so saving it costs the same however
+long it is; one answer at a time holds because starting one locks its conversation's row. Each call takes a
+connection from a pool (psycopg_pool) for its round trips only, checked on the way out of the pool unless it worked
+in the last second, so after PostgreSQL restarts the next call reconnects instead of failing on a connection that
+died. A pool waits for a connection it cannot make; so that a PostgreSQL that is down is told at once, not after
+WAIT_SECONDS per call, a call that gets none within a moment asks PostgreSQL for a connection of its own (one such
+probe a second per process).
 
 PostgreSQL's text cannot hold the character NUL (U+0000): in text it keeps, a NUL becomes U+FFFD, as a lone
 surrogate does where text enters; JSON keeps it escaped.

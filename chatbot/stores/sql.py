@@ -162,17 +162,11 @@ class SQLStore(ABC):
         self._query("UPDATE conversations SET leaf_id = ? WHERE id = ?", (leaf_id, conversation.id))
 
     def update_message(self, message: Message) -> None:
+        _, _, _, content, html, status, error, meta, _, _ = self._row(message)
         with self._transaction() as db:  # a reader sees the parts or the whole content, never neither
             db.execute(
                 "UPDATE messages SET content = ?, html = ?, status = ?, error = ?, meta = ? WHERE id = ?",
-                (
-                    self._text(message.content),
-                    self._text(message.html),
-                    message.status,
-                    _json(message.error),
-                    json.dumps(message.meta),
-                    message.id,
-                ),
+                (content, html, status, error, meta, message.id),
             )
             db.execute("DELETE FROM answer_parts WHERE message_id = ?", (message.id,))
 

@@ -2,7 +2,8 @@
 
 An answer being written grows by rows in `answer_parts`, one INSERT each (its row in `messages` keeps the
 content and meta it started with; the newest part tells when it was last saved), so saving it costs the same
-however long it is; the whole content is written once, when it ends.
+however long it is; the whole content is written once, when it ends. The queries it shares with PostgreSQL are
+in chatbot/stores/sql.py; this file keeps the file, its pool and lock, and reading an answer with its parts.
 """
 
 from __future__ import annotations
