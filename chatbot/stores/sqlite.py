@@ -167,17 +167,11 @@ class SQLiteStore(SQLStore):
         return db
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """The file's write lock from the start: the checks and the writes of the block hold it together."""
+    def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        """The file's write lock from the start: the checks and the writes of the block hold it together. With
+        `begin="BEGIN"`, only reads: they see the file as it was at the first of them (rows and parts agree)."""
         with self._connection() as db, db:
-            db.execute("BEGIN IMMEDIATE")
-            yield db
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[sqlite3.Connection]:
-        """A connection whose reads see the file as it was at the first of them (rows and parts agree)."""
-        with self._connection() as db, db:
-            db.execute("BEGIN")
+            db.execute(begin)
             yield db
 
     def ping(self) -> None:
@@ -202,7 +196,7 @@ class SQLiteStore(SQLStore):
             return db.execute("SELECT 1 FROM stop_requests WHERE message_id = ?", (message.id,)).fetchone() is not None
 
     def read_message(self, conversation: Conversation, message_id: str, start: int = 0) -> Message | None:
-        with self._snapshot() as db:  # the row and its parts agree even while the answer ends
+        with self._transaction("BEGIN") as db:  # the row and its parts agree even while the answer ends
             row = db.execute(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ? AND conversation_id = ?",
                 (message_id, conversation.id),
@@ -210,7 +204,7 @@ class SQLiteStore(SQLStore):
             return _with_parts(db, row, start) if row else None
 
     def messages(self, conversation: Conversation) -> list[Message]:
-        with self._snapshot() as db:
+        with self._transaction("BEGIN") as db:
             rows = db.execute(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq",
                 (conversation.id,),
