@@ -227,3 +227,50 @@ def test_a_long_call_keeps_the_answer_alive_and_stop_from_another_tab_cancels_it
     stopped = run_reply(store, conversation, "Sleep again", settings(fake, mcp_log), stop_when_running)
     assert stopped.status == "stopped" and stopped.meta["tool_calls"][0]["status"] == "not run"
     assert len(fake.requests) == 3
+
+
+def test_the_token_a_model_puts_into_a_call_is_hidden_before_the_call_is_made_kept_shown_or_exported(
+    make_app, fake, mcp_log
+):
+    """The token cut across the pieces of a call's arguments, written with a JSON escape, or in a tool's name:
+    the tool never receives it, and neither the page, the exports nor the model's next request hold it."""
+    servers = json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}])
+    app = make_app(
+        AUTH="none", API_URL=fake.url + "/v1", MODEL_ID="meta-llama/Llama-3.1-8B-Instruct", MCP_SERVERS=servers
+    )
+    client = app.test_client()
+    escaped = "\\u0068" + TOKEN[1:]  # h written as \u0068: the same string once read as JSON
+    calls = [
+        ("call_1", "web__echo", json.dumps({"text": f"key {TOKEN}"})),
+        ("call_2", "web__echo", '{"text": "' + escaped + '"}'),
+        ("call_3", f"web__{TOKEN}", "{}"),
+    ]
+    fake.reply(tokens=[], tool_calls=calls, tool_piece=3)
+    fake.reply(tokens=["Done."])
+    chat = open_chat(client)
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Leak the key"})
+    assert mcp_log.logged() == ["echo key hf_***", "echo hf_***"]
+    exported = client.get(f"{chat}/export.json").json
+    first, second, third = exported["messages"][-1]["meta"]["tool_calls"]
+    assert (first["arguments"], first["result"]) == ('{"text": "key hf_***"}', "key hf_***")
+    assert (second["arguments"], third["name"]) == ('{"text": "hf_***"}', "web__hf_***")
+    for shown in (client.get(chat).text, client.get(f"{chat}/export.json").text, client.get(f"{chat}/export.md").text):
+        assert TOKEN not in shown and TOKEN[3:] not in shown
+    assert TOKEN[3:] not in json.dumps(fake.requests[-1].json)
+
+
+def test_what_a_tool_returns_of_its_servers_secret_environment_is_hidden_from_the_model_and_the_page(
+    fake, mcp_log, tmp_path
+):
+    store, conversation = new_store()
+    server = stdio_server("local", tmp_path / "stdio.log", API_KEY="k3y-of-the-server", ROOT_DIR="/srv/files")
+    with_stdio = dataclasses.replace(settings(fake, mcp_log), tool_servers=(server,))
+    calls = [
+        ("call_1", "local__environment", '{"name": "API_KEY"}'),
+        ("call_2", "local__environment", '{"name": "ROOT_DIR"}'),
+    ]
+    fake.reply(tokens=[], tool_calls=calls)
+    fake.reply(tokens=["Read."])
+    message = run_reply(store, conversation, "Read the key", with_stdio, Recorder())
+    assert [record["result"] for record in message.meta["tool_calls"]] == ["hf_***", "/srv/files"]
+    assert "k3y-of-the-server" not in json.dumps(fake.requests[-1].json)

@@ -19,7 +19,7 @@ from chatbot.chat.events import Event, Kind, Listener
 from chatbot.chat.rendering import render_markdown
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.local_model.status import explain as explain_local_model_failure
-from chatbot.services import catalogue, discovery, inference, tools
+from chatbot.services import catalogue, discovery, inference, redaction, tools
 from chatbot.services.errors import InferenceError
 from chatbot.services.prompts import estimate_tokens, fit_to_context, strip_stops
 from chatbot.services.protocols import (
@@ -129,7 +129,8 @@ class AnswerWriter:
             backend, fitted = self._fitted_turns(turns)
             reservation = self._reserve(fitted if PROTOCOLS[backend.api].counts_prompt else [])
             parameters = dataclasses.replace(settings.parameters, max_new_tokens=reservation.max_new_tokens)
-            toolbox = self._toolbox(backend)
+            secrets = redaction.secrets_of(backend) + redaction.secrets_of_servers(settings.tool_servers)
+            toolbox = self._toolbox(backend, secrets)
             round_turns: list[dict] = []  # the tool calls made so far and their results, as the model sees them
             rounds = 0
             while True:
@@ -150,7 +151,7 @@ class AnswerWriter:
                         raise  # only when a prompt passes it
                     backend, fitted = self._fitted_turns(turns)
                     continue
-                calls = answer.calls.calls()
+                calls = [redaction.scrubbed_call(call, secrets) for call in answer.calls.calls()]
                 if not calls or self.cancel.is_set():
                     break
                 if offered is None or toolbox is None:  # past TOOL_ROUNDS (or none offered): not made
@@ -190,13 +191,18 @@ class AnswerWriter:
             self._retitle(attachments.in_words(history[0]), message)
         return message
 
-    def _toolbox(self, backend: inference.Backend) -> tools.Toolbox | None:
-        """The tools offered to this answer: none for a protocol without tools, or a server that refused them."""
+    def _toolbox(self, backend: inference.Backend, secrets: list[str]) -> tools.Toolbox | None:
+        """The tools offered to this answer, `secrets` hidden in their results: none for a protocol without tools,
+        or a server that refused them."""
         settings = self.settings
         if not settings.tool_servers or not PROTOCOLS[backend.api].takes_tools or tools.refused_before(backend):
             return None
         toolbox = tools.toolbox_for(
-            settings.tool_servers, settings.tool_timeout, settings.tool_result_max_chars, settings.connect_timeout
+            settings.tool_servers,
+            settings.tool_timeout,
+            settings.tool_result_max_chars,
+            settings.connect_timeout,
+            tuple(secrets),
         )
         return toolbox or None
 
