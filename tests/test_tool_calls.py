@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from chatbot.chat import answer_writer, tool_calls
+from chatbot.chat import answer_writer, limits, tool_calls
 from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services import mcp_client
@@ -257,6 +257,33 @@ def test_the_token_a_model_puts_into_a_call_is_hidden_before_the_call_is_made_ke
     for shown in (client.get(chat).text, client.get(f"{chat}/export.json").text, client.get(f"{chat}/export.md").text):
         assert TOKEN not in shown and TOKEN[3:] not in shown
     assert TOKEN[3:] not in json.dumps(fake.requests[-1].json)
+
+
+def test_each_round_after_tool_calls_counts_in_the_tokens_of_the_day_and_the_answer_stops_at_them(fake, mcp_log):
+    """A model that keeps calling tools: each round sets aside its max new tokens like the first request, the
+    last is cut to what is left, and when nothing is left the answer ends in the limit's words with what it
+    wrote; the day's count never passes the limit."""
+    store, conversation = new_store()
+    limited = dataclasses.replace(
+        settings(fake, mcp_log), parameters=Parameters(max_new_tokens=100), tokens_per_day=350
+    )
+    for number in range(6):
+        fake.reply(tokens=["Looking."], tool_calls=[(f"call_{number}", "web__echo", '{"text": "again"}')])
+    reserved = []  # the day's count while each round is written: every round's tokens set aside
+
+    def listen(event):
+        if event.kind == "delta":
+            reserved.append(limits.usage_today(store, "alice")[1])
+
+    message = run_reply(store, conversation, "Keep calling the tool", limited, listen)
+    asked = [request.json["max_tokens"] for request in fake.requests]
+    assert asked[:2] == [100, 100] and 0 < asked[2] < 100 and len(asked) == 3
+    assert (message.status, message.error["kind"]) == ("error", "limit")
+    assert message.error["message"].startswith("Your account has used its 350 tokens for today")
+    assert message.content.startswith("Looking.") and len(message.meta["tool_calls"]) == 3
+    rounds = sorted(set(reserved))  # each round's tokens set aside on top of the rounds' before it
+    assert len(rounds) == 3 and rounds[0] > 100 and rounds[1] > rounds[0] + 100 and rounds[2] == 350
+    assert limits.usage_today(store, "alice")[1] <= 350
 
 
 def test_what_a_tool_returns_of_its_servers_secret_environment_is_hidden_from_the_model_and_the_page(

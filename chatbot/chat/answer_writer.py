@@ -127,7 +127,7 @@ class AnswerWriter:
             if settings.system_prompt:
                 turns.insert(0, {"role": "system", "content": settings.system_prompt})
             backend, fitted = self._fitted_turns(turns)
-            reservation = self._reserve(fitted if PROTOCOLS[backend.api].counts_prompt else [])
+            reservation = self._reserve(self._counted(backend, fitted))
             parameters = dataclasses.replace(settings.parameters, max_new_tokens=reservation.max_new_tokens)
             secrets = redaction.secrets_of(backend) + redaction.secrets_of_servers(settings.tool_servers)
             toolbox = self._toolbox(backend, secrets)
@@ -162,6 +162,10 @@ class AnswerWriter:
                     break
                 rounds += 1
                 round_turns += self._run_round(answer, toolbox, calls, start)
+                if self.cancel.is_set():  # Stop during the round: the model is not asked again
+                    break
+                reservation = self._reserve(self._counted(backend, fitted + round_turns), reservation)
+                parameters = dataclasses.replace(parameters, max_new_tokens=reservation.max_new_tokens)
             self._settle_status(answer, stops, request.url)
         except InferenceError as error:
             error = catalogue.with_alternatives(error, settings.backend)
@@ -279,16 +283,22 @@ class AnswerWriter:
         else:
             raise InferenceError.empty(url)
 
-    def _reserve(self, turns: list[dict]) -> limits.Reservation:
-        """Set aside the answer's tokens (and the prompt's `turns`, where the server counts them) in its owner's
-        count of today; an InferenceError in words when too few are left (answers started at once on other hosts
-        may have taken them since the message was let through)."""
-        prompt = sum(estimate_tokens(turn["content"]) for turn in turns if isinstance(turn["content"], str))
-        settings = self.settings
+    @staticmethod
+    def _counted(backend: inference.Backend, turns: list[dict]) -> list[dict]:
+        """The turns of a prompt that count in the tokens of today: all of them where the server counts them."""
+        return turns if PROTOCOLS[backend.api].counts_prompt else []
+
+    def _reserve(self, turns: list[dict], more_than: limits.Reservation | None = None) -> limits.Reservation:
+        """Set aside a request's tokens (and the prompt's `turns`) in its owner's count of today, added to what the
+        answer set aside before (`more_than`: each round after tool calls is a request too); an InferenceError in
+        words when too few are left (answers started at once on other hosts may have taken them since the message
+        was let through), which ends the answer with what it wrote."""
+        prompt = sum(estimate_tokens(turn["content"]) for turn in turns if isinstance(turn.get("content"), str))
+        allowed, wanted = self.settings.tokens_per_day, self.settings.parameters.max_new_tokens
         try:
-            return limits.reserve_tokens(
-                self.store, self.conversation.owner, settings.tokens_per_day, prompt, settings.parameters.max_new_tokens
-            )
+            if more_than is not None:
+                return limits.reserve_more(self.store, more_than, allowed, prompt, wanted)
+            return limits.reserve_tokens(self.store, self.conversation.owner, allowed, prompt, wanted)
         except limits.TokensUsedUp as used_up:
             raise InferenceError("limit", f"{used_up}.", "Your message is kept: press Regenerate then.") from None
 
