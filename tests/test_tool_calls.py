@@ -259,6 +259,18 @@ def test_the_token_a_model_puts_into_a_call_is_hidden_before_the_call_is_made_ke
     assert TOKEN[3:] not in json.dumps(fake.requests[-1].json)
 
 
+def test_calls_past_the_most_a_turn_may_make_are_not_run_and_the_model_is_told_why(fake, mcp_log):
+    many = [(f"call_{n}", "web__echo", json.dumps({"text": str(n)})) for n in range(answer_writer.CALLS_PER_ROUND + 2)]
+    fake.reply(tokens=[], tool_calls=many)
+    fake.reply(tokens=["Eight ran."])
+    message, _ = answer(fake, mcp_log)
+    records = message.meta["tool_calls"]
+    assert [r["status"] for r in records] == ["done"] * 8 + ["not run"] * 2
+    assert mcp_log.logged() == [f"echo {n}" for n in range(8)]
+    told = [m["content"] for m in fake.requests[-1].json["messages"] if m["role"] == "tool"]
+    assert told[8:] == ["Not run: at most 8 tool calls per turn."] * 2 and told[:8] == [str(n) for n in range(8)]
+
+
 def test_each_round_after_tool_calls_counts_in_the_tokens_of_the_day_and_the_answer_stops_at_them(fake, mcp_log):
     """A model that keeps calling tools: each round sets aside its max new tokens like the first request, the
     last is cut to what is left, and when nothing is left the answer ends in the limit's words with what it
@@ -301,3 +313,20 @@ def test_what_a_tool_returns_of_its_servers_secret_environment_is_hidden_from_th
     message = run_reply(store, conversation, "Read the key", with_stdio, Recorder())
     assert [record["result"] for record in message.meta["tool_calls"]] == ["hf_***", "/srv/files"]
     assert "k3y-of-the-server" not in json.dumps(fake.requests[-1].json)
+
+
+def test_stop_from_another_tab_between_two_calls_prevents_the_next_one(fake, mcp_log):
+    """Stop asked through the store (another tab, worker or host) once the first call is done: the second is not
+    made, and the model is not asked again."""
+    store, conversation = new_store()
+    calls = [("call_1", "web__echo", '{"text": "one"}'), ("call_2", "web__echo", '{"text": "two"}')]
+    fake.reply(tokens=[], tool_calls=calls)
+
+    def stop_when_the_first_call_is_done(event):
+        if event.kind == "waiting" and event.text == "":
+            store.request_stop(event.message.id)
+
+    message = run_reply(store, conversation, "Echo twice", settings(fake, mcp_log), stop_when_the_first_call_is_done)
+    assert message.status == "stopped"
+    assert [record["status"] for record in message.meta["tool_calls"]] == ["done", "not run"]
+    assert mcp_log.logged() == ["echo one"] and len(fake.requests) == 1

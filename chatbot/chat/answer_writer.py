@@ -40,6 +40,7 @@ from chatbot.stores.failures import StoreUnavailable
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0  # while a tool runs, the answer is marked alive this often (running.STALE_SECONDS is 30)
 STOP_CHECK_SECONDS = 0.25  # and Stop from other tabs, workers and hosts looked for this often
+CALLS_PER_ROUND = 8  # tool calls run of one turn; those past it are not run, and the model is told so
 
 
 def history_turns(
@@ -213,14 +214,17 @@ class AnswerWriter:
     def _run_round(
         self, answer: GrowingAnswer, toolbox: tools.Toolbox, calls: list[ToolCall], start: int
     ) -> list[dict]:
-        """Run the calls of one turn, one at a time (none after Stop), keep their records with the answer, and
-        return the turns that tell the model what they gave; what the model wrote before them (from character
-        `start`) goes with its calls."""
+        """Run the calls of one turn, one at a time (none after Stop, looked for in the store before each call, nor
+        past CALLS_PER_ROUND), keep their records with the answer, and return the turns that tell the model what
+        they gave; what the model wrote before them (from character `start`) goes with its calls."""
         message = answer.message
         self._save(answer)  # what it wrote before calling: in the store before the call may take a while
         records = []
-        for call in calls:
-            if self.cancel.is_set():
+        for number, call in enumerate(calls):
+            if number >= CALLS_PER_ROUND:
+                records.append(tool_calls.not_run(call, f"Not run: at most {CALLS_PER_ROUND} tool calls per turn."))
+            elif self.cancel.is_set() or self.store.stop_requested(message.id):  # Stop in any tab, worker or host
+                self.cancel.set()
                 records.append(tool_calls.not_run(call, "Not run: the user pressed Stop."))
             else:
                 records.append(self._run_call(answer, toolbox, call))
