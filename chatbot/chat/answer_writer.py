@@ -130,8 +130,9 @@ class AnswerWriter:
             backend, fitted = self._fitted_turns(turns)
             reservation = self._reserve(self._counted(backend, fitted))
             parameters = dataclasses.replace(settings.parameters, max_new_tokens=reservation.max_new_tokens)
-            secrets = redaction.secrets_of(backend) + redaction.secrets_of_servers(settings.tool_servers)
-            toolbox = self._toolbox(backend, secrets)
+            token = redaction.secrets_of(backend)  # the toolbox hides it, and its servers' own, in results
+            toolbox = self._toolbox(backend, token)
+            secrets = token + redaction.secrets_of_servers(settings.tool_servers)  # hidden in every call
             round_turns: list[dict] = []  # the tool calls made so far and their results, as the model sees them
             rounds = 0
             while True:
@@ -197,8 +198,8 @@ class AnswerWriter:
         return message
 
     def _toolbox(self, backend: inference.Backend, secrets: list[str]) -> tools.Toolbox | None:
-        """The tools offered to this answer, `secrets` hidden in their results: none for a protocol without tools,
-        or a server that refused them."""
+        """The tools offered to this answer, `secrets` (the model server's) and their servers' own hidden in their
+        results: none for a protocol without tools, or a server that refused them."""
         settings = self.settings
         if not settings.tool_servers or not PROTOCOLS[backend.api].takes_tools or tools.refused_before(backend):
             return None
