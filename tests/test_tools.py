@@ -134,3 +134,7 @@ def test_an_mcp_servers_secrets_are_its_secret_looking_headers_env_and_url_parts
     local = ToolServer("files", command="tool", env={"DB_PASSWORD": "hunter22", "ROOT_DIR": "/srv/files"})
     hidden = redaction.secrets_of_servers([remote, local])
     assert sorted(hidden) == sorted(["t0ken-value", "k3y-value", "pa55word", "abcd1234", "hunter22"])
+    said = "401 for https://me:pa55word@tools.example.org/mcp?api_key=abcd1234&page=20"  # a failure, for the log
+    assert redaction.without_server_secrets(said, remote) == (
+        "401 for https://me:hf_***@tools.example.org/mcp?api_key=hf_***&page=20"
+    )

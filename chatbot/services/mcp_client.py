@@ -152,12 +152,8 @@ class _Connection:
                 opened.set_exception(ToolServerError(_refusal(self.refused) or _reason(error)))
                 opened.exception()  # retrieved: a failure to open is told by client(), not logged by asyncio
             elif not isinstance(error, asyncio.CancelledError):
-                hidden = redaction.secrets_of_servers([self.server])
-                log.warning(
-                    "the session with MCP server %s ended: %s",
-                    self.server.name,
-                    redaction.scrub(_reason(error), hidden),
-                )
+                reason = redaction.without_server_secrets(_reason(error), self.server)
+                log.warning("the session with MCP server %s ended: %s", self.server.name, reason)
             if isinstance(error, asyncio.CancelledError):
                 raise
         finally:

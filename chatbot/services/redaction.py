@@ -40,6 +40,11 @@ def secrets_of_servers(servers: Iterable[ToolServer]) -> list[str]:
     return _long_enough(found)
 
 
+def without_server_secrets(text: str, server: ToolServer) -> str:
+    """`text` (a server's failure, for a log) with that server's secrets hidden."""
+    return scrub(text, secrets_of_servers([server]))
+
+
 def _credential(value: str) -> str:
     """Of "<scheme> <credential>" (Bearer, Basic, Token), the credential: the scheme alone is no secret."""
     parts = value.split()

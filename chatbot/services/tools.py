@@ -176,8 +176,8 @@ def _listing(server: ToolServer, timeout: float) -> list[ServerTool]:
     try:
         tools = [tool for tool in mcp_client.list_tools(server, timeout) if _schema_is_valid(server, tool)]
     except ToolServerError as error:
-        hidden = redaction.secrets_of_servers([server])
-        log.warning("the tools of MCP server %s are not offered: %s", server.name, redaction.scrub(str(error), hidden))
+        reason = redaction.without_server_secrets(str(error), server)
+        log.warning("the tools of MCP server %s are not offered: %s", server.name, reason)
         tools = None
     with _listings.lock:
         _listings[server.name] = (now, server, tools)
