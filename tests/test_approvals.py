@@ -96,6 +96,17 @@ def test_a_call_of_an_ask_server_waits_on_a_card_and_run_once_runs_it(fake, mcp_
     assert store.records(approvals.ANSWERS) == []  # nothing is left of the card
 
 
+def test_the_card_never_shows_a_secret_the_model_put_in_the_arguments(fake, mcp_log):
+    fake.reply(tokens=[], tool_calls=[("call_1", "web__echo", json.dumps({"text": f"my token is {TOKEN}"}))])
+    fake.reply(tokens=["Denied."])
+    store, conversation = new_store()
+    answering = Answering(store, conversation, settings(fake, mcp_log))
+    message, card = waiting_card(store, conversation)
+    assert TOKEN not in card["arguments"] and card["arguments"].startswith('{\n  "text": "my token is ')
+    approvals.answer(store, conversation, message.id, card["id"], approvals.DENY)
+    assert answering.end().status == "done"
+
+
 def test_deny_tells_the_model_the_user_declined_and_the_call_is_not_made(fake, mcp_log):
     fake.reply(tokens=["Let me look."], tool_calls=[ECHO])
     fake.reply(tokens=["Fine, I will not."])
