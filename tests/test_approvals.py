@@ -16,7 +16,7 @@ import pytest
 from chatbot.chat import answer_writer, approvals
 from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
-from chatbot.chat.running import is_abandoned
+from chatbot.chat.running import STALE_SECONDS, is_abandoned, settle_abandoned
 from chatbot.services import mcp_client
 from chatbot.services.inference import Backend, Parameters
 from chatbot.services.tool_servers import ToolServer
@@ -186,6 +186,19 @@ def test_a_card_of_a_chat_deleted_meanwhile_stops_waiting(fake, mcp_log, monkeyp
     started = time.monotonic()
     assert answering.end().status == "stopped" and time.monotonic() - started < 2
     assert len(fake.requests) == 1 and mcp_log.logged() == []
+
+
+def test_a_card_whose_writer_went_away_is_settled_with_its_answer_and_answers_nothing():
+    store, conversation = new_store()
+    answer = Message(new_id(), conversation.id, "assistant", "Let me look.", status="streaming")
+    answer.meta = {"approval": {"id": "card-1", "tool": "web.echo", "arguments": "{}", "until": time.time() + 60}}
+    answer.meta["saved_at"] = time.time() - STALE_SECONDS  # its worker stopped while the card waited
+    store.add_message(answer)
+    assert settle_abandoned(store, store.read_message(conversation, answer.id))
+    settled = store.read_message(conversation, answer.id)
+    assert settled.status == "error" and "approval" not in settled.meta
+    with pytest.raises(approvals.NotWaiting):
+        approvals.answer(store, conversation, answer.id, "card-1", approvals.ONCE)
 
 
 def test_a_card_is_answered_once_whoever_answers_first_on_any_worker(make_store):  # noqa: F811

@@ -58,5 +58,6 @@ def interrupt(message: Message) -> None:
         "The answer was interrupted: the server stopped while writing it.",
         "What arrived is kept above; press Regenerate for a whole answer.",
     ).as_dict()
+    message.meta.pop("approval", None)  # a tool call's card (chat/approvals.py): nothing waits on it any more
     reasoning.settle(message)
     message.html = str(render_markdown(message.content)) if message.content else ""
