@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import app_environment
+from tests.e2e.test_accessibility import AXE, LOOKS, SERIOUS
 from tests.fakes.hf_server import TOKEN
 from tests.servers import GunicornApp
 
@@ -62,3 +63,31 @@ def test_deny_tells_the_model_and_the_chat_shows_the_call_declined(page, asking_
     expect(page.locator(".message.assistant.done .body")).to_have_text("Understood.")
     expect(page.locator(".tool-call.denied summary")).to_contain_text("The user declined this call.")
     assert mcp_log.logged() == []
+
+
+@pytest.mark.parametrize("look", ["light", "dark"])
+def test_the_card_and_the_tools_allowed_always_pass_axe_and_revoke_asks_again(browser, asking_app, fake, look):
+    context = browser.new_context(**LOOKS[look], bypass_csp=True)  # axe is injected as an inline script
+    page = context.new_page()
+    try:
+        page.goto(asking_app.url + "/")
+        fake.reply(tokens=[], tool_calls=[("call_1", "web__echo", '{"text": "hi"}')])
+        fake.reply(tokens=["Echoed."])
+        page.fill("#message-input", "Echo hi")
+        page.keyboard.press("Enter")
+        expect(page.locator(".approval form")).to_be_visible()
+        page.add_script_tag(path=str(AXE))
+        assert page.evaluate(SERIOUS) == []
+        page.get_by_role("button", name="Always for this tool").click()
+        expect(page.locator(".message.assistant.done .body")).to_have_text("Echoed.")
+        page.reload()
+        page.locator("#settings-panel > summary").click()
+        allowed = page.locator("#settings-panel form", has_text="web.echo")
+        expect(allowed.get_by_role("button", name="Revoke")).to_be_visible()
+        page.add_script_tag(path=str(AXE))
+        assert page.evaluate(SERIOUS) == []
+        with page.expect_navigation():
+            allowed.get_by_role("button", name="Revoke").click()
+        expect(page.locator("#settings-panel form", has_text="web.echo")).to_have_count(0)
+    finally:
+        context.close()
