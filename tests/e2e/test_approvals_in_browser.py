@@ -91,3 +91,24 @@ def test_the_card_and_the_tools_allowed_always_pass_axe_and_revoke_asks_again(br
         expect(page.locator("#settings-panel form", has_text="web.echo")).to_have_count(0)
     finally:
         context.close()
+
+
+def test_without_javascript_each_button_posts_and_the_page_comes_back_with_the_answer(browser, asking_app, fake):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto(asking_app.url + "/")
+        fake.reply(tokens=["First."], tool_calls=[("call_1", "web__echo", '{"text": "one"}')])
+        fake.reply(tokens=[], tool_calls=[("call_2", "web__fail", '{"reason": "two"}')])  # another tool: asked too
+        fake.reply(tokens=["Both answered."])
+        page.fill("#message-input", "Echo, then fail")
+        page.click("#send-button")
+        expect(page.locator(".approval form")).to_contain_text("The model wants to call web.echo with")
+        page.get_by_role("button", name="Run once").click()
+        expect(page.locator(".approval form")).to_contain_text("The model wants to call web.fail with")
+        page.get_by_role("button", name="Deny").click()
+        expect(page.locator(".message.assistant.done .body")).to_have_text("First.\n\nBoth answered.")
+        expect(page.locator(".tool-call summary")).to_have_count(2)
+        expect(page.locator(".tool-call.denied summary")).to_contain_text("The user declined this call.")
+    finally:
+        context.close()
