@@ -264,6 +264,18 @@ def test_over_the_socket_the_card_follows_to_another_tab_and_is_answered_once(as
             later.close()
 
 
+def test_stop_in_the_tab_while_its_card_waits_ends_the_answer_and_takes_the_card_away(ask_app, fake, mcp_log):
+    fake.reply(tokens=["Looking."], tool_calls=[ECHO])
+    tab = SocketTab(ask_app, ask_app.extensions["chat_store"].create_conversation("alice"))
+    try:
+        tab.ws.wait_for("The model wants to call", after=tab.send("send", message="Echo hi"))
+        ended = FINISHED.search(tab.act("stop"))
+        assert ended is not None and ended[2] == "stopped" and "The model wants to call" not in ended.string
+        assert len(fake.requests) == 1 and mcp_log.logged() == []
+    finally:
+        tab.close()
+
+
 def test_without_javascript_the_card_is_a_form_and_the_page_comes_back_with_the_answer(ask_app, fake, mcp_log):
     fake.reply(tokens=[], tool_calls=[("call_1", "web__echo", '{"text": "<img src=x onerror=alert(1)>"}')])
     fake.reply(tokens=["Echoed."])
