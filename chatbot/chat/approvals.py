@@ -70,19 +70,19 @@ def asked_first(waiting: Waiting, call: ToolCall, offered: OfferedTool | None) -
     card = {"id": card_id, "tool": tool, "arguments": tool_calls.pretty(call.arguments), "until": until}
     message.meta["approval"] = card
     try:
-        answer = _answer(waiting, card_id, until)
+        given = _answer(waiting, card_id, until)
     finally:
         message.meta.pop("approval", None)
         waiting.keep_alive()
         waiting.listener(Event(Kind.ASKING, message))
     store.delete_record(ANSWERS, _key(message.id, card_id))
-    if answer == ALWAYS:
+    if given == ALWAYS:
         allow_always(store, waiting.conversation.owner, tool)
-    if answer in (ONCE, ALWAYS):
-        return None
-    if answer == STOPPED:
+    if given == STOPPED or waiting.cancel.is_set():  # a yes given as Stop was pressed does not make the call
         return tool_calls.not_run(call, STOPPED_WHILE_ASKING)
-    if answer == TIMED_OUT:
+    if given in (ONCE, ALWAYS):
+        return None
+    if given == TIMED_OUT:
         minutes = f"{waiting.minutes:g} minute{'' if waiting.minutes == 1 else 's'}"
         return tool_calls.denied(call, f"The user did not answer within {minutes}, so this call was not made.")
     return tool_calls.denied(call, DECLINED)
@@ -96,7 +96,7 @@ def _answer(waiting: Waiting, card_id: str, until: float) -> str:
     waiting.keep_alive()  # the card is in the store before any tab shows it
     waiting.listener(Event(Kind.ASKING, message))
     last_beat = time.monotonic()
-    while (answer := _read(store, key)) is None:
+    while (given := _read(store, key)) is None:
         if store.stop_requested(message.id):
             cancel.set()
         if cancel.is_set() or time.time() >= until:
@@ -108,7 +108,7 @@ def _answer(waiting: Waiting, card_id: str, until: float) -> str:
             waiting.keep_alive()
             last_beat = time.monotonic()
         cancel.wait(CHECK_SECONDS)
-    return answer
+    return given
 
 
 def answer(store: Store, conversation: Conversation, message_id: str, card_id: str, given: str) -> None:
