@@ -267,7 +267,8 @@ def import_conversation():
 
 @bp.post("/c/<conversation_id>/messages")
 def post_message(conversation_id: str):
-    """The chat without JavaScript: the form posts, the page comes back with the whole answer."""
+    """The chat without JavaScript: the form posts, the page comes back with the whole answer (or the card of a
+    tool call that waits for a yes)."""
     conversation = own_conversation(conversation_id)
     text = request.form.get("message", "").strip()
     uploading = any(f.filename for f in request.files.getlist("files"))

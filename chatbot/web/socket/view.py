@@ -27,13 +27,8 @@ class Sends(Protocol):
     def send(self, data: str) -> None: ...
 
 
-TEXT_EVENTS = {
-    Kind.DELTA,
-    Kind.REASONING,
-    Kind.REASONED,
-    Kind.WAITING,
-    Kind.ASKING,
-}  # not shown while the tab shows another branch
+# Not shown while the tab shows another branch.
+TEXT_EVENTS = {Kind.DELTA, Kind.REASONING, Kind.REASONED, Kind.WAITING, Kind.ASKING}
 
 
 class TabView:
