@@ -264,6 +264,30 @@ def test_over_the_socket_the_card_follows_to_another_tab_and_is_answered_once(as
             later.close()
 
 
+def test_a_tab_following_an_answer_shows_its_card_when_it_comes_and_takes_it_away_when_answered(ask_app, fake):
+    fake.reply(tokens=[f" w{n}" for n in range(20)], delay=0.05, tool_calls=[ECHO])
+    fake.reply(tokens=["Done."], first_delay=1.5)  # the card goes before the answer ends
+    store = ask_app.extensions["chat_store"]
+    conversation = store.create_conversation("alice")
+    tab = SocketTab(ask_app, conversation)
+    later = None
+    try:
+        tab.ws.wait_for("w1", after=tab.send("send", message="Count, then echo"))
+        later = SocketTab(ask_app, conversation)  # follows the answer before it calls
+        later.ws.wait_for("w1")
+        card = re.compile(r'<div id="approval-[\w-]+" class="approval" hx-swap-oob="true">\s*<form')
+        assert "The model wants to call" in later.ws.wait_for(card)
+        message, shown = waiting_card(store, conversation)
+        approvals.answer(store, conversation, message.id, shown["id"], approvals.ONCE)
+        gone = re.compile(r'<div id="approval-[\w-]+" class="approval" hx-swap-oob="true">\s*</div>')
+        later.ws.wait_for(gone)
+        assert FINISHED.search(later.ws.wait_for(FINISHED))[2] == "done"
+    finally:
+        tab.close()
+        if later is not None:
+            later.close()
+
+
 def test_stop_in_the_tab_while_its_card_waits_ends_the_answer_and_takes_the_card_away(ask_app, fake, mcp_log):
     fake.reply(tokens=["Looking."], tool_calls=[ECHO])
     tab = SocketTab(ask_app, ask_app.extensions["chat_store"].create_conversation("alice"))
