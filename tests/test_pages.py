@@ -161,6 +161,30 @@ def test_nobody_renames_or_deletes_another_sessions_chat(app, client):
     assert client.get(chat).status_code == 200
 
 
+def test_delete_asks_once_on_a_confirming_page_without_javascript(app, client, fake):
+    chat = open_chat(client)
+    fake.reply(tokens=["Sure"])
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Plan a trip"})
+    assert f'href="{chat}/delete"' in client.get(chat).text  # Delete is a link to the question
+
+    asked = client.get(f"{chat}/delete")
+    assert asked.status_code == 200 and "Delete this chat?" in asked.text and "“Plan a trip”" in asked.text
+    assert f'<form class="delete-form" method="post" action="{chat}/delete">' in asked.text
+    assert csrf(asked.text) and f'class="button secondary cancel" href="{chat}"' in asked.text  # Cancel goes back
+    assert client.get(chat).status_code == 200  # nothing deleted by asking
+
+    stranger = app.test_client()
+    token = csrf(stranger.get(open_chat(stranger)).text)
+    assert stranger.get(f"{chat}/delete").status_code == 404
+    assert stranger.post(f"{chat}/delete", data={"csrf_token": token}).status_code == 404
+    assert client.post(f"{chat}/delete").status_code == 400  # no CSRF token, no delete
+    assert client.get(chat).status_code == 200
+
+    deleted = client.post(f"{chat}/delete", data={"csrf_token": csrf(asked.text)})
+    assert deleted.status_code == 302 and deleted.location == "/"
+    assert client.get(chat).status_code == 404 and client.get(f"{chat}/delete").status_code == 404
+
+
 def test_regenerate_and_edit_without_javascript(client, fake):
     chat = open_chat(client)
     token = csrf(client.get(chat).text)

@@ -142,6 +142,12 @@ def delete_preset(conversation_id: str):
     return redirect(url_for("pages.conversation", conversation_id=conversation.id))
 
 
+@bp.get("/c/<conversation_id>/delete")
+def confirm_delete(conversation_id: str):
+    """Delete's question, as a page (the chat page asks it in a dialog when it has JavaScript)."""
+    return render_template("chat/delete.html", conversation=own_conversation(conversation_id))
+
+
 @bp.post("/c/<conversation_id>/delete")
 def delete(conversation_id: str):
     conversation = own_conversation(conversation_id)

@@ -1,5 +1,5 @@
 // The chat page's few behaviours: keys, clearing the sent message, following the answer, the model menu, copying,
-// attaching files.
+// attaching files, the dialog that asks before a chat is deleted.
 (function () {
   "use strict";
   document.documentElement.classList.add("scripted");  // the page's CSS shows what needs the script only now
@@ -56,6 +56,7 @@
   }
 
   document.addEventListener("keydown", function (event) {
+    if (document.querySelector("dialog[open]")) { return; }  // its own keys: Esc cancels it
     var enter = event.key === "Enter" && !event.shiftKey && !event.isComposing;
     if (enter && (event.target === input() || event.target.id === "model-input")) {
       event.preventDefault();
@@ -110,6 +111,22 @@
       list.focus();
     }
   }
+
+  // A link with data-dialog opens that dialog rather than its page (Delete's question); the dialog's Cancel, a
+  // link back to the chat without the script, closes it.
+  document.addEventListener("click", function (event) {
+    var opener = event.target.closest("[data-dialog]");
+    var dialog = opener && document.getElementById(opener.dataset.dialog);
+    var cancel = event.target.closest("dialog .cancel");
+    if (dialog && dialog.showModal) {
+      event.preventDefault();
+      dialog.showModal();
+      dialog.querySelector(".cancel").focus();  // the safe answer first
+    } else if (cancel) {
+      event.preventDefault();
+      cancel.closest("dialog").close();
+    }
+  });
 
   window.addEventListener("scroll", function () { following = nearBottom(); }, { passive: true });
 

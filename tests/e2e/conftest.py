@@ -79,7 +79,8 @@ def sign_up(page, url, name):
 
 @pytest.fixture(scope="session")
 def pages(site, browser, fake_hf):
-    """The address of each page: the chat, a share of it, sign-in, sign-up, admin; and ada's cookies."""
+    """The address of each page: the chat, its delete question, a share of it, sign-in, sign-up, admin; and ada's
+    cookies."""
     context = browser.new_context()
     ada = context.new_page()
     sign_up(ada, site.url, "ada")
@@ -97,6 +98,7 @@ def pages(site, browser, fake_hf):
     context.close()
     return {
         "chat": chat,
+        "delete": chat + "/delete",  # the question Delete asks, as the page it is without JavaScript
         "shared": shared,
         "sign-in": site.url + "/sign-in",
         "sign-up": site.url + "/sign-up",

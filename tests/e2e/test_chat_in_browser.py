@@ -166,7 +166,8 @@ def test_new_chat_switch_rename_search_and_delete(page, gunicorn_on_fake, fake):
     expect(page.locator("#conversation-title")).to_have_text("Lisbon")
 
     page.click("text=Rename, export or delete")
-    page.click("text=Delete this chat for good")
+    page.get_by_role("link", name="Delete this chat…").click()
+    page.locator("#delete-dialog").get_by_role("button", name="Delete").click()
     expect(page.locator(".conversation-list")).not_to_contain_text("Lisbon")
 
 

@@ -38,7 +38,7 @@ def open_every_panel(page):
 
 
 @pytest.mark.parametrize("size", PHONES.values(), ids=PHONES.keys())
-@pytest.mark.parametrize("name", ["chat", "shared", "sign-in", "sign-up", "admin"])
+@pytest.mark.parametrize("name", ["chat", "delete", "shared", "sign-in", "sign-up", "admin"])
 def test_no_page_is_wider_than_a_phone_with_every_panel_open(browser, pages, name, size):
     signed_in = name not in ("sign-in", "sign-up")
     page = phone(browser, size, pages["cookies"] if signed_in else ())

@@ -68,3 +68,35 @@ def test_message_actions_show_on_hover_and_focus_and_always_on_a_phone(browser, 
     phone.goto(page.url)
     assert phone.locator(".message.assistant").first.locator(".message-actions").evaluate(opacity) == "1"
     phone.context.close()
+
+
+def test_delete_asks_once_in_a_dialog_that_esc_and_cancel_close_and_delete_confirms(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    ask(page, fake, "Plan a trip to Porto", ["Sure"])
+    expect(page.locator(".message.assistant.done")).to_be_visible()
+    chat = page.url
+    dialog = page.locator("#delete-dialog")
+    page.click("text=Rename, export or delete")
+    delete = page.get_by_role("link", name="Delete this chat…")
+
+    delete.click()
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Delete this chat?")
+    expect(dialog.get_by_role("link", name="Cancel")).to_be_focused()  # the safe answer first
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(page).to_have_url(chat)
+
+    delete.click()
+    dialog.get_by_role("link", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(page).to_have_url(chat)
+    page.reload()
+    expect(page.locator(".message")).to_have_count(2)  # kept
+
+    page.click("text=Rename, export or delete")
+    delete.click()
+    dialog.get_by_role("button", name="Delete").click()
+    expect(page).not_to_have_url(chat)
+    expect(page.locator(".conversation-list")).not_to_contain_text("Plan a trip to Porto")
+    assert page.request.get(chat).status == 404
