@@ -20,7 +20,21 @@ HOSTILE = '<img src=x onerror="window.hacked=1"> **bold**'
 def share_link(client, chat, expires="never"):
     made = client.post(f"{chat}/shares", data={"csrf_token": csrf(client.get(chat).text), "expires": expires})
     assert made.status_code == 201
-    return re.search(r"can read the chat as it is now: http://localhost(/s/[\w.-]+)", made.text).group(1)
+    return re.search(r'id="made-link" value="http://localhost(/s/[\w.-]+)"', made.text).group(1)
+
+
+def test_a_link_made_shows_beside_its_form_in_a_field_to_copy_without_javascript(make_app, fake):
+    owner, chat = chat_with_an_answer(make_app(AUTH="none"), fake, "Best owl?", "The barn owl")
+    made = owner.post(f"{chat}/shares", data={"csrf_token": csrf(owner.get(chat).text), "expires": "never"})
+    assert made.status_code == 201
+    panel = re.search(r'<details class="manage" open>.*?</details>', made.text, re.S).group(0)  # opened
+    form, shown = panel.index(f'action="{chat}/shares"'), panel.index('<div class="made-link">')
+    assert form < shown < panel.index("Share link 1")  # right after the form that made it, before the list
+    field = re.search(r'<input id="made-link" value="(http://localhost/s/[\w.-]+)" readonly autofocus>', panel)
+    assert field and '<label for="made-link">Anyone with this link can read the chat as it is now:</label>' in panel
+    assert 'class="secondary needs-script" data-copies="made-link"' in panel  # Copy, shown with the script only
+    assert field.group(1) not in made.text.split('id="notice"', 1)[1].split("</div>", 1)[0]  # not in the notice
+    assert "made-link" not in owner.get(chat).text  # shown once, where it was made
 
 
 def chat_with_an_answer(app, fake, question, answer):

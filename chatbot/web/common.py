@@ -31,9 +31,15 @@ def own_conversation(conversation_id: str) -> Conversation:
 
 
 def chat_page(
-    conversation: Conversation, notice: str = "", draft: str = "", status: int = 200, files: list[dict] | tuple = ()
+    conversation: Conversation,
+    notice: str = "",
+    draft: str = "",
+    status: int = 200,
+    files: list[dict] | tuple = (),
+    made_link: str = "",
 ):
-    """The chat page; `draft` in the box and `files` (as stored) attached to it, when a message was refused."""
+    """The chat page; `draft` in the box and `files` (as stored) attached to it, when a message was refused; a share
+    link just made beside its form."""
     query = request.args.get("q", "").strip()
     listed = store().search_conversations(conversation.owner, query) if query else None
     config = visible_config()
@@ -54,6 +60,7 @@ def chat_page(
         always_allowed=approvals.always_allowed(store(), conversation.owner),
         notice=notice or (session.pop("notice") if "notice" in session else ""),  # one left for it at sign-in
         draft=draft,
+        made_link=made_link,
         chosen_files=[attachments.listed(info) for info in files],
         left=limits.left(store(), conversation.owner, own_limits) if (own_limits := account_limits()) else "",
     ), status

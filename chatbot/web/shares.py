@@ -63,8 +63,7 @@ def make_link(conversation_id: str):
         return chat_page(conversation, str(refused), status=400)
     except sharing.ConversationGone:
         abort(404)
-    link = url_for("shares.view", token=token, _external=True)
-    return chat_page(conversation, f"Anyone with this link can read the chat as it is now: {link}", status=201)
+    return chat_page(conversation, status=201, made_link=url_for("shares.view", token=token, _external=True))
 
 
 @bp.post("/c/<conversation_id>/shares/<token>/revoke")

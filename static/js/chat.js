@@ -316,6 +316,16 @@
     }
   });
 
+  // A Copy beside a field (a share link just made) copies what the field holds.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copies]");
+    var field = button && document.getElementById(button.dataset.copies);
+    if (field) {
+      var value = function () { return field.value; };
+      copy(value, value, button);
+    }
+  });
+
   document.addEventListener("click", function (event) {
     var remove = event.target.closest(".remove-attachment");
     if (remove) { remove.closest(".attachment").remove(); }
@@ -347,5 +357,7 @@
     messages = document.getElementById("messages");
     if (messages) { follow(); addCopyButtons(document); reachableScrollers(document); }
     followModel();
+    var made = document.getElementById("made-link");
+    if (made) { made.select(); }  // a share link just made, ready to copy
   });
 })();

@@ -93,7 +93,7 @@ def pages(site, browser, fake_hf):
     chat = ada.url
     ada.click("text=Rename, export or delete")
     ada.click("text=Make a share link")
-    shared = ada.locator("#notice").inner_text().rsplit(" ", 1)[1]
+    shared = ada.locator("#made-link").input_value()
     cookies = context.cookies()
     context.close()
     return {

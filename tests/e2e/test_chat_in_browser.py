@@ -106,7 +106,7 @@ def test_maths_is_drawn_while_it_streams_when_done_and_on_the_share_page(page, b
 
     page.click("text=Rename, export or delete")
     page.click("text=Make a share link")
-    link = page.locator("#notice").inner_text().rsplit(" ", 1)[1]
+    link = page.locator("#made-link").input_value()
     other = browser.new_context().new_page()
     other.goto(link)
     expect(other.locator(".message.assistant .body math")).to_have_count(4)
@@ -559,7 +559,7 @@ def test_a_share_link_opens_the_snapshot_in_another_browser_and_copies(page, bro
     page.click("text=Rename, export or delete")
     page.select_option("#share-expires", "7")
     page.click("text=Make a share link")
-    link = page.locator("#notice").inner_text().rsplit(" ", 1)[1]
+    link = page.locator("#made-link").input_value()
     expect(page.locator("text=Share link 1")).to_be_attached()
 
     other = browser.new_context().new_page()  # someone else

@@ -2,7 +2,7 @@
 
 from playwright.sync_api import expect
 
-from tests.e2e.test_chat_in_browser import ask
+from tests.e2e.test_chat_in_browser import ask, clipboard
 
 
 def test_a_code_block_shows_its_language_and_copy_in_its_corner_and_a_quote_is_set_apart(page, gunicorn_on_fake, fake):
@@ -100,3 +100,24 @@ def test_delete_asks_once_in_a_dialog_that_esc_and_cancel_close_and_delete_confi
     expect(page).not_to_have_url(chat)
     expect(page.locator(".conversation-list")).not_to_contain_text("Plan a trip to Porto")
     assert page.request.get(chat).status == 404
+
+
+def test_a_share_link_made_shows_beside_its_form_and_copy_copies_it(page, gunicorn_on_fake, fake):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.goto(gunicorn_on_fake.url + "/")
+    page.bring_to_front()
+    ask(page, fake, "Best owl?", ["The barn owl"])
+    expect(page.locator(".message.assistant.done")).to_be_visible()
+    page.click("text=Rename, export or delete")
+    page.click("text=Make a share link")
+    field = page.locator("#made-link")
+    expect(field).to_be_focused()  # where the person is looking, ready to copy
+    link = field.input_value()
+    assert link.startswith(gunicorn_on_fake.url + "/s/")
+    made, shown = page.get_by_role("button", name="Make a share link").bounding_box(), field.bounding_box()
+    assert 0 < shown["y"] - made["y"] < 120, (made, shown)  # just under the button that made it
+    copy = page.locator(".made-link button")
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    assert clipboard(page) == link
+    expect(copy).to_have_text("Copy", timeout=3000)  # then ready again
