@@ -25,7 +25,7 @@ def csrf(page_html):
 
 def first_message_id(page_html):
     """The id of the first message the page shows (its "New chat from here" button names it)."""
-    return re.search(r'form="fork-form" class="secondary" name="message_id" value="([\w-]+)"', page_html).group(1)
+    return re.search(r'form="fork-form" class="icon-action" name="message_id" value="([\w-]+)"', page_html).group(1)
 
 
 PASSWORD = "correct horse battery"

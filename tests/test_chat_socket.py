@@ -87,7 +87,7 @@ def test_a_tab_that_goes_to_another_branch_hears_only_that_the_answer_ended(tab,
     tab.ws.wait_for(ANSWER_TEXT, after=before)
     question, first_answer, regenerated = store.messages(conversation)
     switched = tab.ws.sent.index(tab.act("switch", message_id=first_answer.id))
-    ended = tab.ws.wait_for('id="regenerate-button"', after=switched + 1)  # the controls of an idle chat
+    ended = tab.ws.wait_for('id="send-button">Send<', after=switched + 1)  # the controls of an idle chat
     assert store.messages(conversation)[2].status == "done" and store.messages(conversation)[2].id == regenerated.id
     after_switch = tab.ws.sent[switched + 1 :]
     assert not any(ANSWER_TEXT.search(fragment) or regenerated.id in fragment for fragment in after_switch)

@@ -185,6 +185,49 @@ def test_delete_asks_once_on_a_confirming_page_without_javascript(app, client, f
     assert client.get(chat).status_code == 404 and client.get(f"{chat}/delete").status_code == 404
 
 
+def actions_of(page_html, message_id):
+    """The actions under one message: its <footer>."""
+    article = page_html.split(f'<article id="msg-{message_id}"', 1)[1].split("</article>", 1)[0]
+    return article.split('<footer class="message-actions">', 1)[1].split("</footer>", 1)[0]
+
+
+def test_a_messages_actions_are_small_labelled_icon_buttons_and_forms_without_javascript(client, fake):
+    chat = open_chat(client)
+    token = csrf(client.get(chat).text)
+    fake.reply(tokens=["Four"])
+    client.post(f"{chat}/messages", data={"csrf_token": token, "message": "2+2?"})
+    fake.reply(tokens=["It is four."])
+    client.post(f"{chat}/regenerate", data={"csrf_token": token})
+    page = client.get(chat).text
+    question, answer = re.findall(r'<article id="msg-([\w-]+)" class="message (?:user|assistant)', page)
+
+    def labelled(actions, name, tag="button"):  # named for screen readers and by a tooltip, drawn by an icon
+        shown = rf'<{tag} [^>]*aria-label="{name}" title="{name}"[^>]*>\s*<svg class="icon" aria-hidden="true"'
+        found = re.search(shown, actions)
+        assert found, f"{name} in {actions}"
+        return found.group(0)
+
+    mine = actions_of(page, question)
+    assert 'type="button"' in labelled(mine, "Copy message")
+    labelled(mine, "Edit", tag="summary")  # its form opens in place, a form that posts without JavaScript
+    assert f'<form ws-send method="post" action="{chat}/messages/{question}/edit">' in mine
+    assert f'form="fork-form" class="icon-action" name="message_id" value="{question}"' in labelled(
+        mine, "New chat from here"
+    )
+    theirs = actions_of(page, answer)
+    assert "needs-script" in labelled(theirs, "Copy answer")  # only the script copies: hidden without it
+    regenerate = labelled(theirs, "Regenerate")
+    assert f'form="regenerate-form" class="icon-action regenerate" name="after" value="{answer}"' in regenerate
+    assert f'<form id="regenerate-form" method="post" action="{chat}/regenerate" hidden>' in page
+    assert 'form="branch-form"' in labelled(theirs, "Previous version")
+    assert "disabled" in labelled(theirs, "Next version")  # the newest version is shown
+    labelled(theirs, "New chat from here")
+    assert "regenerate" not in page.split('id="controls"', 1)[1].split("</div>", 1)[0]  # not in the composer now
+    assert 'form="composer"' not in page  # Enter in the composer presses its first button, Send, and nothing else
+    for form in ('id="regenerate-form"', 'id="fork-form"', 'id="branch-form"'):  # the forms the buttons post
+        assert page.count(form) == 1
+
+
 def test_regenerate_and_edit_without_javascript(client, fake):
     chat = open_chat(client)
     token = csrf(client.get(chat).text)

@@ -77,6 +77,7 @@
 
   document.addEventListener("toggle", function (event) {
     if (event.target === menu() && menu().open) { document.getElementById("model-search").focus(); }
+    if (event.target.matches(".edit[open]")) { event.target.querySelector("textarea").focus(); }  // in place
   }, true);
 
   // Every place that names the model follows the header's, which the server sends anew when it is picked (in this
@@ -151,11 +152,12 @@
   // `text` gives the text, or (when it must be fetched) a promise of it. A promise goes in a ClipboardItem, so
   // that the copy still counts as the click's.
   function copy(text, fallback, button) {
+    var say = function (words) { (button.querySelector(".copy-state") || button).textContent = words; };  // an icon's
     var done = function () {
-      button.textContent = "Copied";
-      setTimeout(function () { button.textContent = button.dataset.label; }, 1500);
+      say("Copied");
+      setTimeout(function () { say(button.dataset.label || ""); }, 1500);
     };
-    var failed = function () { button.textContent = "Not copied: select the text and copy it"; };
+    var failed = function () { say("Not copied: select the text and copy it"); };
     if (navigator.clipboard && window.isSecureContext) {
       var given = text();
       if (typeof given === "string") {
@@ -177,14 +179,14 @@
     }
   }
 
-  function copyButton(label, text, fallback) {
+  function copyButton(label, text) {
     var button = document.createElement("button");
     button.type = "button";
     button.className = "copy";
     button.textContent = label;
     button.dataset.label = label;
     button.setAttribute("aria-label", label);
-    button.addEventListener("click", function () { copy(text, fallback || text, button); });
+    button.addEventListener("click", function () { copy(text, text, button); });
     return button;
   }
 
@@ -206,7 +208,7 @@
       });
   }
 
-  // A copy button on each finished answer and on each of its code blocks.
+  // A copy button on each code block of a finished answer (the answer's own is among its actions).
   function addCopyButtons(root) {
     root.querySelectorAll(".message.assistant .body.markdown:not([data-copy])").forEach(function (body) {
       body.dataset.copy = "1";
@@ -219,8 +221,6 @@
         head.append(language, copyButton("Copy code", function () { return pre.innerText; }));
         pre.before(head);
       });
-      var shown = function () { return shownText(body); };
-      body.after(copyButton("Copy answer", function () { return markdownOf(body); }, shown));
     });
   }
 
@@ -316,13 +316,18 @@
     }
   });
 
-  // A Copy beside a field (a share link just made) copies what the field holds.
+  // A message's Copy (among its actions) copies an answer's markdown or a question's text; a Copy beside a field
+  // (a share link just made) what the field holds.
   document.addEventListener("click", function (event) {
-    var button = event.target.closest("[data-copies]");
-    var field = button && document.getElementById(button.dataset.copies);
-    if (field) {
-      var value = function () { return field.value; };
-      copy(value, value, button);
+    var button = event.target.closest(".copy-message, [data-copies]");
+    if (!button) { return; }
+    var field = document.getElementById(button.dataset.copies || "");
+    var body = button.closest(".message") && button.closest(".message").querySelector(".body");
+    var shown = function () { return field ? field.value : shownText(body); };
+    if (body && body.classList.contains("markdown")) {
+      copy(function () { return markdownOf(body); }, shown, button);
+    } else if (field || body) {
+      copy(shown, shown, button);
     }
   });
 

@@ -9,6 +9,8 @@ from tests.fakes.hf_server import ROUTER_MODELS, TOKEN
 from tests.samples import png
 from tests.servers import ROOT, GunicornApp
 
+REGENERATE = ".message.assistant:last-of-type button.regenerate"  # it answers the last question again
+
 
 def ask(page, fake, text, tokens, **reply):
     """Queue the fake's answer, type the message and press Enter."""
@@ -177,7 +179,7 @@ def test_regenerate_and_edit_keep_versions_to_switch_between(page, gunicorn_on_f
     expect(page.locator(".message.assistant.done")).to_contain_text("Four")
 
     fake.reply(tokens=["It is four."])
-    page.click("#regenerate-button")
+    page.click(REGENERATE)
     expect(page.locator(".message.assistant.done")).to_contain_text("It is four.")
     expect(page.locator(".message")).to_have_count(2)
     answer = page.locator(".message.assistant")
@@ -222,7 +224,7 @@ def two_versions_then_a_tale(page, url, fake, words):
     ask(page, fake, "Count", ["One"])
     page.locator(".message.assistant.done", has_text="One").wait_for()
     fake.reply(tokens=["Two"])
-    page.click("#regenerate-button")
+    page.click(REGENERATE)
     page.locator(".message.assistant .branch-position", has_text="2 / 2").wait_for()
     ask(page, fake, "Tell a tale", [f" word{i}" for i in range(words)], delay=0.1)
     page.locator(".message.assistant.streaming .body", has_text="word3").wait_for()
@@ -316,7 +318,7 @@ def test_copy_buttons_and_settings(page, browser, gunicorn_on_fake, fake):
     page.click("button:has-text('Copy code')")
     expect(page.locator("button:has-text('Copied')")).to_be_visible()
     assert clipboard(page) == "x = 1\n"
-    page.click("button:has-text('Copy answer')")
+    page.get_by_role("button", name="Copy answer").click()
     expect(page.locator("button[aria-label='Copy answer']")).to_have_text("Copied")
     assert clipboard(page) == "Here:\n\n```python\nx = 1\n```"  # the markdown, not the buttons' labels
 
@@ -331,7 +333,7 @@ def test_the_chat_works_without_javascript(browser, gunicorn_on_fake, fake):
     expect(page.locator(".message.assistant.done")).to_contain_text("Works without JS")
     expect(page.locator(".message.user .body")).to_have_text("No scripts here")
     fake.reply(tokens=["Again"])
-    page.click("#regenerate-button")
+    page.click(REGENERATE)
     expect(page.locator(".message.assistant.done")).to_contain_text("Again")
     page.get_by_label("Previous version").click()
     expect(page.locator(".message.assistant .body")).to_have_text("Works without JS")
@@ -394,7 +396,7 @@ def test_screenshots_light_dark_and_phone(browser, gunicorn_on_fake, fake):
         page.keyboard.press("Enter")
         expect(page.locator(".message.assistant.done")).to_be_visible()
         fake.reply(tokens=answer, reasoning=thought)
-        page.click("#regenerate-button")  # a second version: "‹ 2 / 2 ›"
+        page.click(REGENERATE)  # a second version: "‹ 2 / 2 ›"
         expect(page.locator(".message.assistant.done .branch-position")).to_have_text("2 / 2")
         if name == "phone":
             expect(page.locator(".conversation-list")).to_be_hidden()

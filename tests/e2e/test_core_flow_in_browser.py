@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import app_environment
+from tests.e2e.test_chat_in_browser import REGENERATE
 from tests.fakes.hf_server import ROUTER_MODELS, TOKEN
 from tests.servers import GunicornApp
 
@@ -108,7 +109,7 @@ def test_regenerate_and_edit_answer_with_the_model_picked_now(chat, fake):
     chat.click(".model-choice:has-text('Router chat')")
     expect(chat.locator("#current-model")).to_have_text("Router chat")
     fake.reply(tokens=["From the router"])
-    chat.click("#regenerate-button")
+    chat.click(REGENERATE)
     expect(chat.locator(".message.assistant.done")).to_contain_text("From the router")
     assert fake.requests[-1].path == "/v1/chat/completions"
     expect(chat.locator(".message.assistant .speaker")).to_have_text("Router chat")
@@ -128,7 +129,7 @@ def test_copy_answer_copies_the_markdown_as_the_model_wrote_it(chat, fake):
     chat.context.grant_permissions(["clipboard-read", "clipboard-write"])
     written = "Paris is the **capital**.\n\n```python\nprint('Paris')\n```\n\n| a | b |"
     answer(chat, fake, "Capital?", [written])
-    chat.click("button:has-text('Copy answer')")
+    chat.get_by_role("button", name="Copy answer").click()
     expect(chat.locator("button:has-text('Copied')")).to_be_visible()
     assert chat.evaluate("navigator.clipboard.readText()") == written
 

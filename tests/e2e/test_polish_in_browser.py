@@ -62,12 +62,53 @@ def test_message_actions_show_on_hover_and_focus_and_always_on_a_phone(browser, 
     assert actions.evaluate(opacity) == "1"
     assert page.locator(".message.assistant").last.locator(".message-actions").evaluate(opacity) == "1"
 
+    page.mouse.move(1, 1)
+    page.locator("#message-input").focus()
+    page.keyboard.press("Shift+Tab")  # from the box back through the last answer's actions: the keyboard shows them
+    while not page.evaluate("document.activeElement.closest('.message')"):
+        page.keyboard.press("Shift+Tab")
+    focused = page.locator(".message:has(:focus)")
+    assert focused.locator(".message-actions").evaluate(opacity) == "1"
+
     phone_browser = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     phone_browser.add_cookies(page.context.cookies())  # the same person
     phone = phone_browser.new_page()
     phone.goto(page.url)
     assert phone.locator(".message.assistant").first.locator(".message-actions").evaluate(opacity) == "1"
+    first_question, last_answer = phone.locator(".message.user").first, phone.locator(".message.assistant").last
+    for message, names in [
+        (first_question, ["Copy message", "Edit", "New chat from here"]),
+        (last_answer, ["Copy answer", "Regenerate", "New chat from here"]),
+    ]:
+        assert message.locator(".message-actions").evaluate(opacity) == "1"  # always shown on a touch screen
+        for name in names:
+            button = message.get_by_label(name, exact=True)
+            expect(button).to_be_visible()
+            box = button.bounding_box()
+            assert box["width"] >= 24 and box["height"] >= 24 and box["x"] + box["width"] <= 390, (name, box)
+    expect(phone.locator(".message.assistant").first.get_by_role("button", name="Regenerate")).to_be_hidden()
     phone.context.close()
+
+
+def test_message_actions_are_icons_named_for_screen_readers_and_edit_opens_in_place(page, gunicorn_on_fake, fake):
+    page.goto(gunicorn_on_fake.url + "/")
+    ask(page, fake, "2+2?", ["Four"])
+    expect(page.locator(".message.assistant.done")).to_be_visible()
+    for name in ["Copy message", "Edit", "New chat from here", "Copy answer", "Regenerate"]:
+        button = page.get_by_label(name, exact=True).first
+        expect(button).to_have_attribute("title", name)  # a tooltip names it too
+        assert button.evaluate("b => b.querySelector('svg.icon') !== null && b.innerText.trim() === ''"), name
+    question = page.locator(".message.user")
+    text = question.locator(".body").bounding_box()
+    question.get_by_label("Edit", exact=True).click()
+    box = question.locator(".edit textarea")
+    expect(box).to_be_focused()
+    expect(box).to_have_value("2+2?")
+    expect(question.locator(".body")).to_be_hidden()  # the box where the text was, above the other actions
+    shown, copy = box.bounding_box(), question.get_by_label("Copy message", exact=True).bounding_box()
+    assert shown["y"] < text["y"] + 60 and shown["y"] + shown["height"] < copy["y"], (text, shown, copy)
+    question.get_by_label("Edit", exact=True).click()  # closed again: the text is back
+    expect(question.locator(".body")).to_be_visible()
 
 
 def test_delete_asks_once_in_a_dialog_that_esc_and_cancel_close_and_delete_confirms(page, gunicorn_on_fake, fake):
