@@ -247,6 +247,6 @@ def test_a_chat_with_tool_results_is_shared_only_with_the_box_ticked(tool_chat):
         data={"csrf_token": csrf(owner.get(chat).text), "expires": "never", "with_tool_results": "on"},
     )
     assert made.status_code == 201
-    link = re.search(r"can read the chat as it is now: http://localhost(/s/[\w.-]+)", made.text).group(1)
+    link = re.search(r'id="made-link" value="http://localhost(/s/[\w.-]+)"', made.text).group(1)
     shown = app.test_client().get(link).text
     assert "Called web__echo(text: &#34;private notes&#34;)" in shown and "Echoed." in shown

@@ -736,8 +736,8 @@ def test_a_chat_whose_answer_called_a_tool_is_shared_only_once_its_box_is_ticked
         assert posted == []
         page.check("input[name=with_tool_results]")
         page.click("text=Make a share link")
-        expect(page.locator("#notice")).to_contain_text("Anyone with this link can read the chat as it is now")
-        link = page.locator("#notice").inner_text().rsplit(" ", 1)[1]
+        expect(page.locator(".made-link")).to_contain_text("Anyone with this link can read the chat as it is now")
+        link = page.locator("#made-link").input_value()
         other = browser.new_context().new_page()
         other.goto(link)
         expect(other.locator("details.tool-call summary")).to_contain_text('Called web__echo(text: "private notes")')
