@@ -96,7 +96,8 @@
 
   function typing(target) { return target.closest && target.closest("input, textarea, select, [contenteditable]"); }
 
-  // Esc closes the panel the focus is in, else the one opened last: Settings, a message's Edit, the chat list.
+  // Esc closes the panel the focus is in, else the one opened last: Settings, a message's Edit, the account menu, the
+  // chat list.
   function closePanel() {
     var focused = document.activeElement && document.activeElement.closest("details[open]");
     var open = document.querySelectorAll("details[open]:not(.reasoning)");
@@ -110,6 +111,12 @@
       list.focus();
     }
   }
+
+  // A click elsewhere closes the account menu, as Esc does (closePanel).
+  document.addEventListener("click", function (event) {
+    var account = document.getElementById("account-menu");
+    if (account && account.open && !account.contains(event.target)) { account.open = false; }
+  });
 
   window.addEventListener("scroll", function () { following = nearBottom(); }, { passive: true });
 
