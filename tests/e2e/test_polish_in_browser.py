@@ -109,3 +109,26 @@ def test_the_account_menu_names_the_account_and_holds_admin_import_and_sign_out(
         summary.click()
         expect(menu).not_to_have_attribute("open", "")
     context.close()
+
+
+@pytest.mark.parametrize("script", [True, False], ids=["with the script", "without it"])
+def test_new_chat_pressed_twice_makes_one_empty_chat(browser, gunicorn_on_fake, fake, script):
+    context = browser.new_context(java_script_enabled=script)
+    page = context.new_page()
+    page.goto(gunicorn_on_fake.url + "/")
+    first, listed = page.url, page.locator(".conversation-list li")
+    for _ in range(2):
+        with page.expect_navigation():
+            page.click(".sidebar .new-chat")
+        expect(page).to_have_url(first)  # the chat with no message yet, again
+        expect(listed).to_have_count(1)
+    fake.reply(tokens=["Hello"])
+    page.fill("#message-input", "Hi")
+    page.click("#send-button")
+    expect(page.locator(".message.assistant.done")).to_contain_text("Hello")
+    for _ in range(2):
+        with page.expect_navigation():
+            page.click(".sidebar .new-chat")
+        expect(page).not_to_have_url(first)
+        expect(listed).to_have_count(2)  # one new chat, however many presses
+    context.close()
