@@ -112,10 +112,14 @@
     }
   }
 
-  // A click elsewhere closes the account menu, as Esc does (closePanel).
+  // A click elsewhere closes the account menu and the phone's chat list, as Esc does (closePanel).
   document.addEventListener("click", function (event) {
     var account = document.getElementById("account-menu");
+    var list = document.getElementById("sidebar-switch");
     if (account && account.open && !account.contains(event.target)) { account.open = false; }
+    if (list && list.checked && !event.target.closest("#sidebar, #sidebar-switch, .sidebar-switch-label")) {
+      list.checked = false;
+    }
   });
 
   window.addEventListener("scroll", function () { following = nearBottom(); }, { passive: true });

@@ -90,4 +90,8 @@ def test_on_a_phone_the_chat_list_is_a_drawer_that_chats_opens_and_closes(browse
     expect(page.locator(".sidebar .new-chat")).to_be_hidden()  # the bar has New chat
     page.click(".sidebar-switch-label")
     expect(chats).to_be_hidden()
+    page.click(".sidebar-switch-label")
+    expect(chats).to_be_visible()
+    page.mouse.click(380, 400)  # on the chat beside the list: it closes (with the script)
+    expect(chats).to_be_hidden()
     page.context.close()
