@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 
 import pytest
@@ -15,7 +14,7 @@ from chatbot.web import create_app
 from tests import postgres
 from tests.fakes.hf_server import TOKEN, FakeHuggingFace
 from tests.fakes.mcp_server import FakeMcpServer
-from tests.servers import UNLIMITED, GunicornApp
+from tests.servers import REDIS_URL, UNLIMITED, GunicornApp
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 _real_getaddrinfo = socket.getaddrinfo
@@ -170,10 +169,9 @@ def two_instances(folder, fake_hf, store_url: str):
 @pytest.fixture(scope="session")
 def two_instances_on_redis(tmp_path_factory, fake_hf):
     """Two instances sharing one Redis, as on two hosts."""
-    url = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', '13')}"  # flushed: one per checkout running tests
-    with redis.Redis.from_url(url) as client:
+    with redis.Redis.from_url(REDIS_URL) as client:
         client.flushdb()
-    with two_instances(tmp_path_factory.mktemp("instances"), fake_hf, url) as both:
+    with two_instances(tmp_path_factory.mktemp("instances"), fake_hf, REDIS_URL) as both:
         yield both
 
 

@@ -18,6 +18,10 @@ import websocket
 from chatbot.local_model.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# This checkout's Redis databases on the machine's Redis (flushed by the tests that use them whole): one each per
+# checkout running tests at once, so that none empties another's.
+REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', '13')}"
+REDIS_ACCOUNTS_URL = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_ACCOUNTS_DB', '11')}"
 # The fragment that ends an answer (a page or a refreshed list has such articles too, but not swapped out of band).
 FINISHED = re.compile(r'<article id="msg-([\w-]+)" class="message assistant (done|error|stopped)" hx-swap-oob="true"')
 

@@ -3,7 +3,6 @@ end everywhere at once, chats that follow the account, the admin page, and limit
 
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,13 +15,14 @@ import requests
 import websocket
 
 from chatbot.chat import accounts
+from chatbot.stores.memory import MemoryStore
 from chatbot.web import auth
 from config import ConfigError, load_config
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.fakes.websocket import SocketTab
 from tests.helpers import PASSWORD, closed_with, csrf, post, sign_in, sign_up
-from tests.servers import FINISHED, ROOT, ChatClient, GunicornApp, act, read_until
+from tests.servers import FINISHED, REDIS_ACCOUNTS_URL, ROOT, ChatClient, GunicornApp, act, read_until
 
 
 def test_the_chat_will_not_start_open_on_a_public_address(tmp_path):
@@ -49,9 +49,9 @@ def test_an_open_chat_on_a_public_address_says_so(make_app):
 def test_the_first_account_is_the_admin_and_later_ones_wait_for_approval(make_app):
     app = make_app()
     admin, later = app.test_client(), app.test_client()
-    assert admin.get("/").location == "/sign-in"
-    assert admin.get("/c/anything/export.json").status_code == 302
-    assert "your account will be the admin" in admin.get("/sign-up").text
+    assert admin.get("/").location == "/sign-up"  # no account yet: the first visit signs up
+    assert admin.get("/c/anything/export.json").location == "/sign-up"
+    assert "No account yet: you are the first, and your account will be the admin" in admin.get("/sign-up").text
     assert sign_up(admin, "ada").status_code == 302  # the first: signed in at once
     assert "Signed in as <strong>ada</strong>" in admin.get("/", follow_redirects=True).text
 
@@ -64,6 +64,70 @@ def test_the_first_account_is_the_admin_and_later_ones_wait_for_approval(make_ap
     assert sign_in(later, "bob").status_code == 302
     assert later.get("/admin/").status_code == 403  # signed in, not an admin
     assert "That username is taken" not in sign_up(app.test_client(), "ada").text  # names are not listed
+
+
+def test_a_first_visit_signs_up_until_an_account_exists_then_signs_in(make_app, on_redis):
+    app = make_app()
+    assert app.test_client().get("/").location == "/sign-up"
+    sign_up(app.test_client(), "ada")
+    assert app.test_client().get("/").location == "/sign-in"
+    assert app.test_client().get("/c/anything").location == "/sign-in"
+    reachable, _ = on_redis  # the admin signs up with the setup code
+    assert reachable().test_client().get("/").location == "/sign-up"
+    assert sign_up(reachable().test_client(), "bob").status_code == 403  # no setup code: nothing made
+    named = reachable(ADMINS=("root",))
+    assert named.test_client().get("/").location == "/sign-up"
+    assert sign_up(named.test_client(), "bob").status_code == 202  # waits for root, and is an account
+    assert named.test_client().get("/").location == "/sign-in"
+
+
+def test_a_waiting_account_is_counted_by_the_admin_link_for_admins_only(make_app):
+    app = make_app()
+    admin, bob, cy = app.test_client(), app.test_client(), app.test_client()
+    sign_up(admin, "ada")
+    link = '<a href="/admin/" class="admin-link">Admin</a>'
+    assert link in admin.get("/", follow_redirects=True).text  # nobody waits: no badge
+    sign_up(bob, "bob")
+    sign_up(cy, "cy")
+    page = admin.get("/", follow_redirects=True).text
+    assert '>Admin<span class="badge"><span aria-hidden="true"> (2)</span>' in page  # read "Admin (2)"
+    assert '<span class="visually-hidden">: 2 people wait for approval</span></span></a>' in page  # heard
+    post(admin, "/admin/accounts/bob", action="approve")
+    assert ": 1 person waits for approval" in admin.get("/", follow_redirects=True).text
+    sign_in(bob, "bob")
+    assert "admin-link" not in bob.get("/", follow_redirects=True).text  # not an admin: no link, no count
+
+
+def test_the_last_active_admin_cannot_be_disabled_or_demoted_even_by_themselves(make_app):
+    app = make_app()
+    admin, other = app.test_client(), app.test_client()
+    sign_up(admin, "ada")
+    sign_up(other, "bob")
+    only = "ada is the only active admin; make another admin first."
+    for action in ("disable", "remove-admin"):
+        refused = post(admin, "/admin/accounts/ada", action=action)
+        assert refused.status_code == 400 and f"Nothing was changed: {only}" in refused.text
+    post(admin, "/admin/accounts/bob", action="make-admin")  # an admin, but still waiting: not active
+    assert post(admin, "/admin/accounts/ada", action="remove-admin").status_code == 400
+    post(admin, "/admin/accounts/bob", action="approve")
+    assert post(admin, "/admin/accounts/ada", action="remove-admin").status_code == 200  # bob is one now
+    assert admin.get("/admin/").status_code == 403
+    sign_in(other, "bob")
+    refused = post(other, "/admin/accounts/bob", action="disable")
+    assert "bob is the only active admin; make another admin first." in refused.text
+    assert other.get("/", follow_redirects=True).status_code == 200  # still signed in: nothing was changed
+
+
+def test_the_last_admin_rule_counts_only_other_active_admins():
+    store = MemoryStore()
+    ada = accounts.create(store, "ada", PASSWORD, admin=True)
+    bob = accounts.create(store, "bob", PASSWORD, admin=True)
+    assert accounts.last_admin_problem(store, ada) is None  # bob is another
+    bob.status = "disabled"
+    accounts.save(store, bob)
+    assert accounts.last_admin_problem(store, ada) == "ada is the only active admin; make another admin first."
+    assert accounts.last_admin_problem(store, bob) is None  # not an active admin: nothing to keep
+    assert accounts.last_admin_problem(store, accounts.create(store, "cy", PASSWORD)) is None
 
 
 def test_wrong_names_and_passwords_look_the_same_and_attempts_are_limited(make_app):
@@ -119,7 +183,7 @@ def test_signing_out_everywhere_and_disabling_end_every_session_at_once(make_app
     post(admin, "/admin/accounts/bob", action="disable")
     assert laptop.get("/").location == "/sign-in"
     assert sign_in(laptop, "bob").status_code == 401  # disabled: the same words as a wrong password
-    assert post(admin, "/admin/accounts/ada", action="disable").status_code == 400  # not oneself
+    assert post(admin, "/admin/accounts/ada", action="disable").status_code == 400  # the only active admin
 
 
 def test_the_admin_page_is_for_admins_and_its_forms_need_csrf(make_app):
@@ -405,7 +469,7 @@ def test_a_csrf_token_in_any_characters_is_refused_not_a_crash(make_app):
 def on_redis(make_app):
     """Makes the app with accounts on the test's own Redis database (it keeps nothing on disk, like Debian's
     default Redis), reachable from elsewhere; and a function that empties that Redis, as its restart does."""
-    url = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_ACCOUNTS_DB', '11')}"
+    url = REDIS_ACCOUNTS_URL
     client = redis.Redis.from_url(url)
     client.flushdb()
     reachable = {"CHAT_STORE_URL": url, "REDIS_KEEPS_NOTHING": "accept", "CHAT_BIND": ("0.0.0.0:8000",)}

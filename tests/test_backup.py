@@ -3,7 +3,6 @@ kind, so a chat moves between SQLite, PostgreSQL and Redis with two commands and
 
 import gzip
 import json
-import os
 import time
 
 import pytest
@@ -15,9 +14,9 @@ from chatbot.stores.redis import RedisStore
 from chatbot.stores.sqlite import SQLiteStore
 from tests import postgres
 from tests.helpers import PASSWORD, sign_in
+from tests.servers import REDIS_URL
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
-REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', '13')}"
 
 
 @pytest.fixture

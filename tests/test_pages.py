@@ -332,11 +332,14 @@ def test_the_account_menu_holds_import_admin_and_sign_out_with_its_csrf_token(ma
     start = page.index('<details class="account account-menu"')
     menu = page[start : page.index("</details>", start)]
     assert '<span class="account-name">ada</span>' in menu and "Signed in as <strong>ada</strong>" in menu
-    assert '<a href="/admin/">Admin</a>' in menu and 'id="import-file"' in menu
+    assert '<a href="/admin/" class="admin-link">Admin</a>' in menu and 'id="import-file"' in menu
     sign_out = re.search(r'<form method="post" action="/sign-out">\s*<input type="hidden" name="csrf_token"', menu)
     assert sign_out and 'action="/sign-out-everywhere"' in menu
     sidebar_outside_the_menu = page.split('<nav class="sidebar"')[1].split("</nav>")[0].replace(menu, "")
     for moved in ("import-file", "/sign-out", "/admin/"):
         assert moved not in sidebar_outside_the_menu
+    sign_up(app.test_client(), "bob")  # waits for ada's approval: the closed menu says so
+    summary = client.get("/", follow_redirects=True).text.split('id="account-menu">')[1].split("</summary>")[0]
+    assert '<span class="badge waiting-mark" title="1 waiting for approval">1<span' in summary
     assert client.post("/sign-out").status_code == 400  # still a form post with the token
     assert client.post("/sign-out", data={"csrf_token": csrf(page)}).status_code == 302

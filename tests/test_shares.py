@@ -1,13 +1,17 @@
 """Share links: a read-only snapshot at an unguessable link, made and revoked by the owner, optionally expiring;
 the shared page shows the snapshot alone, is not indexed, works without JavaScript, and can be copied."""
 
+import json
 import re
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from chatbot.chat import sharing, transfer
 from chatbot.chat.branches import Tree
 from chatbot.chat.sharing import KIND
+from chatbot.services import mcp_client
 from tests.helpers import csrf, open_chat, post, sign_in, sign_up
 
 HOSTILE = '<img src=x onerror="window.hacked=1"> **bold**'
@@ -189,3 +193,46 @@ def test_a_link_goes_with_its_chat_when_the_chat_expires(make_app, fake):
     store.forget_idle()
     assert app.test_client().get(link).status_code == 404
     assert store.kept_size(owner_of(owner)) == 0
+
+
+@pytest.fixture
+def tool_chat(make_app, mcp_log, fake):
+    """The app, an owner's browser and its chat, whose answer called the echo tool of the fake MCP server."""
+    servers = json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}])
+    app = make_app(
+        AUTH="none", API_URL=fake.url + "/v1", MODEL_ID="meta-llama/Llama-3.1-8B-Instruct", MCP_SERVERS=servers
+    )
+    owner = app.test_client()
+    chat = open_chat(owner)
+    fake.reply(tokens=[], tool_calls=[("call_1", "web__echo", '{"text": "private notes"}')])
+    fake.reply(tokens=["Echoed."])
+    owner.post(f"{chat}/messages", data={"csrf_token": csrf(owner.get(chat).text), "message": "Echo my notes"})
+    yield app, owner, chat
+    mcp_client.forget_connections()
+
+
+def test_the_share_form_says_a_chat_has_tool_results_and_the_browser_asks_for_the_box(make_app, fake, tool_chat):
+    """With JavaScript or without, the browser posts the form only with the box ticked (`required`)."""
+    app, owner, chat = tool_chat
+    page = owner.get(chat).text
+    assert "This chat's answers called tools: a link shows anyone who has it what they returned." in page
+    assert '<input type="checkbox" name="with_tool_results" value="on" required> Share with what its tools' in page
+    plain_owner, plain_chat = chat_with_an_answer(app, fake, "Hi", "Hello")
+    assert "with_tool_results" not in plain_owner.get(plain_chat).text
+
+
+def test_a_chat_with_tool_results_is_shared_only_with_the_box_ticked(tool_chat):
+    """A post without the box (an old page, or a form without the browser's check) makes no link and says why."""
+    app, owner, chat = tool_chat
+    refused = owner.post(f"{chat}/shares", data={"csrf_token": csrf(owner.get(chat).text), "expires": "never"})
+    assert refused.status_code == 400
+    assert "Tick &#34;Share with what its tools returned&#34; if they may read it" in refused.text
+    assert "can read the chat as it is now" not in refused.text and "Share link 1" not in refused.text
+    made = owner.post(
+        f"{chat}/shares",
+        data={"csrf_token": csrf(owner.get(chat).text), "expires": "never", "with_tool_results": "on"},
+    )
+    assert made.status_code == 201
+    link = re.search(r"can read the chat as it is now: http://localhost(/s/[\w.-]+)", made.text).group(1)
+    shown = app.test_client().get(link).text
+    assert "Called web__echo(text: &#34;private notes&#34;)" in shown and "Echoed." in shown

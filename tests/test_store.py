@@ -15,9 +15,7 @@ from chatbot.stores.postgres import PostgresStore
 from chatbot.stores.redis import RedisStore
 from chatbot.stores.sqlite import SQLiteStore
 from tests import postgres
-from tests.servers import ROOT
-
-REDIS_URL = "redis://127.0.0.1:6379/15"
+from tests.servers import REDIS_URL, ROOT
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ typed is lost."""
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from config import ConfigError
 from tests import postgres
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
-from tests.servers import FINISHED, ROOT, ChatClient, GunicornApp, act, read_until
+from tests.servers import FINISHED, REDIS_URL, ROOT, ChatClient, GunicornApp, act, read_until
 
 NOTICE = 'id="notice"'
 
@@ -189,7 +188,7 @@ def test_postgresql_stopping_while_an_answer_is_written_is_told_with_what_arrive
 
 def test_a_redis_that_keeps_nothing_on_disk_stops_start_up_with_one_line(tmp_path):
     """The test Redis keeps nothing (appendonly no, save ""): a restart would empty every account and chat."""
-    url = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', '13')}"
+    url = REDIS_URL  # this checkout's own database, which keeps nothing
     with pytest.raises(ConfigError, match=r"keeps nothing on disk.*appendonly yes.*REDIS_KEEPS_NOTHING=accept"):
         create_app({"SECRET_KEY": "t", "CHAT_STORE_URL": url})
     assert create_app({"SECRET_KEY": "t", "CHAT_STORE_URL": url, "REDIS_KEEPS_NOTHING": "accept"})

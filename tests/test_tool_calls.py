@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from chatbot.chat import answer_writer, tool_calls
+from chatbot.chat import answer_writer, limits, tool_calls
 from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services import mcp_client
@@ -227,3 +227,106 @@ def test_a_long_call_keeps_the_answer_alive_and_stop_from_another_tab_cancels_it
     stopped = run_reply(store, conversation, "Sleep again", settings(fake, mcp_log), stop_when_running)
     assert stopped.status == "stopped" and stopped.meta["tool_calls"][0]["status"] == "not run"
     assert len(fake.requests) == 3
+
+
+def test_the_token_a_model_puts_into_a_call_is_hidden_before_the_call_is_made_kept_shown_or_exported(
+    make_app, fake, mcp_log
+):
+    """The token cut across the pieces of a call's arguments, written with a JSON escape, or in a tool's name:
+    the tool never receives it, and neither the page, the exports nor the model's next request hold it."""
+    servers = json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}])
+    app = make_app(
+        AUTH="none", API_URL=fake.url + "/v1", MODEL_ID="meta-llama/Llama-3.1-8B-Instruct", MCP_SERVERS=servers
+    )
+    client = app.test_client()
+    escaped = "\\u0068" + TOKEN[1:]  # h written as \u0068: the same string once read as JSON
+    calls = [
+        ("call_1", "web__echo", json.dumps({"text": f"key {TOKEN}"})),
+        ("call_2", "web__echo", '{"text": "' + escaped + '"}'),
+        ("call_3", f"web__{TOKEN}", "{}"),
+    ]
+    fake.reply(tokens=[], tool_calls=calls, tool_piece=3)
+    fake.reply(tokens=["Done."])
+    chat = open_chat(client)
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Leak the key"})
+    assert mcp_log.logged() == ["echo key hf_***", "echo hf_***"]
+    exported = client.get(f"{chat}/export.json").json
+    first, second, third = exported["messages"][-1]["meta"]["tool_calls"]
+    assert (first["arguments"], first["result"]) == ('{"text": "key hf_***"}', "key hf_***")
+    assert (second["arguments"], third["name"]) == ('{"text": "hf_***"}', "web__hf_***")
+    for shown in (client.get(chat).text, client.get(f"{chat}/export.json").text, client.get(f"{chat}/export.md").text):
+        assert TOKEN not in shown and TOKEN[3:] not in shown
+    assert TOKEN[3:] not in json.dumps(fake.requests[-1].json)
+
+
+def test_calls_past_the_most_a_turn_may_make_are_not_run_and_the_model_is_told_why(fake, mcp_log):
+    many = [(f"call_{n}", "web__echo", json.dumps({"text": str(n)})) for n in range(answer_writer.CALLS_PER_ROUND + 2)]
+    fake.reply(tokens=[], tool_calls=many)
+    fake.reply(tokens=["Eight ran."])
+    message, _ = answer(fake, mcp_log)
+    records = message.meta["tool_calls"]
+    assert [r["status"] for r in records] == ["done"] * 8 + ["not run"] * 2
+    assert mcp_log.logged() == [f"echo {n}" for n in range(8)]
+    told = [m["content"] for m in fake.requests[-1].json["messages"] if m["role"] == "tool"]
+    assert told[8:] == ["Not run: at most 8 tool calls per turn."] * 2 and told[:8] == [str(n) for n in range(8)]
+
+
+def test_each_round_after_tool_calls_counts_in_the_tokens_of_the_day_and_the_answer_stops_at_them(fake, mcp_log):
+    """A model that keeps calling tools: each round sets aside its max new tokens like the first request, the
+    last is cut to what is left, and when nothing is left the answer ends in the limit's words with what it
+    wrote; the day's count never passes the limit."""
+    store, conversation = new_store()
+    limited = dataclasses.replace(
+        settings(fake, mcp_log), parameters=Parameters(max_new_tokens=100), tokens_per_day=350
+    )
+    for number in range(6):
+        fake.reply(tokens=["Looking."], tool_calls=[(f"call_{number}", "web__echo", '{"text": "again"}')])
+    reserved = []  # the day's count while each round is written: every round's tokens set aside
+
+    def listen(event):
+        if event.kind == "delta":
+            reserved.append(limits.usage_today(store, "alice")[1])
+
+    message = run_reply(store, conversation, "Keep calling the tool", limited, listen)
+    asked = [request.json["max_tokens"] for request in fake.requests]
+    assert asked[:2] == [100, 100] and 0 < asked[2] < 100 and len(asked) == 3
+    assert (message.status, message.error["kind"]) == ("error", "limit")
+    assert message.error["message"].startswith("Your account has used its 350 tokens for today")
+    assert message.content.startswith("Looking.") and len(message.meta["tool_calls"]) == 3
+    rounds = sorted(set(reserved))  # each round's tokens set aside on top of the rounds' before it
+    assert len(rounds) == 3 and rounds[0] > 100 and rounds[1] > rounds[0] + 100 and rounds[2] == 350
+    assert limits.usage_today(store, "alice")[1] <= 350
+
+
+def test_what_a_tool_returns_of_its_servers_secret_environment_is_hidden_from_the_model_and_the_page(
+    fake, mcp_log, tmp_path
+):
+    store, conversation = new_store()
+    server = stdio_server("local", tmp_path / "stdio.log", API_KEY="k3y-of-the-server", ROOT_DIR="/srv/files")
+    with_stdio = dataclasses.replace(settings(fake, mcp_log), tool_servers=(server,))
+    calls = [
+        ("call_1", "local__environment", '{"name": "API_KEY"}'),
+        ("call_2", "local__environment", '{"name": "ROOT_DIR"}'),
+    ]
+    fake.reply(tokens=[], tool_calls=calls)
+    fake.reply(tokens=["Read."])
+    message = run_reply(store, conversation, "Read the key", with_stdio, Recorder())
+    assert [record["result"] for record in message.meta["tool_calls"]] == ["hf_***", "/srv/files"]
+    assert "k3y-of-the-server" not in json.dumps(fake.requests[-1].json)
+
+
+def test_stop_from_another_tab_between_two_calls_prevents_the_next_one(fake, mcp_log):
+    """Stop asked through the store (another tab, worker or host) once the first call is done: the second is not
+    made, and the model is not asked again."""
+    store, conversation = new_store()
+    calls = [("call_1", "web__echo", '{"text": "one"}'), ("call_2", "web__echo", '{"text": "two"}')]
+    fake.reply(tokens=[], tool_calls=calls)
+
+    def stop_when_the_first_call_is_done(event):
+        if event.kind == "waiting" and event.text == "":
+            store.request_stop(event.message.id)
+
+    message = run_reply(store, conversation, "Echo twice", settings(fake, mcp_log), stop_when_the_first_call_is_done)
+    assert message.status == "stopped"
+    assert [record["status"] for record in message.meta["tool_calls"]] == ["done", "not run"]
+    assert mcp_log.logged() == ["echo one"] and len(fake.requests) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.services import mcp_client, remembered, tools
+from chatbot.services import mcp_client, redaction, remembered, tools
 from chatbot.services.tool_servers import ToolServer
 from chatbot.services.tools import ToolCallStopped
 from config import load_config
@@ -113,3 +113,28 @@ def test_names_stay_unique_and_short_when_tools_collide():
         listed = mcp_client.ServerTool("s", tool, "", {"type": "object"})
         taken.append(tools.OfferedTool(tools._unique_name("s", tool, taken), server, listed))
     assert [t.name for t in taken] == ["s__a_b", "s__a_b_2", "s__" + "x" * 61, "s__" + "x" * 59 + "_2"]
+
+
+def test_a_result_that_echoes_a_configured_header_has_it_hidden(tmp_path):
+    fake = FakeMcpServer(tmp_path / "log", header="Authorization: Bearer s3cret-of-the-server")
+    try:
+        server = ToolServer("web", "auto", url=fake.url, headers={"Authorization": "Bearer s3cret-of-the-server"})
+        result = toolbox(server).call("call_1", "web__echo", '{"text": "Bearer s3cret-of-the-server"}')
+        assert (result.content, result.failed) == ("Bearer hf_***", False)
+    finally:
+        fake.stop()
+
+
+def test_an_mcp_servers_secrets_are_its_secret_looking_headers_env_and_url_parts_alone():
+    remote = ToolServer(
+        "web",
+        url="https://me:pa55word@tools.example.org/mcp?api_key=abcd1234&page=20",
+        headers={"Authorization": "Bearer t0ken-value", "X-Api-Key": "k3y-value", "Accept": "text/plain"},
+    )
+    local = ToolServer("files", command="tool", env={"DB_PASSWORD": "hunter22", "ROOT_DIR": "/srv/files"})
+    hidden = redaction.secrets_of_servers([remote, local])
+    assert sorted(hidden) == sorted(["t0ken-value", "k3y-value", "pa55word", "abcd1234", "hunter22"])
+    said = "401 for https://me:pa55word@tools.example.org/mcp?api_key=abcd1234&page=20"  # a failure, for the log
+    assert redaction.without_server_secrets(said, remote) == (
+        "401 for https://me:hf_***@tools.example.org/mcp?api_key=hf_***&page=20"
+    )

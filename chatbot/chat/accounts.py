@@ -82,6 +82,27 @@ def everyone(store: Records) -> list[Account]:
     return sorted((Account(**data) for data in store.records(KIND)), key=lambda account: account.created_at)
 
 
+def none_yet(store: Records) -> bool:
+    """Whether no account was made yet (nor an admin, in a store emptied since): the first visitor signs up."""
+    return no_admin_yet(store) and not store.records(KIND)
+
+
+def waiting(store: Records) -> int:
+    """How many accounts wait for an admin's approval."""
+    return sum(data["status"] == "pending" for data in store.records(KIND))
+
+
+def last_admin_problem(store: Records, account: Account) -> str | None:
+    """Why the account may not stop being an active admin (disabled, or no longer an admin): it is the only one,
+    and nobody would be left to let anyone in. None when another active admin remains."""
+    if not (account.admin and account.status == "active"):
+        return None
+    others = (other for other in everyone(store) if other.username != account.username)
+    if any(other.admin and other.status == "active" for other in others):
+        return None
+    return f"{account.username} is the only active admin; make another admin first."
+
+
 def create(
     store: Records,
     username: str,

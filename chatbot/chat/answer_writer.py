@@ -19,7 +19,7 @@ from chatbot.chat.events import Event, Kind, Listener
 from chatbot.chat.rendering import render_markdown
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.local_model.status import explain as explain_local_model_failure
-from chatbot.services import catalogue, discovery, inference, tools
+from chatbot.services import catalogue, discovery, inference, redaction, tools
 from chatbot.services.errors import InferenceError
 from chatbot.services.prompts import estimate_tokens, fit_to_context, strip_stops
 from chatbot.services.protocols import (
@@ -40,6 +40,7 @@ from chatbot.stores.failures import StoreUnavailable
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0  # while a tool runs, the answer is marked alive this often (running.STALE_SECONDS is 30)
 STOP_CHECK_SECONDS = 0.25  # and Stop from other tabs, workers and hosts looked for this often
+CALLS_PER_ROUND = 8  # tool calls run of one turn; those past it are not run, and the model is told so
 
 
 def history_turns(
@@ -127,9 +128,11 @@ class AnswerWriter:
             if settings.system_prompt:
                 turns.insert(0, {"role": "system", "content": settings.system_prompt})
             backend, fitted = self._fitted_turns(turns)
-            reservation = self._reserve(fitted if PROTOCOLS[backend.api].counts_prompt else [])
+            reservation = self._reserve(self._counted(backend, fitted))
             parameters = dataclasses.replace(settings.parameters, max_new_tokens=reservation.max_new_tokens)
-            toolbox = self._toolbox(backend)
+            token = redaction.secrets_of(backend)  # the toolbox hides it, and its servers' own, in results
+            toolbox = self._toolbox(backend, token)
+            secrets = token + redaction.secrets_of_servers(settings.tool_servers)  # hidden in every call
             round_turns: list[dict] = []  # the tool calls made so far and their results, as the model sees them
             rounds = 0
             while True:
@@ -150,7 +153,7 @@ class AnswerWriter:
                         raise  # only when a prompt passes it
                     backend, fitted = self._fitted_turns(turns)
                     continue
-                calls = answer.calls.calls()
+                calls = [redaction.scrubbed_call(call, secrets) for call in answer.calls.calls()]
                 if not calls or self.cancel.is_set():
                     break
                 if offered is None or toolbox is None:  # past TOOL_ROUNDS (or none offered): not made
@@ -161,6 +164,10 @@ class AnswerWriter:
                     break
                 rounds += 1
                 round_turns += self._run_round(answer, toolbox, calls, start)
+                if self.cancel.is_set():  # Stop during the round: the model is not asked again
+                    break
+                reservation = self._reserve(self._counted(backend, fitted + round_turns), reservation)
+                parameters = dataclasses.replace(parameters, max_new_tokens=reservation.max_new_tokens)
             self._settle_status(answer, stops, request.url)
         except InferenceError as error:
             error = catalogue.with_alternatives(error, settings.backend)
@@ -190,27 +197,35 @@ class AnswerWriter:
             self._retitle(attachments.in_words(history[0]), message)
         return message
 
-    def _toolbox(self, backend: inference.Backend) -> tools.Toolbox | None:
-        """The tools offered to this answer: none for a protocol without tools, or a server that refused them."""
+    def _toolbox(self, backend: inference.Backend, secrets: list[str]) -> tools.Toolbox | None:
+        """The tools offered to this answer, `secrets` (the model server's) and their servers' own hidden in their
+        results: none for a protocol without tools, or a server that refused them."""
         settings = self.settings
         if not settings.tool_servers or not PROTOCOLS[backend.api].takes_tools or tools.refused_before(backend):
             return None
         toolbox = tools.toolbox_for(
-            settings.tool_servers, settings.tool_timeout, settings.tool_result_max_chars, settings.connect_timeout
+            settings.tool_servers,
+            settings.tool_timeout,
+            settings.tool_result_max_chars,
+            settings.connect_timeout,
+            tuple(secrets),
         )
         return toolbox or None
 
     def _run_round(
         self, answer: GrowingAnswer, toolbox: tools.Toolbox, calls: list[ToolCall], start: int
     ) -> list[dict]:
-        """Run the calls of one turn, one at a time (none after Stop), keep their records with the answer, and
-        return the turns that tell the model what they gave; what the model wrote before them (from character
-        `start`) goes with its calls."""
+        """Run the calls of one turn, one at a time (none after Stop, looked for in the store before each call, nor
+        past CALLS_PER_ROUND), keep their records with the answer, and return the turns that tell the model what
+        they gave; what the model wrote before them (from character `start`) goes with its calls."""
         message = answer.message
         self._save(answer)  # what it wrote before calling: in the store before the call may take a while
         records = []
-        for call in calls:
-            if self.cancel.is_set():
+        for number, call in enumerate(calls):
+            if number >= CALLS_PER_ROUND:
+                records.append(tool_calls.not_run(call, f"Not run: at most {CALLS_PER_ROUND} tool calls per turn."))
+            elif self.cancel.is_set() or self.store.stop_requested(message.id):  # Stop in any tab, worker or host
+                self.cancel.set()
                 records.append(tool_calls.not_run(call, "Not run: the user pressed Stop."))
             else:
                 records.append(self._run_call(answer, toolbox, call))
@@ -273,16 +288,22 @@ class AnswerWriter:
         else:
             raise InferenceError.empty(url)
 
-    def _reserve(self, turns: list[dict]) -> limits.Reservation:
-        """Set aside the answer's tokens (and the prompt's `turns`, where the server counts them) in its owner's
-        count of today; an InferenceError in words when too few are left (answers started at once on other hosts
-        may have taken them since the message was let through)."""
-        prompt = sum(estimate_tokens(turn["content"]) for turn in turns if isinstance(turn["content"], str))
-        settings = self.settings
+    @staticmethod
+    def _counted(backend: inference.Backend, turns: list[dict]) -> list[dict]:
+        """The turns of a prompt that count in the tokens of today: all of them where the server counts them."""
+        return turns if PROTOCOLS[backend.api].counts_prompt else []
+
+    def _reserve(self, turns: list[dict], more_than: limits.Reservation | None = None) -> limits.Reservation:
+        """Set aside a request's tokens (and the prompt's `turns`) in its owner's count of today, added to what the
+        answer set aside before (`more_than`: each round after tool calls is a request too); an InferenceError in
+        words when too few are left (answers started at once on other hosts may have taken them since the message
+        was let through), which ends the answer with what it wrote."""
+        prompt = sum(estimate_tokens(turn["content"]) for turn in turns if isinstance(turn.get("content"), str))
+        allowed, wanted = self.settings.tokens_per_day, self.settings.parameters.max_new_tokens
         try:
-            return limits.reserve_tokens(
-                self.store, self.conversation.owner, settings.tokens_per_day, prompt, settings.parameters.max_new_tokens
-            )
+            if more_than is not None:
+                return limits.reserve_more(self.store, more_than, allowed, prompt, wanted)
+            return limits.reserve_tokens(self.store, self.conversation.owner, allowed, prompt, wanted)
         except limits.TokensUsedUp as used_up:
             raise InferenceError("limit", f"{used_up}.", "Your message is kept: press Regenerate then.") from None
 

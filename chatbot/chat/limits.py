@@ -4,6 +4,7 @@ limit."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import time
 from dataclasses import dataclass, field
@@ -163,6 +164,16 @@ def reserve_tokens(store: Counters, owner: str, allowed: int, prompt: int, max_n
         _tokens_today(store, owner, -over)
         return Reservation(owner, wanted - over, max_new_tokens - over)
     return Reservation(owner, wanted, max_new_tokens)
+
+
+def reserve_more(
+    store: Counters, reservation: Reservation, allowed: int, prompt: int, max_new_tokens: int
+) -> Reservation:
+    """Set aside the tokens of one more request of the same answer (a round after its tool calls) as
+    reserve_tokens does, added to `reservation` (settled together when the answer ends); TokensUsedUp when not
+    even one is left."""
+    more = reserve_tokens(store, reservation.owner, allowed, prompt, max_new_tokens)
+    return dataclasses.replace(reservation, tokens=reservation.tokens + more.tokens, max_new_tokens=more.max_new_tokens)
 
 
 def settle_tokens(store: Counters, reservation: Reservation, used: int) -> None:

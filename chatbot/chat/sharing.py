@@ -4,7 +4,9 @@ by its owner, optionally expiring (the web side is chatbot/web/shares.py).
 A link is `<conversation id>.<secret>`: what it shows is kept with its conversation in the store, so it is
 deleted and expires with it. A snapshot is kept once however many links show it, and counts with the files in
 what its owner may keep (FILES_KEPT_MB); links are limited per chat and per person (SHARE_LINKS_PER_CHAT,
-SHARE_LINKS_PER_PERSON). Links made before (a secret alone) are records of their own, still shown and revoked."""
+SHARE_LINKS_PER_PERSON). A branch whose answers called tools is shared only when its owner says so: what the tools
+returned is another server's text, and may be private. Links made before (a secret alone) are records of their
+own, still shown and revoked."""
 
 from __future__ import annotations
 
@@ -41,12 +43,19 @@ def share(
     render: Callable[[list[Message], str], str],
     kept_mb: float,
     with_files: bool = False,
+    with_tool_results: bool = False,
 ) -> str:
     """Snapshot `branch`, the one the conversation shows now (not its other versions): as JSON, for copies, and
     as the page shows it, rendered once rather than at every view, and kept once for every link that shows the
     same; its attached files served at the link only `with_files` (while the conversation keeps them). The new
-    link's id; ShareRefused when a new snapshot would pass what the owner may keep (`kept_mb`, FILES_KEPT_MB),
-    ConversationGone when it was deleted meanwhile. `render(branch, files_url)` is the page's HTML of a branch."""
+    link's id; ShareRefused when its answers called tools and the owner did not say `with_tool_results`, or when a
+    new snapshot would pass what the owner may keep (`kept_mb`, FILES_KEPT_MB), ConversationGone when it was
+    deleted meanwhile. `render(branch, files_url)` is the page's HTML of a branch."""
+    if tool_calls_in(branch) and not with_tool_results:
+        raise ShareRefused(
+            "This chat's answers called tools, and a link would show anyone who has it what the tools returned. "
+            'Tick "Share with what its tools returned" if they may read it, then make the link again.'
+        )
     token = f"{conversation.id}{SEPARATOR}{secrets.token_urlsafe(24)}"
     snapshot = transfer.as_json(conversation, Tree(branch))
     key = hashlib.sha256(f"{with_files}:{snapshot}".encode()).hexdigest()
@@ -65,6 +74,11 @@ def share(
     if not store.save_share(conversation, token, link, kept):  # deleted meanwhile
         raise ConversationGone
     return token
+
+
+def tool_calls_in(branch: list[Message]) -> int:
+    """How many tool calls the answers of `branch` keep, each with what its tool returned."""
+    return sum(len(message.meta.get("tool_calls", [])) for message in branch)
 
 
 def links(store: Store, owner: str) -> list[tuple[str, str, dict]]:

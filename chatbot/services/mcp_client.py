@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from chatbot.services import redaction
 from chatbot.services.tool_servers import ToolServer
 
 if TYPE_CHECKING:  # the SDK takes half a second to import: only a process that talks to an MCP server pays it
@@ -151,7 +152,8 @@ class _Connection:
                 opened.set_exception(ToolServerError(_refusal(self.refused) or _reason(error)))
                 opened.exception()  # retrieved: a failure to open is told by client(), not logged by asyncio
             elif not isinstance(error, asyncio.CancelledError):
-                log.warning("the session with MCP server %s ended: %s", self.server.name, _reason(error))
+                reason = redaction.without_server_secrets(_reason(error), self.server)
+                log.warning("the session with MCP server %s ended: %s", self.server.name, reason)
             if isinstance(error, asyncio.CancelledError):
                 raise
         finally:

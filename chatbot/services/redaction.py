@@ -1,22 +1,58 @@
-"""The token (and a URL's password) never reach a page, an export or a log: a server that echoes the request's
-Authorization header in an answer, an error inside the stream or a malformed line gets it replaced."""
+"""Secrets never reach a page, an export, a log or a model that should not see them: the token (and a URL's
+password) that a server echoes in an answer, an error inside the stream or a malformed line, the token a model
+puts into a tool call's name or arguments, and an MCP server's own headers, environment and URL secrets in what
+its tools return; each is replaced by HIDDEN."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from urllib.parse import urlsplit
+import json
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from chatbot.services.backend import Backend
 from chatbot.services.errors import InferenceError
-from chatbot.services.protocols.base import Chunk, held_back
+from chatbot.services.protocols.base import Chunk, ToolCall, held_back
+from chatbot.services.tool_servers import ToolServer
 
 HIDDEN = "hf_***"
+SECRET_NAME = re.compile(r"auth|token|key|secret|passw|pwd|cookie|credential|session|signature", re.IGNORECASE)
 
 
 def secrets_of(backend: Backend) -> list[str]:
     """What must not be shown: the token, and the password inside the backend's URL."""
-    password = urlsplit(backend.url).password
-    return [secret for secret in (backend.token, password) if secret and len(secret) >= 4]
+    return _long_enough([backend.token, urlsplit(backend.url).password])
+
+
+def secrets_of_servers(servers: Iterable[ToolServer]) -> list[str]:
+    """What of the MCP servers' configuration must not be shown: the values of their secret-looking headers and
+    environment variables (Authorization, tokens, keys, passwords; of "Bearer <token>" the token), their URLs'
+    passwords and secret-looking query values."""
+    found: list[str | None] = []
+    for server in servers:
+        named = {**server.headers, **server.env}
+        found += [_credential(value) for name, value in named.items() if SECRET_NAME.search(name)]
+        if server.url:
+            url = urlsplit(server.url)
+            found.append(url.password)
+            found += [value for name, value in parse_qsl(url.query) if SECRET_NAME.search(name)]
+    return _long_enough(found)
+
+
+def without_server_secrets(text: str, server: ToolServer) -> str:
+    """`text` (a server's failure, for a log) with that server's secrets hidden."""
+    return scrub(text, secrets_of_servers([server]))
+
+
+def _credential(value: str) -> str:
+    """Of "<scheme> <credential>" (Bearer, Basic, Token), the credential: the scheme alone is no secret."""
+    parts = value.split()
+    return parts[1] if len(parts) == 2 else value
+
+
+def _long_enough(found: Iterable[str | None]) -> list[str]:
+    return [secret for secret in found if secret and len(secret) >= 4]
 
 
 def scrub(text: str, secrets: list[str]) -> str:
@@ -29,6 +65,32 @@ def scrubbed(error: InferenceError, secrets: list[str]) -> InferenceError:
     error.message, error.hint = scrub(error.message, secrets), scrub(error.hint, secrets)
     error.args = (error.message,)
     return error
+
+
+def scrubbed_call(call: ToolCall, secrets: list[str]) -> ToolCall:
+    """A tool call whose id, name and arguments hide every secret; in arguments that are JSON, also one written
+    with escapes (the JSON is then written anew)."""
+    if not secrets:
+        return call
+    arguments = scrub(call.arguments, secrets)
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        value = None
+    if value is not None and (hidden := _scrubbed_value(value, secrets)) != value:
+        arguments = json.dumps(hidden, ensure_ascii=False)
+    return ToolCall(scrub(call.id, secrets), scrub(call.name, secrets), arguments)
+
+
+def _scrubbed_value(value: Any, secrets: list[str]) -> Any:
+    """A JSON value with every secret in its strings (keys too) hidden."""
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, list):
+        return [_scrubbed_value(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {scrub(key, secrets): _scrubbed_value(item, secrets) for key, item in value.items()}
+    return value
 
 
 def redacted(chunks: Iterator[Chunk], secrets: list[str]) -> Iterator[Chunk]:

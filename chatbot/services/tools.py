@@ -1,6 +1,7 @@
 """The tools a model is offered for one answer: every tool of the configured MCP servers it may call, under a name
 unique to its server, as the chat completions `tools` list; and one call run: its arguments checked (JSON, then the
-tool's schema), its result bounded, every failure turned into words that go back to the model as the result.
+tool's schema), its result bounded with the servers' secrets hidden, every failure turned into words that go back to
+the model as the result.
 
 Only servers with `"trust": "auto"` are offered: a server that asks first needs the approval card, not built yet.
 """
@@ -19,7 +20,7 @@ import jsonschema
 import jsonschema.exceptions
 import jsonschema.validators
 
-from chatbot.services import mcp_client
+from chatbot.services import mcp_client, redaction
 from chatbot.services.backend import Backend
 from chatbot.services.errors import InferenceError
 from chatbot.services.mcp_client import ServerTool, ToolCallStopped, ToolServerError
@@ -73,12 +74,16 @@ class ToolResult:
 
 
 class Toolbox:
-    """The tools offered to one answer, and how long a call may take and how much of its result is shown."""
+    """The tools offered to one answer, how long a call may take, how much of its result is shown, and the
+    `secrets` hidden in it (redaction.HIDDEN in their place)."""
 
-    def __init__(self, tools: list[OfferedTool], timeout: float, max_chars: int) -> None:
+    def __init__(
+        self, tools: list[OfferedTool], timeout: float, max_chars: int, secrets: list[str] | None = None
+    ) -> None:
         self.tools = {tool.name: tool for tool in tools}
         self.timeout = timeout
         self.max_chars = max_chars
+        self.secrets = secrets or []
 
     def __bool__(self) -> bool:
         return bool(self.tools)
@@ -102,7 +107,7 @@ class Toolbox:
             result.content = f"The tool failed: {output.text}" if output.failed else output.text
         except (_Refused, ToolServerError) as failure:
             result.failed, result.content = True, str(failure)
-        result.content = bounded(result.content, self.max_chars)
+        result.content = bounded(redaction.scrub(result.content, self.secrets), self.max_chars)
         result.seconds = round(time.monotonic() - started, 3)
         return result
 
@@ -141,17 +146,23 @@ def _checked_arguments(text: str, schema: dict[str, Any]) -> dict[str, Any]:
 _listings: Remembered[str, tuple[float, ToolServer, list[ServerTool] | None]] = Remembered()
 
 
-def toolbox_for(servers: tuple[ToolServer, ...], timeout: float, max_chars: int, connect_timeout: float) -> Toolbox:
+def toolbox_for(
+    servers: tuple[ToolServer, ...],
+    timeout: float,
+    max_chars: int,
+    connect_timeout: float,
+    hidden: tuple[str, ...] = (),
+) -> Toolbox:
     """The tools of the `servers` the model may call without asking (trust "auto"), each call within `timeout`
-    seconds and its result cut at `max_chars`; a server that does not answer within `connect_timeout` (logged)
-    offers none until it does."""
+    seconds and its result cut at `max_chars`, the servers' secrets and the `hidden` ones (the model server's
+    token) hidden in it; a server that does not answer within `connect_timeout` (logged) offers none until it does."""
     offered: list[OfferedTool] = []
     for server in servers:
         if server.trust != "auto":
             continue  # each call would wait for the user's yes: the approval card is not built yet
         for tool in _listing(server, connect_timeout):
             offered.append(OfferedTool(_unique_name(server.name, tool.name, offered), server, tool))
-    return Toolbox(offered, timeout, max_chars)
+    return Toolbox(offered, timeout, max_chars, redaction.secrets_of_servers(servers) + list(hidden))
 
 
 def _listing(server: ToolServer, timeout: float) -> list[ServerTool]:
@@ -165,7 +176,8 @@ def _listing(server: ToolServer, timeout: float) -> list[ServerTool]:
     try:
         tools = [tool for tool in mcp_client.list_tools(server, timeout) if _schema_is_valid(server, tool)]
     except ToolServerError as error:
-        log.warning("the tools of MCP server %s are not offered: %s", server.name, error)
+        reason = redaction.without_server_secrets(str(error), server)
+        log.warning("the tools of MCP server %s are not offered: %s", server.name, reason)
         tools = None
     with _listings.lock:
         _listings[server.name] = (now, server, tools)

@@ -20,10 +20,12 @@ class StoreUnavailable(Exception):
 
 
 def translating(errors: tuple[type[BaseException], ...], explain: Explain) -> Callable[[StoreClass], StoreClass]:
-    """A class decorator: the store's public methods raise StoreUnavailable(explain(store, error)) for `errors`."""
+    """A class decorator: the store's public methods, its own and those it inherits (chatbot/stores/sql.py), raise
+    StoreUnavailable(explain(store, error)) for `errors`."""
 
     def decorate(cls: StoreClass) -> StoreClass:
-        for name, method in list(vars(cls).items()):
+        for name in dir(cls):
+            method = getattr(cls, name)
             if callable(method) and not name.startswith("_"):
                 setattr(cls, name, _translated(method, errors, explain))
         return cls

@@ -42,8 +42,8 @@ def change_account(username: str):
     action = request.form.get("action", "")
     if account is None:
         abort(404)
-    if account.username == g.account.username and action in ("disable", "remove-admin"):
-        return dashboard("You cannot disable your own account or take away your own admin rights.", 400)
+    if action in ("disable", "remove-admin") and (problem := accounts.last_admin_problem(store(), account)):
+        return dashboard(f"Nothing was changed: {problem}", 400)
     notice = f"{account.username}: done."
     if action in ("approve", "enable"):
         account.status = "active"

@@ -58,7 +58,8 @@ def who_is_chatting():
     if mode != "none" and g.account is None and request.endpoint not in PUBLIC:
         if mode == "header" or request.endpoint == "chat.conversation_socket" or request.method != "GET":
             abort(401)
-        return redirect(url_for("auth.sign_in"))
+        first_visit = mode == "local" and accounts.none_yet(store())  # nobody to sign in: the first one signs up
+        return redirect(url_for("auth.sign_up" if first_visit else "auth.sign_in"))
     return None
 
 
@@ -157,7 +158,19 @@ def announce_setup_code(made_only: bool = False) -> None:
 def account_in_templates() -> dict:
     """Who reads the page (a socket's fragments say it themselves: they are rendered outside the request)."""
     account, config = g.get("account"), current_app.config
-    return {"account": account, "auth": config["AUTH"], "runs_the_chat": runs_the_chat(account, config)}
+    return {
+        "account": account,
+        "auth": config["AUTH"],
+        "runs_the_chat": runs_the_chat(account, config),
+        "waiting_for_approval": waiting_for_approval,
+    }
+
+
+def waiting_for_approval() -> int:
+    """How many accounts wait for approval, for an admin reading the page (the badge by the admin page's link);
+    0 for anyone else. Read only where a template asks."""
+    account = g.get("account")
+    return accounts.waiting(store()) if account is not None and account.admin else 0
 
 
 def begin_session(account: accounts.Account):

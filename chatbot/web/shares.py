@@ -38,6 +38,12 @@ def shown_links(conversation: Conversation) -> list[tuple[str, float | None]]:
     return [*conversation.settings.get("shares", []), *listed]
 
 
+@bp.app_template_global("tool_calls_in")
+def tool_calls_in(messages: list[Message]) -> int:
+    """How many tool calls the branch shown keeps: its share form then asks before what they returned is shared."""
+    return sharing.tool_calls_in(messages)
+
+
 @bp.post("/c/<conversation_id>/shares")
 def make_link(conversation_id: str):
     conversation = own_conversation(conversation_id)
@@ -48,8 +54,11 @@ def make_link(conversation_id: str):
         return chat_page(conversation, too_many, status=400)
     lifetime = sharing.LIFETIMES.get(request.form.get("expires", "never"), None)
     kept_mb, with_files = current_app.config["FILES_KEPT_MB"], bool(request.form.get("with_files"))
+    with_tool_results = bool(request.form.get("with_tool_results"))
     try:
-        token = sharing.share(store(), conversation, branch, lifetime, snapshot_page, kept_mb, with_files)
+        token = sharing.share(
+            store(), conversation, branch, lifetime, snapshot_page, kept_mb, with_files, with_tool_results
+        )
     except sharing.ShareRefused as refused:
         return chat_page(conversation, str(refused), status=400)
     except sharing.ConversationGone:

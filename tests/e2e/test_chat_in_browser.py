@@ -702,3 +702,42 @@ def test_the_model_titles_the_chat_after_its_first_answer(page, tmp_path, fake):
         page.reload()
         expect(page.locator("#conversation-title")).to_have_text("Train trip to Porto")
         page.goto("about:blank")
+
+
+def test_a_chat_whose_answer_called_a_tool_is_shared_only_once_its_box_is_ticked(
+    page, browser, tmp_path, fake, mcp_log
+):
+    """The share form says the chat's answer called a tool, and the browser posts it only with the box ticked (it
+    is required; a post without it is refused in words: tests/test_shares.py); the link then shows the call."""
+    environment = app_environment(
+        tmp_path,
+        API_URL=fake.url + "/v1",
+        INFERENCE_API="chat",
+        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
+        HF_API_TOKEN=TOKEN,
+        READ_TIMEOUT="5",
+        MCP_SERVERS=json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}]),
+    )
+    with GunicornApp(environment) as app:
+        page.goto(app.url + "/")
+        fake.reply(tokens=[], tool_calls=[("call_1", "web__echo", '{"text": "private notes"}')])
+        ask(page, fake, "Echo my notes", ["Echoed."])
+        expect(page.locator(".message.assistant.done")).to_contain_text("Echoed.")
+        page.reload()  # the form as the page makes it now the chat has tool results
+        page.click("text=Rename, export or delete")
+        expect(page.locator("text=a link shows anyone who has it what they returned")).to_be_visible()
+        posted = []
+        page.on("request", lambda request: posted.append(request.url) if request.method == "POST" else None)
+        page.click("text=Make a share link")  # not ticked: the browser does not post
+        expect(page.locator("input[name=with_tool_results]:invalid")).to_have_count(1)
+        page.wait_for_timeout(500)
+        assert posted == []
+        page.check("input[name=with_tool_results]")
+        page.click("text=Make a share link")
+        expect(page.locator("#notice")).to_contain_text("Anyone with this link can read the chat as it is now")
+        link = page.locator("#notice").inner_text().rsplit(" ", 1)[1]
+        other = browser.new_context().new_page()
+        other.goto(link)
+        expect(other.locator("details.tool-call summary")).to_contain_text('Called web__echo(text: "private notes")')
+        other.context.close()
+        page.goto("about:blank")
