@@ -293,6 +293,7 @@ def test_a_new_chat_starts_with_the_model_and_settings_used_last_in_this_browser
         tab.close()
     token = csrf(client.get(chat_url).text)
     client.post(f"{chat_url}/settings", data={"csrf_token": token, "temperature": "0.3", "do_sample": "on"})
+    client.post(f"{chat_url}/rename", data={"csrf_token": token, "title": "Kept"})  # New chat makes another then
     page = client.get(new_chat(client)).text
     assert '<span id="current-model">Router chat</span>' in page and "temperature 0.3" in page
     stranger = two_models.test_client()  # another browser, without accounts: its own
@@ -316,6 +317,7 @@ def test_set_as_my_default_wins_over_what_was_used_last_and_follows_the_account(
         "Your new chats start with this model" in laptop.post(f"{chat}/settings", data=form, follow_redirects=True).text
     )
     laptop.post(f"{chat}/model", data={"csrf_token": token, "model": "Gemma"})  # used last, not the default
+    laptop.post(f"{chat}/rename", data={"csrf_token": token, "title": "Kept"})  # New chat makes another then
     page = phone.get(new_chat(phone)).text  # another browser of the same account
     assert '<span id="current-model">Router chat</span>' in page
     changed = re.search(r'<span class="changed-settings">([^<]*)</span>', page)[1].split(" · ")

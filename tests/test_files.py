@@ -206,7 +206,10 @@ def test_too_much_text_for_the_context_window_is_refused_with_the_numbers(tmp_pa
 def test_a_file_uploaded_by_the_script_is_sent_by_its_id_and_only_from_its_own_chat(client, fake):
     chat = open_chat(client)
     file_id = uploaded_id(upload(client, chat, "notes.md", b"# Notes\nbuy milk"))
-    other = client.post("/c", data={"csrf_token": csrf(client.get(chat).text)}).location
+    token = csrf(client.get(chat).text)
+    client.post(f"{chat}/rename", data={"csrf_token": token, "title": "Notes"})  # not New chat's to go back to
+    other = client.post("/c", data={"csrf_token": token}).location
+    assert other != chat
     refused = send_form(client, other, "what do my notes say?", attachment=file_id)
     assert refused.status_code == 400 and "An attached file is no longer there. Attach it again." in refused.text
     assert send_form(client, chat, "what do my notes say?", attachment=file_id).status_code == 302

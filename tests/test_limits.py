@@ -83,8 +83,13 @@ def test_new_chats_an_hour_per_session_and_per_address(limited_app):
     app = limited_app(CONVERSATIONS_PER_HOUR=2, CONVERSATIONS_PER_HOUR_PER_ADDRESS=3)
     client = browser(app, "203.0.113.7")
     chat = open_chat(client)  # the first visit makes the first chat
-    assert client.post("/c", data={"csrf_token": csrf(client.get(chat).text)}).status_code == 302
-    refused = client.post("/c", data={"csrf_token": csrf(client.get(chat).text)})
+    token = csrf(client.get(chat).text)
+    assert client.post("/c", data={"csrf_token": token}).location == chat  # empty: gone back to, not counted
+    client.post(f"{chat}/rename", data={"csrf_token": token, "title": "First"})  # no longer New chat's to reuse
+    second = client.post("/c", data={"csrf_token": token}).location
+    assert second != chat
+    client.post(f"{second}/rename", data={"csrf_token": token, "title": "Second"})
+    refused = client.post("/c", data={"csrf_token": token})
     assert refused.status_code == 429
     assert "This browser has asked for 2 new chats this hour" in refused.text
     assert "carry on in one of your chats" in refused.text

@@ -3,9 +3,11 @@
 import io
 import json
 import re
+from datetime import datetime, timedelta
 
 import pytest
 
+from chatbot.stores.conversations import Conversation, new_id
 from tests.fakes.hf_server import TOKEN
 from tests.helpers import csrf, open_chat, post, sign_in, sign_up
 
@@ -44,7 +46,7 @@ def test_forms_need_the_csrf_token(client):
     assert client.post("/c").status_code == 400
     token = csrf(client.get(chat).text)
     created = client.post("/c", data={"csrf_token": token})
-    assert created.status_code == 302 and created.location != chat
+    assert created.status_code == 302 and created.location == chat  # the chat with no message yet, not another
 
 
 def test_without_javascript_the_form_posts_and_the_page_shows_the_answer(client, fake):
@@ -345,3 +347,66 @@ def test_on_the_built_in_model_the_greeting_says_it_is_tiny_and_how_to_get_a_bet
         assert "HF_API_TOKEN in .env" in note and "API_URL in .env" in note
     else:
         assert note.endswith(", or ask the admin for one.") and ".env" not in note
+
+
+def owner_of(client):
+    with client.session_transaction() as session:
+        return session["owner"]
+
+
+def test_the_sidebar_groups_the_chats_by_the_day_of_their_last_activity(client, store):
+    chat = open_chat(client)
+    now = datetime.now()
+    for title, days_ago in [("Plan a garden", 0), ("Tax questions", 3), ("Old poem", 40), ("Older still", 90)]:
+        kept = Conversation(new_id(), owner_of(client), title, updated_at=(now - timedelta(days=days_ago)).timestamp())
+        store.restore_conversation(kept, [])
+    sidebar = client.get(chat).text.split('<nav class="sidebar"')[1].split("</nav>")[0]
+    groups = re.findall(r'<h2 class="chat-group" id="[^"]+">([^<]+)</h2>\s*<ul[^>]*>(.*?)</ul>', sidebar, re.S)
+    assert [(heading, re.findall(r">([^<>]+)</a>", chats)) for heading, chats in groups] == [
+        ("Today", ["Plan a garden", "New chat"]),  # newest first
+        ("Previous 7 days", ["Tax questions"]),
+        ("Older", ["Old poem", "Older still"]),
+    ]  # no "Yesterday": nothing was used then
+    found = client.get(f"{chat}?q=poem").text
+    assert re.findall(r'<h2 class="chat-group" id="[^"]+">([^<]+)</h2>', found) == ["Older"]
+
+
+@pytest.mark.parametrize("preset", [False, True], ids=["New chat", "from a preset"])
+def test_new_chat_twice_makes_one_empty_chat_and_goes_back_to_it(client, store, fake, preset):
+    chat = open_chat(client)  # the first visit makes a chat: empty
+    token = csrf(client.get(chat).text)
+    if preset:
+        client.post(f"{chat}/settings", data={"csrf_token": token, "system_prompt": "Be terse.", "max_new_tokens": "9"})
+        client.post(f"{chat}/presets", data={"csrf_token": token, "name": "Terse"})
+    form = {"csrf_token": token, **({"preset": "own:Terse"} if preset else {})}
+    assert [client.post("/c", data=form).location for _ in range(2)] == [chat, chat]  # no new one
+    assert len(store.list_conversations(owner_of(client))) == 1
+    fake.reply(tokens=["Hi"])
+    client.post(f"{chat}/messages", data={"csrf_token": token, "message": "Hello"})
+    other = client.post("/c", data=form).location
+    assert other != chat and client.post("/c", data=form).location == other
+    assert len(store.list_conversations(owner_of(client))) == 2
+    assert client.get(other).text.count('<li><a href="/c/') == 2  # one entry each in the sidebar
+    renamed = client.post(f"{other}/rename", data={"csrf_token": token, "title": "Kept for later"})
+    assert renamed.status_code == 302 and client.post("/c", data=form).location not in (chat, other)
+
+
+def test_the_account_menu_holds_import_admin_and_sign_out_with_its_csrf_token(make_app):
+    app = make_app(AUTH="local")
+    client = app.test_client()
+    sign_up(client, "ada")  # the first account: the admin
+    page = client.get("/", follow_redirects=True).text
+    start = page.index('<details class="account account-menu"')
+    menu = page[start : page.index("</details>", start)]
+    assert '<span class="account-name">ada</span>' in menu and "Signed in as <strong>ada</strong>" in menu
+    assert '<a href="/admin/" class="admin-link">Admin</a>' in menu and 'id="import-file"' in menu
+    sign_out = re.search(r'<form method="post" action="/sign-out">\s*<input type="hidden" name="csrf_token"', menu)
+    assert sign_out and 'action="/sign-out-everywhere"' in menu
+    sidebar_outside_the_menu = page.split('<nav class="sidebar"')[1].split("</nav>")[0].replace(menu, "")
+    for moved in ("import-file", "/sign-out", "/admin/"):
+        assert moved not in sidebar_outside_the_menu
+    sign_up(app.test_client(), "bob")  # waits for ada's approval: the closed menu says so
+    summary = client.get("/", follow_redirects=True).text.split('id="account-menu">')[1].split("</summary>")[0]
+    assert '<span class="badge waiting-mark" title="1 waiting for approval">1<span' in summary
+    assert client.post("/sign-out").status_code == 400  # still a form post with the token
+    assert client.post("/sign-out", data={"csrf_token": csrf(page)}).status_code == 302

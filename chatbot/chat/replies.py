@@ -47,7 +47,7 @@ def run_reply(
         user_message.meta["attachments"] = edited.meta["attachments"]
     answer = start_answer(store, conversation, [user_message, _new_answer(conversation, settings, user_message)])
     first_title = titles.title_from(attachments.in_words(user_message))  # saved alone, and only over "New chat"
-    if conversation.title == "New chat" and store.replace_title(conversation, "New chat", first_title):
+    if conversation.title == titles.UNTITLED and store.replace_title(conversation, titles.UNTITLED, first_title):
         conversation.title = first_title
     new_branch = edited is not None or (bool(tree.messages) and after not in tree.by_id)
     shown_anew = Tree([*tree.messages, user_message, answer]) if new_branch else None

@@ -21,6 +21,7 @@ ASK = (
     "Write a title of at most six words for the conversation below. Answer with the title alone: no quotes, "
     "no punctuation at the end.\n\nUser: {question}\n\nAssistant: {answer}"
 )
+UNTITLED = "New chat"  # a chat's title until its first message names it (Store.create_conversation's default)
 TITLE_LENGTH = 60  # characters of a title made from the first message
 SHOWN = 1500  # characters of the question and of the answer the model reads for it
 TITLE_TOKENS = 24

@@ -4,10 +4,11 @@ conversation, the chat page, the limits as this request's visitor and address me
 from __future__ import annotations
 
 import io
+from datetime import datetime
 
 from flask import abort, current_app, g, render_template, request, send_file, session
 
-from chatbot.chat import accounts, approvals, attachments, defaults, limits, picker, presets
+from chatbot.chat import accounts, approvals, attachments, chat_list, defaults, limits, picker, presets
 from chatbot.chat.actions import Visitor
 from chatbot.chat.branches import Tree
 from chatbot.chat.reply_settings import changed_settings, settings_for_conversation
@@ -41,13 +42,15 @@ def chat_page(
     """The chat page; `draft` in the box and `files` (as stored) attached to it, when a message was refused; a share
     link just made beside its form."""
     query = request.args.get("q", "").strip()
-    listed = store().search_conversations(conversation.owner, query) if query else None
+    owner = conversation.owner
+    listed = store().search_conversations(owner, query) if query else store().list_conversations(owner)
     config = visible_config()
     tree = Tree(store().messages(conversation))
     return render_template(
         "chat/page.html",
         conversation=conversation,
-        conversations=listed if listed is not None else store().list_conversations(conversation.owner),
+        conversations=listed,
+        chat_groups=chat_list.grouped(listed, datetime.now().astimezone()),  # the server's days
         query=query,
         messages=tree.chosen(conversation.leaf_id),
         tree=tree,

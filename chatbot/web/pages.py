@@ -7,7 +7,7 @@ from functools import partial
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, session, url_for
 
-from chatbot.chat import actions, approvals, defaults, picker, presets, reasoning, sharing, transfer
+from chatbot.chat import actions, approvals, chat_list, defaults, picker, presets, reasoning, sharing, transfer
 from chatbot.chat.actions import Refusal, Refused
 from chatbot.chat.branches import Tree
 from chatbot.chat.reply_settings import save_conversation_settings
@@ -42,9 +42,13 @@ def index():
 
 @bp.post("/c")
 def new_conversation():
-    if refused := limited("conversations"):
-        return refused_new_chat(refused)
-    conversation = store().create_conversation(owner_id())
+    """A chat with no message yet: the visitor's own if they have one (pressing New chat twice makes one chat, not
+    two), else a new one; with the preset picked, or what the visitor's new chats start with."""
+    conversation = chat_list.empty_chat(store(), owner_id())
+    if conversation is None:
+        if refused := limited("conversations"):
+            return refused_new_chat(refused)
+        conversation = store().create_conversation(owner_id())
     preset = request.form.get("preset")
     if not preset or not presets.start(store(), conversation, visible_config(), preset):
         defaults.start(store(), conversation, visible_config())

@@ -98,7 +98,8 @@
 
   function typing(target) { return target.closest && target.closest("input, textarea, select, [contenteditable]"); }
 
-  // Esc closes the panel the focus is in, else the one opened last: Settings, a message's Edit, the chat list.
+  // Esc closes the panel the focus is in, else the one opened last: Settings, a message's Edit, the account menu, the
+  // chat list.
   function closePanel() {
     var focused = document.activeElement && document.activeElement.closest("details[open]");
     var open = document.querySelectorAll("details[open]:not(.reasoning)");
@@ -126,6 +127,16 @@
     } else if (cancel) {
       event.preventDefault();
       cancel.closest("dialog").close();
+    }
+  });
+
+  // A click elsewhere closes the account menu and the phone's chat list, as Esc does (closePanel).
+  document.addEventListener("click", function (event) {
+    var account = document.getElementById("account-menu");
+    var list = document.getElementById("sidebar-switch");
+    if (account && account.open && !account.contains(event.target)) { account.open = false; }
+    if (list && list.checked && !event.target.closest("#sidebar, #sidebar-switch, .sidebar-switch-label")) {
+      list.checked = false;
     }
   });
 

@@ -285,6 +285,7 @@ def test_export_and_import_round_trip(page, gunicorn_on_fake, fake, tmp_path):
     saved = tmp_path / "export.json"
     download.value.save_as(saved)
 
+    page.click("#account-menu summary")  # import is in the account menu
     page.set_input_files("#import-file", str(saved))
     page.click("button:has-text('Import')")
     expect(page.locator(".conversation-list li")).to_have_count(2)
@@ -400,9 +401,9 @@ def test_screenshots_light_dark_and_phone(browser, gunicorn_on_fake, fake):
         expect(page.locator(".message.assistant.done .branch-position")).to_have_text("2 / 2")
         if name == "phone":
             expect(page.locator(".conversation-list")).to_be_hidden()
-            page.click("text=Chats")
+            page.click(".sidebar-switch-label")
             expect(page.locator(".conversation-list")).to_be_visible()
-            page.click("text=Chats")
+            page.click(".sidebar-switch-label")
         page.screenshot(path=str(SHOTS / f"chat-{name}.png"))
         assert (SHOTS / f"chat-{name}.png").stat().st_size > 10_000
         context.close()

@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import app_environment
-from tests.e2e.test_chat_in_browser import REGENERATE
+from tests.e2e.test_chat_in_browser import REGENERATE, SHOTS
 from tests.fakes.hf_server import ROUTER_MODELS, TOKEN
 from tests.servers import GunicornApp
 
@@ -188,3 +188,19 @@ def test_an_empty_chat_greets_and_an_example_prompt_sends_on_click(chat, fake):
     expect(chat.locator(".message.assistant.done")).to_contain_text("Sunlight bends.")
     expect(greeting).to_be_hidden()
     expect(chat.locator("#message-input")).to_have_value("")
+
+
+def test_the_model_menu_open_pictured_for_the_readme(browser, two_models, fake):
+    """docs/chat-model-menu.png, made anew by every run (test-artifacts/) as the other pictures are."""
+    fake.catalogue = ROUTER_MODELS
+    context = browser.new_context(color_scheme="light", viewport={"width": 1200, "height": 760})
+    page = context.new_page()
+    page.goto(two_models.url + "/")
+    answer(page, fake, "Which model should I pick for code?", ["Any of these; Router chat is on the router."])
+    page.click("#model-menu summary")
+    expect(page.locator(".model-group").first).to_be_visible()
+    expect(page.locator(".model-choice[aria-current=true]")).to_contain_text("Gemma")
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "chat-model-menu.png"))
+    assert (SHOTS / "chat-model-menu.png").stat().st_size > 10_000
+    context.close()

@@ -1,7 +1,9 @@
 """Every page on a phone (Chromium's phone emulation at 390 and 360 wide), with every panel open: nothing is
-wider than the screen except inside a box that scrolls itself, the top bar is one line, the composer small."""
+wider than the screen except inside a box that scrolls itself, the top bar is one line, the composer small, and the
+chat list opens as a drawer under the bar."""
 
 import pytest
+from playwright.sync_api import expect
 
 PHONES = {"390x844": {"width": 390, "height": 844}, "360x740": {"width": 360, "height": 740}}
 # Elements that stand past the screen's edge, except those inside a box that scrolls (or clips) itself.
@@ -54,15 +56,42 @@ def test_no_page_is_wider_than_a_phone_with_every_panel_open(browser, pages, nam
 def test_on_a_phone_the_top_bar_is_one_line_and_the_empty_composer_small(browser, pages, size):
     page = phone(browser, size, pages["cookies"])
     page.goto(pages["chat"])
-    bar, menu, new = (
-        page.locator(selector).bounding_box() for selector in (".sidebar", ".sidebar-switch-label", ".new-chat")
-    )
-    assert bar["height"] < 60 and abs(menu["y"] - new["y"]) < 4, (bar, menu, new)  # one line
+    long_title = "A title far too long for a phone's top bar, which cuts it with an ellipsis " * 2
+    page.evaluate("title => document.getElementById('conversation-title').textContent = title", long_title)
+    parts = ".sidebar-switch-label", "#conversation-title", "#current-model", ".top-bar .new-chat"
+    bar, *boxes = (page.locator(selector).bounding_box() for selector in (".top-bar", *parts))
+    assert bar["height"] < 60, bar
+    middles = [box["y"] + box["height"] / 2 for box in boxes]
+    assert max(middles) - min(middles) < 4, boxes  # one line, in this order, all on the screen
+    assert [box["x"] for box in boxes] == sorted(box["x"] for box in boxes)
+    assert boxes[-1]["x"] + boxes[-1]["width"] <= size["width"]
+    title = page.locator("#conversation-title")
+    assert title.evaluate("h => h.scrollWidth > h.clientWidth && getComputedStyle(h).textOverflow") == "ellipsis"
+    assert page.locator("#current-model").inner_text() == "gemma-7b-it"  # short: without "google/"
     page.evaluate("scrollTo(0, document.body.scrollHeight)")
-    assert page.locator(".sidebar").bounding_box()["y"] == 0  # the bar stays at the top
+    assert page.locator(".top-bar").bounding_box()["y"] == 0  # the bar stays at the top
     composer = page.locator("#composer")
     empty = composer.bounding_box()["height"]
     assert empty <= 0.15 * size["height"], empty
     page.fill("#message-input", "\n".join(f"line {n}" for n in range(6)))
     assert composer.bounding_box()["height"] > empty + 40  # it grows with the text
+    page.context.close()
+
+
+def test_on_a_phone_the_chat_list_is_a_drawer_that_chats_opens_and_closes(browser, pages):
+    page = phone(browser, PHONES["390x844"], pages["cookies"])
+    page.goto(pages["chat"])
+    chats = page.locator(".conversation-list")
+    expect(chats).to_be_hidden()
+    page.click(".sidebar-switch-label")
+    expect(chats).to_contain_text("Show me wide things")
+    drawer, bar = page.locator(".sidebar").bounding_box(), page.locator(".top-bar").bounding_box()
+    assert drawer["y"] == bar["y"] + bar["height"] and drawer["width"] < 390  # under the bar, the chat beside it
+    expect(page.locator(".sidebar .new-chat")).to_be_hidden()  # the bar has New chat
+    page.click(".sidebar-switch-label")
+    expect(chats).to_be_hidden()
+    page.click(".sidebar-switch-label")
+    expect(chats).to_be_visible()
+    page.mouse.click(380, 400)  # on the chat beside the list: it closes (with the script)
+    expect(chats).to_be_hidden()
     page.context.close()
