@@ -140,3 +140,26 @@ def test_an_mcp_servers_secrets_are_its_secret_looking_headers_env_and_url_parts
     assert redaction.without_server_secrets(said, remote) == (
         "401 for https://me:hf_***@tools.example.org/mcp?api_key=hf_***&page=20"
     )
+
+
+def test_a_server_that_hangs_to_its_deadline_is_not_asked_again_by_the_very_next_answer(monkeypatch):
+    import socket
+    import threading
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: [held.append(listener.accept()[0]) for _ in range(10)], daemon=True).start()
+    monkeypatch.setattr(tools, "FAILED_LISTING_SECONDS", 1.0)  # shorter than the deadline the server waits out
+    hung = ToolServer("hung", "auto", url=f"http://127.0.0.1:{listener.getsockname()[1]}/mcp")
+    try:
+        waits = []
+        for _ in range(2):
+            started = time.monotonic()
+            assert not toolbox(hung, CONNECT_TIMEOUT="1.5")
+            waits.append(time.monotonic() - started)
+        assert waits[0] >= 1.5 and waits[1] < 0.5
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()

@@ -178,8 +178,8 @@ def _listing(server: ToolServer, timeout: float) -> list[ServerTool]:
         reason = redaction.without_server_secrets(str(error), server)
         log.warning("the tools of MCP server %s are not offered: %s", server.name, reason)
         tools = None
-    with _listings.lock:
-        _listings[server.name] = (now, server, tools)
+    with _listings.lock:  # timed from the answer: a server that hangs to its deadline is not asked at once again
+        _listings[server.name] = (time.monotonic(), server, tools)
     return tools or []
 
 
