@@ -9,7 +9,7 @@ from chatbot.services import mcp_client, redaction, remembered, tools
 from chatbot.services.tool_servers import ToolServer
 from chatbot.services.tools import ToolCallStopped
 from config import load_config
-from tests.fakes.mcp_server import FakeMcpServer
+from tests.fakes.mcp_server import FakeMcpServer, stdio_server
 
 
 @pytest.fixture(autouse=True)
@@ -163,3 +163,17 @@ def test_a_server_that_hangs_to_its_deadline_is_not_asked_again_by_the_very_next
         listener.close()
         for connection in held:
             connection.close()
+
+
+def test_a_server_listing_a_flood_of_tools_is_offered_a_bounded_few_with_short_descriptions(tmp_path, caplog):
+    import json
+
+    flood = stdio_server("flood", tmp_path / "log", MCP_FAKE_FLOOD="200")
+    box = toolbox(flood, CONNECT_TIMEOUT="60")
+    names = list(box.tools)
+    assert len(names) == tools.TOOLS_PER_SERVER and "flood__echo" in names  # its own six, then odd floods
+    assert "flood__flood_1" in names and "flood__flood_0" not in names  # an even one's schema is 100,000 long
+    assert max(len(d["function"]["description"]) for d in box.definitions()) == tools.DESCRIPTION_CHARS
+    assert len(json.dumps(box.definitions())) < 100_000  # not the 10 MB the server listed
+    assert "100 tools of MCP server flood are not offered: their inputSchema is over 8192 characters" in caplog.text
+    assert "MCP server flood lists 106 tools: only its first 64 are offered" in caplog.text

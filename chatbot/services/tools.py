@@ -9,6 +9,7 @@ Every configured server is offered; a call of one with `"trust": "ask"` waits fo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 NAME_LENGTH = 64  # what OpenAI-style servers take for a function's name (letters, digits, _ and -)
 LISTING_SECONDS = 60.0  # a server's list of tools is asked again after this long
 FAILED_LISTING_SECONDS = 15.0  # a server that did not answer is not asked again before this
+TOOLS_PER_SERVER = 64  # offered of one server's list: each tool is sent with every request of an answer
+DESCRIPTION_CHARS = 1024  # of a tool's description (what OpenAI takes), the rest cut
+SCHEMA_CHARS = 8192  # of a tool's inputSchema as JSON: a tool with a longer one is not offered
 
 __all__ = [
     "OfferedTool",
@@ -173,7 +177,7 @@ def _listing(server: ToolServer, timeout: float) -> list[ServerTool]:
     if fresh and asked:
         return tools or []
     try:
-        tools = [tool for tool in mcp_client.list_tools(server, timeout) if _schema_is_valid(server, tool)]
+        tools = _bounded_listing(server, mcp_client.list_tools(server, timeout))
     except ToolServerError as error:
         reason = redaction.without_server_secrets(str(error), server)
         log.warning("the tools of MCP server %s are not offered: %s", server.name, reason)
@@ -183,15 +187,39 @@ def _listing(server: ToolServer, timeout: float) -> list[ServerTool]:
     return tools or []
 
 
+def _bounded_listing(server: ToolServer, listed: list[ServerTool]) -> list[ServerTool]:
+    """What the model is offered of a server's list (a hostile one may list thousands of tools with descriptions
+    and schemas of megabytes): its first TOOLS_PER_SERVER tools with a schema at most SCHEMA_CHARS long that can be
+    checked, their descriptions cut at DESCRIPTION_CHARS; what is left out is logged, once a listing."""
+    short = [tool for tool in listed if len(json.dumps(tool.input_schema)) <= SCHEMA_CHARS]
+    if long := len(listed) - len(short):
+        log.warning(
+            "%d tools of MCP server %s are not offered: their inputSchema is over %d characters",
+            long,
+            server.name,
+            SCHEMA_CHARS,
+        )
+    tools = [
+        dataclasses.replace(tool, description=tool.description[:DESCRIPTION_CHARS])
+        for tool in short
+        if _schema_is_valid(server, tool)
+    ]
+    if len(tools) > TOOLS_PER_SERVER:
+        log.warning(
+            "MCP server %s lists %d tools: only its first %d are offered", server.name, len(tools), TOOLS_PER_SERVER
+        )
+    return tools[:TOOLS_PER_SERVER]
+
+
 def _schema_is_valid(server: ToolServer, tool: ServerTool) -> bool:
     try:
         jsonschema.validators.validator_for(tool.input_schema).check_schema(tool.input_schema)
     except jsonschema.exceptions.SchemaError as error:
         log.warning(
             "tool %s of MCP server %s is not offered: its inputSchema is not valid (%s)",
-            tool.name,
+            tool.name[:100],
             server.name,
-            error.message,
+            error.message[:200],
         )
         return False
     return True
