@@ -137,7 +137,7 @@ def _checked_arguments(text: str, schema: dict[str, Any]) -> dict[str, Any]:
         raise _Refused(f"The arguments are not valid JSON ({error}). Call the tool again with a JSON object.") from None
     if not isinstance(arguments, dict):
         raise _Refused("The arguments must be a JSON object of named values. Call the tool again with one.")
-    validator = jsonschema.validators.validator_for(schema)(schema)
+    validator = _without_patterns(jsonschema.validators.validator_for(schema))(schema)
     mismatch = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
     if mismatch is not None:
         where = "".join(f"[{part!r}]" for part in mismatch.absolute_path)
@@ -146,6 +146,26 @@ def _checked_arguments(text: str, schema: dict[str, Any]) -> dict[str, Any]:
             f"The arguments do not fit the tool: {mismatch.message}{at}. Call the tool again with fixed ones."
         )
     return arguments
+
+
+def _without_patterns(checker: Any) -> Any:
+    """The schema's validator class with none of its regular expressions run on the model's arguments: a server's
+    pattern may take Python's `re` hours on a few dozen characters, holding the GIL and so the whole process (the
+    server checks its own patterns). `pattern` is not checked, nor properties against `patternProperties`, nor
+    `additionalProperties` or `unevaluatedProperties` (they match property names against them) beside them."""
+    keywords = checker.VALIDATORS
+
+    def additional(validator: Any, extras: Any, instance: Any, schema: dict[str, Any]) -> Any:
+        if "patternProperties" not in schema:
+            yield from keywords["additionalProperties"](validator, extras, instance, schema)
+
+    def unchecked(*_: Any) -> Any:
+        yield from ()
+
+    changed = {"pattern": unchecked, "patternProperties": unchecked, "unevaluatedProperties": unchecked}
+    if "additionalProperties" in keywords:
+        changed["additionalProperties"] = additional
+    return jsonschema.validators.extend(checker, {k: v for k, v in changed.items() if k in keywords})
 
 
 _listings: Remembered[str, tuple[float, ToolServer, list[ServerTool] | None]] = Remembered()

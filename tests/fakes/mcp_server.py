@@ -3,8 +3,9 @@
 `python tests/fakes/mcp_server.py stdio` speaks over stdin and stdout; `python tests/fakes/mcp_server.py http`
 listens on 127.0.0.1 at a port the system picks and prints `port N` on stdout once it listens (streamable HTTP
 at /mcp). Its tools: echo, fail, hang (until cancelled: it writes "started" and "cancelled" to the file named by
-MCP_FAKE_LOG), image (a 1x1 PNG), huge (a long text) and environment (the value of one variable, to show what
-a stdio server is given). An HTTP server answers 401 unless the request carries `MCP_FAKE_HEADER` when set.
+MCP_FAKE_LOG), image (a 1x1 PNG), huge (a long text), lookup (a catastrophic pattern in its schema) and
+environment (the value of one variable, to show what a stdio server is given). An HTTP server answers 401
+unless the request carries `MCP_FAKE_HEADER` when set.
 With `MCP_FAKE_FLOOD=N` it also lists N tools flood_0... as a hostile server would: each with a description of
 100,000 characters, and the even ones with a schema of as many.
 """
@@ -122,6 +123,12 @@ def image() -> Image:
 def huge(chars: int = 100_000) -> str:
     """A text of `chars` characters."""
     return ("0123456789" * (chars // 10 + 1))[:chars]
+
+
+@server.tool()
+def lookup(code: Annotated[str, Field(pattern="^(a+)+$")]) -> str:
+    """Looks up a code; its pattern takes Python's `re` hours on "aaa...b" (the server's own regex engine, none)."""
+    return code
 
 
 @server.tool()
