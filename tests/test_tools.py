@@ -186,3 +186,16 @@ def test_a_catastrophic_pattern_in_a_tools_schema_does_not_freeze_the_chat_check
     result = toolbox(auto(mcp_log)).call("c", "web__lookup", '{"code": "' + "a" * 26 + 'b"}')
     assert time.monotonic() - started < 3
     assert result.failed and "pattern" in result.content  # the server checked it, at once
+
+
+def test_a_result_of_more_than_16_mb_is_broken_off_as_it_arrives_not_held_whole(mcp_log, caplog):
+    import resource
+
+    box = toolbox(auto(mcp_log))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = box.call("c", "web__huge", '{"chars": 40000000}')
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert result.failed and result.seconds < 10
+    assert grown_mb < 100  # held whole, 40 MB took 430 MB (a gigabyte, the worker's whole memory)
+    assert "MCP server web sent a message of more than 16 MB: it was broken off" in caplog.text
+    assert box.call("c", "web__echo", '{"text": "still there"}').content == "still there"
