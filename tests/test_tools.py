@@ -142,6 +142,17 @@ def test_an_mcp_servers_secrets_are_its_secret_looking_headers_env_and_url_parts
     )
 
 
+def test_a_stdio_servers_secret_options_and_the_passwords_of_urls_in_its_environment_are_secrets_too():
+    local = ToolServer(
+        "db",
+        command="npx",
+        args=("db-server", "--api-key", "k3y-in-args", "--token=t0ken-in-args", "--port", "5000", "--verbose"),
+        env={"DATABASE_URL": "postgres://app:pg-pa55@db:5432/app", "HOME_URL": "https://example.org/?q=1"},
+        headers={},
+    )
+    assert sorted(redaction.secrets_of_servers([local])) == sorted(["k3y-in-args", "t0ken-in-args", "pg-pa55"])
+
+
 def test_a_server_that_hangs_to_its_deadline_is_not_asked_again_by_the_very_next_answer(monkeypatch):
     import socket
     import threading
