@@ -153,27 +153,49 @@ def test_a_stdio_servers_secret_options_and_the_passwords_of_urls_in_its_environ
     assert sorted(redaction.secrets_of_servers([local])) == sorted(["k3y-in-args", "t0ken-in-args", "pg-pa55"])
 
 
-def test_a_server_that_hangs_to_its_deadline_is_not_asked_again_by_the_very_next_answer(monkeypatch):
+@pytest.fixture
+def hung_url():
+    """The URL of a server that takes connections and never answers."""
+    import contextlib
     import socket
     import threading
-    import time
 
     listener = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
-    threading.Thread(target=lambda: [held.append(listener.accept()[0]) for _ in range(10)], daemon=True).start()
+
+    def hold() -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                held.append(listener.accept()[0])
+
+    threading.Thread(target=hold, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/mcp"
+    listener.close()
+    for connection in held:
+        connection.close()
+
+
+def test_a_server_that_hangs_to_its_deadline_is_not_asked_again_by_the_very_next_answer(monkeypatch, hung_url):
+    import time
+
     monkeypatch.setattr(tools, "FAILED_LISTING_SECONDS", 1.0)  # shorter than the deadline the server waits out
-    hung = ToolServer("hung", "auto", url=f"http://127.0.0.1:{listener.getsockname()[1]}/mcp")
-    try:
-        waits = []
-        for _ in range(2):
-            started = time.monotonic()
-            assert not toolbox(hung, CONNECT_TIMEOUT="1.5")
-            waits.append(time.monotonic() - started)
-        assert waits[0] >= 1.5 and waits[1] < 0.5
-    finally:
-        listener.close()
-        for connection in held:
-            connection.close()
+    hung = ToolServer("hung", "auto", url=hung_url)
+    waits = []
+    for _ in range(2):
+        started = time.monotonic()
+        assert not toolbox(hung, CONNECT_TIMEOUT="1.5")
+        waits.append(time.monotonic() - started)
+    assert waits[0] >= 1.5 and waits[1] < 0.5
+
+
+def test_servers_that_hang_cost_an_answer_one_wait_not_one_each(hung_url, mcp_log):
+    import time
+
+    hung = [ToolServer(f"hung{number}", "auto", url=hung_url) for number in range(4)]
+    started = time.monotonic()
+    box = toolbox(*hung, auto(mcp_log), CONNECT_TIMEOUT="1.5")
+    assert time.monotonic() - started < 4  # one after the other: 4 x 1.5 s and more
+    assert list(box.tools)[0] == "web__echo"
 
 
 def test_a_server_listing_a_flood_of_tools_is_offered_a_bounded_few_with_short_descriptions(tmp_path, caplog):

@@ -9,6 +9,7 @@ Every configured server is offered; a call of one with `"trust": "ask"` waits fo
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import logging
@@ -182,10 +183,18 @@ def toolbox_for(
     servers' secrets and the `hidden` ones (the model server's token) hidden in it; a server that does not answer
     within `connect_timeout` (logged) offers none until it does."""
     offered: list[OfferedTool] = []
-    for server in servers:
-        for tool in _listing(server, connect_timeout):
+    for server, listed in zip(servers, _listings_of(list(servers), connect_timeout), strict=True):
+        for tool in listed:
             offered.append(OfferedTool(_unique_name(server.name, tool.name, offered), server, tool))
     return Toolbox(offered, timeout, max_chars, redaction.secrets_of_servers(servers) + list(hidden))
+
+
+def _listings_of(servers: list[ToolServer], timeout: float) -> list[list[ServerTool]]:
+    """The tools of each server, asked of all at once: servers that are down cost an answer one wait, not one each."""
+    if len(servers) < 2:
+        return [_listing(server, timeout) for server in servers]
+    with concurrent.futures.ThreadPoolExecutor(len(servers), thread_name_prefix="tool-listing") as pool:
+        return list(pool.map(lambda server: _listing(server, timeout), servers))
 
 
 def _listing(server: ToolServer, timeout: float) -> list[ServerTool]:
