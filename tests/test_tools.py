@@ -142,6 +142,13 @@ def test_an_mcp_servers_secrets_are_its_secret_looking_headers_env_and_url_parts
     )
 
 
+def test_a_servers_secret_written_in_a_tools_description_is_hidden_from_the_model(tmp_path):
+    description = "Uses t0ken-of-the-server."
+    leaky = stdio_server("leaky", tmp_path / "log", API_TOKEN="t0ken-of-the-server", MCP_FAKE_DESCRIPTION=description)
+    (about,) = [d for d in toolbox(leaky).definitions() if d["function"]["name"] == "leaky__about"]
+    assert about["function"]["description"] == "Uses hf_***."
+
+
 def test_a_stdio_servers_secret_options_and_the_passwords_of_urls_in_its_environment_are_secrets_too():
     local = ToolServer(
         "db",

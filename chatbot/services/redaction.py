@@ -99,19 +99,19 @@ def scrubbed_call(call: ToolCall, secrets: list[str]) -> ToolCall:
         value = json.loads(arguments)
     except ValueError:
         value = None
-    if value is not None and (hidden := _scrubbed_value(value, secrets)) != value:
+    if value is not None and (hidden := scrubbed_value(value, secrets)) != value:
         arguments = json.dumps(hidden, ensure_ascii=False)
     return ToolCall(scrub(call.id, secrets), scrub(call.name, secrets), arguments)
 
 
-def _scrubbed_value(value: Any, secrets: list[str]) -> Any:
+def scrubbed_value(value: Any, secrets: list[str]) -> Any:
     """A JSON value with every secret in its strings (keys too) hidden."""
     if isinstance(value, str):
         return scrub(value, secrets)
     if isinstance(value, list):
-        return [_scrubbed_value(item, secrets) for item in value]
+        return [scrubbed_value(item, secrets) for item in value]
     if isinstance(value, dict):
-        return {scrub(key, secrets): _scrubbed_value(item, secrets) for key, item in value.items()}
+        return {scrub(key, secrets): scrubbed_value(item, secrets) for key, item in value.items()}
     return value
 
 

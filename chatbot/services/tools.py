@@ -95,7 +95,8 @@ class Toolbox:
         return bool(self.tools)
 
     def definitions(self) -> list[dict[str, Any]]:
-        return [tool.definition() for tool in self.tools.values()]
+        """The `tools` list, the servers' secrets hidden in it (a server may write its token in a description)."""
+        return [redaction.scrubbed_value(tool.definition(), self.secrets) for tool in self.tools.values()]
 
     def call(self, call_id: str, name: str, arguments: str, cancel: threading.Event | None = None) -> ToolResult:
         """Run one call the model asked for; whatever fails is said in the result. ToolCallStopped when `cancel`

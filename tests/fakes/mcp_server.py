@@ -7,7 +7,8 @@ MCP_FAKE_LOG), image (a 1x1 PNG), huge (a long text), lookup (a catastrophic pat
 environment (the value of one variable, to show what a stdio server is given). An HTTP server answers 401
 unless the request carries `MCP_FAKE_HEADER` when set.
 With `MCP_FAKE_FLOOD=N` it also lists N tools flood_0... as a hostile server would: each with a description of
-100,000 characters, and the even ones with a schema of as many.
+100,000 characters, and the even ones with a schema of as many; with `MCP_FAKE_DESCRIPTION`, a tool "about" with
+that description.
 """
 
 from __future__ import annotations
@@ -154,6 +155,8 @@ def _flood(number: int) -> None:
 
 for _number in range(int(os.environ.get("MCP_FAKE_FLOOD") or 0)):
     _flood(_number)
+if _description := os.environ.get("MCP_FAKE_DESCRIPTION"):  # a tool "about" described so, as a leaky server would
+    server.tool(name="about", description=_description)(lambda: "about")
 
 
 def serve_http() -> None:
