@@ -1,5 +1,6 @@
 """`flask doctor` tells apart every way the chat can fail to reach its model."""
 
+import json
 import re
 import signal
 
@@ -8,6 +9,7 @@ import pytest
 from chatbot.chat.doctor import ask_built_in_model
 from chatbot.local_model.server import LocalModelServer, free_port
 from chatbot.web import create_app
+from tests.fakes.hf_server import TOKEN
 
 LOADING = {"error": "Model google/gemma-7b-it is currently loading", "estimated_time": 20.0}
 
@@ -62,6 +64,21 @@ def test_an_unreachable_server(tmp_path):
     assert result.exit_code == 1
     assert f"Could not reach {url}/chat/completions: connection refused." in result.output
     assert "Check that the model server is running" in result.output
+
+
+def test_each_mcp_server_is_asked_for_its_tools_and_one_that_refuses_says_what_to_do(tmp_path, fake, mcp_log):
+    refusing = f"http://127.0.0.1:{free_port()}/mcp"
+    servers = [{"name": "web", "url": mcp_log.url}, {"name": "down", "url": refusing}]
+    settings = {"SECRET_KEY": "t", "CHAT_STORE_URL": f"sqlite:///{tmp_path}/c.db", "API_URL": fake.task_url()}
+    settings["HF_API_TOKEN"] = TOKEN
+    fake.reply(tokens=["Hello"])
+    result = doctor(create_app({**settings, "MCP_SERVERS": json.dumps(servers)}))
+    assert "ok   MCP server web (http): ok, 6 tools" in result.output
+    assert "FAIL MCP server down (http): does not answer: The MCP server down could not be reached: connection " in (
+        result.output
+    )
+    assert "-> Start it, or fix its url in MCP_SERVERS or MCP_CONFIG" in result.output
+    assert result.exit_code == 0, result.output  # the chat answers without that server's tools
 
 
 def test_the_built_in_model_is_asked_one_real_question(tmp_path):

@@ -3,6 +3,9 @@ names unique per server, the `tools` list, arguments checked, results bounded, f
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
 from chatbot.services import mcp_client, redaction, remembered, tools
@@ -49,6 +52,32 @@ def test_a_server_that_is_down_offers_nothing_and_the_others_still_do(mcp_log):
     down = ToolServer("down", "auto", url="http://127.0.0.1:9/mcp")
     assert [name for name in toolbox(down, auto(mcp_log)).tools if name.startswith("down")] == []
     assert "web__echo" in toolbox(down, auto(mcp_log)).tools
+
+
+def test_a_server_that_does_not_answer_is_waited_for_once_then_asked_again_in_the_background(mcp_log, monkeypatch):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes the connection, never says a word
+        mute = ToolServer("mute", "auto", url=f"http://127.0.0.1:{silent.getsockname()[1]}/mcp")
+        started = time.monotonic()
+        first = toolbox(mute, auto(mcp_log), CONNECT_TIMEOUT="1")
+        assert time.monotonic() - started >= 1 and first.unanswered == ["mute"] and "web__echo" in first.tools
+        started = time.monotonic()
+        assert toolbox(mute, CONNECT_TIMEOUT="1").unanswered == ["mute"]
+        assert time.monotonic() - started < 0.5  # remembered: no answer waits for it again
+    monkeypatch.setattr(tools, "FAILED_LISTING_SECONDS", 0.0)
+    back = ToolServer("back", "auto", url=mcp_log.url)  # did not answer before; answers now
+    tools._listings["back"] = (time.monotonic() - 1, back, None)
+    assert toolbox(back).unanswered == ["back"]  # this answer does not wait: it is asked in the background
+    deadline = time.monotonic() + 10
+    while toolbox(back).unanswered and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "back__echo" in toolbox(back).tools
+
+
+def test_a_check_says_what_each_server_has_or_why_it_does_not_answer(mcp_log):
+    down = ToolServer("down", "auto", url="http://127.0.0.1:9/mcp")
+    good, bad = tools.check_servers((auto(mcp_log), down), 3.0)
+    assert [tool.name for tool in good.tools][:2] == ["echo", "fail"] and not good.problem
+    assert bad.tools == [] and bad.problem == "The MCP server down could not be reached: connection refused."
 
 
 def test_a_call_returns_what_the_tool_said_and_how_long_it_took(mcp_log):

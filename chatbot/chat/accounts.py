@@ -35,6 +35,7 @@ class Account:
     status: str = "pending"  # "active", "pending" (waits for an admin) or "disabled"
     sessions: dict[str, float] = field(default_factory=dict)  # session id -> when it signed in
     models: list[str] = field(default_factory=list)  # the models it may pick (the admin's choice); empty: all
+    tool_servers: list[str] | None = None  # the MCP servers whose tools it may use (the admin's choice); None: all
     created_at: float = field(default_factory=time.time)
 
     @property

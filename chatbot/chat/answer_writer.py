@@ -131,7 +131,7 @@ class AnswerWriter:
             reservation = self._reserve(self._counted(backend, fitted))
             parameters = dataclasses.replace(settings.parameters, max_new_tokens=reservation.max_new_tokens)
             token = redaction.secrets_of(backend)  # the toolbox hides it, and its servers' own, in results
-            toolbox = self._toolbox(backend, token)
+            toolbox = self._toolbox(backend, token, message)
             secrets = token + redaction.secrets_of_servers(settings.tool_servers)  # hidden in every call
             round_turns: list[dict] = []  # the tool calls made so far and their results, as the model sees them
             rounds = 0
@@ -197,9 +197,10 @@ class AnswerWriter:
             self._retitle(attachments.in_words(history[0]), message)
         return message
 
-    def _toolbox(self, backend: inference.Backend, secrets: list[str]) -> tools.Toolbox | None:
+    def _toolbox(self, backend: inference.Backend, secrets: list[str], message: Message) -> tools.Toolbox | None:
         """The tools offered to this answer, `secrets` (the model server's) and their servers' own hidden in their
-        results: none for a protocol without tools, or a server that refused them."""
+        results: none for a protocol without tools, or a server that refused them. The tool servers that did not
+        answer are named in the `message`'s meta."""
         settings = self.settings
         if not settings.tool_servers or not PROTOCOLS[backend.api].takes_tools or tools.refused_before(backend):
             return None
@@ -210,6 +211,9 @@ class AnswerWriter:
             settings.connect_timeout,
             tuple(secrets),
         )
+        message.meta.pop("tools_unanswered", None)
+        if toolbox.unanswered:  # said under the answer (templates/chat/_message.html)
+            message.meta["tools_unanswered"] = toolbox.unanswered
         return toolbox or None
 
     def _run_round(

@@ -1,4 +1,4 @@
-"""`flask doctor`: check the configuration and reach each model, saying what to change."""
+"""`flask doctor`: check the configuration and reach each model and MCP server, saying what to change."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from chatbot.local_model.server import (
     server_binary,
 )
 from chatbot.local_model.status import ModelStatus
-from chatbot.services import catalogue, discovery, inference
+from chatbot.services import catalogue, discovery, inference, tools
 from chatbot.services.errors import InferenceError
 from chatbot.services.models import ModelSpec
 
@@ -39,7 +39,9 @@ class Finding:
 
 
 def diagnose(config: dict, instance_path: str) -> Iterator[Finding]:
-    """What works and what does not, model by model; one probe request each."""
+    """What works and what does not, MCP server by server (each lists its tools) and model by model (one probe
+    request each)."""
+    yield from _tool_servers(config)
     token = config.get("HF_API_TOKEN")
     yield Finding(True, f"Hugging Face token: {'set' if token else 'not set'}")
     if not token and not config.get("API_URL") and not config.get("MODELS_SOURCE"):
@@ -49,6 +51,22 @@ def diagnose(config: dict, instance_path: str) -> Iterator[Finding]:
         yield Finding(False, line, "Pick a live model: set MODEL_ID (or MODELS) in .env.", fatal=False)
     for spec in config["MODELS"]:
         yield _probe(spec, config)
+
+
+def _tool_servers(config: dict) -> Iterator[Finding]:
+    """Each MCP server asked for its tools; one that does not answer is no failure of the chat (it answers without
+    that server's tools), but is told with what to check."""
+    for check in tools.check_servers(config["TOOL_SERVERS"], config["CONNECT_TIMEOUT"]):
+        where = f"MCP server {check.server.name} ({check.server.transport})"
+        if check.problem:
+            hint = (
+                f"Start it, or fix its {'command' if check.server.transport == 'stdio' else 'url'} in MCP_SERVERS "
+                "or MCP_CONFIG; until then the model is not offered its tools."
+            )
+            yield Finding(False, f"{where}: does not answer: {check.problem}", hint, fatal=False)
+        else:
+            count = len(check.tools)
+            yield Finding(True, f"{where}: ok, {count} tool{'s' if count != 1 else ''}")
 
 
 def _built_in_model(instance: Path) -> Iterator[Finding]:

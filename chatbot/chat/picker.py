@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 from dataclasses import dataclass
 
+from chatbot.chat import tool_access
 from chatbot.local_model.server import MODEL_ALIAS, MODEL_NAME
 from chatbot.services import catalogue
 from chatbot.services.models import ModelSpec
@@ -87,10 +88,12 @@ def _catalogue(spec: ModelSpec, config: dict, wait: float = catalogue.FIRST_WAIT
 
 
 def for_account(config: dict, account) -> dict:
-    """The configuration as one account sees it: only the models the admin lets it pick, when they say."""
-    if account is None or not account.models:
+    """The configuration as one account sees it: only the models the admin lets it pick and the MCP servers it
+    may use, when they say."""
+    if account is None:
         return config
-    return {**config, "ALLOWED_MODELS": tuple(account.models)}
+    seen = {**config, "TOOL_SERVERS": tool_access.for_account(config.get("TOOL_SERVERS", ()), account.tool_servers)}
+    return {**seen, "ALLOWED_MODELS": tuple(account.models)} if account.models else seen
 
 
 def choices(config: dict) -> list[Choice]:

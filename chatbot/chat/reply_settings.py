@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chatbot.chat import picker
+from chatbot.chat import picker, tool_access
 from chatbot.services import inference
 from chatbot.services.models import ModelSpec, parse_parameters
 from chatbot.services.tool_servers import ToolServer
@@ -87,8 +87,11 @@ def settings_for_conversation(
     return settings
 
 
-def save_conversation_settings(store: Store, conversation: Conversation, form: dict[str, str], config: dict) -> None:
-    """Check and keep a conversation's settings (system prompt, parameters); ValueError says what is wrong."""
+def save_conversation_settings(
+    store: Store, conversation: Conversation, form: dict[str, str], config: dict, tools_on: list[str] | None = None
+) -> None:
+    """Check and keep a conversation's settings (system prompt, parameters, and the MCP servers it keeps on when
+    the form showed their switches: those named in `tools_on`); ValueError says what is wrong."""
     spec = model_spec(config, conversation.settings.get("model"))
     fields = ("max_new_tokens", "temperature", "top_p", "reasoning_effort")
     given = {key: form[key] for key in fields if form.get(key, "").strip()}
@@ -101,6 +104,8 @@ def save_conversation_settings(store: Store, conversation: Conversation, form: d
         )
     conversation.settings["parameters"] = {k: v for k, v in parameters.items() if v != spec.parameters.get(k)}
     conversation.settings["system_prompt"] = system_prompt
+    if tools_on is not None:
+        tool_access.switch(conversation.settings, config["TOOL_SERVERS"], tools_on)
     store.update_conversation(conversation)
 
 
@@ -118,7 +123,7 @@ def settings_from_config(config: dict, model_name: str | None = None, chosen: di
         local_model_status=config.get("LOCAL_MODEL_STATUS"),
         titles=config["MODEL_TITLES"] if spec.titles is None else spec.titles,
         takes_images=bool(spec.images) and spec.api == "chat",
-        tool_servers=config["TOOL_SERVERS"],
+        tool_servers=tool_access.switched_on(config["TOOL_SERVERS"], chosen),
         tool_rounds=config["TOOL_ROUNDS"],
         tool_timeout=config["TOOL_TIMEOUT_S"],
         tool_result_max_chars=config["TOOL_RESULT_MAX_CHARS"],

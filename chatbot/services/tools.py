@@ -3,8 +3,9 @@ unique to its server, as the chat completions `tools` list; and one call run: it
 tool's schema), its result bounded with the servers' secrets hidden, every failure turned into words that go back to
 the model as the result.
 
-Every configured server is offered; a call of one with `"trust": "ask"` waits for the user's yes first
-(chatbot/chat/approvals.py).
+Every server the answer may use is offered (chatbot/chat/tool_access.py says which); a call of one with
+`"trust": "ask"` waits for the user's yes first (chatbot/chat/approvals.py). A server that did not answer is asked
+again in the background, at most every FAILED_LISTING_SECONDS: no answer waits for it twice.
 """
 
 from __future__ import annotations
@@ -40,11 +41,13 @@ SCHEMA_CHARS = 8192  # of a tool's inputSchema as JSON: a tool with a longer one
 
 __all__ = [
     "OfferedTool",
+    "ServerCheck",
     "ToolCallStopped",
     "ToolResult",
     "Toolbox",
     "refused_before",
     "refuses_tools",
+    "check_servers",
     "remember_refusal",
     "toolbox_for",
 ]
@@ -80,16 +83,22 @@ class ToolResult:
 
 
 class Toolbox:
-    """The tools offered to one answer, how long a call may take, how much of its result is shown, and the
-    `secrets` hidden in it (redaction.HIDDEN in their place)."""
+    """The tools offered to one answer, how long a call may take, how much of its result is shown, the
+    `secrets` hidden in it (redaction.HIDDEN in their place), and the servers that did not answer (`unanswered`)."""
 
     def __init__(
-        self, tools: list[OfferedTool], timeout: float, max_chars: int, secrets: list[str] | None = None
+        self,
+        tools: list[OfferedTool],
+        timeout: float,
+        max_chars: int,
+        secrets: list[str] | None = None,
+        unanswered: list[str] | None = None,
     ) -> None:
         self.tools = {tool.name: tool for tool in tools}
         self.timeout = timeout
         self.max_chars = max_chars
         self.secrets = secrets or []
+        self.unanswered = unanswered or []
 
     def __bool__(self) -> bool:
         return bool(self.tools)
@@ -182,15 +191,19 @@ def toolbox_for(
 ) -> Toolbox:
     """The tools of the `servers`, each call within `timeout` seconds and its result cut at `max_chars`, the
     servers' secrets and the `hidden` ones (the model server's token) hidden in it; a server that does not answer
-    within `connect_timeout` (logged) offers none until it does."""
+    within `connect_timeout` (logged) offers none until it does, and is named in the toolbox's `unanswered`."""
     offered: list[OfferedTool] = []
+    unanswered: list[str] = []
     for server, listed in zip(servers, _listings_of(list(servers), connect_timeout), strict=True):
-        for tool in listed:
+        if listed is None:
+            unanswered.append(server.name)
+        for tool in listed or []:
             offered.append(OfferedTool(_unique_name(server.name, tool.name, offered), server, tool))
-    return Toolbox(offered, timeout, max_chars, redaction.secrets_of_servers(servers) + list(hidden))
+    secrets = redaction.secrets_of_servers(servers) + list(hidden)
+    return Toolbox(offered, timeout, max_chars, secrets, unanswered)
 
 
-def _listings_of(servers: list[ToolServer], timeout: float) -> list[list[ServerTool]]:
+def _listings_of(servers: list[ToolServer], timeout: float) -> list[list[ServerTool] | None]:
     """The tools of each server, asked of all at once: servers that are down cost an answer one wait, not one each."""
     if len(servers) < 2:
         return [_listing(server, timeout) for server in servers]
@@ -198,23 +211,64 @@ def _listings_of(servers: list[ToolServer], timeout: float) -> list[list[ServerT
         return list(pool.map(lambda server: _listing(server, timeout), servers))
 
 
-def _listing(server: ToolServer, timeout: float) -> list[ServerTool]:
-    """The server's tools with a schema that can be checked; asked again each LISTING_SECONDS."""
+def _listing(server: ToolServer, timeout: float) -> list[ServerTool] | None:
+    """The server's tools with a schema that can be checked (None: it did not answer); asked again each
+    LISTING_SECONDS. One that did not answer is asked again in the background once FAILED_LISTING_SECONDS passed,
+    so an answer never waits for it after the first time."""
     now = time.monotonic()
     with _listings.lock:
         asked, listed_for, tools = _listings.get(server.name, (0.0, server, None))
-    fresh = listed_for == server and now - asked < (LISTING_SECONDS if tools is not None else FAILED_LISTING_SECONDS)
-    if fresh and asked:
-        return tools or []
+        known = bool(asked) and listed_for == server
+        if known and tools is None and now - asked >= FAILED_LISTING_SECONDS:
+            _listings[server.name] = (now, server, None)  # one retry at a time
+            threading.Thread(target=_list, args=(server, timeout), daemon=True, name="mcp-retry").start()
+    if known and (tools is None or now - asked < LISTING_SECONDS):
+        return tools
+    return _list(server, timeout)
+
+
+def _list(server: ToolServer, timeout: float) -> list[ServerTool] | None:
+    """Ask the server for its tools now and remember what it said (None: it did not answer, logged)."""
     try:
-        tools = _bounded_listing(server, mcp_client.list_tools(server, timeout))
+        tools: list[ServerTool] | None = _bounded_listing(server, mcp_client.list_tools(server, timeout))
     except ToolServerError as error:
-        reason = redaction.without_server_secrets(str(error), server)
-        log.warning("the tools of MCP server %s are not offered: %s", server.name, reason)
+        log.warning("the tools of MCP server %s are not offered: %s", server.name, _problem(server, error))
         tools = None
     with _listings.lock:  # timed from the answer: a server that hangs to its deadline is not asked at once again
         _listings[server.name] = (time.monotonic(), server, tools)
-    return tools or []
+    return tools
+
+
+def _problem(server: ToolServer, error: ToolServerError) -> str:
+    return redaction.without_server_secrets(str(error), server)
+
+
+@dataclass(frozen=True)
+class ServerCheck:
+    """Whether a server answered just now: its tools, or what went wrong (`problem`, in words)."""
+
+    server: ToolServer
+    tools: list[ServerTool] = field(default_factory=list)
+    problem: str = ""
+
+
+def check_servers(servers: tuple[ToolServer, ...], timeout: float) -> list[ServerCheck]:
+    """Ask each server for its tools now, all at once, each within `timeout` seconds (the admin page, `flask
+    doctor`); what they said is remembered for the answers too."""
+    if not servers:
+        return []
+    with concurrent.futures.ThreadPoolExecutor(min(len(servers), 8)) as pool:
+        return list(pool.map(lambda server: _check(server, timeout), servers))
+
+
+def _check(server: ToolServer, timeout: float) -> ServerCheck:
+    try:
+        listed = mcp_client.list_tools(server, timeout)
+    except ToolServerError as error:
+        return ServerCheck(server, problem=_problem(server, error))
+    with _listings.lock:
+        _listings[server.name] = (time.monotonic(), server, _bounded_listing(server, listed))
+    return ServerCheck(server, listed)
 
 
 def _bounded_listing(server: ToolServer, listed: list[ServerTool]) -> list[ServerTool]:

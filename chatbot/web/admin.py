@@ -1,5 +1,6 @@
-"""Blueprint "admin": the accounts (approve, disable, make admin, reset a password, sign out), today's use per
-account, the limits for accounts and how new accounts get in. Server-rendered forms; admins only (403)."""
+"""Blueprint "admin": the accounts (approve, disable, make admin, reset a password, sign out, the models and MCP
+servers each may use), today's use per account, the MCP servers and whether they answer now, the limits for
+accounts and how new accounts get in. Server-rendered forms; admins only (403)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import secrets
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 
 from chatbot.chat import accounts, limits, picker
+from chatbot.services import tools
 from chatbot.web.common import store
 from config import SETTINGS
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+CHECK_SECONDS = 3.0  # the most the page waits for an MCP server to list its tools
+TRANSPORT_WORDS = {"http": "streamable HTTP", "sse": "HTTP+SSE", "stdio": "stdio (a program the chat starts)"}
 
 
 @bp.before_request
@@ -32,12 +36,14 @@ def dashboard(notice: str = "", status: int = 200):
         notice=notice,
         signups=accounts.SIGNUPS,
         models=[choice.name for choice in picker.choices(current_app.config)],
+        servers=tools.check_servers(current_app.config["TOOL_SERVERS"], CHECK_SECONDS),
+        transports=TRANSPORT_WORDS,
     ), status
 
 
 @bp.post("/accounts/<username>")
 def change_account(username: str):
-    """One of: approve, disable, enable, make-admin, remove-admin, reset-password, sign-out, models."""
+    """One of: approve, disable, enable, make-admin, remove-admin, reset-password, sign-out, models, servers."""
     account = accounts.load(store(), username)
     action = request.form.get("action", "")
     if account is None:
@@ -64,6 +70,12 @@ def change_account(username: str):
             return dashboard(f"Nothing was changed: {', '.join(unknown)} is not a model this chat offers.", 400)
         account.models = names
         notice = f"{account.username} may pick {', '.join(names) if names else 'every model'}."
+    elif action == "servers":  # every one ticked: every server, those added later too
+        every = [server.name for server in current_app.config["TOOL_SERVERS"]]
+        ticked = [name for name in every if name in request.form.getlist("servers")]
+        account.tool_servers = None if ticked == every else ticked
+        allowed = "every tool server" if ticked == every else ", ".join(ticked) or "no tool server"
+        notice = f"{account.username} may use {allowed}."
     else:
         abort(400)
     accounts.save(store(), account)

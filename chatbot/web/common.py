@@ -8,7 +8,7 @@ from datetime import datetime
 
 from flask import abort, current_app, g, render_template, request, send_file, session
 
-from chatbot.chat import accounts, approvals, attachments, chat_list, defaults, limits, picker, presets
+from chatbot.chat import accounts, approvals, attachments, chat_list, defaults, limits, picker, presets, tool_access
 from chatbot.chat.actions import Visitor
 from chatbot.chat.branches import Tree
 from chatbot.chat.reply_settings import changed_settings, settings_for_conversation
@@ -61,6 +61,7 @@ def chat_page(
         has_default=defaults.has_default(store(), conversation.owner),
         presets=presets.available(store(), conversation.owner),
         always_allowed=approvals.always_allowed(store(), conversation.owner),
+        tool_switches=tool_access.switches(config["TOOL_SERVERS"], conversation.settings),
         notice=notice or (session.pop("notice") if "notice" in session else ""),  # one left for it at sign-in
         draft=draft,
         made_link=made_link,

@@ -113,7 +113,8 @@ def rename(conversation_id: str):
 def save_settings(conversation_id: str):
     conversation = own_conversation(conversation_id)
     try:
-        save_conversation_settings(store(), conversation, request.form, visible_config())
+        switches = request.form.getlist("tools_on") if "tool_switches" in request.form else None
+        save_conversation_settings(store(), conversation, request.form, visible_config(), switches)
     except ValueError as error:
         return chat_page(conversation, f"The settings were not saved: {error}.", status=400)
     defaults.used(store(), conversation)
