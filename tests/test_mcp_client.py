@@ -187,3 +187,28 @@ def wait_for(condition, seconds: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "it did not happen"
         time.sleep(0.02)
+
+
+def test_a_stdio_servers_lines_are_joined_across_pieces_and_a_long_one_is_broken_off():
+    import anyio
+
+    from chatbot.services.mcp_stdio import LineTooLong, lines
+
+    async def read(pieces: list[bytes], limit: int) -> list[bytes]:
+        sender, receiver = anyio.create_memory_object_stream[bytes](len(pieces))
+        for piece in pieces:
+            sender.send_nowait(piece)
+        sender.close()
+        with receiver:
+            return [line async for line in lines(receiver, limit)]  # type: ignore[arg-type]
+
+    assert anyio.run(read, [b'{"a"', b": 1}\n{", b'"b": 2}\n\n', b"[]\n"], 100) == [
+        b'{"a": 1}',
+        b'{"b": 2}',
+        b"",
+        b"[]",
+    ]
+    with pytest.raises(LineTooLong):
+        anyio.run(read, [b"x" * 60, b"x" * 60, b"\n"], 100)
+    with pytest.raises(LineTooLong):
+        anyio.run(read, [b"ok\n" + b"x" * 101], 100)
