@@ -285,7 +285,12 @@ def test_a_bad_tool_server_stops_start_up_with_one_line_naming_it(listed, expect
         ),
         (
             '{"mcpServers": {"f": {"command": "x", "disabled": true}}}',
-            "MCP_CONFIG: server 'f' has an unknown field 'disabled'; the fields are command, args, env, trust, type.",
+            "MCP_CONFIG: server 'f' has an unknown field 'disabled'; the fields are command, args, env, cwd, trust, "
+            "type.",
+        ),
+        (
+            '{"mcpServers": {"f": {"command": "x", "cwd": "/no/such/folder"}}}',
+            "MCP_CONFIG: server 'f' is not valid: cwd takes the full path of a folder that exists.",
         ),
     ],
 )

@@ -3,6 +3,7 @@ on 127.0.0.1 and over stdio: listing, calls, deadlines, Stop, failures in words,
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -125,6 +126,22 @@ def test_a_stdio_server_has_its_own_environment_and_not_the_chats_secrets(tmp_pa
     server = stdio_server("files", tmp_path / "log", ROOT_DIR="/srv/files")
     assert mcp_client.call_tool(server, "environment", {"name": "ROOT_DIR"}, 10, None).text == "/srv/files"
     assert mcp_client.call_tool(server, "environment", {"name": "HF_API_TOKEN"}, 10, None).text == "unset"
+
+
+def test_a_stdio_server_runs_in_a_folder_of_its_own_and_cannot_read_the_chats_env(tmp_path, monkeypatch):
+    chat, shared = tmp_path / "chat", tmp_path / "shared"
+    chat.mkdir()
+    shared.mkdir()
+    (chat / ".env").write_text("HF_API_TOKEN=hf_secret_of_the_chat\n")
+    (shared / "notes.txt").write_text("the configured folder")
+    monkeypatch.chdir(chat)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    server = stdio_server("files", tmp_path / "log", MCP_FAKE_FILES="1")
+    output = mcp_client.call_tool(server, "read", {"path": ".env"}, 10, None)
+    assert output.failed and "hf_secret" not in output.text  # the file is not there: "Error executing tool read"
+    assert (tmp_path / "cache/chatbot/mcp-servers/files").is_dir()
+    given = dataclasses.replace(server, name="notes", cwd=str(shared))  # its entry's "cwd"
+    assert mcp_client.call_tool(given, "read", {"path": "notes.txt"}, 10, None).text == "the configured folder"
 
 
 def test_calls_from_many_threads_at_once_share_the_session(mcp_log):

@@ -1,5 +1,6 @@
 """The transport to an MCP server the chat starts (stdio): the SDK's process handling (own process group, the
-spec's shutdown) with a reader of our own. The SDK's reader joins `buffer + chunk` for every piece of a line (a
+spec's shutdown) with a reader of our own, in a working directory of the server's own (not the chat's, where its
+.env is). The SDK's reader joins `buffer + chunk` for every piece of a line (a
 20 MB result took 16 s of the one MCP loop thread and 150 MB); this one keeps a line's pieces in a list, joins them
 once, and breaks the session off once a line passes `limit` bytes."""
 
@@ -7,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chatbot.services.tool_servers import ToolServer
@@ -37,6 +40,7 @@ async def stdio_transport(server: ToolServer, limit: int, broken: list[str]) -> 
     process = await anyio.open_process(
         [server.command, *server.args],
         env=get_default_environment() | server.env,
+        cwd=server.cwd or own_folder(server.name),
         stderr=sys.stderr,
         start_new_session=True,  # its whole tree is stopped with it
     )
@@ -84,6 +88,15 @@ async def stdio_transport(server: ToolServer, limit: int, broken: list[str]) -> 
                 for stream in (read_stream, write_stream, read_writer, write_reader):
                     await stream.aclose()
             tasks.cancel_scope.cancel()
+
+
+def own_folder(name: str) -> Path:
+    """The working directory of stdio server `name` when its entry gives no `cwd`: a folder only it uses, under
+    the user's cache (~/.cache/chatbot/mcp-servers/NAME), made empty and private the first time."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = root / "chatbot" / "mcp-servers" / name
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
 
 
 async def lines(stream: ByteReceiveStream, limit: int) -> AsyncIterator[bytes]:

@@ -7,7 +7,8 @@ MCP_FAKE_LOG), image (a 1x1 PNG), huge (a long text), lookup (a catastrophic pat
 environment (the value of one variable, to show what a stdio server is given). An HTTP server answers 401
 unless the request carries `MCP_FAKE_HEADER` when set.
 With `MCP_FAKE_FLOOD=N` it also lists N tools flood_0... as a hostile server would: each with a description of
-50,000 characters, and the even ones with a schema of as many; with `MCP_FAKE_DESCRIPTION`, a tool "about" with
+50,000 characters, and the even ones with a schema of as many; with `MCP_FAKE_FILES`, a tool "read" (a file's
+text); with `MCP_FAKE_DESCRIPTION`, a tool "about" with
 that description.
 """
 
@@ -155,6 +156,14 @@ def _flood(number: int) -> None:
 
 for _number in range(int(os.environ.get("MCP_FAKE_FLOOD") or 0)):
     _flood(_number)
+if os.environ.get("MCP_FAKE_FILES"):  # a tool "read" that reads a file, as a file server would
+
+    @server.tool()
+    def read(path: str) -> str:
+        """The text of the file at `path` (relative to the working directory)."""
+        return Path(path).read_text()
+
+
 if _description := os.environ.get("MCP_FAKE_DESCRIPTION"):  # a tool "about" described so, as a leaky server would
     server.tool(name="about", description=_description)(lambda: "about")
 
