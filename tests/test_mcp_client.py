@@ -12,7 +12,7 @@ import time
 import pytest
 
 from chatbot.local_model.server import free_port
-from chatbot.services import mcp_client
+from chatbot.services import mcp_client, redaction
 from chatbot.services.mcp_client import ToolCallStopped, ToolServerError
 from chatbot.services.tool_servers import ToolServer
 from tests.fakes.mcp_server import FakeMcpServer, stdio_server
@@ -144,6 +144,19 @@ def test_a_stdio_server_runs_in_a_folder_of_its_own_and_cannot_read_the_chats_en
     assert mcp_client.call_tool(given, "read", {"path": "notes.txt"}, 10, None).text == "the configured folder"
 
 
+def test_a_stdio_servers_stderr_is_logged_with_its_secrets_hidden_and_bounded(tmp_path, caplog):
+    server = stdio_server("noisy", tmp_path / "log", MCP_FAKE_STDERR="1", API_KEY="sk-server-secret")
+    said = "failed with key sk-server-secret \u202e" + "x" * 1000
+    assert mcp_client.call_tool(server, "complain", {"text": said, "times": 200}, 10, None).text == "complained"
+    wait_for(lambda: "MCP server noisy says" in caplog.text)
+    time.sleep(0.5)  # the rest of its lines
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("MCP server noisy says")]
+    assert "sk-server-secret" not in caplog.text and redaction.HIDDEN in lines[0] and "\\u202e" in lines[0]
+    assert max(len(line) for line in lines) < 600  # each line cut at 500 characters
+    assert 10 < len(lines) < 100  # 20,000 characters a minute logged of its 200,000; the rest counted
+    assert sum(len(line) for line in lines) < 25_000
+
+
 def test_calls_from_many_threads_at_once_share_the_session(mcp_log):
     server, results = http_server(mcp_log), []
 
@@ -161,7 +174,7 @@ def test_calls_from_many_threads_at_once_share_the_session(mcp_log):
 GEVENT_WORKER = """
 from gevent import monkey; monkey.patch_all()
 import sys, time, threading, gevent
-from chatbot.services import mcp_client
+from chatbot.services import mcp_client, redaction
 from chatbot.services.tool_servers import ToolServer
 from tests.fakes.mcp_server import stdio_server
 servers = [ToolServer("web", "auto", url=sys.argv[1]), stdio_server("local", __import__("pathlib").Path(sys.argv[2]))]

@@ -1,19 +1,21 @@
 """The transport to an MCP server the chat starts (stdio): the SDK's process handling (own process group, the
 spec's shutdown) with a reader of our own, in a working directory of the server's own (not the chat's, where its
-.env is). The SDK's reader joins `buffer + chunk` for every piece of a line (a
-20 MB result took 16 s of the one MCP loop thread and 150 MB); this one keeps a line's pieces in a list, joins them
-once, and breaks the session off once a line passes `limit` bytes."""
+.env is), its stderr logged with its secrets hidden and at most STDERR_BYTES_A_MINUTE of it. The SDK's reader joins
+`buffer + chunk` for every piece of a line (a 20 MB result took 16 s of the one MCP loop thread and 150 MB); this
+one keeps a line's pieces in a list, joins them once, and breaks the session off once a line passes `limit` bytes."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import sys
+import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chatbot.services import redaction
 from chatbot.services.tool_servers import ToolServer
 
 if TYPE_CHECKING:
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from mcp.client._transport import TransportStreams
 
 log = logging.getLogger(__name__)
+STDERR_LINE_CHARS = 500  # of one line a server writes to stderr, logged
+STDERR_BYTES_A_MINUTE = 20_000  # of what a server writes to stderr, logged; the rest counted
 
 
 class LineTooLong(Exception):
@@ -41,7 +45,7 @@ async def stdio_transport(server: ToolServer, limit: int, broken: list[str]) -> 
         [server.command, *server.args],
         env=get_default_environment() | server.env,
         cwd=server.cwd or own_folder(server.name),
-        stderr=sys.stderr,
+        stderr=subprocess.PIPE,
         start_new_session=True,  # its whole tree is stopped with it
     )
     read_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
@@ -76,6 +80,8 @@ async def stdio_transport(server: ToolServer, limit: int, broken: list[str]) -> 
             await read_writer.aclose()  # the session sees the end rather than wait on an answer forever
 
     async with anyio.create_task_group() as tasks:
+        assert process.stderr is not None
+        tasks.start_soon(relay_stderr, process.stderr, server)
         tasks.start_soon(read)
         tasks.start_soon(write)
         try:
@@ -88,6 +94,27 @@ async def stdio_transport(server: ToolServer, limit: int, broken: list[str]) -> 
                 for stream in (read_stream, write_stream, read_writer, write_reader):
                     await stream.aclose()
             tasks.cancel_scope.cancel()
+
+
+async def relay_stderr(stream: ByteReceiveStream, server: ToolServer) -> None:
+    """Log what `server` writes to `stream` (its stderr), line by line: its secrets hidden, other than printable
+    characters escaped, each line cut at STDERR_LINE_CHARS, at most STDERR_BYTES_A_MINUTE a minute (the lines past
+    it counted once the minute is over). Read to its end, so the server never blocks on a full pipe."""
+    secrets = redaction.secrets_of_servers([server])
+    minute, logged, left_out = time.monotonic(), 0, 0
+    async for chunk in stream:
+        if time.monotonic() - minute >= 60:
+            if left_out:
+                log.warning("MCP server %s wrote %d more lines to stderr: left out of the log", server.name, left_out)
+            minute, logged, left_out = time.monotonic(), 0, 0
+        for line in chunk.decode("utf-8", "replace").splitlines():
+            if logged >= STDERR_BYTES_A_MINUTE:
+                left_out += 1
+                continue
+            text = redaction.scrub(line, secrets)[:STDERR_LINE_CHARS]
+            text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+            logged += len(text)
+            log.warning("MCP server %s says: %s", server.name, text)
 
 
 def own_folder(name: str) -> Path:

@@ -8,7 +8,7 @@ environment (the value of one variable, to show what a stdio server is given). A
 unless the request carries `MCP_FAKE_HEADER` when set.
 With `MCP_FAKE_FLOOD=N` it also lists N tools flood_0... as a hostile server would: each with a description of
 50,000 characters, and the even ones with a schema of as many; with `MCP_FAKE_FILES`, a tool "read" (a file's
-text); with `MCP_FAKE_DESCRIPTION`, a tool "about" with
+text); with `MCP_FAKE_STDERR`, a tool "complain" (lines on stderr); with `MCP_FAKE_DESCRIPTION`, a tool "about" with
 that description.
 """
 
@@ -162,6 +162,16 @@ if os.environ.get("MCP_FAKE_FILES"):  # a tool "read" that reads a file, as a fi
     def read(path: str) -> str:
         """The text of the file at `path` (relative to the working directory)."""
         return Path(path).read_text()
+
+
+if os.environ.get("MCP_FAKE_STDERR"):  # a tool "complain" that writes to stderr, as a chatty server would
+
+    @server.tool()
+    def complain(text: str, times: int = 1) -> str:
+        """Write `text` to stderr `times` times, a line each."""
+        sys.stderr.write((text + "\n") * times)
+        sys.stderr.flush()
+        return "complained"
 
 
 if _description := os.environ.get("MCP_FAKE_DESCRIPTION"):  # a tool "about" described so, as a leaky server would
