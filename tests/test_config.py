@@ -63,7 +63,12 @@ def test_hf_api_token_wins_over_hf_token():
         (
             "TOOL_APPROVAL_MINUTES",
             "0",
-            "TOOL_APPROVAL_MINUTES='0' is not valid: it takes a number from 0.001 to 1440.",
+            "TOOL_APPROVAL_MINUTES='0' is not valid: it takes a number from 0.001 to 60.",
+        ),
+        (  # a waiting card holds one of the worker's threads: a day of them would starve it
+            "TOOL_APPROVAL_MINUTES",
+            "1440",
+            "TOOL_APPROVAL_MINUTES='1440' is not valid: it takes a number from 0.001 to 60.",
         ),
     ],
 )
