@@ -201,6 +201,16 @@ def test_a_card_whose_writer_went_away_is_settled_with_its_answer_and_answers_no
         approvals.answer(store, conversation, answer.id, "card-1", approvals.ONCE)
 
 
+def test_a_page_without_javascript_waits_for_the_answer_past_its_card_a_bounded_time():
+    store, conversation = new_store()
+    answer = Message(new_id(), conversation.id, "assistant", "Still writing.", status="streaming")
+    answer.meta = {"saved_at": time.time() + 3600}  # its writer goes on, long after the card was answered
+    store.add_message(answer)
+    started = time.monotonic()
+    approvals.wait_past(store, conversation, answer.id, "card-1", seconds=0.5)
+    assert 0.5 <= time.monotonic() - started < 2  # without a deadline it waited for the whole rest of the answer
+
+
 def test_a_card_is_answered_once_whoever_answers_first_on_any_worker(make_store):  # noqa: F811
     """Eight answers at once through two stores on one backend, as two hosts: one counts, the others are told."""
     first, second = make_store(), make_store()

@@ -29,6 +29,7 @@ ALLOWED = "tools always allowed"  # records: one per owner, {"tools": ["server.t
 ONCE, ALWAYS, DENY = "once", "always", "deny"  # what the owner may answer
 TIMED_OUT, STOPPED = "timed out", "stopped"  # what the writer takes a card with
 CHECK_SECONDS = 0.25  # how often a waiting answer looks for the card's answer, and for Stop
+WAIT_PAST_SECONDS = 30.0  # the most a page without JavaScript waits for the answer to go on past its card
 DECLINED = "The user declined this call."
 STOPPED_WHILE_ASKING = "Not run: the user pressed Stop while it waited for a yes."
 
@@ -124,10 +125,14 @@ def answer(store: Store, conversation: Conversation, message_id: str, card_id: s
         raise NotWaiting
 
 
-def wait_past(store: Store, conversation: Conversation, message_id: str, card_id: str) -> None:
+def wait_past(
+    store: Store, conversation: Conversation, message_id: str, card_id: str, seconds: float = WAIT_PAST_SECONDS
+) -> None:
     """Wait until the answer `message_id` has ended or waits on a card other than `card_id` (a page without
-    JavaScript then shows how it went on)."""
-    while True:
+    JavaScript then shows how it went on), or `seconds` have passed (it then shows the answer still being written:
+    a request does not hold its thread for the whole rest of a long answer)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         message = store.read_message(conversation, message_id)
         if message is None or message.status != "streaming" or is_abandoned(message):
             return
