@@ -333,6 +333,19 @@ def test_without_javascript_the_card_is_a_form_and_the_page_comes_back_with_the_
     assert again.status_code == 409 and "That tool call was answered already" in again.text
 
 
+def test_the_card_shows_invisible_and_bidi_characters_as_escapes_and_the_length_of_long_values(ask_app, fake):
+    arguments = json.dumps({"text": "invoice\u202efdp.exe\u200b", "note": "x" * 5000})
+    fake.reply(tokens=[], tool_calls=[("call_1", "web__echo", arguments)])
+    client = ask_app.test_client()
+    sign_up(client, "alice")
+    chat = open_chat(client)
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Echo"})
+    page = client.get(chat).text
+    assert "\u202e" not in page and "\u200b" not in page  # the override would show "exe.pdf" reversed
+    assert "invoice\\u202efdp.exe\\u200b" in page
+    assert "<code>note</code> is 5,000 characters long." in page
+
+
 def test_a_page_left_on_a_card_shows_after_a_reload_that_the_call_was_denied_for_no_answer(make_app, fake, mcp_log):
     servers = json.dumps([{"name": "web", "url": mcp_log.url}])
     app = make_app(API_URL=fake.url + "/v1", MODEL_ID=MODEL, MCP_SERVERS=servers, TOOL_APPROVAL_MINUTES=0.01)

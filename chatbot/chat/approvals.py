@@ -11,9 +11,11 @@ tool says can.
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +33,8 @@ TIMED_OUT, STOPPED = "timed out", "stopped"  # what the writer takes a card with
 CHECK_SECONDS = 0.25  # how often a waiting answer looks for the card's answer, and for Stop
 WAIT_PAST_SECONDS = 30.0  # the most a page without JavaScript waits for the answer to go on past its card
 DECLINED = "The user declined this call."
+LONG_VALUE_CHARS = 200  # a string argument longer than this has its length told under the card
+HIDDEN_KINDS = {"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"}  # controls, bidi and zero-width marks, unassigned
 STOPPED_WHILE_ASKING = "Not run: the user pressed Stop while it waited for a yes."
 
 
@@ -68,7 +72,7 @@ def asked_first(waiting: Waiting, call: ToolCall, offered: OfferedTool | None) -
     if tool in always_allowed(store, waiting.conversation.owner):
         return None
     card_id, until = secrets.token_urlsafe(12), time.time() + waiting.minutes * 60
-    card = {"id": card_id, "tool": tool, "arguments": tool_calls.pretty(call.arguments), "until": until}
+    card = {"id": card_id, "tool": visible(tool), "until": until, **shown_arguments(call.arguments)}
     message.meta["approval"] = card
     try:
         given = _answer(waiting, card_id, until)
@@ -87,6 +91,31 @@ def asked_first(waiting: Waiting, call: ToolCall, offered: OfferedTool | None) -
         minutes = f"{waiting.minutes:g} minute{'' if waiting.minutes == 1 else 's'}"
         return tool_calls.denied(call, f"The user did not answer within {minutes}, so this call was not made.")
     return tool_calls.denied(call, DECLINED)
+
+
+def shown_arguments(arguments: str) -> dict:
+    """The card's "arguments" as indented JSON with every invisible character shown as its escape (a right-to-left
+    override reads "\\u202e", not reversing what follows), and "lengths": the length of each long string value."""
+    try:
+        lengths = [
+            (visible(str(name)), len(value))
+            for name, value in (json.loads(arguments or "{}") or {}).items()
+            if isinstance(value, str) and len(value) > LONG_VALUE_CHARS
+        ]
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        lengths = []
+    return {"arguments": visible(tool_calls.pretty(arguments), keep="\n"), "lengths": lengths}
+
+
+def visible(text: str, keep: str = "") -> str:
+    """`text` with each character that shows nothing or reorders what follows (controls, bidi and zero-width
+    marks, other spaces than " ") written as its escape, \\u202e."""
+    return "".join(
+        char
+        if char in keep or char == " " or not (unicodedata.category(char) in HIDDEN_KINDS or char.isspace())
+        else char.encode("unicode_escape").decode()
+        for char in text
+    )
 
 
 def _answer(waiting: Waiting, card_id: str, until: float) -> str:
