@@ -146,6 +146,28 @@ def test_always_runs_later_calls_of_that_tool_without_asking_until_it_is_revoked
     assert again.end().content == "Asked again."
 
 
+def test_always_holds_for_the_server_it_was_given_to_not_for_another_given_its_name():
+    from chatbot.services.mcp_client import ServerTool
+    from chatbot.services.tools import OfferedTool
+
+    store, _ = new_store()
+    echo = ServerTool("web", "echo", "", {})
+    given = OfferedTool("web__echo", ToolServer("web", "ask", url="https://search.example.org/mcp"), echo)
+    renewed_key = OfferedTool("web__echo", ToolServer("web", "ask", url=given.server.url, headers={"K": "2"}), echo)
+    repointed = OfferedTool("web__echo", ToolServer("web", "ask", url="https://elsewhere.example/mcp"), echo)
+    started = OfferedTool("web__echo", ToolServer("web", "ask", command="web-tools", transport="stdio"), echo)
+    approvals.allow_always(store, "alice", given)
+    approvals.allow_always(store, "alice", given)  # one record per owner and tool: no list to lose a yes from
+    assert approvals.allowed_always(store, "alice", given) and approvals.allowed_always(store, "alice", renewed_key)
+    assert not approvals.allowed_always(store, "alice", repointed) and not approvals.allowed_always(
+        store, "alice", started
+    )
+    assert not approvals.allowed_always(store, "bob", given)
+    assert approvals.always_allowed(store, "alice") == ["web.echo"]
+    approvals.revoke(store, "alice", "web.echo")
+    assert not approvals.allowed_always(store, "alice", given) and approvals.always_allowed(store, "alice") == []
+
+
 def test_a_card_left_unanswered_is_denied_and_the_model_and_the_chat_say_so(fake, mcp_log):
     fake.reply(tokens=[], tool_calls=[ECHO])
     fake.reply(tokens=["Nobody answered."])

@@ -11,6 +11,7 @@ tool says can.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import threading
@@ -27,7 +28,7 @@ from chatbot.services.tools import OfferedTool
 from chatbot.stores.conversations import Conversation, Message, Records, Store
 
 ANSWERS = "tool call answers"  # records: one per card answered, deleted once the writer has read it
-ALLOWED = "tools always allowed"  # records: one per owner, {"tools": ["server.tool", ...]}
+ALLOWED = "tool always allowed"  # records: one per owner and tool, {"owner", "tool": "server.tool", "server"}
 ONCE, ALWAYS, DENY = "once", "always", "deny"  # what the owner may answer
 TIMED_OUT, STOPPED = "timed out", "stopped"  # what the writer takes a card with
 CHECK_SECONDS = 0.25  # how often a waiting answer looks for the card's answer, and for Stop
@@ -69,7 +70,7 @@ def asked_first(waiting: Waiting, call: ToolCall, offered: OfferedTool | None) -
     if offered is None or offered.server.trust != "ask":
         return None
     message, store, tool = waiting.message, waiting.store, tool_name(offered)
-    if tool in always_allowed(store, waiting.conversation.owner):
+    if allowed_always(store, waiting.conversation.owner, offered):
         return None
     card_id, until = secrets.token_urlsafe(12), time.time() + waiting.minutes * 60
     card = {"id": card_id, "tool": visible(tool), "until": until, **shown_arguments(call.arguments)}
@@ -82,7 +83,7 @@ def asked_first(waiting: Waiting, call: ToolCall, offered: OfferedTool | None) -
         waiting.listener(Event(Kind.ASKING, message))
     store.delete_record(ANSWERS, _key(message.id, card_id))
     if given == ALWAYS:
-        allow_always(store, waiting.conversation.owner, tool)
+        allow_always(store, waiting.conversation.owner, offered)
     if given == STOPPED or waiting.cancel.is_set():  # a yes given as Stop was pressed does not make the call
         return tool_calls.not_run(call, STOPPED_WHILE_ASKING)
     if given in (ONCE, ALWAYS):
@@ -172,21 +173,34 @@ def wait_past(
 
 
 def always_allowed(store: Records, owner: str) -> list[str]:
-    """The tools (`server.tool`) of "ask" servers the owner lets the model call without asking."""
-    return (store.load_record(ALLOWED, owner) or {}).get("tools", [])
+    """The tools (`server.tool`) of "ask" servers the owner lets the model call without asking (Settings)."""
+    return sorted(record["tool"] for record in store.records(ALLOWED) if record.get("owner") == owner)
 
 
-def allow_always(store: Records, owner: str, tool: str) -> None:
-    tools = always_allowed(store, owner)
-    if tool not in tools:
-        store.save_record(ALLOWED, owner, {"tools": sorted([*tools, tool])})
+def allowed_always(store: Records, owner: str, offered: OfferedTool) -> bool:
+    """Whether the owner said Always for this tool of this very server: a server name given to another url or
+    command since does not carry the yes."""
+    record = store.load_record(ALLOWED, f"{owner} {tool_name(offered)}")
+    return record is not None and record.get("server") == server_identity(offered)
+
+
+def allow_always(store: Records, owner: str, offered: OfferedTool) -> None:
+    """One record per owner and tool, saved whole: two Always at once cannot lose one another."""
+    tool = tool_name(offered)
+    store.save_record(ALLOWED, f"{owner} {tool}", {"owner": owner, "tool": tool, "server": server_identity(offered)})
+
+
+def server_identity(offered: OfferedTool) -> str:
+    """What the tool's server is, not what it is named: a hash of its transport and url, or of its command, args
+    and folder (not its headers or env: a renewed key is the same server)."""
+    server = offered.server
+    what = [server.transport, server.url, server.command, list(server.args), server.cwd]
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:32]
 
 
 def revoke(store: Records, owner: str, tool: str) -> None:
     """The tool asks first again."""
-    tools = always_allowed(store, owner)
-    if tool in tools:
-        store.save_record(ALLOWED, owner, {"tools": [kept for kept in tools if kept != tool]})
+    store.delete_record(ALLOWED, f"{owner} {tool}")
 
 
 def _read(store: Records, key: str) -> str | None:
