@@ -168,6 +168,26 @@ def test_always_holds_for_the_server_it_was_given_to_not_for_another_given_its_n
     assert not approvals.allowed_always(store, "alice", given) and approvals.always_allowed(store, "alice") == []
 
 
+def test_a_person_with_three_answers_waiting_on_cards_is_not_asked_a_fourth_time(fake, mcp_log):
+    fake.reply(tokens=[], tool_calls=[ECHO])
+    fake.reply(tokens=["Could not ask."])
+    store, conversation = new_store()
+    for slot in range(approvals.CARDS_PER_PERSON):  # three answers of hers wait, each holding a writer's thread
+        store.create_record(approvals.WAITING, f"{conversation.owner} {slot}", {"until": time.time() + 600})
+    answering = Answering(store, conversation, settings(fake, mcp_log))
+    message = answering.end()  # at once: no fourth thread held for minutes
+    (record,) = message.meta["tool_calls"]
+    assert record["status"] == "denied" and "3 other answers of this user already wait" in record["result"]
+    assert "asking" not in answering.recorder.kinds() and mcp_log.logged() == []
+    store.delete_record(approvals.WAITING, f"{conversation.owner} 0")  # one of them answered: a card again
+    fake.reply(tokens=[], tool_calls=[ECHO])
+    fake.reply(tokens=["Asked."])
+    again = Answering(store, conversation, settings(fake, mcp_log))
+    message, card = waiting_card(store, conversation)
+    approvals.answer(store, conversation, message.id, card["id"], approvals.DENY)
+    assert again.end().content == "Asked." and store.load_record(approvals.WAITING, f"{conversation.owner} 0") is None
+
+
 def test_a_card_left_unanswered_is_denied_and_the_model_and_the_chat_say_so(fake, mcp_log):
     fake.reply(tokens=[], tool_calls=[ECHO])
     fake.reply(tokens=["Nobody answered."])

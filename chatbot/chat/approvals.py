@@ -29,6 +29,8 @@ from chatbot.stores.conversations import Conversation, Message, Records, Store
 
 ANSWERS = "tool call answers"  # records: one per card answered, deleted once the writer has read it
 ALLOWED = "tool always allowed"  # records: one per owner and tool, {"owner", "tool": "server.tool", "server"}
+WAITING = "cards waiting"  # records: one per owner and slot, {"until": when its card is denied}
+CARDS_PER_PERSON = 3  # answers of one person waiting on a card at once: each holds a writer's thread
 ONCE, ALWAYS, DENY = "once", "always", "deny"  # what the owner may answer
 TIMED_OUT, STOPPED = "timed out", "stopped"  # what the writer takes a card with
 CHECK_SECONDS = 0.25  # how often a waiting answer looks for the card's answer, and for Stop
@@ -36,6 +38,10 @@ WAIT_PAST_SECONDS = 30.0  # the most a page without JavaScript waits for the ans
 DECLINED = "The user declined this call."
 LONG_VALUE_CHARS = 200  # a string argument longer than this has its length told under the card
 HIDDEN_KINDS = {"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"}  # controls, bidi and zero-width marks, unassigned
+TOO_MANY_WAITING = (
+    f"Not asked: {CARDS_PER_PERSON} other answers of this user already wait for a yes on a card. Answer or stop "
+    "one of them, then ask again."
+)
 STOPPED_WHILE_ASKING = "Not run: the user pressed Stop while it waited for a yes."
 
 
@@ -73,11 +79,14 @@ def asked_first(waiting: Waiting, call: ToolCall, offered: OfferedTool | None) -
     if allowed_always(store, waiting.conversation.owner, offered):
         return None
     card_id, until = secrets.token_urlsafe(12), time.time() + waiting.minutes * 60
+    if (slot := _claim_slot(store, waiting.conversation.owner, until)) is None:
+        return tool_calls.denied(call, TOO_MANY_WAITING)
     card = {"id": card_id, "tool": visible(tool), "until": until, **shown_arguments(call.arguments)}
     message.meta["approval"] = card
     try:
         given = _answer(waiting, card_id, until)
     finally:
+        store.delete_record(WAITING, slot)
         message.meta.pop("approval", None)
         waiting.keep_alive()
         waiting.listener(Event(Kind.ASKING, message))
@@ -117,6 +126,21 @@ def visible(text: str, keep: str = "") -> str:
         else char.encode("unicode_escape").decode()
         for char in text
     )
+
+
+def _claim_slot(store: Records, owner: str, until: float) -> str | None:
+    """One of the owner's CARDS_PER_PERSON slots for a waiting card (its record's key), or None when all are
+    held. A slot held past its card's deadline (its writer went away) is taken over."""
+    for slot in range(CARDS_PER_PERSON):
+        key = f"{owner} {slot}"
+        if store.create_record(WAITING, key, {"until": until}):
+            return key
+        held = store.load_record(WAITING, key)
+        if held is None or held.get("until", 0) < time.time() - 60:
+            store.delete_record(WAITING, key)
+            if store.create_record(WAITING, key, {"until": until}):
+                return key
+    return None
 
 
 def _answer(waiting: Waiting, card_id: str, until: float) -> str:
