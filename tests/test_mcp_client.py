@@ -157,6 +157,26 @@ def test_a_stdio_servers_stderr_is_logged_with_its_secrets_hidden_and_bounded(tm
     assert sum(len(line) for line in lines) < 25_000
 
 
+def test_a_secret_a_stdio_server_writes_to_stderr_in_pieces_is_hidden_too(caplog):
+    import anyio
+
+    from chatbot.services.mcp_stdio import relay_stderr
+
+    server = ToolServer("noisy", "auto", command="x", env={"API_KEY": "sk-server-secret"}, transport="stdio")
+
+    async def relay(pieces: list[bytes]) -> None:
+        sender, receiver = anyio.create_memory_object_stream[bytes](len(pieces))
+        for piece in pieces:
+            sender.send_nowait(piece)
+        sender.close()
+        with receiver:
+            await relay_stderr(receiver, server)  # type: ignore[arg-type]
+
+    anyio.run(relay, [b"starting with sk-ser", b"ver-secret\nready\n"])
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [f"MCP server noisy says: starting with {redaction.HIDDEN}", "MCP server noisy says: ready"]
+
+
 def test_calls_from_many_threads_at_once_share_the_session(mcp_log):
     server, results = http_server(mcp_log), []
 

@@ -101,17 +101,20 @@ async def relay_stderr(stream: ByteReceiveStream, server: ToolServer) -> None:
     characters escaped, each line cut at STDERR_LINE_CHARS, at most STDERR_BYTES_A_MINUTE a minute (the lines past
     it counted once the minute is over). Read to its end, so the server never blocks on a full pipe."""
     secrets = redaction.secrets_of_servers([server])
-    minute, logged, left_out = time.monotonic(), 0, 0
+    kept = 4 * (STDERR_LINE_CHARS + max(map(len, secrets), default=0))  # bytes of a line: a secret cut off whole
+    minute, logged, left_out, tail = time.monotonic(), 0, 0, b""
     async for chunk in stream:
         if time.monotonic() - minute >= 60:
             if left_out:
                 log.warning("MCP server %s wrote %d more lines to stderr: left out of the log", server.name, left_out)
             minute, logged, left_out = time.monotonic(), 0, 0
-        for line in chunk.decode("utf-8", "replace").splitlines():
+        *lines, tail = (tail + chunk).split(b"\n")  # a line written in pieces is logged whole, its beginning
+        tail = tail[:kept]
+        for line in lines:
             if logged >= STDERR_BYTES_A_MINUTE:
                 left_out += 1
                 continue
-            text = redaction.scrub(line, secrets)[:STDERR_LINE_CHARS]
+            text = redaction.scrub(line[:kept].decode("utf-8", "replace"), secrets)[:STDERR_LINE_CHARS]
             text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
             logged += len(text)
             log.warning("MCP server %s says: %s", server.name, text)
