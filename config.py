@@ -174,7 +174,7 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "TOOL_ROUNDS": (_whole(0, 100), 8),  # rounds of tool calls per answer; then it answers without tools
     "TOOL_TIMEOUT_S": (_number(0.1, 3600), 60.0),  # the deadline of one tool call
     "TOOL_RESULT_MAX_CHARS": (_whole(100, 10_000_000), 20_000),  # what the model is shown of one result
-    "TOOL_APPROVAL_MINUTES": (_number(0.001, 1440), 10.0),  # a call of an "ask" server left unanswered is denied
+    "TOOL_APPROVAL_MINUTES": (_number(0.001, 60), 10.0),  # unanswered, denied; each waiting card holds a thread
     "LOCAL_MODEL_STATUS": (_text, None),  # set by `flask serve` for the built-in model: its supervisor's file
 }
 PARAMETERS = {

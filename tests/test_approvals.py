@@ -146,6 +146,48 @@ def test_always_runs_later_calls_of_that_tool_without_asking_until_it_is_revoked
     assert again.end().content == "Asked again."
 
 
+def test_always_holds_for_the_server_it_was_given_to_not_for_another_given_its_name():
+    from chatbot.services.mcp_client import ServerTool
+    from chatbot.services.tools import OfferedTool
+
+    store, _ = new_store()
+    echo = ServerTool("web", "echo", "", {})
+    given = OfferedTool("web__echo", ToolServer("web", "ask", url="https://search.example.org/mcp"), echo)
+    renewed_key = OfferedTool("web__echo", ToolServer("web", "ask", url=given.server.url, headers={"K": "2"}), echo)
+    repointed = OfferedTool("web__echo", ToolServer("web", "ask", url="https://elsewhere.example/mcp"), echo)
+    started = OfferedTool("web__echo", ToolServer("web", "ask", command="web-tools", transport="stdio"), echo)
+    approvals.allow_always(store, "alice", given)
+    approvals.allow_always(store, "alice", given)  # one record per owner and tool: no list to lose a yes from
+    assert approvals.allowed_always(store, "alice", given) and approvals.allowed_always(store, "alice", renewed_key)
+    assert not approvals.allowed_always(store, "alice", repointed) and not approvals.allowed_always(
+        store, "alice", started
+    )
+    assert not approvals.allowed_always(store, "bob", given)
+    assert approvals.always_allowed(store, "alice") == ["web.echo"]
+    approvals.revoke(store, "alice", "web.echo")
+    assert not approvals.allowed_always(store, "alice", given) and approvals.always_allowed(store, "alice") == []
+
+
+def test_a_person_with_three_answers_waiting_on_cards_is_not_asked_a_fourth_time(fake, mcp_log):
+    fake.reply(tokens=[], tool_calls=[ECHO])
+    fake.reply(tokens=["Could not ask."])
+    store, conversation = new_store()
+    for slot in range(approvals.CARDS_PER_PERSON):  # three answers of hers wait, each holding a writer's thread
+        store.create_record(approvals.WAITING, f"{conversation.owner} {slot}", {"until": time.time() + 600})
+    answering = Answering(store, conversation, settings(fake, mcp_log))
+    message = answering.end()  # at once: no fourth thread held for minutes
+    (record,) = message.meta["tool_calls"]
+    assert record["status"] == "denied" and "3 other answers of this user already wait" in record["result"]
+    assert "asking" not in answering.recorder.kinds() and mcp_log.logged() == []
+    store.delete_record(approvals.WAITING, f"{conversation.owner} 0")  # one of them answered: a card again
+    fake.reply(tokens=[], tool_calls=[ECHO])
+    fake.reply(tokens=["Asked."])
+    again = Answering(store, conversation, settings(fake, mcp_log))
+    message, card = waiting_card(store, conversation)
+    approvals.answer(store, conversation, message.id, card["id"], approvals.DENY)
+    assert again.end().content == "Asked." and store.load_record(approvals.WAITING, f"{conversation.owner} 0") is None
+
+
 def test_a_card_left_unanswered_is_denied_and_the_model_and_the_chat_say_so(fake, mcp_log):
     fake.reply(tokens=[], tool_calls=[ECHO])
     fake.reply(tokens=["Nobody answered."])
@@ -199,6 +241,16 @@ def test_a_card_whose_writer_went_away_is_settled_with_its_answer_and_answers_no
     assert settled.status == "error" and "approval" not in settled.meta
     with pytest.raises(approvals.NotWaiting):
         approvals.answer(store, conversation, answer.id, "card-1", approvals.ONCE)
+
+
+def test_a_page_without_javascript_waits_for_the_answer_past_its_card_a_bounded_time():
+    store, conversation = new_store()
+    answer = Message(new_id(), conversation.id, "assistant", "Still writing.", status="streaming")
+    answer.meta = {"saved_at": time.time() + 3600}  # its writer goes on, long after the card was answered
+    store.add_message(answer)
+    started = time.monotonic()
+    approvals.wait_past(store, conversation, answer.id, "card-1", seconds=0.5)
+    assert 0.5 <= time.monotonic() - started < 2  # without a deadline it waited for the whole rest of the answer
 
 
 def test_a_card_is_answered_once_whoever_answers_first_on_any_worker(make_store):  # noqa: F811
@@ -321,6 +373,19 @@ def test_without_javascript_the_card_is_a_form_and_the_page_comes_back_with_the_
     assert "Echoed." in page and '<details class="tool-call done">' in page and "The model wants to call" not in page
     again = client.post(action, data={"csrf_token": csrf(page), "card": card, "decision": "deny"})
     assert again.status_code == 409 and "That tool call was answered already" in again.text
+
+
+def test_the_card_shows_invisible_and_bidi_characters_as_escapes_and_the_length_of_long_values(ask_app, fake):
+    arguments = json.dumps({"text": "invoice\u202efdp.exe\u200b", "note": "x" * 5000})
+    fake.reply(tokens=[], tool_calls=[("call_1", "web__echo", arguments)])
+    client = ask_app.test_client()
+    sign_up(client, "alice")
+    chat = open_chat(client)
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Echo"})
+    page = client.get(chat).text
+    assert "\u202e" not in page and "\u200b" not in page  # the override would show "exe.pdf" reversed
+    assert "invoice\\u202efdp.exe\\u200b" in page
+    assert "<code>note</code> is 5,000 characters long." in page
 
 
 def test_a_page_left_on_a_card_shows_after_a_reload_that_the_call_was_denied_for_no_answer(make_app, fake, mcp_log):

@@ -63,7 +63,12 @@ def test_hf_api_token_wins_over_hf_token():
         (
             "TOOL_APPROVAL_MINUTES",
             "0",
-            "TOOL_APPROVAL_MINUTES='0' is not valid: it takes a number from 0.001 to 1440.",
+            "TOOL_APPROVAL_MINUTES='0' is not valid: it takes a number from 0.001 to 60.",
+        ),
+        (  # a waiting card holds one of the worker's threads: a day of them would starve it
+            "TOOL_APPROVAL_MINUTES",
+            "1440",
+            "TOOL_APPROVAL_MINUTES='1440' is not valid: it takes a number from 0.001 to 60.",
         ),
     ],
 )
@@ -285,7 +290,12 @@ def test_a_bad_tool_server_stops_start_up_with_one_line_naming_it(listed, expect
         ),
         (
             '{"mcpServers": {"f": {"command": "x", "disabled": true}}}',
-            "MCP_CONFIG: server 'f' has an unknown field 'disabled'; the fields are command, args, env, trust, type.",
+            "MCP_CONFIG: server 'f' has an unknown field 'disabled'; the fields are command, args, env, cwd, trust, "
+            "type.",
+        ),
+        (
+            '{"mcpServers": {"f": {"command": "x", "cwd": "/no/such/folder"}}}',
+            "MCP_CONFIG: server 'f' is not valid: cwd takes the full path of a folder that exists.",
         ),
     ],
 )

@@ -3,6 +3,7 @@ on 127.0.0.1 and over stdio: listing, calls, deadlines, Stop, failures in words,
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from chatbot.local_model.server import free_port
-from chatbot.services import mcp_client
+from chatbot.services import mcp_client, redaction
 from chatbot.services.mcp_client import ToolCallStopped, ToolServerError
 from chatbot.services.tool_servers import ToolServer
 from tests.fakes.mcp_server import FakeMcpServer, stdio_server
@@ -127,6 +128,55 @@ def test_a_stdio_server_has_its_own_environment_and_not_the_chats_secrets(tmp_pa
     assert mcp_client.call_tool(server, "environment", {"name": "HF_API_TOKEN"}, 10, None).text == "unset"
 
 
+def test_a_stdio_server_runs_in_a_folder_of_its_own_and_cannot_read_the_chats_env(tmp_path, monkeypatch):
+    chat, shared = tmp_path / "chat", tmp_path / "shared"
+    chat.mkdir()
+    shared.mkdir()
+    (chat / ".env").write_text("HF_API_TOKEN=hf_secret_of_the_chat\n")
+    (shared / "notes.txt").write_text("the configured folder")
+    monkeypatch.chdir(chat)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    server = stdio_server("files", tmp_path / "log", MCP_FAKE_FILES="1")
+    output = mcp_client.call_tool(server, "read", {"path": ".env"}, 10, None)
+    assert output.failed and "hf_secret" not in output.text  # the file is not there: "Error executing tool read"
+    assert (tmp_path / "cache/chatbot/mcp-servers/files").is_dir()
+    given = dataclasses.replace(server, name="notes", cwd=str(shared))  # its entry's "cwd"
+    assert mcp_client.call_tool(given, "read", {"path": "notes.txt"}, 10, None).text == "the configured folder"
+
+
+def test_a_stdio_servers_stderr_is_logged_with_its_secrets_hidden_and_bounded(tmp_path, caplog):
+    server = stdio_server("noisy", tmp_path / "log", MCP_FAKE_STDERR="1", API_KEY="sk-server-secret")
+    said = "failed with key sk-server-secret \u202e" + "x" * 1000
+    assert mcp_client.call_tool(server, "complain", {"text": said, "times": 200}, 10, None).text == "complained"
+    wait_for(lambda: "MCP server noisy says" in caplog.text)
+    time.sleep(0.5)  # the rest of its lines
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("MCP server noisy says")]
+    assert "sk-server-secret" not in caplog.text and redaction.HIDDEN in lines[0] and "\\u202e" in lines[0]
+    assert max(len(line) for line in lines) < 600  # each line cut at 500 characters
+    assert 10 < len(lines) < 100  # 20,000 characters a minute logged of its 200,000; the rest counted
+    assert sum(len(line) for line in lines) < 25_000
+
+
+def test_a_secret_a_stdio_server_writes_to_stderr_in_pieces_is_hidden_too(caplog):
+    import anyio
+
+    from chatbot.services.mcp_stdio import relay_stderr
+
+    server = ToolServer("noisy", "auto", command="x", env={"API_KEY": "sk-server-secret"}, transport="stdio")
+
+    async def relay(pieces: list[bytes]) -> None:
+        sender, receiver = anyio.create_memory_object_stream[bytes](len(pieces))
+        for piece in pieces:
+            sender.send_nowait(piece)
+        sender.close()
+        with receiver:
+            await relay_stderr(receiver, server)  # type: ignore[arg-type]
+
+    anyio.run(relay, [b"starting with sk-ser", b"ver-secret\nready\n"])
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [f"MCP server noisy says: starting with {redaction.HIDDEN}", "MCP server noisy says: ready"]
+
+
 def test_calls_from_many_threads_at_once_share_the_session(mcp_log):
     server, results = http_server(mcp_log), []
 
@@ -144,7 +194,7 @@ def test_calls_from_many_threads_at_once_share_the_session(mcp_log):
 GEVENT_WORKER = """
 from gevent import monkey; monkey.patch_all()
 import sys, time, threading, gevent
-from chatbot.services import mcp_client
+from chatbot.services import mcp_client, redaction
 from chatbot.services.tool_servers import ToolServer
 from tests.fakes.mcp_server import stdio_server
 servers = [ToolServer("web", "auto", url=sys.argv[1]), stdio_server("local", __import__("pathlib").Path(sys.argv[2]))]
@@ -187,3 +237,28 @@ def wait_for(condition, seconds: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "it did not happen"
         time.sleep(0.02)
+
+
+def test_a_stdio_servers_lines_are_joined_across_pieces_and_a_long_one_is_broken_off():
+    import anyio
+
+    from chatbot.services.mcp_stdio import LineTooLong, lines
+
+    async def read(pieces: list[bytes], limit: int) -> list[bytes]:
+        sender, receiver = anyio.create_memory_object_stream[bytes](len(pieces))
+        for piece in pieces:
+            sender.send_nowait(piece)
+        sender.close()
+        with receiver:
+            return [line async for line in lines(receiver, limit)]  # type: ignore[arg-type]
+
+    assert anyio.run(read, [b'{"a"', b": 1}\n{", b'"b": 2}\n\n', b"[]\n"], 100) == [
+        b'{"a": 1}',
+        b'{"b": 2}',
+        b"",
+        b"[]",
+    ]
+    with pytest.raises(LineTooLong):
+        anyio.run(read, [b"x" * 60, b"x" * 60, b"\n"], 100)
+    with pytest.raises(LineTooLong):
+        anyio.run(read, [b"ok\n" + b"x" * 101], 100)

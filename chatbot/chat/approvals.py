@@ -11,9 +11,12 @@ tool says can.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,11 +28,20 @@ from chatbot.services.tools import OfferedTool
 from chatbot.stores.conversations import Conversation, Message, Records, Store
 
 ANSWERS = "tool call answers"  # records: one per card answered, deleted once the writer has read it
-ALLOWED = "tools always allowed"  # records: one per owner, {"tools": ["server.tool", ...]}
+ALLOWED = "tool always allowed"  # records: one per owner and tool, {"owner", "tool": "server.tool", "server"}
+WAITING = "cards waiting"  # records: one per owner and slot, {"until": when its card is denied}
+CARDS_PER_PERSON = 3  # answers of one person waiting on a card at once: each holds a writer's thread
 ONCE, ALWAYS, DENY = "once", "always", "deny"  # what the owner may answer
 TIMED_OUT, STOPPED = "timed out", "stopped"  # what the writer takes a card with
 CHECK_SECONDS = 0.25  # how often a waiting answer looks for the card's answer, and for Stop
+WAIT_PAST_SECONDS = 30.0  # the most a page without JavaScript waits for the answer to go on past its card
 DECLINED = "The user declined this call."
+LONG_VALUE_CHARS = 200  # a string argument longer than this has its length told under the card
+HIDDEN_KINDS = {"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"}  # controls, bidi and zero-width marks, unassigned
+TOO_MANY_WAITING = (
+    f"Not asked: {CARDS_PER_PERSON} other answers of this user already wait for a yes on a card. Answer or stop "
+    "one of them, then ask again."
+)
 STOPPED_WHILE_ASKING = "Not run: the user pressed Stop while it waited for a yes."
 
 
@@ -64,20 +76,23 @@ def asked_first(waiting: Waiting, call: ToolCall, offered: OfferedTool | None) -
     if offered is None or offered.server.trust != "ask":
         return None
     message, store, tool = waiting.message, waiting.store, tool_name(offered)
-    if tool in always_allowed(store, waiting.conversation.owner):
+    if allowed_always(store, waiting.conversation.owner, offered):
         return None
     card_id, until = secrets.token_urlsafe(12), time.time() + waiting.minutes * 60
-    card = {"id": card_id, "tool": tool, "arguments": tool_calls.pretty(call.arguments), "until": until}
+    if (slot := _claim_slot(store, waiting.conversation.owner, until)) is None:
+        return tool_calls.denied(call, TOO_MANY_WAITING)
+    card = {"id": card_id, "tool": visible(tool), "until": until, **shown_arguments(call.arguments)}
     message.meta["approval"] = card
     try:
         given = _answer(waiting, card_id, until)
     finally:
+        store.delete_record(WAITING, slot)
         message.meta.pop("approval", None)
         waiting.keep_alive()
         waiting.listener(Event(Kind.ASKING, message))
     store.delete_record(ANSWERS, _key(message.id, card_id))
     if given == ALWAYS:
-        allow_always(store, waiting.conversation.owner, tool)
+        allow_always(store, waiting.conversation.owner, offered)
     if given == STOPPED or waiting.cancel.is_set():  # a yes given as Stop was pressed does not make the call
         return tool_calls.not_run(call, STOPPED_WHILE_ASKING)
     if given in (ONCE, ALWAYS):
@@ -86,6 +101,46 @@ def asked_first(waiting: Waiting, call: ToolCall, offered: OfferedTool | None) -
         minutes = f"{waiting.minutes:g} minute{'' if waiting.minutes == 1 else 's'}"
         return tool_calls.denied(call, f"The user did not answer within {minutes}, so this call was not made.")
     return tool_calls.denied(call, DECLINED)
+
+
+def shown_arguments(arguments: str) -> dict:
+    """The card's "arguments" as indented JSON with every invisible character shown as its escape (a right-to-left
+    override reads "\\u202e", not reversing what follows), and "lengths": the length of each long string value."""
+    try:
+        lengths = [
+            (visible(str(name)), len(value))
+            for name, value in (json.loads(arguments or "{}") or {}).items()
+            if isinstance(value, str) and len(value) > LONG_VALUE_CHARS
+        ]
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        lengths = []
+    return {"arguments": visible(tool_calls.pretty(arguments), keep="\n"), "lengths": lengths}
+
+
+def visible(text: str, keep: str = "") -> str:
+    """`text` with each character that shows nothing or reorders what follows (controls, bidi and zero-width
+    marks, other spaces than " ") written as its escape, \\u202e."""
+    return "".join(
+        char
+        if char in keep or char == " " or not (unicodedata.category(char) in HIDDEN_KINDS or char.isspace())
+        else char.encode("unicode_escape").decode()
+        for char in text
+    )
+
+
+def _claim_slot(store: Records, owner: str, until: float) -> str | None:
+    """One of the owner's CARDS_PER_PERSON slots for a waiting card (its record's key), or None when all are
+    held. A slot held past its card's deadline (its writer went away) is taken over."""
+    for slot in range(CARDS_PER_PERSON):
+        key = f"{owner} {slot}"
+        if store.create_record(WAITING, key, {"until": until}):
+            return key
+        held = store.load_record(WAITING, key)
+        if held is None or held.get("until", 0) < time.time() - 60:
+            store.delete_record(WAITING, key)
+            if store.create_record(WAITING, key, {"until": until}):
+                return key
+    return None
 
 
 def _answer(waiting: Waiting, card_id: str, until: float) -> str:
@@ -124,10 +179,14 @@ def answer(store: Store, conversation: Conversation, message_id: str, card_id: s
         raise NotWaiting
 
 
-def wait_past(store: Store, conversation: Conversation, message_id: str, card_id: str) -> None:
+def wait_past(
+    store: Store, conversation: Conversation, message_id: str, card_id: str, seconds: float = WAIT_PAST_SECONDS
+) -> None:
     """Wait until the answer `message_id` has ended or waits on a card other than `card_id` (a page without
-    JavaScript then shows how it went on)."""
-    while True:
+    JavaScript then shows how it went on), or `seconds` have passed (it then shows the answer still being written:
+    a request does not hold its thread for the whole rest of a long answer)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         message = store.read_message(conversation, message_id)
         if message is None or message.status != "streaming" or is_abandoned(message):
             return
@@ -138,21 +197,34 @@ def wait_past(store: Store, conversation: Conversation, message_id: str, card_id
 
 
 def always_allowed(store: Records, owner: str) -> list[str]:
-    """The tools (`server.tool`) of "ask" servers the owner lets the model call without asking."""
-    return (store.load_record(ALLOWED, owner) or {}).get("tools", [])
+    """The tools (`server.tool`) of "ask" servers the owner lets the model call without asking (Settings)."""
+    return sorted(record["tool"] for record in store.records(ALLOWED) if record.get("owner") == owner)
 
 
-def allow_always(store: Records, owner: str, tool: str) -> None:
-    tools = always_allowed(store, owner)
-    if tool not in tools:
-        store.save_record(ALLOWED, owner, {"tools": sorted([*tools, tool])})
+def allowed_always(store: Records, owner: str, offered: OfferedTool) -> bool:
+    """Whether the owner said Always for this tool of this very server: a server name given to another url or
+    command since does not carry the yes."""
+    record = store.load_record(ALLOWED, f"{owner} {tool_name(offered)}")
+    return record is not None and record.get("server") == server_identity(offered)
+
+
+def allow_always(store: Records, owner: str, offered: OfferedTool) -> None:
+    """One record per owner and tool, saved whole: two Always at once cannot lose one another."""
+    tool = tool_name(offered)
+    store.save_record(ALLOWED, f"{owner} {tool}", {"owner": owner, "tool": tool, "server": server_identity(offered)})
+
+
+def server_identity(offered: OfferedTool) -> str:
+    """What the tool's server is, not what it is named: a hash of its transport and url, or of its command, args
+    and folder (not its headers or env: a renewed key is the same server)."""
+    server = offered.server
+    what = [server.transport, server.url, server.command, list(server.args), server.cwd]
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:32]
 
 
 def revoke(store: Records, owner: str, tool: str) -> None:
     """The tool asks first again."""
-    tools = always_allowed(store, owner)
-    if tool in tools:
-        store.save_record(ALLOWED, owner, {"tools": [kept for kept in tools if kept != tool]})
+    store.delete_record(ALLOWED, f"{owner} {tool}")
 
 
 def _read(store: Records, key: str) -> str | None:

@@ -136,6 +136,7 @@ class _Connection:
         self.opened: asyncio.Future[Client] | None = None
         self.task: asyncio.Task[None] | None = None
         self.refused: list[int] = []  # the HTTP statuses of its refusals (the SDK's errors leave them out)
+        self.broken: list[str] = []  # why its transport broke the session off (a message too long), in words
 
     async def client(self, timeout: float) -> Client:
         if self.opened is None:
@@ -145,7 +146,7 @@ class _Connection:
 
     async def _keep(self, opened: asyncio.Future[Client]) -> None:
         try:
-            async with _session(self.server, self.refused) as client:
+            async with _session(self.server, self.refused, self.broken) as client:
                 opened.set_result(client)
                 await asyncio.Event().wait()  # until dropped
         except BaseException as error:  # the SDK's task groups raise groups; a cancelled task, CancelledError
@@ -236,11 +237,12 @@ def _run(
             return await asyncio.wait_for(work(client), timeout)
         except (TimeoutError, asyncio.CancelledError):
             raise
-        except MCPError as error:  # the server answered with a JSON-RPC error: the session is fine
-            raise ToolServerError(f"The MCP server {server.name} refused to {doing}: {error}.") from None
-        except Exception as error:  # the transport broke: open a new session next time
-            connection.drop()
-            raise ToolServerError(f"The MCP server {server.name} failed to {doing}: {_reason(error)}.") from None
+        except Exception as error:
+            if isinstance(error, MCPError) and not connection.broken:  # a JSON-RPC error: the session is fine
+                raise ToolServerError(f"The MCP server {server.name} refused to {doing}: {error}.") from None
+            connection.drop()  # the transport broke: open a new session next time
+            why = connection.broken.pop() if connection.broken else _reason(error)  # the SDK: "Connection closed"
+            raise ToolServerError(f"The MCP server {server.name} failed to {doing}: {why}.") from None
 
     future = asyncio.run_coroutine_threadsafe(attempt(), process.loop)
     return _wait(future, timeout + connect_timeout, cancel, server.name, doing, timeout)
@@ -273,45 +275,52 @@ def _wait(
 
 
 @contextlib.asynccontextmanager
-async def _session(server: ToolServer, refused: list[int]) -> AsyncIterator[Client]:
-    """An open session with `server` over its transport; the status of each HTTP refusal added to `refused`."""
+async def _session(server: ToolServer, refused: list[int], broken: list[str]) -> AsyncIterator[Client]:
+    """An open session with `server` over its transport; the status of each HTTP refusal added to `refused`, and
+    why the transport broke the session off to `broken`."""
     import httpx2
-    from mcp import Client, StdioServerParameters
+    from mcp import Client
     from mcp.client.sse import sse_client
     from mcp.client.streamable_http import streamable_http_client
 
+    from chatbot.services.mcp_stdio import stdio_transport
+
     if server.transport == "stdio":
-        assert server.command is not None
-        # its own env over the SDK's few safe variables (PATH, HOME, USER...): never the chat's secrets
-        parameters = StdioServerParameters(command=server.command, args=list(server.args), env=dict(server.env))
-        async with Client(parameters) as client:
+        async with Client(stdio_transport(server, MESSAGE_BYTES, broken)) as client:
             yield client
         return
     assert server.url is not None
-    if server.transport == "sse":
-        async with Client(sse_client(server.url, headers=dict(server.headers))) as client:
-            yield client
-        return
 
     async def note(response: httpx2.Response) -> None:
         if response.status_code >= 400:
             refused.append(response.status_code)
 
-    timeout = httpx2.Timeout(30.0, read=300.0)  # the SDK's own: a response stream may stay open a while
-    hooks = {"response": [note]}
+    def bounded_client(
+        headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
+    ) -> httpx2.AsyncClient:
+        timeout = timeout or httpx2.Timeout(30.0, read=300.0)  # the SDK's own: a stream may stay open a while
+        transport = _bounded_transport(server.name, broken)
+        return httpx2.AsyncClient(
+            headers=headers, timeout=timeout, auth=auth, event_hooks={"response": [note]}, transport=transport
+        )
+
+    if server.transport == "sse":
+        async with Client(
+            sse_client(server.url, headers=dict(server.headers), httpx_client_factory=bounded_client)
+        ) as client:
+            yield client
+        return
     async with (
-        httpx2.AsyncClient(
-            headers=dict(server.headers), timeout=timeout, event_hooks=hooks, transport=_bounded_transport(server.name)
-        ) as http,
+        bounded_client(dict(server.headers)) as http,
         Client(streamable_http_client(server.url, http_client=http)) as client,
     ):
         yield client
 
 
-def _bounded_transport(name: str) -> httpx2.AsyncBaseTransport:
-    """An HTTP transport whose responses break off (logged) once one message (a JSON body, or one event of a
-    stream) passes MESSAGE_BYTES: server `name` cannot make the chat hold a gigabyte (and copies of it) before its
-    result is cut. The call then fails in the SDK's words (the connection closed)."""
+def _bounded_transport(name: str, broken: list[str]) -> httpx2.AsyncBaseTransport:
+    """An HTTP transport whose responses break off (logged, and said in `broken`) once one message (a JSON body,
+    or one event of a stream) passes MESSAGE_BYTES: server `name` cannot make the chat hold a gigabyte (and copies
+    of it) before its result is cut."""
     import httpx2
 
     class Bounded(httpx2.AsyncByteStream):
@@ -325,7 +334,8 @@ def _bounded_transport(name: str) -> httpx2.AsyncBaseTransport:
                 size = len(chunk) - end if end >= 0 else size + len(chunk)
                 if size > MESSAGE_BYTES:
                     log.warning("MCP server %s sent a message of more than %d MB: it was broken off", name, size >> 20)
-                    raise httpx2.ReadError(f"it sent a message of more than {MESSAGE_BYTES // 2**20} MB")
+                    broken.append(f"it sent a message of more than {MESSAGE_BYTES // 2**20} MB")
+                    raise httpx2.ReadError(broken[-1])
                 yield chunk
 
         async def aclose(self) -> None:

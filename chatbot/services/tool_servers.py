@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,8 @@ SERVER_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")  # part of each tool's name as 
 @dataclass(frozen=True)
 class ToolServer:
     """An MCP server whose tools the model may call: remote (`url`, streamable HTTP, or legacy SSE with
-    `transport="sse"`) or a program the chat starts (`command`, stdio) with its own environment `env` alone."""
+    `transport="sse"`) or a program the chat starts (`command`, stdio) with its own environment `env` alone, in
+    the working directory `cwd` (else a folder of its own: services/mcp_stdio.py)."""
 
     name: str
     trust: str = "ask"
@@ -27,10 +29,11 @@ class ToolServer:
     command: str | None = None
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    cwd: str | None = None
 
 
 REMOTE_FIELDS = ("url", "headers", "trust", "type")
-STDIO_FIELDS = ("command", "args", "env", "trust", "type")
+STDIO_FIELDS = ("command", "args", "env", "cwd", "trust", "type")
 TRANSPORTS = {"http": "http", "streamable-http": "http", "streamablehttp": "http", "sse": "sse", "stdio": "stdio"}
 
 
@@ -108,6 +111,9 @@ def _tool_server(where: str, name: str, entry: Any) -> ToolServer:
         args = entry.get("args") or []
         if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
             raise ValueError("args takes a list of strings")
+        cwd = entry.get("cwd")
+        if cwd is not None and not (isinstance(cwd, str) and os.path.isabs(cwd) and os.path.isdir(cwd)):
+            raise ValueError("cwd takes the full path of a folder that exists")
         return ToolServer(
             name,
             trust,
@@ -115,6 +121,7 @@ def _tool_server(where: str, name: str, entry: Any) -> ToolServer:
             args=tuple(args),
             env=_strings(entry.get("env"), "env"),
             transport="stdio",
+            cwd=cwd,
         )
     except ValueError as error:
         raise ConfigError(f"{where} is not valid: {error}.") from None
