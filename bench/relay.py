@@ -54,18 +54,19 @@ def backend_alone(url: str) -> tuple[float, float, int]:
     return first or 0.0, time.perf_counter() - started, events - 1  # the last event is the special end token
 
 
-def through_the_app(ws, workers: int) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
-    """(seconds to the first text fragment, seconds to the finished answer, CPU seconds of the app's workers)."""
+def through_the_app(ws, workers: int, after: str = "") -> tuple[float, float, float, str]:  # type: ignore[no-untyped-def]
+    """(seconds to the first text fragment, seconds to the finished answer, CPU seconds of the app's workers, the
+    answer's id), asked as the browser asks: after `after`, the last message the tab shows."""
     cpu = cpu_seconds(workers)
     started = time.perf_counter()
-    ws.send(json.dumps({"action": "send", "message": "Hello"}))
+    ws.send(json.dumps({"action": "send", "message": "Hello", "after": after}))
     first = None
     while True:
         frame = ws.recv()
         if first is None and ANSWER_TEXT.search(frame):
             first = time.perf_counter() - started
-        if FINISHED.search(frame):
-            return first or 0.0, time.perf_counter() - started, cpu_seconds(workers) - cpu
+        if finished := FINISHED.search(frame):
+            return first or 0.0, time.perf_counter() - started, cpu_seconds(workers) - cpu, finished.group(1)
         if frame.lstrip().startswith('<div id="notice"'):  # the app said something instead of answering
             raise RuntimeError(f"no answer: {frame}")
 
@@ -74,7 +75,7 @@ def in_a_new_chat(app: GunicornApp) -> tuple[float, float, float]:
     client = ChatClient(app.url)
     ws = client.connect()  # made before the clock starts
     try:
-        return through_the_app(ws, app.process.pid)
+        return through_the_app(ws, app.process.pid)[:3]
     finally:
         ws.close()
 
@@ -111,8 +112,9 @@ def reuse(app: GunicornApp, answers: int, tokens: int) -> None:
     ws = client.connect()
     print(f"one conversation, {answers} answers of {tokens} tokens in a row")
     print("answer  first token ms  total ms  app CPU µs/token")
+    after = ""
     for index in range(1, answers + 1):
-        first, total, cpu = through_the_app(ws, app.process.pid)
+        first, total, cpu, after = through_the_app(ws, app.process.pid, after)
         print(f"{index:6}  {first * 1000:14.1f}  {total * 1000:8.0f}  {cpu / tokens * 1e6:16.1f}")
     ws.close()
 
