@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -283,9 +284,14 @@ def _decoded(data: str) -> dict[str, Any]:
 
 
 def _chunks(response: requests.Response) -> Iterator[bytes]:
-    """The body's bytes as soon as they arrive (iter_content would hold them back); after each read, the other
-    threads get their turn: under gevent, a server that writes faster than the answer is read would otherwise keep
-    the greenlet that sends it from running until the answer ends."""
+    """The body's bytes as soon as they arrive (iter_content would hold them back). Under gevent, the other
+    greenlets get their turn after each read: a read that finds bytes waiting does not yield, so a server that
+    writes faster than the answer is read would keep the one that sends it to the tab from running until the
+    answer ends. Threads need no such turn (one waiting for the GIL gets it within its switch interval, and giving
+    it away after each read would cost the reader that long to have it back)."""
+    monkey = sys.modules.get("gevent.monkey")
+    cooperative = monkey is not None and monkey.is_module_patched("socket")
     for chunk in http_body.reads(response, READ_SIZE):
         yield chunk
-        time.sleep(0)
+        if cooperative:
+            time.sleep(0)  # gevent's: to the back of the queue of greenlets ready to run
