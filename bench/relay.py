@@ -8,7 +8,8 @@ the app runs under gunicorn (gunicorn.conf.py, 2 workers of --worker-class) on 1
 reads the same stream with a plain socket that counts the events as they arrive (no code of the app), so the
 difference is all the app adds: its HTTP client, parsing, coalescing, storage, rendering, the socket. Runs
 alternate, one alone then one through the app, each in a new chat, so a machine shared with other work slows both
-alike; the ratio is of the medians. The app's CPU per token is its workers' user + system time (/proc) over a run.
+alike; the ratio is of the medians. The app's CPU per token is its workers' user + system time (/proc) over a run,
+the backend's its own: with fewer free cores than the two need, the ratio is how they share them, not which is slower.
 """
 
 from __future__ import annotations
@@ -84,9 +85,13 @@ def compare(app: GunicornApp, backend: StreamingBackend, options: argparse.Names
     alone, relayed = [], []
     in_a_new_chat(app)  # each worker's first answer asks the backend for /info and the Hub for a template
     in_a_new_chat(app)
+    backend_cpu = []  # the backend's CPU seconds for one answer read alone, and one read by the app
     for _ in range(options.runs):
+        cpu = cpu_seconds(backend.process.pid)
         alone.append(backend_alone(backend.url))
+        middle = cpu_seconds(backend.process.pid)
         relayed.append(in_a_new_chat(app))
+        backend_cpu.append((middle - cpu, cpu_seconds(backend.process.pid) - middle))
     counted = {events for _, _, events in alone}
     assert counted == {options.tokens}, f"the plain reader counted {counted} tokens, not {options.tokens}"
     alone_rate = options.tokens / statistics.median(total for _, total, _ in alone)
@@ -104,6 +109,8 @@ def compare(app: GunicornApp, backend: StreamingBackend, options: argparse.Names
     p50, p99 = percentile(extra, 0.5) * 1000, percentile(extra, 0.99) * 1000
     print(f"extra time to first token: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     print(f"app CPU per token: {cpu:.1f} µs (its workers, user + system)")
+    served = [statistics.median(each) / options.tokens * 1e6 for each in zip(*backend_cpu, strict=True)]
+    print(f"backend CPU per token: {served[0]:.1f} µs read alone, {served[1]:.1f} µs read by the app")
 
 
 def reuse(app: GunicornApp, answers: int, tokens: int) -> None:
