@@ -1,7 +1,8 @@
 """Relay speed: one answer through the app's WebSocket against the backend read alone, and what history costs.
 
 Run: .venv/bin/python bench/relay.py [--tokens 4000] [--runs 9] [--rate 0] [--worker-class gthread|gevent]
-     .venv/bin/python bench/relay.py --reuse 8   (one conversation, 8 answers in a row: first token by answer)
+     .venv/bin/python bench/relay.py --reuse 8 [--unnamed]   (one conversation, 8 answers in a row: first token
+     by answer; --unnamed: each message without the `after` the page sends, that says what the tab shows)
 
 The backend (bench/backend.py, TGI's wire format) streams as fast as it can, or at --rate tokens per second;
 the app runs under gunicorn (gunicorn.conf.py, 2 workers of --worker-class) on 127.0.0.1 with SQLite. "Alone"
@@ -113,15 +114,16 @@ def compare(app: GunicornApp, backend: StreamingBackend, options: argparse.Names
     print(f"backend CPU per token: {served[0]:.1f} µs read alone, {served[1]:.1f} µs read by the app")
 
 
-def reuse(app: GunicornApp, answers: int, tokens: int) -> None:
-    """One conversation, `answers` answers in a row: does the first token come later as the history grows?"""
+def reuse(app: GunicornApp, answers: int, tokens: int, unnamed: bool) -> None:
+    """One conversation, `answers` answers in a row: does the first token come later as the history grows? Each
+    message names the answer before it as what the tab shows, as the page does, unless `unnamed`."""
     client = ChatClient(app.url)
     ws = client.connect()
-    print(f"one conversation, {answers} answers of {tokens} tokens in a row")
+    print(f"one conversation, {answers} answers of {tokens} tokens in a row{', unnamed' if unnamed else ''}")
     print("answer  first token ms  total ms  app CPU µs/token")
     after = ""
     for index in range(1, answers + 1):
-        first, total, cpu, after = through_the_app(ws, app.process.pid, after)
+        first, total, cpu, after = through_the_app(ws, app.process.pid, "" if unnamed else after)
         print(f"{index:6}  {first * 1000:14.1f}  {total * 1000:8.0f}  {cpu / tokens * 1e6:16.1f}")
     ws.close()
 
@@ -133,6 +135,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="tokens per second; 0: as fast as it can")
     parser.add_argument("--worker-class", choices=["gthread", "gevent"], default="gthread")
     parser.add_argument("--reuse", type=int, default=0, help="answers in one conversation (instead of comparing)")
+    parser.add_argument("--unnamed", action="store_true", help="--reuse: messages that do not say what the tab shows")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, StreamingBackend(options.tokens, options.rate) as backend:
         environment = app_environment(
@@ -140,7 +143,7 @@ def main() -> None:
         )
         with GunicornApp(environment) as app:
             if options.reuse:
-                reuse(app, options.reuse, options.tokens)
+                reuse(app, options.reuse, options.tokens, options.unnamed)
             else:
                 compare(app, backend, options)
 
