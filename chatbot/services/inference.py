@@ -30,6 +30,7 @@ from chatbot.services.protocols import PROTOCOLS, Chunk, Finish, Protocol, Provi
 from chatbot.services.remembered import Remembered
 
 READ_SIZE = 65536
+TURN_SECONDS = 0.001  # under gevent, the other greenlets run at least this often while a server floods the reader
 
 __all__ = ["Backend", "Parameters", "Request", "backend_for", "build_request", "stream_chunks", "stream_reply"]
 
@@ -291,7 +292,9 @@ def _chunks(response: requests.Response) -> Iterator[bytes]:
     it away after each read would cost the reader that long to have it back)."""
     monkey = sys.modules.get("gevent.monkey")
     cooperative = monkey is not None and monkey.is_module_patched("socket")
+    turn = 0.0  # when the others last had their turn
     for chunk in http_body.reads(response, READ_SIZE):
         yield chunk
-        if cooperative:
+        if cooperative and (now := time.monotonic()) - turn >= TURN_SECONDS:
             time.sleep(0)  # gevent's: to the back of the queue of greenlets ready to run
+            turn = now
