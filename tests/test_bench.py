@@ -54,7 +54,13 @@ def test_the_concurrency_benchmark_delivers_every_token(tmp_path):
 
 def test_the_relay_benchmark_compares_the_app_with_the_backend_alone():
     printed = run("bench/relay.py", "--tokens", "50", "--runs", "2")
-    assert "relay ratio" in printed and "extra time to first token" in printed
+    assert "relay ratio" in printed and "extra time to first token" in printed and "app CPU per token" in printed
+
+
+def test_the_relay_benchmark_reuses_one_conversation_and_prints_each_answers_first_token():
+    printed = run("bench/relay.py", "--tokens", "50", "--reuse", "3", "--worker-class", "gevent")
+    rows = [line.split() for line in printed.splitlines() if line.split() and line.split()[0].isdigit()]
+    assert [row[0] for row in rows] == ["1", "2", "3"] and all(float(row[1]) > 0 for row in rows), printed
 
 
 def test_the_built_in_model_benchmark_compares_the_app_with_llama_cpp_alone():

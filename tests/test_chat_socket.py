@@ -42,6 +42,16 @@ def test_an_answer_streams_as_markdown_and_ends_as_stored(tab, store, fake):
     assert LIVE_TAIL.sub(r"\1", shown_answer(sent)).strip() == answer.html.strip()  # what streamed is what is kept
 
 
+def test_a_message_sent_without_saying_what_the_tab_shows_adds_to_its_branch_without_sending_it_again(tab, fake):
+    for question in ("First question", "Second question", "Third question"):
+        fake.reply(tokens=[f"Answer to the {question.lower()}"])
+        before = tab.send("send", message=question)  # no "after", as a client other than the page may send
+        tab.ws.wait_for(FINISHED, after=before)
+        started = tab.ws.sent[before]
+        assert question in started and 'id="messages" hx-swap-oob="beforeend"' in started
+        assert "Answer to the first" not in started  # the history is not sent again with each answer
+
+
 def test_stop_keeps_the_partial_answer_and_frees_the_tab_at_once(tab, store, fake):
     fake.reply(tokens=[f" w{n}" for n in range(200)], delay=0.05)
     before = tab.send("send", message="Go on")

@@ -5,11 +5,13 @@ import time
 
 import pytest
 
+from chatbot.chat.coalescing import coalesced
 from chatbot.chat.message_checks import message_problem
 from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.local_model.server import free_port
 from chatbot.services.inference import Backend, Parameters
+from chatbot.services.protocols import Text
 from tests.fakes.hf_server import TOKEN
 from tests.helpers import Recorder, new_store, settings_for
 
@@ -86,6 +88,20 @@ def test_tokens_are_coalesced_to_one_fragment_per_interval(fake):
     assert len(deltas) <= elapsed / 0.04 + 2
     steady = deltas[:-1]  # the last group goes out as soon as the answer ends
     assert all(b - a >= 0.035 for a, b in zip(steady, steady[1:], strict=False))
+
+
+def test_an_answer_stopped_already_does_not_ask_the_server():
+    asked = []
+
+    def stream():
+        asked.append(True)  # the request would be sent here
+        yield Text("never")
+
+    stopped = threading.Event()
+    stopped.set()
+    assert list(coalesced(stream(), 0.04, stopped)) == []
+    time.sleep(0.1)  # no reader thread left to ask it later either
+    assert asked == []
 
 
 def test_a_token_is_not_held_back_when_the_backend_stalls(fake):

@@ -115,6 +115,19 @@ def test_chat_stream_with_space_null_first_delta_usage_chunk_and_done(fake):
     assert fake.requests[-1].path == "/v1/chat/completions"
 
 
+@pytest.mark.parametrize("make_backend", [task_backend, chat_backend])
+def test_the_tokens_of_one_read_come_as_one_piece_that_counts_them(fake, make_backend):
+    sent = [f" t{n}" for n in range(200)]
+    fake.reply(tokens=sent)
+    backend = make_backend(fake)
+    chunks = stream_chunks(build_request(backend, Parameters(), HELLO), backend)
+    pieces = [next(chunk for chunk in chunks if isinstance(chunk, Text))]
+    time.sleep(0.5)  # the rest is written meanwhile: the next read takes it all
+    pieces += [chunk for chunk in chunks if isinstance(chunk, Text)]
+    assert "".join(piece.text for piece in pieces) == "".join(sent)
+    assert sum(piece.tokens for piece in pieces) == len(sent) and len(pieces) < len(sent) / 2
+
+
 def test_tokens_arrive_as_they_are_sent(fake):
     fake.reply(tokens=["first", " second"], delay=1.0)
     backend = task_backend(fake)

@@ -18,6 +18,13 @@ def test_inline_thinking_becomes_reasoning_and_the_rest_stays_text():
     assert list(split_inline(iter(chunks))) == [Reasoning("2+2"), Text("It is 4."), Finish("stop")]
 
 
+def test_each_token_is_counted_once_however_the_tags_split_the_pieces():
+    chunks = [Text("<thi", 3), Text("nk>2+2</think>It is", 4), Text(" 4.<", 2), Finish("stop")]
+    split = list(split_inline(iter(chunks)))
+    assert split == [Reasoning("2+2"), Text("It is"), Text(" 4."), Text("<"), Finish("stop")]
+    assert sum(chunk.tokens for chunk in split if isinstance(chunk, Text | Reasoning)) == 9
+
+
 def test_text_that_only_looks_like_a_tag_is_kept():
     assert list(split_inline(iter([Text("a <b> c <thin"), Text("g>")]))) == [Text("a <b> c "), Text("<thing>")]
 

@@ -387,20 +387,20 @@ class AnswerWriter:
     def _add(self, answer: GrowingAnswer, batch: list[Chunk]) -> None:
         """Add one coalesced batch: told as one event per run of text or reasoning, saved when a save is due."""
         now = time.monotonic()
-        runs: list[list] = []  # [kind, text, parts up to its end] with neighbours of one kind joined: one event each
+        runs: list[list] = []  # [kind, texts, parts up to its end] with neighbours of one kind joined: one event each
         for chunk in batch:
             if isinstance(chunk, Text | Reasoning):
                 if (said := answer.mark_reasoning(isinstance(chunk, Reasoning), now)) is not None:
-                    runs.append([Kind.REASONED, said, len(answer.parts)])
+                    runs.append([Kind.REASONED, [said], len(answer.parts)])
                 kind = Kind.REASONING if answer.thinking else Kind.DELTA
                 text = reasoning.strip_markers(chunk.text)
                 answer.parts.append(text)
-                answer.tokens += 1
+                answer.tokens += chunk.tokens
                 if runs and runs[-1][0] == kind:
-                    runs[-1][1] += text
+                    runs[-1][1].append(text)
                     runs[-1][2] = len(answer.parts)
                 else:
-                    runs.append([kind, text, len(answer.parts)])
+                    runs.append([kind, [text], len(answer.parts)])
             elif isinstance(chunk, Finish):
                 answer.finish_reason = chunk.reason
             elif isinstance(chunk, Usage):
@@ -413,8 +413,8 @@ class AnswerWriter:
             return
         if answer.first_token is None:
             answer.first_token = now
-        for kind, text, parts in runs:
-            self.listener(Event(kind, answer.message, text, so_far=partial(answer.text, parts)))
+        for kind, texts, parts in runs:
+            self.listener(Event(kind, answer.message, "".join(texts), so_far=partial(answer.text, parts)))
         if now - answer.last_save >= self.settings.save_seconds:
             self._save(answer)
 

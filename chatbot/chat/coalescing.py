@@ -19,6 +19,8 @@ def coalesced(tokens: Iterator[Chunk], flush_seconds: float, cancel: threading.E
     flush is due (it does not wake for every token), so a held-back token is sent on time
     even if the backend stalls, and the end of the stream is seen at once.
     """
+    if cancel.is_set():  # stopped already (between two rounds of tool calls): the server is not asked
+        return
     inbox: collections.deque = collections.deque()
     arrived, ended = threading.Event(), threading.Event()
 

@@ -123,7 +123,16 @@ def redacted(chunks: Iterator[Chunk], secrets: list[str]) -> Iterator[Chunk]:
 
     def feed(text: str) -> tuple[str, str]:
         text = scrub(text, secrets)
-        keep = max((n for secret in secrets for n in range(1, len(secret)) if text.endswith(secret[:n])), default=0)
+        keep = max(
+            (
+                n
+                for secret in secrets
+                if secret[0] in text[1 - len(secret) :]
+                for n in range(1, len(secret))
+                if text.endswith(secret[:n])
+            ),
+            default=0,
+        )  # looked for only where a secret's first character is near the end: a piece is often a whole read
         return (text[:-keep], text[-keep:]) if keep else (text, "")
 
     return held_back(chunks, feed)

@@ -31,7 +31,9 @@ class TagSplitter:
                 self.inside = not self.inside
                 text = text[at + len(tag) :]
                 continue
-            keep = next((n for n in range(min(len(tag) - 1, len(text)), 0, -1) if tag.startswith(text[-n:])), 0)
+            keep = 0
+            if tag[0] in text[1 - len(tag) :]:  # its end could begin the tag (a piece is often a whole read)
+                keep = next((n for n in range(min(len(tag) - 1, len(text)), 0, -1) if tag.startswith(text[-n:])), 0)
             if keep:
                 text, self._held = text[:-keep], text[-keep:]
             if text:
@@ -46,15 +48,22 @@ class TagSplitter:
 
 
 def split_inline(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
-    """The chunks with inline `<think>` text turned into Reasoning."""
+    """The chunks with inline `<think>` text turned into Reasoning; a piece's tokens are counted with the first
+    part it gives (or the next, when it is all held back)."""
     splitter = TagSplitter()
+    owed = 0  # tokens of pieces held back whole
+
+    def parts(found: list[tuple[bool, str]]) -> Iterator[Chunk]:
+        nonlocal owed
+        for inside, text in found:
+            yield Reasoning(text, owed) if inside else Text(text, owed)
+            owed = 0
+
     for chunk in chunks:
         if not isinstance(chunk, Text):
-            for inside, text in splitter.flush() if not isinstance(chunk, Reasoning) else []:
-                yield Reasoning(text) if inside else Text(text)
+            yield from parts(splitter.flush() if not isinstance(chunk, Reasoning) else [])
             yield chunk
             continue
-        for inside, text in splitter.feed(chunk.text):
-            yield Reasoning(text) if inside else Text(text)
-    for inside, text in splitter.flush():
-        yield Reasoning(text) if inside else Text(text)
+        owed += chunk.tokens
+        yield from parts(splitter.feed(chunk.text))
+    yield from parts(splitter.flush())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from chatbot.services.backend import Backend, Parameters, Request
@@ -14,9 +14,11 @@ LENGTH_REASONS = {"length", "limit", "max_tokens"}  # each server's word for "st
 
 @dataclass(frozen=True)
 class Text:
-    """A piece of the answer."""
+    """A piece of the answer: the text of `tokens` tokens (those of one read of the stream, joined), or what was
+    held back of them (0: counted with the piece before)."""
 
     text: str
+    tokens: int = field(default=1, compare=False)  # counted, not part of what it says
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Reasoning:
     """A piece of the model's thinking before (or between) its answer: shown apart, never sent back to it."""
 
     text: str
+    tokens: int = field(default=1, compare=False)  # counted, not part of what it says
 
 
 @dataclass(frozen=True)
@@ -108,14 +111,17 @@ def held_back(
 ) -> Iterator[Chunk]:
     """The stream with its text (answer and reasoning apart) passed through `feed`, which returns what to send now
     and what to hold back for the next piece (a tag, a secret or a character cut in two); what is held goes out,
-    through `finish`, before any other chunk and at the end."""
+    through `finish`, before any other chunk and at the end. A piece held back whole has its tokens counted with
+    the next piece that goes out."""
     held: dict[type[Text | Reasoning], str] = {Text: "", Reasoning: ""}
+    owed: dict[type[Text | Reasoning], int] = {Text: 0, Reasoning: 0}  # tokens of pieces held back whole
 
     def flush() -> Iterator[Chunk]:
         for kind, text in held.items():
             if text:
                 held[kind] = ""
-                yield kind(finish(text))
+                yield kind(finish(text), owed[kind])
+                owed[kind] = 0
 
     for chunk in chunks:
         if not isinstance(chunk, Text | Reasoning):
@@ -125,7 +131,10 @@ def held_back(
         kind = type(chunk)
         text, held[kind] = feed(held[kind] + chunk.text)
         if text:
-            yield kind(text)
+            yield kind(text, owed[kind] + chunk.tokens)
+            owed[kind] = 0
+        else:
+            owed[kind] += chunk.tokens
     yield from flush()
 
 
@@ -161,6 +170,11 @@ class Protocol:
         """What one event of the stream (or a whole JSON answer) says."""
         raise NotImplementedError
 
+    def text_only(self, event: dict[str, Any]) -> str | None:
+        """The text of an event that says nothing but one token's text (most of a stream), read without `chunks`;
+        None for any other event, which `chunks` reads."""
+        return None
+
 
 def headers(backend: Backend) -> dict[str, str]:
     """A JSON request for an event stream, with the token when there is one."""
@@ -180,6 +194,15 @@ def sampling(parameters: Parameters) -> dict[str, Any]:
     if not parameters.do_sample:
         return {"temperature": 0.0}
     return {"temperature": parameters.temperature, "top_p": parameters.top_p}
+
+
+def unfinished_choice(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The first choice of an OpenAI event that neither finishes nor counts anything (most of a stream), else None."""
+    choices = event.get("choices")
+    if event.get("usage") or event.get("timings") or type(choices) is not list or not choices:
+        return None
+    choice = choices[0]
+    return choice if type(choice) is dict and not choice.get("finish_reason") else None
 
 
 def openai_usage(event: dict[str, Any]) -> Iterator[Usage]:

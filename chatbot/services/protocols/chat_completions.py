@@ -28,6 +28,7 @@ from chatbot.services.protocols.base import (
     openai_url,
     openai_usage,
     sampling,
+    unfinished_choice,
 )
 
 HF_ROUTER_URL = "https://router.huggingface.co/v1"
@@ -83,6 +84,14 @@ class ChatCompletions(Protocol):
             if choice.get("finish_reason"):
                 yield Finish.said(choice["finish_reason"])
         yield from openai_usage(event)
+
+    def text_only(self, event: dict[str, Any]) -> str | None:
+        choice = unfinished_choice(event)
+        part = choice and (choice.get("delta") or choice.get("message"))
+        if type(part) is not dict or part.get("tool_calls") or any(part.get(name) for name in REASONING_FIELDS):
+            return None
+        content = part.get("content")
+        return content if type(content) is str and content else None
 
 
 def _tool_call_pieces(calls: Any) -> Iterator[ToolCallPiece]:

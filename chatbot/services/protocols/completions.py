@@ -12,7 +12,17 @@ from typing import Any
 
 from chatbot.services.backend import Backend, Parameters, Request
 from chatbot.services.prompts import Turn
-from chatbot.services.protocols.base import Chunk, Finish, Protocol, Text, headers, openai_url, openai_usage, sampling
+from chatbot.services.protocols.base import (
+    Chunk,
+    Finish,
+    Protocol,
+    Text,
+    headers,
+    openai_url,
+    openai_usage,
+    sampling,
+    unfinished_choice,
+)
 
 
 class Completions(Protocol):
@@ -51,3 +61,7 @@ class Completions(Protocol):
             if choice.get("finish_reason"):
                 yield Finish.said(choice["finish_reason"])
         yield from openai_usage(event)
+
+    def text_only(self, event: dict[str, Any]) -> str | None:
+        text = (unfinished_choice(event) or {}).get("text")
+        return text if type(text) is str and text else None

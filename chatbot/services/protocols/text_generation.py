@@ -73,3 +73,10 @@ class TextGeneration(Protocol):
         elif "generated_text" in event:  # a whole, non-streamed answer
             yield Text(event["generated_text"] or "")
             yield Finish("stop")
+
+    def text_only(self, event: dict[str, Any]) -> str | None:
+        token = event.get("token")
+        if type(token) is not dict or token.get("special") or event.get("details"):
+            return None
+        text = token.get("text")
+        return text if type(text) is str and text and event.get("generated_text") is None else None

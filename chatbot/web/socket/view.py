@@ -71,10 +71,16 @@ class TabView:
                 self.shows[event.kind](event)
 
     def started(self, event: Event) -> None:
+        """The new messages added to the branch shown; the whole branch shown anew only when they follow another
+        message (an edit, or a send that did not say what the tab shows and went to another branch): a history
+        rendered again for every answer would cost more with each."""
+        tree = event.tree
+        if event.user_message is not None and event.user_message.parent_id == self.shown_last:
+            tree = None  # they follow what this tab shows last
         self.shown_last = event.message.id
         self.hidden.discard(event.message.id)
         self.live = LiveMarkdown()
-        self.send(self.fragments.started(event.user_message, event.message, event.tree, self.conversation))
+        self.send(self.fragments.started(event.user_message, event.message, tree, self.conversation))
 
     def resumed(self, event: Event) -> None:
         self.shown_last = event.message.id
