@@ -221,6 +221,9 @@ def test_the_picker_beside_the_box_looks_like_the_box_and_a_phone_keeps_one_line
     assert abs(picker.bounding_box()["y"] - box.bounding_box()["y"]) < 2  # on the box's line
     summary = page.locator("#model-menu summary")
     assert summary.evaluate("s => getComputedStyle(s).borderTopStyle") == "solid"  # the menu is a button too
+    page.evaluate("document.getElementById('current-model').textContent = 'google/gemma-7b-it'")
+    page.evaluate("document.getElementById('conversation-title').textContent = 'Show me a function and a table'")
+    assert summary.bounding_box()["height"] < 40  # a maker's long name stays on one line
     page.set_viewport_size({"width": 390, "height": 844})
     expect(picker).to_be_hidden()  # the top bar's menu picks on a phone
     tops = {round(page.locator(s).bounding_box()["y"]) for s in (".attach", "#message-input", "#send-button")}
