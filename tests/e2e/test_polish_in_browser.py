@@ -97,6 +97,10 @@ def test_message_actions_show_on_hover_and_focus_and_always_on_a_phone(browser, 
     phone.context.close()
 
 
+DRAWN = """b => { const use = b.querySelector("use");  // the width it paints, if the drawing it names is on the page
+  return document.querySelector(use.getAttribute("href")) ? use.getBBox().width : 0; }"""
+
+
 def test_message_actions_are_icons_named_for_screen_readers_and_edit_opens_in_place(page, gunicorn_on_fake, fake):
     page.goto(gunicorn_on_fake.url + "/")
     ask(page, fake, "2+2?", ["Four"])
@@ -105,6 +109,9 @@ def test_message_actions_are_icons_named_for_screen_readers_and_edit_opens_in_pl
         button = page.get_by_label(name, exact=True).first
         expect(button).to_have_attribute("title", name)  # a tooltip names it too
         assert button.evaluate("b => b.querySelector('svg.icon') !== null && b.innerText.trim() === ''"), name
+        assert button.evaluate(DRAWN) > 0, name  # its picture is found on the page and painted
+    # Each icon's drawing is on the page once (a long chat repeats a short <use> of it, not the whole SVG).
+    assert page.evaluate("document.querySelectorAll('.message-actions path, .message-actions rect').length") == 0
     question = page.locator(".message.user")
     text = question.locator(".body").bounding_box()
     question.get_by_label("Edit", exact=True).click()
