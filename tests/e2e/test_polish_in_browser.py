@@ -233,3 +233,20 @@ def test_new_chat_pressed_twice_makes_one_empty_chat(browser, gunicorn_on_fake, 
         expect(page).not_to_have_url(first)
         expect(listed).to_have_count(2)  # one new chat, however many presses
     context.close()
+
+
+FIELD_LOOK = "e => { const s = getComputedStyle(e); return [s.borderRadius, s.fontSize, s.backgroundColor]; }"
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_settings_boxes_and_lists_look_alike_and_line_up_beside_their_labels(browser, gunicorn_on_fake, scheme):
+    context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(gunicorn_on_fake.url + "/")
+    page.click("#settings-panel summary")
+    number = page.locator("#temperature")
+    for field in ("#reasoning-effort", "#system-prompt", "#share-expires"):  # not the browser's own small grey list
+        assert page.locator(field).evaluate(FIELD_LOOK) == number.evaluate(FIELD_LOOK), field
+    label = page.locator("label[for=temperature]").bounding_box()
+    assert number.bounding_box()["x"] - (label["x"] + label["width"]) < 300  # beside it, not at the far edge
+    context.close()
