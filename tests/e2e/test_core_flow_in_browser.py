@@ -204,3 +204,28 @@ def test_the_model_menu_open_pictured_for_the_readme(browser, two_models, fake):
     page.screenshot(path=str(SHOTS / "chat-model-menu.png"))
     assert (SHOTS / "chat-model-menu.png").stat().st_size > 10_000
     context.close()
+
+
+BOX_LOOK = "e => { const s = getComputedStyle(e); return [s.height, s.borderRadius, s.borderTopColor, s.fontSize]; }"
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_picker_beside_the_box_looks_like_the_box_and_a_phone_keeps_one_line_with_the_top_menu(
+    browser, two_models, scheme
+):
+    context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(two_models.url + "/")
+    picker, box = page.locator("#model-input"), page.locator("#message-input")
+    assert picker.evaluate(BOX_LOOK) == box.evaluate(BOX_LOOK)  # not the browser's bare little field
+    assert abs(picker.bounding_box()["y"] - box.bounding_box()["y"]) < 2  # on the box's line
+    summary = page.locator("#model-menu summary")
+    assert summary.evaluate("s => getComputedStyle(s).borderTopStyle") == "solid"  # the menu is a button too
+    page.evaluate("document.getElementById('current-model').textContent = 'google/gemma-7b-it'")
+    page.evaluate("document.getElementById('conversation-title').textContent = 'Show me a function and a table'")
+    assert summary.bounding_box()["height"] < 40  # a maker's long name stays on one line
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(picker).to_be_hidden()  # the top bar's menu picks on a phone
+    tops = {round(page.locator(s).bounding_box()["y"]) for s in (".attach", "#message-input", "#send-button")}
+    assert max(tops) - min(tops) < 4, tops  # one line: the picker does not push Send under the box
+    context.close()

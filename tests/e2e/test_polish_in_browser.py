@@ -97,6 +97,10 @@ def test_message_actions_show_on_hover_and_focus_and_always_on_a_phone(browser, 
     phone.context.close()
 
 
+DRAWN = """b => { const use = b.querySelector("use");  // the width it paints, if the drawing it names is on the page
+  return document.querySelector(use.getAttribute("href")) ? use.getBBox().width : 0; }"""
+
+
 def test_message_actions_are_icons_named_for_screen_readers_and_edit_opens_in_place(page, gunicorn_on_fake, fake):
     page.goto(gunicorn_on_fake.url + "/")
     ask(page, fake, "2+2?", ["Four"])
@@ -105,6 +109,9 @@ def test_message_actions_are_icons_named_for_screen_readers_and_edit_opens_in_pl
         button = page.get_by_label(name, exact=True).first
         expect(button).to_have_attribute("title", name)  # a tooltip names it too
         assert button.evaluate("b => b.querySelector('svg.icon') !== null && b.innerText.trim() === ''"), name
+        assert button.evaluate(DRAWN) > 0, name  # its picture is found on the page and painted
+    # Each icon's drawing is on the page once (a long chat repeats a short <use> of it, not the whole SVG).
+    assert page.evaluate("document.querySelectorAll('.message-actions path, .message-actions rect').length") == 0
     question = page.locator(".message.user")
     text = question.locator(".body").bounding_box()
     question.get_by_label("Edit", exact=True).click()
@@ -225,4 +232,21 @@ def test_new_chat_pressed_twice_makes_one_empty_chat(browser, gunicorn_on_fake, 
             page.click(".sidebar .new-chat")
         expect(page).not_to_have_url(first)
         expect(listed).to_have_count(2)  # one new chat, however many presses
+    context.close()
+
+
+FIELD_LOOK = "e => { const s = getComputedStyle(e); return [s.borderRadius, s.fontSize, s.backgroundColor]; }"
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_settings_boxes_and_lists_look_alike_and_line_up_beside_their_labels(browser, gunicorn_on_fake, scheme):
+    context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(gunicorn_on_fake.url + "/")
+    page.click("#settings-panel summary")
+    number = page.locator("#temperature")
+    for field in ("#reasoning-effort", "#system-prompt", "#share-expires"):  # not the browser's own small grey list
+        assert page.locator(field).evaluate(FIELD_LOOK) == number.evaluate(FIELD_LOOK), field
+    label = page.locator("label[for=temperature]").bounding_box()
+    assert number.bounding_box()["x"] - (label["x"] + label["width"]) < 300  # beside it, not at the far edge
     context.close()
