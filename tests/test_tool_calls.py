@@ -321,3 +321,35 @@ def test_stop_from_another_tab_between_two_calls_prevents_the_next_one(fake, mcp
     assert message.status == "stopped"
     assert [record["status"] for record in message.meta["tool_calls"]] == ["done", "not run"]
     assert mcp_log.logged() == ["echo one"] and len(fake.requests) == 1
+
+
+def test_each_round_after_tool_calls_counts_as_an_answer_of_the_minute_and_the_answer_ends_at_the_limit(fake, mcp_log):
+    """A model that loops through tools asks its server no more often than the answers a minute allow: the
+    message counted as it was sent (actions.send), each round after it counted too, the answer ended in the
+    limit's words when it is reached, with what was written and called kept."""
+    store, conversation = new_store()
+    config = {"MESSAGES_PER_MINUTE": 3, "MESSAGES_PER_MINUTE_PER_ADDRESS": 0}
+    asker = limits.asker(config, conversation.owner, "192.0.2.7")
+    limited = dataclasses.replace(settings(fake, mcp_log), asker=asker)
+    for number in range(6):
+        fake.reply(tokens=["Looking."], tool_calls=[(f"call_{number}", "web__echo", '{"text": "again"}')])
+    assert limits.refusal(store, config, "answers", conversation.owner, "192.0.2.7") is None  # the message's own
+    message = run_reply(store, conversation, "Keep calling the tool", limited, Recorder())
+    assert len(fake.requests) == 3
+    assert (message.status, message.error["kind"]) == ("error", "limit")
+    assert message.error["message"].startswith("This browser has asked for 3 answers this minute")
+    assert "press Regenerate then" in message.error["message"]
+    assert message.content.startswith("Looking.") and len(message.meta["tool_calls"]) == 3
+    assert limits.refusal(store, config, "answers", conversation.owner, "192.0.2.7") is not None
+
+
+def test_the_rounds_of_tool_calls_count_against_the_limit_of_the_address_too(fake, mcp_log):
+    store, conversation = new_store()
+    config = {"MESSAGES_PER_MINUTE": 0, "MESSAGES_PER_MINUTE_PER_ADDRESS": 2}
+    limited = dataclasses.replace(settings(fake, mcp_log), asker=limits.asker(config, "someone else", "192.0.2.8"))
+    for number in range(4):
+        fake.reply(tokens=[], tool_calls=[(f"call_{number}", "web__echo", '{"text": "again"}')])
+    assert limits.refusal(store, config, "answers", "someone else", "192.0.2.8") is None  # the message's own
+    message = run_reply(store, conversation, "Keep calling the tool", limited, Recorder())
+    assert len(fake.requests) == 2
+    assert message.error["message"].startswith("Your network address has asked for 2 answers this minute")

@@ -268,7 +268,9 @@ def _check_idle(store: Store, conversation: Conversation) -> None:
 
 
 def _settings(conversation: Conversation, visitor: Visitor) -> ReplySettings:
-    return settings_for_conversation(conversation, visitor.config, visitor.account_limits)
+    settings = settings_for_conversation(conversation, visitor.config, visitor.account_limits)
+    settings.asker = limits.asker(visitor.config, conversation.owner, visitor.address, visitor.account_limits)
+    return settings
 
 
 def _files(

@@ -166,6 +166,8 @@ class AnswerWriter:
                 round_turns += self._run_round(answer, toolbox, calls, start)
                 if self.cancel.is_set():  # Stop during the round: the model is not asked again
                     break
+                if settings.asker and (limited := limits.another_request(store, settings.asker)):
+                    raise InferenceError("limit", limited, "What the tools gave is kept with the answer.")
                 reservation = self._reserve(self._counted(backend, fitted + round_turns), reservation)
                 parameters = dataclasses.replace(parameters, max_new_tokens=reservation.max_new_tokens)
             self._settle_status(answer, stops, request.url)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chatbot.chat import picker
+from chatbot.chat.limits import Asker
 from chatbot.services import inference
 from chatbot.services.models import ModelSpec, parse_parameters
 from chatbot.services.tool_servers import ToolServer
@@ -28,6 +29,7 @@ class ReplySettings:
     titles: bool = False  # after the first answer, the model writes the chat's title (chatbot/chat/titles.py)
     takes_images: bool = False  # attached images are shown to the model (OpenAI content parts)
     tokens_per_day: int = 0  # the owner's account may use this many tokens a day (0: no limit)
+    asker: Asker | None = None  # who asked: each round after tool calls counts as an answer of the minute too
     tool_servers: tuple[ToolServer, ...] = ()  # MCP servers whose tools the model may call (chat protocol only)
     tool_rounds: int = 8  # rounds of tool calls in one answer; then it is asked to answer without them
     tool_timeout: float = 60.0  # seconds one call may take
