@@ -32,7 +32,7 @@ def auto(fake: FakeMcpServer, name: str = "web") -> ToolServer:
 def test_each_servers_tools_are_offered_under_names_unique_to_it(mcp_log):
     box = toolbox(auto(mcp_log, "web"), auto(mcp_log, "backup"))
     names = [definition["function"]["name"] for definition in box.definitions()]
-    assert names[:2] == ["web__echo", "web__fail"] and "backup__echo" in names and len(names) == 12
+    assert names[:2] == ["web__echo", "web__fail"] and "backup__echo" in names and len(names) == 16
     (echo,) = [d for d in box.definitions() if d["function"]["name"] == "web__echo"]
     assert echo["type"] == "function" and echo["function"]["description"] == "Say `text` back, `times` times."
     assert echo["function"]["parameters"]["required"] == ["text"]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from chatbot.chat import approvals, attachments, limits, reasoning, titles, tool_calls
+from chatbot.chat import approvals, attachments, limits, reasoning, titles, tool_calls, tool_images
 from chatbot.chat.coalescing import coalesced
 from chatbot.chat.events import Event, Kind, Listener
 from chatbot.chat.rendering import render_markdown
@@ -219,7 +219,8 @@ class AnswerWriter:
     ) -> list[dict]:
         """Run the calls of one turn, one at a time (none after Stop, looked for in the store before each call, nor
         past CALLS_PER_ROUND), keep their records with the answer, and return the turns that tell the model what
-        they gave; what the model wrote before them (from character `start`) goes with its calls."""
+        they gave (and show the images they returned to a model that takes images); what the model wrote before
+        them (from character `start`) goes with its calls."""
         message = answer.message
         self._save(answer)  # what it wrote before calling: in the store before the call may take a while
         records = []
@@ -238,7 +239,10 @@ class AnswerWriter:
         if said.strip() and not said.endswith("\n"):
             self._add(answer, [Text("\n\n")])  # the next turn's text starts a paragraph of its own
         answer.earlier_usage, answer.usage = _summed(answer.earlier_usage, answer.usage), None
-        return tool_calls.round_turns(said.strip(), calls, records)
+        turns = tool_calls.round_turns(said.strip(), calls, records)
+        if self.settings.takes_images:
+            turns += tool_images.turn(self.store, self.conversation, records)
+        return turns
 
     def _asked_first(self, answer: GrowingAnswer, toolbox: tools.Toolbox, call: ToolCall) -> dict | None:
         """None when the call may be made (its server trusts the model, or the user said yes on its card), else
@@ -292,7 +296,8 @@ class AnswerWriter:
             return {**record, "seconds": round(time.monotonic() - started, 1)}
         if isinstance(result, BaseException):
             raise result
-        return tool_calls.done(result)
+        images, note = tool_images.kept(self.store, self.conversation, call.name, result.images)
+        return tool_calls.done(result, images, note)
 
     def _settle_status(self, answer: GrowingAnswer, stops: tuple[str, ...], url: str) -> None:
         """Done, stopped, or an InferenceError saying why nothing was answered."""

@@ -27,16 +27,18 @@ class ForgedRecord(ValueError):
     """A tool call's record in an import that is not one this chat writes: str() says which field."""
 
 
-def done(result: ToolResult) -> dict[str, Any]:
-    """The record of a call that ran (or was refused before it was sent: its result says why)."""
-    return {
+def done(result: ToolResult, images: list[dict[str, Any]] | None = None, note: str = "") -> dict[str, Any]:
+    """The record of a call that ran (or was refused before it was sent: its result says why), with the `images`
+    it returned as they are stored (chat/tool_images.py) and a `note` on those left out."""
+    record = {
         "id": result.call_id,
         "name": result.name,
         "arguments": result.arguments,
-        "result": result.content,
+        "result": f"{result.content}\n{note}" if note else result.content,
         "status": "failed" if result.failed else "done",
         "seconds": round(result.seconds, 1),
     }
+    return {**record, "images": images} if images else record
 
 
 def not_run(call: ToolCall, why: str) -> dict[str, Any]:
@@ -91,6 +93,8 @@ def as_markdown(record: dict[str, Any]) -> str:
     if len(result) > EXPORTED_RESULT_CHARS:
         result = f"{result[:EXPORTED_RESULT_CHARS]}\n[cut: {len(result):,} characters in all]"
     lines = [f"**Tool call · {record['status']}**{seconds}", "", fenced(call), "", "Result:", "", fenced(result)]
+    if images := record.get("images"):
+        lines += ["", f"_Images: {', '.join(str(image.get('name', '')) for image in images)} (not in the export)_"]
     return "\n".join(f"> {line}".rstrip() for line in "\n".join(lines).splitlines())
 
 

@@ -157,7 +157,8 @@ def import_json(store: Store, owner: str, data: bytes, max_chars: int) -> Conver
 
 def copy_branch(store: Store, conversation: Conversation, branch: list[Message]) -> Conversation:
     """A new conversation of the same owner, model and settings (not its share links) holding a copy of
-    `branch`, a first message and those that follow it, with their attached files."""
+    `branch`, a first message and those that follow it, with their attached files and the images of their tool
+    calls."""
     copies: list[Message] = []
     for message in branch:
         if message.status == "streaming":
@@ -167,7 +168,7 @@ def copy_branch(store: Store, conversation: Conversation, branch: list[Message])
     files = [
         found
         for message in copies
-        for listed in message.meta.get("attachments", [])
+        for listed in _files_of(message)
         if listed.get("id") and (found := store.load_file(conversation, listed["id"]))
     ]
     settings = {key: value for key, value in conversation.settings.items() if key != "shares"}
@@ -200,6 +201,12 @@ def _new_conversation(
         store.delete_conversation(conversation)
         raise
     return conversation
+
+
+def _files_of(message: Message) -> list[dict]:
+    """The files a message lists: those attached to it, and the images its tool calls returned."""
+    calls = message.meta.get("tool_calls", [])
+    return [*message.meta.get("attachments", []), *(image for call in calls for image in call.get("images", []))]
 
 
 def _text_length(item: dict) -> int:
