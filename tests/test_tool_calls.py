@@ -353,3 +353,21 @@ def test_the_rounds_of_tool_calls_count_against_the_limit_of_the_address_too(fak
     message = run_reply(store, conversation, "Keep calling the tool", limited, Recorder())
     assert len(fake.requests) == 2
     assert message.error["message"].startswith("Your network address has asked for 2 answers this minute")
+
+
+@pytest.mark.parametrize(
+    ("template_takes_tools", "marked", "offered"),
+    [(True, None, True), (False, None, False), (False, True, True), (True, False, False)],
+)
+def test_a_llama_cpp_model_is_offered_tools_as_its_templates_capabilities_say_unless_models_says_otherwise(
+    fake, mcp_log, template_takes_tools, marked, offered
+):
+    """llama.cpp's /props `chat_template_caps` say whether the model's template has a place for tools; `"tools"`
+    in MODELS (`Backend.takes_tools`) says it first."""
+    fake.props = {"chat_template_caps": {"supports_tools": template_takes_tools, "supports_tool_calls": True}}
+    configured = settings(fake, mcp_log)
+    configured = dataclasses.replace(configured, backend=dataclasses.replace(configured.backend, takes_tools=marked))
+    store, conversation = new_store()
+    message = run_reply(store, conversation, "Hi", configured, Recorder())
+    assert message.status == "done"
+    assert ("tools" in fake.requests[-1].json) is offered

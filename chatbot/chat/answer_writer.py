@@ -201,9 +201,12 @@ class AnswerWriter:
 
     def _toolbox(self, backend: inference.Backend, secrets: list[str]) -> tools.Toolbox | None:
         """The tools offered to this answer, `secrets` (the model server's) and their servers' own hidden in their
-        results: none for a protocol without tools, or a server that refused them."""
+        results: none for a protocol without tools, a model that takes none (MODELS, or its server says so), or a
+        server that refused them."""
         settings = self.settings
         if not settings.tool_servers or not PROTOCOLS[backend.api].takes_tools or tools.refused_before(backend):
+            return None
+        if backend.takes_tools is False:
             return None
         toolbox = tools.toolbox_for(
             settings.tool_servers,
