@@ -117,3 +117,36 @@ def test_the_calls_block_shows_its_image_served_to_the_chats_owner_alone_never_i
     assert app.test_client().get(url).status_code == 404  # another browser
     markdown = client.get(f"{chat}/export.md").text
     assert "> _Images: web__image-1.png (not in the export)_" in markdown
+
+    made = client.post(
+        f"{chat}/shares",
+        data={
+            "csrf_token": csrf(client.get(chat).text),
+            "expires": "never",
+            "with_tool_results": "on",
+            "with_files": "on",
+        },
+    )
+    link = re.search(r'id="made-link" value="http://localhost(/s/[\w.-]+)"', made.text).group(1)
+    shared = app.test_client().get(link).text
+    assert 'web__image-1.png</span> <span class="attachment-size">(not included)' in shared and "/files/" not in shared
+
+    answer_id = json.loads(client.get(f"{chat}/export.json").text)["messages"][1]["id"]
+    copy = client.post(f"{chat}/fork", data={"csrf_token": csrf(client.get(chat).text), "message_id": answer_id})
+    copy_page = client.get(copy.location.split("#")[0]).text
+    (copied,) = re.findall(r'<img src="(/c/[^"]+/files/[^"]+)"', copy_page)
+    assert copied != url and client.get(copied).data == tiny_png()  # the new chat has its own copy
+
+
+def test_an_answer_keeps_at_most_a_few_images_in_all_and_none_past_the_room_for_files():
+    store, conversation = new_store()
+    images = [("image/png", tiny_png())] * 2
+    listed, note = tool_images.kept(
+        store, conversation, "web__album", images, earlier=tool_images.IMAGES_PER_ANSWER - 1
+    )
+    assert (
+        len(listed) == 1 and note == f"[Not shown: only {tool_images.IMAGES_PER_ANSWER} images of an answer are shown.]"
+    )
+    room = len(tiny_png()) * 2.5 / (1024 * 1024)  # with the one kept above, room for one more
+    listed, note = tool_images.kept(store, conversation, "web__album", images * 2, kept_mb=room)
+    assert len(listed) == 1 and note == "[Not shown: the room this chat keeps for its user's files is full.]"

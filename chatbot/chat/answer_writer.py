@@ -236,7 +236,9 @@ class AnswerWriter:
             elif (refused := self._asked_first(answer, toolbox, call)) is not None:
                 records.append(refused)
             else:
-                records.append(self._run_call(answer, toolbox, call))
+                records.append(
+                    self._run_call(answer, toolbox, call, _images_in([*message.meta.get("tool_calls", []), *records]))
+                )
         message.meta.setdefault("tool_calls", []).extend(records)
         said = reasoning.split(answer.text()[start:])[1]
         if said.strip() and not said.endswith("\n"):
@@ -268,9 +270,10 @@ class AnswerWriter:
         message.content, message.meta["saved_at"] = answer.text(answer.saved_parts), time.time()
         self.store.update_message(message)
 
-    def _run_call(self, answer: GrowingAnswer, toolbox: tools.Toolbox, call: ToolCall) -> dict:
+    def _run_call(self, answer: GrowingAnswer, toolbox: tools.Toolbox, call: ToolCall, earlier_images: int) -> dict:
         """One call, run in a thread of its own while this one says which tool runs and for how long, keeps the
-        answer alive for other tabs and hosts, and hears Stop from any of them."""
+        answer alive for other tabs and hosts, and hears Stop from any of them; the images it returns are kept
+        after the `earlier_images` of the answer."""
         message = answer.message
         outcome: list[tools.ToolResult | BaseException] = []
 
@@ -299,7 +302,10 @@ class AnswerWriter:
             return {**record, "seconds": round(time.monotonic() - started, 1)}
         if isinstance(result, BaseException):
             raise result
-        images, note = tool_images.kept(self.store, self.conversation, call.name, result.images)
+        kept_mb = self.settings.files_kept_mb
+        images, note = tool_images.kept(
+            self.store, self.conversation, call.name, result.images, earlier_images, kept_mb
+        )
         return tool_calls.done(result, images, note)
 
     def _settle_status(self, answer: GrowingAnswer, stops: tuple[str, ...], url: str) -> None:
@@ -471,6 +477,11 @@ def _summed(earlier: Usage | None, latest: Usage | None) -> Usage | None:
         add(earlier.completion_tokens, latest.completion_tokens),
         latest.tokens_per_second,
     )
+
+
+def _images_in(records: list[dict]) -> int:
+    """How many images the tool calls of `records` kept."""
+    return sum(len(record.get("images", [])) for record in records)
 
 
 def _unsaved(error: StoreUnavailable) -> dict:

@@ -36,6 +36,7 @@ class ReplySettings:
     tool_result_max_chars: int = 20_000  # what the model is shown of one result
     connect_timeout: float = 10.0  # seconds to reach a tool server
     tool_approval_minutes: float = 10.0  # a call that waits for the user's yes is denied after this long
+    files_kept_mb: float = 0.0  # the images tools return are kept within FILES_KEPT_MB (0: no limit)
 
 
 def model_spec(config: dict, name: str | None) -> ModelSpec:
@@ -126,4 +127,5 @@ def settings_from_config(config: dict, model_name: str | None = None, chosen: di
         tool_result_max_chars=config["TOOL_RESULT_MAX_CHARS"],
         connect_timeout=config["CONNECT_TIMEOUT"],
         tool_approval_minutes=config["TOOL_APPROVAL_MINUTES"],
+        files_kept_mb=config["FILES_KEPT_MB"],
     )

@@ -1,25 +1,35 @@
 """The images a tool returns: kept only when their bytes are PNG, JPEG, GIF or WebP (never trusting the type the
-tool declares; an SVG, or anything else, is never shown or served as an image), at most IMAGES_PER_CALL of a call
-and IMAGE_MAX_BYTES each. Those kept are stored as files of the conversation, the way attached images are (served
-to its owner alone by the files blueprint, deleted with it), listed in the call's record (`images`) and shown in
-its block; a model that takes images is shown them in a user turn after the round's tool turns (chat completions'
-tool messages carry text alone)."""
+tool declares; an SVG, or anything else, is never shown or served as an image), at most IMAGES_PER_CALL of a call,
+IMAGES_PER_ANSWER of an answer and IMAGE_MAX_BYTES each, within the room FILES_KEPT_MB leaves the owner. Those kept
+are stored as files of the conversation, the way attached images are (served to its owner alone by the files
+blueprint, deleted with it), listed in the call's record (`images`) and shown in its block; a model that takes
+images is shown them in a user turn after the round's tool turns (chat completions' tool messages carry text
+alone)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from chatbot.chat import attachments
+from chatbot.chat import attachments, limits
 from chatbot.stores.conversations import Conversation, Files, new_id
 
 IMAGES_PER_CALL = 4
+IMAGES_PER_ANSWER = 16
 IMAGE_MAX_BYTES = 4 * 1024 * 1024
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
 
 
-def kept(store: Files, conversation: Conversation, tool: str, images: list[tuple[str, bytes]]) -> tuple[list, str]:
-    """Store the images of one call of `tool` that may be shown; (what its record lists of them, a note for the
-    model on those left out, "" when none were)."""
+def kept(
+    store: Files,
+    conversation: Conversation,
+    tool: str,
+    images: list[tuple[str, bytes]],
+    earlier: int = 0,
+    kept_mb: float = 0,
+) -> tuple[list, str]:
+    """Store the images of one call of `tool` that may be shown, after the `earlier` ones its answer kept, within
+    `kept_mb` (FILES_KEPT_MB) for all of the owner's chats; (what its record lists of them, a note for the model on
+    those left out, "" when none were)."""
     listed: list[dict[str, Any]] = []
     left_out: list[str] = []
     for declared, data in images:
@@ -30,6 +40,10 @@ def kept(store: Files, conversation: Conversation, tool: str, images: list[tuple
             left_out.append(f"an image of {attachments.megabytes(len(data))} is larger than the most shown")
         elif len(listed) >= IMAGES_PER_CALL:
             left_out.append(f"only {IMAGES_PER_CALL} images of a call are shown")
+        elif earlier + len(listed) >= IMAGES_PER_ANSWER:
+            left_out.append(f"only {IMAGES_PER_ANSWER} images of an answer are shown")
+        elif limits.keeping_problem(store, conversation.owner, kept_mb, len(data), ""):
+            left_out.append("the room this chat keeps for its user's files is full")
         else:
             name = attachments.safe_name(f"{tool}-{len(listed) + 1}.{EXTENSIONS[mime]}")
             file_id = new_id()

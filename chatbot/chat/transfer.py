@@ -168,7 +168,7 @@ def copy_branch(store: Store, conversation: Conversation, branch: list[Message])
     files = [
         found
         for message in copies
-        for listed in _files_of(message)
+        for listed in files_of(message)
         if listed.get("id") and (found := store.load_file(conversation, listed["id"]))
     ]
     settings = {key: value for key, value in conversation.settings.items() if key != "shares"}
@@ -203,7 +203,7 @@ def _new_conversation(
     return conversation
 
 
-def _files_of(message: Message) -> list[dict]:
+def files_of(message: Message) -> list[dict]:
     """The files a message lists: those attached to it, and the images its tool calls returned."""
     calls = message.meta.get("tool_calls", [])
     return [*message.meta.get("attachments", []), *(image for call in calls for image in call.get("images", []))]
