@@ -17,6 +17,7 @@ from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services import mcp_client
 from chatbot.services.inference import Backend, Parameters
 from chatbot.services.tool_servers import ToolServer
+from chatbot.stores.sqlite import SQLiteStore
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.fakes.mcp_server import stdio_server
@@ -371,3 +372,37 @@ def test_a_llama_cpp_model_is_offered_tools_as_its_templates_capabilities_say_un
     message = run_reply(store, conversation, "Hi", configured, Recorder())
     assert message.status == "done"
     assert ("tools" in fake.requests[-1].json) is offered
+
+
+def test_a_form_post_counts_each_round_of_its_answer_against_the_browsers_answers_a_minute(make_app, fake, mcp_log):
+    servers = json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}])
+    app = make_app(
+        AUTH="none",
+        API_URL=fake.url + "/v1",
+        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
+        MCP_SERVERS=servers,
+        MESSAGES_PER_MINUTE=2,
+    )
+    client = app.test_client()
+    for number in range(4):
+        fake.reply(tokens=[], tool_calls=[(f"call_{number}", "web__echo", '{"text": "again"}')])
+    chat = open_chat(client)
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Loop"})
+    assert len(fake.requests) == 2
+    page = client.get(chat).text
+    assert "This browser has asked for 2 answers this minute, the most this chat allows." in page
+    refused = client.post(f"{chat}/messages", data={"csrf_token": csrf(page), "message": "Again"})
+    assert refused.status_code == 429 and len(fake.requests) == 2
+
+
+def test_rounds_of_tool_calls_with_no_text_between_them_are_saved_in_a_sql_store(fake, mcp_log, tmp_path):
+    """Each round saves what was written before its calls: with nothing new, nothing is saved twice at one place
+    (SQLite and PostgreSQL keep one part per place, and refused the second)."""
+    store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
+    conversation = store.create_conversation("alice")
+    for number in range(2):
+        fake.reply(tokens=[], tool_calls=[(f"call_{number}", "web__echo", '{"text": "again"}')])
+    fake.reply(tokens=["Done."])
+    message = run_reply(store, conversation, "Echo twice", settings(fake, mcp_log), Recorder())
+    assert (message.status, message.content, message.error) == ("done", "Done.", None)
+    assert store.read_message(conversation, message.id).content == "Done."

@@ -431,8 +431,12 @@ class AnswerWriter:
             self._save(answer)
 
     def _save(self, answer: GrowingAnswer) -> None:
-        """Append to the stored answer what it does not have yet."""
+        """Append to the stored answer what it does not have yet (nothing when it has it all: a part is kept once
+        per place in the answer, and two rounds of tool calls with no text between them start at the same place)."""
         new = "".join(answer.parts[answer.saved_parts :])
+        if not new:
+            answer.saved_parts, answer.last_save = len(answer.parts), time.monotonic()
+            return
         if self.store.append_to_answer(answer.message, answer.saved_length, new):  # Stop elsewhere, or deleted
             self.cancel.set()
         answer.saved_parts, answer.saved_length = len(answer.parts), answer.saved_length + len(new)
