@@ -3,7 +3,8 @@ and shown: a folded block "Called name(arguments) · 0.4 s" with the arguments a
 HTML), and the turns that carry a round of calls and their results back to the model.
 
 A record is {"id", "name", "arguments" (the JSON text the model wrote), "result" (what the model was told),
-"status" ("done", "failed", "not run" or "denied": its card was declined or left unanswered), "seconds"}.
+"status" ("done", "failed", "not run" or "denied": its card was declined or left unanswered), "seconds"}, and
+"images" (as the chat's files list them) when the tool returned images that were kept (chat/tool_images.py).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def imported(records: Any, max_chars: int) -> list[dict[str, Any]]:
             raise ForgedRecord(f"its tool call {number} has no text for {wrong!r}")
         texts: dict[str, str] = {key: record[key] for key in fields}
         if record.get("status") not in STATUSES:
-            raise ForgedRecord(f"its tool call {number} has the status {record.get('status')!r}")
+            raise ForgedRecord(f"its tool call {number} has the status {str(record.get('status'))[:40]!r}")
         call = {
             "id": texts["id"][:IMPORTED_NAME_CHARS],
             "name": texts["name"][:IMPORTED_NAME_CHARS],
