@@ -9,7 +9,7 @@ from chatbot.services import mcp_client, redaction, remembered, tools
 from chatbot.services.tool_servers import ToolServer
 from chatbot.services.tools import ToolCallStopped
 from config import load_config
-from tests.fakes.mcp_server import FakeMcpServer
+from tests.fakes.mcp_server import FakeMcpServer, stdio_server
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,7 @@ def auto(fake: FakeMcpServer, name: str = "web") -> ToolServer:
 def test_each_servers_tools_are_offered_under_names_unique_to_it(mcp_log):
     box = toolbox(auto(mcp_log, "web"), auto(mcp_log, "backup"))
     names = [definition["function"]["name"] for definition in box.definitions()]
-    assert names[:2] == ["web__echo", "web__fail"] and "backup__echo" in names and len(names) == 16
+    assert names[:2] == ["web__echo", "web__fail"] and "backup__echo" in names and len(names) == 18
     (echo,) = [d for d in box.definitions() if d["function"]["name"] == "web__echo"]
     assert echo["type"] == "function" and echo["function"]["description"] == "Say `text` back, `times` times."
     assert echo["function"]["parameters"]["required"] == ["text"]
@@ -140,3 +140,102 @@ def test_an_mcp_servers_secrets_are_its_secret_looking_headers_env_and_url_parts
     assert redaction.without_server_secrets(said, remote) == (
         "401 for https://me:hf_***@tools.example.org/mcp?api_key=hf_***&page=20"
     )
+
+
+def test_a_servers_secret_written_in_a_tools_description_is_hidden_from_the_model(tmp_path):
+    description = "Uses t0ken-of-the-server."
+    leaky = stdio_server("leaky", tmp_path / "log", API_TOKEN="t0ken-of-the-server", MCP_FAKE_DESCRIPTION=description)
+    (about,) = [d for d in toolbox(leaky).definitions() if d["function"]["name"] == "leaky__about"]
+    assert about["function"]["description"] == "Uses hf_***."
+
+
+def test_a_stdio_servers_secret_options_and_the_passwords_of_urls_in_its_environment_are_secrets_too():
+    local = ToolServer(
+        "db",
+        command="npx",
+        args=("db-server", "--api-key", "k3y-in-args", "--token=t0ken-in-args", "--port", "5000", "--verbose"),
+        env={"DATABASE_URL": "postgres://app:pg-pa55@db:5432/app", "HOME_URL": "https://example.org/?q=1"},
+        headers={},
+    )
+    assert sorted(redaction.secrets_of_servers([local])) == sorted(["k3y-in-args", "t0ken-in-args", "pg-pa55"])
+
+
+@pytest.fixture
+def hung_url():
+    """The URL of a server that takes connections and never answers."""
+    import contextlib
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def hold() -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                held.append(listener.accept()[0])
+
+    threading.Thread(target=hold, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/mcp"
+    listener.close()
+    for connection in held:
+        connection.close()
+
+
+def test_a_server_that_hangs_to_its_deadline_is_not_asked_again_by_the_very_next_answer(monkeypatch, hung_url):
+    import time
+
+    monkeypatch.setattr(tools, "FAILED_LISTING_SECONDS", 1.0)  # shorter than the deadline the server waits out
+    hung = ToolServer("hung", "auto", url=hung_url)
+    waits = []
+    for _ in range(2):
+        started = time.monotonic()
+        assert not toolbox(hung, CONNECT_TIMEOUT="1.5")
+        waits.append(time.monotonic() - started)
+    assert waits[0] >= 1.5 and waits[1] < 0.5
+
+
+def test_servers_that_hang_cost_an_answer_one_wait_not_one_each(hung_url, mcp_log):
+    import time
+
+    hung = [ToolServer(f"hung{number}", "auto", url=hung_url) for number in range(4)]
+    started = time.monotonic()
+    box = toolbox(*hung, auto(mcp_log), CONNECT_TIMEOUT="1.5")
+    assert time.monotonic() - started < 4  # one after the other: 4 x 1.5 s and more
+    assert list(box.tools)[0] == "web__echo"
+
+
+def test_a_server_listing_a_flood_of_tools_is_offered_a_bounded_few_with_short_descriptions(tmp_path, caplog):
+    import json
+
+    flood = stdio_server("flood", tmp_path / "log", MCP_FAKE_FLOOD="200")
+    box = toolbox(flood, CONNECT_TIMEOUT="60")
+    names = list(box.tools)
+    assert len(names) == tools.TOOLS_PER_SERVER and "flood__echo" in names  # its own nine, then odd floods
+    assert "flood__flood_1" in names and "flood__flood_0" not in names  # an even one's schema is 100,000 long
+    assert max(len(d["function"]["description"]) for d in box.definitions()) == tools.DESCRIPTION_CHARS
+    assert len(json.dumps(box.definitions())) < 100_000  # not the 10 MB the server listed
+    assert "100 tools of MCP server flood are not offered: their inputSchema is over 8192 characters" in caplog.text
+    assert "MCP server flood lists 109 tools: only its first 64 are offered" in caplog.text
+
+
+def test_a_catastrophic_pattern_in_a_tools_schema_does_not_freeze_the_chat_checking_the_arguments(mcp_log):
+    import time
+
+    started = time.monotonic()  # Python's re takes 13 s on these 27 characters, and minutes on a few more
+    result = toolbox(auto(mcp_log)).call("c", "web__lookup", '{"code": "' + "a" * 26 + 'b"}')
+    assert time.monotonic() - started < 3
+    assert result.failed and "pattern" in result.content  # the server checked it, at once
+
+
+def test_a_result_of_more_than_16_mb_is_broken_off_as_it_arrives_not_held_whole(mcp_log, caplog):
+    import resource
+
+    box = toolbox(auto(mcp_log))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = box.call("c", "web__huge", '{"chars": 40000000}')
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert result.failed and result.seconds < 10
+    assert grown_mb < 100  # held whole, 40 MB took 430 MB (a gigabyte, the worker's whole memory)
+    assert "MCP server web sent a message of more than 16 MB: it was broken off" in caplog.text
+    assert box.call("c", "web__echo", '{"text": "still there"}').content == "still there"

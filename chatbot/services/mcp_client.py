@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the SDK takes half a second to import: only a process that 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 STOP_CHECK_SECONDS = 0.1
+MESSAGE_BYTES = 16 * 1024 * 1024  # of one message of an HTTP server (its result is cut at far less: the rest waste)
 
 
 class ToolServerError(Exception):
@@ -299,10 +300,44 @@ async def _session(server: ToolServer, refused: list[int]) -> AsyncIterator[Clie
     timeout = httpx2.Timeout(30.0, read=300.0)  # the SDK's own: a response stream may stay open a while
     hooks = {"response": [note]}
     async with (
-        httpx2.AsyncClient(headers=dict(server.headers), timeout=timeout, event_hooks=hooks) as http,
+        httpx2.AsyncClient(
+            headers=dict(server.headers), timeout=timeout, event_hooks=hooks, transport=_bounded_transport(server.name)
+        ) as http,
         Client(streamable_http_client(server.url, http_client=http)) as client,
     ):
         yield client
+
+
+def _bounded_transport(name: str) -> httpx2.AsyncBaseTransport:
+    """An HTTP transport whose responses break off (logged) once one message (a JSON body, or one event of a
+    stream) passes MESSAGE_BYTES: server `name` cannot make the chat hold a gigabyte (and copies of it) before its
+    result is cut. The call then fails in the SDK's words (the connection closed)."""
+    import httpx2
+
+    class Bounded(httpx2.AsyncByteStream):
+        def __init__(self, stream: Any) -> None:
+            self.stream = stream
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            size = 0  # of the message being read: since the blank line that ended the one before
+            async for chunk in self.stream:
+                end = max(chunk.rfind(b"\n\n"), chunk.rfind(b"\r\n\r\n"))
+                size = len(chunk) - end if end >= 0 else size + len(chunk)
+                if size > MESSAGE_BYTES:
+                    log.warning("MCP server %s sent a message of more than %d MB: it was broken off", name, size >> 20)
+                    raise httpx2.ReadError(f"it sent a message of more than {MESSAGE_BYTES // 2**20} MB")
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.stream.aclose()
+
+    class Transport(httpx2.AsyncHTTPTransport):
+        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+            response = await super().handle_async_request(request)
+            response.stream = Bounded(response.stream)
+            return response
+
+    return Transport()
 
 
 def _refusal(statuses: list[int]) -> str:

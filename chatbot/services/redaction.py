@@ -27,17 +27,39 @@ def secrets_of(backend: Backend) -> list[str]:
 
 def secrets_of_servers(servers: Iterable[ToolServer]) -> list[str]:
     """What of the MCP servers' configuration must not be shown: the values of their secret-looking headers and
-    environment variables (Authorization, tokens, keys, passwords; of "Bearer <token>" the token), their URLs'
-    passwords and secret-looking query values."""
+    environment variables (Authorization, tokens, keys, passwords; of "Bearer <token>" the token), the values of a
+    stdio server's secret-looking options (`--api-key K`, `--token=T`), and the passwords and secret-looking query
+    values of their URLs and of URLs in their headers, environment and options (DATABASE_URL=postgres://u:p@db)."""
     found: list[str | None] = []
     for server in servers:
         named = {**server.headers, **server.env}
         found += [_credential(value) for name, value in named.items() if SECRET_NAME.search(name)]
-        if server.url:
-            url = urlsplit(server.url)
-            found.append(url.password)
-            found += [value for name, value in parse_qsl(url.query) if SECRET_NAME.search(name)]
+        found += _option_values(server.args)
+        for value in [server.url or "", *named.values(), *server.args]:
+            found += _url_secrets(value.split("=", 1)[-1] if value.startswith("-") else value)
     return _long_enough(found)
+
+
+def _option_values(args: tuple[str, ...]) -> list[str]:
+    """The values of secret-looking options among a command's `args`: `--api-key K` and `--token=T`."""
+    found = []
+    for number, arg in enumerate(args):
+        option, equals, value = arg.partition("=")
+        if option.startswith("-") and SECRET_NAME.search(option):
+            found.append(value if equals else args[number + 1] if number + 1 < len(args) else "")
+    return found
+
+
+def _url_secrets(text: str) -> list[str | None]:
+    """The password and the secret-looking query values of `text` when it is a URL."""
+    if "://" not in text:
+        return []
+    try:
+        url = urlsplit(text.strip())
+        password = url.password
+    except ValueError:
+        return []
+    return [password, *(value for name, value in parse_qsl(url.query) if SECRET_NAME.search(name))]
 
 
 def without_server_secrets(text: str, server: ToolServer) -> str:
@@ -77,19 +99,19 @@ def scrubbed_call(call: ToolCall, secrets: list[str]) -> ToolCall:
         value = json.loads(arguments)
     except ValueError:
         value = None
-    if value is not None and (hidden := _scrubbed_value(value, secrets)) != value:
+    if value is not None and (hidden := scrubbed_value(value, secrets)) != value:
         arguments = json.dumps(hidden, ensure_ascii=False)
     return ToolCall(scrub(call.id, secrets), scrub(call.name, secrets), arguments)
 
 
-def _scrubbed_value(value: Any, secrets: list[str]) -> Any:
+def scrubbed_value(value: Any, secrets: list[str]) -> Any:
     """A JSON value with every secret in its strings (keys too) hidden."""
     if isinstance(value, str):
         return scrub(value, secrets)
     if isinstance(value, list):
-        return [_scrubbed_value(item, secrets) for item in value]
+        return [scrubbed_value(item, secrets) for item in value]
     if isinstance(value, dict):
-        return {scrub(key, secrets): _scrubbed_value(item, secrets) for key, item in value.items()}
+        return {scrub(key, secrets): scrubbed_value(item, secrets) for key, item in value.items()}
     return value
 
 

@@ -9,6 +9,8 @@ Every configured server is offered; a call of one with `"trust": "ask"` waits fo
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import json
 import logging
 import re
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 NAME_LENGTH = 64  # what OpenAI-style servers take for a function's name (letters, digits, _ and -)
 LISTING_SECONDS = 60.0  # a server's list of tools is asked again after this long
 FAILED_LISTING_SECONDS = 15.0  # a server that did not answer is not asked again before this
+TOOLS_PER_SERVER = 64  # offered of one server's list: each tool is sent with every request of an answer
+DESCRIPTION_CHARS = 1024  # of a tool's description (what OpenAI takes), the rest cut
+SCHEMA_CHARS = 8192  # of a tool's inputSchema as JSON: a tool with a longer one is not offered
 
 __all__ = [
     "OfferedTool",
@@ -90,7 +95,8 @@ class Toolbox:
         return bool(self.tools)
 
     def definitions(self) -> list[dict[str, Any]]:
-        return [tool.definition() for tool in self.tools.values()]
+        """The `tools` list, the servers' secrets hidden in it (a server may write its token in a description)."""
+        return [redaction.scrubbed_value(tool.definition(), self.secrets) for tool in self.tools.values()]
 
     def call(self, call_id: str, name: str, arguments: str, cancel: threading.Event | None = None) -> ToolResult:
         """Run one call the model asked for; whatever fails is said in the result. ToolCallStopped when `cancel`
@@ -133,7 +139,7 @@ def _checked_arguments(text: str, schema: dict[str, Any]) -> dict[str, Any]:
         raise _Refused(f"The arguments are not valid JSON ({error}). Call the tool again with a JSON object.") from None
     if not isinstance(arguments, dict):
         raise _Refused("The arguments must be a JSON object of named values. Call the tool again with one.")
-    validator = jsonschema.validators.validator_for(schema)(schema)
+    validator = _without_patterns(jsonschema.validators.validator_for(schema))(schema)
     mismatch = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
     if mismatch is not None:
         where = "".join(f"[{part!r}]" for part in mismatch.absolute_path)
@@ -142,6 +148,26 @@ def _checked_arguments(text: str, schema: dict[str, Any]) -> dict[str, Any]:
             f"The arguments do not fit the tool: {mismatch.message}{at}. Call the tool again with fixed ones."
         )
     return arguments
+
+
+def _without_patterns(checker: Any) -> Any:
+    """The schema's validator class with none of its regular expressions run on the model's arguments: a server's
+    pattern may take Python's `re` hours on a few dozen characters, holding the GIL and so the whole process (the
+    server checks its own patterns). `pattern` is not checked, nor properties against `patternProperties`, nor
+    `additionalProperties` or `unevaluatedProperties` (they match property names against them) beside them."""
+    keywords = checker.VALIDATORS
+
+    def additional(validator: Any, extras: Any, instance: Any, schema: dict[str, Any]) -> Any:
+        if "patternProperties" not in schema:
+            yield from keywords["additionalProperties"](validator, extras, instance, schema)
+
+    def unchecked(*_: Any) -> Any:
+        yield from ()
+
+    changed = {"pattern": unchecked, "patternProperties": unchecked, "unevaluatedProperties": unchecked}
+    if "additionalProperties" in keywords:
+        changed["additionalProperties"] = additional
+    return jsonschema.validators.extend(checker, {k: v for k, v in changed.items() if k in keywords})
 
 
 _listings: Remembered[str, tuple[float, ToolServer, list[ServerTool] | None]] = Remembered()
@@ -158,10 +184,18 @@ def toolbox_for(
     servers' secrets and the `hidden` ones (the model server's token) hidden in it; a server that does not answer
     within `connect_timeout` (logged) offers none until it does."""
     offered: list[OfferedTool] = []
-    for server in servers:
-        for tool in _listing(server, connect_timeout):
+    for server, listed in zip(servers, _listings_of(list(servers), connect_timeout), strict=True):
+        for tool in listed:
             offered.append(OfferedTool(_unique_name(server.name, tool.name, offered), server, tool))
     return Toolbox(offered, timeout, max_chars, redaction.secrets_of_servers(servers) + list(hidden))
+
+
+def _listings_of(servers: list[ToolServer], timeout: float) -> list[list[ServerTool]]:
+    """The tools of each server, asked of all at once: servers that are down cost an answer one wait, not one each."""
+    if len(servers) < 2:
+        return [_listing(server, timeout) for server in servers]
+    with concurrent.futures.ThreadPoolExecutor(len(servers), thread_name_prefix="tool-listing") as pool:
+        return list(pool.map(lambda server: _listing(server, timeout), servers))
 
 
 def _listing(server: ToolServer, timeout: float) -> list[ServerTool]:
@@ -173,14 +207,38 @@ def _listing(server: ToolServer, timeout: float) -> list[ServerTool]:
     if fresh and asked:
         return tools or []
     try:
-        tools = [tool for tool in mcp_client.list_tools(server, timeout) if _schema_is_valid(server, tool)]
+        tools = _bounded_listing(server, mcp_client.list_tools(server, timeout))
     except ToolServerError as error:
         reason = redaction.without_server_secrets(str(error), server)
         log.warning("the tools of MCP server %s are not offered: %s", server.name, reason)
         tools = None
-    with _listings.lock:
-        _listings[server.name] = (now, server, tools)
+    with _listings.lock:  # timed from the answer: a server that hangs to its deadline is not asked at once again
+        _listings[server.name] = (time.monotonic(), server, tools)
     return tools or []
+
+
+def _bounded_listing(server: ToolServer, listed: list[ServerTool]) -> list[ServerTool]:
+    """What the model is offered of a server's list (a hostile one may list thousands of tools with descriptions
+    and schemas of megabytes): its first TOOLS_PER_SERVER tools with a schema at most SCHEMA_CHARS long that can be
+    checked, their descriptions cut at DESCRIPTION_CHARS; what is left out is logged, once a listing."""
+    short = [tool for tool in listed if len(json.dumps(tool.input_schema)) <= SCHEMA_CHARS]
+    if long := len(listed) - len(short):
+        log.warning(
+            "%d tools of MCP server %s are not offered: their inputSchema is over %d characters",
+            long,
+            server.name,
+            SCHEMA_CHARS,
+        )
+    tools = [
+        dataclasses.replace(tool, description=tool.description[:DESCRIPTION_CHARS])
+        for tool in short
+        if _schema_is_valid(server, tool)
+    ]
+    if len(tools) > TOOLS_PER_SERVER:
+        log.warning(
+            "MCP server %s lists %d tools: only its first %d are offered", server.name, len(tools), TOOLS_PER_SERVER
+        )
+    return tools[:TOOLS_PER_SERVER]
 
 
 def _schema_is_valid(server: ToolServer, tool: ServerTool) -> bool:
@@ -189,9 +247,9 @@ def _schema_is_valid(server: ToolServer, tool: ServerTool) -> bool:
     except jsonschema.exceptions.SchemaError as error:
         log.warning(
             "tool %s of MCP server %s is not offered: its inputSchema is not valid (%s)",
-            tool.name,
+            tool.name[:100],
             server.name,
-            error.message,
+            error.message[:200],
         )
         return False
     return True
