@@ -225,3 +225,13 @@ def test_a_page_lists_a_bounded_number_of_models_and_typing_in_the_picker_search
     assert re.findall(r'<option value="([^"]+)">', found) == ["org/model-99", *(f"org/model-99{d}" for d in range(10))]
     client.post(f"{chat}/messages", data={"csrf_token": csrf(page), "message": "hi", "model": "org/model-999"})
     assert fake.requests[-1].json["model"] == "org/model-999"
+
+
+def test_the_picker_says_a_model_takes_tools_when_models_says_so_whatever_its_catalogue_says():
+    models = '[{"id": "a", "tools": true}, {"id": "b", "tools": false}, {"id": "c"}]'
+    config = load_settings({"MODELS": models, "API_URL": "http://127.0.0.1:9/v1"})
+    listing = catalogue.CatalogueModel("b", offers=(catalogue.Offer("p", True, tools=True),))
+    marked, refused, unsaid = (picker.Choice(spec.name, "", spec) for spec in config["MODELS"])
+    assert "tools" in marked.facts() and "tools" not in unsaid.facts()
+    assert "tools" not in picker.Choice("b", "", refused.spec, listing).facts()
+    assert "tools" in picker.Choice("c", "", unsaid.spec, listing).facts()

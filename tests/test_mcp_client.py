@@ -40,7 +40,7 @@ def server(request, mcp_log, tmp_path):
 
 def test_the_tools_are_listed_with_their_json_schemas(server):
     tools = {tool.name: tool for tool in mcp_client.list_tools(server[0], 10)}
-    assert set(tools) == {"echo", "fail", "hang", "image", "huge", "lookup", "environment"}
+    assert set(tools) == {"echo", "fail", "hang", "image", "disguised", "album", "huge", "lookup", "environment"}
     echo = tools["echo"].input_schema
     assert echo["required"] == ["text"] and echo["properties"]["times"]["type"] == "integer"
     assert tools["echo"].description == "Say `text` back, `times` times."

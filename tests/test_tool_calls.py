@@ -17,6 +17,7 @@ from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services import mcp_client
 from chatbot.services.inference import Backend, Parameters
 from chatbot.services.tool_servers import ToolServer
+from chatbot.stores.sqlite import SQLiteStore
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.fakes.mcp_server import stdio_server
@@ -321,3 +322,87 @@ def test_stop_from_another_tab_between_two_calls_prevents_the_next_one(fake, mcp
     assert message.status == "stopped"
     assert [record["status"] for record in message.meta["tool_calls"]] == ["done", "not run"]
     assert mcp_log.logged() == ["echo one"] and len(fake.requests) == 1
+
+
+def test_each_round_after_tool_calls_counts_as_an_answer_of_the_minute_and_the_answer_ends_at_the_limit(fake, mcp_log):
+    """A model that loops through tools asks its server no more often than the answers a minute allow: the
+    message counted as it was sent (actions.send), each round after it counted too, the answer ended in the
+    limit's words when it is reached, with what was written and called kept."""
+    store, conversation = new_store()
+    config = {"MESSAGES_PER_MINUTE": 3, "MESSAGES_PER_MINUTE_PER_ADDRESS": 0}
+    asker = limits.asker(config, conversation.owner, "192.0.2.7")
+    limited = dataclasses.replace(settings(fake, mcp_log), asker=asker)
+    for number in range(6):
+        fake.reply(tokens=["Looking."], tool_calls=[(f"call_{number}", "web__echo", '{"text": "again"}')])
+    assert limits.refusal(store, config, "answers", conversation.owner, "192.0.2.7") is None  # the message's own
+    message = run_reply(store, conversation, "Keep calling the tool", limited, Recorder())
+    assert len(fake.requests) == 3
+    assert (message.status, message.error["kind"]) == ("error", "limit")
+    assert message.error["message"].startswith("This browser has asked for 3 answers this minute")
+    assert "press Regenerate then" in message.error["message"]
+    assert message.content.startswith("Looking.") and len(message.meta["tool_calls"]) == 3
+    assert limits.refusal(store, config, "answers", conversation.owner, "192.0.2.7") is not None
+
+
+def test_the_rounds_of_tool_calls_count_against_the_limit_of_the_address_too(fake, mcp_log):
+    store, conversation = new_store()
+    config = {"MESSAGES_PER_MINUTE": 0, "MESSAGES_PER_MINUTE_PER_ADDRESS": 2}
+    limited = dataclasses.replace(settings(fake, mcp_log), asker=limits.asker(config, "someone else", "192.0.2.8"))
+    for number in range(4):
+        fake.reply(tokens=[], tool_calls=[(f"call_{number}", "web__echo", '{"text": "again"}')])
+    assert limits.refusal(store, config, "answers", "someone else", "192.0.2.8") is None  # the message's own
+    message = run_reply(store, conversation, "Keep calling the tool", limited, Recorder())
+    assert len(fake.requests) == 2
+    assert message.error["message"].startswith("Your network address has asked for 2 answers this minute")
+
+
+@pytest.mark.parametrize(
+    ("template_takes_tools", "marked", "offered"),
+    [(True, None, True), (False, None, False), (False, True, True), (True, False, False)],
+)
+def test_a_llama_cpp_model_is_offered_tools_as_its_templates_capabilities_say_unless_models_says_otherwise(
+    fake, mcp_log, template_takes_tools, marked, offered
+):
+    """llama.cpp's /props `chat_template_caps` say whether the model's template has a place for tools; `"tools"`
+    in MODELS (`Backend.takes_tools`) says it first."""
+    fake.props = {"chat_template_caps": {"supports_tools": template_takes_tools, "supports_tool_calls": True}}
+    configured = settings(fake, mcp_log)
+    configured = dataclasses.replace(configured, backend=dataclasses.replace(configured.backend, takes_tools=marked))
+    store, conversation = new_store()
+    message = run_reply(store, conversation, "Hi", configured, Recorder())
+    assert message.status == "done"
+    assert ("tools" in fake.requests[-1].json) is offered
+
+
+def test_a_form_post_counts_each_round_of_its_answer_against_the_browsers_answers_a_minute(make_app, fake, mcp_log):
+    servers = json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}])
+    app = make_app(
+        AUTH="none",
+        API_URL=fake.url + "/v1",
+        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
+        MCP_SERVERS=servers,
+        MESSAGES_PER_MINUTE=2,
+    )
+    client = app.test_client()
+    for number in range(4):
+        fake.reply(tokens=[], tool_calls=[(f"call_{number}", "web__echo", '{"text": "again"}')])
+    chat = open_chat(client)
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Loop"})
+    assert len(fake.requests) == 2
+    page = client.get(chat).text
+    assert "This browser has asked for 2 answers this minute, the most this chat allows." in page
+    refused = client.post(f"{chat}/messages", data={"csrf_token": csrf(page), "message": "Again"})
+    assert refused.status_code == 429 and len(fake.requests) == 2
+
+
+def test_rounds_of_tool_calls_with_no_text_between_them_are_saved_in_a_sql_store(fake, mcp_log, tmp_path):
+    """Each round saves what was written before its calls: with nothing new, nothing is saved twice at one place
+    (SQLite and PostgreSQL keep one part per place, and refused the second)."""
+    store = SQLiteStore(str(tmp_path / "chat.sqlite3"))
+    conversation = store.create_conversation("alice")
+    for number in range(2):
+        fake.reply(tokens=[], tool_calls=[(f"call_{number}", "web__echo", '{"text": "again"}')])
+    fake.reply(tokens=["Done."])
+    message = run_reply(store, conversation, "Echo twice", settings(fake, mcp_log), Recorder())
+    assert (message.status, message.content, message.error) == ("done", "Done.", None)
+    assert store.read_message(conversation, message.id).content == "Done."

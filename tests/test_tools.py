@@ -35,7 +35,7 @@ def auto(fake: FakeMcpServer, name: str = "web") -> ToolServer:
 def test_each_servers_tools_are_offered_under_names_unique_to_it(mcp_log):
     box = toolbox(auto(mcp_log, "web"), auto(mcp_log, "backup"))
     names = [definition["function"]["name"] for definition in box.definitions()]
-    assert names[:2] == ["web__echo", "web__fail"] and "backup__echo" in names and len(names) == 14
+    assert names[:2] == ["web__echo", "web__fail"] and "backup__echo" in names and len(names) == 18
     (echo,) = [d for d in box.definitions() if d["function"]["name"] == "web__echo"]
     assert echo["type"] == "function" and echo["function"]["description"] == "Say `text` back, `times` times."
     assert echo["function"]["parameters"]["required"] == ["text"]
@@ -240,12 +240,12 @@ def test_a_server_listing_a_flood_of_tools_is_offered_a_bounded_few_with_short_d
     flood = stdio_server("flood", tmp_path / "log", MCP_FAKE_FLOOD="200")
     box = toolbox(flood, CONNECT_TIMEOUT="60")
     names = list(box.tools)
-    assert len(names) == tools.TOOLS_PER_SERVER and "flood__echo" in names  # its own seven, then odd floods
+    assert len(names) == tools.TOOLS_PER_SERVER and "flood__echo" in names  # its own nine, then odd floods
     assert "flood__flood_1" in names and "flood__flood_0" not in names  # an even one's schema is 50,000 long
     assert max(len(d["function"]["description"]) for d in box.definitions()) == tools.DESCRIPTION_CHARS
     assert len(json.dumps(box.definitions())) < 100_000  # not the 15 MB the server listed
     assert "100 tools of MCP server flood are not offered: their inputSchema is over 8192 characters" in caplog.text
-    assert "MCP server flood lists 107 tools: only its first 64 are offered" in caplog.text
+    assert "MCP server flood lists 109 tools: only its first 64 are offered" in caplog.text
 
 
 def test_a_catastrophic_pattern_in_a_tools_schema_does_not_freeze_the_chat_checking_the_arguments(mcp_log):

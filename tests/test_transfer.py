@@ -6,6 +6,7 @@ import json
 import pytest
 
 from chatbot.chat import transfer
+from chatbot.services import mcp_client
 from tests.helpers import csrf, open_chat
 
 
@@ -159,3 +160,98 @@ def test_an_imports_size_counts_its_reasoning_and_errors_not_only_its_text(heavy
     document["messages"] = [{"role": "assistant", "content": "short", **heavy}] * 2
     with pytest.raises(transfer.ImportProblem, match="That export holds 2 messages and 60,010 characters; this chat"):
         transfer.read_export(json.dumps(document).encode(), max_chars=1000)  # 50,000 characters at most
+
+
+@pytest.fixture
+def tools_client(make_app, fake, mcp_log):
+    servers = json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}])
+    app = make_app(
+        AUTH="none", API_URL=fake.url + "/v1", MODEL_ID="meta-llama/Llama-3.1-8B-Instruct", MCP_SERVERS=servers
+    )
+    yield app.test_client()
+    mcp_client.forget_connections()
+
+
+def import_document(client, token, messages):
+    document = {"format": "chatbot-conversation", "version": 2, "title": "Tools", "messages": messages}
+    upload = {"csrf_token": token, "file": (io.BytesIO(json.dumps(document).encode()), "tools.json")}
+    return client.post("/import", data=upload, content_type="multipart/form-data")
+
+
+def test_tool_calls_go_out_in_both_exports_and_come_back_whole_with_a_json_import(tools_client, fake):
+    client = tools_client
+    fake.reply(tokens=[], tool_calls=[("call_1", "web__echo", '{"text": "<b>hi</b> ```", "times": 2}')])
+    fake.reply(tokens=["It said it twice."])
+    chat = open_chat(client)
+    token = csrf(client.get(chat).text)
+    client.post(f"{chat}/messages", data={"csrf_token": token, "message": "Echo twice"})
+    markdown = client.get(f"{chat}/export.md").text
+    assert "> **Tool call · done** · " in markdown
+    assert '> ````\n> web__echo({"text": "<b>hi</b> ```", "times": 2})\n> ````' in markdown  # a fence it cannot close
+    assert "> Result:\n>\n> ````\n> <b>hi</b> ``` <b>hi</b> ```\n> ````" in markdown
+    document = json.loads(client.get(f"{chat}/export.json").text)
+    (record,) = document["messages"][1]["meta"]["tool_calls"]
+    assert record["result"] == "<b>hi</b> ``` <b>hi</b> ```" and record["status"] == "done"
+    imported = client.post(
+        "/import", data={"csrf_token": token, "file": (io.BytesIO(json.dumps(document).encode()), "x.json")}
+    ).location
+    again = json.loads(client.get(f"{imported}/export.json").text)
+    assert again["messages"][1]["meta"]["tool_calls"] == [record]
+    page = client.get(imported).text
+    assert '<details class="tool-call done">' in page and "&lt;b&gt;hi&lt;/b&gt;" in page and "<b>hi" not in page
+
+
+def test_an_imports_forged_tool_calls_are_cut_to_size_or_refused(client):
+    chat = open_chat(client)
+    token = csrf(client.get(chat).text)
+    forged = {
+        "id": "c" * 10_000,
+        "name": "<script>alert(1)</script>",
+        "arguments": "{}",
+        "result": "r" * 300_000,
+        "status": "done",
+        "seconds": float("inf"),
+        "images": [{"id": "someone-elses-file", "mime": "image/png"}],
+        "html": "<script>alert(2)</script>",
+    }
+    small = {"id": "c", "name": "n", "arguments": "{}", "result": "r", "status": "done"}
+    user = {"id": 1, "role": "user", "content": "hi"}
+    response = import_document(
+        client,
+        token,
+        [
+            user,
+            {
+                "id": 2,
+                "parent": 1,
+                "role": "assistant",
+                "content": "x",
+                "meta": {"tool_calls": [forged, *[small] * 149]},
+            },
+        ],
+    )
+    assert response.status_code == 302
+    (_, answer) = json.loads(client.get(f"{response.location}/export.json").text)["messages"]
+    records = answer["meta"]["tool_calls"]
+    assert len(records) == 100 and set(records[0]) == {"id", "name", "arguments", "result", "status"}
+    assert len(records[0]["id"]) == 200 and records[0]["result"].endswith("only the first 20,000 are shown.]")
+    page = client.get(response.location).text
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    for wrong, words in [
+        (
+            {"result": {"html": "<b>"}},
+            "Message 2 of the export is not valid: its tool call 1 has no text for &#39;result&#39;.",
+        ),
+        ({"status": "<b>ran</b>"}, "its tool call 1 has the status &#39;&lt;b&gt;ran&lt;/b&gt;&#39;"),
+    ]:
+        answer = {
+            "id": 2,
+            "parent": 1,
+            "role": "assistant",
+            "content": "x",
+            "meta": {"tool_calls": [{**forged, **wrong}]},
+        }
+        refused = import_document(client, token, [user, answer])
+        assert refused.status_code == 400 and words in refused.text
+    not_a_list = {"id": 2, "parent": 1, "role": "assistant", "content": "x", "meta": {"tool_calls": "called"}}
+    assert "its tool calls are not a list" in import_document(client, token, [user, not_a_list]).text

@@ -225,7 +225,7 @@ def new_chat_from_here(store: Store, conversation: Conversation, visitor: Visito
     owner, config = conversation.owner, visitor.config
     if refused := limits.refusal(store, config, "conversations", owner, visitor.address, visitor.account_limits):
         raise Refused(refused, Refusal.LIMITED)
-    files = sum(int(file.get("size") or 0) for message in branch for file in message.meta.get("attachments", []))
+    files = sum(int(file.get("size") or 0) for message in branch for file in transfer.files_of(message))
     if too_much := limits.keeping_problem(store, owner, config["FILES_KEPT_MB"], files, "start the new chat again"):
         raise Refused(too_much, Refusal.INVALID)
     return transfer.copy_branch(store, conversation, branch)
@@ -268,7 +268,9 @@ def _check_idle(store: Store, conversation: Conversation) -> None:
 
 
 def _settings(conversation: Conversation, visitor: Visitor) -> ReplySettings:
-    return settings_for_conversation(conversation, visitor.config, visitor.account_limits)
+    settings = settings_for_conversation(conversation, visitor.config, visitor.account_limits)
+    settings.asker = limits.asker(visitor.config, conversation.owner, visitor.address, visitor.account_limits)
+    return settings
 
 
 def _files(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from chatbot.chat import approvals, attachments, limits, reasoning, titles, tool_calls
+from chatbot.chat import approvals, attachments, limits, reasoning, titles, tool_calls, tool_images
 from chatbot.chat.coalescing import coalesced
 from chatbot.chat.events import Event, Kind, Listener
 from chatbot.chat.rendering import render_markdown
@@ -166,6 +166,8 @@ class AnswerWriter:
                 round_turns += self._run_round(answer, toolbox, calls, start)
                 if self.cancel.is_set():  # Stop during the round: the model is not asked again
                     break
+                if settings.asker and (limited := limits.another_request(store, settings.asker)):
+                    raise InferenceError("limit", limited, "What the tools gave is kept with the answer.")
                 reservation = self._reserve(self._counted(backend, fitted + round_turns), reservation)
                 parameters = dataclasses.replace(parameters, max_new_tokens=reservation.max_new_tokens)
             self._settle_status(answer, stops, request.url)
@@ -199,10 +201,12 @@ class AnswerWriter:
 
     def _toolbox(self, backend: inference.Backend, secrets: list[str], message: Message) -> tools.Toolbox | None:
         """The tools offered to this answer, `secrets` (the model server's) and their servers' own hidden in their
-        results: none for a protocol without tools, or a server that refused them. The tool servers that did not
-        answer are named in the `message`'s meta."""
+        results: none for a protocol without tools, a model that takes none (MODELS, or its server says so), or a
+        server that refused them. The tool servers that did not answer are named in the `message`'s meta."""
         settings = self.settings
         if not settings.tool_servers or not PROTOCOLS[backend.api].takes_tools or tools.refused_before(backend):
+            return None
+        if backend.takes_tools is False:
             return None
         toolbox = tools.toolbox_for(
             settings.tool_servers,
@@ -221,7 +225,8 @@ class AnswerWriter:
     ) -> list[dict]:
         """Run the calls of one turn, one at a time (none after Stop, looked for in the store before each call, nor
         past CALLS_PER_ROUND), keep their records with the answer, and return the turns that tell the model what
-        they gave; what the model wrote before them (from character `start`) goes with its calls."""
+        they gave (and show the images they returned to a model that takes images); what the model wrote before
+        them (from character `start`) goes with its calls."""
         message = answer.message
         self._save(answer)  # what it wrote before calling: in the store before the call may take a while
         records = []
@@ -234,13 +239,18 @@ class AnswerWriter:
             elif (refused := self._asked_first(answer, toolbox, call)) is not None:
                 records.append(refused)
             else:
-                records.append(self._run_call(answer, toolbox, call))
+                records.append(
+                    self._run_call(answer, toolbox, call, _images_in([*message.meta.get("tool_calls", []), *records]))
+                )
         message.meta.setdefault("tool_calls", []).extend(records)
         said = reasoning.split(answer.text()[start:])[1]
         if said.strip() and not said.endswith("\n"):
             self._add(answer, [Text("\n\n")])  # the next turn's text starts a paragraph of its own
         answer.earlier_usage, answer.usage = _summed(answer.earlier_usage, answer.usage), None
-        return tool_calls.round_turns(said.strip(), calls, records)
+        turns = tool_calls.round_turns(said.strip(), calls, records)
+        if self.settings.takes_images:
+            turns += tool_images.turn(self.store, self.conversation, records)
+        return turns
 
     def _asked_first(self, answer: GrowingAnswer, toolbox: tools.Toolbox, call: ToolCall) -> dict | None:
         """None when the call may be made (its server trusts the model, or the user said yes on its card), else
@@ -263,9 +273,10 @@ class AnswerWriter:
         message.content, message.meta["saved_at"] = answer.text(answer.saved_parts), time.time()
         self.store.update_message(message)
 
-    def _run_call(self, answer: GrowingAnswer, toolbox: tools.Toolbox, call: ToolCall) -> dict:
+    def _run_call(self, answer: GrowingAnswer, toolbox: tools.Toolbox, call: ToolCall, earlier_images: int) -> dict:
         """One call, run in a thread of its own while this one says which tool runs and for how long, keeps the
-        answer alive for other tabs and hosts, and hears Stop from any of them."""
+        answer alive for other tabs and hosts, and hears Stop from any of them; the images it returns are kept
+        after the `earlier_images` of the answer."""
         message = answer.message
         outcome: list[tools.ToolResult | BaseException] = []
 
@@ -294,7 +305,11 @@ class AnswerWriter:
             return {**record, "seconds": round(time.monotonic() - started, 1)}
         if isinstance(result, BaseException):
             raise result
-        return tool_calls.done(result)
+        kept_mb = self.settings.files_kept_mb
+        images, note = tool_images.kept(
+            self.store, self.conversation, call.name, result.images, earlier_images, kept_mb
+        )
+        return tool_calls.done(result, images, note)
 
     def _settle_status(self, answer: GrowingAnswer, stops: tuple[str, ...], url: str) -> None:
         """Done, stopped, or an InferenceError saying why nothing was answered."""
@@ -419,8 +434,12 @@ class AnswerWriter:
             self._save(answer)
 
     def _save(self, answer: GrowingAnswer) -> None:
-        """Append to the stored answer what it does not have yet."""
+        """Append to the stored answer what it does not have yet (nothing when it has it all: a part is kept once
+        per place in the answer, and two rounds of tool calls with no text between them start at the same place)."""
         new = "".join(answer.parts[answer.saved_parts :])
+        if not new:
+            answer.saved_parts, answer.last_save = len(answer.parts), time.monotonic()
+            return
         if self.store.append_to_answer(answer.message, answer.saved_length, new):  # Stop elsewhere, or deleted
             self.cancel.set()
         answer.saved_parts, answer.saved_length = len(answer.parts), answer.saved_length + len(new)
@@ -465,6 +484,11 @@ def _summed(earlier: Usage | None, latest: Usage | None) -> Usage | None:
         add(earlier.completion_tokens, latest.completion_tokens),
         latest.tokens_per_second,
     )
+
+
+def _images_in(records: list[dict]) -> int:
+    """How many images the tool calls of `records` kept."""
+    return sum(len(record.get("images", [])) for record in records)
 
 
 def _unsaved(error: StoreUnavailable) -> dict:

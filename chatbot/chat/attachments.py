@@ -252,11 +252,15 @@ def megabytes(size: int) -> str:
 def as_prompt(info: Mapping[str, Any]) -> str:
     """A text file's or PDF's text as the model reads it: its name, then the text in a fence no line of it can
     close."""
-    text = info.get("text") or ""
+    pages = f" ({info['pages']} pages)" if info.get("pages") else ""
+    return f"Attached file: {info['name']}{pages}\n{fenced(info.get('text') or '')}"
+
+
+def fenced(text: str) -> str:
+    """`text` in a Markdown code fence that no line of it can close."""
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
-    pages = f" ({info['pages']} pages)" if info.get("pages") else ""
-    return f"Attached file: {info['name']}{pages}\n{fence}\n{text}\n{fence}"
+    return f"{fence}\n{text}\n{fence}"
 
 
 def data_url(info: Mapping[str, Any], data: bytes) -> str:

@@ -94,19 +94,54 @@ def refusal(
         if problem := _tokens_refusal(store, owner, account_limits["tokens_per_day"]):
             return problem
         per_owner = account_limits["messages_per_minute"]
+    counted = Asker(owner, address, account_limits is not None, per_owner, config[limit.per_address])
+    if problem := _counted(store, kind, counted, limit.again):
+        return problem
+    if kind == "answers":
+        _answers_today(store, owner, 1)
+    return None
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asks the model, as the answers a minute count them: the owner (`account`: an account, else a browser
+    session) and the network address, and how many each may ask for a minute (0: no limit)."""
+
+    owner: str
+    address: str | None
+    account: bool
+    per_owner: int
+    per_address: int
+
+
+def asker(config: dict, owner: str, address: str | None, account_limits: dict | None = None) -> Asker:
+    """The asker of an answer, with the limits refusal() counts its answers against."""
+    per_owner = account_limits["messages_per_minute"] if account_limits is not None else config["MESSAGES_PER_MINUTE"]
+    return Asker(owner, address, account_limits is not None, per_owner, config["MESSAGES_PER_MINUTE_PER_ADDRESS"])
+
+
+def another_request(store: Counters, asker: Asker) -> str | None:
+    """Count one more request of an answer to its model (a round after its tool calls) as an answer of this minute,
+    so a model that loops through tools asks no more often than the limits let people; the words that end the
+    answer when a limit is reached, None: go ahead."""
+    return _counted(store, "answers", asker, "press Regenerate then, or send the message again")
+
+
+def _counted(store: Counters, kind: str, asker: Asker, again: str) -> str | None:
+    """Count one use of `kind` by the asker's owner and address; the words to refuse it with, and to do `again`,
+    when either has reached its limit."""
+    limit = LIMITS[kind]
     for who, allowed, key in (
-        ("Your account has" if account_limits is not None else "This browser has", per_owner, f"session:{owner}"),
-        ("Your network address has", config[limit.per_address], f"address:{address_key(address)}"),
+        ("Your account has" if asker.account else "This browser has", asker.per_owner, f"session:{asker.owner}"),
+        ("Your network address has", asker.per_address, f"address:{address_key(asker.address)}"),
     ):
         if allowed and store.add_to_count(f"{kind}:{key}", 1, limit.window_seconds) > allowed:
             ends, at = _window_end(limit.window_seconds)
             return (
                 f"{who} asked for {allowed} {limit.thing if allowed == 1 else limit.things} {limit.window_words},"
                 " the most this chat allows. "
-                f"Try again in {max(1, round(ends - time.time()))} s (at {at}); {limit.again}."
+                f"Try again in {max(1, round(ends - time.time()))} s (at {at}); {again}."
             )
-    if kind == "answers":
-        _answers_today(store, owner, 1)
     return None
 
 

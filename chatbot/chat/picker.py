@@ -44,13 +44,17 @@ class Choice:
         return self.listing.maker if self.listing else self.spec.id.rpartition("/")[0]
 
     def facts(self) -> list[str]:
-        """What the menu says of it: maker, context length, price, providers, and what it can do."""
+        """What the menu says of it: maker, context length, price, providers, and what it can do (its catalogue's
+        word on tools overruled by `"tools"` in MODELS)."""
         listing = self.listing
         context = self.spec.context_length
+        can = [word for word in listing.can if word != "tools" or self.spec.tools is None] if listing else []
         said = [
             f"by {self.maker}" if self.maker else "",
             f"context {context:,} tokens" if context else "",
-            *([listing.price, listing.providers, *listing.can] if listing else []),
+            *([listing.price, listing.providers] if listing else []),
+            *can,
+            "tools" if self.spec.tools else "",
         ]
         return [fact for fact in said if fact]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chatbot.chat import picker, tool_access
+from chatbot.chat.limits import Asker
 from chatbot.services import inference
 from chatbot.services.models import ModelSpec, parse_parameters
 from chatbot.services.tool_servers import ToolServer
@@ -28,12 +29,14 @@ class ReplySettings:
     titles: bool = False  # after the first answer, the model writes the chat's title (chatbot/chat/titles.py)
     takes_images: bool = False  # attached images are shown to the model (OpenAI content parts)
     tokens_per_day: int = 0  # the owner's account may use this many tokens a day (0: no limit)
+    asker: Asker | None = None  # who asked: each round after tool calls counts as an answer of the minute too
     tool_servers: tuple[ToolServer, ...] = ()  # MCP servers whose tools the model may call (chat protocol only)
     tool_rounds: int = 8  # rounds of tool calls in one answer; then it is asked to answer without them
     tool_timeout: float = 60.0  # seconds one call may take
     tool_result_max_chars: int = 20_000  # what the model is shown of one result
     connect_timeout: float = 10.0  # seconds to reach a tool server
     tool_approval_minutes: float = 10.0  # a call that waits for the user's yes is denied after this long
+    files_kept_mb: float = 0.0  # the images tools return are kept within FILES_KEPT_MB (0: no limit)
 
 
 def model_spec(config: dict, name: str | None) -> ModelSpec:
@@ -129,4 +132,5 @@ def settings_from_config(config: dict, model_name: str | None = None, chosen: di
         tool_result_max_chars=config["TOOL_RESULT_MAX_CHARS"],
         connect_timeout=config["CONNECT_TIMEOUT"],
         tool_approval_minutes=config["TOOL_APPROVAL_MINUTES"],
+        files_kept_mb=config["FILES_KEPT_MB"],
     )

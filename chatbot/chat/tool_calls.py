@@ -1,32 +1,45 @@
-"""The tool calls of an answer as they are kept with it (`meta["tool_calls"]`) and shown: a folded block "Called
-name(arguments) · 0.4 s" with the arguments and the result inside, as text (never HTML), and the turns that
-carry a round of calls and their results back to the model.
+"""The tool calls of an answer as they are kept with it (`meta["tool_calls"]`), exported and imported (checked),
+and shown: a folded block "Called name(arguments) · 0.4 s" with the arguments and the result inside, as text (never
+HTML), and the turns that carry a round of calls and their results back to the model.
 
 A record is {"id", "name", "arguments" (the JSON text the model wrote), "result" (what the model was told),
-"status" ("done", "failed", "not run" or "denied": its card was declined or left unanswered), "seconds"}.
+"status" ("done", "failed", "not run" or "denied": its card was declined or left unanswered), "seconds"}, and
+"images" (as the chat's files list them) when the tool returned images that were kept (chat/tool_images.py).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
+from chatbot.chat.attachments import fenced
 from chatbot.services.protocols import ToolCall
-from chatbot.services.tools import ToolResult
+from chatbot.services.tools import ToolResult, bounded
 
 SUMMARY_CHARS = 80  # of the arguments, in the block's one line
+STATUSES = ("done", "failed", "not run", "denied")
+EXPORTED_RESULT_CHARS = 2000  # of a result, in a Markdown export
+IMPORTED_CALLS = 100  # records kept per message of an import
+IMPORTED_NAME_CHARS = 200  # of a record's id and name, in an import
 
 
-def done(result: ToolResult) -> dict[str, Any]:
-    """The record of a call that ran (or was refused before it was sent: its result says why)."""
-    return {
+class ForgedRecord(ValueError):
+    """A tool call's record in an import that is not one this chat writes: str() says which field."""
+
+
+def done(result: ToolResult, images: list[dict[str, Any]] | None = None, note: str = "") -> dict[str, Any]:
+    """The record of a call that ran (or was refused before it was sent: its result says why), with the `images`
+    it returned as they are stored (chat/tool_images.py) and a `note` on those left out."""
+    record = {
         "id": result.call_id,
         "name": result.name,
         "arguments": result.arguments,
-        "result": result.content,
+        "result": f"{result.content}\n{note}" if note else result.content,
         "status": "failed" if result.failed else "done",
         "seconds": round(result.seconds, 1),
     }
+    return {**record, "images": images} if images else record
 
 
 def not_run(call: ToolCall, why: str) -> dict[str, Any]:
@@ -70,3 +83,47 @@ def pretty(arguments: str) -> str:
         return json.dumps(json.loads(arguments or "{}"), indent=2, ensure_ascii=False)
     except ValueError:
         return arguments
+
+
+def as_markdown(record: dict[str, Any]) -> str:
+    """A call as a quoted block of a Markdown export: its status and time, the call with its arguments, and its
+    result (cut at EXPORTED_RESULT_CHARS), each in a code fence so nothing of them is read as Markdown."""
+    seconds = f" · {record['seconds']} s" if record.get("seconds") is not None else ""
+    call = f"{record['name']}({record['arguments']})"
+    result = record["result"]
+    if len(result) > EXPORTED_RESULT_CHARS:
+        result = f"{result[:EXPORTED_RESULT_CHARS]}\n[cut: {len(result):,} characters in all]"
+    lines = [f"**Tool call · {record['status']}**{seconds}", "", fenced(call), "", "Result:", "", fenced(result)]
+    if images := record.get("images"):
+        lines += ["", f"_Images: {', '.join(str(image.get('name', '')) for image in images)} (not in the export)_"]
+    return "\n".join(f"> {line}".rstrip() for line in "\n".join(lines).splitlines())
+
+
+def imported(records: Any, max_chars: int) -> list[dict[str, Any]]:
+    """The tool calls' records of a message of an import, as this chat writes them: at most IMPORTED_CALLS, their
+    texts cut (arguments and result at `max_chars`), their images left out (the files are not in an export);
+    ForgedRecord for one with a field of the wrong type or a status this chat does not write."""
+    if not isinstance(records, list):
+        raise ForgedRecord("its tool calls are not a list")
+    kept = []
+    for number, record in enumerate(records[:IMPORTED_CALLS], 1):
+        if not isinstance(record, dict):
+            raise ForgedRecord(f"its tool call {number} is not an object")
+        fields = ("id", "name", "arguments", "result")
+        if wrong := next((key for key in fields if not isinstance(record.get(key), str)), None):
+            raise ForgedRecord(f"its tool call {number} has no text for {wrong!r}")
+        texts: dict[str, str] = {key: record[key] for key in fields}
+        if record.get("status") not in STATUSES:
+            raise ForgedRecord(f"its tool call {number} has the status {str(record.get('status'))[:40]!r}")
+        call = {
+            "id": texts["id"][:IMPORTED_NAME_CHARS],
+            "name": texts["name"][:IMPORTED_NAME_CHARS],
+            "arguments": bounded(texts["arguments"], max_chars),
+            "result": bounded(texts["result"], max_chars),
+            "status": record["status"],
+        }
+        seconds = record.get("seconds")
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool) and math.isfinite(seconds):
+            call["seconds"] = round(max(0.0, float(seconds)), 1)
+        kept.append(call)
+    return kept

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from chatbot.chat import attachments, reasoning
+from chatbot.chat import attachments, reasoning, tool_calls
 from chatbot.chat.attachments import safe_name
 from chatbot.chat.branches import Tree
 from chatbot.chat.rendering import render_markdown
@@ -56,6 +56,7 @@ def as_markdown(conversation: Conversation, tree: Tree) -> str:
             parts.append(f"{heading}\n>\n{quoted}\n")
         if files := attachments.names(message):
             parts.append(f"_Attached: {files}_\n")
+        parts += [f"{tool_calls.as_markdown(call)}\n" for call in message.meta.get("tool_calls", [])]
         if message.content:
             parts.append(f"{message.content}\n")
         if message.status == "stopped":
@@ -156,7 +157,8 @@ def import_json(store: Store, owner: str, data: bytes, max_chars: int) -> Conver
 
 def copy_branch(store: Store, conversation: Conversation, branch: list[Message]) -> Conversation:
     """A new conversation of the same owner, model and settings (not its share links) holding a copy of
-    `branch`, a first message and those that follow it, with their attached files."""
+    `branch`, a first message and those that follow it, with their attached files and the images of their tool
+    calls."""
     copies: list[Message] = []
     for message in branch:
         if message.status == "streaming":
@@ -166,7 +168,7 @@ def copy_branch(store: Store, conversation: Conversation, branch: list[Message])
     files = [
         found
         for message in copies
-        for listed in message.meta.get("attachments", [])
+        for listed in files_of(message)
         if listed.get("id") and (found := store.load_file(conversation, listed["id"]))
     ]
     settings = {key: value for key, value in conversation.settings.items() if key != "shares"}
@@ -201,9 +203,19 @@ def _new_conversation(
     return conversation
 
 
+def files_of(message: Message) -> list[dict]:
+    """The files a message lists: those attached to it, and the images its tool calls returned."""
+    calls = message.meta.get("tool_calls", [])
+    return [*message.meta.get("attachments", []), *(image for call in calls for image in call.get("images", []))]
+
+
 def _text_length(item: dict) -> int:
     """The characters an export's message brings: its text, its error's words and the text in its meta (reasoning)."""
-    texts = [item.get("content"), *_values(item.get("error")), *_values(item.get("meta"))]
+    meta = item.get("meta")
+    calls = meta.get("tool_calls") if isinstance(meta, dict) else None
+    records = calls[: tool_calls.IMPORTED_CALLS] if isinstance(calls, list) else []
+    texts = [item.get("content"), *_values(item.get("error")), *_values(meta)]
+    texts += [text for record in records for text in _values(record)]
     return sum(len(text) for text in texts if isinstance(text, str))
 
 
@@ -240,8 +252,13 @@ def _message(index: int, item: Any, max_chars: int) -> Message:
         error["retry_after"] = None
     meta = item.get("meta")
     meta = meta if isinstance(meta, dict) else {}
-    files = meta.get("attachments")
+    files, calls = meta.get("attachments"), meta.get("tool_calls")
     meta = {key: value for key, value in meta.items() if _fits(META.get(key), value, max_chars * 10)}
+    if calls is not None and role == "assistant":
+        try:
+            meta["tool_calls"] = tool_calls.imported(calls, max_chars)
+        except tool_calls.ForgedRecord as forged:
+            raise ImportProblem(f"{where} is not valid: {forged}.") from None
     if isinstance(files, list):  # their names alone: the files are not in the export, and no id from it is trusted
         meta["attachments"] = [
             {"name": safe_name(str(f.get("name") or "")), "kind": f.get("kind") if f.get("kind") in KINDS else "text"}

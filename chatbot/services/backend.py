@@ -37,6 +37,7 @@ class Backend:
     chat_format: str | None = None  # None: found from the model id
     template: prompts.ChatTemplate | None = None  # the model's own chat template, preferred when known
     context_length: int | None = None  # tokens; None: unknown, history is not trimmed
+    takes_tools: bool | None = None  # it is offered tools; None: not known (a refusal is remembered)
 
     def prompt(self, turns: list[Turn]) -> prompts.Prompt:
         """The prompt for prompt-taking APIs, in the model's own format."""

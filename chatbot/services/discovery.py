@@ -1,4 +1,5 @@
-"""What a model's server and the Hub say of it: context length and the model's own chat template.
+"""What a model's server and the Hub say of it: context length, the model's own chat template, and whether it
+takes tools (llama.cpp's `chat_template_caps`: whether the template has a place for them).
 
 Asked once per server (TGI `GET /info`, llama.cpp `GET /props`) and once per
 Hub model (its `tokenizer_config.json`, kept on disk so it works offline
@@ -37,14 +38,16 @@ _windows: Remembered[tuple[str, str], int] = Remembered(_lock)  # (server, model
 
 
 def with_server_facts(backend: Backend) -> Backend:
-    """The backend completed with its context length and chat template, when anything tells them."""
+    """The backend completed with its context length, chat template and whether it takes tools (when it was not
+    configured), when anything tells them."""
     facts = {} if "huggingface.co" in backend.url else _remembered(backend.url, lambda: _ask_server(backend))
     template = backend.template or facts.get("template")
     if template is None and PROTOCOLS[backend.api].takes_prompt and "/" in backend.model_id:
         template = _remembered("hub:" + backend.model_id, lambda: _ask_hub(backend)).get("template")
     known = [backend.context_length or facts.get("context_length"), _windows.get((backend.url, backend.model_id))]
     context_length = min((length for length in known if length), default=None)
-    return dataclasses.replace(backend, template=template, context_length=context_length)
+    takes_tools = backend.takes_tools if backend.takes_tools is not None else facts.get("takes_tools")
+    return dataclasses.replace(backend, template=template, context_length=context_length, takes_tools=takes_tools)
 
 
 def learn_context_length(backend: Backend, error: InferenceError) -> bool:
@@ -103,6 +106,11 @@ def _ask_server(backend: Backend) -> dict[str, Any]:
             facts.setdefault("context_length", context)
         if PROTOCOLS[backend.api].takes_prompt and (template := prompts.chat_template_from(body)) is not None:
             facts.setdefault("template", template)
+        # llama.cpp (started with --jinja): what the model's template can render; a template with no place for
+        # tools would get them in llama.cpp's generic format, which a model not trained for it follows poorly.
+        caps = body.get("chat_template_caps")
+        if isinstance(caps, dict) and isinstance(caps.get("supports_tools"), bool):
+            facts.setdefault("takes_tools", caps["supports_tools"])
     return facts
 
 

@@ -50,6 +50,7 @@ def backend_for(spec: ModelSpec, config: Mapping[str, Any]) -> Backend:
         chat_format=spec.chat_format,
         template=_file_template(spec.tokenizer_config) if spec.tokenizer_config else None,
         context_length=spec.context_length,
+        takes_tools=spec.tools,
     )
 
 

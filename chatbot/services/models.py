@@ -40,6 +40,7 @@ class ModelSpec:
     system_prompt: str = ""
     titles: bool | None = None  # the model titles chats; None: MODEL_TITLES
     images: bool | None = None  # it takes images (chat API only); None: as its server's catalogue says
+    tools: bool | None = None  # it is offered tools (chat API only); None: unless its server says it takes none
 
 
 MODEL_FIELDS = tuple(f.name for f in fields(ModelSpec))
@@ -129,6 +130,7 @@ def _model_spec(index: int, entry: Any, config: dict[str, Any], defaults: dict[s
             system_prompt=str(entry.get("system_prompt") or config["SYSTEM_PROMPT"]),
             titles=_on_off(entry, "titles"),
             images=_on_off(entry, "images"),
+            tools=_on_off(entry, "tools"),
         )
     except ValueError as error:
         raise ConfigError(f"{where} is not valid: {error}.") from None

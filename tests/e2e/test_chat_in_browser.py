@@ -744,3 +744,28 @@ def test_a_chat_whose_answer_called_a_tool_is_shared_only_once_its_box_is_ticked
         expect(other.locator("details.tool-call summary")).to_contain_text('Called web__echo(text: "private notes")')
         other.context.close()
         page.goto("about:blank")
+
+
+def test_an_image_a_tool_returned_shows_in_its_calls_block_and_an_svg_never_does(page, tmp_path, fake, mcp_log):
+    environment = app_environment(
+        tmp_path,
+        API_URL=fake.url + "/v1",
+        INFERENCE_API="chat",
+        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
+        HF_API_TOKEN=TOKEN,
+        READ_TIMEOUT="5",
+        MCP_SERVERS=json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}]),
+    )
+    with GunicornApp(environment) as app:
+        page.goto(app.url + "/")
+        calls = [("call_1", "web__image", "{}"), ("call_2", "web__disguised", "{}")]
+        fake.reply(tokens=[], tool_calls=calls)
+        ask(page, fake, "Draw", ["A red dot."])
+        expect(page.locator(".message.assistant.done")).to_contain_text("A red dot.")
+        image = page.locator("details.tool-call img")
+        expect(image).to_have_count(1)
+        page.locator("details.tool-call summary").first.click()
+        expect(image).to_be_visible()
+        assert image.evaluate("img => img.complete && img.naturalWidth") == 1  # the PNG, from the chat's files
+        assert page.locator("svg[onload]").count() == 0 and page.locator("details.tool-call").count() == 2
+        page.goto("about:blank")

@@ -3,9 +3,10 @@
 `python tests/fakes/mcp_server.py stdio` speaks over stdin and stdout; `python tests/fakes/mcp_server.py http`
 listens on 127.0.0.1 at a port the system picks and prints `port N` on stdout once it listens (streamable HTTP
 at /mcp; `sse`, the older HTTP+SSE transport at /sse). Its tools: echo, fail, hang (until cancelled: it writes
-"started" and "cancelled" to the file named by MCP_FAKE_LOG), image (a 1x1 PNG), huge (a long text), lookup (a
-catastrophic pattern in its schema) and environment (the value of one variable, to show what a stdio server is
-given). An HTTP server answers 401 unless the request carries `MCP_FAKE_HEADER` when set.
+"started" and "cancelled" to the file named by MCP_FAKE_LOG), image (a 1x1 PNG), disguised (an SVG declared as a
+PNG), album (several PNGs), huge (a long text), lookup (a catastrophic pattern in its schema) and environment (the
+value of one variable, to show what a stdio server is given). An HTTP server answers 401 unless the request
+carries `MCP_FAKE_HEADER` when set.
 With `MCP_FAKE_FLOOD=N` it also lists N tools flood_0... as a hostile server would: each with a description of
 50,000 characters, and the even ones with a schema of as many; with `MCP_FAKE_FILES`, a tool "read" (a file's
 text); with `MCP_FAKE_STDERR`, a tool "complain" (lines on stderr); with `MCP_FAKE_DESCRIPTION`, a tool "about" with
@@ -101,7 +102,7 @@ async def hang(seconds: float = 3600) -> str:
     return "woke up"
 
 
-def _png() -> bytes:
+def tiny_png() -> bytes:
     """A 1x1 red PNG."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -119,7 +120,22 @@ def _png() -> bytes:
 @server.tool()
 def image() -> Image:
     """A tiny picture."""
-    return Image(data=_png(), format="png")
+    return Image(data=tiny_png(), format="png")
+
+
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>'
+
+
+@server.tool()
+def disguised() -> Image:
+    """An SVG with a script in it, declared as a PNG."""
+    return Image(data=SVG, format="png")
+
+
+@server.tool()
+def album(count: int = 6) -> list[Image]:
+    """`count` tiny pictures."""
+    return [Image(data=tiny_png(), format="png") for _ in range(count)]
 
 
 @server.tool()
