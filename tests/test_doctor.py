@@ -73,7 +73,7 @@ def test_each_mcp_server_is_asked_for_its_tools_and_one_that_refuses_says_what_t
     settings["HF_API_TOKEN"] = TOKEN
     fake.reply(tokens=["Hello"])
     result = doctor(create_app({**settings, "MCP_SERVERS": json.dumps(servers)}))
-    assert "ok   MCP server web (http): ok, 6 tools" in result.output
+    assert "ok   MCP server web (http): ok, 9 tools" in result.output
     assert "FAIL MCP server down (http): does not answer: The MCP server down could not be reached: connection " in (
         result.output
     )

@@ -3,6 +3,7 @@ on 127.0.0.1 and over stdio: listing, calls, deadlines, Stop, failures in words,
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import subprocess
 import sys
@@ -157,6 +158,14 @@ def test_a_stdio_servers_stderr_is_logged_with_its_secrets_hidden_and_bounded(tm
     assert sum(len(line) for line in lines) < 25_000
 
 
+def run_apart(function, *args):
+    """anyio.run in a thread of its own: the browser tests' playwright keeps its asyncio loop in the main thread."""
+    import anyio
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, function, *args).result()
+
+
 def test_a_secret_a_stdio_server_writes_to_stderr_in_pieces_is_hidden_too(caplog):
     import anyio
 
@@ -172,7 +181,7 @@ def test_a_secret_a_stdio_server_writes_to_stderr_in_pieces_is_hidden_too(caplog
         with receiver:
             await relay_stderr(receiver, server)  # type: ignore[arg-type]
 
-    anyio.run(relay, [b"starting with sk-ser", b"ver-secret\nready\n"])
+    run_apart(relay, [b"starting with sk-ser", b"ver-secret\nready\n"])
     said = [r.getMessage() for r in caplog.records]
     assert said == [f"MCP server noisy says: starting with {redaction.HIDDEN}", "MCP server noisy says: ready"]
 
@@ -252,13 +261,13 @@ def test_a_stdio_servers_lines_are_joined_across_pieces_and_a_long_one_is_broken
         with receiver:
             return [line async for line in lines(receiver, limit)]  # type: ignore[arg-type]
 
-    assert anyio.run(read, [b'{"a"', b": 1}\n{", b'"b": 2}\n\n', b"[]\n"], 100) == [
+    assert run_apart(read, [b'{"a"', b": 1}\n{", b'"b": 2}\n\n', b"[]\n"], 100) == [
         b'{"a": 1}',
         b'{"b": 2}',
         b"",
         b"[]",
     ]
     with pytest.raises(LineTooLong):
-        anyio.run(read, [b"x" * 60, b"x" * 60, b"\n"], 100)
+        run_apart(read, [b"x" * 60, b"x" * 60, b"\n"], 100)
     with pytest.raises(LineTooLong):
-        anyio.run(read, [b"ok\n" + b"x" * 101], 100)
+        run_apart(read, [b"ok\n" + b"x" * 101], 100)

@@ -48,7 +48,7 @@ def test_the_admin_page_lists_each_server_whether_it_answers_and_its_tools_never
     sign_up(admin, "ada")
     page = admin.get("/admin/").text
     web = re.search(r'<tr id="server-web">.*?</tr>', page, re.S).group(0)
-    assert "streamable HTTP" in web and "calls freely" in web and "answers (6 tools)" in web
+    assert "streamable HTTP" in web and "calls freely" in web and "answers (9 tools)" in web
     assert "<code>echo</code>: Say `text` back, `times` times." in web
     down = re.search(r'<tr id="server-down">.*?</tr>', page, re.S).group(0)
     assert "asks before each call" in down
