@@ -167,6 +167,7 @@ def test_postgresql_stopping_while_an_answer_is_written_is_told_with_what_arrive
             fake.reply(tokens=[f"word{i} " for i in range(30)], delay=0.1)
             act(ws, "send", message="Tell me a long story")
             frames = read_until(ws, [], "word5", seconds=20)
+            saved_before_the_stop(chat, "word0")  # a save is due every 0.25 s; a slow machine may not have made one
             server.stop()
             read_until(ws, frames, FINISHED, seconds=8)  # told at once, not after a wait for connections per call
             ws.close()
@@ -184,6 +185,14 @@ def test_postgresql_stopping_while_an_answer_is_written_is_told_with_what_arrive
             assert "word0" in chat.page()  # what was saved before it stopped is kept
             fake.reply(tokens=["Back", " again"])
             assert "Back again" in ChatClient(chat_server.url).exchange("Are you back?")[-1]
+
+
+def saved_before_the_stop(chat: ChatClient, words: str, seconds: float = 10) -> None:
+    """Wait until the page, read from the store, shows `words` of the answer being written."""
+    deadline = time.monotonic() + seconds
+    while words not in chat.page():
+        assert time.monotonic() < deadline, f"{words!r} was not saved within {seconds} s"
+        time.sleep(0.05)
 
 
 def test_a_redis_that_keeps_nothing_on_disk_stops_start_up_with_one_line(tmp_path):
