@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import resource
 import sys
@@ -86,10 +87,11 @@ class Chat:
         self.delays: list[float] = []
         self.seen: set[str] = set()  # the tokens arrived (an open block is sent again as it grows)
         self.status = "not finished"
+        self.retries = 0  # times a full worker refused it before one held it
 
-    def open(self):  # type: ignore[no-untyped-def]
+    def open(self, again: bool = False):  # type: ignore[no-untyped-def]
         return connect(
-            self.url,
+            self.url + ("?again=1" if again else ""),
             origin=self.origin,
             additional_headers={"Cookie": self.cookie},
             open_timeout=STALL_SECONDS,
@@ -97,10 +99,24 @@ class Chat:
             max_size=None,
         )
 
+    async def held_socket(self):  # type: ignore[no-untyped-def]
+        """A socket the app holds: one refused by a full worker (closed with 4002) tries again as chat.js does,
+        after 1-2 s, then twice as long each time (the server answers a socket opened "again" at once)."""
+        for attempt in range(8):
+            ws = await self.open(again=True)
+            first = await asyncio.wait_for(ws.recv(), STALL_SECONDS)
+            if "could not connect" not in first:
+                return ws
+            await ws.close()
+            self.retries += 1
+            most = min(2**attempt, 60)
+            await asyncio.sleep(most / 2 + random.random() * most / 2)
+        raise ConnectionRefusedError("refused 8 times by a full worker")
+
     async def ask(self, start_after: float) -> None:
         await asyncio.sleep(start_after)
         try:
-            async with self.open() as ws:
+            async with await self.held_socket() as ws:
                 await ws.send(json.dumps({"action": "send", "message": "Hello"}))
                 while True:
                     frame = await asyncio.wait_for(ws.recv(), STALL_SECONDS)
@@ -156,6 +172,7 @@ def run_streams(app: GunicornApp, backend: StreamingBackend, count: int, options
     return {
         "streams": count,
         "held": held,
+        "retries": sum(chat.retries for chat in chats),
         "tokens_delivered": len(delays),
         "tokens_expected": count * options.tokens,
         "delay_p50_ms": round(percentile(delays, 0.5), 1),

@@ -171,12 +171,14 @@ class ChatClient:
         other.socket_url = self.socket_url.replace(self.base_url.split("//")[1], base_url.split("//")[1])
         return other
 
-    def connect(self, origin: str | None = None) -> websocket.WebSocket:
+    def connect(self, origin: str | None = None, again: bool = False) -> websocket.WebSocket:
+        """Open the chat's socket, as the page does (`again`: as a tab trying again after a full worker)."""
         cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
         headers = [f"Cookie: {cookie}"]
         if self.http.auth:  # a proxy's basic auth (the deployment test's nginx)
             headers.append("Authorization: Basic " + base64.b64encode(":".join(self.http.auth).encode()).decode())
-        return websocket.create_connection(self.socket_url, header=headers, origin=origin or self.base_url, timeout=60)
+        url = self.socket_url + ("?again=1" if again else "")
+        return websocket.create_connection(url, header=headers, origin=origin or self.base_url, timeout=60)
 
     def exchange(self, text: str, ws: websocket.WebSocket | None = None) -> list[str]:
         """Send a message; return every frame up to the finished answer."""

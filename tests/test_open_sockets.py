@@ -1,6 +1,7 @@
 """Open chat sockets cannot starve a server: caps per worker (a reserve stays for pages and health checks), per
 session and per address, and a socket left alone is closed (the page connects again when the person is back)."""
 
+import re
 import time
 
 import pytest
@@ -37,8 +38,9 @@ def test_idle_sockets_leave_the_reserve_for_pages_and_health_checks(small_server
         held = [chat.connect() for chat in chats[:4]]
         refused = [refused_with(chat.connect()) for chat in chats[4:]]
         for notice, code in refused:
-            assert code == 4001
-            assert "This chat server has as many chats open as it can hold (4 per worker)" in notice
+            assert code == 4002  # chat.js tries again by itself on this code
+            assert "This part of the chat server holds as many open chats as it can (4)" in notice
+            assert "It tries again by itself in a few seconds" in notice
         started = time.monotonic()
         for _ in range(10):
             assert requests.get(server.url + "/healthz", timeout=5).ok
@@ -46,7 +48,9 @@ def test_idle_sockets_leave_the_reserve_for_pages_and_health_checks(small_server
         assert time.monotonic() - started < 5
         held.pop().close()
         time.sleep(0.5)
-        held.append(chats[4].connect())  # a place came free
+        held.append(chats[4].connect(again=True))  # a place came free: the tab tried again
+        cleared = held[-1].recv()  # the refusal the tab shows is over
+        assert 'id="notice"' in cleared and re.search(r'<div id="notice"[^>]*></div>', cleared)
         assert FINISHED.search(chats[4].exchange("Hello", held[-1])[-1]).group(2) == "done"
         for ws in held:
             ws.close()
@@ -77,3 +81,29 @@ def test_a_socket_left_alone_is_closed_but_not_while_it_streams(small_server, fa
         notice = read_until(ws, [], "left alone", seconds=5)[-1]
         assert "This tab was left alone for 0.02 minutes, so its connection was closed" in notice
         assert closed_with(ws) == 4000
+
+
+def test_a_tab_refused_by_a_full_worker_is_held_by_trying_again_while_the_host_has_room(tmp_path, fake):
+    """Two workers of 4 places each; the kernel hands connections to either, not evenly. Tabs that try again on
+    4002, as chat.js does, all get a place while the host has one: 8 chats held, none refused for good."""
+    environment = app_environment(tmp_path, API_URL=fake.task_url(), HF_API_TOKEN=TOKEN, GUNICORN_THREADS="12")
+    with GunicornApp(environment, workers=2) as server:
+        chats = [ChatClient(server.url) for _ in range(8)]
+        held, full_refusals = [], 0
+        for chat in chats:
+            for _ in range(100):
+                ws = chat.connect(again=True)
+                first = ws.recv()  # the cleared notice of a tab let in, or a refusal
+                if "could not connect" not in first:
+                    held.append(ws)
+                    break
+                assert closed_with(ws) == 4002, first
+                full_refusals += 1
+                time.sleep(0.05)
+        assert len(held) == 8, f"{len(held)} held after {full_refusals} refusals by a full worker"
+        notice, code = refused_with(ChatClient(server.url).connect())  # the host is full now: told, and it tries again
+        assert code == 4002 and "tries again by itself" in notice
+        fake.reply(tokens=["Still", " here"])
+        assert "Still here" in chats[0].exchange("Are you there?", held[0])[-1]
+        for ws in held:
+            ws.close()

@@ -4,6 +4,11 @@ An open socket holds a thread of a gthread worker (a greenlet of a gevent one) f
 the caps are per worker, where the threads are: all sockets together leave a reserve for pages and health
 checks (SOCKETS_PER_WORKER, which gunicorn.conf.py sets from the worker's threads), and one browser session or
 one network address may hold only so many of them (SOCKETS_PER_SESSION, SOCKETS_PER_ADDRESS).
+
+The workers share one listening socket and the kernel hands each connection to one of them, not evenly: a
+worker may be full while another has room. So a tab refused by a full worker tries again by itself, soon and
+then less often (static/js/chat.js), and lands on whichever worker takes it then; the host holds every chat it
+has threads for. A tab refused for its session's or address's cap does not: only closing tabs makes room.
 """
 
 from __future__ import annotations
@@ -12,8 +17,16 @@ import collections
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 from chatbot.chat.limits import address_key
+
+
+class SocketRefusal(NamedTuple):
+    """Why a socket may not open, in words for the user, and whether the tab should try again by itself."""
+
+    text: str
+    try_again: bool
 
 
 class OpenSockets:
@@ -24,7 +37,7 @@ class OpenSockets:
         self._counts: collections.Counter[str] = collections.Counter()
 
     @contextmanager
-    def held(self, config: dict, owner: str, address: str | None) -> Iterator[str | None]:
+    def held(self, config: dict, owner: str, address: str | None) -> Iterator[SocketRefusal | None]:
         """Hold a place for one socket while the block runs; yields None, or why it may not open (then it holds
         nothing)."""
         keys = ("all", f"session:{owner}", f"address:{address_key(address)}")
@@ -46,15 +59,18 @@ class OpenSockets:
                         del self._counts[key]
 
 
-def refusal(full: str, cap: int) -> str:
-    """Why a socket may not open, and what to do, in words for the user."""
+def refusal(full: str, cap: int) -> SocketRefusal:
+    """Why a socket may not open, and what happens or what to do, in words for the user."""
     if full == "all":
-        return (
-            f"This chat server has as many chats open as it can hold ({cap} per worker), so this tab could not "
-            "connect. Reload the page in a minute; if it keeps happening, tell whoever runs the chat."
+        return SocketRefusal(
+            f"This part of the chat server holds as many open chats as it can ({cap}), so this tab could not "
+            "connect yet. It tries again by itself in a few seconds, then less often; if it keeps happening, tell "
+            "whoever runs the chat.",
+            try_again=True,
         )
     who = "This browser has" if full.startswith("session:") else "Your network address has"
-    return (
+    return SocketRefusal(
         f"{who} {cap} chat tabs open on this server, the most it allows, so this one could not connect. Close some "
-        "of them, then reload this page."
+        "of them, then reload this page.",
+        try_again=False,
     )

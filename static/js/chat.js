@@ -260,6 +260,21 @@
     SIGNS.forEach(function (sign) { document.addEventListener(sign, back, true); });
   });
 
+  // A worker that holds all the chats it can closes a new socket with 4002 (the server's notice says so): the
+  // tab tries again by itself, after 1-2 s, then twice as long each time up to a minute, and may land on another
+  // worker. Connected again, the server clears the notice (the "again" in the socket's address asks it to).
+  var attempts = 0;
+  document.addEventListener("htmx:wsClose", function (event) {
+    if (event.detail.event.code !== 4002) { attempts = 0; return; }
+    var chat = event.target;
+    var most = Math.min(1000 * Math.pow(2, attempts), 60000);
+    attempts += 1;
+    setTimeout(function () {
+      chat.setAttribute("ws-connect", chat.getAttribute("ws-connect").split("?")[0] + "?again=1");
+      htmx.process(chat);
+    }, most / 2 + Math.random() * most / 2);
+  });
+
   // Files chosen, dropped or pasted are uploaded at once (the socket carries text only). Each takes its place
   // at once as an "uploading" chip (with Cancel), so the files keep the order they were added in; then the chip
   // becomes the server's, whose ticked box names the file, which goes with the message.

@@ -555,6 +555,23 @@ def test_the_page_connects_again_when_the_person_comes_back(page, tmp_path, fake
         expect(page.locator("#notice")).not_to_contain_text("left alone")
 
 
+def test_a_tab_refused_by_a_full_server_connects_by_itself_once_there_is_room(page, browser, tmp_path, fake):
+    """One worker with room for one open chat: a second tab is told, tries again by itself, and gets in once the
+    first closes; the notice goes and the chat answers."""
+    environment = app_environment(tmp_path, API_URL=fake.task_url(), HF_API_TOKEN=TOKEN, GUNICORN_THREADS="9")
+    with GunicornApp(environment, workers=1) as server:
+        first = browser.new_context()
+        first.new_page().goto(server.url + "/")
+        page.goto(server.url + "/")
+        expect(page.locator("#notice")).to_contain_text("It tries again by itself", timeout=10_000)
+        first.close()  # its socket closes: a place is free
+        expect(page.locator("#notice")).to_have_text("", timeout=15_000)
+        fake.reply(tokens=["Room", " now"])
+        page.fill("#message-input", "Is there room?")
+        page.keyboard.press("Enter")
+        expect(page.locator(".message.assistant.done .body")).to_have_text("Room now")
+
+
 def test_a_share_link_opens_the_snapshot_in_another_browser_and_copies(page, browser, gunicorn_on_fake, fake):
     page.goto(gunicorn_on_fake.url + "/")
     ask(page, fake, "Best owl?", ["The **barn owl**"])

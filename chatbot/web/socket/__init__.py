@@ -20,7 +20,7 @@ from chatbot.web.common import store
 from chatbot.web.extensions import sock
 from chatbot.web.open_sockets import OpenSockets
 from chatbot.web.security import owner_id
-from chatbot.web.socket.connection import REFUSED_CLOSE, ChatSocket
+from chatbot.web.socket.connection import FULL_CLOSE, REFUSED_CLOSE, ChatSocket
 
 bp = Blueprint("chat", __name__)
 log = logging.getLogger(__name__)
@@ -63,8 +63,10 @@ def conversation_socket(ws, conversation_id: str) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # the app behind the proxy, for threads
     with OPEN_SOCKETS.held(app.config, g.conversation.owner, request.remote_addr) as refused:
         if refused:
-            ws.send(render_template("chat/_notice.html", text=refused, oob=True))
-            ws.close(REFUSED_CLOSE, "too many open")
+            ws.send(render_template("chat/_notice.html", text=refused.text, oob=True))
+            ws.close(FULL_CLOSE if refused.try_again else REFUSED_CLOSE, "too many open")
             return
+        if request.args.get("again"):  # a tab that was refused and tried again: the refusal it shows is over
+            ws.send(render_template("chat/_notice.html", text="", oob=True))
         account, session_id = g.get("account"), session.get("sid", "")
         ChatSocket(ws, app, g.conversation, request.remote_addr, account, session_id).serve()

@@ -32,8 +32,9 @@ EXPIRED = (
     "This chat has expired (no activity for a long time) or was deleted in another tab, so nothing was sent. "
     "Your message is still in the box: press New chat and send it there."
 )
-# Close codes htmx does not reconnect on (chat.js does, after IDLE_CLOSE).
-IDLE_CLOSE, REFUSED_CLOSE, SIGNED_OUT_CLOSE = 4000, 4001, 4003
+# Close codes htmx does not reconnect on (chat.js does: after IDLE_CLOSE when the person is back, after
+# FULL_CLOSE by itself in a few seconds).
+IDLE_CLOSE, REFUSED_CLOSE, FULL_CLOSE, SIGNED_OUT_CLOSE = 4000, 4001, 4002, 4003
 ACCOUNT_CHECK_SECONDS = 1.0  # how often an open socket looks whether its account's session has ended
 CHANGES_SECONDS = (
     ACCOUNT_CHECK_SECONDS  # how often an idle socket looks whether another tab changed the chat (its model, its title)
