@@ -76,3 +76,9 @@ def test_the_live_markdown_benchmark_compares_a_short_and_a_long_answer():
 def test_the_answer_parts_benchmark_compares_a_short_and_a_long_answer():
     printed = run("bench/answer_parts.py", "--stores", "memory")
     assert "| memory | " in printed and "ratio" in printed
+
+
+def test_the_tool_round_benchmark_times_what_the_app_adds_around_a_call():
+    printed = run("bench/tool_round.py", "--runs", "2")
+    for line in ("finish -> call", "the call itself", "result -> request", "first request, with the tool server"):
+        assert line in printed, printed

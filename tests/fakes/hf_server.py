@@ -188,6 +188,7 @@ class Received:
     path: str
     headers: dict[str, str]
     json: Any
+    at: float = field(default_factory=time.perf_counter)  # when it had arrived whole (bench/tool_round.py)
 
 
 class FakeHuggingFace:
@@ -196,6 +197,7 @@ class FakeHuggingFace:
     def __init__(self) -> None:
         self.replies: queue.SimpleQueue[Reply] = queue.SimpleQueue()
         self.requests: list[Received] = []  # what was POSTed: the requests for answers
+        self.streams_ended: list[float] = []  # when each stream's last byte was written (time.perf_counter)
         self.lookups: list[Received] = []  # what was asked with GET: /info, /props, Hub files
         self.require_token = True
         self.unauthorized_body: Any = None  # None: the HF bodies; else what a local server says (a 401)
@@ -428,6 +430,8 @@ class FakeHuggingFace:
                 if dialect.done:
                     self._chunk(f"{dialect.prefix}[DONE]\n\n")
                 self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+                fake.streams_ended.append(time.perf_counter())
 
             def _chunk(self, text: str) -> None:
                 data = text.encode()
