@@ -99,37 +99,37 @@ class Chat:
             max_size=None,
         )
 
-    async def held_socket(self):  # type: ignore[no-untyped-def]
-        """A socket the app holds: one refused by a full worker (closed with 4002) tries again as chat.js does,
-        after 1-2 s, then twice as long each time (the server answers a socket opened "again" at once)."""
-        for attempt in range(8):
-            ws = await self.open(again=True)
-            first = await asyncio.wait_for(ws.recv(), STALL_SECONDS)
-            if "could not connect" not in first:
-                return ws
-            await ws.close()
-            self.retries += 1
-            most = min(2**attempt, 60)
-            await asyncio.sleep(most / 2 + random.random() * most / 2)
-        raise ConnectionRefusedError("refused 8 times by a full worker")
-
     async def ask(self, start_after: float) -> None:
+        """Send a message as the page does at once; a socket refused by a full worker (closed with 4002) tries
+        again as chat.js does, after 1-2 s, then twice as long each time, and sends once it is held."""
         await asyncio.sleep(start_after)
         try:
-            async with await self.held_socket() as ws:
-                await ws.send(json.dumps({"action": "send", "message": "Hello"}))
-                while True:
-                    frame = await asyncio.wait_for(ws.recv(), STALL_SECONDS)
-                    arrived = time.time_ns() // 1000
-                    if ANSWER_TEXT.search(frame):
-                        new = set(STAMP.findall(frame)) - self.seen
-                        self.delays += [(arrived - int(stamp)) / 1000 for stamp in new]
-                        self.seen |= new
-                    if finished := FINISHED.search(frame):
-                        self.status = finished.group(2)
-                        return
+            for attempt in range(8):
+                if await self.answered(again=attempt > 0):
+                    return
+                self.retries += 1
+                most = min(2**attempt, 60)
+                await asyncio.sleep(most / 2 + random.random() * most / 2)
+            self.status = "refused 8 times by a full worker"
         except Exception as error:  # counted as a chat not held
             self.status = f"{type(error).__name__}: {error}"[:120]
+
+    async def answered(self, again: bool) -> bool:
+        """Ask on a new socket and read the answer to its end; False when a full worker refused the socket."""
+        async with self.open(again) as ws:
+            await ws.send(json.dumps({"action": "send", "message": "Hello"}))
+            while True:
+                frame = await asyncio.wait_for(ws.recv(), STALL_SECONDS)
+                arrived = time.time_ns() // 1000
+                if "could not connect" in frame:
+                    return False
+                if ANSWER_TEXT.search(frame):
+                    new = set(STAMP.findall(frame)) - self.seen
+                    self.delays += [(arrived - int(stamp)) / 1000 for stamp in new]
+                    self.seen |= new
+                if finished := FINISHED.search(frame):
+                    self.status = finished.group(2)
+                    return True
 
 
 def make_chats(app_url: str, count: int) -> list[Chat]:
