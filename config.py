@@ -168,11 +168,15 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "CONVERSATIONS_PER_HOUR_PER_ADDRESS": (_whole(0, 1_000_000), 300),
     "FILES_PER_HOUR": (_whole(0, 1_000_000), 100),
     "FILES_PER_HOUR_PER_ADDRESS": (_whole(0, 1_000_000), 500),
+    # Answers being written at once, in all of one person's chats (chatbot/chat/answers_at_once.py); 0: no limit.
+    "MAX_ANSWERS_AT_ONCE": (_whole(0, 1000), 3),
+    "MAX_ANSWERS_AT_ONCE_PER_ADDRESS": (_whole(0, 100_000), 12),
     # Tools through MCP servers (chatbot/services/mcp_client.py): chat-ui's JSON list, and/or an mcp.json file.
     "MCP_SERVERS": (_text, None),
     "MCP_CONFIG": (_text, None),
     "TOOL_ROUNDS": (_whole(0, 100), 8),  # rounds of tool calls per answer; then it answers without tools
     "TOOL_TIMEOUT_S": (_number(0.1, 3600), 60.0),  # the deadline of one tool call
+    "TOOL_TIME_BUDGET_S": (_number(0.1, 86400), 300.0),  # the time all the tool calls of one answer may run
     "TOOL_RESULT_MAX_CHARS": (_whole(100, 10_000_000), 20_000),  # what the model is shown of one result
     "TOOL_APPROVAL_MINUTES": (_number(0.001, 60), 10.0),  # unanswered, denied; each waiting card holds a thread
     "LOCAL_MODEL_STATUS": (_text, None),  # set by `flask serve` for the built-in model: its supervisor's file

@@ -71,6 +71,12 @@ def test_hf_api_token_wins_over_hf_token():
             "1440",
             "TOOL_APPROVAL_MINUTES='1440' is not valid: it takes a number from 0.001 to 60.",
         ),
+        ("TOOL_TIME_BUDGET_S", "0", "TOOL_TIME_BUDGET_S='0' is not valid: it takes a number from 0.1 to 86400."),
+        (
+            "MAX_ANSWERS_AT_ONCE",
+            "-1",
+            "MAX_ANSWERS_AT_ONCE='-1' is not valid: it takes a whole number from 0 to 1000.",
+        ),
     ],
 )
 def test_a_bad_value_names_the_variable_and_what_it_takes(variable, value, expected):
@@ -205,7 +211,8 @@ def test_no_tool_servers_unless_configured():
     config = load_settings({})
     assert config["TOOL_SERVERS"] == ()
     assert (config["TOOL_ROUNDS"], config["TOOL_TIMEOUT_S"], config["TOOL_RESULT_MAX_CHARS"]) == (8, 60.0, 20_000)
-    assert config["TOOL_APPROVAL_MINUTES"] == 10.0
+    assert (config["TOOL_APPROVAL_MINUTES"], config["TOOL_TIME_BUDGET_S"]) == (10.0, 300.0)
+    assert (config["MAX_ANSWERS_AT_ONCE"], config["MAX_ANSWERS_AT_ONCE_PER_ADDRESS"]) == (3, 12)
 
 
 def test_tool_servers_come_from_chat_uis_list_and_from_an_mcp_json_file(tmp_path):

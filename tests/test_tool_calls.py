@@ -148,6 +148,36 @@ def test_a_reloaded_page_shows_each_call_folded_with_its_result_escaped_never_as
     assert "&lt;img src=x onerror=alert(1)&gt;</pre>" in page and "<img src=x" not in page
 
 
+def test_an_answer_out_of_tool_time_has_its_running_call_cut_and_its_next_not_run_and_the_page_says_so(
+    make_app, fake, mcp_log
+):
+    """TOOL_TIME_BUDGET_S counts the time all of an answer's calls run: the call running as it ends is cancelled on
+    its server (sooner than its own TOOL_TIMEOUT_S), the calls after it are not made, and the model, told why,
+    answers without tools."""
+    servers = json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}])
+    app = make_app(
+        AUTH="none",
+        API_URL=fake.url + "/v1",
+        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
+        MCP_SERVERS=servers,
+        TOOL_TIMEOUT_S=5.0,
+        TOOL_TIME_BUDGET_S=2.0,
+    )
+    client = app.test_client()
+    calls = [("call_1", "web__hang", '{"seconds": 0.5}'), ("call_2", "web__hang", "{}"), ECHO]
+    fake.reply(tokens=["Trying."], tool_calls=calls)
+    fake.reply(tokens=["Out of time."])
+    chat = open_chat(client)
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Sleep, then echo"})
+    page = client.get(chat).text
+    cut = "Cut: the answer had used its 2 s of tool time while it ran, and it was cancelled."
+    not_run = "Not run: the answer had used its 2 s of tool time."
+    assert cut in page and not_run in page and "Out of time." in page
+    tool_turns = [m["content"] for m in fake.requests[-1].json["messages"] if m["role"] == "tool"]
+    assert tool_turns == ["woke up", cut, not_run] and "tools" not in fake.requests[-1].json
+    wait_for(lambda: mcp_log.logged() == ["started", "started", "cancelled"])
+
+
 def wait_for(condition, seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():

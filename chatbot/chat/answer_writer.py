@@ -76,6 +76,7 @@ class GrowingAnswer:
     reasoning_started: float | None = None
     calls: ToolCalls = field(default_factory=ToolCalls)  # the tools the model calls in its current turn
     earlier_usage: Usage | None = None  # what the server counted for the turns before the current one
+    tool_seconds: float = 0.0  # the wall time its tool calls ran (TOOL_TIME_BUDGET_S bounds it)
 
     def text(self, parts: int | None = None) -> str:
         """The content, or its first `parts` parts."""
@@ -136,7 +137,8 @@ class AnswerWriter:
             round_turns: list[dict] = []  # the tool calls made so far and their results, as the model sees them
             rounds = 0
             while True:
-                offered = toolbox.definitions() if toolbox and rounds < settings.tool_rounds else None
+                more = rounds < settings.tool_rounds and self._tool_time_left(answer) > 0  # else it answers without
+                offered = toolbox.definitions() if toolbox and more else None
                 continuing = "" if round_turns else message.content
                 request = inference.build_request(backend, parameters, fitted + round_turns, continuing, offered)
                 stops, answer.calls, start = request.stop, ToolCalls(), len(answer.text())
@@ -156,11 +158,11 @@ class AnswerWriter:
                 calls = [redaction.scrubbed_call(call, secrets) for call in answer.calls.calls()]
                 if not calls or self.cancel.is_set():
                     break
-                if offered is None or toolbox is None:  # past TOOL_ROUNDS (or none offered): not made
-                    message.meta.setdefault("tool_calls", []).extend(
-                        tool_calls.not_run(call, "Not run: the answer had used all its rounds of tool calls.")
-                        for call in calls
-                    )
+                if offered is None or toolbox is None:  # past TOOL_ROUNDS or its tool time (or none offered): not made
+                    why = "Not run: the answer had used all its rounds of tool calls."
+                    if toolbox and self._tool_time_left(answer) <= 0:
+                        why = self._out_of_tool_time()
+                    message.meta.setdefault("tool_calls", []).extend(tool_calls.not_run(call, why) for call in calls)
                     break
                 rounds += 1
                 round_turns += self._run_round(answer, toolbox, calls, start)
@@ -224,9 +226,9 @@ class AnswerWriter:
         self, answer: GrowingAnswer, toolbox: tools.Toolbox, calls: list[ToolCall], start: int
     ) -> list[dict]:
         """Run the calls of one turn, one at a time (none after Stop, looked for in the store before each call, nor
-        past CALLS_PER_ROUND), keep their records with the answer, and return the turns that tell the model what
-        they gave (and show the images they returned to a model that takes images); what the model wrote before
-        them (from character `start`) goes with its calls."""
+        past CALLS_PER_ROUND or the answer's tool time), keep their records with the answer, and return the turns
+        that tell the model what they gave (and show the images they returned to a model that takes images); what
+        the model wrote before them (from character `start`) goes with its calls."""
         message = answer.message
         self._save(answer)  # what it wrote before calling: in the store before the call may take a while
         records = []
@@ -236,6 +238,8 @@ class AnswerWriter:
             elif self.cancel.is_set() or self.store.stop_requested(message.id):  # Stop in any tab, worker or host
                 self.cancel.set()
                 records.append(tool_calls.not_run(call, "Not run: the user pressed Stop."))
+            elif self._tool_time_left(answer) <= 0:
+                records.append(tool_calls.not_run(call, self._out_of_tool_time()))
             elif (refused := self._asked_first(answer, toolbox, call)) is not None:
                 records.append(refused)
             else:
@@ -273,16 +277,25 @@ class AnswerWriter:
         message.content, message.meta["saved_at"] = answer.text(answer.saved_parts), time.time()
         self.store.update_message(message)
 
+    def _tool_time_left(self, answer: GrowingAnswer) -> float:
+        """The seconds the answer's tool calls may still run (TOOL_TIME_BUDGET_S)."""
+        return self.settings.tool_time_budget - answer.tool_seconds
+
+    def _out_of_tool_time(self) -> str:
+        return f"Not run: the answer had used its {self.settings.tool_time_budget:g} s of tool time."
+
     def _run_call(self, answer: GrowingAnswer, toolbox: tools.Toolbox, call: ToolCall, earlier_images: int) -> dict:
         """One call, run in a thread of its own while this one says which tool runs and for how long, keeps the
-        answer alive for other tabs and hosts, and hears Stop from any of them; the images it returns are kept
-        after the `earlier_images` of the answer."""
+        answer alive for other tabs and hosts, and hears Stop from any of them; cancelled, as Stop cancels it, when
+        the answer's tool time runs out. The images it returns are kept after the `earlier_images` of the answer."""
         message = answer.message
         outcome: list[tools.ToolResult | BaseException] = []
+        left = self._tool_time_left(answer)
+        cut = threading.Event()  # Stop, or the answer's tool time spent: the call is cancelled on its server
 
         def run() -> None:
             try:
-                outcome.append(toolbox.call(call.id, call.name, call.arguments, self.cancel))
+                outcome.append(toolbox.call(call.id, call.name, call.arguments, cut))
             except BaseException as error:  # handed over to this thread
                 outcome.append(error)
 
@@ -295,14 +308,21 @@ class AnswerWriter:
             worker.join(STOP_CHECK_SECONDS)
             if self.store.stop_requested(message.id):
                 self.cancel.set()
+            if self.cancel.is_set() or time.monotonic() - started >= left:
+                cut.set()
             if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:  # alive, with the calls made so far
                 self._keep_alive(answer)
                 last_beat = time.monotonic()
         self.listener(Event(Kind.WAITING, message, ""))
+        seconds = time.monotonic() - started
+        answer.tool_seconds += seconds
         result = outcome[0]
         if isinstance(result, tools.ToolCallStopped):
-            record = tool_calls.not_run(call, "Stopped: the user pressed Stop while it ran, and it was cancelled.")
-            return {**record, "seconds": round(time.monotonic() - started, 1)}
+            why = "Stopped: the user pressed Stop while it ran, and it was cancelled."
+            if not self.cancel.is_set():
+                budget = self.settings.tool_time_budget
+                why = f"Cut: the answer had used its {budget:g} s of tool time while it ran, and it was cancelled."
+            return {**tool_calls.not_run(call, why), "seconds": round(seconds, 1)}
         if isinstance(result, BaseException):
             raise result
         kept_mb = self.settings.files_kept_mb

@@ -33,6 +33,7 @@ class ReplySettings:
     tool_servers: tuple[ToolServer, ...] = ()  # MCP servers whose tools the model may call (chat protocol only)
     tool_rounds: int = 8  # rounds of tool calls in one answer; then it is asked to answer without them
     tool_timeout: float = 60.0  # seconds one call may take
+    tool_time_budget: float = 300.0  # seconds all the calls of one answer may run (waits on a card not counted)
     tool_result_max_chars: int = 20_000  # what the model is shown of one result
     connect_timeout: float = 10.0  # seconds to reach a tool server
     tool_approval_minutes: float = 10.0  # a call that waits for the user's yes is denied after this long
@@ -129,6 +130,7 @@ def settings_from_config(config: dict, model_name: str | None = None, chosen: di
         tool_servers=tool_access.switched_on(config["TOOL_SERVERS"], chosen),
         tool_rounds=config["TOOL_ROUNDS"],
         tool_timeout=config["TOOL_TIMEOUT_S"],
+        tool_time_budget=config["TOOL_TIME_BUDGET_S"],
         tool_result_max_chars=config["TOOL_RESULT_MAX_CHARS"],
         connect_timeout=config["CONNECT_TIMEOUT"],
         tool_approval_minutes=config["TOOL_APPROVAL_MINUTES"],
