@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from chatbot.chat import answers_at_once
 from chatbot.stores import open_store
 from chatbot.stores.conversations import Conversation, Message, new_id
 from chatbot.stores.memory import MemoryStore
@@ -605,3 +606,59 @@ def test_a_conversation_is_restored_as_it_was_and_everything_kept_is_listed(make
         ("account", "ada", {"username": "ada", "password_hash": "h"}),
         ("site", "settings", {"limits": 3}),
     ]
+
+
+def test_sends_at_the_same_instant_on_two_workers_never_pass_the_answers_a_person_may_have_at_once(make_store):
+    """Each answer takes a slot made once in the store: of ten sends at once, on two workers, three pass."""
+    workers, config = [make_store(), make_store()], {"MAX_ANSWERS_AT_ONCE": 3, "MAX_ANSWERS_AT_ONCE_PER_ADDRESS": 0}
+    together, held, refused = threading.Barrier(10), [], []
+
+    def send(store):
+        together.wait()
+        try:
+            held.append(answers_at_once.claim(store, config, "alice", "192.0.2.1"))
+        except answers_at_once.TooManyAtOnce as too_many:
+            refused.append(str(too_many))
+
+    sends = [threading.Thread(target=send, args=(workers[number % 2],)) for number in range(10)]
+    for thread in sends:
+        thread.start()
+    for thread in sends:
+        thread.join(30)
+    assert len(held) == 3
+    assert refused == ["You have 3 answers being written; wait for one to finish or stop one."] * 7
+    answers_at_once.claim(workers[1], config, "bob", "192.0.2.1")  # another person is not held back
+    held[0].release()
+    answers_at_once.claim(workers[1], config, "alice", "192.0.2.1")  # one ended: one more may start
+
+
+def test_the_slot_of_an_answer_whose_writer_crashed_is_free_again(make_store):
+    """A slot is held while its answer is being written (saved within running.STALE_SECONDS), and free once it is
+    not: its writer crashed while writing, after the end, or before the answer started."""
+    store, config = make_store(), {"MAX_ANSWERS_AT_ONCE": 1, "MAX_ANSWERS_AT_ONCE_PER_ADDRESS": 0}
+    conversation = store.create_conversation("alice")
+    answer = message(conversation, "assistant", "", status="streaming", meta={"saved_at": time.time()})
+    assert store.start_answer(conversation, [message(conversation), answer])
+
+    def claim() -> answers_at_once.Held | None:
+        try:
+            return answers_at_once.claim(store, config, "alice", None)
+        except answers_at_once.TooManyAtOnce:
+            return None
+
+    claim().name(answer)  # its writer crashes: it never lets go
+    assert claim() is None  # the answer is being written
+    answer.meta["saved_at"] = time.time() - 31
+    store.update_message(answer)
+    starting = claim()  # not saved for 31 s: its writer went away
+    assert starting is not None and claim() is None  # an answer about to start holds it
+    (key,) = starting.keys
+    store.save_record(answers_at_once.KIND, key, {**store.load_record(answers_at_once.KIND, key), "since": 0})
+    ended = claim()  # none started in it within 30 s: its writer crashed before
+    answer.meta["saved_at"] = time.time()
+    store.update_message(answer)
+    ended.name(answer)
+    assert claim() is None
+    answer.status = "done"
+    store.update_message(answer)
+    assert claim() is not None  # it ended, and its writer crashed before it let go

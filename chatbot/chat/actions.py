@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from chatbot.chat import approvals, attachments, defaults, limits, picker, transfer
+from chatbot.chat import answers_at_once, approvals, attachments, defaults, limits, picker, transfer
 from chatbot.chat.branches import Tree
 from chatbot.chat.events import Event, Kind, Listener
 from chatbot.chat.message_checks import can_edit, files_to_send, message_problem
@@ -68,16 +68,25 @@ class Reply:
     """An answer let through, its settings worked out: `write` runs it to its end in the caller's thread."""
 
     writes: Callable[[Listener, threading.Event | None], Message | None]  # one of chat/replies.py's run_*
+    held: answers_at_once.Held  # the slot of the person's answers at once, let go when the writer is done
     nothing: str = ""  # said when there turns out to be nothing to answer
     files: list[dict] = field(default_factory=list)  # attached to the message, as stored
 
     def write(self, listener: Listener, cancel: threading.Event | None = None) -> Message:
         """The stored answer, whatever happened to it; Refused when another answer started first, or when there
         is nothing to answer."""
+
+        def heard(event: Event) -> None:
+            if event.kind is Kind.STARTED:
+                self.held.name(event.message)
+            listener(event)
+
         try:
-            answer = self.writes(listener, cancel)
+            answer = self.writes(heard, cancel)
         except AnswerRunning:  # another tab, worker or host started one first
             raise Refused(WAIT, Refusal.CONFLICT, self.files) from None
+        finally:
+            self.held.release()
         if answer is None:
             raise Refused(self.nothing, Refusal.CONFLICT)
         return answer
@@ -124,9 +133,10 @@ def send(
     with _picking(store, conversation, visitor, model):
         settings = _settings(conversation, visitor)
         files = _files(store, conversation, visitor, settings, text, file_ids, uploads)
-        _count_answer(store, conversation, visitor, files)
+        held = _let_through(store, conversation, visitor, files)
     return Reply(
         lambda listener, cancel: run_reply(store, conversation, text, settings, listener, cancel, after, None, files),
+        held,
         files=files,
     )
 
@@ -142,9 +152,10 @@ def edit(
     _check_idle(store, conversation)
     with _picking(store, conversation, visitor, model):
         settings = _settings(conversation, visitor)
-        _count_answer(store, conversation, visitor)
+        held = _let_through(store, conversation, visitor)
     return Reply(
-        lambda listener, cancel: run_reply(store, conversation, text, settings, listener, cancel, replacing=message_id)
+        lambda listener, cancel: run_reply(store, conversation, text, settings, listener, cancel, replacing=message_id),
+        held,
     )
 
 
@@ -156,9 +167,11 @@ def regenerate(
     _check_idle(store, conversation)
     with _picking(store, conversation, visitor, model):
         settings = _settings(conversation, visitor)
-        _count_answer(store, conversation, visitor)
+        held = _let_through(store, conversation, visitor)
     return Reply(
-        lambda listener, cancel: run_regeneration(store, conversation, settings, listener, cancel, of), NO_QUESTION
+        lambda listener, cancel: run_regeneration(store, conversation, settings, listener, cancel, of),
+        held,
+        NO_QUESTION,
     )
 
 
@@ -166,9 +179,10 @@ def continue_answer(store: Store, conversation: Conversation, visitor: Visitor, 
     """More of the answer `of` (the last one the tab shows), which stopped at the length limit."""
     _check_idle(store, conversation)
     settings = _settings(conversation, visitor)
-    _count_answer(store, conversation, visitor)
+    held = _let_through(store, conversation, visitor)
     return Reply(
         lambda listener, cancel: run_continuation(store, conversation, settings, listener, cancel, of),
+        held,
         NOTHING_TO_CONTINUE,
     )
 
@@ -290,8 +304,17 @@ def _files(
         raise Refused(str(problem), Refusal.INVALID) from None
 
 
-def _count_answer(store: Store, conversation: Conversation, visitor: Visitor, files: list[dict] | None = None) -> None:
-    """Count an answer asked for by this visitor and address; Refused past a limit (`files` stay with the draft)."""
+def _let_through(
+    store: Store, conversation: Conversation, visitor: Visitor, files: list[dict] | None = None
+) -> answers_at_once.Held:
+    """A slot for one more of this visitor's answers at once, and the answer counted against the limits of this
+    visitor and address; Refused past either (`files` stay with the draft), and then nothing is held or counted."""
     owner, address = conversation.owner, visitor.address
+    try:
+        held = answers_at_once.claim(store, visitor.config, owner, address)
+    except answers_at_once.TooManyAtOnce as too_many:
+        raise Refused(str(too_many), Refusal.LIMITED, files) from None
     if refused := limits.refusal(store, visitor.config, "answers", owner, address, visitor.account_limits):
+        held.release()
         raise Refused(refused, Refusal.LIMITED, files)
+    return held

@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chatbot.chat import tool_calls
+from chatbot.chat import slots, tool_calls
 from chatbot.chat.events import Event, Kind, Listener
 from chatbot.chat.running import is_abandoned
 from chatbot.services.protocols import ToolCall
@@ -131,16 +131,9 @@ def visible(text: str, keep: str = "") -> str:
 def _claim_slot(store: Records, owner: str, until: float) -> str | None:
     """One of the owner's CARDS_PER_PERSON slots for a waiting card (its record's key), or None when all are
     held. A slot held past its card's deadline (its writer went away) is taken over."""
-    for slot in range(CARDS_PER_PERSON):
-        key = f"{owner} {slot}"
-        if store.create_record(WAITING, key, {"until": until}):
-            return key
-        held = store.load_record(WAITING, key)
-        if held is None or held.get("until", 0) < time.time() - 60:
-            store.delete_record(WAITING, key)
-            if store.create_record(WAITING, key, {"until": until}):
-                return key
-    return None
+    return slots.claim(
+        store, WAITING, owner, CARDS_PER_PERSON, {"until": until}, lambda held: held.get("until", 0) < time.time() - 60
+    )
 
 
 def _answer(waiting: Waiting, card_id: str, until: float) -> str:
