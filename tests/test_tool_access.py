@@ -13,6 +13,7 @@ from chatbot.chat import tool_access
 from chatbot.local_model.server import free_port
 from chatbot.services import mcp_client, remembered
 from chatbot.services.tool_servers import ToolServer
+from tests.fakes.mcp_server import FakeMcpServer
 from tests.helpers import csrf, post, sign_in, sign_up
 
 ECHO = ("call_1", "web__echo", '{"text": "hi"}')
@@ -55,6 +56,28 @@ def test_the_admin_page_lists_each_server_whether_it_answers_and_its_tools_never
     assert "does not answer: The MCP server down could not be reached: connection refused." in down
     assert "<code>" not in down  # no tools
     assert "hidden-value-123" not in page and "X-Secret" not in page
+
+
+def test_the_admin_page_shows_what_each_server_said_a_moment_ago_and_check_again_asks_them_now(make_app, tmp_path):
+    """Each render no longer waits on every server (up to 3 s each): what they said is shown, and how long ago, for
+    STATUS_SECONDS; "Check again" (a form post) asks them now."""
+    mcp = FakeMcpServer(tmp_path / "calls.log")
+    try:
+        app = make_app(MCP_SERVERS=json.dumps([{"name": "web", "url": mcp.url, "trust": "auto"}]))
+        admin = app.test_client()
+        sign_up(admin, "ada")
+        first = admin.get("/admin/").text
+        assert "answers (9 tools)" in first and re.search(r"checked \d+ s ago", first)
+        mcp.stop()  # it goes down: the page says what it said a moment ago, without asking it again
+        assert "answers (9 tools)" in admin.get("/admin/").text
+        checked = admin.post("/admin/servers/check", data={"csrf_token": csrf(first)})
+        assert checked.status_code == 302 and checked.location.endswith("/admin/#tool-servers")
+        now = admin.get("/admin/").text
+        web = re.search(r'<tr id="server-web">.*?</tr>', now, re.S).group(0)
+        assert "does not answer: The MCP server web " in web and re.search(r"checked \d+ s ago", web)
+        assert admin.post("/admin/servers/check").status_code == 400  # no CSRF token: refused
+    finally:
+        mcp.stop()
 
 
 def test_an_account_is_offered_only_the_servers_the_admin_allows_and_a_call_to_another_is_refused(chat_app, fake):

@@ -14,6 +14,7 @@ import concurrent.futures
 import dataclasses
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -245,30 +246,48 @@ def _problem(server: ToolServer, error: ToolServerError) -> str:
 
 @dataclass(frozen=True)
 class ServerCheck:
-    """Whether a server answered just now: its tools, or what went wrong (`problem`, in words)."""
+    """Whether a server answered when it was asked (`checked`, on time.monotonic()): its tools, or what went wrong
+    (`problem`, in words)."""
 
     server: ToolServer
     tools: list[ServerTool] = field(default_factory=list)
     problem: str = ""
+    checked: float = field(default_factory=time.monotonic)
+
+    def seconds_ago(self) -> int:
+        return math.floor(time.monotonic() - self.checked)
 
 
-def check_servers(servers: tuple[ToolServer, ...], timeout: float) -> list[ServerCheck]:
-    """Ask each server for its tools now, all at once, each within `timeout` seconds (the admin page, `flask
-    doctor`); what they said is remembered for the answers too."""
-    if not servers:
-        return []
-    with concurrent.futures.ThreadPoolExecutor(min(len(servers), 8)) as pool:
-        return list(pool.map(lambda server: _check(server, timeout), servers))
+_checks: Remembered[str, ServerCheck] = Remembered()  # the last check of each server, by its name
+
+
+def check_servers(servers: tuple[ToolServer, ...], timeout: float, reuse_seconds: float = 0.0) -> list[ServerCheck]:
+    """Ask each server for its tools, all at once, each within `timeout` seconds (the admin page, `flask doctor`),
+    unless it was asked less than `reuse_seconds` ago: what it said then is given again. What they said is
+    remembered for the answers too."""
+    now = time.monotonic()
+    with _checks.lock:
+        known = {name: check for name, check in _checks.items() if now - check.checked < reuse_seconds}
+    checks = {server.name: check for server in servers if (check := known.get(server.name)) and check.server == server}
+    asked = [server for server in servers if server.name not in checks]
+    if asked:
+        with concurrent.futures.ThreadPoolExecutor(min(len(asked), 8)) as pool:
+            checks.update((check.server.name, check) for check in pool.map(lambda s: _check(s, timeout), asked))
+    return [checks[server.name] for server in servers]
 
 
 def _check(server: ToolServer, timeout: float) -> ServerCheck:
     try:
         listed = mcp_client.list_tools(server, timeout)
     except ToolServerError as error:
-        return ServerCheck(server, problem=_problem(server, error))
-    with _listings.lock:
-        _listings[server.name] = (time.monotonic(), server, _bounded_listing(server, listed))
-    return ServerCheck(server, listed)
+        check = ServerCheck(server, problem=_problem(server, error))
+    else:
+        with _listings.lock:
+            _listings[server.name] = (time.monotonic(), server, _bounded_listing(server, listed))
+        check = ServerCheck(server, listed)
+    with _checks.lock:
+        _checks[server.name] = check
+    return check
 
 
 def _bounded_listing(server: ToolServer, listed: list[ServerTool]) -> list[ServerTool]:

@@ -1,6 +1,7 @@
 """Blueprint "admin": the accounts (approve, disable, make admin, reset a password, sign out, the models and MCP
-servers each may use), today's use per account, the MCP servers and whether they answer now, the limits for
-accounts and how new accounts get in. Server-rendered forms; admins only (403)."""
+servers each may use), today's use per account, the MCP servers and whether they answered (asked again after
+STATUS_SECONDS, or at once with "Check again"), the limits for accounts and how new accounts get in.
+Server-rendered forms; admins only (403)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from config import SETTINGS
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 CHECK_SECONDS = 3.0  # the most the page waits for an MCP server to list its tools
+STATUS_SECONDS = 30.0  # what each said is shown this long before the page asks it again ("Check again": at once)
 TRANSPORT_WORDS = {"http": "streamable HTTP", "sse": "HTTP+SSE", "stdio": "stdio (a program the chat starts)"}
 
 
@@ -36,7 +38,7 @@ def dashboard(notice: str = "", status: int = 200):
         notice=notice,
         signups=accounts.SIGNUPS,
         models=[choice.name for choice in picker.choices(current_app.config)],
-        servers=tools.check_servers(current_app.config["TOOL_SERVERS"], CHECK_SECONDS),
+        servers=tools.check_servers(current_app.config["TOOL_SERVERS"], CHECK_SECONDS, STATUS_SECONDS),
         transports=TRANSPORT_WORDS,
     ), status
 
@@ -96,6 +98,13 @@ def change_settings():
         return dashboard(f"Nothing was changed: the limits take {error}.", 400)
     accounts.save_site_settings(store(), chosen)
     return redirect(url_for("admin.dashboard"))
+
+
+@bp.post("/servers/check")
+def check_servers():
+    """Ask every tool server for its tools now ("Check again"), not what it said up to STATUS_SECONDS ago."""
+    tools.check_servers(current_app.config["TOOL_SERVERS"], CHECK_SECONDS)
+    return redirect(url_for("admin.dashboard", _anchor="tool-servers"))
 
 
 @bp.post("/invitations")
