@@ -203,16 +203,16 @@ def test_a_messages_actions_are_small_labelled_icon_buttons_and_forms_without_ja
     page = client.get(chat).text
     question, answer = re.findall(r'<article id="msg-([\w-]+)" class="message (?:user|assistant)', page)
 
-    def labelled(actions, name, tag="button"):  # named for screen readers and by a tooltip, drawn by an icon
-        shown = rf'<{tag} [^>]*aria-label="{name}" title="{name}"[^>]*>\s*<svg class="icon" aria-hidden="true"'
+    def labelled(actions, name, tag="button"):  # named for screen readers (the CSS's tooltip too), drawn by an icon
+        shown = rf'<{tag} [^>]*aria-label="{name}"[^>]*>\s*<svg class="icon" aria-hidden="true"'
         found = re.search(shown, actions)
         assert found, f"{name} in {actions}"
         return found.group(0)
 
     mine = actions_of(page, question)
     assert 'type="button"' in labelled(mine, "Copy message")
-    labelled(mine, "Edit", tag="summary")  # its form opens in place, a form that posts without JavaScript
-    assert f'<form ws-send method="post" action="{chat}/messages/{question}/edit">' in mine
+    # Edit: a page with its form without JavaScript (the script opens the page's one edit form in place)
+    assert f'href="{chat}/m/{question}/edit"' in labelled(mine, "Edit", tag="a")
     assert f'form="fork-form" class="icon-action" name="message_id" value="{question}"' in labelled(
         mine, "New chat from here"
     )
@@ -226,8 +226,50 @@ def test_a_messages_actions_are_small_labelled_icon_buttons_and_forms_without_ja
     labelled(theirs, "New chat from here")
     assert "regenerate" not in page.split('id="controls"', 1)[1].split("</div>", 1)[0]  # not in the composer now
     assert 'form="composer"' not in page  # Enter in the composer presses its first button, Send, and nothing else
-    for form in ('id="regenerate-form"', 'id="fork-form"', 'id="branch-form"'):  # the forms the buttons post
+    for form in ('id="regenerate-form"', 'id="fork-form"', 'id="branch-form"', 'id="edit-form"'):  # once a page
         assert page.count(form) == 1
+
+
+def test_a_long_chat_repeats_no_form_and_only_its_last_answer_can_be_regenerated(client, fake):
+    chat = open_chat(client)
+    token = csrf(client.get(chat).text)
+    for question in ("One?", "Two?", "Three?"):
+        fake.reply(tokens=[f"Answer to {question}"])
+        client.post(f"{chat}/messages", data={"csrf_token": token, "message": question})
+    page = client.get(chat).text
+    answers = re.findall(r'<article id="msg-([\w-]+)" class="message assistant', page)
+    assert len(answers) == 3 and page.count('aria-label="Edit"') == 3
+    shown = page.split('id="messages"', 1)[1].split("</section>", 1)[0]
+    assert "<form" not in shown and "<textarea" not in shown and "csrf_token" not in shown
+    assert page.count('<form class="edit" ws-send method="post"') == 1  # the page's one, the script puts in place
+    assert page.count('aria-label="Regenerate"') == 1 and f'name="after" value="{answers[-1]}"' in page
+    assert " title=" not in shown  # each button's aria-label is its tooltip too (CSS)
+
+
+def test_edit_is_a_page_of_its_own_without_javascript_that_posts_the_edit(app, client, fake):
+    chat = open_chat(client)
+    fake.reply(tokens=["Four"])
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "2 + 2 <b>?</b>"})
+    question, answer = re.findall(r'<article id="msg-([\w-]+)"', client.get(chat).text)
+
+    edit = client.get(f"{chat}/m/{question}/edit")
+    assert edit.status_code == 200 and "<title>Edit your message · Chat</title>" in edit.text
+    assert f'<form class="edit" method="post"\n      action="{chat}/messages/{question}/edit">' in edit.text
+    assert "ws-send" not in edit.text  # a plain post: no socket on this page
+    assert f'name="message_id" value="{question}"' in edit.text
+    assert ">2 + 2 &lt;b&gt;?&lt;/b&gt;</textarea>" in edit.text
+    assert f'class="button secondary cancel" href="{chat}#msg-{question}"' in edit.text  # back to the message
+    fake.reply(tokens=["Six"])
+    sent = client.post(f"{chat}/messages/{question}/edit", data={"csrf_token": csrf(edit.text), "message": "3 + 3?"})
+    assert sent.status_code == 302
+    page = client.get(chat).text
+    assert "3 + 3?" in page and "Six" in page and "2 / 2" in page
+
+    assert client.get(f"{chat}/m/{answer}/edit").status_code == 404  # an answer is regenerated, not edited
+    assert client.get(f"{chat}/m/nope/edit").status_code == 404
+    stranger = app.test_client()
+    open_chat(stranger)
+    assert stranger.get(f"{chat}/m/{question}/edit").status_code == 404
 
 
 def test_regenerate_and_edit_without_javascript(client, fake):

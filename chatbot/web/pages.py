@@ -200,6 +200,17 @@ def fork(conversation_id: str):
     return redirect(url_for("pages.conversation", conversation_id=copy.id, _anchor="end"))
 
 
+@bp.get("/c/<conversation_id>/m/<message_id>/edit")
+def edit_page(conversation_id: str, message_id: str):
+    """A question's edit form as a page of its own: what its Edit opens without JavaScript (the chat page's script
+    opens the same form in place). It posts to edit_message."""
+    conversation = own_conversation(conversation_id)
+    message = store().read_message(conversation, message_id)
+    if message is None or message.role != "user":
+        abort(404)
+    return render_template("chat/edit.html", conversation=conversation, message=message)
+
+
 @bp.post("/c/<conversation_id>/messages/<message_id>/edit")
 def edit_message(conversation_id: str, message_id: str):
     """Send the edited text of an earlier message, beside it as a new branch (the original stays)."""

@@ -9,6 +9,8 @@ from markupsafe import Markup, escape
 from chatbot.chat import attachments, live_markdown, reasoning, tool_calls
 from chatbot.services import errors
 
+ICON_NAMES = ("previous", "next", "copy", "edit", "regenerate", "branch")  # the drawings of templates/icons/
+
 
 def init_app(app: Flask) -> None:
     app.add_template_global(reasoning.thought_for, "thought_for")
@@ -19,11 +21,10 @@ def init_app(app: Flask) -> None:
     app.add_template_global(tool_calls.pretty, "tool_call_arguments")  # indented JSON
     app.add_template_filter(attachments.megabytes, "file_size")
     app.add_template_global(errors.hint_for, "error_hint")  # what to do about a failure, for its reader
-    app.add_template_global(icon, "icon")
+    app.jinja_env.globals["icons"] = {name: icon(name) for name in ICON_NAMES}  # icons["copy"]: a lookup, no call
 
 
 def icon(name: str) -> Markup:
-    """One of the icons templates/icons/_sprite.html holds once a page (base.html), drawn at 16 pixels: a function
-    rather than a macro, which Jinja would import anew for each of a long chat's messages."""
-    use = f'<use href="#icon-{escape(name)}"/>'
-    return Markup(f'<svg class="icon" aria-hidden="true" focusable="false" width="16" height="16">{use}</svg>')
+    """One of the icons templates/icons/_sprite.html holds once a page (base.html): a short <use> of it, sized by the
+    CSS (.icon-action .icon). Templates look it up in `icons`, made once: a long chat draws thousands."""
+    return Markup(f'<svg class="icon" aria-hidden="true"><use href="#icon-{escape(name)}"/></svg>')

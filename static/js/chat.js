@@ -77,7 +77,6 @@
 
   document.addEventListener("toggle", function (event) {
     if (event.target === menu() && menu().open) { document.getElementById("model-search").focus(); }
-    if (event.target.matches(".edit[open]")) { event.target.querySelector("textarea").focus(); }  // in place
   }, true);
 
   // Every place that names the model follows the header's, which the server sends anew when it is picked (in this
@@ -101,11 +100,13 @@
   // Esc closes the panel the focus is in, else the one opened last: Settings, a message's Edit, the account menu, the
   // chat list.
   function closePanel() {
-    var focused = document.activeElement && document.activeElement.closest("details[open]");
-    var open = document.querySelectorAll("details[open]:not(.reasoning)");
+    var focused = document.activeElement && document.activeElement.closest("details[open], .message form.edit");
+    var open = document.querySelectorAll("details[open]:not(.reasoning), .message form.edit");
     var panel = focused || open[open.length - 1];
     var list = document.getElementById("sidebar-switch");
-    if (panel) {
+    if (panel && panel.matches("form")) {
+      closeEdit(panel);
+    } else if (panel) {
       panel.open = false;
       panel.querySelector("summary").focus();
     } else if (list && list.checked) {
@@ -113,6 +114,41 @@
       list.focus();
     }
   }
+
+  // A question's Edit (a link to a page with its form, without the script) puts the page's one edit form in place of
+  // its text, filled with it; Edit again, Cancel or Esc puts the text back. One question is edited at a time.
+  function openEdit(link) {
+    var message = link.closest(".message");
+    var form = document.getElementById("edit-form").content.firstElementChild.cloneNode(true);
+    var id = message.id.replace(/^msg-/, "");
+    document.querySelectorAll(".message form.edit").forEach(closeEdit);
+    form.action = document.getElementById("chat").dataset.messages + id + "/edit";
+    form.elements.message_id.value = id;
+    form.elements.message.value = message.querySelector(".body").textContent;
+    message.querySelector(".body").after(form);
+    htmx.process(form);  // its ws-send, to the chat's socket
+    link.setAttribute("aria-expanded", "true");
+    form.elements.message.focus();
+  }
+
+  function closeEdit(form) {
+    var link = form.closest(".message").querySelector("a.edit");
+    form.remove();
+    link.setAttribute("aria-expanded", "false");
+    link.focus();
+  }
+
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest(".message a.edit");
+    var cancel = event.target.closest(".message form.edit .cancel");
+    var open = link && link.closest(".message").querySelector("form.edit");
+    if (link || cancel) { event.preventDefault(); }
+    if (open || cancel) {
+      closeEdit(open || cancel.closest("form"));
+    } else if (link) {
+      openEdit(link);
+    }
+  });
 
   // A link with data-dialog opens that dialog rather than its page (Delete's question); the dialog's Cancel, a
   // link back to the chat without the script, closes it.
@@ -163,7 +199,14 @@
   // `text` gives the text, or (when it must be fetched) a promise of it. A promise goes in a ClipboardItem, so
   // that the copy still counts as the click's.
   function copy(text, fallback, button) {
-    var say = function (words) { (button.querySelector(".copy-state") || button).textContent = words; };  // an icon's
+    var say = function (words) {  // beside an icon (a message's Copy: its place made when first needed), or instead of words
+      var state = button.querySelector(".copy-state");
+      if (!state && button.querySelector(".icon")) {
+        state = button.appendChild(document.createElement("span"));
+        state.className = "copy-state";
+      }
+      (state || button).textContent = words;
+    };
     var done = function () {
       say("Copied");
       setTimeout(function () { say(button.dataset.label || ""); }, 1500);

@@ -79,8 +79,8 @@ def sign_up(page, url, name):
 
 @pytest.fixture(scope="session")
 def pages(site, browser, fake_hf):
-    """The address of each page: the chat, its delete question, a share of it, sign-in, sign-up, admin; and ada's
-    cookies."""
+    """The address of each page: the chat, its delete question, its question's edit page, a share of it, sign-in,
+    sign-up, admin; and ada's cookies."""
     context = browser.new_context()
     ada = context.new_page()
     sign_up(ada, site.url, "ada")
@@ -91,6 +91,7 @@ def pages(site, browser, fake_hf):
     ada.keyboard.press("Enter")
     expect(ada.locator(".message.assistant.done")).to_be_visible()
     chat = ada.url
+    question = ada.locator(".message.user").get_attribute("id").removeprefix("msg-")
     ada.click("text=Rename, export or delete")
     ada.click("text=Make a share link")
     shared = ada.locator("#made-link").input_value()
@@ -99,6 +100,7 @@ def pages(site, browser, fake_hf):
     return {
         "chat": chat,
         "delete": chat + "/delete",  # the question Delete asks, as the page it is without JavaScript
+        "edit": f"{chat}/m/{question}/edit",  # Edit's page without JavaScript
         "shared": shared,
         "sign-in": site.url + "/sign-in",
         "sign-up": site.url + "/sign-up",

@@ -21,7 +21,7 @@ SERIOUS = """async () => {
 
 
 @pytest.mark.parametrize("look", LOOKS.keys())
-@pytest.mark.parametrize("name", ["chat", "delete", "shared", "sign-in", "sign-up", "admin"])
+@pytest.mark.parametrize("name", ["chat", "delete", "edit", "shared", "sign-in", "sign-up", "admin"])
 def test_axe_finds_nothing_serious_on_any_page(browser, pages, name, look):
     context = browser.new_context(**LOOKS[look], bypass_csp=True)  # axe is injected as an inline script
     if name not in ("sign-in", "sign-up"):

@@ -192,7 +192,7 @@ def test_regenerate_and_edit_keep_versions_to_switch_between(page, gunicorn_on_f
     expect(answer.locator(".body")).to_have_text("It is four.")
 
     fake.reply(tokens=["Six"])
-    page.click(".message.user .edit summary")
+    page.click(".message.user a.edit")
     page.fill(".message.user .edit textarea", "3+3?")
     page.click(".message.user .edit button")
     expect(page.locator(".message.assistant.done")).to_contain_text("Six")
@@ -585,7 +585,7 @@ def test_a_share_link_opens_the_snapshot_in_another_browser_and_copies(page, bro
     other = browser.new_context().new_page()  # someone else
     other.goto(link)
     expect(other.locator(".message.assistant .body strong")).to_have_text("barn owl")
-    assert other.locator("[ws-connect], .sidebar, details.edit").count() == 0
+    assert other.locator("[ws-connect], .sidebar, .edit").count() == 0
     other.click("text=Start your own copy of this chat")
     expect(other.locator(".message.user .body")).to_have_text("Best owl?")
     assert "/c/" in other.url and other.url != page.url

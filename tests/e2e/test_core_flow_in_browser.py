@@ -116,8 +116,8 @@ def test_regenerate_and_edit_answer_with_the_model_picked_now(chat, fake):
     chat.get_by_label("Previous version").click()  # the first answer still says who wrote it
     expect(chat.locator(".message.assistant .speaker")).to_have_text("Gemma")
     chat.fill("#model-input", "Gemma")
-    chat.locator(".message.user details.edit summary").click()
-    chat.fill(".message.user details.edit textarea", "Hello again")
+    chat.locator(".message.user a.edit").click()
+    chat.fill(".message.user form.edit textarea", "Hello again")
     fake.reply(tokens=["Gemma again"])
     chat.click("text=Send edited")
     expect(chat.locator(".message.assistant.done")).to_contain_text("Gemma again")

@@ -34,13 +34,14 @@ def phone(browser, size, cookies=()):
 
 
 def open_every_panel(page):
-    """Every <details> open and the phone's chat list shown."""
+    """Every <details> open, the first question's Edit form in place and the phone's chat list shown."""
     page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    page.evaluate("document.querySelector('.message a.edit')?.click()")
     page.evaluate("document.querySelectorAll('#sidebar-switch').forEach(s => s.checked = true)")
 
 
 @pytest.mark.parametrize("size", PHONES.values(), ids=PHONES.keys())
-@pytest.mark.parametrize("name", ["chat", "delete", "shared", "sign-in", "sign-up", "admin"])
+@pytest.mark.parametrize("name", ["chat", "delete", "edit", "shared", "sign-in", "sign-up", "admin"])
 def test_no_page_is_wider_than_a_phone_with_every_panel_open(browser, pages, name, size):
     signed_in = name not in ("sign-in", "sign-up")
     page = phone(browser, size, pages["cookies"] if signed_in else ())

@@ -107,7 +107,9 @@ def test_message_actions_are_icons_named_for_screen_readers_and_edit_opens_in_pl
     expect(page.locator(".message.assistant.done")).to_be_visible()
     for name in ["Copy message", "Edit", "New chat from here", "Copy answer", "Regenerate"]:
         button = page.get_by_label(name, exact=True).first
-        expect(button).to_have_attribute("title", name)  # a tooltip names it too
+        button.hover()
+        tooltip = button.evaluate("b => getComputedStyle(b, '::after').content")
+        assert tooltip == f'"{name}"', (name, tooltip)  # its aria-label, shown as its tooltip by the CSS
         assert button.evaluate("b => b.querySelector('svg.icon') !== null && b.innerText.trim() === ''"), name
         assert button.evaluate(DRAWN) > 0, name  # its picture is found on the page and painted
     # Each icon's drawing is on the page once (a long chat repeats a short <use> of it, not the whole SVG).
@@ -123,6 +125,14 @@ def test_message_actions_are_icons_named_for_screen_readers_and_edit_opens_in_pl
     assert shown["y"] < text["y"] + 60 and shown["y"] + shown["height"] < copy["y"], (text, shown, copy)
     question.get_by_label("Edit", exact=True).click()  # closed again: the text is back
     expect(question.locator(".body")).to_be_visible()
+    expect(question.locator(".edit textarea")).to_have_count(0)
+    for close in ("Escape", "Cancel"):  # Esc in the box, or its Cancel, closes it too and gives Edit the focus back
+        question.get_by_label("Edit", exact=True).click()
+        box.fill("changed, then not sent")
+        box.press("Escape") if close == "Escape" else question.get_by_role("link", name="Cancel").click()
+        expect(question.locator(".body")).to_have_text("2+2?")
+        expect(question.get_by_label("Edit", exact=True)).to_be_focused()
+    assert page.evaluate("document.querySelectorAll('form.edit').length") == 0  # the page's one is in its <template>
 
 
 def test_delete_asks_once_in_a_dialog_that_esc_and_cancel_close_and_delete_confirms(page, gunicorn_on_fake, fake):
