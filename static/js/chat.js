@@ -199,7 +199,7 @@
   // `text` gives the text, or (when it must be fetched) a promise of it. A promise goes in a ClipboardItem, so
   // that the copy still counts as the click's.
   function copy(text, fallback, button) {
-    var say = function (words) {  // beside an icon (a message's Copy: its place made when first needed), or instead of words
+    var say = function (words) {  // beside an icon (a span made when first needed), else as the button's words
       var state = button.querySelector(".copy-state");
       if (!state && button.querySelector(".icon")) {
         state = button.appendChild(document.createElement("span"));
