@@ -88,6 +88,7 @@ class Chat:
         self.seen: set[str] = set()  # the tokens arrived (an open block is sent again as it grows)
         self.status = "not finished"
         self.retries = 0  # times a full worker refused it before one held it
+        self.first_token: float | None = None  # seconds from its message to the first text of the answer
 
     def open(self, again: bool = False):  # type: ignore[no-untyped-def]
         return connect(
@@ -117,6 +118,7 @@ class Chat:
     async def answered(self, again: bool) -> bool:
         """Ask on a new socket and read the answer to its end; False when a full worker refused the socket."""
         async with self.open(again) as ws:
+            sent = time.monotonic()
             await ws.send(json.dumps({"action": "send", "message": "Hello"}))
             while True:
                 frame = await asyncio.wait_for(ws.recv(), STALL_SECONDS)
@@ -124,6 +126,8 @@ class Chat:
                 if "could not connect" in frame:
                     return False
                 if ANSWER_TEXT.search(frame):
+                    if self.first_token is None:
+                        self.first_token = time.monotonic() - sent
                     new = set(STAMP.findall(frame)) - self.seen
                     self.delays += [(arrived - int(stamp)) / 1000 for stamp in new]
                     self.seen |= new
@@ -168,6 +172,7 @@ def run_streams(app: GunicornApp, backend: StreamingBackend, count: int, options
     app_cpu, backend_cpu, client_cpu = spent
     delays = [delay for chat in chats for delay in chat.delays]
     held = sum(chat.status == "done" and len(chat.delays) == options.tokens for chat in chats)
+    firsts = [chat.first_token for chat in chats if chat.first_token is not None]
     failures = sorted({chat.status for chat in chats if chat.status != "done"})
     return {
         "streams": count,
@@ -178,6 +183,7 @@ def run_streams(app: GunicornApp, backend: StreamingBackend, count: int, options
         "delay_p50_ms": round(percentile(delays, 0.5), 1),
         "delay_p99_ms": round(percentile(delays, 0.99), 1),
         "delay_max_ms": round(max(delays, default=float("nan")), 1),
+        "first_token_p50_p99_ms": [round(percentile(firsts, q) * 1000, 1) for q in (0.5, 0.99)],
         "tokens_per_second": round(len(delays) / wall),
         "wall_seconds": round(wall, 1),
         "app_cpu_percent": app_cpu,  # of 200 (2 cores)
