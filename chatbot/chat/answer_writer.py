@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from chatbot.chat import approvals, attachments, limits, reasoning, titles, tool_calls, tool_images
+from chatbot.chat import approvals, attachments, limits, reasoning, titles, tool_call_places, tool_calls, tool_images
 from chatbot.chat.coalescing import coalesced
 from chatbot.chat.events import Event, Kind, Listener
-from chatbot.chat.rendering import render_markdown
 from chatbot.chat.reply_settings import ReplySettings
 from chatbot.local_model.status import explain as explain_local_model_failure
 from chatbot.services import catalogue, discovery, inference, redaction, tools
@@ -81,6 +80,10 @@ class GrowingAnswer:
     def text(self, parts: int | None = None) -> str:
         """The content, or its first `parts` parts."""
         return "".join(self.parts[:parts])
+
+    def said(self) -> str:
+        """The answer's text so far, its reasoning apart."""
+        return reasoning.split(self.text())[1]
 
     def mark_reasoning(self, thinking: bool, now: float) -> str | None:
         """Open or close the reasoning in the parts when the stream goes from answer to thinking or back; when the
@@ -159,10 +162,13 @@ class AnswerWriter:
                 if not calls or self.cancel.is_set():
                     break
                 if offered is None or toolbox is None:  # past TOOL_ROUNDS or its tool time (or none offered): not made
-                    why = "Not run: the answer had used all its rounds of tool calls."
+                    why, at = "Not run: the answer had used all its rounds of tool calls.", len(answer.said())
                     if toolbox and self._tool_time_left(answer) <= 0:
                         why = self._out_of_tool_time()
-                    message.meta.setdefault("tool_calls", []).extend(tool_calls.not_run(call, why) for call in calls)
+                    message.meta.setdefault("tool_calls", []).extend(
+                        {**tool_calls.not_run(call, why), "at": at}
+                        for call in calls  # where they were made
+                    )
                     break
                 rounds += 1
                 round_turns += self._run_round(answer, toolbox, calls, start)
@@ -231,6 +237,7 @@ class AnswerWriter:
         the model wrote before them (from character `start`) goes with its calls."""
         message = answer.message
         self._save(answer)  # what it wrote before calling: in the store before the call may take a while
+        at = len(answer.said())  # where the calls are made, in the text shown
         records = []
         for number, call in enumerate(calls):
             if number >= CALLS_PER_ROUND:
@@ -243,10 +250,8 @@ class AnswerWriter:
             elif (refused := self._asked_first(answer, toolbox, call)) is not None:
                 records.append(refused)
             else:
-                records.append(
-                    self._run_call(answer, toolbox, call, _images_in([*message.meta.get("tool_calls", []), *records]))
-                )
-        message.meta.setdefault("tool_calls", []).extend(records)
+                records.append(self._run_call(answer, toolbox, call, at))
+            self._place(answer, records[-1], at)
         said = reasoning.split(answer.text()[start:])[1]
         if said.strip() and not said.endswith("\n"):
             self._add(answer, [Text("\n\n")])  # the next turn's text starts a paragraph of its own
@@ -284,11 +289,24 @@ class AnswerWriter:
     def _out_of_tool_time(self) -> str:
         return f"Not run: the answer had used its {self.settings.tool_time_budget:g} s of tool time."
 
-    def _run_call(self, answer: GrowingAnswer, toolbox: tools.Toolbox, call: ToolCall, earlier_images: int) -> dict:
-        """One call, run in a thread of its own while this one says which tool runs and for how long, keeps the
-        answer alive for other tabs and hosts, and hears Stop from any of them; cancelled, as Stop cancels it, when
-        the answer's tool time runs out. The images it returns are kept after the `earlier_images` of the answer."""
+    def _place(self, answer: GrowingAnswer, record: dict, at: int) -> None:
+        """Keep a call's record with the answer at its place (`at`, in its text), in place of the record of it
+        running, saved for every tab, worker and host, and show it."""
+        kept = answer.message.meta.setdefault("tool_calls", [])
+        if kept and kept[-1]["status"] == "running":
+            kept.pop()
+        kept.append({**record, "at": at})
+        self._keep_alive(answer)
+        self.listener(Event(Kind.CALLING, answer.message, so_far=answer.text))
+
+    def _run_call(self, answer: GrowingAnswer, toolbox: tools.Toolbox, call: ToolCall, at: int) -> dict:
+        """One call, shown running at its place (`at`), run in a thread of its own while this one says which tool
+        runs and for how long, keeps the answer alive for other tabs and hosts, and hears Stop from any of them;
+        cancelled, as Stop cancels it, when the answer's tool time runs out. The images it returns are kept after
+        the answer's earlier ones."""
         message = answer.message
+        earlier_images = _images_in(message.meta.get("tool_calls", []))
+        self._place(answer, tool_calls.running(call), at)
         outcome: list[tools.ToolResult | BaseException] = []
         left = self._tool_time_left(answer)
         cut = threading.Event()  # Stop, or the answer's tool time spent: the call is cancelled on its server
@@ -472,8 +490,8 @@ class AnswerWriter:
             message.meta["reasoning_seconds"] = answer.thought_for(time.monotonic())
         message.content = answer.text()
         reasoning.settle(message)
-        message.content = strip_stops(message.content, stops).strip()
-        message.html = str(render_markdown(message.content)) if message.content else ""
+        said, message.content = message.content, strip_stops(message.content, stops).strip()
+        tool_call_places.settle(message, said)
         seconds = time.monotonic() - answer.started
         generating = time.monotonic() - answer.first_token if answer.first_token else 0.0
         usage = _summed(answer.earlier_usage, answer.usage) or Usage()

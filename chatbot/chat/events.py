@@ -16,6 +16,7 @@ class Kind(enum.StrEnum):
     STARTED = "started"  # the answer was saved, empty (with its question, or beside an earlier answer)
     RESUMED = "resumed"  # an answer cut off at the length limit goes on
     WAITING = "waiting"  # the model is loading (text: how long, in words)
+    CALLING = "calling"  # a tool call started, or ended (message.meta "tool_calls", each at its place)
     ASKING = "asking"  # a tool call waits for the user's yes on a card, or no more (message.meta "approval")
     REASONING = "reasoning"  # more of its thinking (text)
     REASONED = "reasoned"  # the thinking ended (text: how long it took, in words)

@@ -89,6 +89,11 @@ class LiveMarkdown:
         self.rendered_at, self._markup_due = self.length, False
         return Update(done, self._open_html())
 
+    def end(self) -> Markup:
+        """The text not rendered for good yet, rendered for good: the text ends here (a tool call follows it)."""
+        text, self.text, self.fence = self.fence + self.text, "", ""
+        return self._render(text) if text else Markup()
+
     def _normalised(self, text: str) -> str:
         """`text` with "\r\n" and "\r" as "\n", as markdown-it reads them (a "\r\n" may come in two flushes)."""
         if self._carriage and text.startswith("\n"):

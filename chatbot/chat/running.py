@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import time
 
-from chatbot.chat import reasoning
-from chatbot.chat.rendering import render_markdown
+from chatbot.chat import reasoning, tool_call_places
 from chatbot.services.errors import InferenceError
 from chatbot.stores.conversations import Conversation, Message, Store
 
@@ -60,4 +59,4 @@ def interrupt(message: Message) -> None:
     ).as_dict()
     message.meta.pop("approval", None)  # a tool call's card (chat/approvals.py): nothing waits on it any more
     reasoning.settle(message)
-    message.html = str(render_markdown(message.content)) if message.content else ""
+    tool_call_places.settle(message, message.content)

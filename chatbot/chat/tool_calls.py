@@ -3,8 +3,9 @@ and shown: a folded block "Called name(arguments) · 0.4 s" with the arguments a
 HTML), and the turns that carry a round of calls and their results back to the model.
 
 A record is {"id", "name", "arguments" (the JSON text the model wrote), "result" (what the model was told),
-"status" ("done", "failed", "not run" or "denied": its card was declined or left unanswered), "seconds"}, and
-"images" (as the chat's files list them) when the tool returned images that were kept (chat/tool_images.py).
+"status" ("done", "failed", "not run" or "denied": its card was declined or left unanswered; "running" while it
+runs), "seconds"}, "at" (where in the answer's text it was made: chat/tool_call_places.py), and "images" (as the
+chat's files list them) when the tool returned images that were kept (chat/tool_images.py).
 """
 
 from __future__ import annotations
@@ -45,6 +46,18 @@ def done(result: ToolResult, images: list[dict[str, Any]] | None = None, note: s
 def not_run(call: ToolCall, why: str) -> dict[str, Any]:
     """The record of a call that was not made, and why (what the model is told)."""
     return {"id": call.id, "name": call.name, "arguments": call.arguments, "result": why, "status": "not run"}
+
+
+def running(call: ToolCall) -> dict[str, Any]:
+    """The record of a call while it runs: shown at its place, in every tab, until its own record takes its place."""
+    return {"id": call.id, "name": call.name, "arguments": call.arguments, "result": "", "status": "running"}
+
+
+def interrupted(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as the answer keeps it when the chat stopped writing it: a call that ran then, failed."""
+    if record.get("status") != "running":
+        return record
+    return {**record, "status": "failed", "result": "The chat stopped while this call ran: what it did is not known."}
 
 
 def denied(call: ToolCall, why: str) -> dict[str, Any]:
@@ -125,5 +138,8 @@ def imported(records: Any, max_chars: int) -> list[dict[str, Any]]:
         seconds = record.get("seconds")
         if isinstance(seconds, int | float) and not isinstance(seconds, bool) and math.isfinite(seconds):
             call["seconds"] = round(max(0.0, float(seconds)), 1)
+        place = record.get("at")
+        if isinstance(place, int) and not isinstance(place, bool) and place >= 0:
+            call["at"] = place  # in the text (transfer.py keeps it within the message's, tool_call_places.imported)
         kept.append(call)
     return kept

@@ -9,10 +9,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from chatbot.chat import attachments, reasoning, tool_calls
+from chatbot.chat import attachments, reasoning, tool_call_places, tool_calls
 from chatbot.chat.attachments import safe_name
 from chatbot.chat.branches import Tree
-from chatbot.chat.rendering import render_markdown
 from chatbot.services.unicode_text import valid_data
 from chatbot.stores.conversations import Conversation, Message, Store, new_id
 
@@ -56,14 +55,23 @@ def as_markdown(conversation: Conversation, tree: Tree) -> str:
             parts.append(f"{heading}\n>\n{quoted}\n")
         if files := attachments.names(message):
             parts.append(f"_Attached: {files}_\n")
-        parts += [f"{tool_calls.as_markdown(call)}\n" for call in message.meta.get("tool_calls", [])]
-        if message.content:
-            parts.append(f"{message.content}\n")
+        parts += _text_and_calls(message)
         if message.status == "stopped":
             parts.append("_(stopped: the answer above is partial)_\n")
         if message.error:
             parts.append(f"_(error: {message.error.get('message', '')})_\n")
     return "\n".join(parts)
+
+
+def _text_and_calls(message: Message) -> list[str]:
+    """A message's text with its tool calls as quoted blocks at their places (those without one, above it)."""
+    unplaced, groups = tool_call_places.grouped(message.meta.get("tool_calls", []))
+    parts = [f"{tool_calls.as_markdown(call)}\n" for _, call in unplaced]
+    for piece, (_, calls) in zip(tool_call_places.pieces(message.content, groups), [*groups, (0, [])], strict=True):
+        if piece.strip():
+            parts.append(f"{piece.strip()}\n")
+        parts += [f"{tool_calls.as_markdown(call)}\n" for _, call in calls]
+    return parts
 
 
 def as_json(conversation: Conversation, tree: Tree) -> str:
@@ -257,6 +265,7 @@ def _message(index: int, item: Any, max_chars: int) -> Message:
     if calls is not None and role == "assistant":
         try:
             meta["tool_calls"] = tool_calls.imported(calls, max_chars)
+            tool_call_places.imported(meta["tool_calls"], len(content))
         except tool_calls.ForgedRecord as forged:
             raise ImportProblem(f"{where} is not valid: {forged}.") from None
     if isinstance(files, list):  # their names alone: the files are not in the export, and no id from it is trusted
@@ -265,5 +274,5 @@ def _message(index: int, item: Any, max_chars: int) -> Message:
             for f in files[:MAX_LISTED]
             if isinstance(f, dict)
         ]
-    html = str(render_markdown(content)) if role == "assistant" else ""  # never trust HTML from a file
+    html = tool_call_places.rendered(content, meta.get("tool_calls", [])) if role == "assistant" else ""  # not a file's
     return Message(new_id(), "", role, content, html=html, status=status, error=error, meta=meta)

@@ -266,7 +266,7 @@
   function addCopyButtons(root) {
     root.querySelectorAll(".message.assistant .body.markdown:not([data-copy])").forEach(function (body) {
       body.dataset.copy = "1";
-      body.querySelectorAll("pre").forEach(function (pre) {  // a bar on the block: its language, and Copy
+      body.querySelectorAll("pre:not(.plain)").forEach(function (pre) {  // its language, and Copy (not a tool's)
         var head = document.createElement("div");
         var language = document.createElement("span");
         var named = /language-(\S+)/.exec((pre.querySelector("code") || pre).className);

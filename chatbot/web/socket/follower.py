@@ -71,7 +71,7 @@ class Follower:
                 if rejoining:
                     seen, router = self.catch_up(new)  # its card too
                 else:
-                    alive = self.view.send_followed(new.id, router.feed(new.content))
+                    alive = self.view.send_followed(new, router.feed(new.content))
                     seen += len(new.content)
                 if new.meta.get("approval") != card:  # shown, or answered here or in any tab
                     card = new.meta.get("approval")

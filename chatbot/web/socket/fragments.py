@@ -41,6 +41,17 @@ class Fragments:
         """How long the wait for a loading model may still take, in words."""
         return self.live.waiting(message_id, text)
 
+    def placed_call(self, answer: Message, index: int, before: Markup) -> str:
+        """A tool call's block at the end of the text shown, after `before` (the open block, rendered for good): the
+        text that follows goes after it."""
+        block = self.render("chat/_tool_call.html", message=answer, call=answer.meta["tool_calls"][index], index=index)
+        return self.live.done(answer.id, before + Markup(block)) + self.live.open(answer.id, "")
+
+    def changed_call(self, answer: Message, index: int) -> str:
+        """A tool call's block in place of the one shown (it ended)."""
+        call = answer.meta["tool_calls"][index]
+        return self.render("chat/_tool_call.html", message=answer, call=call, index=index, changed=True)
+
     def asking(self, answer: Message) -> str:
         """The card of a tool call that waits for the user's yes, or none any more."""
         return self.render("chat/_approval.html", message=answer, oob=True)

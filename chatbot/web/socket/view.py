@@ -11,7 +11,7 @@ from typing import Protocol
 
 from simple_websocket import ConnectionClosed
 
-from chatbot.chat import reasoning
+from chatbot.chat import reasoning, tool_call_places
 from chatbot.chat.branches import Tree
 from chatbot.chat.events import Event, Kind
 from chatbot.chat.live_markdown import LiveMarkdown
@@ -28,12 +28,13 @@ class Sends(Protocol):
 
 
 # Not shown while the tab shows another branch.
-TEXT_EVENTS = {Kind.DELTA, Kind.REASONING, Kind.REASONED, Kind.WAITING, Kind.ASKING}
+TEXT_EVENTS = {Kind.DELTA, Kind.REASONING, Kind.REASONED, Kind.WAITING, Kind.CALLING, Kind.ASKING}
 
 
 class TabView:
     """The tab's branch (`shown_last`), the answers being written whose text it does not show (`hidden`: another
-    branch) or shows again whole (`rejoining`: a switch back), and the answer's text as shown (`live`)."""
+    branch) or shows again whole (`rejoining`: a switch back), and the answer's text as shown (`live`: since its
+    last tool call; `said_length`: all of it) with its tool calls (`calls_shown`: the status of each, in order)."""
 
     def __init__(self, ws: Sends, fragments: Fragments, conversation: Conversation, left: Callable[[], str]) -> None:
         self.ws = ws
@@ -46,10 +47,13 @@ class TabView:
         self.hidden: set[str] = set()
         self.rejoining: set[str] = set()
         self.live = LiveMarkdown()  # the answer being sent, as it is shown
+        self.said_length = 0
+        self.calls_shown: list[str] = []
         self.shows: dict[Kind, Callable[[Event], object]] = {
             Kind.STARTED: self.started,
             Kind.RESUMED: self.resumed,
             Kind.WAITING: lambda event: self.send(fragments.waiting(event.message.id, event.text)),
+            Kind.CALLING: lambda event: self.show_calls(event.message),
             Kind.ASKING: lambda event: self.send(fragments.asking(event.message)),
             Kind.REASONING: lambda event: self.send(fragments.reasoning(event.message.id, event.text)),
             Kind.REASONED: lambda event: self.send(fragments.reasoned(event.message.id, event.text)),
@@ -79,7 +83,7 @@ class TabView:
             tree = None  # they follow what this tab shows last
         self.shown_last = event.message.id
         self.hidden.discard(event.message.id)
-        self.live = LiveMarkdown()
+        self.live, self.said_length, self.calls_shown = LiveMarkdown(), 0, []
         self.send(self.fragments.started(event.user_message, event.message, tree, self.conversation))
 
     def resumed(self, event: Event) -> None:
@@ -122,30 +126,60 @@ class TabView:
             if answer.id not in self.hidden:
                 self.resume(answer, said)
 
-    def send_followed(self, message_id: str, parts: Iterable[tuple[bool, str]]) -> bool:
-        """Send what was read of a followed answer (its reasoning and its text); False once the socket closed."""
+    def send_followed(self, answer: Message, parts: Iterable[tuple[bool, str]]) -> bool:
+        """Send what was read of a followed answer (its reasoning, its text, and its tool calls at their places in
+        it, as its meta says); False once the socket closed."""
         parts = list(parts)  # read all the same: the reasoning router keeps its place
         with self.lock:
-            if message_id in self.hidden or message_id in self.rejoining:
+            if answer.id in self.hidden or answer.id in self.rejoining:
                 return True
             alive = True
             for thinking, text in parts:
-                sent = (
-                    self.send(self.fragments.reasoning(message_id, text))
-                    if thinking
-                    else self.send_text(message_id, text)
-                )
-                alive = sent and alive
-            return alive
+                if thinking:
+                    alive = self.send(self.fragments.reasoning(answer.id, text)) and alive
+                    continue
+                for piece in self.cut_at_calls(answer, text):
+                    alive = self.show_calls(answer) and alive
+                    alive = self.send_text(answer.id, piece) and alive
+            return self.show_calls(answer) and alive
+
+    def cut_at_calls(self, answer: Message, text: str) -> list[str]:
+        """The answer's next `text` cut where the calls not shown yet were made."""
+        waiting = tool_call_places.placed(answer.meta.get("tool_calls", []))[len(self.calls_shown) :]
+        places = {record["at"] - self.said_length for _, record in waiting}
+        bounds = [0, *sorted(place for place in places if 0 < place < len(text)), len(text)]
+        return [text[start:end] for start, end in zip(bounds, bounds[1:], strict=False)]
+
+    def show_calls(self, answer: Message) -> bool:
+        """Show each tool call of the answer made where its text shown ends (or before) at its place, and each
+        shown that changed (it ended) anew; False once the socket closed."""
+        alive = True
+        for number, (index, record) in enumerate(tool_call_places.placed(answer.meta.get("tool_calls", []))):
+            if number < len(self.calls_shown):
+                if self.calls_shown[number] != record["status"]:
+                    self.calls_shown[number] = record["status"]
+                    alive = self.send(self.fragments.changed_call(answer, index)) and alive
+            elif record["at"] <= self.said_length:
+                self.calls_shown.append(record["status"])
+                alive = self.send(self.fragments.placed_call(answer, index, self.live.end())) and alive
+                self.live = LiveMarkdown()  # the text that follows starts anew after the call
+            else:
+                break  # made after text not shown yet
+        return alive
 
     def resume(self, answer: Message, said: str | None = None) -> None:
-        """Show the answer whole as it is now (`said`: its text without the reasoning, when known already); what
-        follows adds to it."""
-        self.live = LiveMarkdown(reasoning.split(answer.content)[1] if said is None else said)
+        """Show the answer whole as it is now (`said`: its text without the reasoning, when known already), with
+        its tool calls; what follows adds to it."""
+        said = reasoning.split(answer.content)[1] if said is None else said
+        records = answer.meta.get("tool_calls", [])
+        self.live = LiveMarkdown(tool_call_places.after_last(said, records))
+        self.said_length = len(said)
+        self.calls_shown = [record["status"] for _, record in tool_call_places.placed(records)]
         self.send(self.fragments.resumed(answer))
 
     def send_text(self, message_id: str, text: str) -> bool:
         """Send more of the answer's text, as markdown: one message for the text of one flush."""
+        self.said_length += len(text)
         fragment = self.fragments.text(message_id, self.live.feed(text))
         return self.send(fragment) if fragment else True
 
