@@ -786,3 +786,35 @@ def test_an_image_a_tool_returned_shows_in_its_calls_block_and_an_svg_never_does
         assert image.evaluate("img => img.complete && img.naturalWidth") == 1  # the PNG, from the chat's files
         assert page.locator("svg[onload]").count() == 0 and page.locator("details.tool-call").count() == 2
         page.goto("about:blank")
+
+
+def test_a_tool_call_shows_running_at_its_place_then_done_with_the_text_after_it_and_there_after_a_reload(
+    page, tmp_path, fake, mcp_log
+):
+    environment = app_environment(
+        tmp_path,
+        API_URL=fake.url + "/v1",
+        INFERENCE_API="chat",
+        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
+        HF_API_TOKEN=TOKEN,
+        READ_TIMEOUT="5",
+        MCP_SERVERS=json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}]),
+    )
+    with GunicornApp(environment) as app:
+        page.goto(app.url + "/")
+        fake.reply(tokens=["Looking it up."], tool_calls=[("call_1", "web__hang", '{"seconds": 3}')])
+        ask(page, fake, "Sleep on it", ["Slept", " well."], delay=0.2)
+        body = page.locator(".message.assistant .body")
+        running = body.locator("details.tool-call.running")
+        expect(running).to_contain_text("Calling web__hang(seconds: 3)…")
+        assert body.inner_text().index("Looking it up.") < body.inner_text().index("Calling web__hang")
+        page.reload()  # while it runs: shown at its place, and followed
+        expect(running).to_contain_text("Calling web__hang(seconds: 3)…")
+        expect(body.locator("details.tool-call.done")).to_contain_text("Called web__hang(seconds: 3) · ")
+        expect(page.locator(".message.assistant.done")).to_contain_text("Slept well.")
+        for _ in range(2):  # as it ended, then after a reload
+            shown = body.inner_text()
+            assert shown.index("Looking it up.") < shown.index("Called web__hang") < shown.index("Slept well.")
+            page.reload()
+            expect(page.locator(".message.assistant.done")).to_contain_text("Slept well.")
+        page.goto("about:blank")
