@@ -7,6 +7,7 @@ import re
 
 import pytest
 from flask import render_template
+from markupsafe import Markup
 
 from chatbot.chat.live_markdown import Update
 from chatbot.stores.conversations import Message
@@ -15,7 +16,7 @@ from tests.fakes.websocket import SAID, SocketTab
 from tests.servers import ANSWER_TEXT, FINISHED, shown_answer
 
 LIVE_TAIL = re.compile(r'<span class="live-tail">([^<]*)</span>')
-TARGET = re.compile(r'(?:id="|#)((?:done|open|reasoning|reasoning-summary|wait)-m)\b')
+TARGET = re.compile(r'(?:id="|#)((?:done|open|reasoning|reasoning-summary|wait)-m|call-m-\d+)\b')
 
 
 @pytest.fixture
@@ -114,18 +115,23 @@ def test_an_expired_chat_says_so_and_keeps_nothing(tab, store):
 
 def test_every_streaming_fragment_targets_an_element_of_the_message_being_written(app):
     fragments = Fragments(app)
-    writing = Message("m", "c", "assistant", "", status="streaming")
+    writing = Message("m", "c", "assistant", "Looking.", status="streaming")
+    writing.meta["tool_calls"] = [
+        {"id": "1", "name": "t", "arguments": "{}", "result": "", "status": "running", "at": 8}
+    ]
     with app.test_request_context():
         page = render_template("chat/_message.html", message=writing)
-    sent = [
-        fragments.text("m", Update(done="<p>a</p>", open="<p>b</p>")),
-        fragments.text("m", Update(tail="c")),
-        fragments.reasoning("m", "thinking"),
-        fragments.reasoned("m", "Thought for 2 s"),
-        fragments.waiting("m", "Model is loading, about 9 s"),
-    ]
+        sent = [
+            fragments.text("m", Update(done="<p>a</p>", open="<p>b</p>")),
+            fragments.text("m", Update(tail="c")),
+            fragments.reasoning("m", "thinking"),
+            fragments.reasoned("m", "Thought for 2 s"),
+            fragments.waiting("m", "Model is loading, about 9 s"),
+            fragments.placed_call(writing, 0, Markup("<p>Looking.</p>")),  # a tool call, after the text so far
+            fragments.changed_call(writing, 0),  # and when it ended
+        ]
     targets = {target for fragment in sent for target in TARGET.findall(fragment)}
-    assert targets == {"done-m", "open-m", "reasoning-m", "reasoning-summary-m", "wait-m"}
+    assert targets == {"done-m", "open-m", "reasoning-m", "reasoning-summary-m", "wait-m", "call-m-0"}
     assert all(f'id="{target}"' in page for target in targets)
 
 
