@@ -142,3 +142,19 @@ def test_text_in_a_fragment_is_escaped(app):
     )
     assert "<b>" not in fragments.text("m", Update(tail="<b>bold</b>"))
     assert 'id="open-&lt;b&gt;"' in fragments.text("<b>", Update(open="<p>x</p>"))
+
+
+def test_text_of_a_followed_answer_read_past_a_tool_calls_place_is_cut_there_for_its_block(app, tab):
+    """A tab that follows an answer from the store may read the text before a call and after it at once: the
+    call's block goes between them, as in the tab that writes it."""
+    view = tab.socket.view
+    answer = Message("m", view.conversation.id, "assistant", "", status="streaming")
+    call = {"id": "1", "name": "web__echo", "arguments": "{}", "result": "hi", "status": "done", "at": 8}
+    answer.meta["tool_calls"] = [call]
+    before = len(tab.ws.sent)
+    with app.app_context():
+        assert view.send_followed(answer, [(False, "Looking.\n\nFound it.")])
+    sent = tab.ws.sent[before:]
+    (placed,) = [number for number, fragment in enumerate(sent) if 'class="tool-call done"' in fragment]
+    assert "<p>Looking.</p>\n<details" in sent[placed]
+    assert not any("Found" in fragment for fragment in sent[:placed]) and "Found it." in "".join(sent[placed:])
