@@ -44,7 +44,7 @@ def test_the_card_shows_in_both_tabs_and_run_once_in_either_goes_on(page, asking
     other.on("request", lambda request: posted.append(request.url) if request.method == "POST" else None)
     other.get_by_role("button", name="Run once").click()
     for tab in (page, other):
-        expect(tab.locator(".message.assistant.done .body")).to_have_text("Let me echo.\n\nIt said hi twice.")
+        expect(tab.locator(".message.assistant.done .body > p")).to_have_text(["Let me echo.", "It said hi twice."])
         expect(tab.locator(".approval form")).to_have_count(0)
         expect(tab.locator(".tool-call.done summary")).to_contain_text("Called web__echo")
     assert mcp_log.logged() == ["echo <b>hi</b>"]
