@@ -60,7 +60,7 @@ def test_deny_tells_the_model_and_the_chat_shows_the_call_declined(page, asking_
     expect(page.locator(".approval form")).to_be_visible()
     expect(page.locator(".message.assistant.streaming .thinking")).to_be_hidden()  # it waits for the user
     page.locator(".approval").get_by_role("button", name="Deny").click()
-    expect(page.locator(".message.assistant.done .body")).to_have_text("Understood.")
+    expect(page.locator(".message.assistant.done .body > p")).to_have_text("Understood.")
     expect(page.locator(".tool-call.denied summary")).to_contain_text("The user declined this call.")
     assert mcp_log.logged() == []
 
@@ -79,7 +79,7 @@ def test_the_card_and_the_tools_allowed_always_pass_axe_and_revoke_asks_again(br
         page.add_script_tag(path=str(AXE))
         assert page.evaluate(SERIOUS) == []
         page.get_by_role("button", name="Always for this tool").click()
-        expect(page.locator(".message.assistant.done .body")).to_have_text("Echoed.")
+        expect(page.locator(".message.assistant.done .body > p")).to_have_text("Echoed.")
         page.reload()
         page.locator("#settings-panel > summary").click()
         allowed = page.locator("#settings-panel form", has_text="web.echo")
@@ -107,7 +107,7 @@ def test_without_javascript_each_button_posts_and_the_page_comes_back_with_the_a
         page.get_by_role("button", name="Run once").click()
         expect(page.locator(".approval form")).to_contain_text("The model wants to call web.fail with")
         page.get_by_role("button", name="Deny").click()
-        expect(page.locator(".message.assistant.done .body")).to_have_text("First.\n\nBoth answered.")
+        expect(page.locator(".message.assistant.done .body > p")).to_have_text(["First.", "Both answered."])
         expect(page.locator(".tool-call summary")).to_have_count(2)
         expect(page.locator(".tool-call.denied summary")).to_contain_text("The user declined this call.")
     finally:
