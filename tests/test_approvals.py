@@ -399,9 +399,10 @@ def test_a_page_left_on_a_card_shows_after_a_reload_that_the_call_was_denied_for
     client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Echo"})
     assert "The model wants to call" in client.get(chat).text
     deadline = time.monotonic() + 10
-    while "Nobody said yes." not in (page := client.get(chat).text):
+    while "message assistant done" not in (page := client.get(chat).text):  # its text shows before it ends
         assert time.monotonic() < deadline, "the card was not denied"
         time.sleep(0.1)
+    assert "Nobody said yes." in page
     assert '<details class="tool-call denied">' in page and "The model wants to call" not in page
     assert " · The user did not answer within 0.01 minutes, so this call was not made.</summary>" in page
 
