@@ -148,21 +148,24 @@ def test_a_reloaded_page_shows_each_call_folded_with_its_result_escaped_never_as
     assert "&lt;img src=x onerror=alert(1)&gt;</pre>" in page and "<img src=x" not in page
 
 
+def trusted_tools_app(make_app, fake, mcp_log, **settings):
+    """An app without accounts on the fake router's chat completions, the fake MCP server's tools run unasked."""
+    return make_app(
+        AUTH="none",
+        API_URL=fake.url + "/v1",
+        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
+        MCP_SERVERS=json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}]),
+        **settings,
+    )
+
+
 def test_an_answer_out_of_tool_time_has_its_running_call_cut_and_its_next_not_run_and_the_page_says_so(
     make_app, fake, mcp_log
 ):
     """TOOL_TIME_BUDGET_S counts the time all of an answer's calls run: the call running as it ends is cancelled on
     its server (sooner than its own TOOL_TIMEOUT_S), the calls after it are not made, and the model, told why,
     answers without tools."""
-    servers = json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}])
-    app = make_app(
-        AUTH="none",
-        API_URL=fake.url + "/v1",
-        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
-        MCP_SERVERS=servers,
-        TOOL_TIMEOUT_S=5.0,
-        TOOL_TIME_BUDGET_S=2.0,
-    )
+    app = trusted_tools_app(make_app, fake, mcp_log, TOOL_TIMEOUT_S=5.0, TOOL_TIME_BUDGET_S=2.0)
     client = app.test_client()
     calls = [("call_1", "web__hang", '{"seconds": 0.5}'), ("call_2", "web__hang", "{}"), ECHO]
     fake.reply(tokens=["Trying."], tool_calls=calls)
@@ -405,14 +408,7 @@ def test_a_llama_cpp_model_is_offered_tools_as_its_templates_capabilities_say_un
 
 
 def test_a_form_post_counts_each_round_of_its_answer_against_the_browsers_answers_a_minute(make_app, fake, mcp_log):
-    servers = json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}])
-    app = make_app(
-        AUTH="none",
-        API_URL=fake.url + "/v1",
-        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
-        MCP_SERVERS=servers,
-        MESSAGES_PER_MINUTE=2,
-    )
+    app = trusted_tools_app(make_app, fake, mcp_log, MESSAGES_PER_MINUTE=2)
     client = app.test_client()
     for number in range(4):
         fake.reply(tokens=[], tool_calls=[(f"call_{number}", "web__echo", '{"text": "again"}')])

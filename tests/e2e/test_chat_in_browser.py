@@ -724,12 +724,9 @@ def test_the_model_titles_the_chat_after_its_first_answer(page, tmp_path, fake):
         page.goto("about:blank")
 
 
-def test_a_chat_whose_answer_called_a_tool_is_shared_only_once_its_box_is_ticked(
-    page, browser, tmp_path, fake, mcp_log
-):
-    """The share form says the chat's answer called a tool, and the browser posts it only with the box ticked (it
-    is required; a post without it is refused in words: tests/test_shares.py); the link then shows the call."""
-    environment = app_environment(
+def tool_chat_environment(tmp_path, fake, mcp_log):
+    """A chat on the fake router's chat completions with the fake MCP server's tools, run without asking."""
+    return app_environment(
         tmp_path,
         API_URL=fake.url + "/v1",
         INFERENCE_API="chat",
@@ -738,7 +735,14 @@ def test_a_chat_whose_answer_called_a_tool_is_shared_only_once_its_box_is_ticked
         READ_TIMEOUT="5",
         MCP_SERVERS=json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}]),
     )
-    with GunicornApp(environment) as app:
+
+
+def test_a_chat_whose_answer_called_a_tool_is_shared_only_once_its_box_is_ticked(
+    page, browser, tmp_path, fake, mcp_log
+):
+    """The share form says the chat's answer called a tool, and the browser posts it only with the box ticked (it
+    is required; a post without it is refused in words: tests/test_shares.py); the link then shows the call."""
+    with GunicornApp(tool_chat_environment(tmp_path, fake, mcp_log)) as app:
         page.goto(app.url + "/")
         fake.reply(tokens=[], tool_calls=[("call_1", "web__echo", '{"text": "private notes"}')])
         ask(page, fake, "Echo my notes", ["Echoed."])
@@ -764,16 +768,7 @@ def test_a_chat_whose_answer_called_a_tool_is_shared_only_once_its_box_is_ticked
 
 
 def test_an_image_a_tool_returned_shows_in_its_calls_block_and_an_svg_never_does(page, tmp_path, fake, mcp_log):
-    environment = app_environment(
-        tmp_path,
-        API_URL=fake.url + "/v1",
-        INFERENCE_API="chat",
-        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
-        HF_API_TOKEN=TOKEN,
-        READ_TIMEOUT="5",
-        MCP_SERVERS=json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}]),
-    )
-    with GunicornApp(environment) as app:
+    with GunicornApp(tool_chat_environment(tmp_path, fake, mcp_log)) as app:
         page.goto(app.url + "/")
         calls = [("call_1", "web__image", "{}"), ("call_2", "web__disguised", "{}")]
         fake.reply(tokens=[], tool_calls=calls)
@@ -791,16 +786,7 @@ def test_an_image_a_tool_returned_shows_in_its_calls_block_and_an_svg_never_does
 def test_a_tool_call_shows_running_at_its_place_then_done_with_the_text_after_it_and_there_after_a_reload(
     page, tmp_path, fake, mcp_log
 ):
-    environment = app_environment(
-        tmp_path,
-        API_URL=fake.url + "/v1",
-        INFERENCE_API="chat",
-        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
-        HF_API_TOKEN=TOKEN,
-        READ_TIMEOUT="5",
-        MCP_SERVERS=json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}]),
-    )
-    with GunicornApp(environment) as app:
+    with GunicornApp(tool_chat_environment(tmp_path, fake, mcp_log)) as app:
         page.goto(app.url + "/")
         fake.reply(tokens=["Looking it up."], tool_calls=[("call_1", "web__hang", '{"seconds": 3}')])
         ask(page, fake, "Sleep on it", ["Slept", " well."], delay=0.2)
