@@ -11,7 +11,9 @@ with a SQLite store, no socket), so one clock times everything:
 - call: the call itself (`Toolbox.call`: the MCP request and its answer), the tool's own time;
 - result -> request: from the call's end to the router having the next request whole;
 - first request: from the message to the router having the first request, with the tool server configured and
-  without it (what listing the tools costs each answer).
+  without it (what listing the tools costs each answer);
+- CPU per token: answers of --tokens tokens with tools offered but none called, and with no tool server (this
+  process's CPU, the fake router's included: the same in both).
 """
 
 from __future__ import annotations
@@ -53,20 +55,21 @@ def timed_call(call):  # type: ignore[no-untyped-def]
     return wrapper
 
 
-def answer(app, fake: FakeHuggingFace, with_call: bool) -> float:  # type: ignore[no-untyped-def]
-    """Write one answer (with one tool call, or none) in a new chat; seconds from the message to the first request."""
+def answer(app, fake: FakeHuggingFace, with_call: bool, tokens: int = 2) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Write one answer (with one tool call, or none) of `tokens` tokens in a new chat: seconds from the message
+    to the first request, and this process's CPU seconds for all of it (the fake router's included)."""
     with app.app_context():
         store = current_store()
         conversation = store.create_conversation("bench")
         if with_call:
             fake.reply(tokens=[], tool_calls=[CALL])
-        fake.reply(tokens=["Done", "."])
+        fake.reply(tokens=[" word"] * tokens)
         asked = len(fake.requests)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         reply = actions.send(store, conversation, actions.Visitor(app.config), "Say hello with the tool")
         message = reply.write(lambda event: None, None)
         assert message is not None and message.status == "done", message and message.error
-        return fake.requests[asked].at - started
+        return fake.requests[asked].at - started, time.process_time() - cpu
 
 
 def environment(folder: str, fake: FakeHuggingFace, mcp_url: str | None) -> dict[str, str]:
@@ -101,6 +104,8 @@ def app_from(settings: dict[str, str]):  # type: ignore[no-untyped-def]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--tokens", type=int, default=2000, help="tokens of the answers that time a token's cost")
+    parser.add_argument("--long-runs", type=int, default=5, help="answers of --tokens tokens, each way")
     options = parser.parse_args()
     logging.disable(logging.INFO)  # the fake MCP server's module sets up the SDK's logging: a line per request
     tools.Toolbox.call = timed_call(tools.Toolbox.call)  # type: ignore[method-assign]
@@ -118,12 +123,16 @@ def main() -> None:
             to_call, own, to_request = [], [], []
             for _ in range(options.runs):
                 asked, ended = len(fake.requests), len(fake.streams_ended)
-                firsts["with the tool server"].append(answer(with_tools, fake, True))
+                firsts["with the tool server"].append(answer(with_tools, fake, True)[0])
                 start, end = calls[-1]
                 to_call.append(start - fake.streams_ended[ended])  # the turn that asked for the call
                 own.append(end - start)
                 to_request.append(fake.requests[asked + 1].at - end)
-                firsts["without"].append(answer(without, fake, False))
+                firsts["without"].append(answer(without, fake, False)[0])
+            per_token: dict[str, list[float]] = {"with the tool server": [], "without": []}
+            for _ in range(options.long_runs):  # tools offered, none called: does each token cost more?
+                for name, app in (("with the tool server", with_tools), ("without", without)):
+                    per_token[name].append(answer(app, fake, False, options.tokens)[1] / options.tokens)
         finally:
             mcp.stop()
 
@@ -136,6 +145,9 @@ def main() -> None:
     print(f"result -> request     : {ms(to_request)}")
     for name, values in firsts.items():
         print(f"message -> first request, {name:21}: {ms(values)}")
+    print(f"{options.long_runs} answers of {options.tokens} tokens each, no call (CPU of the app and the fake router)")
+    for name, values in per_token.items():
+        print(f"CPU per token, {name:21}: p50 {statistics.median(values) * 1e6:6.1f} µs")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ def test_the_answer_parts_benchmark_compares_a_short_and_a_long_answer():
 
 
 def test_the_tool_round_benchmark_times_what_the_app_adds_around_a_call():
-    printed = run("bench/tool_round.py", "--runs", "2")
-    for line in ("finish -> call", "the call itself", "result -> request", "first request, with the tool server"):
+    printed = run("bench/tool_round.py", "--runs", "2", "--tokens", "50", "--long-runs", "1")
+    lines = ("finish -> call", "the call itself", "result -> request", "first request, with the tool server")
+    for line in (*lines, "CPU per token, with the tool server", "CPU per token, without"):
         assert line in printed, printed
