@@ -296,6 +296,18 @@ def test_calls_past_the_most_a_turn_may_make_are_not_run_and_the_model_is_told_w
     assert told[8:] == ["Not run: at most 8 tool calls per turn."] * 2 and told[:8] == [str(n) for n in range(8)]
 
 
+def test_a_model_that_makes_hundreds_of_calls_in_one_turn_has_only_the_first_few_kept_and_answered(fake, mcp_log):
+    flood = [(f"call_{n}", "web__echo", json.dumps({"text": str(n)})) for n in range(300)]
+    fake.reply(tokens=[], tool_calls=flood, tool_piece=100)
+    fake.reply(tokens=["Done."])
+    message, _ = answer(fake, mcp_log)
+    kept = answer_writer.CALLS_HEARD_PER_ROUND
+    assert [r["id"] for r in message.meta["tool_calls"]] == [f"call_{n}" for n in range(kept)]
+    assert mcp_log.logged() == [f"echo {n}" for n in range(answer_writer.CALLS_PER_ROUND)]
+    asked = fake.requests[-1].json["messages"]
+    assert len([m for m in asked if m["role"] == "tool"]) == kept == len(asked[-kept - 1]["tool_calls"])
+
+
 def test_each_round_after_tool_calls_counts_in_the_tokens_of_the_day_and_the_answer_stops_at_them(fake, mcp_log):
     """A model that keeps calling tools: each round sets aside its max new tokens like the first request, the
     last is cut to what is left, and when nothing is left the answer ends in the limit's words with what it
