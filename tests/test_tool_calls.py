@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 import time
 
@@ -146,6 +147,19 @@ def test_a_reloaded_page_shows_each_call_folded_with_its_result_escaped_never_as
     assert '<details class="tool-call done">' in page
     assert "Called web__echo(text: &#34;&lt;img src=x onerror=alert(1)&gt;&#34;) · " in page
     assert "&lt;img src=x onerror=alert(1)&gt;</pre>" in page and "<img src=x" not in page
+
+
+def test_a_call_whose_arguments_and_result_reverse_text_shows_each_bidi_override_as_its_escape(make_app, fake, mcp_log):
+    """A right-to-left override from the model or a tool server would make the block read otherwise than it is
+    (Trojan Source), as the approval card already guards against."""
+    app = trusted_tools_app(make_app, fake, mcp_log)
+    client = app.test_client()
+    fake.reply(tokens=[], tool_calls=[("call_1", "web__echo", json.dumps({"text": "safe\u202etxt.exe"}))])
+    fake.reply(tokens=["Shown."])
+    chat = open_chat(client)
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Echo"})
+    block = re.search(r'<details class="tool-call done">.*?</details>', client.get(chat).text, re.S).group(0)
+    assert "\u202e" not in block and block.count("safe\\u202etxt.exe") == 3  # summary, arguments, result
 
 
 def trusted_tools_app(make_app, fake, mcp_log, **settings):

@@ -16,7 +16,6 @@ import json
 import secrets
 import threading
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,7 +36,6 @@ CHECK_SECONDS = 0.25  # how often a waiting answer looks for the card's answer, 
 WAIT_PAST_SECONDS = 30.0  # the most a page without JavaScript waits for the answer to go on past its card
 DECLINED = "The user declined this call."
 LONG_VALUE_CHARS = 200  # a string argument longer than this has its length told under the card
-HIDDEN_KINDS = {"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"}  # controls, bidi and zero-width marks, unassigned
 TOO_MANY_WAITING = (
     f"Not asked: {CARDS_PER_PERSON} other answers of this user already wait for a yes on a card. Answer or stop "
     "one of them, then ask again."
@@ -81,7 +79,7 @@ def asked_first(waiting: Waiting, call: ToolCall, offered: OfferedTool | None) -
     card_id, until = secrets.token_urlsafe(12), time.time() + waiting.minutes * 60
     if (slot := _claim_slot(store, waiting.conversation.owner, until)) is None:
         return tool_calls.denied(call, TOO_MANY_WAITING)
-    card = {"id": card_id, "tool": visible(tool), "until": until, **shown_arguments(call.arguments)}
+    card = {"id": card_id, "tool": tool_calls.visible(tool), "until": until, **shown_arguments(call.arguments)}
     message.meta["approval"] = card
     try:
         given = _answer(waiting, card_id, until)
@@ -108,24 +106,13 @@ def shown_arguments(arguments: str) -> dict:
     override reads "\\u202e", not reversing what follows), and "lengths": the length of each long string value."""
     try:
         lengths = [
-            (visible(str(name)), len(value))
+            (tool_calls.visible(str(name)), len(value))
             for name, value in (json.loads(arguments or "{}") or {}).items()
             if isinstance(value, str) and len(value) > LONG_VALUE_CHARS
         ]
     except (ValueError, AttributeError):  # not JSON, or not an object
         lengths = []
-    return {"arguments": visible(tool_calls.pretty(arguments), keep="\n"), "lengths": lengths}
-
-
-def visible(text: str, keep: str = "") -> str:
-    """`text` with each character that shows nothing or reorders what follows (controls, bidi and zero-width
-    marks, other spaces than " ") written as its escape, \\u202e."""
-    return "".join(
-        char
-        if char in keep or char == " " or not (unicodedata.category(char) in HIDDEN_KINDS or char.isspace())
-        else char.encode("unicode_escape").decode()
-        for char in text
-    )
+    return {"arguments": tool_calls.visible(tool_calls.pretty(arguments), keep="\n"), "lengths": lengths}
 
 
 def _claim_slot(store: Records, owner: str, until: float) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from typing import Any
 
 from chatbot.chat.attachments import fenced
@@ -22,6 +23,7 @@ SUMMARY_CHARS = 80  # of the arguments, in the block's one line
 STATUSES = ("done", "failed", "not run", "denied")
 EXPORTED_RESULT_CHARS = 2000  # of a result, in a Markdown export
 IMPORTED_CALLS = 100  # records kept per message of an import
+HIDDEN_KINDS = {"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"}  # controls, bidi and zero-width marks, unassigned
 IMPORTED_NAME_CHARS = 200  # of a record's id and name, in an import
 
 
@@ -87,7 +89,18 @@ def summary(record: dict[str, Any]) -> str:
         shown = record["arguments"]
     if len(shown) > SUMMARY_CHARS:
         shown = shown[: SUMMARY_CHARS - 1] + "…"
-    return f"{record['name']}({shown})"
+    return visible(f"{record['name']}({shown})")
+
+
+def visible(text: str, keep: str = "") -> str:
+    """`text` with each character that shows nothing or reorders what follows (controls, bidi and zero-width
+    marks, other spaces than " ") written as its escape, \\u202e."""
+    return "".join(
+        char
+        if char in keep or char == " " or not (unicodedata.category(char) in HIDDEN_KINDS or char.isspace())
+        else char.encode("unicode_escape").decode()
+        for char in text
+    )
 
 
 def pretty(arguments: str) -> str:

@@ -19,6 +19,7 @@ def init_app(app: Flask) -> None:
     app.add_template_global(live_markdown.rendered, "live_markdown")
     app.add_template_global(tool_calls.summary, "tool_call_summary")  # "name(key: value)", cut short
     app.add_template_global(tool_calls.pretty, "tool_call_arguments")  # indented JSON
+    app.add_template_filter(tool_calls.visible, "visible")  # a bidi override or zero-width mark as its escape
     app.add_template_global(tool_call_places.finished, "placed_tool_calls")  # the text cut where calls were made
     app.add_template_global(tool_call_places.live, "live_tool_calls")  # and while it is written
     app.add_template_filter(attachments.megabytes, "file_size")
