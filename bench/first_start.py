@@ -5,6 +5,11 @@ Clones this repository's HEAD into a temporary folder and runs `make run` there 
 empty pip cache and (unless --keep-cache) an empty ~/.cache, so llama.cpp's server is built from scratch.
 Times: until the page answers, until Chromium (Debian's) shows the first whole answer of the built-in model;
 then Ctrl-C, and a second `make run` until the page answers. Needs port 8000 free.
+
+Or: .venv/bin/python bench/first_start.py --starts CHECKOUT [CHECKOUT ...] [--rounds 5]
+The start of checkouts that are installed already (a cold start: a new process, nothing warm but the disk),
+taken in turns so that the same noise hits each: what `make run` runs once installed (its make step left out,
+so that checkouts may share one venv), until the page answers, then Ctrl-C.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,10 +31,16 @@ ROOT = Path(__file__).resolve().parent.parent
 CHAT = "http://127.0.0.1:8000"
 
 
-def start(checkout: Path, environment: dict[str, str], log: Path) -> subprocess.Popen:
+MAKE_RUN = ("make", "run")
+SERVE = (".venv/bin/flask", "--app", "wsgi", "serve")  # what `make run` runs once installed
+
+
+def start(
+    checkout: Path, environment: dict[str, str], log: Path, command: tuple[str, ...] = MAKE_RUN
+) -> subprocess.Popen:
     with log.open("ab") as output:
         return subprocess.Popen(
-            ["make", "run"], cwd=checkout, env=environment, stdout=output, stderr=output, start_new_session=True
+            command, cwd=checkout, env=environment, stdout=output, stderr=output, start_new_session=True
         )
 
 
@@ -66,10 +78,36 @@ def stop(process: subprocess.Popen) -> None:
     process.wait(timeout=60)
 
 
+def starts(checkouts: list[Path], rounds: int) -> None:
+    """Each installed checkout's start, in turns, `rounds` times: seconds until the page answers."""
+    environment = {**os.environ, "HF_API_TOKEN": "", "API_URL": ""}
+    environment.pop("VIRTUAL_ENV", None)
+    seconds: dict[Path, list[float]] = {checkout: [] for checkout in checkouts}
+    with tempfile.TemporaryDirectory() as scratch:
+        for _ in range(rounds):
+            for checkout in checkouts:
+                log = Path(scratch) / f"{checkout.name}.log"
+                started = time.monotonic()
+                process = start(checkout, environment, log, SERVE)
+                try:
+                    wait_for_page(process, log, seconds=120)
+                    seconds[checkout].append(time.monotonic() - started)
+                finally:
+                    stop(process)
+    for checkout, taken in seconds.items():
+        listed = ", ".join(f"{value:.2f}" for value in taken)
+        print(f"{checkout}: page after {statistics.median(taken):.2f} s median ({listed})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--keep-cache", action="store_true", help="keep ~/.cache (a machine that built it before)")
+    parser.add_argument("--starts", nargs="+", type=Path, help="installed checkouts whose start to time in turns")
+    parser.add_argument("--rounds", type=int, default=5, help="starts of each checkout, with --starts")
     options = parser.parse_args()
+    if options.starts:
+        starts(options.starts, options.rounds)
+        return
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         checkout, log = folder / "chat", folder / "make-run.log"
