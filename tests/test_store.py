@@ -468,6 +468,9 @@ def test_records_are_made_once_saved_read_listed_and_deleted(make_store):
     assert first.records("invitation") == [] and first.load_record("invitation", "ada") is None
     first.delete_record("account", "bob")
     assert [r["username"] for r in second.records("account")] == ["ada"]
+    assert not first.delete_record_if_unchanged("account", "ada", {"username": "ada", "admin": True})  # saved since
+    assert second.delete_record_if_unchanged("account", "ada", {"username": "ada", "admin": False})
+    assert first.load_record("account", "ada") is None
 
 
 def test_a_browsers_conversations_move_to_an_account(chat_store):

@@ -145,6 +145,10 @@ class Records(Protocol):
 
     def delete_record(self, kind: str, key: str) -> None: ...
 
+    def delete_record_if_unchanged(self, kind: str, key: str, data: dict[str, Any]) -> bool:
+        """Atomically: delete the record only while it still holds `data` (what the caller read of it), not one
+        saved or made again since; whether it did."""
+
 
 class Counters(Protocol):
     """Counters per time window, the same on every worker and host (the limits)."""

@@ -300,6 +300,13 @@ class MemoryStore:
         with self._lock:
             self._records.pop((kind, key), None)
 
+    def delete_record_if_unchanged(self, kind: str, key: str, data: dict[str, Any]) -> bool:
+        with self._lock:
+            if self._records.get((kind, key)) != json.dumps(data):
+                return False
+            del self._records[kind, key]
+            return True
+
     def request_stop(self, message_id: str) -> None:
         with self._lock:
             self._stops[message_id] = time.time()

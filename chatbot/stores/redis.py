@@ -41,6 +41,10 @@ UPDATE_MESSAGE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
 return redis.call('DEL', KEYS[3])
 """  # KEYS: conv, msgs, parts; ARGV: message id, message. Never a message of a conversation gone
+DELETE_IF_UNCHANGED = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""  # KEYS: the kind's records; ARGV: key, the record as it was read (JSON). 1: deleted
 STOP_SECONDS = 3600  # a stop request outlives any answer
 MAX_CONNECTIONS = 64  # per process; every call holds one only for its round trip
 
@@ -89,6 +93,7 @@ class RedisStore:
         self.idle_seconds = int(idle_seconds)
         self._append_to_answer = self.db.register_script(APPEND_TO_ANSWER)
         self._update_message = self.db.register_script(UPDATE_MESSAGE)
+        self._delete_if_unchanged = self.db.register_script(DELETE_IF_UNCHANGED)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -377,6 +382,9 @@ class RedisStore:
 
     def delete_record(self, kind: str, key: str) -> None:
         self.db.hdel(self._key("records", kind), key)
+
+    def delete_record_if_unchanged(self, kind: str, key: str, data: dict) -> bool:
+        return 1 == self._delete_if_unchanged(keys=[self._key("records", kind)], args=[key, json.dumps(data)])
 
     def request_stop(self, message_id: str) -> None:
         self.db.set(self._key("stop", message_id), 1, ex=STOP_SECONDS)

@@ -294,6 +294,11 @@ class SQLStore(ABC):
     def delete_record(self, kind: str, key: str) -> None:
         self._query("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
 
+    def delete_record_if_unchanged(self, kind: str, key: str, data: dict[str, Any]) -> bool:
+        return 1 == self._count(
+            "DELETE FROM records WHERE kind = ? AND key = ? AND data = ?", (kind, key, json.dumps(data))
+        )
+
     def request_stop(self, message_id: str) -> None:
         self._query(
             "INSERT INTO stop_requests (message_id, requested_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
