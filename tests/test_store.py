@@ -635,6 +635,76 @@ def test_sends_at_the_same_instant_on_two_workers_never_pass_the_answers_a_perso
     answers_at_once.claim(workers[1], config, "alice", "192.0.2.1")  # one ended: one more may start
 
 
+class Interleaved:
+    """A worker's store whose `load_record` does something more after it reads (`after_reading`): the order in
+    which workers interleave, made to happen; every other method is the store's."""
+
+    def __init__(self, store, after_reading):
+        self.store, self.after_reading = store, after_reading
+
+    def load_record(self, kind, key):
+        record = self.store.load_record(kind, key)
+        self.after_reading()
+        return record
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+ONE_AT_ONCE = {"MAX_ANSWERS_AT_ONCE": 1, "MAX_ANSWERS_AT_ONCE_PER_ADDRESS": 0}
+
+
+def test_sends_taking_over_a_crashed_slot_at_the_same_instant_on_two_workers_leave_it_one_holder(make_store):
+    """Eight sends find the person's one slot held by a writer that crashed before its answer started, all read
+    it before any goes on, then take it over one after another (the worst order): the first holds it, the others
+    find it held by the first and are refused."""
+    workers = [make_store(), make_store()]
+    crashed = {"token": "crashed", "owner": "alice", "since": 0}
+    assert workers[0].create_record(answers_at_once.KIND, "session:alice 0", crashed)
+    together, turn, held, refused = threading.Barrier(8), threading.Lock(), [], []
+
+    def all_read_then_one_at_a_time():
+        together.wait(10)
+        turn.acquire()
+
+    def send(store):
+        try:
+            held.append(
+                answers_at_once.claim(Interleaved(store, all_read_then_one_at_a_time), ONE_AT_ONCE, "alice", None)
+            )
+        except answers_at_once.TooManyAtOnce as too_many:
+            refused.append(str(too_many))
+        finally:
+            turn.release()
+
+    sends = [threading.Thread(target=send, args=(workers[number % 2],)) for number in range(8)]
+    for thread in sends:
+        thread.start()
+    for thread in sends:
+        thread.join(30)
+    assert len(held) == 1 and len(refused) == 7
+    assert workers[1].load_record(answers_at_once.KIND, "session:alice 0")["token"] == held[0].token
+
+
+def test_a_writer_letting_go_of_its_slot_never_frees_the_slot_another_took_over_meanwhile(make_store):
+    """Its answer ended, so its slot is free to take over: a send on another worker takes it between the writer's
+    read of it and its delete; the slot stays the taker's, and the person's next send is refused."""
+    first, second = make_store(), make_store()
+    ending = answers_at_once.claim(first, ONE_AT_ONCE, "alice", None)
+    first.save_record(answers_at_once.KIND, "session:alice 0", {**ending.record(), "since": 0})  # free to take over
+    takers = []
+
+    def taken_over_once():
+        if not takers:
+            takers.append(answers_at_once.claim(second, ONE_AT_ONCE, "alice", None))
+
+    ending.store = Interleaved(first, taken_over_once)
+    ending.release()
+    assert second.load_record(answers_at_once.KIND, "session:alice 0")["token"] == takers[0].token
+    with pytest.raises(answers_at_once.TooManyAtOnce):
+        answers_at_once.claim(second, ONE_AT_ONCE, "alice", None)
+
+
 def test_the_slot_of_an_answer_whose_writer_crashed_is_free_again(make_store):
     """A slot is held while its answer is being written (saved within running.STALE_SECONDS), and free once it is
     not: its writer crashed while writing, after the end, or before the answer started."""

@@ -46,17 +46,19 @@ class Held:
 
     def name(self, message: Message) -> None:
         """The answer `message` has started: its slots are held as long as it is being written."""
-        for key in self._still_held():
+        for key, _ in self._still_held():
             self.store.save_record(KIND, key, self.record(message))
 
     def release(self) -> None:
-        """The answer's writer is done: its slots are free."""
-        for key in self._still_held():
-            self.store.delete_record(KIND, key)
+        """The answer's writer is done: its slots are free (each deleted only while still its own: once its answer
+        ended, another may take a slot over between the read and the delete)."""
+        for key, record in self._still_held():
+            self.store.delete_record_if_unchanged(KIND, key, record)
 
-    def _still_held(self) -> list[str]:
-        """The keys of the slots that are still this answer's (none taken over since)."""
-        return [key for key in self.keys if (self.store.load_record(KIND, key) or {}).get("token") == self.token]
+    def _still_held(self) -> list[tuple[str, dict[str, Any]]]:
+        """The slots that are still this answer's (none taken over since): their keys and records."""
+        records = [(key, self.store.load_record(KIND, key) or {}) for key in self.keys]
+        return [(key, record) for key, record in records if record.get("token") == self.token]
 
 
 def claim(store: Store, config: dict, owner: str, address: str | None) -> Held:

@@ -1,7 +1,9 @@
 """At most N of something per person at once, on every worker and host: each one holds a slot, a record of the
 store made once (`Records.create_record`) under one of the person's N numbered keys, so two taking a slot at the
 same instant never take the same one. A slot whose holder went away (a crashed writer: the caller says when a
-record is no longer held) is taken over."""
+record is no longer held) is taken over: its record is deleted only while it is still the one read
+(`Records.delete_record_if_unchanged`), so of many taking it over at once, one makes it again and holds it; a
+record deleted blindly could be the one another taker had just made."""
 
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ def claim(
             return key
         held = store.load_record(kind, key)
         if held is None or free(held):
-            store.delete_record(kind, key)
+            if held is not None:
+                store.delete_record_if_unchanged(kind, key, held)
             if store.create_record(kind, key, data):
                 return key
     return None
