@@ -35,7 +35,7 @@ def fresh_sessions():
 def settings(fake, mcp, **fields) -> ReplySettings:
     backend = Backend(api="chat", url=fake.url + "/v1", model_id="meta-llama/Llama-3.1-8B-Instruct", token=TOKEN)
     servers = (ToolServer("web", "auto", url=mcp.url),)
-    return ReplySettings(backend=backend, parameters=Parameters(), tool_servers=servers, **fields)
+    return ReplySettings(backend=backend, tool_servers=servers, **{"parameters": Parameters(), **fields})
 
 
 def answer(fake, mcp, text="Say hi twice with the tool", cancel=None, **fields):
@@ -458,3 +458,30 @@ def test_rounds_of_tool_calls_with_no_text_between_them_are_saved_in_a_sql_store
     message = run_reply(store, conversation, "Echo twice", settings(fake, mcp_log), Recorder())
     assert (message.status, message.content, message.error) == ("done", "Done.", None)
     assert store.read_message(conversation, message.id).content == "Done."
+
+
+def test_a_call_with_a_huge_id_name_or_arguments_fails_in_words_to_the_model_and_the_chat_and_none_is_kept_whole(
+    fake, mcp_log
+):
+    """A hostile model server's calls: an id of 100,000 characters is replaced by one of the chat's, a name of
+    90,000 is cut (naming no tool), arguments of 100,000 are counted, not kept, and the call is not made; the model
+    is told why as the call's result, the chat shows it, and the well-formed call beside them runs."""
+    huge_arguments = json.dumps({"text": "x" * 100_000})
+    calls = [("i" * 100_000, "web__echo", huge_arguments), ("call_2", "n" * 90_000, "{}"), ECHO]
+    fake.reply(tokens=[], tool_calls=calls, tool_piece=50_000)
+    fake.reply(tokens=["Told."])
+    message, _ = answer(fake, mcp_log, parameters=Parameters(max_new_tokens=8000))
+    long_arguments, long_name, echo = message.meta["tool_calls"]
+    told = (
+        f"The model's arguments for web__echo were {len(huge_arguments):,} characters, more than the 64,000 a call"
+        " may have, so it was not made. Call it again with shorter arguments."
+    )
+    assert (long_arguments["id"], long_arguments["arguments"], long_arguments["status"]) == ("call_0", "{}", "failed")
+    assert long_arguments["result"] == told
+    assert long_name["name"] == "n" * 64 + "…" and long_name["status"] == "failed"
+    assert long_name["result"].startswith("There is no tool named 'nnnn")
+    assert (echo["status"], echo["result"], message.content) == ("done", "hi hi", "Told.")
+    assert mcp_log.logged() == ["echo hi"] and len(json.dumps(message.meta)) < 5_000
+    asked = fake.requests[-1].json["messages"]
+    assert [call["id"] for call in asked[-4]["tool_calls"]] == ["call_0", "call_2", "call_1"]
+    assert [m["content"] for m in asked[-3:]][0] == told and len(json.dumps(asked)) < 10_000

@@ -233,9 +233,10 @@ class AnswerWriter:
         self, answer: GrowingAnswer, toolbox: tools.Toolbox, calls: list[ToolCall], start: int
     ) -> list[dict]:
         """Run the calls of one turn, one at a time (none after Stop, looked for in the store before each call, nor
-        past CALLS_PER_ROUND or the answer's tool time), keep their records with the answer, and return the turns
-        that tell the model what they gave (and show the images they returned to a model that takes images); what
-        the model wrote before them (from character `start`) goes with its calls."""
+        past CALLS_PER_ROUND or the answer's tool time, nor one whose arguments were too long), keep their records
+        with the answer, and return the turns that tell the model what they gave (and show the images they returned
+        to a model that takes images); what the model wrote before them (from character `start`) goes with its
+        calls."""
         message = answer.message
         self._save(answer)  # what it wrote before calling: in the store before the call may take a while
         at = len(answer.said())  # where the calls are made, in the text shown
@@ -243,6 +244,8 @@ class AnswerWriter:
         for number, call in enumerate(calls):
             if number >= CALLS_PER_ROUND:
                 records.append(tool_calls.not_run(call, f"Not run: at most {CALLS_PER_ROUND} tool calls per turn."))
+            elif call.too_long:
+                records.append(tool_calls.too_long(call))
             elif self.cancel.is_set() or self.store.stop_requested(message.id):  # Stop in any tab, worker or host
                 self.cancel.set()
                 records.append(tool_calls.not_run(call, "Not run: the user pressed Stop."))

@@ -16,7 +16,7 @@ import unicodedata
 from typing import Any
 
 from chatbot.chat.attachments import fenced
-from chatbot.services.protocols import ToolCall
+from chatbot.services.protocols import ARGUMENTS_CHARS, ToolCall
 from chatbot.services.tools import ToolResult, bounded
 
 SUMMARY_CHARS = 80  # of the arguments, in the block's one line
@@ -48,6 +48,16 @@ def done(result: ToolResult, images: list[dict[str, Any]] | None = None, note: s
 def not_run(call: ToolCall, why: str) -> dict[str, Any]:
     """The record of a call that was not made, and why (what the model is told)."""
     return {"id": call.id, "name": call.name, "arguments": call.arguments, "result": why, "status": "not run"}
+
+
+def too_long(call: ToolCall) -> dict[str, Any]:
+    """The record of a call not made because its arguments were longer than a call may have (none of them kept),
+    failed, and why (what the model is told)."""
+    why = (
+        f"The model's arguments for {call.name} were {call.too_long:,} characters, more than the {ARGUMENTS_CHARS:,}"
+        " a call may have, so it was not made. Call it again with shorter arguments."
+    )
+    return {**not_run(call, why), "status": "failed"}
 
 
 def running(call: ToolCall) -> dict[str, Any]:

@@ -5,6 +5,7 @@ its tools return; each is replaced by HIDDEN."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -101,7 +102,7 @@ def scrubbed_call(call: ToolCall, secrets: list[str]) -> ToolCall:
         value = None
     if value is not None and (hidden := scrubbed_value(value, secrets)) != value:
         arguments = json.dumps(hidden, ensure_ascii=False)
-    return ToolCall(scrub(call.id, secrets), scrub(call.name, secrets), arguments)
+    return dataclasses.replace(call, id=scrub(call.id, secrets), name=scrub(call.name, secrets), arguments=arguments)
 
 
 def scrubbed_value(value: Any, secrets: list[str]) -> Any:

@@ -29,11 +29,11 @@ from chatbot.services import mcp_client, redaction
 from chatbot.services.backend import Backend
 from chatbot.services.errors import InferenceError
 from chatbot.services.mcp_client import ServerTool, ToolCallStopped, ToolServerError
+from chatbot.services.protocols import NAME_LENGTH
 from chatbot.services.remembered import Remembered
 from chatbot.services.tool_servers import ToolServer
 
 log = logging.getLogger(__name__)
-NAME_LENGTH = 64  # what OpenAI-style servers take for a function's name (letters, digits, _ and -)
 LISTING_SECONDS = 60.0  # a server's list of tools is asked again after this long
 FAILED_LISTING_SECONDS = 15.0  # a server that did not answer is not asked again before this
 TOOLS_PER_SERVER = 64  # offered of one server's list: each tool is sent with every request of an answer

@@ -1,6 +1,8 @@
 """The wire protocols the chat speaks, one class each; adding one is a file, an entry here and a fake."""
 
 from chatbot.services.protocols.base import (
+    ARGUMENTS_CHARS,
+    NAME_LENGTH,
     Chunk,
     Finish,
     Protocol,
@@ -19,6 +21,8 @@ from chatbot.services.protocols.text_generation import TextGeneration
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (TextGeneration(), ChatCompletions(), Completions())}
 
 __all__ = [
+    "ARGUMENTS_CHARS",
+    "NAME_LENGTH",
     "PROTOCOLS",
     "Chunk",
     "Finish",

@@ -10,6 +10,9 @@ from chatbot.services.backend import Backend, Parameters, Request
 from chatbot.services.prompts import Turn
 
 LENGTH_REASONS = {"length", "limit", "max_tokens"}  # each server's word for "stopped at max_new_tokens"
+NAME_LENGTH = 64  # what OpenAI-style servers take for a function's name (letters, digits, _ and -): the tools offered
+ID_LENGTH = 128  # of a tool call's id (servers write a few dozen characters): a longer one is replaced by our own
+ARGUMENTS_CHARS = 64_000  # of one call's arguments, ~16,000 tokens (a file written whole): past it, the call fails
 
 
 @dataclass(frozen=True)
@@ -69,36 +72,60 @@ class ToolCallPiece:
 
 @dataclass(frozen=True)
 class ToolCall:
-    """A whole tool call: its id, the tool's name, and its arguments as the model wrote them (JSON text)."""
+    """A whole tool call: its id, the tool's name, and its arguments as the model wrote them (JSON text); or, when
+    they were longer than ARGUMENTS_CHARS, "{}" in their place and their length in `too_long` (the call is not
+    made)."""
 
     id: str
     name: str
     arguments: str
+    too_long: int = 0
 
     def as_message_part(self) -> dict[str, Any]:
         """The call as the assistant message that made it carries it back to the server."""
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
+@dataclass
+class _Heard:
+    """One call as its pieces come: its id and name, the pieces of its arguments kept, and their length in all."""
+
+    id: str = ""
+    name: str = ""
+    pieces: list[str] = field(default_factory=list)
+    length: int = 0
+
+
 class ToolCalls:
-    """The calls of one turn, put together from their pieces (several calls by index, in any order)."""
+    """The calls of one turn, put together from their pieces (several calls by index, in any order), each bounded
+    against a server that streams without end: an id past ID_LENGTH is not kept, a name past NAME_LENGTH is cut
+    (with "…", so it names no tool), arguments past ARGUMENTS_CHARS are counted, not kept."""
 
     def __init__(self) -> None:
-        self._calls: dict[int, dict[str, str]] = {}
+        self._calls: dict[int, _Heard] = {}
 
     def add(self, piece: ToolCallPiece) -> None:
-        call = self._calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
-        call["id"] = call["id"] or piece.id or ""
-        call["name"] = call["name"] or piece.name or ""
-        call["arguments"] += piece.arguments
+        call = self._calls.setdefault(piece.index, _Heard())
+        if not call.id and piece.id and len(piece.id) <= ID_LENGTH:
+            call.id = piece.id
+        if not call.name and piece.name:
+            call.name = piece.name if len(piece.name) <= NAME_LENGTH else piece.name[:NAME_LENGTH] + "…"
+        call.length += len(piece.arguments)
+        if call.length <= ARGUMENTS_CHARS:
+            call.pieces.append(piece.arguments)
+        else:
+            call.pieces.clear()
 
     def __bool__(self) -> bool:
         return bool(self._calls)
 
     def calls(self) -> list[ToolCall]:
-        """The calls in order; one whose server gave no id gets one (the answer to it must name it)."""
+        """The calls in order; one whose server gave no id (or one too long) gets one (the answer to it must name
+        it)."""
         return [
-            ToolCall(call["id"] or f"call_{index}", call["name"], call["arguments"])
+            ToolCall(call.id or f"call_{index}", call.name, "".join(call.pieces))
+            if call.length <= ARGUMENTS_CHARS
+            else ToolCall(call.id or f"call_{index}", call.name, "{}", too_long=call.length)
             for index, call in sorted(self._calls.items())
         ]
 
