@@ -15,7 +15,8 @@ import pytest
 from chatbot.chat import answer_writer, limits, tool_calls
 from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
-from chatbot.services import mcp_client
+from chatbot.services import inference, mcp_client
+from chatbot.services.errors import hint_for
 from chatbot.services.inference import Backend, Parameters
 from chatbot.services.tool_servers import ToolServer
 from chatbot.stores.sqlite import SQLiteStore
@@ -485,3 +486,62 @@ def test_a_call_with_a_huge_id_name_or_arguments_fails_in_words_to_the_model_and
     asked = fake.requests[-1].json["messages"]
     assert [call["id"] for call in asked[-4]["tool_calls"]] == ["call_0", "call_2", "call_1"]
     assert [m["content"] for m in asked[-3:]][0] == told and len(json.dumps(asked)) < 10_000
+
+
+FLOODS = {  # what a hostile server streams on and on, whatever max_tokens says, and what the chat says it sent
+    "text": ({"tokens": ["word " * 200] * 1000, "ignores_max_tokens": True}, "more than 256,000 characters"),
+    "reasoning": ({"reasoning": ["hmm " * 250] * 1000, "tokens": ["Hi"]}, "more than 256,000 characters"),
+    "tool call arguments": (
+        {
+            "tokens": [],
+            "tool_calls": [("call_1", "web__echo", json.dumps({"text": "x" * 5_000_000}))],
+            "tool_piece": 50_000,
+        },
+        "more than 256,000 characters",
+    ),
+}
+
+
+@pytest.mark.parametrize("flood", FLOODS)
+def test_a_server_streaming_far_more_than_max_new_tokens_allow_has_the_answer_ended_with_what_came_kept(
+    fake, mcp_log, flood
+):
+    """An answer's stream may say at most what its max new tokens could (64 characters each), and at least
+    256,000 characters: past it the chat stops reading, keeps and saves what came before (no call of that turn is
+    made), and says what happened and what to do, to the admin and, in other words, to a user."""
+    reply, sent = FLOODS[flood]
+    fake.reply(**reply)
+    store, conversation = new_store()
+    started = time.monotonic()
+    message = run_reply(store, conversation, "Go on and on", settings(fake, mcp_log), Recorder())
+    seconds = time.monotonic() - started
+    stored = store.messages(conversation)[-1]
+    assert (stored.status, stored.error["kind"]) == ("error", "overlong")
+    assert stored.error["message"] == (
+        f"The server at {fake.url}/v1/chat/completions sent {sent} for this answer, far more than its max new"
+        " tokens allow, so the chat stopped reading there; what came before is kept."
+    )
+    assert "API_URL" in hint_for(stored.error, runs_the_chat=True)
+    assert hint_for(stored.error, runs_the_chat=False).endswith("pick another model, and tell the admin.")
+    kept = len(json.dumps({"content": stored.content, "meta": stored.meta}))
+    assert kept < 270_000 and "tool_calls" not in stored.meta and mcp_log.logged() == []
+    if flood == "text":
+        assert stored.content == message.content == ("word " * 51_200).strip()  # up to the bound, whole
+    assert seconds < 10 and len(fake.requests) == 1
+
+
+def test_a_server_streaming_events_with_nothing_in_them_without_end_is_cut_at_the_bodys_bound(
+    fake, mcp_log, monkeypatch
+):
+    """Events that say nothing (empty deltas) never reach the bound on characters: the body itself may be 64 bytes
+    a character of it (16,384,000 bytes at 250 max new tokens), here 1 byte so that the fake, which writes an event
+    in 0.1 ms, is not waited for."""
+    monkeypatch.setattr(inference, "BODY_BYTES_PER_CHAR", 1)
+    fake.reply(tokens=[""] * 20_000, ignores_max_tokens=True)  # 3.2 MB
+    store, conversation = new_store()
+    run_reply(store, conversation, "Go on and on", settings(fake, mcp_log), Recorder())
+    stored = store.messages(conversation)[-1]
+    assert (stored.status, stored.error["kind"]) == ("error", "overlong")
+    assert stored.error["message"].startswith(
+        f"The server at {fake.url}/v1/chat/completions sent more than 256,000 bytes"
+    )

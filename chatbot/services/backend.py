@@ -56,11 +56,23 @@ class Backend:
         return prompts.Prompt(rendered.text, tuple(dict.fromkeys(rendered.stop + family.stop)))
 
 
+CHARS_PER_TOKEN = 64  # the most one token says: hardly any model's vocabulary has a longer one
+STREAM_CHARS = 256_000  # one stream may say this much whatever its max_new_tokens (some count no reasoning in it)
+
+
+def stream_chars(max_new_tokens: int) -> int:
+    """The most characters the stream of one request may say (text, reasoning and tool calls together): what
+    `max_new_tokens` tokens could say, and at least STREAM_CHARS. An honest server stays far below; a hostile one
+    (or a broken one) that streams on without end is cut there."""
+    return max(STREAM_CHARS, CHARS_PER_TOKEN * max_new_tokens)
+
+
 @dataclass(frozen=True)
 class Request:
-    """One prepared HTTP call: the URL, the headers and the JSON body."""
+    """One prepared HTTP call: the URL, the headers and the JSON body; and the most characters its stream may say."""
 
     url: str
     payload: dict[str, Any]
     headers: dict[str, str] = field(repr=False)
     stop: tuple[str, ...] = ()
+    max_chars: int = STREAM_CHARS

@@ -110,6 +110,21 @@ class InferenceError(Exception):
         )
 
     @classmethod
+    def overlong(cls, url: str, sent: str) -> InferenceError:
+        """A stream that went on past what an answer may say (`sent`: "more than 256,000 characters")."""
+        return cls(
+            "overlong",
+            f"The server at {public_url(url)} sent {sent} for this answer, far more than its max new tokens"
+            " allow, so the chat stopped reading there; what came before is kept.",
+            "The model server does not keep to the max_tokens it is sent, or streams without end: check it or its"
+            " provider, or point API_URL (or the model's url in MODELS) at another.",
+            url=url,
+            user_hint=(
+                "The model's server sent far more than an answer may have: pick another model, and tell the admin."
+            ),
+        )
+
+    @classmethod
     def in_stream(cls, message: str, url: str, error_type: str | None) -> InferenceError:
         if error_type == "incomplete_generation_stream":
             return cls.truncated(url, message)

@@ -8,6 +8,7 @@ Every failure becomes one `InferenceError` with a kind, a message and a hint.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import socket
@@ -22,14 +23,15 @@ import requests
 import urllib3
 
 from chatbot.services import http_body, prompts, redaction, sse, thinking, unicode_text
-from chatbot.services.backend import Backend, Parameters, Request
+from chatbot.services.backend import Backend, Parameters, Request, stream_chars
 from chatbot.services.errors import CONTEXT_LENGTH_HINT, InferenceError, error_from_response, error_message
 from chatbot.services.models import ModelSpec
 from chatbot.services.prompts import Turn
-from chatbot.services.protocols import PROTOCOLS, Chunk, Finish, Protocol, Provider, Reasoning, Text
+from chatbot.services.protocols import PROTOCOLS, Chunk, Finish, Protocol, Provider, Reasoning, Text, ToolCallPiece
 from chatbot.services.remembered import Remembered
 
 READ_SIZE = 65536
+BODY_BYTES_PER_CHAR = 64  # of a stream's body per character it may say: an event is JSON around a token's text
 TURN_SECONDS = 0.001  # under gevent, the other greenlets run at least this often while a server floods the reader
 
 __all__ = ["Backend", "Parameters", "Request", "backend_for", "build_request", "stream_chunks", "stream_reply"]
@@ -72,8 +74,10 @@ def build_request(
     tools: list[dict[str, Any]] | None = None,
 ) -> Request:
     """The request that asks `backend` to answer the conversation `turns`, or to go on with the
-    answer `continuing` that stopped at the length limit; offering `tools` when its protocol takes them."""
-    return PROTOCOLS[backend.api].request(backend, parameters, turns, continuing, tools)
+    answer `continuing` that stopped at the length limit; offering `tools` when its protocol takes them. Its
+    stream may say what `parameters.max_new_tokens` tokens could (backend.stream_chars), no more."""
+    request = PROTOCOLS[backend.api].request(backend, parameters, turns, continuing, tools)
+    return dataclasses.replace(request, max_chars=stream_chars(parameters.max_new_tokens))
 
 
 _come_back: Remembered[str, float] = Remembered()  # when each server said to come back (429): nothing before
@@ -133,7 +137,9 @@ def _stream_chunks(request: Request, backend: Backend, cancel: threading.Event |
             yield Provider(provider)
         answered = _close_on_stop(response, cancel)
         try:
-            yield from thinking.split_inline(unicode_text.repaired(_answer(response, backend, request.url, cancel)))
+            read = _answer(response, backend, request.url, cancel, BODY_BYTES_PER_CHAR * request.max_chars)
+            answer = _at_most(read, request.max_chars, request.url)
+            yield from thinking.split_inline(unicode_text.repaired(answer))
         finally:
             answered.set()
 
@@ -162,11 +168,13 @@ def _close_on_stop(response: requests.Response, cancel: threading.Event | None) 
     return answered
 
 
-def _answer(response: requests.Response, backend: Backend, url: str, cancel: threading.Event | None) -> Iterator[Chunk]:
+def _answer(
+    response: requests.Response, backend: Backend, url: str, cancel: threading.Event | None, max_bytes: int
+) -> Iterator[Chunk]:
     protocol = PROTOCOLS[backend.api]
     finished = text_seen = False
     try:
-        for events in _event_batches(response, cancel):
+        for events in _event_batches(response, cancel, max_bytes, url):
             for chunk in _read_chunks(events, protocol, url):
                 if isinstance(chunk, Text | Reasoning):
                     text_seen = True
@@ -191,6 +199,25 @@ def _answer(response: requests.Response, backend: Backend, url: str, cancel: thr
             f"Send your message again; if it fails the same way, {CONTEXT_LENGTH_HINT.format(model=backend.model_id)}."
         )
         raise InferenceError.truncated(url, detail, hint)
+
+
+def _at_most(chunks: Iterator[Chunk], most: int, url: str) -> Iterator[Chunk]:
+    """The stream until it has said `most` characters (text, reasoning, tool calls' ids, names and arguments), the
+    text that reaches it cut there; then InferenceError.overlong, which ends the answer with what came before."""
+    said = 0
+    for chunk in chunks:
+        if isinstance(chunk, Text | Reasoning):
+            size = len(chunk.text)
+        elif isinstance(chunk, ToolCallPiece):
+            size = len(chunk.id or "") + len(chunk.name or "") + len(chunk.arguments)
+        else:
+            size = 0
+        if said + size > most:
+            if isinstance(chunk, Text | Reasoning) and most > said:
+                yield type(chunk)(chunk.text[: most - said], chunk.tokens)
+            raise InferenceError.overlong(url, f"more than {most:,} characters")
+        said += size
+        yield chunk
 
 
 def _read_chunks(events: list[dict[str, Any]], protocol: Protocol, url: str) -> Iterator[Chunk]:
@@ -246,8 +273,11 @@ DONE: dict[str, Any] = {}  # the `[DONE]` event, compared by identity
 DONE_SAYS = (Finish("stop"),)
 
 
-def _event_batches(response: requests.Response, cancel: threading.Event | None) -> Iterator[list[dict[str, Any]]]:
-    """The JSON events of an event stream, those of each read together, or of a whole JSON body."""
+def _event_batches(
+    response: requests.Response, cancel: threading.Event | None, max_bytes: int, url: str
+) -> Iterator[list[dict[str, Any]]]:
+    """The JSON events of an event stream, those of each read together, or of a whole JSON body; an event stream
+    longer than `max_bytes` is cut there (InferenceError.overlong)."""
     if "text/event-stream" not in response.headers.get("Content-Type", ""):
         try:
             body = json.loads(response.text)
@@ -258,7 +288,7 @@ def _event_batches(response: requests.Response, cancel: threading.Event | None) 
                 raise ValueError(response.text)
         yield body if isinstance(body, list) else [body]
         return
-    for batch in sse.batches(_chunks(response)):
+    for batch in sse.batches(_at_most_bytes(_chunks(response), max_bytes, url)):
         if cancel is not None and cancel.is_set():
             return
         events = []
@@ -283,6 +313,17 @@ def _decoded(data: str) -> dict[str, Any]:
     if not isinstance(decoded, dict):
         raise ValueError(data)
     return decoded
+
+
+def _at_most_bytes(chunks: Iterator[bytes], most: int, url: str) -> Iterator[bytes]:
+    """The body until `most` bytes have come (a server that streams events with next to nothing in them, or
+    comments, without end); then InferenceError.overlong."""
+    read = 0
+    for chunk in chunks:
+        read += len(chunk)
+        if read > most:
+            raise InferenceError.overlong(url, f"more than {most:,} bytes")
+        yield chunk
 
 
 def _chunks(response: requests.Response) -> Iterator[bytes]:

@@ -56,6 +56,7 @@ class Reply:
     # characters, the calls' pieces interleaved by index; the last chunk's finish_reason is then "tool_calls"
     tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
     tool_piece: int = 4
+    ignores_max_tokens: bool = False  # a hostile (or broken) server: every token sent, whatever max_tokens says
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,8 @@ class FakeHuggingFace:
                     return self._send_error(reply.status, reply.body, reply.headers)
                 if reply.page is not None:
                     return self._send_error(200, reply.page, {"Content-Type": "text/html"})
-                if (cap := _max_new_tokens(body)) is not None and len(reply.tokens) > cap:  # as servers do
+                cap = None if reply.ignores_max_tokens else _max_new_tokens(body)
+                if cap is not None and len(reply.tokens) > cap:  # as servers do
                     reply = dataclasses.replace(reply, tokens=reply.tokens[:cap], finish_reason="length")
                 dialect = DIALECTS[reply.dialect]
                 if self.path.endswith("/chat/completions"):
