@@ -545,3 +545,21 @@ def test_a_server_streaming_events_with_nothing_in_them_without_end_is_cut_at_th
     assert stored.error["message"].startswith(
         f"The server at {fake.url}/v1/chat/completions sent more than 256,000 bytes"
     )
+
+
+def test_the_page_shows_a_call_with_arguments_too_long_as_failed_in_words_and_an_overlong_answer_kept_with_why(
+    make_app, fake, mcp_log
+):
+    app = trusted_tools_app(make_app, fake, mcp_log)
+    client = app.test_client()
+    fake.reply(tokens=[], tool_calls=[("call_1", "web__echo", json.dumps({"text": "x" * 100_000}))], tool_piece=50_000)
+    fake.reply(tokens=["word "] * 60_000, ignores_max_tokens=True)
+    chat = open_chat(client)
+    client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Echo a lot"})
+    page = client.get(chat).text
+    assert '<details class="tool-call failed">' in page and "x" * 1000 not in page
+    assert (
+        "The model&#39;s arguments for web__echo were 100,012 characters, more than the 64,000 a call may have" in page
+    )
+    assert "sent more than 256,000 characters for this answer" in page and "API_URL" in page
+    assert page.count("word") > 50_000
