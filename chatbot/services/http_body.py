@@ -1,39 +1,62 @@
 """A streamed response's body read as it arrives, all that has arrived at once.
 
-A fast server writes an event per token, each its own chunk of a chunked body: read through urllib3 and
-http.client, every read gives one chunk, so everything after it works once per token. Here the socket's buffered
-reader is read directly (whatever it holds, or one receive) and the chunks' framing taken off in bytes, so one read
-gives every event that has arrived. A body that is compressed, or has a length, is read through urllib3.
+A fast server writes an event per token, each its own chunk of a chunked body: read through http.client, every
+read would give one chunk, so everything after it would work once per token. Here the socket's buffered reader is
+read directly (whatever it holds, or one receive) and the chunks' framing taken off in bytes, so one read gives
+every event that has arrived. A body read to its clean end says so (`Response.ended`): its connection may be used
+again. A gzip or deflate body (sent though the client asks for none) is inflated as it comes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import http.client
+import zlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import requests
+from chatbot.services.http_client import Response
 
-MAX_SIZE_LINE = 4096  # bytes of a chunk's size line, extensions included
+MAX_SIZE_LINE = 4096  # bytes of a chunk's size line, extensions included; and of a trailer
+INFLATED = ("gzip", "x-gzip", "deflate")
 
 
-def reads(response: requests.Response, size: int) -> Iterator[bytes]:
-    """The body's bytes as they arrive, at most `size` a read (more, joined, when a read ends many chunks)."""
+def reads(response: Response, size: int) -> Iterator[bytes]:
+    """The body's bytes as they arrive, at most `size` a read (more, joined, when a read ends many chunks);
+    ValueError for an encoding the chat does not read."""
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        yield from _framed(response, size)
+    elif encoding in INFLATED:
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or a zlib header, told apart by itself
+        for read in _framed(response, size):
+            if data := inflater.decompress(read):
+                yield data
+    else:
+        raise ValueError(f"a body in the {encoding} encoding, which the chat does not read")
+
+
+def _framed(response: Response, size: int) -> Iterator[bytes]:
+    """The body's bytes with its framing taken off: chunked, of a length, or to the connection's end."""
     raw = response.raw
-    buffered = getattr(getattr(raw, "_fp", None), "fp", None)  # http.client's reader of the socket
-    plain = response.headers.get("Content-Encoding", "identity").lower() == "identity"
-    if buffered is None or not plain or (not raw.chunked and raw.length_remaining is not None):
+    if raw.fp is None:  # no body (http.client closed it already)
+        response.ended()
+    elif raw.chunked:
+        yield from _unchunked(raw.fp, size, response.ended)
+    elif raw.length is not None:
         while read := raw.read1(size):
             yield read
-    elif raw.chunked:
-        yield from _unchunked(buffered, size)
+        if raw.length:
+            raise http.client.IncompleteRead(b"", raw.length)
+        response.ended()
     else:  # the body ends when the server closes the connection
-        while read := buffered.read1(size):
+        while read := raw.fp.read1(size):
             yield read
 
 
-def _unchunked(buffered: Any, size: int) -> Iterator[bytes]:
+def _unchunked(buffered: Any, size: int, ended: Callable[[], None] = lambda: None) -> Iterator[bytes]:
     """The data of a chunked body (RFC 9112, 7.1), all the chunks a read holds together; it ends at the last chunk
-    (its trailer is not read) or when the connection closes. ValueError for a body that is not chunked."""
+    and its trailer (then calls `ended` when nothing came after them) or when the connection closes. ValueError
+    for a body that is not chunked."""
     data, at = b"", 0
     left = 0  # bytes of the current chunk's data still to come; -1: its closing CRLF
     while read := buffered.read1(size):
@@ -64,6 +87,19 @@ def _unchunked(buffered: Any, size: int) -> Iterator[bytes]:
                 if left == 0:  # the last chunk
                     if found:
                         yield b"".join(found)
+                    if _trailer_read(buffered, data[at:], size):
+                        ended()
                     return
         if found:
             yield b"".join(found)
+
+
+def _trailer_read(buffered: Any, data: bytes, size: int) -> bool:
+    """Read the trailer after the last chunk (`data`: what of it was read already) up to its empty line; whether
+    it ended there, with nothing after it (else the connection is not used again)."""
+    data = b"\r\n" + data  # the last chunk's size line ended with this
+    while (end := data.find(b"\r\n\r\n")) < 0:
+        if len(data) > MAX_SIZE_LINE or not (read := buffered.read1(size)):
+            return False
+        data += read
+    return end + 4 == len(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import http.client
 import json
 import socket
 import sys
@@ -19,10 +20,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
-import requests
-import urllib3
 
-from chatbot.services import http_body, prompts, redaction, sse, thinking, unicode_text
+from chatbot.services import http_body, http_client, prompts, redaction, sse, thinking, unicode_text
 from chatbot.services.backend import Backend, Parameters, Request, stream_chars
 from chatbot.services.errors import CONTEXT_LENGTH_HINT, InferenceError, error_from_response, error_message
 from chatbot.services.models import ModelSpec
@@ -106,25 +105,25 @@ def _stream_chunks(request: Request, backend: Backend, cancel: threading.Event |
     if wait:
         raise InferenceError.cooling_down(request.url, wait)
     try:
-        response = requests.post(
+        response = http_client.post(
             request.url,
-            json=request.payload,
-            headers=request.headers,
-            stream=True,
-            timeout=(backend.connect_timeout, backend.read_timeout),
+            orjson.dumps(request.payload),
+            request.headers,
+            backend.connect_timeout,
+            backend.read_timeout,
         )
-    except requests.ConnectTimeout:
+    except http_client.ConnectTimeout:
         raise InferenceError.timeout(request.url, backend.connect_timeout, "CONNECT_TIMEOUT") from None
-    except requests.Timeout:
+    except TimeoutError:
         raise InferenceError.timeout(request.url, backend.read_timeout, "READ_TIMEOUT") from None
-    except requests.RequestException as failure:
+    except (OSError, http.client.HTTPException, ValueError) as failure:
         raise InferenceError.unreachable(request.url, failure) from None
     with response:
-        if response.status_code != 200:
+        if response.status != 200:
             error = error_from_response(
-                response.status_code,
+                response.status,
                 response.headers,
-                response.text,
+                response.text(),
                 request.url,
                 backend.model_id,
                 backend.token,
@@ -147,13 +146,13 @@ def _stream_chunks(request: Request, backend: Backend, cancel: threading.Event |
 STOP_CHECK_SECONDS = 0.25
 
 
-def _close_on_stop(response: requests.Response, cancel: threading.Event | None) -> threading.Event:
+def _close_on_stop(response: http_client.Response, cancel: threading.Event | None) -> threading.Event:
     """Close the connection as soon as Stop is pressed, even while the reader waits inside a read (a server that
-    stalls, or writes a line without end); the event returned ends the watch when the answer is over."""
+    stalls, or writes a line without end); the event returned ends the watch when the answer is over. A
+    connection so closed is never used again: its body was not read to its end."""
     answered = threading.Event()
-    connection = response.raw.connection  # taken now: urllib3 lets it go when the answer ends
-    if cancel is not None and connection is not None and connection.sock is not None:
-        stream = connection.sock
+    if cancel is not None and response.stream is not None:
+        stream = response.stream
 
         def watch() -> None:
             while not answered.wait(STOP_CHECK_SECONDS):
@@ -169,7 +168,7 @@ def _close_on_stop(response: requests.Response, cancel: threading.Event | None) 
 
 
 def _answer(
-    response: requests.Response, backend: Backend, url: str, cancel: threading.Event | None, max_bytes: int
+    response: http_client.Response, backend: Backend, url: str, cancel: threading.Event | None, max_bytes: int
 ) -> Iterator[Chunk]:
     protocol = PROTOCOLS[backend.api]
     finished = text_seen = False
@@ -183,7 +182,7 @@ def _answer(
                         continue  # [DONE] after the finishing chunk says nothing new
                     finished = True
                 yield chunk
-    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError, AttributeError) as error:
+    except (http.client.HTTPException, OSError, ValueError) as error:
         if cancel is not None and cancel.is_set():
             return  # Stop closed the connection under the reader
         raise _read_failure(error, url, backend) from None
@@ -257,14 +256,14 @@ def _read_chunks(events: list[dict[str, Any]], protocol: Protocol, url: str) -> 
 
 def _read_failure(error: Exception, url: str, backend: Backend) -> InferenceError:
     """What went wrong while the answer was being read, in words."""
-    if isinstance(error, requests.Timeout | urllib3.exceptions.ReadTimeoutError | TimeoutError):
+    if isinstance(error, TimeoutError):
         return InferenceError.timeout(url, backend.read_timeout, "READ_TIMEOUT", reading=True)
-    if isinstance(error, ValueError) and not isinstance(error, requests.RequestException):
+    if isinstance(error, ValueError):
         return InferenceError.malformed(url, str(error))
     return InferenceError.truncated(url, "the connection broke before the answer ended")
 
 
-def _streams_a_finish(response: requests.Response) -> bool:
+def _streams_a_finish(response: http_client.Response) -> bool:
     """Event streams say when they are done; a plain JSON body is whole by itself."""
     return "text/event-stream" in response.headers.get("Content-Type", "")
 
@@ -274,18 +273,19 @@ DONE_SAYS = (Finish("stop"),)
 
 
 def _event_batches(
-    response: requests.Response, cancel: threading.Event | None, max_bytes: int, url: str
+    response: http_client.Response, cancel: threading.Event | None, max_bytes: int, url: str
 ) -> Iterator[list[dict[str, Any]]]:
     """The JSON events of an event stream, those of each read together, or of a whole JSON body; an event stream
     longer than `max_bytes` is cut there (InferenceError.overlong)."""
     if "text/event-stream" not in response.headers.get("Content-Type", ""):
+        text = response.text()
         try:
-            body = json.loads(response.text)
+            body = json.loads(text)
         except ValueError:
-            raise ValueError(response.text) from None
+            raise ValueError(text) from None
         for event in body if isinstance(body, list) else [body]:
             if not isinstance(event, dict):
-                raise ValueError(response.text)
+                raise ValueError(text)
         yield body if isinstance(body, list) else [body]
         return
     for batch in sse.batches(_at_most_bytes(_chunks(response), max_bytes, url)):
@@ -326,7 +326,7 @@ def _at_most_bytes(chunks: Iterator[bytes], most: int, url: str) -> Iterator[byt
         yield chunk
 
 
-def _chunks(response: requests.Response) -> Iterator[bytes]:
+def _chunks(response: http_client.Response) -> Iterator[bytes]:
     """The body's bytes as soon as they arrive (iter_content would hold them back). Under gevent, the other
     greenlets get their turn after each read: a read that finds bytes waiting does not yield, so a server that
     writes faster than the answer is read would keep the one that sends it to the tab from running until the

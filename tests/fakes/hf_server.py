@@ -190,6 +190,7 @@ class Received:
     headers: dict[str, str]
     json: Any
     at: float = field(default_factory=time.perf_counter)  # when it had arrived whole (bench/tool_round.py)
+    peer: int = 0  # the client's port: the same for requests on one kept-alive connection
 
 
 class FakeHuggingFace:
@@ -287,7 +288,7 @@ class FakeHuggingFace:
                 if self.path == "/tokenize":  # a server without one, as the Hugging Face API; llama.cpp's is real
                     fake.lookups.append(Received(self.path, dict(self.headers), body))
                     return self._send_error(404, "Not Found")
-                fake.requests.append(Received(self.path, dict(self.headers), body))
+                fake.requests.append(Received(self.path, dict(self.headers), body, peer=self.client_address[1]))
                 if (refusal := fake.context_refusal(self.path, body)) is not None:
                     return self._send_error(400, refusal)
                 if fake.refuses_tools and isinstance(body, dict) and body.get("tools"):
