@@ -49,6 +49,22 @@ def test_an_answer_read_to_its_end_leaves_its_connection_to_the_next_answer(fake
     assert first.peer == second.peer  # one connection, kept alive
 
 
+def test_on_a_kept_connection_the_first_token_is_not_held_by_a_server_that_writes_small_pieces(fake):
+    """The fake writes its headers and each event apart, without TCP_NODELAY, as many servers do: on a connection
+    used again, the first event waited 40 ms for the headers' delayed acknowledgement."""
+    backend = task_backend(fake)
+    answer(backend)
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        chunks = stream_chunks(build_request(backend, Parameters(), HELLO), backend)
+        next(chunk for chunk in chunks if isinstance(chunk, Text))
+        times.append(time.perf_counter() - started)
+        list(chunks)
+    assert len({received.peer for received in fake.requests[-6:]}) == 1
+    assert sorted(times)[2] < 0.02
+
+
 def test_an_answer_stopped_under_a_stalled_server_is_not_read_again_on_its_connection(fake):
     fake.reply(tokens=["First", " never"], delay=30)
     backend = task_backend(fake)
