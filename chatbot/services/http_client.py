@@ -171,7 +171,9 @@ def post(url: str, body: bytes, headers: Mapping[str, str], connect_timeout: flo
     port = parts.port or DEFAULT_PORTS[scheme]
     proxy = proxy_for(scheme, host, port)
     key = (scheme, host, port, proxy)
-    target = url if proxy and scheme == "http" else (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if proxy and scheme == "http":  # the proxy is asked for the whole URL, without its user name and password
+        target = f"http://{parts.netloc.rsplit('@', 1)[-1]}{target}"
     sent = dict(headers)
     if parts.username is not None and "Authorization" not in sent:
         sent["Authorization"] = _basic(parts.username, parts.password)
