@@ -2,10 +2,21 @@
 
 import itertools
 import json
+import tracemalloc
 
 from chatbot.services import sse
 from chatbot.services.backend import Backend, Parameters
-from chatbot.services.protocols import PROTOCOLS, Finish, Reasoning, Text, ToolCall, ToolCallPiece, ToolCalls, Usage
+from chatbot.services.protocols import (
+    CALLS_HEARD,
+    PROTOCOLS,
+    Finish,
+    Reasoning,
+    Text,
+    ToolCall,
+    ToolCallPiece,
+    ToolCalls,
+    Usage,
+)
 from config import INFERENCE_APIS
 
 
@@ -149,3 +160,44 @@ def test_the_request_offers_tools_and_carries_the_calls_and_their_results_back()
         {"role": "tool", "tool_call_id": "call_2", "content": "hi again"},
     ]
     assert "tools" not in PROTOCOLS["chat"].request(backend, Parameters(), turns[:1], "").payload
+
+
+def test_a_server_streaming_a_million_empty_tool_calls_has_only_the_first_few_kept_as_they_come():
+    """Empty pieces of ever new indexes say no character (the stream's bound counts none): 1,000,000 of them, 12
+    MB of events, took the chat 500 MB and 8 s. Only the first CALLS_HEARD indexes heard are kept."""
+    events = [
+        {"choices": [{"delta": {"tool_calls": [{"index": i} for i in range(n, n + 10_000)]}}]}
+        for n in range(0, 1_000_000, 10_000)
+    ]
+    tracemalloc.start()
+    try:
+        calls = ToolCalls()
+        for event in events:
+            for chunk in PROTOCOLS["chat"].chunks(event):
+                calls.add(chunk)
+        kept = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert [call.id for call in calls.calls()] == [f"call_{n}" for n in range(CALLS_HEARD)] and kept < 100_000
+
+
+def test_each_tool_call_of_a_turn_has_an_id_of_its_own_within_the_ids_length_whatever_its_server_says():
+    """The chat's own id for a call is `call_N`, N its place: an index of 4,000 digits made one of 4,005
+    characters, and a server's id `call_1` on the first call and none on the second made both `call_1` (the model
+    could not tell their results apart); a server giving two calls one id too."""
+    huge = int("9" * 4000)
+    events = [
+        {"choices": [{"delta": {"tool_calls": [{"index": huge, "function": {"name": "a", "arguments": "{}"}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "b"}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 1, "function": {"name": "c"}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 2, "id": "same", "function": {"name": "d"}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 3, "id": "same", "function": {"name": "e"}}]}}]},
+    ]
+    calls, _ = called(events)
+    assert [(call.id, call.name) for call in calls] == [
+        ("call_1", "b"),
+        ("call_2", "c"),
+        ("same", "d"),
+        ("call_3", "e"),
+        ("call_4", "a"),
+    ]

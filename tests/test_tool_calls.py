@@ -18,6 +18,7 @@ from chatbot.chat.reply_settings import ReplySettings
 from chatbot.services import inference, mcp_client
 from chatbot.services.errors import hint_for
 from chatbot.services.inference import Backend, Parameters
+from chatbot.services.protocols import CALLS_HEARD
 from chatbot.services.tool_servers import ToolServer
 from chatbot.stores.sqlite import SQLiteStore
 from tests.conftest import app_environment
@@ -316,7 +317,7 @@ def test_a_model_that_makes_hundreds_of_calls_in_one_turn_has_only_the_first_few
     fake.reply(tokens=[], tool_calls=flood, tool_piece=100)
     fake.reply(tokens=["Done."])
     message, _ = answer(fake, mcp_log)
-    kept = answer_writer.CALLS_HEARD_PER_ROUND
+    kept = CALLS_HEARD
     assert [r["id"] for r in message.meta["tool_calls"]] == [f"call_{n}" for n in range(kept)]
     assert mcp_log.logged() == [f"echo {n}" for n in range(answer_writer.CALLS_PER_ROUND)]
     asked = fake.requests[-1].json["messages"]

@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0  # while a tool runs, the answer is marked alive this often (running.STALE_SECONDS is 30)
 STOP_CHECK_SECONDS = 0.25  # and Stop from other tabs, workers and hosts looked for this often
 CALLS_PER_ROUND = 8  # tool calls run of one turn; those past it are not run, and the model is told so
-CALLS_HEARD_PER_ROUND = 16  # calls of one turn kept and answered at all: a hostile server may stream thousands
 
 
 def history_turns(
@@ -159,7 +158,7 @@ class AnswerWriter:
                         raise  # only when a prompt passes it
                     backend, fitted = self._fitted_turns(turns)
                     continue
-                calls = [redaction.scrubbed_call(c, secrets) for c in answer.calls.calls()[:CALLS_HEARD_PER_ROUND]]
+                calls = [redaction.scrubbed_call(c, secrets) for c in answer.calls.calls()]
                 if not calls or self.cancel.is_set():
                     break
                 if offered is None or toolbox is None:  # past TOOL_ROUNDS or its tool time (or none offered): not made

@@ -2,6 +2,7 @@
 
 from chatbot.services.protocols.base import (
     ARGUMENTS_CHARS,
+    CALLS_HEARD,
     NAME_LENGTH,
     Chunk,
     Finish,
@@ -22,6 +23,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (TextGeneration(), ChatComp
 
 __all__ = [
     "ARGUMENTS_CHARS",
+    "CALLS_HEARD",
     "NAME_LENGTH",
     "PROTOCOLS",
     "Chunk",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -13,6 +14,7 @@ LENGTH_REASONS = {"length", "limit", "max_tokens"}  # each server's word for "st
 NAME_LENGTH = 64  # what OpenAI-style servers take for a function's name (letters, digits, _ and -): the tools offered
 ID_LENGTH = 128  # of a tool call's id (servers write a few dozen characters): a longer one is replaced by our own
 ARGUMENTS_CHARS = 64_000  # of one call's arguments, ~16,000 tokens (a file written whole): past it, the call fails
+CALLS_HEARD = 16  # calls of one turn kept (the first indexes heard): a hostile server may stream thousands
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,16 @@ class _Heard:
 
 class ToolCalls:
     """The calls of one turn, put together from their pieces (several calls by index, in any order), each bounded
-    against a server that streams without end: an id past ID_LENGTH is not kept, a name past NAME_LENGTH is cut
-    (with "…", so it names no tool), arguments past ARGUMENTS_CHARS are counted, not kept."""
+    against a server that streams without end: only the first CALLS_HEARD indexes heard are kept (a piece of
+    another is dropped), an id past ID_LENGTH is not kept, a name past NAME_LENGTH is cut (with "…", so it names
+    no tool), arguments past ARGUMENTS_CHARS are counted, not kept."""
 
     def __init__(self) -> None:
         self._calls: dict[int, _Heard] = {}
 
     def add(self, piece: ToolCallPiece) -> None:
+        if piece.index not in self._calls and len(self._calls) >= CALLS_HEARD:
+            return
         call = self._calls.setdefault(piece.index, _Heard())
         if not call.id and piece.id and len(piece.id) <= ID_LENGTH:
             call.id = piece.id
@@ -120,13 +125,22 @@ class ToolCalls:
         return bool(self._calls)
 
     def calls(self) -> list[ToolCall]:
-        """The calls in order; one whose server gave no id (or one too long) gets one (the answer to it must name
-        it)."""
+        """The calls in order, each with an id of its own: one whose server gave none (or one too long, or the id
+        of a call before it) gets the chat's `call_N`, N its place in the turn or the next one no call has (the
+        answer to a call must name it, and name no other)."""
+        heard = [self._calls[index] for index in sorted(self._calls)]
+        taken = {call.id for call in heard}
+        seen: set[str] = set()
+        for place, call in enumerate(heard):
+            if not call.id or call.id in seen:
+                call.id = next(f"call_{n}" for n in itertools.count(place) if f"call_{n}" not in taken)
+                taken.add(call.id)
+            seen.add(call.id)
         return [
-            ToolCall(call.id or f"call_{index}", call.name, "".join(call.pieces))
+            ToolCall(call.id, call.name, "".join(call.pieces))
             if call.length <= ARGUMENTS_CHARS
-            else ToolCall(call.id or f"call_{index}", call.name, "{}", too_long=call.length)
-            for index, call in sorted(self._calls.items())
+            else ToolCall(call.id, call.name, "{}", too_long=call.length)
+            for call in heard
         ]
 
 
