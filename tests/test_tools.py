@@ -286,3 +286,21 @@ def test_a_result_of_more_than_16_mb_is_broken_off_as_it_arrives_not_held_whole(
         assert "it sent a message of more than 16 MB" in result.content
         assert "MCP server web sent a message of more than 16 MB: it was broken off" in caplog.text
     assert box.call("c", "web__echo", '{"text": "still there"}').content == "still there"
+
+
+def test_a_result_compressed_to_a_few_hundred_kilobytes_is_broken_off_as_it_arrives_not_held_whole(tmp_path, caplog):
+    """A server may gzip its answer whether or not it was asked to: 64 MB of result came in 64 kB past the bound on
+    a message's bytes, which counted them as they came, compressed, and the chat held it whole, unpacked."""
+    import resource
+
+    server = FakeMcpServer(tmp_path / "calls.log", gzip=True)
+    try:
+        box = toolbox(ToolServer("web", "auto", url=server.url))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        result = box.call("c", "web__huge", '{"chars": 64000000}')
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    finally:
+        server.stop()
+    assert result.failed and grown_mb < 100
+    assert result.content.endswith("it sent a message compressed (gzip), which the chat does not take.")
+    assert "MCP server web sent a message compressed as gzip: it was refused" in caplog.text

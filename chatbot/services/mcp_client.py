@@ -300,8 +300,9 @@ async def _session(server: ToolServer, refused: list[int], broken: list[str]) ->
     ) -> httpx2.AsyncClient:
         timeout = timeout or httpx2.Timeout(30.0, read=300.0)  # the SDK's own: a stream may stay open a while
         transport = _bounded_transport(server.name, broken)
+        asked = {"Accept-Encoding": "identity", **(headers or {})}  # a message is bounded as it comes, unpacked
         return httpx2.AsyncClient(
-            headers=headers, timeout=timeout, auth=auth, event_hooks={"response": [note]}, transport=transport
+            headers=asked, timeout=timeout, auth=auth, event_hooks={"response": [note]}, transport=transport
         )
 
     if server.transport == "sse":
@@ -320,7 +321,8 @@ async def _session(server: ToolServer, refused: list[int], broken: list[str]) ->
 def _bounded_transport(name: str, broken: list[str]) -> httpx2.AsyncBaseTransport:
     """An HTTP transport whose responses break off (logged, and said in `broken`) once one message (a JSON body,
     or one event of a stream) passes MESSAGE_BYTES: server `name` cannot make the chat hold a gigabyte (and copies
-    of it) before its result is cut."""
+    of it) before its result is cut. A compressed response (asked for none) is refused: its bytes, counted as they
+    come, could unpack to a thousand times as many."""
     import httpx2
 
     class Bounded(httpx2.AsyncByteStream):
@@ -344,6 +346,11 @@ def _bounded_transport(name: str, broken: list[str]) -> httpx2.AsyncBaseTranspor
     class Transport(httpx2.AsyncHTTPTransport):
         async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
             response = await super().handle_async_request(request)
+            if (packed := response.headers.get("Content-Encoding", "identity").lower()) != "identity":
+                await response.aclose()
+                log.warning("MCP server %s sent a message compressed as %s: it was refused", name, packed[:40])
+                broken.append(f"it sent a message compressed ({packed[:40]}), which the chat does not take")
+                raise httpx2.ReadError(broken[-1])
             response.stream = Bounded(response.stream)
             return response
 

@@ -6,7 +6,7 @@ at /mcp; `sse`, the older HTTP+SSE transport at /sse). Its tools: echo, fail, ha
 "started" and "cancelled" to the file named by MCP_FAKE_LOG), image (a 1x1 PNG), disguised (an SVG declared as a
 PNG), album (several PNGs), huge (a long text), lookup (a catastrophic pattern in its schema) and environment (the
 value of one variable, to show what a stdio server is given). An HTTP server answers 401 unless the request
-carries `MCP_FAKE_HEADER` when set.
+carries `MCP_FAKE_HEADER` when set; with `MCP_FAKE_GZIP`, every answer past 64 kB is gzipped, asked for or not.
 With `MCP_FAKE_FLOOD=N` it also lists N tools flood_0... as a hostile server would: each with a description of
 50,000 characters, and the even ones with a schema of as many; with `MCP_FAKE_FILES`, a tool "read" (a file's
 text); with `MCP_FAKE_STDERR`, a tool "complain" (lines on stderr); with `MCP_FAKE_DESCRIPTION`, a tool "about" with
@@ -40,9 +40,9 @@ HERE = Path(__file__).resolve()
 class FakeMcpServer:
     """The fake over streamable HTTP in a process of its own, for the tests: `url` once started, its `log`."""
 
-    def __init__(self, log: Path, header: str | None = None, transport: str = "http") -> None:
+    def __init__(self, log: Path, header: str | None = None, transport: str = "http", gzip: bool = False) -> None:
         self.log = log
-        environment = {**os.environ, "MCP_FAKE_LOG": str(log)}
+        environment = {**os.environ, "MCP_FAKE_LOG": str(log), **({"MCP_FAKE_GZIP": "1"} if gzip else {})}
         if header:
             environment["MCP_FAKE_HEADER"] = header
         self.process = subprocess.Popen(
@@ -195,6 +195,40 @@ if _description := os.environ.get("MCP_FAKE_DESCRIPTION"):  # a tool "about" des
     server.tool(name="about", description=_description)(lambda: "about")
 
 
+def _gzipped(app):  # type: ignore[no-untyped-def]
+    """`app` with each response whose first piece of body passes 64 kB gzipped as it goes (each piece flushed, so
+    that events still arrive), whatever the request accepts: a hostile server's 16 MB of result in 16 kB."""
+
+    async def gzipping(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        packer, start = None, {}
+
+        async def packed(message):  # type: ignore[no-untyped-def]
+            nonlocal packer
+            if message["type"] == "http.response.start":
+                start.update(message)  # sent with the first piece of body, once it says whether to pack
+                return
+            if message["type"] == "http.response.body":
+                more, body = message.get("more_body", False), message.get("body", b"")
+                if start:
+                    headers = start["headers"]
+                    if len(body) > 65536:
+                        packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+                        headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+                        headers.append((b"content-encoding", b"gzip"))
+                    await send({**start, "headers": headers})
+                    start.clear()
+                if packer is not None:
+                    body = packer.compress(body) + packer.flush(zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH)
+                    message = {**message, "body": body}
+            await send(message)
+
+        await app(scope, receive, packed)
+
+    return gzipping
+
+
 def serve_http(sse: bool = False) -> None:
     import uvicorn
     from starlette.middleware.base import BaseHTTPMiddleware
@@ -211,11 +245,12 @@ def serve_http(sse: bool = False) -> None:
         return await call_next(request)
 
     app.add_middleware(BaseHTTPMiddleware, dispatch=check_header)
+    served = _gzipped(app) if os.environ.get("MCP_FAKE_GZIP") else app
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     print(f"port {listener.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    config = uvicorn.Config(served, log_level="warning", lifespan="on")
     asyncio.run(uvicorn.Server(config).serve(sockets=[listener]))
 
 
