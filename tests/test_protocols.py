@@ -201,3 +201,13 @@ def test_each_tool_call_of_a_turn_has_an_id_of_its_own_within_the_ids_length_wha
         ("call_3", "e"),
         ("call_4", "a"),
     ]
+
+
+def test_a_finish_reason_that_is_not_a_word_reads_as_stop_or_is_cut_not_kept_whole():
+    """A hostile server's finish_reason: an object failed the answer as the chat's own fault ("The chat failed
+    while answering", a traceback in the log), and a line's worth of text (1 MB) was kept with the answer."""
+    said = [
+        read("chat", {"choices": [{"delta": {}, "finish_reason": reason}]})
+        for reason in ({"a": 1}, ["length"], 7, "x" * 1_000_000, "length")
+    ]
+    assert said == [[Finish("stop")], [Finish("stop")], [Finish("stop")], [Finish("x" * 40)], [Finish("length")]]

@@ -11,6 +11,7 @@ from chatbot.services.backend import Backend, Parameters, Request
 from chatbot.services.prompts import Turn
 
 LENGTH_REASONS = {"length", "limit", "max_tokens"}  # each server's word for "stopped at max_new_tokens"
+REASON_CHARS = 40  # of a finish reason, kept with the answer (every server's is a word or two)
 NAME_LENGTH = 64  # what OpenAI-style servers take for a function's name (letters, digits, _ and -): the tools offered
 ID_LENGTH = 128  # of a tool call's id (servers write a few dozen characters): a longer one is replaced by our own
 ARGUMENTS_CHARS = 64_000  # of one call's arguments, ~16,000 tokens (a file written whole): past it, the call fails
@@ -41,8 +42,11 @@ class Finish:
     reason: str
 
     @classmethod
-    def said(cls, reason: str | None) -> Finish:
-        return cls("length" if reason in LENGTH_REASONS else reason or "stop")
+    def said(cls, reason: Any) -> Finish:
+        """The finish a server's reason says: one that is not text reads as "stop", a long one is cut at
+        REASON_CHARS (it is kept with the answer)."""
+        said = reason[:REASON_CHARS] if isinstance(reason, str) else ""
+        return cls("length" if said in LENGTH_REASONS else said or "stop")
 
 
 @dataclass(frozen=True)
