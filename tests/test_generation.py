@@ -6,6 +6,7 @@ import time
 import pytest
 
 from chatbot.chat.coalescing import coalesced
+from chatbot.chat.events import Kind
 from chatbot.chat.message_checks import message_problem
 from chatbot.chat.replies import run_reply
 from chatbot.chat.reply_settings import ReplySettings
@@ -254,3 +255,26 @@ def test_a_server_that_does_not_say_its_window_gets_the_chat_to_name_the_setting
     assert answer.error["kind"] == "too_long" and "The prompt is too long" in answer.error["message"]
     assert "context_length for local in MODELS" in answer.error["hint"]
     assert "CONTEXT_LENGTH in .env" in answer.error["hint"]
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": "x" * 100_000, "completion_tokens": 2},
+        {"prompt_tokens": 10**300, "completion_tokens": -1_000_000},
+        {"prompt_tokens": [1], "completion_tokens": {"a": 1}},
+        "every token",
+    ],
+)
+def test_counts_a_server_says_that_are_no_counts_are_not_believed_and_the_answer_ends_as_usual(fake, usage):
+    """A hostile server's usage: text for the prompt's tokens made the writer fail after saving the answer (its
+    tab never told it ended, the day's tokens never settled); 10**300 or -1,000,000 tokens were kept and counted."""
+    store, conversation = new_store()
+    fake.reply(tokens=["Hi", " there"], usage=usage)
+    backend = Backend(api="chat", url=fake.url + "/v1", model_id="meta-llama/Llama-3.1-8B-Instruct", token=TOKEN)
+    recorder = Recorder()
+    answer = run_reply(store, conversation, "Hello", ReplySettings(backend=backend, parameters=Parameters()), recorder)
+    stored = store.messages(conversation)[-1]
+    assert (stored.status, stored.content, answer.content) == ("done", "Hi there", "Hi there")
+    assert (stored.meta["prompt_tokens"], stored.meta["tokens"]) == (None, 2)
+    assert recorder.kinds()[-1] is Kind.FINISHED

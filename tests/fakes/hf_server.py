@@ -57,6 +57,7 @@ class Reply:
     tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
     tool_piece: int = 4
     ignores_max_tokens: bool = False  # a hostile (or broken) server: every token sent, whatever max_tokens says
+    usage: dict | None = None  # chat and completions: what it says it counted, in place of its own count
 
 
 @dataclass(frozen=True)
@@ -368,7 +369,7 @@ class FakeHuggingFace:
 
             def _openai_events(self, reply: Reply, request: Any, dialect: Dialect, chat: bool) -> list[dict]:
                 kind = "chat.completion.chunk" if chat else "text_completion"
-                usage = {
+                usage = reply.usage or {
                     "prompt_tokens": 10,
                     "completion_tokens": len(reply.tokens),
                     "total_tokens": 10 + len(reply.tokens),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -11,6 +12,7 @@ from chatbot.services.backend import Backend, Parameters, Request
 from chatbot.services.prompts import Turn
 
 LENGTH_REASONS = {"length", "limit", "max_tokens"}  # each server's word for "stopped at max_new_tokens"
+TOKENS_COUNTED = 2**31  # the most tokens a server's count is believed to say (of a prompt, or of an answer)
 REASON_CHARS = 40  # of a finish reason, kept with the answer (every server's is a word or two)
 NAME_LENGTH = 64  # what OpenAI-style servers take for a function's name (letters, digits, _ and -): the tools offered
 ID_LENGTH = 128  # of a tool call's id (servers write a few dozen characters): a longer one is replaced by our own
@@ -56,6 +58,16 @@ class Usage:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     tokens_per_second: float | None = None
+
+    @classmethod
+    def said(cls, prompt_tokens: Any = None, completion_tokens: Any = None, tokens_per_second: Any = None) -> Usage:
+        """What a server's counts say, each only when it is one: a whole number of tokens from 0 to TOKENS_COUNTED,
+        a finite speed of 0 or more (a hostile server's text, -5 or 10**300 is not believed, and not kept)."""
+        prompt, answer = (
+            n if type(n) is int and 0 <= n <= TOKENS_COUNTED else None for n in (prompt_tokens, completion_tokens)
+        )
+        fast = type(tokens_per_second) in (int, float) and 0 <= tokens_per_second < math.inf
+        return cls(prompt, answer, float(tokens_per_second) if fast else None)
 
 
 @dataclass(frozen=True)
@@ -252,6 +264,8 @@ def unfinished_choice(event: dict[str, Any]) -> dict[str, Any] | None:
 
 def openai_usage(event: dict[str, Any]) -> Iterator[Usage]:
     """`usage` (prompt and completion tokens) and llama.cpp's `timings` (its true decoding speed)."""
-    usage, timings = event.get("usage") or {}, event.get("timings") or {}
+    usage, timings = (found if isinstance(found := event.get(name), dict) else {} for name in ("usage", "timings"))
     if usage or timings:
-        yield Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), timings.get("predicted_per_second"))
+        yield Usage.said(
+            usage.get("prompt_tokens"), usage.get("completion_tokens"), timings.get("predicted_per_second")
+        )

@@ -65,10 +65,10 @@ class TextGeneration(Protocol):
             token = event["token"] or {}
             if text := ("" if token.get("special") else token.get("text") or ""):
                 yield Text(text)
-            details = event.get("details") or {}
+            details = event["details"] if isinstance(event.get("details"), dict) else {}
             if event.get("generated_text") is not None or details:
                 if details.get("generated_tokens"):
-                    yield Usage(completion_tokens=details["generated_tokens"])
+                    yield Usage.said(completion_tokens=details["generated_tokens"])
                 yield Finish.said(details.get("finish_reason"))
         elif "generated_text" in event:  # a whole, non-streamed answer
             yield Text(event["generated_text"] or "")
