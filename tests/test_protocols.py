@@ -211,3 +211,13 @@ def test_a_finish_reason_that_is_not_a_word_reads_as_stop_or_is_cut_not_kept_who
         for reason in ({"a": 1}, ["length"], 7, "x" * 1_000_000, "length")
     ]
     assert said == [[Finish("stop")], [Finish("stop")], [Finish("stop")], [Finish("x" * 40)], [Finish("length")]]
+
+
+def test_a_tool_calls_id_or_name_that_is_not_text_is_left_out_and_fails_no_answer_as_the_chats_fault():
+    """A number for a call's id failed the answer as the chat's own fault ("The chat failed while answering", a
+    traceback in the log: its length was taken), and a list for its name was kept as the call's name."""
+    events = [
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "id": 5, "function": {"name": ["web__echo"]}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 1, "id": {"a": 1}, "function": {"name": 7}}]}}]},
+    ]
+    assert called(events)[0] == [ToolCall("call_0", "", ""), ToolCall("call_1", "", "")]

@@ -105,10 +105,15 @@ def _tool_call_pieces(calls: Any) -> Iterator[ToolCallPiece]:
         arguments = function.get("arguments")
         yield ToolCallPiece(
             index if isinstance(index, int) else place,
-            call.get("id") or None,
-            function.get("name") or None,
+            _text(call.get("id")),
+            _text(function.get("name")),
             arguments if isinstance(arguments, str) else json.dumps(arguments) if arguments else "",
         )
+
+
+def _text(value: Any) -> str | None:
+    """A call's id or name: text, else None (a server's number or list has no length to bound it by)."""
+    return value if isinstance(value, str) and value else None
 
 
 def _message(turn: Turn) -> dict[str, Any]:
