@@ -1,8 +1,11 @@
 """A chunked body's framing taken off in bytes, however the reads cut it (chatbot/services/http_body.py)."""
 
+import gzip
+import zlib
+
 import pytest
 
-from chatbot.services.http_body import _unchunked
+from chatbot.services.http_body import _inflated, _unchunked
 
 BODY = b"data:1\n\n", b"data: two\n\n", b"x" * 300
 CHUNKED = (
@@ -39,3 +42,16 @@ def test_a_body_cut_short_ends_with_what_came():
 def test_a_body_that_is_not_chunked_is_refused(body):
     with pytest.raises(ValueError):
         list(_unchunked(Reads(body), 65536))
+
+
+@pytest.mark.parametrize("pack", [gzip.compress, zlib.compress])
+def test_a_compressed_body_cut_anywhere_comes_out_whole(pack):
+    packed = pack(CHUNKED * 20)
+    for cut in range(1, len(packed), 7):
+        assert b"".join(_inflated(iter([packed[:cut], packed[cut:]]), 65536)) == CHUNKED * 20, cut
+
+
+def test_a_compression_bomb_comes_out_a_read_at_a_time_for_the_streams_bound_to_stop():
+    bomb = gzip.compress(bytes(64 << 20))  # 64 MB of zeros in about 64 kB
+    pieces = _inflated(iter([bomb]), 65536)
+    assert [len(next(pieces)) for _ in range(3)] == [65536] * 3  # never the 64 MB at once

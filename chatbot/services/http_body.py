@@ -27,12 +27,20 @@ def reads(response: Response, size: int) -> Iterator[bytes]:
     if encoding in ("", "identity"):
         yield from _framed(response, size)
     elif encoding in INFLATED:
-        inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or a zlib header, told apart by itself
-        for read in _framed(response, size):
-            if data := inflater.decompress(read):
-                yield data
+        yield from _inflated(_framed(response, size), size)
     else:
         raise ValueError(f"a body in the {encoding} encoding, which the chat does not read")
+
+
+def _inflated(reads: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """A gzip or zlib body's data, at most `size` bytes a piece: a read of 64 kB may inflate to 64 MB (a thousand
+    to one), so it is let out a piece at a time for the stream's bound to stop."""
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or a zlib header, told apart by itself
+    for read in reads:
+        data = inflater.decompress(read, size)
+        while data:
+            yield data
+            data = inflater.decompress(inflater.unconsumed_tail, size)
 
 
 def _framed(response: Response, size: int) -> Iterator[bytes]:
