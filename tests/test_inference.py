@@ -1,11 +1,13 @@
 """Payloads, the URL switch, the stream parser and every failure, against the fake HF API."""
 
+import sys
 import threading
 import time
 
 import pytest
 
 from chatbot.local_model.server import free_port
+from chatbot.services import inference
 from chatbot.services.errors import InferenceError, error_message
 from chatbot.services.inference import (
     Backend,
@@ -346,3 +348,40 @@ def test_a_server_that_refuses_tools_answers_400_saying_so(fake):
         list(stream_chunks(build_request(backend, Parameters(), HELLO, tools=TOOLS), backend))
     assert error.value.status == 400 and "tools param requires --jinja flag" in error.value.message
     assert "".join(stream_reply(build_request(backend, Parameters(), HELLO), backend)) == "Hello there!"
+
+
+class PatchedSocket:
+    """What `gevent.monkey` says in a gevent worker: the socket module is patched."""
+
+    @staticmethod
+    def is_module_patched(name: str) -> bool:
+        return name == "socket"
+
+
+def turns_given(monkeypatch, read_seconds: float, reads: int) -> int:
+    """The turns (sleep(0)) a gevent reader gives over `reads` reads that each take `read_seconds`."""
+    sleep = time.sleep
+    turns = []
+
+    def reads_of_a_server(response, size):
+        for _ in range(reads):
+            sleep(read_seconds)  # the read (a wait in the hub for a server writing at its pace)
+            yield b"data: {}\n\n"
+
+    monkeypatch.setitem(sys.modules, "gevent.monkey", PatchedSocket)
+    monkeypatch.setattr(inference.http_body, "reads", reads_of_a_server)
+    monkeypatch.setattr(
+        inference.time, "sleep", lambda seconds: turns.append(seconds) if seconds == 0 else sleep(seconds)
+    )
+    assert len(list(inference._chunks(None))) == reads
+    return len(turns)
+
+
+def test_a_gevent_reader_waiting_on_its_server_gives_no_turn_of_its_own(monkeypatch):
+    assert turns_given(monkeypatch, 0.005, 20) == 0  # its waits in the hub let the others run
+
+
+def test_a_gevent_reader_of_a_flooding_server_gives_the_others_a_turn_at_most_once_a_millisecond(monkeypatch):
+    started = time.monotonic()
+    turns = turns_given(monkeypatch, 0, 20_000)
+    assert 1 <= turns <= (time.monotonic() - started) / inference.TURN_SECONDS + 1
