@@ -9,7 +9,7 @@ the app runs under gunicorn (gunicorn.conf.py, 2 workers of --worker-class) on 1
 reads the same stream with a plain socket that counts the events as they arrive (no code of the app), so the
 difference is all the app adds: its HTTP client, parsing, coalescing, storage, rendering, the socket. Runs
 alternate, one alone then one through the app, each in a new chat, so a machine shared with other work slows both
-alike; the ratio is of the medians. The app's CPU per token is its workers' user + system time (/proc) over a run,
+alike; the ratio is of the medians. The app's CPU per token is its workers' user + system time (/proc) over all runs,
 the backend's its own: with fewer free cores than the two need, the ratio is how they share them, not which is slower.
 """
 
@@ -101,7 +101,7 @@ def compare(app: GunicornApp, backend: StreamingBackend, options: argparse.Names
     extra = [app_first - direct_first for (direct_first, _, _), (app_first, _, _) in zip(alone, relayed, strict=True)]
     alone_first = statistics.median(first for first, _, _ in alone) * 1000
     app_first = statistics.median(first for first, _, _ in relayed) * 1000
-    cpu = statistics.median(cpu for _, _, cpu in relayed) / options.tokens * 1e6
+    cpu = sum(cpu for _, _, cpu in relayed) / (options.tokens * options.runs) * 1e6  # /proc counts 10 ms ticks
     pace = f"{options.rate:g} tokens/s" if options.rate else "as fast as it can"
     print(f"{options.tokens} tokens ({pace}), {options.worker_class}, {options.runs} runs each (medians)")
     print(f"backend alone : {alone_rate:10,.0f} tokens/s, first token {alone_first:6.1f} ms")
@@ -109,9 +109,9 @@ def compare(app: GunicornApp, backend: StreamingBackend, options: argparse.Names
     print(f"relay ratio   : {app_rate / alone_rate:.2f} (of medians); per run, median {statistics.median(ratios):.2f}")
     p50, p99 = percentile(extra, 0.5) * 1000, percentile(extra, 0.99) * 1000
     print(f"extra time to first token: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-    print(f"app CPU per token: {cpu:.1f} µs (its workers, user + system)")
-    served = [statistics.median(each) / options.tokens * 1e6 for each in zip(*backend_cpu, strict=True)]
-    print(f"backend CPU per token: {served[0]:.1f} µs read alone, {served[1]:.1f} µs read by the app")
+    print(f"app CPU per token: {cpu:.2f} µs (its workers, user + system, over all runs)")
+    served = [sum(each) / (options.tokens * options.runs) * 1e6 for each in zip(*backend_cpu, strict=True)]
+    print(f"backend CPU per token: {served[0]:.2f} µs read alone, {served[1]:.2f} µs read by the app")
 
 
 def reuse(app: GunicornApp, answers: int, tokens: int, unnamed: bool) -> None:

@@ -1,6 +1,5 @@
 """Payloads, the URL switch, the stream parser and every failure, against the fake HF API."""
 
-import sys
 import threading
 import time
 
@@ -350,38 +349,33 @@ def test_a_server_that_refuses_tools_answers_400_saying_so(fake):
     assert "".join(stream_reply(build_request(backend, Parameters(), HELLO), backend)) == "Hello there!"
 
 
-class PatchedSocket:
-    """What `gevent.monkey` says in a gevent worker: the socket module is patched."""
-
-    @staticmethod
-    def is_module_patched(name: str) -> bool:
-        return name == "socket"
-
-
-def turns_given(monkeypatch, read_seconds: float, reads: int) -> int:
-    """The turns (sleep(0)) a gevent reader gives over `reads` reads that each take `read_seconds`."""
+def pauses_taken(monkeypatch, read_seconds: float, reads: int, size: int = 16) -> int:
+    """The pauses a reader takes over `reads` reads of `size` bytes that each take `read_seconds`."""
     sleep = time.sleep
-    turns = []
+    pauses = []
 
-    def reads_of_a_server(response, size):
+    def reads_of_a_server(response, read_size):
         for _ in range(reads):
-            sleep(read_seconds)  # the read (a wait in the hub for a server writing at its pace)
-            yield b"data: {}\n\n"
+            sleep(read_seconds)  # the read (a wait for a server writing at its pace)
+            yield b"x" * size
 
-    monkeypatch.setitem(sys.modules, "gevent.monkey", PatchedSocket)
     monkeypatch.setattr(inference.http_body, "reads", reads_of_a_server)
-    monkeypatch.setattr(
-        inference.time, "sleep", lambda seconds: turns.append(seconds) if seconds == 0 else sleep(seconds)
-    )
+
+    def sleep_or_pause(seconds):
+        pauses.append(seconds) if seconds == inference.PAUSE_SECONDS else sleep(seconds)
+
+    monkeypatch.setattr(inference.time, "sleep", sleep_or_pause)
     assert len(list(inference._chunks(None))) == reads
-    return len(turns)
+    return len(pauses)
 
 
-def test_a_gevent_reader_waiting_on_its_server_gives_no_turn_of_its_own(monkeypatch):
-    assert turns_given(monkeypatch, 0.005, 20) == 0  # its waits in the hub let the others run
+def test_a_reader_waiting_on_its_server_never_pauses(monkeypatch):
+    assert pauses_taken(monkeypatch, 0.005, 20) == 0  # its waits let the other threads and greenlets run
 
 
-def test_a_gevent_reader_of_a_flooding_server_gives_the_others_a_turn_at_most_once_a_millisecond(monkeypatch):
-    started = time.monotonic()
-    turns = turns_given(monkeypatch, 0, 20_000)
-    assert 1 <= turns <= (time.monotonic() - started) / inference.TURN_SECONDS + 1
+def test_a_reader_of_a_flooding_server_pauses_after_each_read_so_that_the_next_gathers_more(monkeypatch):
+    assert pauses_taken(monkeypatch, 0, 20) == 20
+
+
+def test_a_reader_far_behind_its_server_reads_on_without_pausing(monkeypatch):
+    assert pauses_taken(monkeypatch, 0, 20, size=inference.READ_SIZE) == 0  # more is waiting already

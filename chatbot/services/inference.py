@@ -13,7 +13,6 @@ import functools
 import http.client
 import json
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -31,8 +30,8 @@ from chatbot.services.remembered import Remembered
 
 READ_SIZE = 65536
 BODY_BYTES_PER_CHAR = 64  # of a stream's body per character it may say: an event is JSON around a token's text
-TURN_SECONDS = 0.001  # under gevent, the other greenlets run at least this often while a server floods the reader
-WAITED_SECONDS = 0.0005  # a read this long waited in the hub (one that finds bytes waiting takes microseconds)
+PAUSE_SECONDS = 0.002  # before reading again a server that writes faster than the answer is read
+WAITED_SECONDS = 0.0005  # a read this long waited for the server (one that finds bytes waiting takes microseconds)
 
 __all__ = ["Backend", "Parameters", "Request", "backend_for", "build_request", "stream_chunks", "stream_reply"]
 
@@ -328,26 +327,18 @@ def _at_most_bytes(chunks: Iterator[bytes], most: int, url: str) -> Iterator[byt
 
 
 def _chunks(response: http_client.Response) -> Iterator[bytes]:
-    """The body's bytes as soon as they arrive (iter_content would hold them back). Under gevent, a read that finds
-    bytes waiting does not go through the hub, so a server that writes faster than the answer is read would keep the
-    greenlet that sends it to the tab from running until the answer ends: a reader that has not waited for
-    TURN_SECONDS gives the others their turn. One that waits on its reads (a server that writes at its pace) gives it
-    there: a turn after each read would send it to the back of the hub's queue, behind every other ready greenlet,
-    before its next read (1,000 chats at 20 tokens/s: each token's delay more than twice as long). Threads need no
-    such turn (one waiting for the GIL gets it within its switch interval, and giving it away after each read would
-    cost the reader that long to have it back)."""
-    monkey = sys.modules.get("gevent.monkey")
-    reads = http_body.reads(response, READ_SIZE)
-    if monkey is None or not monkey.is_module_patched("socket"):
-        yield from reads
-        return
-    turn = asked = time.monotonic()  # when the others last ran (a read that waited let them), when a read began
-    for chunk in reads:
-        waited = (now := time.monotonic()) - asked >= WAITED_SECONDS
+    """The body's bytes as soon as they arrive (iter_content would hold them back), a read's worth at a time. A read
+    that found bytes waiting (a server writing faster than the answer is read) is followed by a pause of
+    PAUSE_SECONDS before the next, so that the next gathers what the server writes meanwhile: every stage after
+    this one works once per read, so a flood costs the app less per token, not more; the pause is far below the
+    flush interval, so the tab sees no difference, and it gives the other threads (and, under gevent, greenlets)
+    their turn, so the first token is sent at once. A reader that waits on its reads (a server writing at its pace)
+    pauses never: it gives its turn there (a turn after each read would send it to the back of the hub's queue,
+    behind every other ready greenlet: 1,000 chats at 20 tokens/s, each token's delay more than twice as long)."""
+    asked = time.monotonic()  # when the read began
+    for chunk in http_body.reads(response, READ_SIZE):
+        waiting = time.monotonic() - asked < WAITED_SECONDS and len(chunk) < READ_SIZE // 2
         yield chunk
-        if waited:
-            turn = now
-        elif now - turn >= TURN_SECONDS:
-            time.sleep(0)  # gevent's: to the back of the queue of greenlets ready to run
-            turn = time.monotonic()
+        if waiting:
+            time.sleep(PAUSE_SECONDS)
         asked = time.monotonic()
