@@ -374,7 +374,21 @@ def test_a_reader_waiting_on_its_server_never_pauses(monkeypatch):
 
 
 def test_a_reader_of_a_flooding_server_pauses_after_each_read_so_that_the_next_gathers_more(monkeypatch):
-    assert pauses_taken(monkeypatch, 0, 20) == 20
+    assert pauses_taken(monkeypatch, 0, 20) == 19  # from the second read that found bytes waiting
+
+
+def test_a_reader_that_finds_a_token_waiting_now_and_then_does_not_pause(monkeypatch):
+    sleep = time.sleep
+    paces = iter([0.005, 0, 0.005, 0, 0.005, 0, 0.005])  # its turn came late: a token was waiting
+
+    def reads_of_a_server(response, read_size):
+        for pace in paces:
+            sleep(pace)
+            yield b"data: {}\n\n"
+
+    monkeypatch.setattr(inference.http_body, "reads", reads_of_a_server)
+    monkeypatch.setattr(inference.time, "sleep", lambda seconds: pytest.fail("paused") if seconds else sleep(seconds))
+    assert len(list(inference._chunks(None))) == 7
 
 
 def test_a_reader_far_behind_its_server_reads_on_without_pausing(monkeypatch):

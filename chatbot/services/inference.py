@@ -327,18 +327,20 @@ def _at_most_bytes(chunks: Iterator[bytes], most: int, url: str) -> Iterator[byt
 
 
 def _chunks(response: http_client.Response) -> Iterator[bytes]:
-    """The body's bytes as soon as they arrive (iter_content would hold them back), a read's worth at a time. A read
-    that found bytes waiting (a server writing faster than the answer is read) is followed by a pause of
-    PAUSE_SECONDS before the next, so that the next gathers what the server writes meanwhile: every stage after
-    this one works once per read, so a flood costs the app less per token, not more; the pause is far below the
-    flush interval, so the tab sees no difference, and it gives the other threads (and, under gevent, greenlets)
-    their turn, so the first token is sent at once. A reader that waits on its reads (a server writing at its pace)
-    pauses never: it gives its turn there (a turn after each read would send it to the back of the hub's queue,
-    behind every other ready greenlet: 1,000 chats at 20 tokens/s, each token's delay more than twice as long)."""
-    asked = time.monotonic()  # when the read began
+    """The body's bytes as soon as they arrive (iter_content would hold them back), a read's worth at a time. When
+    two reads in a row found bytes waiting (a server writing faster than the answer is read), the next waits
+    PAUSE_SECONDS, so that it gathers what the server writes meanwhile: every stage after this one works once per
+    read, so a flood costs the app less per token, not more; the pause is far below the flush interval, so the tab
+    sees no difference, and it gives the other threads (and, under gevent, greenlets) their turn, so the first token
+    is sent at once. A reader of a server that writes at its pace waits on its reads and never pauses, even when
+    one read finds a token or two waiting because its turn came late on a busy worker: a pause there would send it
+    to the back of the hub's queue, behind every other ready greenlet (1,000 chats at 20 tokens/s under gevent:
+    each token's delay nearly twice as long)."""
+    asked, behind = time.monotonic(), False  # when the read began; the read before found bytes waiting
     for chunk in http_body.reads(response, READ_SIZE):
-        waiting = time.monotonic() - asked < WAITED_SECONDS and len(chunk) < READ_SIZE // 2
+        found_waiting = time.monotonic() - asked < WAITED_SECONDS and len(chunk) < READ_SIZE // 2
         yield chunk
-        if waiting:
+        if found_waiting and behind:
             time.sleep(PAUSE_SECONDS)
+        behind = found_waiting
         asked = time.monotonic()
