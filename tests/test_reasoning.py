@@ -1,6 +1,7 @@
 """Reasoning models: thinking read wherever servers put it, stored apart, followed, exported, never sent back."""
 
 import json
+import re
 
 import pytest
 
@@ -102,7 +103,8 @@ def test_exports_keep_the_reasoning(store, fake):
     run_reply(store, conversation, "Plan", chat_settings(fake), Recorder())
     messages = store.messages(conversation)
     markdown = transfer.as_markdown(conversation, Tree(messages))
-    assert "> _Thought for a moment:_" in markdown and "> Step one.\n> Step two." in markdown and "Done." in markdown
+    assert re.search(r"> _Thought for (a moment|\d+ s):_", markdown)  # a second or more on a busy machine
+    assert "> Step one.\n> Step two." in markdown and "Done." in markdown
     exported = json.loads(transfer.as_json(conversation, Tree(messages)))
     assert exported["messages"][1]["meta"]["reasoning"] == "Step one.\nStep two."
     imported = transfer.import_json(store, "bob", transfer.as_json(conversation, Tree(messages)).encode(), 20000)
