@@ -16,7 +16,7 @@ from chatbot.services.inference import (
     stream_chunks,
     stream_reply,
 )
-from chatbot.services.protocols import Finish, Text, ToolCall, ToolCallPiece, ToolCalls
+from chatbot.services.protocols import PROVIDER_CHARS, Finish, Provider, Text, ToolCall, ToolCallPiece, ToolCalls
 from chatbot.services.settings import load_settings
 from tests.fakes.hf_server import TOKEN
 from tests.helpers import NOTES_PARAMETERS
@@ -393,3 +393,16 @@ def test_a_reader_that_finds_a_token_waiting_now_and_then_does_not_pause(monkeyp
 
 def test_a_reader_far_behind_its_server_reads_on_without_pausing(monkeypatch):
     assert pauses_taken(monkeypatch, 0, 20, size=inference.READ_SIZE) == 0  # more is waiting already
+
+
+def test_a_provider_header_of_64_kb_is_kept_cut_to_a_names_length(fake):
+    """The router's `x-inference-provider` names who served the answer; it is kept with the answer and shown under
+    it, so a hostile server's 60,000 characters were saved and sent to every tab."""
+    fake.reply(tokens=["Hi"], headers={"x-inference-provider": "p" * 60_000})
+    backend = chat_backend(fake)
+    [provider] = [
+        chunk
+        for chunk in stream_chunks(build_request(backend, Parameters(), HELLO), backend)
+        if isinstance(chunk, Provider)
+    ]
+    assert provider.name == "p" * (PROVIDER_CHARS - 1) + "…"

@@ -133,7 +133,7 @@ def _stream_chunks(request: Request, backend: Backend, cancel: threading.Event |
                 _come_back[request.url] = time.monotonic() + (error.retry_after or RATE_LIMIT_PAUSE)
             raise error
         if provider := response.headers.get("x-inference-provider"):
-            yield Provider(provider)
+            yield Provider.said(provider)
         answered = _close_on_stop(response, cancel)
         try:
             read = _answer(response, backend, request.url, cancel, BODY_BYTES_PER_CHAR * request.max_chars)

@@ -14,6 +14,7 @@ from chatbot.services.prompts import Turn
 LENGTH_REASONS = {"length", "limit", "max_tokens"}  # each server's word for "stopped at max_new_tokens"
 TOKENS_COUNTED = 2**31  # the most tokens a server's count is believed to say (of a prompt, or of an answer)
 REASON_CHARS = 40  # of a finish reason, kept with the answer (every server's is a word or two)
+PROVIDER_CHARS = 64  # of the provider a router names, kept with the answer and shown under it (a name: "novita")
 NAME_LENGTH = 64  # what OpenAI-style servers take for a function's name (letters, digits, _ and -): the tools offered
 ID_LENGTH = 128  # of a tool call's id (servers write a few dozen characters): a longer one is replaced by our own
 ARGUMENTS_CHARS = 64_000  # of one call's arguments, ~16,000 tokens (a file written whole): past it, the call fails
@@ -75,6 +76,12 @@ class Provider:
     """Who served the answer, when a router says (the Hugging Face router's `x-inference-provider`)."""
 
     name: str
+
+    @classmethod
+    def said(cls, header: str) -> Provider:
+        """The provider a header names, cut at PROVIDER_CHARS (a header may be 64 kB, and it is kept and shown)."""
+        name = header.strip()
+        return cls(name if len(name) <= PROVIDER_CHARS else name[: PROVIDER_CHARS - 1] + "…")
 
 
 @dataclass(frozen=True)
