@@ -34,7 +34,10 @@ from tests.servers import ANSWER_TEXT, FINISHED, ChatClient, GunicornApp  # noqa
 
 
 def backend_alone(url: str) -> tuple[float, float, int]:
-    """(seconds to the first event, seconds for all, events) reading the backend with a plain socket."""
+    """(seconds to the first event, seconds for all, events) reading the backend with a plain socket: the first
+    event as soon as it comes, then in bulk, a read every 2 ms, the pace the app's reader takes with a flood. The
+    backend is faster read so (about 109,000 tokens/s against 75,000-80,000 by a reader that wakes for every event
+    it writes, its CPU per token 8 µs against 12-14): read the other way, it was slower than through the app."""
     address = urlsplit(url)
     body = json.dumps({"inputs": "Hello", "parameters": {}, "stream": True}).encode()
     head = (
@@ -53,6 +56,8 @@ def backend_alone(url: str) -> tuple[float, float, int]:
             tail = seen[-4:]  # too short to hold a whole one: none is counted twice
             if first is None and events:
                 first = time.perf_counter() - started
+            elif first is not None:
+                time.sleep(0.002)
     return first or 0.0, time.perf_counter() - started, events - 1  # the last event is the special end token
 
 
