@@ -28,11 +28,16 @@ FINISHED = re.compile(r'<article id="msg-([\w-]+)" class="message assistant (don
 # A fragment with more of the answer's text (templates/chat/_live.html: the open block replaced, or text added to it).
 ANSWER_TEXT = re.compile(r'<div id="open-[\w-]+" hx-swap-oob="innerHTML">|hx-swap-oob="beforeend:#open-')
 _SHOWN = re.compile(
-    r'<div class="markdown" id="done-[\w-]+">(?P<page_done>)'
-    r'|<div hx-swap-oob="beforeend:#done-[\w-]+">(?P<done>)'
+    r'<div class="body markdown" id="text-[\w-]+">(?P<page_done>)'
+    r'|<div hx-swap-oob="beforebegin:#open-[\w-]+">(?P<done>)'
     r'|<div id="open-[\w-]+" hx-swap-oob="innerHTML">(?P<open>)'
+    r'|<div id="open-[\w-]+" hx-swap-oob="(?P<ended>delete)">'
     r'|<span hx-swap-oob="beforeend:#open-[\w-]+ .live-tail">(?P<tail>[^<]*)</span>'
+    r'|(?P<call><details class="[^"]*" id="(?P<call_id>call-[\w-]+)") hx-swap-oob="true"(?P<block>>.*?</details>)',
+    re.S,
 )
+# The body of a finished answer left as the tab shows it (templates/chat/_finished.html: only the rest was sent).
+_KEPT = re.compile(r'<div class="body markdown" id="text-[\w-]+" hx-preserve></div>')
 _DIV = re.compile(r"<div[\s>]|</div>")
 _TAIL = '<span class="live-tail">'
 
@@ -57,23 +62,39 @@ UNLIMITED = {
 
 def shown_answer(frames: list[str]) -> str:
     """The answer's HTML as a tab shows it after `frames` (a page or the resumed answer may come first): the
-    complete blocks appended, then the open block as last replaced, with the text added to it since."""
+    complete blocks appended, then the open block as last replaced, with the text added to it since (none once the
+    answer ended), and the tool calls' blocks as last changed."""
     done = shown = ""
     for frame in map(str, frames):  # a Markup frame would escape the plain ones added to it
         for part in _SHOWN.finditer(frame):
             if part["tail"] is not None:
                 tail_end = shown.index("</span>", shown.index(_TAIL))
                 shown = shown[:tail_end] + part["tail"] + shown[tail_end:]
-                continue
-            inside = _inside_the_div(frame, part.end())
-            if part["page_done"] is not None:
-                done = inside
-                shown = _inside_the_div(frame, frame.index(">", frame.index('<div class="markdown" id="open-')) + 1)
+            elif part["call"] is not None:
+                block = re.compile(f'<details class="[^"]*" id="{part["call_id"]}">.*?</details>', re.S)
+                done = block.sub(lambda _, part=part: part["call"] + part["block"], done, count=1)
+            elif part["ended"] is not None:
+                shown = ""
+            elif part["page_done"] is not None:
+                inside = _inside_the_div(frame, part.end())
+                done = inside[: inside.index('<div class="live-open" id="open-')]
+                shown = _inside_the_div(inside, inside.index(">", len(done)) + 1)
             elif part["done"] is not None:
-                done += inside
+                done += _inside_the_div(frame, part.end())
             else:
-                shown = inside
+                shown = _inside_the_div(frame, part.end())
     return done + shown
+
+
+def finished_answer(frames: list[str]) -> str:
+    """The fragment that ended the answer (the last of `frames`) with the answer's body as the tab then shows it:
+    the one sent with it, or the one the tab kept with what was sent for it (then put in it, not left before)."""
+    last = str(frames[-1])
+    kept = _KEPT.search(last)
+    if kept is None:
+        return last
+    article = last.rindex("<article ", 0, kept.start())
+    return f'{last[article : kept.start()]}<div class="body markdown">{shown_answer(frames)}</div>{last[kept.end() :]}'
 
 
 def _inside_the_div(html: str, start: int) -> str:

@@ -16,7 +16,7 @@ from tests.fakes.websocket import SAID, SocketTab
 from tests.servers import ANSWER_TEXT, FINISHED, shown_answer
 
 LIVE_TAIL = re.compile(r'<span class="live-tail">([^<]*)</span>')
-TARGET = re.compile(r'(?:id="|#)((?:done|open|reasoning|reasoning-summary|wait)-m|call-m-\d+)\b')
+TARGET = re.compile(r'(?:id="|#)((?:open|reasoning|reasoning-summary|wait)-m|call-m-\d+)\b')
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_every_streaming_fragment_targets_an_element_of_the_message_being_writte
             fragments.changed_call(writing, 0),  # and when it ended
         ]
     targets = {target for fragment in sent for target in TARGET.findall(fragment)}
-    assert targets == {"done-m", "open-m", "reasoning-m", "reasoning-summary-m", "wait-m", "call-m-0"}
+    assert targets == {"open-m", "reasoning-m", "reasoning-summary-m", "wait-m", "call-m-0"}
     assert all(f'id="{target}"' in page for target in targets)
 
 

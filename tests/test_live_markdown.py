@@ -50,7 +50,7 @@ def fragments():
 
 def shown(updates, fragments, page=("", "")):
     """The answer's HTML as a tab shows it after these updates (from a page showing `page`)."""
-    start = f'<div class="markdown" id="done-m">{page[0]}</div><div class="markdown" id="open-m">{page[1]}</div>'
+    start = f'<div class="body markdown" id="text-m">{page[0]}<div class="live-open" id="open-m">{page[1]}</div></div>'
     return shown_answer([start, *(fragments.text("m", update) for update in updates)])
 
 
@@ -159,6 +159,6 @@ def test_the_page_shows_the_answer_being_written_as_markdown_and_its_reasoning_a
     page = client.get(chat).text
     assert f'<div class="plain" id="reasoning-{answer.id}">I think **this** &lt;i&gt;</div>' in page
     done, open_html = rendered("The **answer**:\n\n```sh\necho hi\n")
-    assert f'id="done-{answer.id}">{done}</div><div class="markdown" id="open-{answer.id}">{open_html}</div>' in page
+    assert f'id="text-{answer.id}">{done}<div class="live-open" id="open-{answer.id}">{open_html}</div>' in page
     assert "<strong>answer</strong>" in done and '<code class="language-sh">' in open_html
     assert f'<summary id="reasoning-summary-{answer.id}">Reasoning</summary>' in page  # it has ended: not "Thinking…"

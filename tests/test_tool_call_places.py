@@ -17,7 +17,7 @@ from chatbot.services import mcp_client
 from chatbot.stores.conversations import Message
 from tests.fakes.websocket import SocketTab
 from tests.helpers import Recorder, csrf, new_store, open_chat
-from tests.servers import FINISHED
+from tests.servers import FINISHED, finished_answer
 from tests.test_tool_calls import settings, wait_for
 
 ECHO = ("call_1", "web__echo", '{"text": "<b>hi</b>"}')
@@ -123,7 +123,7 @@ def test_the_page_shows_each_call_between_the_text_before_it_and_after_it_escape
     client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Echo"})
     page = client.get(chat).text  # the form post waited for the answer, as without JavaScript
     body = page[page.index('<div class="body markdown">') :]
-    block = body.index('<details class="tool-call done">')
+    block = body.index('<details class="tool-call done" id="call-')
     assert body.index("<p>Checking.</p>") < block < body.index("<p>It said hi.</p>")
     assert "&lt;b&gt;hi&lt;/b&gt;</pre>" in body and "<b>hi</b>" not in page
     exported = client.get(f"{chat}/export.md").text
@@ -143,7 +143,7 @@ def test_a_page_reloaded_while_a_call_runs_shows_it_running_at_its_place(make_ap
     wait_for(lambda: mcp_log.logged() == ["started"])
     page = client.get(chat).text  # while the form post waits
     posted.join()
-    live = page[page.index('class="body live"') :]
+    live = page[page.index('<div class="body markdown" id="text-') :]
     running = re.search(r'<details class="tool-call running" id="call-[\w-]+-0">\s*<summary>Calling web__hang', live)
     assert running is not None and live.index("<p>Looking.</p>") < running.start()
     assert "Called web__hang" in client.get(chat).text
@@ -175,7 +175,7 @@ def test_over_the_socket_a_running_call_is_sent_at_its_place_before_it_ends_and_
         before = tab.send("send", message="Sleep")
         placed = tab.ws.wait_for("Calling web__hang", after=before)
         assert not any("tool-call done" in fragment or FINISHED.search(fragment) for fragment in tab.ws.sent)
-        assert re.search(r'beforeend:#done-[\w-]+"><p>Looking.</p>\n<details class="tool-call running"', placed)
+        assert re.search(r'beforebegin:#open-[\w-]+"><p>Looking.</p>\n<details class="tool-call running"', placed)
         later = SocketTab(app, conversation)  # a reloaded tab, or one on another worker
         caught_up = later.ws.wait_for("Calling web__hang")
         assert caught_up.index("<p>Looking.</p>") < caught_up.index('class="tool-call running"')
@@ -183,7 +183,8 @@ def test_over_the_socket_a_running_call_is_sent_at_its_place_before_it_ends_and_
             changed = shown.ws.wait_for(re.compile(r'<details class="tool-call done" id="call-[\w-]+-0" hx-swap-oob'))
             text_after = shown.ws.wait_for("Slept")
             assert shown.ws.sent.index(changed) < shown.ws.sent.index(text_after)
-            finished = shown.ws.wait_for(FINISHED)
+            ended = shown.ws.sent.index(shown.ws.wait_for(FINISHED))
+            finished = finished_answer(shown.ws.sent[: ended + 1])
             assert finished.index("Looking.") < finished.index("Called web__hang") < finished.index("Slept well.")
     finally:
         tab.close()

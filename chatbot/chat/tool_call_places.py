@@ -87,11 +87,6 @@ def live(said: str, records: list[dict[str, Any]]) -> tuple[list[Numbered], list
     return unplaced, [(render_markdown(piece), calls) for piece, (_, calls) in zip(cut, groups, strict=False)], cut[-1]
 
 
-def after_last(said: str, records: list[dict[str, Any]]) -> str:
-    """The text of an answer being written after its last call."""
-    return pieces(said, grouped(records)[1])[-1]
-
-
 def settle(message: Message, said: str) -> None:
     """An answer that ended: its calls' places moved from its text as written (`said`) to its content (`said` cut
     at a stop sequence and stripped), a call still running then kept as failed, and its HTML made."""

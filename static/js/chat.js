@@ -264,7 +264,7 @@
 
   // A copy button on each code block of a finished answer (the answer's own is among its actions).
   function addCopyButtons(root) {
-    root.querySelectorAll(".message.assistant .body.markdown:not([data-copy])").forEach(function (body) {
+    root.querySelectorAll(".message.assistant:not(.streaming) .body.markdown:not([data-copy])").forEach(function (body) {
       body.dataset.copy = "1";
       body.querySelectorAll("pre:not(.plain)").forEach(function (pre) {  // its language, and Copy (not a tool's)
         var head = document.createElement("div");

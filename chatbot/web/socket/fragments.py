@@ -10,6 +10,7 @@ from markupsafe import Markup
 
 from chatbot.chat.branches import Tree
 from chatbot.chat.live_markdown import Update
+from chatbot.chat.shown_body import Rest
 from chatbot.stores.conversations import Conversation, Message
 from chatbot.web.common import model_menu
 
@@ -67,12 +68,17 @@ class Fragments:
             "chat/_started.html", user=user, answer=answer, messages=messages, tree=tree, conversation=conversation
         )
 
-    def resumed(self, answer: Message) -> str:
-        """The answer whole as it is now, to go on from."""
-        return self.render("chat/_resumed.html", answer=answer)
+    def resumed(self, answer: Message, body: tuple) -> str:
+        """The answer whole as it is now, to go on from; its body as chat/tool_call_places.py and
+        chat/live_markdown.py render it (the calls above its text, its pieces with their calls, the complete blocks
+        after the last call and the open block)."""
+        return self.render("chat/_resumed.html", answer=answer, body=body)
 
-    def finished(self, answer: Message, shown: bool, last: Message, tree: Tree, left: str) -> str:
-        return self.render("chat/_finished.html", answer=answer, shown=shown, last=last, tree=tree, left=left)
+    def finished(self, answer: Message, shown: bool, last: Message, tree: Tree, left: str, rest: Rest | None) -> str:
+        """The answer as it ended: with its body whole, or (`rest`) only what the body shown lacks of it."""
+        return self.render(
+            "chat/_finished.html", answer=answer, shown=shown, last=last, tree=tree, left=left, rest=rest
+        )
 
     def model(self, conversation: Conversation, config: dict) -> str:
         """The header's model menu, with the model picked now (here or in another tab) and its settings."""

@@ -9,12 +9,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Protocol
 
+from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 
 from chatbot.chat import reasoning, tool_call_places
 from chatbot.chat.branches import Tree
 from chatbot.chat.events import Event, Kind
 from chatbot.chat.live_markdown import LiveMarkdown
+from chatbot.chat.shown_body import ShownBody
 from chatbot.stores.conversations import Conversation, Message
 from chatbot.stores.failures import StoreUnavailable
 from chatbot.web.common import store
@@ -34,7 +36,8 @@ TEXT_EVENTS = {Kind.DELTA, Kind.REASONING, Kind.REASONED, Kind.WAITING, Kind.CAL
 class TabView:
     """The tab's branch (`shown_last`), the answers being written whose text it does not show (`hidden`: another
     branch) or shows again whole (`rejoining`: a switch back), and the answer's text as shown (`live`: since its
-    last tool call; `said_length`: all of it) with its tool calls (`calls_shown`: the status of each, in order)."""
+    last tool call; `said_length`: all of it) with its tool calls (`calls_shown`: the status of each, in order), and
+    what its body holds for good (`body`: unknown after a switch, until the answer is shown again)."""
 
     def __init__(self, ws: Sends, fragments: Fragments, conversation: Conversation, left: Callable[[], str]) -> None:
         self.ws = ws
@@ -49,6 +52,7 @@ class TabView:
         self.live = LiveMarkdown()  # the answer being sent, as it is shown
         self.said_length = 0
         self.calls_shown: list[str] = []
+        self.body = ShownBody()
         self.shows: dict[Kind, Callable[[Event], object]] = {
             Kind.STARTED: self.started,
             Kind.RESUMED: self.resumed,
@@ -84,6 +88,7 @@ class TabView:
         self.shown_last = event.message.id
         self.hidden.discard(event.message.id)
         self.live, self.said_length, self.calls_shown = LiveMarkdown(), 0, []
+        self.body = ShownBody(event.message.id)
         self.send(self.fragments.started(event.user_message, event.message, tree, self.conversation))
 
     def resumed(self, event: Event) -> None:
@@ -92,7 +97,8 @@ class TabView:
         self.resume(event.message)
 
     def finished(self, event: Event) -> None:
-        """Free before the browser hears of it: a message sent at once is taken, not refused as "wait"."""
+        """Free before the browser hears of it: a message sent at once is taken, not refused as "wait". Its body is
+        sent whole only when the one shown is not the start of it."""
         answer = event.message
         self.answering = False
         self.hidden.discard(answer.id)
@@ -104,13 +110,19 @@ class TabView:
             tree = Tree([answer])
         shown = tree.shows(self.shown_last, answer.id)  # not when this tab went to another branch
         last = answer if shown else tree.chosen(self.shown_last)[-1]
-        self.send(self.fragments.finished(answer, shown, last, tree, left))
+        rest = None
+        if shown:
+            records = answer.meta.get("tool_calls", [])
+            rest = self.body.rest(answer.id, tool_call_places.finished(answer.html, records)[1])
+        self.body = ShownBody()
+        self.send(self.fragments.finished(answer, shown, last, tree, left, rest))
 
     def switch(self, tree: Tree, leaf: str, running: Message | None) -> None:
         """Show the branch that ends at `leaf`; an answer being written (`running`) goes on after it is shown,
         whole if it is on that branch, else unseen until it ends."""
         with self.lock:
             self.shown_last = leaf
+            self.body = ShownBody()  # the branch is drawn anew: the answer's body, if shown, as saved
             if running is not None and tree.shows(leaf, running.id):  # saved part shown; then all, live
                 self.rejoining.add(running.id)
                 self.hidden.discard(running.id)
@@ -158,10 +170,14 @@ class TabView:
             if number < len(self.calls_shown):
                 if self.calls_shown[number] != record["status"]:
                     self.calls_shown[number] = record["status"]
+                    self.body.change_call(number, record)
                     alive = self.send(self.fragments.changed_call(answer, index)) and alive
             elif record["at"] <= self.said_length:
                 self.calls_shown.append(record["status"])
-                alive = self.send(self.fragments.placed_call(answer, index, self.live.end())) and alive
+                before = self.live.end()
+                self.body.add(before)
+                self.body.add_call(record)
+                alive = self.send(self.fragments.placed_call(answer, index, before)) and alive
                 self.live = LiveMarkdown()  # the text that follows starts anew after the call
             else:
                 break  # made after text not shown yet
@@ -172,15 +188,26 @@ class TabView:
         its tool calls; what follows adds to it."""
         said = reasoning.split(answer.content)[1] if said is None else said
         records = answer.meta.get("tool_calls", [])
-        self.live = LiveMarkdown(tool_call_places.after_last(said, records))
+        unplaced, pieces, rest = tool_call_places.live(said, records)
+        self.live = LiveMarkdown()
+        opening = self.live.feed(rest)
         self.said_length = len(said)
         self.calls_shown = [record["status"] for _, record in tool_call_places.placed(records)]
-        self.send(self.fragments.resumed(answer))
+        self.body = ShownBody(answer.id)
+        for html, calls in pieces:
+            self.body.add(html)
+            for _, record in calls:
+                self.body.add_call(record)
+        self.body.add(opening.done)
+        body = (unplaced, pieces, opening.done, opening.open or Markup())
+        self.send(self.fragments.resumed(answer, body))
 
     def send_text(self, message_id: str, text: str) -> bool:
         """Send more of the answer's text, as markdown: one message for the text of one flush."""
         self.said_length += len(text)
-        fragment = self.fragments.text(message_id, self.live.feed(text))
+        update = self.live.feed(text)
+        self.body.add(update.done)
+        fragment = self.fragments.text(message_id, update)
         return self.send(fragment) if fragment else True
 
     def notice(self, text: str) -> None:
