@@ -370,7 +370,7 @@ def test_without_javascript_the_card_is_a_form_and_the_page_comes_back_with_the_
     answered = client.post(action, data={"csrf_token": csrf(page), "card": card, "decision": "once"})
     assert answered.status_code == 302
     page = client.get(chat).text
-    assert "Echoed." in page and '<details class="tool-call done">' in page and "The model wants to call" not in page
+    assert "Echoed." in page and '<details class="tool-call done" id="call-' in page and "The model wants to call" not in page
     again = client.post(action, data={"csrf_token": csrf(page), "card": card, "decision": "deny"})
     assert again.status_code == 409 and "That tool call was answered already" in again.text
 
@@ -403,7 +403,7 @@ def test_a_page_left_on_a_card_shows_after_a_reload_that_the_call_was_denied_for
         assert time.monotonic() < deadline, "the card was not denied"
         time.sleep(0.1)
     assert "Nobody said yes." in page
-    assert '<details class="tool-call denied">' in page and "The model wants to call" not in page
+    assert '<details class="tool-call denied" id="call-' in page and "The model wants to call" not in page
     assert " · The user did not answer within 0.01 minutes, so this call was not made.</summary>" in page
 
 

@@ -13,7 +13,7 @@ from tests.conftest import app_environment
 from tests.fakes.hf_server import ROUTER_MODELS, TOKEN
 from tests.helpers import NOTES_PARAMETERS, streamed_text
 from tests.samples import png
-from tests.servers import FINISHED, ChatClient, GunicornApp, act, read_until, shown_answer
+from tests.servers import FINISHED, ChatClient, GunicornApp, act, finished_answer, read_until, shown_answer
 
 
 def test_a_whole_exchange(instances, fake):
@@ -33,7 +33,7 @@ def test_a_whole_exchange(instances, fake):
     assert 'aria-busy="true"' in frames[0]
     assert streamed_text(frames) == "The answer is 42 <b>."
     assert "<strong>42</strong> &lt;b&gt;" in shown_answer(frames[:-1])  # markdown while it streams, HTML escaped
-    finished = frames[-1]
+    finished = finished_answer(frames)
     assert FINISHED.search(finished).group(2) == "done"
     assert "The answer is <strong>42</strong> &lt;b&gt;." in finished
     assert 'id="send-button">Send' in finished
@@ -42,7 +42,7 @@ def test_a_whole_exchange(instances, fake):
 MARKDOWN_TOKENS = ["Steps", ":\n\n", "- one", "\n- **two**", "\n\n```python\n", "print(", "1)\n", "x = 2", "\n```\n\n"]
 MARKDOWN_TOKENS += ["| a | b |", "\n|---|---|", "\n| 1 | <script> |", "\n\nDone"]
 LIVE_TAIL = re.compile(r'<span class="live-tail">[^<]*</span>')
-DONE_APPENDED = re.compile(r'<div hx-swap-oob="beforeend:#done-[\w-]+">(.*?)</div>', re.S)
+DONE_APPENDED = re.compile(r'<div hx-swap-oob="beforebegin:#open-[\w-]+">(.*?)</div>', re.S)
 
 
 def test_an_answer_is_shown_as_markdown_while_it_streams(instances, fake):
@@ -64,14 +64,14 @@ def test_an_answer_is_shown_as_markdown_while_it_streams(instances, fake):
     appended = "".join(DONE_APPENDED.findall("".join(frames)))
     assert appended.count("<li>one</li>") == 1  # a complete block is sent once
     assert "<td>&lt;script&gt;</td>" in shown_answer(frames[:-1]) and "<script>" not in "".join(frames)
-    whole = re.search(r'<div class="body markdown">(.*?)</div>', frames[-1], re.S).group(1)
+    whole = re.search(r'<div class="body markdown">(.*?)</div>', finished_answer(frames), re.S).group(1)
     assert LIVE_TAIL.sub("", shown_answer(frames[:-1])) == whole  # what streamed is what the answer is
     assert "<table>" in whole and "<p>Done</p>" in whole
     assert '<pre><code class="language-python">' in followed[0]  # the answer so far, as markdown
     # A follower reads the store every FOLLOW_SECONDS: what it streamed is the answer's start (all of it unless the
     # answer ended between two reads), and its finished fragment is the whole answer.
     assert whole.startswith(LIVE_TAIL.sub("", shown_answer(followed[:-1])))
-    assert whole in followed[-1]
+    assert whole in finished_answer(followed)
 
 
 def test_history_is_rebuilt_from_the_store_on_reload(gunicorn_on_fake, fake):
@@ -149,7 +149,7 @@ def test_a_loading_model_is_waited_for_with_a_countdown(gunicorn_on_fake, fake):
     frames = chat.exchange("Wake up")
     waits = [frame for frame in frames if "Model is loading" in frame]
     assert "Model is loading, about 2 s" in waits[0] and "Model is loading, about 1 s" in waits[1]
-    assert FINISHED.search(frames[-1]).group(2) == "done" and "Loaded now" in frames[-1]
+    assert FINISHED.search(frames[-1]).group(2) == "done" and "Loaded now" in finished_answer(frames)
     assert len(fake.requests) == 2
 
 
@@ -286,7 +286,7 @@ def test_regenerate_and_edit_over_the_socket(gunicorn_on_fake, fake):
     assert (
         'id="messages" class="messages"' in frames[0] and "Second" not in frames[0]
     )  # the old answer is a version aside
-    assert "Second, again" in frames[-1]
+    assert "Second, again" in finished_answer(frames)
     assert fake.requests[-1].json["inputs"].endswith("Question two<end_of_turn>\n<start_of_turn>model\n")
 
     first_question = re.search(r'name="message_id" value="([\w-]+)"', chat.page()).group(1)
@@ -335,7 +335,7 @@ def test_a_reloaded_tab_follows_the_answer_to_the_end(instances, fake):
     assert FINISHED.search(frames[-1]).group(2) == "done"
     streamed = streamed_text(frames[:-1])
     assert whole.startswith(streamed) and len(streamed.split()) >= 20  # as it streamed: no word missing or doubled
-    assert f"<p>{whole}</p>" in frames[-1]
+    assert f"<p>{whole}</p>" in finished_answer(frames)
     assert whole in chat.page()
 
 
@@ -428,7 +428,7 @@ def test_an_image_sent_on_the_socket_reaches_a_model_that_takes_images_and_is_re
         assert sent["messages"][-1]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
         started = next(frame for frame in frames if "What colour?" in frame)  # after the header, with the model picked
         assert f'<img src="/c/{chat.conversation_id}/files/{file_id}" alt="red.png"' in started
-        assert "Red." in frames[-1]
+        assert "Red." in finished_answer(frames)
         fake.reply(tokens=["A red square."])
         act(ws, "send", message="", attachment=file_id)  # an image sent alone
         read_until(ws, [], FINISHED)

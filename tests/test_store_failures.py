@@ -21,7 +21,7 @@ from config import ConfigError
 from tests import postgres
 from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
-from tests.servers import FINISHED, REDIS_URL, ROOT, ChatClient, GunicornApp, act, read_until
+from tests.servers import FINISHED, REDIS_URL, ROOT, ChatClient, GunicornApp, act, finished_answer, read_until
 
 NOTICE = 'id="notice"'
 
@@ -145,7 +145,7 @@ def test_redis_dying_while_an_answer_is_written_is_told_with_what_arrived(tmp_pa
         process.kill()
         read_until(ws, frames, FINISHED, seconds=30)
         ws.close()
-        ended = frames[-1]
+        ended = finished_answer(frames)
         assert f"The chat&#39;s store (Redis at 127.0.0.1:{port}/0) does not answer" in ended
         assert "What arrived is shown above, but it could not be saved" in ended
         assert "word3" in ended  # what arrived stays on the page
@@ -171,7 +171,7 @@ def test_postgresql_stopping_while_an_answer_is_written_is_told_with_what_arrive
             server.stop()
             read_until(ws, frames, FINISHED, seconds=8)  # told at once, not after a wait for connections per call
             ws.close()
-            ended = frames[-1]
+            ended = finished_answer(frames)
             where = f"PostgreSQL at 127.0.0.1:{server.port}/chat"
             assert f"The chat&#39;s store ({where}) does not answer" in ended
             assert "What arrived is shown above, but it could not be saved" in ended

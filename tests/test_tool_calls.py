@@ -25,7 +25,7 @@ from tests.conftest import app_environment
 from tests.fakes.hf_server import TOKEN
 from tests.fakes.mcp_server import stdio_server
 from tests.helpers import Recorder, csrf, new_store, open_chat
-from tests.servers import FINISHED, ChatClient, GunicornApp
+from tests.servers import FINISHED, ChatClient, GunicornApp, finished_answer
 
 
 @pytest.fixture(autouse=True)
@@ -146,7 +146,7 @@ def test_a_reloaded_page_shows_each_call_folded_with_its_result_escaped_never_as
     chat = open_chat(client)
     client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Echo an image tag"})
     page = client.get(chat).text
-    assert '<details class="tool-call done">' in page
+    assert '<details class="tool-call done" id="call-' in page
     assert "Called web__echo(text: &#34;&lt;img src=x onerror=alert(1)&gt;&#34;) · " in page
     assert "&lt;img src=x onerror=alert(1)&gt;</pre>" in page and "<img src=x" not in page
 
@@ -160,7 +160,7 @@ def test_a_call_whose_arguments_and_result_reverse_text_shows_each_bidi_override
     fake.reply(tokens=["Shown."])
     chat = open_chat(client)
     client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Echo"})
-    block = re.search(r'<details class="tool-call done">.*?</details>', client.get(chat).text, re.S).group(0)
+    block = re.search(r'<details class="tool-call done" id="call-.*?</details>', client.get(chat).text, re.S).group(0)
     assert "\u202e" not in block and block.count("safe\\u202etxt.exe") == 3  # summary, arguments, result
 
 
@@ -231,9 +231,9 @@ def test_under_gunicorn_a_chat_calls_tools_over_http_and_stdio_with_either_worke
     fake.reply(tokens=["Both ran."])
     with GunicornApp(environment) as server:
         frames = ChatClient(server.url).exchange("Use both tools")
-    finished = frames[-1]
+    finished = finished_answer(frames)
     assert FINISHED.search(finished).group(2) == "done" and "Both ran." in finished
-    assert finished.count('<details class="tool-call done">') == 2
+    assert finished.count('<details class="tool-call done" id="call-') == 2
     assert "Called web__echo(text: &#34;hi&#34;, times: 2)" in finished
     tool_messages = [m for m in fake.requests[-1].json["messages"] if m["role"] == "tool"]
     assert [m["content"] for m in tool_messages] == ["hi hi", "unset"]
@@ -558,7 +558,7 @@ def test_the_page_shows_a_call_with_arguments_too_long_as_failed_in_words_and_an
     chat = open_chat(client)
     client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Echo a lot"})
     page = client.get(chat).text
-    assert '<details class="tool-call failed">' in page and "x" * 1000 not in page
+    assert '<details class="tool-call failed" id="call-' in page and "x" * 1000 not in page
     assert (
         "The model&#39;s arguments for web__echo were 100,012 characters, more than the 64,000 a call may have" in page
     )

@@ -107,7 +107,7 @@ def test_the_calls_block_shows_its_image_served_to_the_chats_owner_alone_never_i
     chat = open_chat(client)
     client.post(f"{chat}/messages", data={"csrf_token": csrf(client.get(chat).text), "message": "Draw"})
     page = client.get(chat).text
-    block = page[page.index('<details class="tool-call done">') :]
+    block = page[page.index('<details class="tool-call done" id="call-') :]
     block = block[: block.index("</details>")]
     (url,) = re.findall(r'<img src="(/c/[^"]+/files/[^"]+)"', block)
     assert url.startswith(chat + "/files/") and "data:image" not in page and "alert(" not in page
