@@ -97,6 +97,12 @@ def finished_answer(frames: list[str]) -> str:
     return f'{last[article : kept.start()]}<div class="body markdown">{shown_answer(frames)}</div>{last[kept.end() :]}'
 
 
+def answer_body(html: str) -> str:
+    """The body of the first finished answer in `html` (a page, or `finished_answer`'s fragment)."""
+    start = '<div class="body markdown">'
+    return _inside_the_div(html, html.index(start) + len(start))
+
+
 def _inside_the_div(html: str, start: int) -> str:
     """What a div whose content starts at `start` holds, to its own closing tag (it may hold divs)."""
     depth = 1

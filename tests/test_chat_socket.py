@@ -4,16 +4,19 @@ while an answer is written here, stopped, followed from another tab, or left for
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 from flask import render_template
 from markupsafe import Markup
 
+from chatbot.chat import tool_call_places, tool_calls
+from chatbot.chat.events import Event, Kind
 from chatbot.chat.live_markdown import Update
 from chatbot.stores.conversations import Message
 from chatbot.web.socket.fragments import Fragments
 from tests.fakes.websocket import SAID, SocketTab
-from tests.servers import ANSWER_TEXT, FINISHED, shown_answer
+from tests.servers import ANSWER_TEXT, FINISHED, answer_body, finished_answer, shown_answer
 
 LIVE_TAIL = re.compile(r'<span class="live-tail">([^<]*)</span>')
 TARGET = re.compile(r'(?:id="|#)((?:open|reasoning|reasoning-summary|wait)-m|call-m-\d+)\b')
@@ -158,3 +161,110 @@ def test_text_of_a_followed_answer_read_past_a_tool_calls_place_is_cut_there_for
     (placed,) = [number for number, fragment in enumerate(sent) if 'class="tool-call done"' in fragment]
     assert "<p>Looking.</p>\n<details" in sent[placed]
     assert not any("Found" in fragment for fragment in sent[:placed]) and "Found it." in "".join(sent[placed:])
+
+
+def long_markdown(sections: int) -> list[str]:
+    """An answer of about 70 tokens a section: a paragraph, a list, a short code block and a table each."""
+    tokens = []
+    for n in range(sections):
+        tokens += [f"Section {n}: ", *(f"word{n}x{i} " for i in range(60)), "\n\n", f"- item {n}a\n", f"- **b{n}**\n\n"]
+        tokens += ["```python\n", f"x = {n}\n", "```\n\n", "| a | b |\n", "|---|---|\n", f"| {n} | <{n}> |\n\n"]
+    return [*tokens, "The end."]
+
+
+REFERENCE_LATER = ["See [ref].\n\n", "More.\n\n", "[ref]: https://example.org\n\n", "And [ref] again.\n"]
+
+
+def test_the_end_of_an_answer_sends_its_body_again_only_when_the_tab_shows_it_otherwise(tab, store, fake):
+    conversation = tab.socket.view.conversation
+    conversation.settings["parameters"] = {"max_new_tokens": 5000}
+    store.update_conversation(conversation)
+    tokens = long_markdown(57)
+    assert 3_990 <= len(tokens) <= 4_010
+    fake.reply(tokens=tokens, delay=0.0005)
+    before = tab.send("send", message="Write a lot")
+    ended = tab.ws.wait_for(FINISHED, after=before, seconds=60)
+    answer = store.messages(conversation)[-1]
+    assert answer.status == "done" and answer.content.endswith("The end.") and len(answer.html) > 50_000
+    assert len(ended.encode()) < 5_000  # not the ~52 KB of its body again
+    assert "word3x7" not in ended and "Section 56" not in ended and "<p>The end.</p>" in ended  # the open block
+    assert 'class="stats"' in ended and 'class="message-actions"' in ended and 'id="send-button">Send' in ended
+    finished = finished_answer(tab.ws.sent[: tab.ws.sent.index(ended) + 1])
+    assert answer_body(finished) == answer.html
+
+    fake.reply(tokens=REFERENCE_LATER, delay=0.05)  # the finished answer links what was shown before [ref]: was read
+    ended = FINISHED.search(tab.act("send", message="Link it"))
+    whole = tab.ws.sent[-1] if FINISHED.search(tab.ws.sent[-1]) else ""
+    assert ended is not None and '<div class="body markdown"><p>See <a href="https://example.org"' in whole
+    assert "hx-preserve" not in whole and "#open-" not in whole
+
+
+def test_a_stopped_answer_ends_with_its_marker_and_keeps_the_part_shown(tab, store, fake):
+    fake.reply(tokens=[f"w{n} " if n % 20 else f"w{n}\n\n" for n in range(1, 400)], delay=0.02)
+    before = tab.send("send", message="Go on")
+    tab.ws.wait_for(re.compile(r'"beforebegin:#open-[\w-]+"><p>w21 '), after=before)  # two paragraphs shown for good
+    ended = tab.act("stop")
+    stopped = store.messages(tab.socket.view.conversation)[-1]
+    assert FINISHED.search(ended)[2] == "stopped" and "Stopped: the answer above is partial." in ended
+    assert "w5 " not in ended  # shown already
+    finished = finished_answer(tab.ws.sent[: tab.ws.sent.index(ended) + 1])
+    assert answer_body(finished) == stopped.html
+
+
+def test_a_tab_that_follows_an_answer_gets_at_its_end_only_what_it_lacks(app, tab, store, fake):
+    fake.reply(tokens=[f"w{n} " if n % 10 else f"w{n}\n\n" for n in range(1, 80)], delay=0.03)
+    before = tab.send("send", message="Count")
+    tab.ws.wait_for(ANSWER_TEXT, after=before)
+    later = SocketTab(app, tab.socket.view.conversation)
+    try:
+        ended = later.ws.wait_for(FINISHED)
+        answer = store.messages(tab.socket.view.conversation)[-1]
+        assert "w1 " not in ended and "w15 " not in ended  # shown when it caught up, and then as it was read
+        finished = finished_answer(later.ws.sent[: later.ws.sent.index(ended) + 1])
+        assert answer_body(finished) == answer.html
+    finally:
+        later.close()
+
+
+def test_a_tab_back_on_the_branch_of_an_answer_being_written_gets_it_whole_then_only_what_it_lacks(tab, store, fake):
+    conversation = tab.socket.view.conversation
+    fake.reply(tokens=["One"])
+    tab.act("send", message="Count")
+    fake.reply(tokens=[f"w{n} " if n % 10 else f"w{n}\n\n" for n in range(1, 60)], delay=0.05)
+    before = tab.send("regenerate")
+    tab.ws.wait_for("w12", after=before)
+    first_answer, regenerated = store.messages(conversation)[1:]
+    tab.act("switch", message_id=first_answer.id)
+    back = tab.ws.sent.index(tab.act("switch", message_id=regenerated.id))
+    resumed = tab.ws.wait_for(f'<article id="msg-{regenerated.id}" class="message assistant streaming"', after=back + 1)
+    ended = tab.ws.wait_for(FINISHED, after=back)
+    answer = store.messages(conversation)[2]
+    assert "w1 " in resumed and "w1 " not in ended  # whole when shown again, then not again at its end
+    finished = finished_answer(tab.ws.sent[back : tab.ws.sent.index(ended) + 1])
+    assert answer_body(finished) == answer.html
+
+
+def test_a_followed_answer_whose_call_ended_with_it_ends_with_that_calls_block_anew_not_its_text(app, tab, store):
+    """A tab that follows an answer from the store may hear that a call ended only with the answer (its writer went
+    away while it ran): that call's block is sent again, in place of the one shown, and the text is not."""
+    view = tab.socket.view
+    question = store.add_message(Message("q", view.conversation.id, "user", "Look"))
+    answer = store.add_message(Message("a", view.conversation.id, "assistant", "", "", "streaming", parent_id=question.id))
+    running = {"id": "1", "name": "web__echo", "arguments": "{}", "result": "", "status": "running", "at": 8}
+    with app.app_context():
+        view.shown_last = answer.id
+        view.caught_up(answer, "")
+        answer.meta["tool_calls"] = [running]  # made once the text read so far was said
+        assert view.send_followed(answer, [(False, "Looking.")])
+        ended = replace(answer, content="Looking.", status="error", error={"message": "Gone", "kind": "unknown"})
+        ended.meta = {"tool_calls": [tool_calls.interrupted(running)]}
+        ended.html = tool_call_places.rendered(ended.content, ended.meta["tool_calls"])
+        before = len(tab.ws.sent)
+        view.on_event(Event(Kind.FINISHED, ended))
+    (finished,) = tab.ws.sent[before:]
+    assert FINISHED.search(finished)[2] == "error" and "Looking." not in finished
+    assert '<details class="tool-call failed" id="call-a-0" hx-swap-oob="true">' in finished
+    assert "The chat stopped while this call ran" in finished and "Gone" in finished
+    body = answer_body(finished_answer(tab.ws.sent))
+    assert body.startswith('<p>Looking.</p>\n<details class="tool-call failed" id="call-a-0">')
+    assert "Calling" not in body and "Called web__echo" in body

@@ -17,7 +17,7 @@ from chatbot.services import mcp_client
 from chatbot.stores.conversations import Message
 from tests.fakes.websocket import SocketTab
 from tests.helpers import Recorder, csrf, new_store, open_chat
-from tests.servers import FINISHED, finished_answer
+from tests.servers import FINISHED, answer_body, finished_answer
 from tests.test_tool_calls import settings, wait_for
 
 ECHO = ("call_1", "web__echo", '{"text": "<b>hi</b>"}')
@@ -190,3 +190,29 @@ def test_over_the_socket_a_running_call_is_sent_at_its_place_before_it_ends_and_
         tab.close()
         if later is not None:
             later.close()
+
+
+def test_an_answer_stopped_while_a_call_runs_ends_without_its_text_or_that_calls_block_sent_again(make_app, fake, mcp_log):
+    app = web_app(make_app, fake, mcp_log)
+    fake.reply(tokens=["Looking", " around", " here."], tool_calls=[HANG], delay=0.05)
+    tab = SocketTab(app, app.extensions["chat_store"].create_conversation("alice"))
+    try:
+        before = tab.send("send", message="Sleep")
+        tab.ws.wait_for("Calling web__hang", after=before)
+        ended = tab.act("stop")
+        answer = app.extensions["chat_store"].messages(tab.socket.view.conversation)[-1]
+        assert FINISHED.search(ended)[2] == "stopped" and "Looking around here." not in ended
+        assert "Calling web__hang" not in ended  # its block was sent anew as the call ended, before
+        finished = finished_answer(tab.ws.sent[: tab.ws.sent.index(ended) + 1])
+        assert answer_body(finished) == page_body(app, answer)
+    finally:
+        tab.close()
+
+
+def page_body(app, answer):
+    """The body of `answer` as its chat's page shows it."""
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["owner"] = "alice"
+    page = client.get(f"/c/{answer.conversation_id}").text
+    return answer_body(page[page.index(f'<article id="msg-{answer.id}"') :])
