@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chatbot.web.app import create_app  # noqa: E402
 from chatbot.chat import tool_call_places  # noqa: E402
 from chatbot.chat.events import Event, Kind  # noqa: E402
 from chatbot.stores.conversations import Message, new_id  # noqa: E402
+from chatbot.web.app import create_app  # noqa: E402
 from chatbot.web.socket.fragments import Fragments  # noqa: E402
 from chatbot.web.socket.view import TabView  # noqa: E402
 from tests.samples import mixed  # noqa: E402

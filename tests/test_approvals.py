@@ -370,7 +370,8 @@ def test_without_javascript_the_card_is_a_form_and_the_page_comes_back_with_the_
     answered = client.post(action, data={"csrf_token": csrf(page), "card": card, "decision": "once"})
     assert answered.status_code == 302
     page = client.get(chat).text
-    assert "Echoed." in page and '<details class="tool-call done" id="call-' in page and "The model wants to call" not in page
+    assert "Echoed." in page and '<details class="tool-call done" id="call-' in page
+    assert "The model wants to call" not in page
     again = client.post(action, data={"csrf_token": csrf(page), "card": card, "decision": "deny"})
     assert again.status_code == 409 and "That tool call was answered already" in again.text
 

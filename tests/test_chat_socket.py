@@ -249,7 +249,8 @@ def test_a_followed_answer_whose_call_ended_with_it_ends_with_that_calls_block_a
     away while it ran): that call's block is sent again, in place of the one shown, and the text is not."""
     view = tab.socket.view
     question = store.add_message(Message("q", view.conversation.id, "user", "Look"))
-    answer = store.add_message(Message("a", view.conversation.id, "assistant", "", "", "streaming", parent_id=question.id))
+    answer = Message("a", view.conversation.id, "assistant", "", status="streaming", parent_id=question.id)
+    store.add_message(answer)
     running = {"id": "1", "name": "web__echo", "arguments": "{}", "result": "", "status": "running", "at": 8}
     with app.app_context():
         view.shown_last = answer.id

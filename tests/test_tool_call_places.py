@@ -192,7 +192,9 @@ def test_over_the_socket_a_running_call_is_sent_at_its_place_before_it_ends_and_
             later.close()
 
 
-def test_an_answer_stopped_while_a_call_runs_ends_without_its_text_or_that_calls_block_sent_again(make_app, fake, mcp_log):
+def test_an_answer_stopped_while_a_call_runs_ends_without_its_text_or_that_calls_block_sent_again(
+    make_app, fake, mcp_log
+):
     app = web_app(make_app, fake, mcp_log)
     fake.reply(tokens=["Looking", " around", " here."], tool_calls=[HANG], delay=0.05)
     tab = SocketTab(app, app.extensions["chat_store"].create_conversation("alice"))

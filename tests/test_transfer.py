@@ -198,7 +198,8 @@ def test_tool_calls_go_out_in_both_exports_and_come_back_whole_with_a_json_impor
     again = json.loads(client.get(f"{imported}/export.json").text)
     assert again["messages"][1]["meta"]["tool_calls"] == [record]
     page = client.get(imported).text
-    assert '<details class="tool-call done" id="call-' in page and "&lt;b&gt;hi&lt;/b&gt;" in page and "<b>hi" not in page
+    assert '<details class="tool-call done" id="call-' in page
+    assert "&lt;b&gt;hi&lt;/b&gt;" in page and "<b>hi" not in page
 
 
 def test_an_imports_forged_tool_calls_are_cut_to_size_or_refused(client):
