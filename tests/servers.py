@@ -38,6 +38,12 @@ _SHOWN = re.compile(
 )
 # The body of a finished answer left as the tab shows it (templates/chat/_finished.html: only the rest was sent).
 _KEPT = re.compile(r'<div class="body markdown" id="text-[\w-]+" hx-preserve></div>')
+# Its reasoning, as it streamed: whole (a page, or the answer resumed), then text added; and left as it is at the end.
+_REASONING = re.compile(
+    r'<div class="plain" id="reasoning-[\w-]+">(?P<whole>[^<]*)</div>'
+    r'|<span hx-swap-oob="beforeend:#reasoning-[\w-]+">(?P<added>[^<]*)</span>'
+)
+_KEPT_REASONING = re.compile(r'<div class="plain" id="reasoning-[\w-]+" hx-preserve></div>')
 _DIV = re.compile(r"<div[\s>]|</div>")
 _TAIL = '<span class="live-tail">'
 
@@ -94,7 +100,12 @@ def finished_answer(frames: list[str]) -> str:
     if kept is None:
         return last
     article = last.rindex("<article ", 0, kept.start())
-    return f'{last[article : kept.start()]}<div class="body markdown">{shown_answer(frames)}</div>{last[kept.end() :]}'
+    last = f'{last[article : kept.start()]}<div class="body markdown">{shown_answer(frames)}</div>{last[kept.end() :]}'
+    reasoning = ""
+    for frame in map(str, frames):
+        for part in _REASONING.finditer(frame):
+            reasoning = part["whole"] if part["whole"] is not None else reasoning + part["added"]
+    return _KEPT_REASONING.sub(lambda _: f'<div class="plain">{reasoning}</div>', last)
 
 
 def answer_body(html: str) -> str:

@@ -269,3 +269,16 @@ def test_a_followed_answer_whose_call_ended_with_it_ends_with_that_calls_block_a
     body = answer_body(finished_answer(tab.ws.sent))
     assert body.startswith('<p>Looking.</p>\n<details class="tool-call failed" id="call-a-0">')
     assert "Calling" not in body and "Called web__echo" in body
+
+
+def test_an_answer_that_reasoned_ends_without_its_reasoning_or_text_sent_again(tab, store, fake):
+    thinking = ["<think>", "I ponder", " this", " deeply,", " at length.", "</think>"]
+    fake.reply(tokens=[*thinking, "First part.\n\n", "Second part.\n\n", "The end."], delay=0.05)
+    before = tab.send("send", message="Think")
+    ended = tab.ws.wait_for(FINISHED, after=before)
+    answer = store.messages(tab.socket.view.conversation)[-1]
+    assert answer.meta["reasoning"] == "I ponder this deeply, at length."
+    assert "Thought for" in ended and "ponder" not in ended and "First part." not in ended
+    finished = finished_answer(tab.ws.sent[: tab.ws.sent.index(ended) + 1])
+    assert '<div class="plain">I ponder this deeply, at length.</div>' in finished
+    assert answer_body(finished) == answer.html

@@ -1,4 +1,5 @@
-"""What a tab shows of an answer's body while it streams, kept as a digest, so that its end sends only what differs.
+"""What a tab shows of an answer's body (and reasoning) while it streams, kept as digests, so that its end sends only
+what differs.
 
 The tab's body holds, for good, the HTML appended to it (the complete blocks of chat/live_markdown.py, the text
 ended before each tool call) with each call's block, and after them the open block, which changes. A `ShownBody`
@@ -9,7 +10,7 @@ it costs grows with the flush, not the answer.
 When the answer ends, its body as a page shows it (chat/tool_call_places.py: the pieces of its HTML with the calls
 after each) is read as the same sequence: when what the tab holds for good is its start, only the rest (what took
 the open block's place, and what followed) and the calls whose record changed are sent; otherwise the body is sent
-whole.
+whole. Its reasoning, text added to what the tab shows, is kept when it is the one the answer keeps.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ Piece = tuple[Markup, list[Numbered]]  # HTML and the calls made after it, as to
 
 @dataclass
 class Rest:
-    """What a finished body holds past what a tab shows of it (`pieces`), and the calls shown whose block changed."""
+    """What a finished body holds past what a tab shows of it (`pieces`), the calls shown whose block changed, and
+    whether the reasoning shown is the one the answer keeps."""
 
     pieces: list[Piece] = field(default_factory=list)
     changed: list[Numbered] = field(default_factory=list)
+    reasoning: bool = False
 
 
 class ShownBody:
@@ -42,6 +45,7 @@ class ShownBody:
         self._digest = hashlib.blake2b(digest_size=16)
         self._length = 0  # characters added so far, CUTs included
         self._calls: list[bytes] = []  # each call's record as its block shows it, in order
+        self._reasoning = hashlib.blake2b(digest_size=16)  # the reasoning's text shown
 
     def add(self, html: str) -> None:
         """HTML appended to the body for good."""
@@ -57,9 +61,13 @@ class ShownBody:
         """The block of the `number`th call shown replaced (its record changed)."""
         self._calls[number] = _record_digest(record)
 
-    def rest(self, answer_id: str, pieces: list[Piece]) -> Rest | None:
-        """What the finished body (`pieces`) holds past what is shown; None when what is shown is not its start, or
-        is that of another answer."""
+    def add_reasoning(self, text: str) -> None:
+        """Reasoning added to the one shown."""
+        self._reasoning.update(_bytes(text))
+
+    def rest(self, answer_id: str, pieces: list[Piece], reasoning: str) -> Rest | None:
+        """What the finished body (`pieces`) holds past what is shown, and whether its `reasoning` is the one shown;
+        None when what is shown is not its start, or is that of another answer."""
         if answer_id != self.answer_id:
             return None
         digest, left, rest = hashlib.blake2b(digest_size=16), self._length, Rest()
@@ -84,6 +92,9 @@ class ShownBody:
         if left or digest.digest() != self._digest.digest() or len(shown) != len(self._calls):
             return None
         rest.changed = [call for call, seen in zip(shown, self._calls, strict=True) if _record_digest(call[1]) != seen]
+        rest.reasoning = bool(reasoning) and hashlib.blake2b(_bytes(reasoning), digest_size=16).digest() == (
+            self._reasoning.digest()
+        )
         return rest
 
 

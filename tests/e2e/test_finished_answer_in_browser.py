@@ -27,7 +27,7 @@ def tools_app(tmp_path_factory, fake_hf, mcp_http):
         yield server
 
 
-BEFORE_THE_CALL = ["Let me ", "look it up:\n\n", "- first **point**\n", "- second point\n\n", "Calling now."]
+BEFORE_THE_CALL = ["<think>", "Echo first,", " then <b>show</b>.", "</think>", "Let me ", "look it up:\n\n", "- first **point**\n", "- second point\n\n", "Calling now."]
 AFTER_THE_CALL = ["It said ", "*hi* twice.\n\n", "```python\n", "print('hi')\n", "print('hi')\n", "```\n\n"]
 AFTER_THE_CALL += ["| tool | times |\n", "|---|---|\n", "| echo | 2 |\n\n", "1. one\n", "2. two\n\n", "That is all."]
 
@@ -46,6 +46,7 @@ def test_a_streamed_answer_ends_as_a_reload_shows_it_without_its_body_sent_again
 
     (ended,) = [frame for frame in frames if 'class="message assistant done" hx-swap-oob="true"' in frame]
     assert "first <strong>point</strong>" not in ended and "print" not in ended and "<table>" not in ended
+    assert "Echo first" not in ended and "Thought for" in ended  # its reasoning kept too, folded anew
     expect(done.locator(".code-head")).to_have_count(1)  # chat.js gave the finished code its copy button
     streamed = done.inner_html()
     assert page.locator(".live-open, .live-tail, [hx-preserve]").count() == 0
@@ -54,9 +55,14 @@ def test_a_streamed_answer_ends_as_a_reload_shows_it_without_its_body_sent_again
     )
     expect(done.locator("> details.tool-call.done summary")).to_contain_text("Called web__echo")
     assert done.evaluate("body => body.className") == "body markdown"
+    reasoning = page.locator(".message.assistant.done .reasoning")
+    expect(reasoning.locator("summary")).to_contain_text("Thought for")
+    thought = reasoning.locator(".plain").inner_html()
+    assert thought == "Echo first, then &lt;b&gt;show&lt;/b&gt;." and reasoning.get_attribute("open") is None
 
     page.reload()
     reloaded = page.locator(".message.assistant.done .body")
     expect(reloaded.locator(".code-head")).to_have_count(1)
     assert reloaded.inner_html() == streamed
+    assert page.locator(".message.assistant.done .reasoning .plain").inner_html() == thought
     assert mcp_log.logged() == ["echo hi"]

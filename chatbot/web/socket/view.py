@@ -59,7 +59,7 @@ class TabView:
             Kind.WAITING: lambda event: self.send(fragments.waiting(event.message.id, event.text)),
             Kind.CALLING: lambda event: self.show_calls(event.message),
             Kind.ASKING: lambda event: self.send(fragments.asking(event.message)),
-            Kind.REASONING: lambda event: self.send(fragments.reasoning(event.message.id, event.text)),
+            Kind.REASONING: lambda event: self.send_reasoning(event.message.id, event.text),
             Kind.REASONED: lambda event: self.send(fragments.reasoned(event.message.id, event.text)),
             Kind.DELTA: lambda event: self.send_text(event.message.id, event.text),
             Kind.FINISHED: self.finished,
@@ -113,7 +113,8 @@ class TabView:
         rest = None
         if shown:
             records = answer.meta.get("tool_calls", [])
-            rest = self.body.rest(answer.id, tool_call_places.finished(answer.html, records)[1])
+            pieces = tool_call_places.finished(answer.html, records)[1]
+            rest = self.body.rest(answer.id, pieces, answer.meta.get("reasoning", ""))
         self.body = ShownBody()
         self.send(self.fragments.finished(answer, shown, last, tree, left, rest))
 
@@ -148,7 +149,7 @@ class TabView:
             alive = True
             for thinking, text in parts:
                 if thinking:
-                    alive = self.send(self.fragments.reasoning(answer.id, text)) and alive
+                    alive = self.send_reasoning(answer.id, text) and alive
                     continue
                 for piece in self.cut_at_calls(answer, text):
                     alive = self.show_calls(answer) and alive
@@ -186,7 +187,8 @@ class TabView:
     def resume(self, answer: Message, said: str | None = None) -> None:
         """Show the answer whole as it is now (`said`: its text without the reasoning, when known already), with
         its tool calls; what follows adds to it."""
-        said = reasoning.split(answer.content)[1] if said is None else said
+        thought, text = reasoning.split(answer.content)
+        said = text if said is None else said
         records = answer.meta.get("tool_calls", [])
         unplaced, pieces, rest = tool_call_places.live(said, records)
         self.live = LiveMarkdown()
@@ -194,6 +196,7 @@ class TabView:
         self.said_length = len(said)
         self.calls_shown = [record["status"] for _, record in tool_call_places.placed(records)]
         self.body = ShownBody(answer.id)
+        self.body.add_reasoning(thought)
         for html, calls in pieces:
             self.body.add(html)
             for _, record in calls:
@@ -209,6 +212,11 @@ class TabView:
         self.body.add(update.done)
         fragment = self.fragments.text(message_id, update)
         return self.send(fragment) if fragment else True
+
+    def send_reasoning(self, message_id: str, text: str) -> bool:
+        """Send more of the answer's reasoning, as text."""
+        self.body.add_reasoning(text)
+        return self.send(self.fragments.reasoning(message_id, text))
 
     def notice(self, text: str) -> None:
         self.send(self.fragments.notice(text))
