@@ -27,7 +27,8 @@ def tools_app(tmp_path_factory, fake_hf, mcp_http):
         yield server
 
 
-BEFORE_THE_CALL = ["<think>", "Echo first,", " then <b>show</b>.", "</think>", "Let me ", "look it up:\n\n", "- first **point**\n", "- second point\n\n", "Calling now."]
+BEFORE_THE_CALL = ["<think>", "Echo first,", " then <b>show</b>.", "</think>"]
+BEFORE_THE_CALL += ["Let me ", "look it up:\n\n", "- first **point**\n", "- second point\n\n", "Calling now."]
 AFTER_THE_CALL = ["It said ", "*hi* twice.\n\n", "```python\n", "print('hi')\n", "print('hi')\n", "```\n\n"]
 AFTER_THE_CALL += ["| tool | times |\n", "|---|---|\n", "| echo | 2 |\n\n", "1. one\n", "2. two\n\n", "That is all."]
 
