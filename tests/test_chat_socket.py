@@ -11,6 +11,7 @@ from flask import render_template
 from markupsafe import Markup
 
 from chatbot.chat import tool_call_places, tool_calls
+from chatbot.chat.branches import Tree
 from chatbot.chat.events import Event, Kind
 from chatbot.chat.live_markdown import Update
 from chatbot.stores.conversations import Message
@@ -282,3 +283,22 @@ def test_an_answer_that_reasoned_ends_without_its_reasoning_or_text_sent_again(t
     finished = finished_answer(tab.ws.sent[: tab.ws.sent.index(ended) + 1])
     assert '<div class="plain">I ponder this deeply, at length.</div>' in finished
     assert answer_body(finished) == answer.html
+
+
+def test_an_answer_that_ends_just_after_its_tab_drew_its_branch_anew_is_sent_whole(app, tab, store):
+    """The switch drew the answer as saved, which may lag what was streamed: its end cannot tell, so sends it all."""
+    view = tab.socket.view
+    question = store.add_message(Message("q", view.conversation.id, "user", "Count"))
+    answer = Message("a", view.conversation.id, "assistant", "", status="streaming", parent_id=question.id)
+    store.add_message(answer)
+    with app.app_context():
+        view.shown_last = answer.id
+        view.caught_up(answer, "")
+        assert view.send_followed(answer, [(False, "One.\n\nTwo.\n\nThree")])
+        view.switch(Tree(store.messages(view.conversation)), answer.id, answer)
+        ended = replace(answer, content="One.\n\nTwo.\n\nThree.", status="done")
+        ended.html = tool_call_places.rendered(ended.content, [])
+        view.on_event(Event(Kind.FINISHED, ended))
+    finished = tab.ws.sent[-1]
+    assert FINISHED.search(finished) and "hx-preserve" not in finished
+    assert '<div class="body markdown"><p>One.</p>\n<p>Two.</p>\n<p>Three.</p>\n</div>' in finished
