@@ -33,6 +33,10 @@ from bench.stats import percentile  # noqa: E402
 from tests.servers import ANSWER_TEXT, FINISHED, ChatClient, GunicornApp  # noqa: E402
 
 
+WARM_UP = 6  # answers before the runs: the kernel hands each chat to either worker, so with 2 both have answered
+# once but for 3 % of runs (with 2 warm-up answers, 25 %: a worker's first answer, 20-45 ms later, was a run's p99)
+
+
 def backend_alone(url: str) -> tuple[float, float, int]:
     """(seconds to the first event, seconds for all, events) reading the backend with a plain socket: the first
     event as soon as it comes, then in bulk, a read every 2 ms, the pace the app's reader takes with a flood. The
@@ -89,8 +93,8 @@ def in_a_new_chat(app: GunicornApp) -> tuple[float, float, float]:
 
 def compare(app: GunicornApp, backend: StreamingBackend, options: argparse.Namespace) -> None:
     alone, relayed = [], []
-    in_a_new_chat(app)  # each worker's first answer asks the backend for /info and the Hub for a template
-    in_a_new_chat(app)
+    for _ in range(WARM_UP):  # each worker's first answer asks the backend for /info and the Hub for a template
+        in_a_new_chat(app)
     backend_cpu = []  # the backend's CPU seconds for one answer read alone, and one read by the app
     for _ in range(options.runs):
         cpu = cpu_seconds(backend.process.pid)
