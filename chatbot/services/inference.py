@@ -30,7 +30,7 @@ from chatbot.services.remembered import Remembered
 
 READ_SIZE = 65536
 BODY_BYTES_PER_CHAR = 64  # of a stream's body per character it may say: an event is JSON around a token's text
-PAUSE_SECONDS = 0.002  # before reading again a server that writes faster than the answer is read
+PAUSE_SECONDS = 0.0005  # before reading again a server that writes faster than the answer is read
 WAITED_SECONDS = 0.0005  # a read this long waited for the server (one that finds bytes waiting takes microseconds)
 
 __all__ = ["Backend", "Parameters", "Request", "backend_for", "build_request", "stream_chunks", "stream_reply"]
