@@ -349,50 +349,39 @@ def test_a_server_that_refuses_tools_answers_400_saying_so(fake):
     assert "".join(stream_reply(build_request(backend, Parameters(), HELLO), backend)) == "Hello there!"
 
 
-def pauses_taken(monkeypatch, read_seconds: float, reads: int, size: int = 16) -> int:
-    """The pauses a reader takes over `reads` reads of `size` bytes that each take `read_seconds`."""
+def pauses_taken(monkeypatch, paces: list[float], size: int = 16) -> int:
+    """The pauses a reader takes over reads of `size` bytes, each taking its pace in seconds (0: bytes waiting)."""
     sleep = time.sleep
     pauses = []
 
     def reads_of_a_server(response, read_size):
-        for _ in range(reads):
-            sleep(read_seconds)  # the read (a wait for a server writing at its pace)
+        for pace in paces:
+            sleep(pace)  # the read (a wait for a server writing at its pace)
             yield b"x" * size
-
-    monkeypatch.setattr(inference.http_body, "reads", reads_of_a_server)
 
     def sleep_or_pause(seconds):
         pauses.append(seconds) if seconds == inference.PAUSE_SECONDS else sleep(seconds)
 
+    monkeypatch.setattr(inference.http_body, "reads", reads_of_a_server)
     monkeypatch.setattr(inference.time, "sleep", sleep_or_pause)
-    assert len(list(inference._chunks(None))) == reads
+    assert len(list(inference._chunks(None))) == len(paces)
     return len(pauses)
 
 
 def test_a_reader_waiting_on_its_server_never_pauses(monkeypatch):
-    assert pauses_taken(monkeypatch, 0.005, 20) == 0  # its waits let the other threads and greenlets run
+    assert pauses_taken(monkeypatch, [0.005] * 20) == 0  # its waits let the other threads and greenlets run
 
 
 def test_a_reader_of_a_flooding_server_pauses_after_each_read_so_that_the_next_gathers_more(monkeypatch):
-    assert pauses_taken(monkeypatch, 0, 20) == 19  # from the second read that found bytes waiting
+    assert pauses_taken(monkeypatch, [0] * 20) == 19  # from the second read that found bytes waiting
 
 
 def test_a_reader_that_finds_a_token_waiting_now_and_then_does_not_pause(monkeypatch):
-    sleep = time.sleep
-    paces = iter([0.005, 0, 0.005, 0, 0.005, 0, 0.005])  # its turn came late: a token was waiting
-
-    def reads_of_a_server(response, read_size):
-        for pace in paces:
-            sleep(pace)
-            yield b"data: {}\n\n"
-
-    monkeypatch.setattr(inference.http_body, "reads", reads_of_a_server)
-    monkeypatch.setattr(inference.time, "sleep", lambda seconds: pytest.fail("paused") if seconds else sleep(seconds))
-    assert len(list(inference._chunks(None))) == 7
+    assert pauses_taken(monkeypatch, [0.005, 0] * 4) == 0  # its turn came late: a token was waiting
 
 
 def test_a_reader_far_behind_its_server_reads_on_without_pausing(monkeypatch):
-    assert pauses_taken(monkeypatch, 0, 20, size=inference.READ_SIZE) == 0  # more is waiting already
+    assert pauses_taken(monkeypatch, [0] * 20, size=inference.READ_SIZE) == 0  # more is waiting already
 
 
 def test_a_provider_header_of_64_kb_is_kept_cut_to_a_names_length(fake):
