@@ -1,6 +1,8 @@
 """A real headless Chromium (Debian's package) driven by Playwright; any console error fails the test. And a site
 with every kind of page, for the tests that visit them all (phone, accessibility)."""
 
+import json
+
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
@@ -18,6 +20,20 @@ QUIET = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+def tool_chat_environment(tmp_path, fake, mcp, trust: str = "auto") -> dict[str, str]:
+    """A chat on the fake router's chat completions with the fake MCP server's tools, run without asking (`trust`
+    "auto") or after the user's yes ("ask")."""
+    return app_environment(
+        tmp_path,
+        API_URL=fake.url + "/v1",
+        INFERENCE_API="chat",
+        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
+        HF_API_TOKEN=TOKEN,
+        READ_TIMEOUT="5",
+        MCP_SERVERS=json.dumps([{"name": "web", "url": mcp.url, "trust": trust}]),
+    )
 
 
 @pytest.fixture(scope="session")

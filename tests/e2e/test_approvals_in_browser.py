@@ -1,29 +1,18 @@
 """A tool call's card in a real browser: it shows in the tab that asked and in one that follows, either answers it
 over the socket, the other's card goes away, and the answer goes on."""
 
-import json
-
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import app_environment
+from tests.e2e.conftest import tool_chat_environment
 from tests.e2e.test_accessibility import AXE, LOOKS, SERIOUS
-from tests.fakes.hf_server import TOKEN
 from tests.servers import GunicornApp
 
 
 @pytest.fixture(scope="module")
 def asking_app(tmp_path_factory, fake_hf, mcp_http):
     """The app under gunicorn on the fake router, with the fake MCP server at its default trust (ask)."""
-    environment = app_environment(
-        tmp_path_factory.mktemp("approvals"),
-        API_URL=fake_hf.url + "/v1",
-        INFERENCE_API="chat",
-        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
-        HF_API_TOKEN=TOKEN,
-        READ_TIMEOUT="5",
-        MCP_SERVERS=json.dumps([{"name": "web", "url": mcp_http.url}]),
-    )
+    environment = tool_chat_environment(tmp_path_factory.mktemp("approvals"), fake_hf, mcp_http, "ask")
     with GunicornApp(environment) as server:
         yield server
 

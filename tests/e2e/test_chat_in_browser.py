@@ -5,6 +5,7 @@ import json
 from playwright.sync_api import expect
 
 from tests.conftest import app_environment
+from tests.e2e.conftest import tool_chat_environment
 from tests.fakes.hf_server import ROUTER_MODELS, TOKEN
 from tests.samples import png
 from tests.servers import ROOT, GunicornApp
@@ -722,19 +723,6 @@ def test_the_model_titles_the_chat_after_its_first_answer(page, tmp_path, fake):
         page.reload()
         expect(page.locator("#conversation-title")).to_have_text("Train trip to Porto")
         page.goto("about:blank")
-
-
-def tool_chat_environment(tmp_path, fake, mcp_log):
-    """A chat on the fake router's chat completions with the fake MCP server's tools, run without asking."""
-    return app_environment(
-        tmp_path,
-        API_URL=fake.url + "/v1",
-        INFERENCE_API="chat",
-        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
-        HF_API_TOKEN=TOKEN,
-        READ_TIMEOUT="5",
-        MCP_SERVERS=json.dumps([{"name": "web", "url": mcp_log.url, "trust": "auto"}]),
-    )
 
 
 def test_a_chat_whose_answer_called_a_tool_is_shared_only_once_its_box_is_ticked(

@@ -1,28 +1,17 @@
 """The end of an answer in a real browser: the body streamed stays, with only what it lacked sent, and is what a
 reload of the page shows."""
 
-import json
-
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import app_environment
-from tests.fakes.hf_server import TOKEN
+from tests.e2e.conftest import tool_chat_environment
 from tests.servers import GunicornApp
 
 
 @pytest.fixture(scope="module")
 def tools_app(tmp_path_factory, fake_hf, mcp_http):
     """The app under gunicorn on the fake router, with the fake MCP server trusted to run."""
-    environment = app_environment(
-        tmp_path_factory.mktemp("finished"),
-        API_URL=fake_hf.url + "/v1",
-        INFERENCE_API="chat",
-        MODEL_ID="meta-llama/Llama-3.1-8B-Instruct",
-        HF_API_TOKEN=TOKEN,
-        READ_TIMEOUT="5",
-        MCP_SERVERS=json.dumps([{"name": "web", "url": mcp_http.url, "trust": "auto"}]),
-    )
+    environment = tool_chat_environment(tmp_path_factory.mktemp("finished"), fake_hf, mcp_http, "auto")
     with GunicornApp(environment) as server:
         yield server
 
